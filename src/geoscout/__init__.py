@@ -1,0 +1,57 @@
+"""geoscout: tell where on Earth a photo was taken.
+
+The public API is imported lazily so that ``import geoscout`` (and the CLI's cold
+start) stays fast; heavy dependencies such as torch load on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_EXPORTS: dict[str, str] = {
+    "LatLon": "geoscout.types",
+    "Candidate": "geoscout.types",
+    "Prediction": "geoscout.types",
+    "GeoscoutError": "geoscout.errors",
+    "InvalidInput": "geoscout.errors",
+    "UnknownName": "geoscout.errors",
+    "NotFittedError": "geoscout.errors",
+    "MissingWeights": "geoscout.errors",
+    "haversine_km": "geoscout.geo",
+    "geoguessr_score": "geoscout.geo",
+    "Dataset": "geoscout.data",
+    "load_dataset": "geoscout.data",
+    "reverse_geocode": "geoscout.places",
+    "create_backbone": "geoscout.backbones",
+    "list_backbones": "geoscout.backbones",
+    "EmbeddingStore": "geoscout.embeddings",
+    "embed_dataset": "geoscout.embeddings",
+    "create_partition": "geoscout.cells",
+    "list_partitions": "geoscout.cells",
+    "create_head": "geoscout.heads",
+    "list_heads": "geoscout.heads",
+    "ModelBundle": "geoscout.bundle",
+    "load_model": "geoscout.locate",
+    "Locator": "geoscout.locate",
+    "locate": "geoscout.locate",
+    "evaluate": "geoscout.evaluate",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'geoscout' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -1,0 +1,43 @@
+"""Command-line shells over the library. Each command lives in its own module."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+from ._app import app
+
+# Each module registers its commands on ``app`` when imported.
+COMMAND_MODULES = (
+    "import_cmd",
+    "label_cmd",
+    "embed_cmd",
+    "train_cmd",
+    "locate_cmd",
+    "evaluate_cmd",
+    "collect_cmd",
+    "serve_cmd",
+    "watch_cmd",
+    "list_cmd",
+)
+
+for _name in COMMAND_MODULES:
+    try:
+        importlib.import_module(f"{__name__}.{_name}")
+    except ModuleNotFoundError as _exc:  # a command not built yet in this checkout
+        if _exc.name != f"{__name__}.{_name}":
+            raise
+
+
+def main() -> None:
+    """Entry point of the ``geoscout`` console script."""
+    from geoscout.errors import GeoscoutError
+
+    try:
+        app()
+    except GeoscoutError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+__all__ = ["app", "main"]

@@ -1,0 +1,101 @@
+"""The small value types that cross layers: LatLon, Candidate, Prediction.
+
+All coordinates are WGS84 degrees, latitude first. Distances are kilometres.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = ["LatLon", "Candidate", "Prediction"]
+
+
+@dataclass(frozen=True, slots=True)
+class LatLon:
+    """A point on Earth: latitude and longitude in degrees (WGS84)."""
+
+    lat: float
+    lon: float
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.lat) and -90.0 <= self.lat <= 90.0):
+            raise ValueError(f"latitude must be in [-90, 90] degrees, got {self.lat!r}")
+        if not (math.isfinite(self.lon) and -180.0 <= self.lon <= 180.0):
+            raise ValueError(f"longitude must be in [-180, 180] degrees, got {self.lon!r}")
+
+
+@dataclass(slots=True)
+class Candidate:
+    """One candidate place for a photo, with its probability under the model.
+
+    ``country`` is the ISO 3166-1 alpha-2 code (``None`` at sea); names may be ``None``
+    when unknown.
+    """
+
+    lat: float
+    lon: float
+    probability: float
+    cell: str | None = None
+    country: str | None = None
+    country_name: str | None = None
+    admin1: str | None = None
+    city: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Candidate":
+        names = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+@dataclass(slots=True)
+class Prediction:
+    """The answer for one photo (or one panorama): ranked candidates and summaries.
+
+    ``candidates`` are sorted by probability, best first. ``radius_km`` holds ~68 % of the
+    predicted probability mass around the top candidate. ``expected_score`` is the
+    GeoGuessr score expected under the model's own distribution when guessing the top
+    candidate. ``error`` is set (and candidates empty) when the input could not be read.
+    """
+
+    image_id: str
+    candidates: list[Candidate] = field(default_factory=list)
+    radius_km: float | None = None
+    expected_score: float | None = None
+    source: str | None = None
+    error: str | None = None
+
+    @property
+    def top(self) -> Candidate:
+        if not self.candidates:
+            raise ValueError(f"prediction for {self.image_id!r} has no candidates: {self.error}")
+        return self.candidates[0]
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and bool(self.candidates)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "image_id": self.image_id,
+            "source": self.source,
+            "radius_km": self.radius_km,
+            "expected_score": self.expected_score,
+            "error": self.error,
+            "candidates": [c.to_dict() for c in self.candidates],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Prediction":
+        return cls(
+            image_id=str(d["image_id"]),
+            candidates=[Candidate.from_dict(c) for c in d.get("candidates", [])],
+            radius_km=d.get("radius_km"),
+            expected_score=d.get("expected_score"),
+            source=d.get("source"),
+            error=d.get("error"),
+        )
