@@ -1,0 +1,132 @@
+"""Decode any photo a user may hand us into an RGB Pillow image, or say clearly why not.
+
+Handles EXIF orientation, CMYK, 16-bit and 32-bit grey, palette and alpha (composited
+on white), grayscale, multi-frame files (first frame), and bounds the pixel count
+against decompression bombs. Every failure is an :class:`InvalidInput` whose message
+starts with the input's name and states the reason.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import InvalidInput
+
+__all__ = ["DEFAULT_MAX_PIXELS", "MAX_FILE_BYTES", "load_image", "describe_source"]
+
+DEFAULT_MAX_PIXELS = 40_000_000  # ~ a 7700 x 5200 photo; raise it explicitly for panoramas you trust
+MAX_FILE_BYTES = 100 * 1024 * 1024
+
+ImageSource = str | os.PathLike[str] | bytes | bytearray | memoryview | BinaryIO | Image.Image
+
+
+def describe_source(src: object) -> str:
+    """A short human name for an image source, for messages."""
+    if isinstance(src, (str, os.PathLike)):
+        return str(src)
+    if isinstance(src, (bytes, bytearray, memoryview)):
+        return f"<{len(src)} bytes>"
+    if isinstance(src, Image.Image):
+        return f"<PIL image {src.size[0]}x{src.size[1]} {src.mode}>"
+    return str(getattr(src, "name", None) or "<stream>")
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    mode = im.mode
+    if mode == "RGB":
+        return im
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        a = np.asarray(im, dtype=np.float64)
+        if mode.startswith("I;16"):
+            a = a / 257.0
+        else:  # 32-bit int or float: stretch the finite range to 0..255
+            finite = a[np.isfinite(a)]
+            lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+            a = (a - lo) / (hi - lo if hi > lo else 1.0) * 255.0
+        return Image.fromarray(np.clip(np.nan_to_num(a), 0, 255).astype(np.uint8), "L").convert("RGB")
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in im.info):
+        rgba = im.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return im.convert("RGB")  # L, 1, P, CMYK, YCbCr, LAB, HSV
+
+
+def load_image(src: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS, max_bytes: int = MAX_FILE_BYTES) -> Image.Image:
+    """Decode ``src`` (a path, bytes, a binary stream or a PIL image) into a fully loaded RGB image.
+
+    EXIF orientation is applied, so the result is upright. Raises :class:`InvalidInput`
+    (``"<name>: <reason>"``) for a missing, empty, truncated, non-image or over-large input.
+    """
+    name = describe_source(src)
+    try:
+        if isinstance(src, Image.Image):
+            im = src
+            opened = None
+        else:
+            if isinstance(src, (str, os.PathLike)):
+                p = Path(src)
+                if not p.exists():
+                    raise InvalidInput(f"{name}: file not found; check the path")
+                if p.is_dir():
+                    raise InvalidInput(f"{name}: is a folder, not an image file")
+                size = p.stat().st_size
+                if size == 0:
+                    raise InvalidInput(f"{name}: empty file (0 bytes); re-download or remove it")
+                if size > max_bytes:
+                    raise InvalidInput(f"{name}: file is {size} bytes, over the {max_bytes}-byte limit")
+                opened = open(p, "rb")
+            elif isinstance(src, (bytes, bytearray, memoryview)):
+                if len(src) == 0:
+                    raise InvalidInput(f"{name}: empty upload (0 bytes)")
+                if len(src) > max_bytes:
+                    raise InvalidInput(f"{name}: {len(src)} bytes, over the {max_bytes}-byte limit")
+                opened = io.BytesIO(bytes(src))
+            else:
+                opened = src
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                try:
+                    im = Image.open(opened)
+                except UnidentifiedImageError:
+                    raise InvalidInput(f"{name}: not an image Pillow can read (unknown format or not a picture)") from None
+        w, h = im.size
+        if w <= 0 or h <= 0:
+            raise InvalidInput(f"{name}: image has no pixels ({w}x{h})")
+        if w * h > max_pixels:
+            raise InvalidInput(
+                f"{name}: {w}x{h} = {w * h} pixels exceeds the limit of {max_pixels} "
+                "(protection against decompression bombs); downscale it or raise max_pixels if you trust the file"
+            )
+        if getattr(im, "n_frames", 1) > 1:
+            im.seek(0)
+        try:
+            im.load()
+        except (OSError, SyntaxError, ValueError, EOFError) as exc:
+            reason = "truncated or corrupt image data" if "truncat" in str(exc).lower() else f"cannot decode ({exc})"
+            raise InvalidInput(f"{name}: {reason}; re-download or remove it") from None
+        try:
+            im = ImageOps.exif_transpose(im) or im
+        except Exception:  # a broken EXIF block must not lose the picture itself  # noqa: BLE001
+            pass
+        out = _to_rgb(im)
+        out.load()
+        return out if out is not src else out.copy()
+    except InvalidInput:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise InvalidInput(f"{name}: {exc}") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise InvalidInput(f"{name}: cannot decode image ({exc})") from None
+    finally:
+        if not isinstance(src, Image.Image) and isinstance(src, (str, os.PathLike, bytes, bytearray, memoryview)):
+            try:
+                opened.close()  # type: ignore[union-attr]
+            except Exception:  # noqa: BLE001
+                pass
