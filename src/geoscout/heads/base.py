@@ -1,0 +1,201 @@
+"""The contract every geolocation head follows (scikit-learn conventions).
+
+A head maps image embeddings ``X`` (N, D) to a probability distribution over places.
+``fit(X, y)`` takes ``y`` as (N, 2) latitude/longitude in degrees; ``__init__`` only stores
+parameters; fitted attributes end with ``_``; calling ``predict*`` before ``fit`` raises
+:class:`~geoscout.errors.NotFittedError`. State is exported as a JSON-able config plus
+named numpy arrays, so bundles are written with safetensors and never pickled.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ..errors import InvalidInput, NotFittedError
+from ..geo import validate_latlon
+from ..types import Candidate
+from ._registry import HEADS
+
+__all__ = ["Distribution", "GeoHead", "check_embeddings", "check_targets", "head_from_state", "create_head", "list_heads"]
+
+
+@dataclass
+class Distribution:
+    """A discrete distribution over places for each of N inputs.
+
+    ``lat``/``lon`` hold the M support points: shape (M,) when shared by all inputs (cell
+    centroids, a GPS gallery) or (N, M) when they differ per input (hybrid offsets).
+    ``prob`` is (N, M) with rows summing to 1. ``cell`` optionally names each support point.
+    """
+
+    lat: NDArray[np.float64]
+    lon: NDArray[np.float64]
+    prob: NDArray[np.float64]
+    cell: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        self.prob = np.asarray(self.prob, dtype=np.float64)
+        if self.prob.ndim != 2:
+            raise ValueError(f"prob must be (N, M), got shape {self.prob.shape}")
+        self.lat = np.asarray(self.lat, dtype=np.float64)
+        self.lon = np.asarray(self.lon, dtype=np.float64)
+        m = self.prob.shape[1]
+        if self.lat.shape[-1] != m or self.lon.shape != self.lat.shape:
+            raise ValueError(f"support points {self.lat.shape} do not match prob {self.prob.shape}")
+
+    @property
+    def n(self) -> int:
+        return self.prob.shape[0]
+
+    def points(self, i: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """Support points (lat, lon) of input ``i``."""
+        if self.lat.ndim == 1:
+            return self.lat, self.lon
+        return self.lat[i], self.lon[i]
+
+    def topk_indices(self, k: int) -> NDArray[np.int64]:
+        """(N, k') indices of the k most probable support points, best first (k' = min(k, M))."""
+        k = max(1, min(int(k), self.prob.shape[1]))
+        part = np.argpartition(-self.prob, k - 1, axis=1)[:, :k]
+        order = np.argsort(-np.take_along_axis(self.prob, part, axis=1), axis=1, kind="stable")
+        return np.take_along_axis(part, order, axis=1)
+
+
+def check_embeddings(X: Any, *, dim: int | None = None, what: str = "embeddings") -> NDArray[np.float32]:
+    """Validate an (N, D) finite float matrix; returns float32."""
+    try:
+        arr = np.asarray(X, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"{what}: expected a numeric (N, D) matrix ({exc})") from None
+    if arr.ndim == 1:
+        arr = arr[None, :]
+    if arr.ndim != 2 or arr.shape[0] == 0:
+        raise InvalidInput(f"{what}: expected a non-empty (N, D) matrix, got shape {arr.shape}")
+    if dim is not None and arr.shape[1] != dim:
+        raise InvalidInput(
+            f"{what}: expected {dim}-dimensional vectors (the head was fitted on them), got {arr.shape[1]}; "
+            "use the same backbone for training and prediction"
+        )
+    if not np.isfinite(arr).all():
+        bad = int(np.argwhere(~np.isfinite(arr).all(axis=1))[0, 0])
+        raise InvalidInput(f"{what}: row {bad} has NaN or infinite values (a failed image?); drop it first")
+    return arr
+
+
+def check_targets(y: Any, n: int) -> NDArray[np.float64]:
+    """Validate (N, 2) latitude/longitude targets in degrees."""
+    arr = np.asarray(y, dtype=np.float64)
+    if arr.shape != (n, 2):
+        raise InvalidInput(f"targets: expected shape ({n}, 2) = (lat, lon) degrees per embedding, got {arr.shape}")
+    validate_latlon(arr[:, 0], arr[:, 1], what="targets")
+    return arr
+
+
+class GeoHead:
+    """Base class of all heads. Subclasses implement ``fit``, ``predict_distribution``,
+    ``get_state`` and ``from_state``; set ``name`` to their registry name."""
+
+    name: ClassVar[str] = ""
+    #: attribute set by ``fit``; its absence means "not fitted"
+    _fitted_attr: ClassVar[str] = "n_features_in_"
+
+    # -- scikit-learn parameter protocol -------------------------------------------------
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return [p.name for p in sig.parameters.values() if p.name != "self" and p.kind == p.KEYWORD_ONLY or
+                (p.name != "self" and p.kind == p.POSITIONAL_OR_KEYWORD)]
+
+    def get_params(self) -> dict[str, Any]:
+        """The constructor parameters (JSON-able values)."""
+        return {k: getattr(self, k) for k in self._param_names()}
+
+    def set_params(self, **params: Any) -> "GeoHead":
+        valid = set(self._param_names())
+        for k, v in params.items():
+            if k not in valid:
+                raise InvalidInput(f"{type(self).__name__} has no parameter {k!r}; valid: {sorted(valid)}")
+            setattr(self, k, v)
+        return self
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+    # -- the contract ----------------------------------------------------------------------
+    def fit(self, X: Any, y: Any, **kwargs: Any) -> "GeoHead":  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def predict_distribution(self, X: Any) -> Distribution:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def get_state(self) -> tuple[dict[str, Any], dict[str, NDArray[Any]]]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @classmethod
+    def from_state(cls, config: dict[str, Any], tensors: dict[str, NDArray[Any]]) -> "GeoHead":  # pragma: no cover
+        raise NotImplementedError
+
+    # -- derived ---------------------------------------------------------------------------
+    def check_is_fitted(self) -> None:
+        if not hasattr(self, self._fitted_attr):
+            raise NotFittedError(
+                f"this {type(self).__name__} is not fitted yet; call fit(embeddings, latlon) first or load a bundle"
+            )
+
+    def predict(self, X: Any) -> NDArray[np.float64]:
+        """Most probable place per input: (N, 2) latitude/longitude in degrees."""
+        dist = self.predict_distribution(X)
+        best = dist.topk_indices(1)[:, 0]
+        if dist.lat.ndim == 1:
+            return np.stack([dist.lat[best], dist.lon[best]], axis=1)
+        rows = np.arange(dist.n)
+        return np.stack([dist.lat[rows, best], dist.lon[rows, best]], axis=1)
+
+    def predict_topk(self, X: Any, k: int = 5) -> list[list[Candidate]]:
+        """The k most probable places per input, best first, as :class:`Candidate` lists."""
+        dist = self.predict_distribution(X)
+        idx = dist.topk_indices(k)
+        out: list[list[Candidate]] = []
+        for i in range(dist.n):
+            lat, lon = dist.points(i)
+            out.append([
+                Candidate(
+                    lat=float(lat[j]), lon=float(lon[j]), probability=float(dist.prob[i, j]),
+                    cell=(dist.cell[j] if dist.cell is not None else None),
+                )
+                for j in idx[i]
+            ])
+        return out
+
+
+def create_head(name: str, **params: Any) -> GeoHead:
+    """Build an unfitted head by registry name, e.g. ``create_head("classifier", tau=75)``."""
+    from . import _load_builtin_heads
+
+    _load_builtin_heads()
+    return HEADS.create(name, **params)
+
+
+def list_heads(pattern: str = "*") -> list[str]:
+    """Registered head names."""
+    from . import _load_builtin_heads
+
+    _load_builtin_heads()
+    return HEADS.list(pattern)
+
+
+def head_from_state(config: dict[str, Any], tensors: dict[str, NDArray[Any]]) -> GeoHead:
+    """Rebuild a fitted head from :meth:`GeoHead.get_state` output (dispatches on ``config['name']``)."""
+    from . import _load_builtin_heads
+
+    _load_builtin_heads()
+    if "name" not in config:
+        raise InvalidInput("head config has no 'name'; is this a geoscout bundle?")
+    cls = HEADS.get(config["name"])
+    return cls.from_state(config, tensors)  # type: ignore[attr-defined]
