@@ -108,8 +108,8 @@ class GeoHead:
     @classmethod
     def _param_names(cls) -> list[str]:
         sig = inspect.signature(cls.__init__)
-        return [p.name for p in sig.parameters.values() if p.name != "self" and p.kind == p.KEYWORD_ONLY or
-                (p.name != "self" and p.kind == p.POSITIONAL_OR_KEYWORD)]
+        kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        return [p.name for p in sig.parameters.values() if p.name != "self" and p.kind in kinds]
 
     def get_params(self) -> dict[str, Any]:
         """The constructor parameters (JSON-able values)."""
