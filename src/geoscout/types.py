@@ -68,6 +68,8 @@ class Prediction:
     expected_score: float | None = None
     source: str | None = None
     error: str | None = None
+    #: optional probability heat map for drawing: up to a few hundred ``[lat, lon, probability]`` rows
+    heatmap: list[list[float]] | None = None
 
     @property
     def top(self) -> Candidate:
@@ -87,6 +89,7 @@ class Prediction:
             "expected_score": self.expected_score,
             "error": self.error,
             "candidates": [c.to_dict() for c in self.candidates],
+            **({"heatmap": self.heatmap} if self.heatmap is not None else {}),
         }
 
     @classmethod
@@ -98,4 +101,5 @@ class Prediction:
             expected_score=d.get("expected_score"),
             source=d.get("source"),
             error=d.get("error"),
+            heatmap=d.get("heatmap"),
         )

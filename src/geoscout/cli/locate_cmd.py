@@ -1,0 +1,164 @@
+"""`geoscout locate`: photos in, ranked places out."""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+
+import typer
+
+from ._app import app, fail
+
+
+class OutputFormat(str, Enum):
+    table = "table"
+    json = "json"
+    jsonl = "jsonl"
+    csv = "csv"
+    geojson = "geojson"
+
+
+def _expand(inputs: list[Path], recursive: bool) -> list[Path]:
+    from geoscout.locate import IMAGE_SUFFIXES
+
+    out: list[Path] = []
+    for p in inputs:
+        if p.is_dir():
+            files = sorted(f for f in (p.rglob("*") if recursive else p.iterdir())
+                           if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+            if not files:
+                raise fail(f"{p}: folder has no images ({', '.join(sorted(IMAGE_SUFFIXES))}); "
+                           "pass photos or a folder that holds some")
+            out.extend(files)
+        else:
+            out.append(p)  # missing files are reported per photo, not fatal
+    return out
+
+
+@app.command("locate")
+def locate_command(
+    photos: list[Path] = typer.Argument(None, help="Photos and/or folders of photos."),
+    panorama: list[Path] = typer.Option(None, "--panorama", "-p", help="Views of ONE place (repeat: -p v1 -p v2 ...); fused into one answer."),
+    strip: bool = typer.Option(False, "--strip", help="Each photo is a panorama strip (views side by side): split and fuse it."),
+    model: str = typer.Option("geoscout-lite", "--model", "-m", help="geoscout-lite (built in), geoclip, or a bundle folder."),
+    top_k: int = typer.Option(5, "--top-k", "-k", min=1, max=1000, help="Candidates per photo."),
+    fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", "-f", help="Output format."),
+    output: Path = typer.Option(None, "--output", "-o", help="Write results to this file instead of stdout."),
+    map_path: list[Path] = typer.Option(None, "--map", help="Also draw a map: out.html, out.svg or out.png (repeatable)."),
+    refine: str = typer.Option(None, "--refine", help="Refinement: retrieval, protonet or none (default: the model's)."),
+    weights: str = typer.Option(None, "--weights", help="Local folder with the backbone's weights (offline hub models)."),
+    runtime: str = typer.Option("torch", "--runtime", help="torch or onnx."),
+    recursive: bool = typer.Option(False, "--recursive", "-r", help="Look for photos in sub-folders too."),
+) -> None:
+    """Say where each photo was taken: top-k places with probabilities, names, an uncertainty radius."""
+    from geoscout.locate import load_model, split_strip
+    from geoscout.predictions import write_predictions
+
+    if not photos and not panorama:
+        raise fail("give at least one photo, a folder, or --panorama V1 --panorama V2 ...")
+    loc = load_model(model, weights=weights, runtime=runtime, refine=refine)
+    preds = []
+    if panorama:
+        preds += loc.locate([str(p) for p in panorama], top_k=top_k, panorama=True)
+    if photos:
+        files = _expand(list(photos), recursive)
+        if strip:
+            from geoscout.errors import InvalidInput
+            from geoscout.types import Prediction
+
+            for f in files:
+                try:
+                    views = split_strip(f)
+                except InvalidInput as exc:
+                    preds.append(Prediction(image_id=str(f), error=str(exc)))
+                    continue
+                preds += loc.locate(views, top_k=top_k, panorama=True, ids=[f"{f}#{i}" for i in range(len(views))])
+                preds[-1].image_id = str(f)
+        else:
+            preds += loc.locate([str(f) for f in files], top_k=top_k)
+    for m in map_path or []:
+        _draw_map(preds, m)
+    if output is not None and fmt is not OutputFormat.table:
+        write_predictions(preds, output if output.suffix else output.with_suffix(f".{fmt.value}"))
+        typer.echo(f"wrote {len(preds)} predictions to {output}", err=True)
+    elif fmt is OutputFormat.table:
+        _print_table(preds)
+        if output is not None:
+            write_predictions(preds, output)
+    else:
+        sys.stdout.write(_render(preds, fmt))
+    failed = sum(1 for p in preds if p.error)
+    if failed:
+        typer.secho(f"{failed} of {len(preds)} inputs could not be read (see the error column)", fg="yellow", err=True)
+        if failed == len(preds):
+            raise typer.Exit(1)
+
+
+def _render(preds, fmt: OutputFormat) -> str:
+    if fmt is OutputFormat.json:
+        return json.dumps([p.to_dict() for p in preds], indent=2, ensure_ascii=False) + "\n"
+    if fmt is OutputFormat.jsonl:
+        return "".join(json.dumps(p.to_dict(), ensure_ascii=False) + "\n" for p in preds)
+    if fmt is OutputFormat.geojson:
+        feats = []
+        for p in preds:
+            for rank, c in enumerate(p.candidates, 1):
+                feats.append({"type": "Feature", "geometry": {"type": "Point", "coordinates": [c.lon, c.lat]},
+                              "properties": {"image_id": p.image_id, "rank": rank, **{k: v for k, v in c.to_dict().items() if k not in ("lat", "lon")},
+                                             "radius_km": p.radius_km if rank == 1 else None}})
+        return json.dumps({"type": "FeatureCollection", "features": feats}, ensure_ascii=False) + "\n"
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["image_id", "rank", "lat", "lon", "probability", "country", "admin1", "city", "radius_km", "expected_score", "error"])
+    for p in preds:
+        if not p.candidates:
+            w.writerow([p.image_id, "", "", "", "", "", "", "", "", "", p.error])
+        for rank, c in enumerate(p.candidates, 1):
+            w.writerow([p.image_id, rank, f"{c.lat:.6f}", f"{c.lon:.6f}", f"{c.probability:.6f}", c.country or "",
+                        c.admin1 or "", c.city or "", f"{p.radius_km:.1f}" if p.radius_km is not None else "",
+                        f"{p.expected_score:.0f}" if p.expected_score is not None else "", p.error or ""])
+    return buf.getvalue()
+
+
+def _print_table(preds) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    for p in preds:
+        if p.error:
+            console.print(f"[bold]{p.image_id}[/bold]: [red]{p.error}[/red]")
+            continue
+        t = Table(title=f"{p.image_id}  (68% radius {p.radius_km:,.0f} km, expected score {p.expected_score:,.0f})",
+                  title_justify="left")
+        for col in ("#", "prob", "lat", "lon", "country", "region", "nearest city"):
+            t.add_column(col, justify="right" if col in ("#", "prob", "lat", "lon") else "left")
+        for rank, c in enumerate(p.candidates, 1):
+            t.add_row(str(rank), f"{c.probability:.1%}", f"{c.lat:.4f}", f"{c.lon:.4f}",
+                      c.country_name or c.country or "(sea)", c.admin1 or "", c.city or "")
+        console.print(t)
+
+
+def _draw_map(preds, path: Path) -> None:
+    from geoscout import maps
+
+    suffix = path.suffix.lower()
+    if suffix in (".html", ".htm"):
+        maps.prediction_map_html(preds, path)
+    elif suffix == ".svg":
+        from geoscout._io import atomic_write_text
+
+        ok = [p for p in preds if p.ok]
+        if not ok:
+            raise fail("no prediction to draw on the map")
+        atomic_write_text(path, maps.prediction_map_svg(ok[0]))
+    elif suffix == ".png":
+        maps.prediction_map_png(preds, path)
+    else:
+        raise fail(f"--map {path}: use a .html, .svg or .png file name")
+    typer.echo(f"map written to {path}", err=True)

@@ -1,0 +1,380 @@
+"""The main job: photos in, ranked places out.
+
+A :class:`Locator` joins a backbone (image -> embedding), a fitted head (embedding ->
+distribution over places), optional PIGEON-style refinement over the training images of
+the top cells, and offline reverse geocoding of the candidates. It answers with one
+:class:`~geoscout.types.Prediction` per photo (or per panorama).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .errors import InvalidInput, UnknownName
+from .geo import geoguessr_score, haversine_km, spherical_mean
+from .types import Candidate, Prediction
+
+__all__ = [
+    "RefineConfig",
+    "Locator",
+    "load_model",
+    "locate",
+    "list_models",
+    "uncertainty_radius_km",
+    "expected_geoguessr_score",
+    "split_strip",
+    "IMAGE_SUFFIXES",
+]
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".heic"}
+BUILTIN_MODELS = {
+    "geoscout-lite": "EfficientNet-Lite2 (ImageNet) + a PIGEON-style cell classifier trained on a few thousand "
+    "Street View / Mapillary photos; ships inside the package, runs offline on a CPU",
+    "geoclip": "GeoCLIP (NeurIPS 2023): CLIP ViT-L/14 + the pretrained location encoder over its 100k GPS gallery "
+    "(needs the CLIP weights from the Hugging Face hub, or --weights DIR)",
+}
+
+
+# --------------------------------------------------------------------------- summaries
+def uncertainty_radius_km(lat: NDArray[np.float64], lon: NDArray[np.float64], prob: NDArray[np.float64],
+                          center: tuple[float, float], mass: float = 0.68) -> float:
+    """Smallest radius (km) around ``center`` holding at least ``mass`` of the probability on the support points."""
+    d = haversine_km(center[0], center[1], lat, lon)
+    order = np.argsort(d, kind="stable")
+    cum = np.cumsum(prob[order]) / max(float(prob.sum()), 1e-12)
+    i = int(np.searchsorted(cum, mass - 1e-9))
+    return float(d[order][min(i, len(order) - 1)])
+
+
+def expected_geoguessr_score(lat: NDArray[np.float64], lon: NDArray[np.float64], prob: NDArray[np.float64],
+                             guess: tuple[float, float]) -> float:
+    """GeoGuessr points expected when guessing ``guess``, if the truth follows the model's distribution."""
+    d = haversine_km(guess[0], guess[1], lat, lon)
+    p = prob / max(float(prob.sum()), 1e-12)
+    return float((p * geoguessr_score(d)).sum())
+
+
+def split_strip(image: Any, n_views: int | None = None) -> list[Any]:
+    """Split a panorama strip (views side by side, e.g. 2560x512) into ``n_views`` square-ish views.
+
+    With ``n_views=None`` the count is ``round(width / height)`` (at least 1).
+    """
+    from .imageio import load_image
+
+    im = load_image(image, max_pixels=200_000_000)
+    w, h = im.size
+    n = n_views or max(1, round(w / h))
+    if n < 1 or n > w:
+        raise InvalidInput(f"cannot split a {w}x{h} image into {n} views")
+    edges = np.linspace(0, w, n + 1).round().astype(int)
+    return [im.crop((int(edges[i]), 0, int(edges[i + 1]), h)) for i in range(n)]
+
+
+# --------------------------------------------------------------------------- refinement
+@dataclass
+class RefineConfig:
+    """PIGEON-style refinement of the top cells' coordinates with the training images.
+
+    ``method``: ``"none"``, ``"retrieval"`` (similarity-weighted location of the ``k`` most
+    similar training images inside the cell) or ``"protonet"`` (OPTICS clusters of each
+    cell's training locations as prototypes; softmax over prototype similarity with
+    ``temperature``; the chosen prototype's mean location). A move of more than
+    ``max_move_km`` from the cell's own estimate is cancelled (PIGEON's guard).
+    """
+
+    method: str = "retrieval"
+    top_cells: int = 5
+    k: int = 8
+    temperature: float = 0.05
+    max_move_km: float = 1000.0
+    min_cluster_size: int = 3
+
+    def __post_init__(self) -> None:
+        if self.method not in ("none", "retrieval", "protonet"):
+            raise InvalidInput(f"refinement method must be none, retrieval or protonet, got {self.method!r}")
+
+
+@dataclass
+class _Prototypes:
+    vectors: NDArray[np.float32]  # (P, D) normalised mean embeddings
+    lat: NDArray[np.float64]
+    lon: NDArray[np.float64]
+    cell: NDArray[np.int64]
+
+
+@dataclass
+class _Refiner:
+    vectors: NDArray[np.float32]  # (R, D) L2-normalised training embeddings
+    lat: NDArray[np.float64]
+    lon: NDArray[np.float64]
+    cell: NDArray[np.int64]
+    config: RefineConfig
+    _by_cell: dict[int, NDArray[np.int64]] = field(default_factory=dict)
+    _protos: _Prototypes | None = None
+
+    def __post_init__(self) -> None:
+        order = np.argsort(self.cell, kind="stable")
+        cells, starts = np.unique(self.cell[order], return_index=True)
+        bounds = list(starts[1:]) + [len(order)]
+        self._by_cell = {int(c): order[s:e] for c, s, e in zip(cells, starts, bounds)}
+
+    def prototypes(self) -> _Prototypes:
+        if self._protos is None:
+            from sklearn.cluster import OPTICS
+
+            vecs, lats, lons, cells = [], [], [], []
+            for c, idx in self._by_cell.items():
+                groups: list[NDArray[np.int64]]
+                if len(idx) >= 2 * self.config.min_cluster_size:
+                    xyz = np.radians(np.stack([self.lat[idx], self.lon[idx]], axis=1))
+                    labels = OPTICS(min_samples=self.config.min_cluster_size, metric="haversine").fit(xyz).labels_
+                    groups = [idx[labels == g] for g in np.unique(labels) if g >= 0]
+                    noise = idx[labels < 0]
+                    groups += [np.array([i]) for i in noise]
+                else:
+                    groups = [idx]
+                for g in groups:
+                    v = self.vectors[g].mean(axis=0)
+                    vecs.append(v / max(float(np.linalg.norm(v)), 1e-12))
+                    la, lo = spherical_mean(self.lat[g], self.lon[g])
+                    lats.append(float(la)), lons.append(float(lo)), cells.append(c)
+            self._protos = _Prototypes(np.asarray(vecs, np.float32), np.asarray(lats), np.asarray(lons),
+                                       np.asarray(cells, np.int64))
+        return self._protos
+
+    def refine(self, x: NDArray[np.float32], cell: int, lat0: float, lon0: float) -> tuple[float, float]:
+        """Refined (lat, lon) for embedding ``x`` inside ``cell``; the cell estimate when no move is allowed."""
+        if self.config.method == "none" or cell not in self._by_cell:
+            return lat0, lon0
+        if self.config.method == "retrieval":
+            idx = self._by_cell[cell]
+            sims = self.vectors[idx] @ x
+            k = min(self.config.k, len(idx))
+            top = np.argpartition(-sims, k - 1)[:k]
+            w = np.exp((sims[top] - sims[top].max()) / self.config.temperature)
+            la, lo = spherical_mean(self.lat[idx[top]], self.lon[idx[top]], weights=w)
+        else:
+            p = self.prototypes()
+            mask = p.cell == cell
+            sims = p.vectors[mask] @ x
+            w = np.exp((sims - sims.max()) / self.config.temperature)
+            j = int(np.argmax(w))
+            la, lo = p.lat[mask][j], p.lon[mask][j]
+        if float(haversine_km(lat0, lon0, la, lo)) > self.config.max_move_km:
+            return lat0, lon0
+        return float(la), float(lo)
+
+
+# --------------------------------------------------------------------------- locator
+class Locator:
+    """Backbone + head (+ retrieval data) -> :class:`Prediction` per photo or panorama.
+
+    Build one with :func:`load_model`; call :meth:`locate` on paths, bytes or PIL images.
+    """
+
+    def __init__(self, backbone: Any, head: Any, *, partition: Any = None, retrieval: Any = None,
+                 refine: RefineConfig | None = None, name: str = "model", card: str = "",
+                 geocode: bool = True, batch_size: int = 16, tta: bool = False, heatmap_points: int = 200) -> None:
+        self.backbone = backbone
+        self.head = head
+        self.partition = partition
+        self.name = name
+        self.card = card
+        self.geocode = geocode
+        self.batch_size = batch_size
+        self.tta = tta
+        self.heatmap_points = heatmap_points
+        self.refine_config = refine or RefineConfig(method="retrieval" if retrieval is not None else "none")
+        self._refiner: _Refiner | None = None
+        if retrieval is not None and partition is not None and self.refine_config.method != "none":
+            vec = np.asarray(retrieval.vectors, dtype=np.float32)
+            vec /= np.maximum(np.linalg.norm(vec, axis=1, keepdims=True), 1e-12)
+            cell = np.asarray(getattr(retrieval, "cell", None) if getattr(retrieval, "cell", None) is not None
+                              else partition.assign(retrieval.lat, retrieval.lon), dtype=np.int64)
+            self._refiner = _Refiner(vec, np.asarray(retrieval.lat, np.float64), np.asarray(retrieval.lon, np.float64),
+                                     cell, self.refine_config)
+
+    # ----------------------------------------------------------------------- embedding
+    def embed(self, images: Sequence[Any]) -> tuple[NDArray[np.float32], dict[int, str]]:
+        """Embeddings (n, D) of ``images`` (NaN rows for failures) and ``{index: reason}`` of failures."""
+        from .embeddings import embed_images
+
+        return embed_images(list(images), self.backbone, batch_size=self.batch_size, tta=self.tta)
+
+    # ----------------------------------------------------------------------- predict
+    def locate_embeddings(self, X: NDArray[np.float32], ids: Sequence[str], *, top_k: int = 5,
+                          sources: Sequence[str | None] | None = None) -> list[Prediction]:
+        """Predictions for ready embeddings (one row per photo or pooled panorama)."""
+        X = np.asarray(X, dtype=np.float32)
+        if len(ids) != len(X):
+            raise InvalidInput(f"{len(ids)} ids for {len(X)} embeddings")
+        if len(X) == 0:
+            return []
+        dist = self.head.predict_distribution(X)
+        k_support = max(top_k, self.refine_config.top_cells)
+        top = dist.topk_indices(k_support)
+        preds: list[Prediction] = []
+        for i, image_id in enumerate(ids):
+            lat, lon = dist.points(i)
+            prob = dist.prob[i]
+            cands: list[Candidate] = []
+            for rank, j in enumerate(top[i][:top_k]):
+                la, lo = float(lat[j]), float(lon[j])
+                cell_name = dist.cell[j] if dist.cell is not None else None
+                if self._refiner is not None and rank < self.refine_config.top_cells and self.partition is not None:
+                    cell_idx = self._cell_index(j, dist, la, lo)
+                    la, lo = self._refiner.refine(X[i], cell_idx, la, lo)
+                cands.append(Candidate(lat=la, lon=lo, probability=float(prob[j]), cell=cell_name))
+            best = (cands[0].lat, cands[0].lon)
+            preds.append(Prediction(
+                image_id=str(image_id),
+                candidates=cands,
+                radius_km=uncertainty_radius_km(lat, lon, prob, best),
+                expected_score=expected_geoguessr_score(lat, lon, prob, best),
+                source=(sources[i] if sources is not None else None),
+                heatmap=_heatmap(lat, lon, prob, self.heatmap_points),
+            ))
+        if self.geocode:
+            self._annotate(preds)
+        return preds
+
+    def _cell_index(self, j: int, dist: Any, la: float, lo: float) -> int:
+        if dist.cell is not None and getattr(self.partition, "cell_ids", None) is not None:
+            lookup = getattr(self, "_cell_lookup", None)
+            if lookup is None:
+                lookup = {c: n for n, c in enumerate(self.partition.cell_ids)}
+                self._cell_lookup = lookup
+            if dist.cell[j] in lookup:
+                return int(lookup[dist.cell[j]])
+        return int(self.partition.assign(np.array([la]), np.array([lo]))[0])
+
+    def _annotate(self, preds: list[Prediction]) -> None:
+        from .places import reverse_geocode
+
+        cands = [c for p in preds for c in p.candidates]
+        if not cands:
+            return
+        info = reverse_geocode(np.array([c.lat for c in cands]), np.array([c.lon for c in cands]))
+        for c, row in zip(cands, info.itertuples(index=False)):
+            c.country = _none(getattr(row, "country", None))
+            c.country_name = _none(getattr(row, "country_name", None))
+            c.admin1 = _none(getattr(row, "admin1", None))
+            c.city = _none(getattr(row, "city", None))
+
+    def locate(self, images: Sequence[Any], *, top_k: int = 5, panorama: bool = False,
+               ids: Sequence[str] | None = None) -> list[Prediction]:
+        """Locate photos (paths, bytes or PIL images), batched.
+
+        With ``panorama=True`` all ``images`` are views of one place: their embeddings are
+        averaged (PIGEON) and one prediction is returned. A photo that cannot be read gets
+        a prediction with ``error`` set; the others are answered.
+        """
+        images = list(images)
+        if not images:
+            raise InvalidInput("no images to locate; pass at least one photo")
+        if top_k < 1:
+            raise InvalidInput(f"top_k must be >= 1, got {top_k}")
+        names = list(ids) if ids is not None else [_name_of(im, i) for i, im in enumerate(images)]
+        X, failures = self.embed(images)
+        if panorama:
+            good = [i for i in range(len(images)) if i not in failures]
+            if not good:
+                reasons = "; ".join(failures.values())
+                return [Prediction(image_id=names[0] if len(names) == 1 else "panorama", error=reasons)]
+            v = X[good].mean(axis=0)
+            v /= max(float(np.linalg.norm(v)), 1e-12)
+            pid = "+".join(names) if len(names) <= 4 else f"panorama of {len(names)} views"
+            pred = self.locate_embeddings(v[None, :], [pid], top_k=top_k)[0]
+            if failures:
+                pred.error = None
+                pred.source = f"{len(good)} of {len(images)} views used; skipped: " + "; ".join(failures.values())
+            return [pred]
+        good = [i for i in range(len(images)) if i not in failures]
+        answered = dict(zip(good, self.locate_embeddings(X[good], [names[i] for i in good], top_k=top_k)))
+        return [answered[i] if i in answered else Prediction(image_id=names[i], error=failures[i])
+                for i in range(len(images))]
+
+
+def _heatmap(lat: NDArray[np.float64], lon: NDArray[np.float64], prob: NDArray[np.float64], n: int) -> list[list[float]] | None:
+    """The ``n`` most probable support points as ``[lat, lon, p]`` rows (for maps)."""
+    if n <= 0:
+        return None
+    n = min(n, len(prob))
+    idx = np.argpartition(-prob, n - 1)[:n]
+    idx = idx[np.argsort(-prob[idx], kind="stable")]
+    return [[round(float(lat[j]), 5), round(float(lon[j]), 5), float(prob[j])] for j in idx if prob[j] > 0]
+
+
+def _none(v: Any) -> Any:
+    if v is None:
+        return None
+    if isinstance(v, float) and np.isnan(v):
+        return None
+    return v
+
+
+def _name_of(im: Any, i: int) -> str:
+    if isinstance(im, (str, os.PathLike)):
+        return str(im)
+    return str(getattr(im, "filename", "") or getattr(im, "name", "") or f"image-{i}")
+
+
+# --------------------------------------------------------------------------- models
+def _builtin_dir(name: str) -> Path:
+    return Path(__file__).parent / "models" / name
+
+
+def list_models() -> dict[str, str]:
+    """Model names :func:`load_model` accepts without a path, with one-line descriptions."""
+    return dict(BUILTIN_MODELS)
+
+
+def load_model(model: str | os.PathLike[str] = "geoscout-lite", *, weights: str | None = None,
+               runtime: str = "torch", refine: RefineConfig | str | None = None, geocode: bool = True,
+               device: str = "cpu") -> Locator:
+    """A ready :class:`Locator`: ``"geoscout-lite"`` (shipped), ``"geoclip"``, or a bundle directory.
+
+    ``weights`` points the backbone at a local weights folder (for hub models offline).
+    """
+    from .backbones import create_backbone
+
+    if isinstance(refine, str):
+        refine = RefineConfig(method=refine)
+    key = str(model)
+    if key == "geoclip":
+        from .geoclip import load_geoclip_head
+
+        head = load_geoclip_head()
+        backbone = create_backbone("geoclip", weights=weights, device=device)
+        return Locator(backbone, head, refine=RefineConfig(method="none"), name="geoclip",
+                       card=BUILTIN_MODELS["geoclip"], geocode=geocode)
+    path = _builtin_dir(key) if key in BUILTIN_MODELS else Path(key)
+    if not (path / "config.json").is_file():
+        if key in BUILTIN_MODELS:
+            raise UnknownName(f"built-in model {key!r} is not in this installation ({path}); reinstall geoscout")
+        raise UnknownName(
+            f"model {key!r} is neither a built-in model ({', '.join(BUILTIN_MODELS)}) nor a bundle folder with "
+            "config.json; train one with `geoscout train` or pass --model geoscout-lite"
+        )
+    from .bundle import ModelBundle
+
+    bundle = ModelBundle.load(path)
+    backbone = create_backbone(bundle.backbone_name, weights=weights, device=device, runtime=runtime)
+    return Locator(backbone, bundle.head, partition=bundle.partition, retrieval=bundle.retrieval, refine=refine,
+                   name=key, card=getattr(bundle, "card", ""), geocode=geocode)
+
+
+def locate(images: Sequence[Any] | Any, model: str | Locator = "geoscout-lite", *, top_k: int = 5,
+           panorama: bool = False) -> list[Prediction]:
+    """One-call API: ``locate(["photo.jpg"])`` -> list of :class:`Prediction`."""
+    if isinstance(images, (str, os.PathLike, bytes)) or not isinstance(images, Sequence):
+        images = [images]
+    loc = model if isinstance(model, Locator) else load_model(model)
+    return loc.locate(images, top_k=top_k, panorama=panorama)
