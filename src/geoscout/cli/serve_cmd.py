@@ -1,0 +1,31 @@
+"""`geoscout serve`: the web page and REST API."""
+
+from __future__ import annotations
+
+import typer
+
+from ._app import app, fail
+
+
+@app.command("serve")
+def serve_command(
+    model: str = typer.Option("geoscout-lite", "--model", "-m", help="geoscout-lite, geoclip, or a bundle folder."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on (0.0.0.0 exposes it to your network)."),
+    port: int = typer.Option(8000, "--port", min=1, max=65535),
+    max_upload_mb: float = typer.Option(20.0, "--max-upload-mb", min=0.1, help="Largest accepted file."),
+    max_files: int = typer.Option(8, "--max-files", min=1, help="Most files per request."),
+    timeout: float = typer.Option(60.0, "--timeout", min=1, help="Seconds before a request is answered 504."),
+    concurrency: int = typer.Option(2, "--concurrency", min=1, help="Locate calls running at once."),
+    weights: str = typer.Option(None, "--weights", help="Local backbone weights folder (offline hub models)."),
+) -> None:
+    """Serve the web page (drop a photo, see the map) and the REST API (/v1/locate, /docs)."""
+    try:
+        import uvicorn
+
+        from geoscout.server import ServerSettings, create_app
+    except ImportError as exc:
+        raise fail(f"the server needs the [server] extra: pip install 'geoscout[server]' ({exc})") from None
+    settings = ServerSettings(model=model, max_upload_bytes=int(max_upload_mb * 1024 * 1024), max_files=max_files,
+                              request_timeout_s=timeout, concurrency=concurrency, weights=weights)
+    typer.echo(f"geoscout: serving {model} on http://{host}:{port}/  (API docs: /docs; Ctrl-C to stop)", err=True)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")

@@ -1,0 +1,233 @@
+"""REST API + web page over a :class:`~geoscout.locate.Locator`.
+
+One router per resource (``/v1/locate``, ``/v1/models``, ``/v1/health``, ``/v1/world``);
+the model loads once in the lifespan; locate calls run in a bounded thread pool with a
+timeout; every error is JSON ``{"error": {"code", "message"}}`` with the right status.
+Uploads are read into memory within the size limit and never written to disk by us.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, File, Form, HTTPException, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from ..errors import GeoscoutError, InvalidInput
+
+__all__ = ["ServerSettings", "create_app"]
+
+STATIC_DIR = Path(__file__).parent / "static"
+ALLOWED_TYPES = {"image/jpeg", "image/png", "image/webp", "image/bmp", "image/tiff", "image/gif", "application/octet-stream"}
+
+
+@dataclass
+class ServerSettings:
+    """Limits and model choice of one server instance."""
+
+    model: str = "geoscout-lite"
+    max_upload_bytes: int = 20 * 1024 * 1024  # per file
+    max_files: int = 8
+    max_pixels: int = 40_000_000
+    max_top_k: int = 50
+    request_timeout_s: float = 60.0
+    concurrency: int = 2  # locate calls running at once; others wait
+    weights: str | None = None
+    extra_models: dict[str, str] = field(default_factory=dict)
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def _error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"error": {"code": code, "message": message}})
+
+
+def create_app(settings: ServerSettings | None = None, *, locator: Any = None) -> FastAPI:
+    """Build the app. Pass ``locator`` to serve an already loaded model (tests, embedding)."""
+    settings = settings or ServerSettings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if locator is not None:
+            app.state.locator = locator
+        else:
+            from ..locate import load_model
+
+            app.state.locator = await asyncio.to_thread(functools.partial(load_model, settings.model, weights=settings.weights))
+        app.state.semaphore = asyncio.Semaphore(settings.concurrency)
+        app.state.started = time.time()
+        app.state.served = 0
+        yield
+
+    app = FastAPI(title="geoscout", version=_version(), lifespan=lifespan,
+                  description="Tell where on Earth a photo was taken.")
+    app.state.settings = settings
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return _error(exc.status, exc.code, exc.message)
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(_: Request, exc: HTTPException) -> JSONResponse:
+        return _error(exc.status_code, "http_error", str(exc.detail))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(x) for x in first.get("loc", ()))
+        return _error(422, "invalid_request", f"{where}: {first.get('msg', 'invalid request')}")
+
+    app.include_router(_locate_router(settings))
+    app.include_router(_meta_router(settings))
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
+
+    return app
+
+
+def _version() -> str:
+    from .. import __version__
+
+    return __version__
+
+
+def _locate_router(settings: ServerSettings) -> APIRouter:
+    router = APIRouter(prefix="/v1", tags=["locate"])
+
+    @router.post("/locate", summary="Locate one or more photos, or the views of one panorama")
+    async def locate(
+        request: Request,
+        files: list[UploadFile] = File(..., description="One or more photos (JPEG, PNG, WebP...)."),
+        top_k: int = Form(5, ge=1, description="Candidates per photo."),
+        panorama: bool = Form(False, description="All files are views of one place: fuse them."),
+    ) -> dict[str, Any]:
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > settings.max_upload_bytes * settings.max_files + 65536:
+            raise ApiError(413, "too_large", f"request body of {length} bytes exceeds the limit")
+        if not files:
+            raise ApiError(400, "no_files", "send at least one photo in the 'files' field")
+        if len(files) > settings.max_files:
+            raise ApiError(413, "too_many_files", f"{len(files)} files; at most {settings.max_files} per request")
+        if top_k > settings.max_top_k:
+            raise ApiError(422, "invalid_request", f"top_k must be <= {settings.max_top_k}, got {top_k}")
+        blobs: list[bytes] = []
+        names: list[str] = []
+        for f in files:
+            ctype = (f.content_type or "application/octet-stream").split(";")[0].strip().lower()
+            if ctype not in ALLOWED_TYPES:
+                raise ApiError(415, "unsupported_type", f"{f.filename}: content type {ctype!r} is not an image type")
+            data = await f.read(settings.max_upload_bytes + 1)
+            if len(data) > settings.max_upload_bytes:
+                raise ApiError(413, "too_large", f"{f.filename}: larger than {settings.max_upload_bytes} bytes")
+            blobs.append(data)
+            names.append(f.filename or f"upload-{len(names)}")
+        state = request.app.state
+        try:
+            async with state.semaphore:
+                preds = await asyncio.wait_for(
+                    asyncio.to_thread(_run_locate, state.locator, blobs, names, top_k, panorama, settings.max_pixels),
+                    timeout=settings.request_timeout_s,
+                )
+        except asyncio.TimeoutError:
+            raise ApiError(504, "timeout", f"locating took longer than {settings.request_timeout_s:.0f} s") from None
+        except InvalidInput as exc:
+            raise ApiError(400, "invalid_input", str(exc)) from None
+        except GeoscoutError as exc:
+            raise ApiError(500, "model_error", str(exc)) from None
+        state.served += len(blobs)
+        if all(p.error for p in preds):
+            raise ApiError(400, "unreadable_images", "; ".join(p.error or "" for p in preds))
+        return {"model": state.locator.name, "predictions": [p.to_dict() for p in preds]}
+
+    return router
+
+
+def _run_locate(locator: Any, blobs: list[bytes], names: list[str], top_k: int, panorama: bool, max_pixels: int) -> list[Any]:
+    from ..imageio import load_image
+    from ..types import Prediction
+
+    images: list[Any] = []
+    errors: dict[int, str] = {}
+    for i, (b, n) in enumerate(zip(blobs, names)):
+        try:
+            im = load_image(b, max_pixels=max_pixels)
+            im.filename = n  # type: ignore[attr-defined]
+            images.append(im)
+        except InvalidInput as exc:
+            errors[i] = str(exc).replace(f"<{len(b)} bytes>", n)
+            images.append(None)
+    good = [i for i in range(len(images)) if i not in errors]
+    if not good:
+        return [Prediction(image_id=names[i], error=errors[i]) for i in range(len(names))]
+    preds = locator.locate([images[i] for i in good], top_k=top_k, panorama=panorama, ids=[names[i] for i in good])
+    if panorama:
+        if errors:
+            preds[0].source = (preds[0].source or "") + f" skipped: {'; '.join(errors.values())}"
+        return preds
+    by_index = dict(zip(good, preds))
+    return [by_index.get(i) or Prediction(image_id=names[i], error=errors[i]) for i in range(len(names))]
+
+
+def _meta_router(settings: ServerSettings) -> APIRouter:
+    router = APIRouter(prefix="/v1", tags=["meta"])
+
+    @router.get("/health", summary="Liveness and model status")
+    async def health(request: Request) -> dict[str, Any]:
+        st = request.app.state
+        return {"status": "ok", "model": getattr(st.locator, "name", None), "uptime_s": round(time.time() - st.started, 1),
+                "images_served": st.served, "version": _version()}
+
+    @router.get("/models", summary="The loaded model and the ones this server knows")
+    async def models(request: Request) -> dict[str, Any]:
+        from ..locate import list_models
+
+        loc = request.app.state.locator
+        return {"loaded": {"name": loc.name, "card": getattr(loc, "card", "")},
+                "available": list_models(),
+                "limits": {"max_upload_bytes": settings.max_upload_bytes, "max_files": settings.max_files,
+                           "max_pixels": settings.max_pixels, "max_top_k": settings.max_top_k}}
+
+    @router.get("/world", summary="Simplified country outlines (GeoJSON) for drawing maps offline")
+    async def world() -> JSONResponse:
+        return JSONResponse(_world_geojson(), headers={"Cache-Control": "public, max-age=86400"})
+
+    return router
+
+
+@functools.lru_cache(maxsize=1)
+def _world_geojson() -> dict[str, Any]:
+    from shapely.geometry import mapping
+
+    from ..places import world_outlines
+
+    feats = []
+    for iso, geom in world_outlines(0.1):
+        m = mapping(geom)
+        feats.append({"type": "Feature", "properties": {"iso": iso}, "geometry": _round_coords(m)})
+    return {"type": "FeatureCollection", "features": feats}
+
+
+def _round_coords(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _round_coords(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        if obj and isinstance(obj[0], (int, float)):
+            return [round(float(x), 2) for x in obj]
+        return [_round_coords(x) for x in obj]
+    return obj
