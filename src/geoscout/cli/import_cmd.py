@@ -1,0 +1,123 @@
+"""`geoscout import`: a CSV, a folder with manifest.csv, or a folder of geotagged photos -> a dataset."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+
+import typer
+
+from ._app import app, fail
+
+
+class ManifestFormat(str, Enum):
+    parquet = "parquet"
+    csv = "csv"
+
+
+@app.command("import")
+def import_command(
+    src: Path = typer.Argument(..., help="A CSV (path,lat,lon,...), a folder with manifest.csv, a folder of photos "
+                                         "with EXIF GPS, or a geoscout dataset folder (to split / export it)."),
+    output: Path = typer.Option(None, "--output", "-o", help="Dataset folder to write (manifest.parquet, problems.csv, images/)."),
+    columns: str = typer.Option(None, "--columns", help="Map CSV columns: lat=latitude,lon=lng,path=file,heading=yaw ..."),
+    copy: bool = typer.Option(False, "--copy", help="Copy the images into OUT/images/ (default: reference them in place)."),
+    split: str = typer.Option(None, "--split", help="Add a 'split' column: train,val,test fractions, e.g. 0.8,0.1,0.1 (by location)."),
+    spatial_block: float = typer.Option(None, "--spatial-block", min=0.0, help="Split by lat/lon blocks of DEG degrees instead of by location."),
+    seed: int = typer.Option(0, "--seed", help="Random seed of the split."),
+    fmt: ManifestFormat = typer.Option(ManifestFormat.parquet, "--format", help="csv: also write OUT/manifest.csv next to manifest.parquet."),
+    export_csv: Path = typer.Option(None, "--export-csv", help="Also write the imported manifest as a CSV file here."),
+    workers: int = typer.Option(None, "--workers", min=1, max=64, help="Threads for hashing and decoding (default: up to 4)."),
+) -> None:
+    """Import geotagged photos into a geoscout dataset; every skipped photo is reported with its reason."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from geoscout.data import Dataset, ImportReport, import_csv, import_exif_folder, split_dataset
+    from geoscout.data.schema import MANIFEST_NAME
+
+    console = Console(highlight=False, soft_wrap=True)
+    if output is None and export_csv is None and not (src.is_dir() and (src / MANIFEST_NAME).is_file()):
+        raise fail("give an output dataset folder with -o OUT (or --export-csv FILE to get a CSV only)")
+    if spatial_block is not None and not split:
+        raise fail("--spatial-block needs --split, e.g. --split 0.8,0.1,0.1 --spatial-block 1")
+    if copy and output is None:
+        raise fail("--copy needs -o OUT: the images are copied into OUT/images/")
+    if not src.exists():
+        raise fail(f"{src}: no such file or folder")
+
+    if src.is_dir() and (src / MANIFEST_NAME).is_file():
+        ds = Dataset.open(src)
+        if output is not None and output.expanduser().resolve() != ds.root:
+            frame = ds.frame.copy()
+            frame["path"] = [p.as_posix() for p in ds.image_paths()]
+            out_root = output.expanduser().resolve()
+            frame["path"] = [_rel(p, out_root) for p in frame["path"]]
+            ds = Dataset.create(out_root, frame, overwrite=True)
+        report = ImportReport(ds, [], len(ds))
+        what = f"opened dataset {ds.root}"
+    elif src.is_dir() and (src / "manifest.csv").is_file():
+        report = import_csv(src / "manifest.csv", output, columns=columns, copy=copy, workers=workers)
+        what = f"imported {src / 'manifest.csv'}"
+    elif src.is_dir():
+        if columns:
+            raise fail("--columns applies to CSV input; a folder of photos is read from EXIF")
+        report = import_exif_folder(src, output, copy=copy, workers=workers)
+        what = f"imported photos (EXIF GPS) from {src}"
+    else:
+        report = import_csv(src, output, columns=columns, copy=copy, workers=workers)
+        what = f"imported {src}"
+
+    ds = report.dataset
+    n = report.n_imported
+    console.print(f"[bold]{what}[/bold]: {n} of {report.total} image(s) imported, {len(report.problems)} problem(s)")
+    if report.problems:
+        table = Table(title="problems by reason", show_lines=False)
+        table.add_column("reason")
+        table.add_column("count", justify="right")
+        table.add_column("example")
+        for kind, count in report.problem_counts().items():
+            ex = next(p for p in report.problems if p.kind == kind)
+            table.add_row(kind, str(count), str(ex))
+        console.print(table)
+    if n == 0:
+        if output is not None and report.problems:
+            console.print(f"problems written to {output / 'problems.csv'}")
+        raise fail("nothing could be imported; see the problems above")
+
+    if split:
+        from geoscout.data import parse_fractions
+
+        try:
+            fractions = parse_fractions(split)
+        except Exception as exc:  # InvalidInput with a clear message
+            raise fail(str(exc)) from None
+        method = "spatial" if spatial_block is not None else "location"
+        ds.frame["split"] = split_dataset(ds, fractions=fractions, seed=seed, method=method,
+                                          block_deg=spatial_block if spatial_block is not None else 1.0).to_numpy()
+        counts = ds.frame["split"].value_counts()
+        nloc = ds.frame.groupby("split")["location_id"].nunique()
+        by = f"blocks of {spatial_block:g} deg" if method == "spatial" else "location"
+        console.print("split by " + by + ": " + ", ".join(
+            f"{s} {int(counts.get(s, 0))} images / {int(nloc.get(s, 0))} locations" for s in ("train", "val", "test")))
+        if ds.writable:
+            ds.save()
+
+    if ds.writable:
+        console.print(f"dataset: {ds.manifest_path}")
+        if fmt == ManifestFormat.csv:
+            console.print(f"csv: {ds.to_csv(ds.root / 'manifest.csv')}")
+        if report.problems:
+            console.print(f"problems: {ds.root / 'problems.csv'}")
+    if export_csv is not None:
+        console.print(f"csv: {ds.to_csv(export_csv)}")
+        if report.problems and output is None:
+            pfile = export_csv.with_name(export_csv.stem + ".problems.csv")
+            console.print(f"problems: {report.write_problems(pfile)}")
+
+
+def _rel(path: str, root: Path) -> str:
+    try:
+        return Path(path).relative_to(root).as_posix()
+    except ValueError:
+        return path
