@@ -140,39 +140,64 @@ def _inspect(path: Path, *, want_exif: bool, max_pixels: int | None) -> _FileInf
 
 
 def _inspect_uncached(path: Path, *, want_exif: bool, max_pixels: int | None) -> _FileInfo:
+    """Hash the file and prove it decodes completely (via :func:`geoscout.imageio.load_image`).
+
+    JPEGs are decoded at 1/8 scale (``draft``): every byte of the entropy-coded data is still
+    read, so truncation and corruption are caught, at a fraction of the cost. ``width``/``height``
+    are the full upright size (EXIF orientation applied).
+    """
     from PIL import Image
 
-    from geoscout.imageio import load_image
+    from geoscout.imageio import DEFAULT_MAX_PIXELS, load_image
 
+    limit = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
     try:
         data = path.read_bytes()
     except OSError as exc:
         return _FileInfo(error=f"cannot read file: {exc}", kind="missing_file")
     sha = hashlib.sha256(data).hexdigest()
-    if not data:
-        return _FileInfo(sha256=sha, error="unreadable image: empty file (0 bytes); re-download or remove it",
-                         kind="unreadable_image")
-    try:
-        img = load_image(data) if max_pixels is None else load_image(data, max_pixels=max_pixels)
-    except InvalidInput as exc:
-        msg = str(exc)
-        if msg.startswith("<") and ": " in msg:  # drop imageio's "<N bytes>: " prefix; we name the path
+
+    def bad(msg: str) -> _FileInfo:
+        if msg.startswith("<") and ": " in msg:  # drop imageio's "<source>: " prefix; the problem names the path
             msg = msg.split(": ", 1)[1]
         return _FileInfo(sha256=sha, error=f"unreadable image: {msg}", kind="unreadable_image")
-    width, height = img.size
-    ext = path.suffix.lower()
-    fmt = None
-    exif: dict[str, Any] | None = None
-    exif_error = None
+
+    if not data:
+        return bad("empty file (0 bytes); re-download or remove it")
     try:
-        with Image.open(io.BytesIO(data)) as raw:
-            fmt = raw.format
+        raw = Image.open(io.BytesIO(data))
+    except Exception:  # let imageio word the reason (not an image, unknown format, ...)
+        try:
+            load_image(data, max_pixels=limit)
+        except InvalidInput as exc:
+            return bad(str(exc))
+        return bad("Pillow cannot open this file")
+    with raw:
+        width, height = raw.size
+        fmt = raw.format
+        exif: dict[str, Any] | None = None
+        exif_error = None
+        orientation = None
+        try:
+            orientation = raw.getexif().get(0x0112)
             if want_exif:
                 exif = read_exif_location(raw)
-    except InvalidInput as exc:
-        exif_error = str(exc)
-    except Exception as exc:  # a decodable image with a broken EXIF block
-        exif_error = f"unreadable EXIF ({type(exc).__name__}: {exc})"
+        except InvalidInput as exc:
+            exif_error = str(exc)
+        except Exception as exc:  # a decodable image with a broken EXIF block
+            exif_error = f"unreadable EXIF ({type(exc).__name__}: {exc})"
+        if width * height > limit:
+            return bad(f"{width}x{height} = {width * height} pixels exceeds the limit of {limit} "
+                       "(protection against decompression bombs)")
+        if fmt in ("JPEG", "MPO"):
+            raw.draft("RGB", (max(1, width // 8), max(1, height // 8)))
+        try:
+            load_image(raw, max_pixels=limit)
+        except InvalidInput as exc:
+            return bad(str(exc))
+    if orientation in (5, 6, 7, 8):
+        width, height = height, width
+    ext = path.suffix.lower()
     if ext not in IMAGE_EXTENSIONS:
         ext = _FORMAT_EXT.get(fmt or "", ext or ".img")
     return _FileInfo(sha256=sha, width=width, height=height, ext=ext, exif=exif, exif_error=exif_error)
