@@ -1,0 +1,336 @@
+"""Read and write predictions files: ``.jsonl``, ``.json`` and ``.csv``.
+
+- ``.jsonl``: one :meth:`Prediction.to_dict` object per line (the default; streams well).
+- ``.json``: one JSON list of those objects.
+- ``.csv``: one row per candidate with the columns :data:`CSV_COLUMNS`; a failed prediction
+  is one row with an empty ``rank``/``lat``/``lon`` and the ``error`` text. Only ``image_id``,
+  ``lat`` and ``lon`` are required when reading (``rank`` orders candidates when present, else
+  file order; ``probability`` defaults to ``1/k``).
+
+Coordinates are WGS84 degrees, distances kilometres. Every write is atomic; every read
+error names the file and the line (and column) at fault.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from ._io import atomic_write_text
+from .errors import InvalidInput
+from .types import Candidate, Prediction
+
+__all__ = ["CSV_COLUMNS", "FORMATS", "write_predictions", "read_predictions", "predictions_to_rows"]
+
+#: Columns of the CSV format, in order (one row per candidate).
+CSV_COLUMNS: tuple[str, ...] = (
+    "image_id",
+    "rank",
+    "lat",
+    "lon",
+    "probability",
+    "country",
+    "country_name",
+    "admin1",
+    "city",
+    "cell",
+    "radius_km",
+    "expected_score",
+    "source",
+    "error",
+)
+FORMATS = (".jsonl", ".json", ".csv")
+_CANDIDATE_TEXT = ("cell", "country", "country_name", "admin1", "city")
+
+
+def _format_of(path: Path, fmt: str | None) -> str:
+    suffix = ("." + fmt.lstrip(".")) if fmt else path.suffix.lower()
+    if suffix == ".ndjson":
+        suffix = ".jsonl"
+    if suffix not in FORMATS:
+        raise InvalidInput(
+            f"{path}: unknown predictions format {suffix or '(no extension)'!r}; "
+            f"use a file ending in one of {', '.join(FORMATS)}"
+        )
+    return suffix
+
+
+def _num(x: float | None) -> str:
+    if x is None:
+        return ""
+    return repr(float(x))
+
+
+def predictions_to_rows(preds: Iterable[Prediction]) -> list[dict[str, Any]]:
+    """Flatten predictions to CSV-style rows (one per candidate; one row per failed prediction)."""
+    rows: list[dict[str, Any]] = []
+    for p in preds:
+        common = {
+            "image_id": p.image_id,
+            "radius_km": p.radius_km,
+            "expected_score": p.expected_score,
+            "source": p.source,
+            "error": p.error,
+        }
+        if not p.candidates:
+            rows.append({**common, "rank": None, "lat": None, "lon": None, "probability": None})
+            continue
+        for rank, c in enumerate(p.candidates, start=1):
+            rows.append(
+                {
+                    **common,
+                    "rank": rank,
+                    "lat": c.lat,
+                    "lon": c.lon,
+                    "probability": c.probability,
+                    **{k: getattr(c, k) for k in _CANDIDATE_TEXT},
+                }
+            )
+    return rows
+
+
+def _csv_text(preds: Sequence[Prediction]) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(CSV_COLUMNS), lineterminator="\n", extrasaction="ignore")
+    w.writeheader()
+    for row in predictions_to_rows(preds):
+        out = {}
+        for k in CSV_COLUMNS:
+            v = row.get(k)
+            if v is None:
+                out[k] = ""
+            elif isinstance(v, float):
+                out[k] = _num(v)
+            else:
+                out[k] = str(v)
+        w.writerow(out)
+    return buf.getvalue()
+
+
+def write_predictions(preds: Iterable[Prediction], path: str | os.PathLike[str], *, format: str | None = None) -> Path:
+    """Write predictions atomically to ``path``; the format follows the extension (or ``format``).
+
+    Returns the path written.
+    """
+    path = Path(path)
+    fmt = _format_of(path, format)
+    preds = list(preds)
+    for i, p in enumerate(preds):
+        if not isinstance(p, Prediction):
+            raise InvalidInput(f"write_predictions: item {i} is a {type(p).__name__}, expected geoscout.types.Prediction")
+        for k, c in enumerate(p.candidates, start=1):
+            if not (math.isfinite(c.lat) and math.isfinite(c.lon) and abs(c.lat) <= 90 and abs(c.lon) <= 180):
+                raise InvalidInput(
+                    f"write_predictions: {p.image_id!r} candidate {k} has an invalid (lat, lon) = ({c.lat!r}, {c.lon!r})"
+                )
+    if fmt == ".jsonl":
+        text = "".join(json.dumps(p.to_dict(), ensure_ascii=False, allow_nan=False) + "\n" for p in preds)
+    elif fmt == ".json":
+        text = json.dumps([p.to_dict() for p in preds], ensure_ascii=False, indent=1, allow_nan=False) + "\n"
+    else:
+        text = _csv_text(preds)
+    return atomic_write_text(path, text)
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _bad(where: str, msg: str) -> InvalidInput:
+    return InvalidInput(f"{where}: {msg}")
+
+
+def _float(value: Any, where: str, name: str, *, required: bool) -> float | None:
+    if value is None or (isinstance(value, str) and value.strip() == ""):
+        if required:
+            raise _bad(where, f"{name} is missing; expected a number")
+        return None
+    if isinstance(value, bool):
+        raise _bad(where, f"{name} must be a number, got {value!r}")
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise _bad(where, f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(x):
+        raise _bad(where, f"{name} must be a finite number, got {value!r}")
+    return x
+
+
+def _candidate(d: Any, where: str, k: int) -> Candidate:
+    if not isinstance(d, dict):
+        raise _bad(where, f"candidate {k} must be an object with lat/lon/probability, got {type(d).__name__}")
+    lat = _float(d.get("lat"), where, f"candidate {k} lat", required=True)
+    lon = _float(d.get("lon"), where, f"candidate {k} lon", required=True)
+    assert lat is not None and lon is not None
+    if not -90.0 <= lat <= 90.0:
+        raise _bad(where, f"candidate {k} lat={lat!r} is out of range; expected [-90, 90] degrees (lat before lon?)")
+    if not -180.0 <= lon <= 180.0:
+        raise _bad(where, f"candidate {k} lon={lon!r} is out of range; expected [-180, 180] degrees")
+    prob = _float(d.get("probability"), where, f"candidate {k} probability", required=False)
+    if prob is not None and not 0.0 <= prob <= 1.0 + 1e-6:
+        raise _bad(where, f"candidate {k} probability={prob!r} is outside [0, 1]")
+    text = {}
+    for key in _CANDIDATE_TEXT:
+        v = d.get(key)
+        text[key] = None if v is None or (isinstance(v, str) and v == "") else str(v)
+    return Candidate(lat=lat, lon=lon, probability=float("nan") if prob is None else prob, **text)
+
+
+def _prediction_from_obj(d: Any, where: str) -> Prediction:
+    if not isinstance(d, dict):
+        raise _bad(where, f"expected a JSON object (one prediction), got {type(d).__name__}")
+    image_id = d.get("image_id")
+    if image_id is None or str(image_id).strip() == "":
+        raise _bad(where, "image_id is missing")
+    cands = d.get("candidates", [])
+    if cands is None:
+        cands = []
+    if not isinstance(cands, list):
+        raise _bad(where, f"candidates must be a list, got {type(cands).__name__}")
+    candidates = [_candidate(c, where, k) for k, c in enumerate(cands, start=1)]
+    _fill_probabilities(candidates)
+    err = d.get("error")
+    heat = _heatmap(d.get("heatmap"), where)
+    return Prediction(
+        image_id=str(image_id),
+        candidates=candidates,
+        radius_km=_float(d.get("radius_km"), where, "radius_km", required=False),
+        expected_score=_float(d.get("expected_score"), where, "expected_score", required=False),
+        source=None if d.get("source") in (None, "") else str(d.get("source")),
+        error=None if err in (None, "") else str(err),
+        heatmap=heat,
+    )
+
+
+def _heatmap(rows: Any, where: str) -> list[list[float]] | None:
+    """Validate an optional ``[[lat, lon, probability], ...]`` heat map."""
+    if rows is None:
+        return None
+    if not isinstance(rows, list):
+        raise _bad(where, f"heatmap must be a list of [lat, lon, probability] rows, got {type(rows).__name__}")
+    out = []
+    for j, r in enumerate(rows):
+        if not (isinstance(r, (list, tuple)) and len(r) == 3):
+            raise _bad(where, f"heatmap row {j} must be [lat, lon, probability], got {r!r}")
+        la, lo, pr = (_float(v, where, f"heatmap row {j} {n}", required=True) for v, n in zip(r, ("lat", "lon", "probability")))
+        if not (-90.0 <= la <= 90.0 and -180.0 <= lo <= 180.0):  # type: ignore[operator]
+            raise _bad(where, f"heatmap row {j}: ({la}, {lo}) is not a valid (lat, lon) in degrees")
+        out.append([la, lo, pr])
+    return out
+
+
+def _fill_probabilities(cands: list[Candidate]) -> None:
+    """Candidates without a probability get an equal share of the mass not claimed by the others."""
+    missing = [c for c in cands if math.isnan(c.probability)]
+    if missing:
+        rest = max(0.0, 1.0 - sum(c.probability for c in cands if not math.isnan(c.probability)))
+        for c in missing:
+            c.probability = rest / len(missing)
+
+
+def _read_jsonl(path: Path, text: str) -> list[Prediction]:
+    out = []
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{path} line {lineno}"
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise _bad(where, f"not valid JSON ({exc.msg} at column {exc.colno})") from None
+        out.append(_prediction_from_obj(obj, where))
+    return out
+
+
+def _read_json(path: Path, text: str) -> list[Prediction]:
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise _bad(f"{path} line {exc.lineno}", f"not valid JSON ({exc.msg} at column {exc.colno})") from None
+    if isinstance(obj, dict) and "predictions" in obj:
+        obj = obj["predictions"]
+    if not isinstance(obj, list):
+        raise _bad(str(path), f"expected a JSON list of predictions, got {type(obj).__name__} (use .jsonl for one object per line)")
+    return [_prediction_from_obj(o, f"{path} item {i}") for i, o in enumerate(obj)]
+
+
+def _read_csv(path: Path, text: str) -> list[Prediction]:
+    reader = csv.DictReader(io.StringIO(text))
+    header = reader.fieldnames or []
+    header = [h.strip() for h in header]
+    reader.fieldnames = header
+    missing = [c for c in ("image_id", "lat", "lon") if c not in header]
+    if missing:
+        raise _bad(
+            f"{path} line 1",
+            f"missing column(s) {', '.join(missing)}; the header has {', '.join(header) or 'nothing'}. "
+            f"Expected at least image_id, lat, lon (full set: {', '.join(CSV_COLUMNS)})",
+        )
+    groups: dict[str, dict[str, Any]] = {}
+    for row in reader:
+        lineno = reader.line_num
+        where = f"{path} line {lineno}"
+        if None in row:
+            raise _bad(where, f"has {len(header) + len(row[None])} fields but the header has {len(header)}")
+        image_id = (row.get("image_id") or "").strip()
+        if not image_id:
+            raise _bad(where, "image_id is empty")
+        g = groups.setdefault(image_id, {"cands": [], "first": where, "row": row})
+        err = (row.get("error") or "").strip()
+        if err:
+            g["error"] = err
+        for key in ("radius_km", "expected_score"):
+            v = _float(row.get(key), where, key, required=False)
+            if v is not None:
+                g[key] = v
+        if (row.get("source") or "").strip():
+            g["source"] = row["source"].strip()
+        if (row.get("lat") or "").strip() == "" and (row.get("lon") or "").strip() == "":
+            if not err:
+                raise _bad(where, "lat and lon are empty but no error is given; a failed prediction needs its error text")
+            continue
+        cand = _candidate(row, where, len(g["cands"]) + 1)
+        rank = _float(row.get("rank"), where, "rank", required=False)
+        g["cands"].append((rank if rank is not None else float(len(g["cands"]) + 1), lineno, cand))
+    out = []
+    for image_id, g in groups.items():
+        ranked = sorted(g["cands"], key=lambda t: (t[0], t[1]))
+        cands = [c for _, _, c in ranked]
+        _fill_probabilities(cands)
+        out.append(
+            Prediction(
+                image_id=image_id,
+                candidates=cands,
+                radius_km=g.get("radius_km"),
+                expected_score=g.get("expected_score"),
+                source=g.get("source"),
+                error=g.get("error"),
+            )
+        )
+    return out
+
+
+def read_predictions(path: str | os.PathLike[str], *, format: str | None = None) -> list[Prediction]:
+    """Read a predictions file written by :func:`write_predictions` (or by hand).
+
+    Raises :class:`InvalidInput` naming the file and line for malformed content
+    (missing column, bad number, latitude/longitude out of range).
+    """
+    path = Path(path)
+    fmt = _format_of(path, format)
+    if not path.is_file():
+        raise InvalidInput(f"{path}: predictions file not found")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); is this a predictions file?") from None
+    if fmt == ".jsonl":
+        return _read_jsonl(path, text)
+    if fmt == ".json":
+        return _read_json(path, text)
+    return _read_csv(path, text)
