@@ -165,6 +165,11 @@ def exif_folder(tmp_path_factory, shared_data):
     _write_gps_jpeg(srcs[1], folder / "trip" / "oslo.jpg", lat_dms=(59, 54, 50.4), lat_ref="N", lon_dms=(10, 45, 9.6),
                     lon_ref="E", alt=23.0)
     shutil.copy(srcs[2], folder / "trip" / "no_gps.jpg")  # a real photo without GPS
+    im = Image.open(srcs[3])  # GPS latitude with a zero denominator
+    exif = im.getexif()
+    exif.get_ifd(0x8825).update({1: "N", 2: (IFDRational(1, 0), IFDRational(0), IFDRational(0)), 3: "E",
+                                 4: (IFDRational(5), IFDRational(0), IFDRational(0))})
+    im.save(folder / "trip" / "zero_den.jpg", exif=exif)
     shutil.copy(folder / "rio.jpg", folder / "trip" / "rio_copy.jpg")  # duplicate content
     (folder / "notes.txt").write_text("not a photo")
     return folder, srcs
@@ -188,10 +193,12 @@ def test_exif_folder_import(exif_folder, tmp_path):
     assert load_image(rep.dataset.image_path(rio["image_id"])).size == (raw_h, raw_w)
     assert (oslo["width"], oslo["height"]) == Image.open(srcs[1]).size
     kinds = {p.path: p.kind for p in rep.problems}
-    assert kinds == {"trip/no_gps.jpg": "no_gps", "trip/rio_copy.jpg": "duplicate", "notes.txt": "not_image"}
+    assert kinds == {"trip/no_gps.jpg": "no_gps", "trip/rio_copy.jpg": "duplicate", "notes.txt": "not_image",
+                     "trip/zero_den.jpg": "bad_coordinates"}
     dup = next(p for p in rep.problems if p.kind == "duplicate")
     assert "rio.jpg" in dup.reason
-    assert rep.total == 5
+    assert "zero denominator" in next(p.reason for p in rep.problems if p.kind == "bad_coordinates")
+    assert rep.total == 6
 
 
 @pytest.fixture(scope="module")
@@ -336,3 +343,33 @@ def test_schema_validation_errors(tmp_path, loaded):
     with pytest.raises(InvalidInput, match="empty"):
         (tmp_path / "empty.csv").write_text("")
         import_csv(tmp_path / "empty.csv")
+
+
+def test_oversized_image_and_failed_copy_are_reported(shared_data, tmp_path, monkeypatch):
+    import geoscout.data.importers as imp
+
+    root = shared_data("streetview-world")
+    rows = _csv_rows(root / "manifest.csv")[:3]
+    Image.new("L", (8000, 5100)).save(tmp_path / "huge.png")  # 40.8 M pixels > the 40 M default limit
+    src = tmp_path / "in.csv"
+    with open(src, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["path", "lat", "lon"])
+        w.writerow(["huge.png", "1", "1"])
+        for r in rows:
+            w.writerow([str(root / r["path"]), r["lat"], r["lon"]])
+    real = shutil.copyfile
+    victim = (root / rows[1]["path"]).resolve()
+
+    def flaky(a, b, *args, **kw):
+        if Path(a) == victim:
+            raise OSError(28, "No space left on device")
+        return real(a, b, *args, **kw)
+
+    monkeypatch.setattr(imp.shutil, "copyfile", flaky)
+    rep = import_csv(src, tmp_path / "ds", copy=True)
+    got = {p.row: (p.kind, p.reason) for p in rep.problems}
+    assert got[2][0] == "unreadable_image" and "exceeds the limit" in got[2][1]
+    assert got[4][0] == "copy_failed" and "No space left" in got[4][1]
+    assert rep.n_imported == 2 and len(list((tmp_path / "ds" / "images").iterdir())) == 2
+    assert len(Dataset.open(tmp_path / "ds")) == 2

@@ -114,3 +114,13 @@ def test_exif_folder_copy_then_split_and_export(shared_data, tmp_path):
     assert len(exported) == 3
     # relative to the CSV's folder (the images lie under it), so import_csv reads it back
     assert sorted((tmp_path / p).resolve() for p in exported["path"]) == sorted(ds.image_paths())
+
+
+def test_dataset_moved_to_new_folder_keeps_images(shared_data, tmp_path):
+    src = shared_data("osv5m-sample")
+    res = runner.invoke(app, ["import", str(src), "-o", str(tmp_path / "a"), "--copy"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["import", str(tmp_path / "a"), "-o", str(tmp_path / "b")])
+    assert res.exit_code == 0, res.output
+    b = Dataset.open(tmp_path / "b")
+    assert len(b) == 71 and all(p.is_file() and p.is_relative_to(tmp_path / "a") for p in b.image_paths())

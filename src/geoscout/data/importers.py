@@ -130,7 +130,10 @@ def _inspect(path: Path, *, want_exif: bool, max_pixels: int | None) -> _FileInf
     hit = _CACHE.get(key)
     if hit is not None and max_pixels is None:
         return hit
-    info = _inspect_uncached(path, want_exif=want_exif, max_pixels=max_pixels)
+    try:
+        info = _inspect_uncached(path, want_exif=want_exif, max_pixels=max_pixels)
+    except Exception as exc:  # never let one odd file end the whole import
+        return _FileInfo(error=f"unreadable image: unexpected {type(exc).__name__}: {exc}", kind="unreadable_image")
     if max_pixels is None:
         with _CACHE_LOCK:
             if len(_CACHE) >= _CACHE_MAX:
@@ -339,17 +342,30 @@ def _copy_into(src: Path, out: Path, image_id: str, ext: str) -> str:
     return rel
 
 
-def _finish(rows: list[dict[str, Any]], srcs: list[Path], exts: list[str], problems: list[Problem], total: int,
-            *, root: Path, out: Path | None, copy: bool, workers: int, name: str) -> ImportReport:
+def _finish(rows: list[dict[str, Any]], srcs: list[Path], exts: list[str], lines: list[int | None],
+            problems: list[Problem], total: int, *, root: Path, out: Path | None, copy: bool, workers: int,
+            name: str) -> ImportReport:
     import pandas as pd
 
     if copy and out is None:
         raise InvalidInput("copy=True needs an output folder (out=...) to copy the images into")
     if copy and rows:
+        def safe_copy(args: tuple[Path, Path, str, str]) -> str | OSError:
+            try:
+                return _copy_into(*args)
+            except OSError as exc:
+                return exc
+
         with ThreadPoolExecutor(workers) as ex:
-            rels = list(ex.map(lambda a: _copy_into(*a), [(s, out, r["image_id"], e) for r, s, e in zip(rows, srcs, exts)]))
-        for r, rel in zip(rows, rels):
-            r["path"] = rel
+            rels = list(ex.map(safe_copy, [(s, out, r["image_id"], e) for r, s, e in zip(rows, srcs, exts)]))
+        kept = []
+        for r, s, rel, line in zip(rows, srcs, rels, lines):
+            if isinstance(rel, OSError):
+                problems.append(Problem(_stored_path(s, root), f"could not copy into {out / 'images'}: {rel}", line, "copy_failed"))
+            else:
+                r["path"] = rel
+                kept.append(r)
+        rows = kept
     else:
         base = out if out is not None else root
         for r, s in zip(rows, srcs):
@@ -499,7 +515,7 @@ def import_csv(csv: str | os.PathLike[str], out: str | os.PathLike[str] | None =
     with ThreadPoolExecutor(nw) as ex:
         infos = list(ex.map(lambda p: None if p is None else _inspect(p, want_exif=False, max_pixels=None), paths))
 
-    rows, srcs, exts = [], [], []
+    rows, srcs, exts, lines = [], [], [], []
     first_by_hash: dict[str, tuple[str, int]] = {}
     for i, (rec, issues, p, info) in enumerate(zip(records, checks, paths, infos)):
         line = i + 2  # header is line 1
@@ -526,7 +542,8 @@ def import_csv(csv: str | os.PathLike[str], out: str | os.PathLike[str] | None =
         rows.append(rec)
         srcs.append(p.resolve())
         exts.append(info.ext)
-    return _finish(rows, srcs, exts, problems, len(records), root=root, out=out_dir, copy=copy, workers=nw, name=name)
+        lines.append(line)
+    return _finish(rows, srcs, exts, lines, problems, len(records), root=root, out=out_dir, copy=copy, workers=nw, name=name)
 
 
 def import_exif_folder(folder: str | os.PathLike[str], out: str | os.PathLike[str] | None = None, *,
@@ -561,7 +578,7 @@ def import_exif_folder(folder: str | os.PathLike[str], out: str | os.PathLike[st
     nw = workers or _default_workers()
     with ThreadPoolExecutor(nw) as ex:
         infos = list(ex.map(lambda p: _inspect(p, want_exif=True, max_pixels=None), files))
-    rows, srcs, exts = [], [], []
+    rows, srcs, exts, lines = [], [], [], []
     first_by_hash: dict[str, str] = {}
     for p, info in zip(files, infos):
         shown = _stored_path(p, folder)
@@ -569,7 +586,7 @@ def import_exif_folder(folder: str | os.PathLike[str], out: str | os.PathLike[st
             problems.append(Problem(shown, info.error, None, info.kind))
             continue
         if info.exif_error:
-            problems.append(Problem(shown, f"bad EXIF GPS: {info.exif_error}", None, "no_gps"))
+            problems.append(Problem(shown, f"bad EXIF GPS: {info.exif_error}", None, "bad_coordinates"))
             continue
         if info.exif is None:
             problems.append(Problem(shown, "no GPS position in EXIF; add one or list the photo in a CSV with lat,lon",
@@ -591,5 +608,6 @@ def import_exif_folder(folder: str | os.PathLike[str], out: str | os.PathLike[st
         rows.append(rec)
         srcs.append(p)
         exts.append(info.ext)
-    return _finish(rows, srcs, exts, problems, len(files) + sum(pr.kind == "not_image" for pr in problems),
+        lines.append(None)
+    return _finish(rows, srcs, exts, lines, problems, len(files) + sum(pr.kind == "not_image" for pr in problems),
                    root=folder, out=out_dir, copy=copy, workers=nw, name=folder.name)
