@@ -121,7 +121,7 @@ def normalize_frame(frame: "pd.DataFrame") -> "pd.DataFrame":
     for c in STRING_COLUMNS:
         if c in df.columns:
             df[c] = _string_series(df[c])
-    df["path"] = df["path"].map(lambda p: p if p is None else p.replace("\\", "/"))
+    df["path"] = _string_series(df["path"].map(lambda p: p if p is None else p.replace("\\", "/")))
     rest = [c for c in df.columns if c not in CORE_COLUMNS]
     return df[list(CORE_COLUMNS) + rest]
 
