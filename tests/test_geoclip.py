@@ -84,7 +84,7 @@ def test_location_encoder_matches_geoclip():
     ours.load_state_dict(load_wheel_weights("location_encoder"), strict=True)
     assert set(ours.state_dict()) == set(theirs.state_dict())
     rng = np.random.default_rng(0)
-    gps = np.c_[rng.uniform(-90, 90, 500), rng.uniform(-180, 180, 500)]
+    gps = np.c_[rng.uniform(-90, 90, 200), rng.uniform(-180, 180, 200)]
     gps = np.r_[gps, [[90, 180], [-90, -180], [0, 0], [45.81, 15.98]]]
     g = torch.tensor(gps, dtype=torch.float32)
     with torch.no_grad():
@@ -122,17 +122,18 @@ def test_fresh_encoder_config_and_seed():
 
 
 def test_backbone_missing_weights_messages(tmp_path, monkeypatch):
-    from geoscout.geoclip import GeoCLIPBackbone
+    from geoscout.backbones import create_backbone
 
     with pytest.raises(MissingWeights, match="--weights"):
-        GeoCLIPBackbone(weights=tmp_path / "nope")
+        create_backbone("geoclip", weights=tmp_path / "nope")
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(MissingWeights, match="model.safetensors"):
-        GeoCLIPBackbone(weights=tmp_path)
+        create_backbone("geoclip", weights=tmp_path)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    with pytest.raises(MissingWeights, match=r"openai/clip-vit-large-patch14.*--weights DIR"):
-        GeoCLIPBackbone()
+    with pytest.raises(MissingWeights, match=r"(?s)openai/clip-vit-large-patch14.*--weights DIR"):
+        create_backbone("geoclip")
 
 
 def test_registries():
@@ -158,13 +159,14 @@ def test_predict_matches_geoclip_predict(tiny_clip_dir, photos, geoscout_home):
     """Same weights (real location encoder, MLP, logit scale; tiny random CLIP) -> identical top-k."""
     from PIL import Image
 
-    from geoscout.geoclip import GeoCLIPBackbone, GeoCLIPHead
+    from geoscout.backbones import create_backbone
+    from geoscout.geoclip import GeoCLIPHead
     from geoscout.geoclip._wheel import wheel_gallery
 
     gc_mod, _ = _wheel()
     gallery = wheel_gallery()[:SUBSET]
     model = _their_model(gc_mod, tiny_clip_dir, gallery)
-    backbone = GeoCLIPBackbone(weights=tiny_clip_dir)
+    backbone = create_backbone("geoclip", weights=tiny_clip_dir)
     head = GeoCLIPHead(gallery=gallery)
     pils = []
     for p in photos:
@@ -251,7 +253,8 @@ def test_head_state_roundtrip_and_errors(geoscout_home, tmp_path):
 @pytest.mark.slow
 def test_full_gallery_matches_geoclip_predict(tiny_clip_dir, photos, geoscout_home):
     """The real 100k gallery through the disk cache: top-5 equal to geoclip's predict."""
-    from geoscout.geoclip import GeoCLIPBackbone, load_geoclip_head
+    from geoscout.backbones import create_backbone
+    from geoscout.geoclip import load_geoclip_head
 
     gc_mod, _ = _wheel()
     from transformers.utils import logging as hf_logging
@@ -264,7 +267,7 @@ def test_full_gallery_matches_geoclip_predict(tiny_clip_dir, photos, geoscout_ho
     from PIL import Image
 
     with Image.open(photos[0]) as im:
-        feats = GeoCLIPBackbone(weights=tiny_clip_dir).encode([im.convert("RGB")])
+        feats = create_backbone("geoclip", weights=tiny_clip_dir).encode([im.convert("RGB")])
     top = head.predict_topk(feats, 5)[0]
     gps, pr = model.predict(str(photos[0]), top_k=5)
     np.testing.assert_allclose([[c.lat, c.lon] for c in top], gps.numpy(), atol=1e-5)

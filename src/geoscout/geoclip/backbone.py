@@ -1,31 +1,28 @@
 """The ``geoclip`` backbone: CLIP ViT-L/14 image tower (transformers) + GeoCLIP's image MLP -> 512-d features.
 
 The CLIP weights come from the Hugging Face hub (``openai/clip-vit-large-patch14``, standard cache) or
-a local folder (``weights=DIR``: ``config.json`` + ``model.safetensors`` [+ ``preprocessor_config.json``]);
+a local folder (``weights=DIR``: ``config.json``, ``preprocessor_config.json``, ``model.safetensors``);
 the MLP (768 -> 768 -> 512) comes from the ``geoclip`` wheel. Only the vision tower and its projection
-are loaded (no text tower), and only safetensors files are read.
+are kept. Preprocessing is transformers' Pillow/numpy CLIP image processor, i.e. exactly GeoCLIP's.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..backbones._registry import BACKBONES
+from ..backbones.base import Backbone, BackboneInfo, MissingDependency
 from ..errors import InvalidInput, MissingWeights
 from ._wheel import load_wheel_weights, weights_digest
 
-__all__ = ["GeoCLIPBackbone", "CLIP_REPO"]
+__all__ = ["GeoCLIPBackbone", "CLIP_REPO", "build_geoclip_backbone"]
 
 CLIP_REPO = "openai/clip-vit-large-patch14"
-_HOW = (
-    f"download it once with internet (`huggingface-cli download {CLIP_REPO}`), or pass --weights DIR "
-    "(weights=DIR): a folder with config.json, model.safetensors and preprocessor_config.json"
-)
 
 
 @contextlib.contextmanager
@@ -40,117 +37,103 @@ def _quiet_transformers():
         hf_logging.set_verbosity(old)
 
 
-def _image_processor(source: str, local_only: bool) -> Any:
-    """CLIP's Pillow/numpy image processor (no torchvision) configured from ``source``."""
+def _image_processor(folder: str) -> Any:
+    """CLIP's Pillow/numpy image processor (no torchvision) configured from ``folder``."""
     try:
         from transformers import CLIPImageProcessorPil as Proc  # transformers >= 5
     except ImportError:  # pragma: no cover - older transformers
         from transformers import CLIPImageProcessor as Proc
-    try:
-        return Proc.from_pretrained(source, local_files_only=local_only)
-    except (OSError, ValueError):
-        if Path(source).is_dir():  # a weights folder without preprocessor_config.json: CLIP's defaults
-            return Proc()
-        raise
+    return Proc.from_pretrained(folder, local_files_only=True)
 
 
-@BACKBONES.register("geoclip", help="GeoCLIP image features: CLIP ViT-L/14 + GeoCLIP's MLP (512-d); needs the hub or --weights DIR")
-class GeoCLIPBackbone:
-    """GeoCLIP's image encoder. ``encode`` returns (n, 512) L2-normalised float32 features."""
+class GeoCLIPBackbone(Backbone):
+    """GeoCLIP's image encoder; ``encode`` returns (n, 512) L2-normalised float32 features.
 
-    name = "geoclip"
-    dim = 512
+    Build it with :func:`build_geoclip_backbone` / ``create_backbone("geoclip", weights=DIR)``.
+    """
 
-    def __init__(self, weights: str | os.PathLike[str] | None = None, *, device: str = "cpu",
-                 runtime: str = "torch", batch_size: int = 16, local_files_only: bool | None = None) -> None:
-        import torch
-        from transformers import CLIPVisionModelWithProjection
-
-        if runtime != "torch":
-            raise InvalidInput(f"backbone 'geoclip' runs only with runtime='torch', got {runtime!r}")
-        self.device = torch.device(device)
-        self.batch_size = int(batch_size)
-        if weights is not None:
-            wdir = Path(weights).expanduser()
-            if not wdir.is_dir():
-                raise MissingWeights(f"--weights {weights}: not a folder; {_HOW}")
-            missing = [f for f in ("config.json", "model.safetensors") if not (wdir / f).is_file()]
-            if missing:
-                raise MissingWeights(f"--weights {wdir}: missing {', '.join(missing)}; {_HOW}")
-            source, local = str(wdir), True
-        else:
-            source = CLIP_REPO
-            local = bool(local_files_only) if local_files_only is not None else bool(os.environ.get("HF_HUB_OFFLINE"))
-        self.source = source
-        try:
-            with _quiet_transformers():
-                model = CLIPVisionModelWithProjection.from_pretrained(
-                    source, local_files_only=local, use_safetensors=True)
-                self.processor = _image_processor(source, local)
-        except (OSError, ValueError) as exc:
-            raise MissingWeights(
-                f"cannot load the CLIP ViT-L/14 weights of backbone 'geoclip' from {source!r} "
-                f"(offline and not in the Hugging Face cache?): {exc.__class__.__name__}; {_HOW}"
-            ) from None
-        if model.config.projection_dim != 768:
-            raise InvalidInput(
-                f"{source}: CLIP projection_dim is {model.config.projection_dim}, GeoCLIP's MLP needs 768 (ViT-L/14)")
-        self.clip = model.to(self.device).eval()
-        mlp_state = load_wheel_weights("image_mlp")
-        self.mlp = torch.nn.Sequential(torch.nn.Linear(768, 768), torch.nn.ReLU(), torch.nn.Linear(768, 512))
-        self.mlp.load_state_dict(mlp_state, strict=True)
-        self.mlp.to(self.device).eval()
-        self._mlp_digest = weights_digest(mlp_state)
-        self._fingerprint: dict[str, Any] | None = None
-
-    def fingerprint(self) -> dict[str, Any]:
-        """Name, CLIP source + weights hash, MLP hash and preprocessing: equal fingerprints = equal features."""
-        if self._fingerprint is None:
-            from .._io import sha256_file
-
-            try:
-                from huggingface_hub import try_to_load_from_cache
-
-                local = Path(self.source) / "model.safetensors"
-                path = local if local.is_file() else Path(str(try_to_load_from_cache(self.source, "model.safetensors")))
-                clip_hash = sha256_file(path)[:16] if path.is_file() else str(self.clip.config._name_or_path)
-            except Exception:  # noqa: BLE001 - the hash is informative only
-                clip_hash = "unknown"
-            p = self.processor
-            self._fingerprint = {
-                "name": self.name, "dim": self.dim, "clip": self.source if not Path(self.source).is_dir() else "local",
-                "clip_weights": clip_hash, "mlp_weights": self._mlp_digest,
-                "preprocess": {"size": getattr(p, "size", None), "crop_size": getattr(p, "crop_size", None),
-                               "mean": list(getattr(p, "image_mean", []) or []), "std": list(getattr(p, "image_std", []) or [])},
-            }
-        return self._fingerprint
+    processor: Any
 
     def preprocess(self, image: Any) -> np.ndarray:
-        """One RGB PIL image -> (3, 224, 224) float32 (CLIP resize, centre crop, normalise)."""
-        return self._pixels([image])[0].numpy()
+        """One PIL image -> (3, 224, 224) float32 exactly as GeoCLIP (CLIP resize 224 bicubic, centre crop, normalise)."""
+        im = image if image.mode == "RGB" else image.convert("RGB")
+        return np.asarray(self.processor(images=[im], return_tensors="np")["pixel_values"][0], dtype=np.float32)
 
-    def _pixels(self, images: list[Any]) -> Any:
-        return self.processor(images=[im.convert("RGB") if im.mode != "RGB" else im for im in images],
-                              return_tensors="pt")["pixel_values"]
-
-    def encode_pixels(self, pixels: Any) -> np.ndarray:
-        """Preprocessed (n, 3, 224, 224) pixels -> (n, 512) L2-normalised float32 features."""
-        import torch
-
-        with torch.inference_mode():
-            x = torch.as_tensor(pixels, dtype=torch.float32, device=self.device)
-            feats = self.mlp(self.clip(pixel_values=x).image_embeds)
-            feats = torch.nn.functional.normalize(feats, dim=1)
-        return feats.float().cpu().numpy()
-
-    def encode(self, images: list[Any]) -> np.ndarray:
-        """RGB PIL images -> (n, 512) L2-normalised float32 GeoCLIP image features, in batches."""
+    def encode(self, images: list[Any], *, tta: bool = False, batch_size: int = 16) -> np.ndarray:
+        """PIL images -> (n, 512) float32, L2-normalised, in batches of ``batch_size``."""
         if not images:
             return np.zeros((0, self.dim), np.float32)
-        out = [self.encode_pixels(self._pixels(images[i:i + self.batch_size]))
-               for i in range(0, len(images), self.batch_size)]
-        return np.concatenate(out, axis=0)
+        return np.concatenate([
+            self.encode_batch(np.stack([self.preprocess(im) for im in images[i:i + batch_size]]), tta=tta)
+            for i in range(0, len(images), batch_size)
+        ])
 
-    def encode_text(self, texts: list[str]) -> None:
-        """GeoCLIP has no text tower here."""
-        return None
+
+def build_geoclip_backbone(weights: str | os.PathLike[str] | None = None, *, device: str = "cpu",
+                           runtime: str = "torch") -> GeoCLIPBackbone:
+    """CLIP ViT-L/14 from the hub cache (or ``weights`` folder) + GeoCLIP's MLP from the geoclip wheel."""
+    try:
+        import torch
+        from transformers import CLIPVisionModelWithProjection
+    except ModuleNotFoundError:
+        raise MissingDependency("backbone 'geoclip' needs transformers: pip install 'geoscout[geoclip]'") from None
+    from ..backbones.base import weights_sha256
+    from ..backbones.clip import resolve_hf_files
+
+    try:
+        folder = resolve_hf_files(CLIP_REPO, weights)
+    except MissingWeights as exc:
+        raise MissingWeights(f"backbone 'geoclip' needs CLIP ViT-L/14 ({CLIP_REPO}): {exc}") from None
+    safetensors = sorted(folder.glob("*.safetensors"))
+    if not safetensors:
+        raise MissingWeights(f"{folder}: backbone 'geoclip' reads only safetensors weights (model.safetensors); "
+                             f"download them with `huggingface-cli download {CLIP_REPO} --local-dir DIR`")
+    with _quiet_transformers():
+        vision = CLIPVisionModelWithProjection.from_pretrained(str(folder), use_safetensors=True).eval()
+        processor = _image_processor(str(folder))
+    if int(vision.config.projection_dim) != 768:
+        raise InvalidInput(f"{folder}: CLIP projection_dim is {vision.config.projection_dim}; "
+                           "GeoCLIP's MLP needs 768 (CLIP ViT-L/14)")
+    mlp_state = load_wheel_weights("image_mlp")
+    mlp = torch.nn.Sequential(torch.nn.Linear(768, 768), torch.nn.ReLU(), torch.nn.Linear(768, 512))
+    mlp.load_state_dict(mlp_state, strict=True)
+
+    class _Tower(torch.nn.Module):
+        """(n, 3, 224, 224) pixels -> (n, 512) GeoCLIP image features (unnormalised)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.clip = vision
+            self.mlp = mlp
+
+        def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+            return self.mlp(self.clip(pixel_values=pixels).image_embeds)
+
+    crop = _dim(getattr(processor, "crop_size", None), "height", 224)
+    size = _dim(getattr(processor, "size", None), "shortest_edge", crop)
+    info = BackboneInfo(
+        name="geoclip", dim=512, input_size=int(crop), resize_size=int(size),
+        mean=tuple(float(v) * 255 for v in processor.image_mean),  # type: ignore[arg-type]
+        std=tuple(float(v) * 255 for v in processor.image_std),  # type: ignore[arg-type]
+        interpolation="bicubic", license="CLIP: MIT (OpenAI); GeoCLIP MLP: MIT (VicenteVivan/geo-clip)",
+        source=f"CLIP {CLIP_REPO if weights is None else folder} + geoclip wheel image MLP",
+    )
+    sha = hashlib.sha256((weights_sha256(safetensors) + weights_digest(mlp_state)).encode()).hexdigest()
+    bb = GeoCLIPBackbone("geoclip", info, _Tower(), sha, device=device, runtime=runtime)
+    bb.processor = processor
+    return bb
+
+
+def _dim(value: Any, key: str, default: int) -> int:
+    """An int out of a processor size field (int, dict or transformers SizeDict)."""
+    if value is None:
+        return default
+    if isinstance(value, (int, float)):
+        return int(value)
+    v = value.get(key) if hasattr(value, "get") else getattr(value, key, None)
+    return int(v) if v else default
+
+
+@BACKBONES.register("geoclip", help="GeoCLIP image features: CLIP ViT-L/14 + GeoCLIP's MLP, 512-d (hub or --weights DIR)")
+def _geoclip(*, weights: Any = None, device: str = "cpu", runtime: str = "torch") -> GeoCLIPBackbone:
+    return build_geoclip_backbone(weights, device=device, runtime=runtime)
