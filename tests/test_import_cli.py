@@ -81,6 +81,8 @@ def test_user_errors(tmp_path, shared_data):
     assert res.exit_code == 2 and "no such file" in res.output
     res = runner.invoke(app, ["import", str(src), "-o", str(tmp_path / "x"), "--split", "0.5,0.6,0.1"])
     assert res.exit_code == 2 and "sum to 1" in res.output
+    res = runner.invoke(app, ["import", str(src), "-o", str(tmp_path / "z"), "--split", "0.8,0.1,0.1", "--spatial-block", "0"])
+    assert res.exit_code == 2 and "block size" in res.output
     res = runner.invoke(app, ["import", str(src), "-o", str(tmp_path / "y"), "--columns", "lat=breite"])
     assert res.exit_code != 0 and "breite" in str(res.exception or "") + res.output
 

@@ -35,6 +35,7 @@ def import_command(
 
     from geoscout.data import Dataset, ImportReport, import_csv, import_exif_folder, split_dataset
     from geoscout.data.schema import MANIFEST_NAME
+    from geoscout.errors import GeoscoutError
 
     console = Console(highlight=False, soft_wrap=True)
     if output is None and export_csv is None and not (src.is_dir() and (src / MANIFEST_NAME).is_file()):
@@ -90,11 +91,14 @@ def import_command(
 
         try:
             fractions = parse_fractions(split)
-        except Exception as exc:  # InvalidInput with a clear message
+        except GeoscoutError as exc:
             raise fail(str(exc)) from None
         method = "spatial" if spatial_block is not None else "location"
-        ds.frame["split"] = split_dataset(ds, fractions=fractions, seed=seed, method=method,
-                                          block_deg=spatial_block if spatial_block is not None else 1.0).to_numpy()
+        try:
+            ds.frame["split"] = split_dataset(ds, fractions=fractions, seed=seed, method=method,
+                                              block_deg=spatial_block if spatial_block is not None else 1.0).to_numpy()
+        except GeoscoutError as exc:
+            raise fail(str(exc)) from None
         counts = ds.frame["split"].value_counts()
         nloc = ds.frame.groupby("split")["location_id"].nunique()
         by = f"blocks of {spatial_block:g} deg" if method == "spatial" else "location"
