@@ -1,0 +1,359 @@
+"""Geocell classifier with haversine label smoothing (PIGEON), linear or MLP.
+
+The head predicts a probability per partition cell; the support points of its
+distribution are the cell centroids. Training targets are smoothed by distance:
+``target_i ∝ exp(-(d_i - min_j d_j) / tau)`` with ``d_i`` the haversine distance (km)
+from the true point to cell ``i``'s centroid; ``tau = 0`` gives one-hot targets on the
+true point's cell. :class:`CellClassifierHead` is also the base of the ``hybrid`` and
+``multitask`` heads, which add outputs and losses on the same trunk.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ..errors import InvalidInput, NotFittedError
+from ..geo import pairwise_haversine_km
+from ._registry import HEADS
+from ._torch import available_cores, grouped_val_split, location_groups, mean_geoguessr, torch_threads, train_loop
+from .base import Distribution, GeoHead, check_embeddings, check_targets
+
+__all__ = ["CellClassifierHead", "haversine_smoothing"]
+
+_PREDICT_BATCH = 4096
+
+
+def haversine_smoothing(
+    lat: Any, lon: Any, centroids: Any, tau_km: float, labels: Any = None
+) -> NDArray[np.float64]:
+    """PIGEON's smoothed targets (N, C): ``exp(-(d_i - min_j d_j) / tau_km)`` normalised per row.
+
+    ``lat``/``lon`` are the true points (degrees), ``centroids`` (C, 2) the cell centroids.
+    ``tau_km = 0`` gives one-hot rows: on ``labels`` (the true cells) when given, else on the
+    nearest centroid.
+    """
+    lat = np.atleast_1d(np.asarray(lat, dtype=np.float64))
+    lon = np.atleast_1d(np.asarray(lon, dtype=np.float64))
+    c = np.asarray(centroids, dtype=np.float64).reshape(-1, 2)
+    if tau_km < 0:
+        raise InvalidInput(f"tau must be >= 0 km, got {tau_km}")
+    if tau_km == 0:
+        idx = np.asarray(labels, dtype=np.int64) if labels is not None else None
+        if idx is None:
+            idx = pairwise_haversine_km(lat, lon, c[:, 0], c[:, 1]).argmin(axis=1)
+        out = np.zeros((lat.size, c.shape[0]))
+        out[np.arange(lat.size), idx] = 1.0
+        return out
+    d = pairwise_haversine_km(lat, lon, c[:, 0], c[:, 1])
+    w = np.exp(-(d - d.min(axis=1, keepdims=True)) / float(tau_km))
+    return w / w.sum(axis=1, keepdims=True)
+
+
+def _build_net(d_in: int, hidden: int, dropout: float, outputs: dict[str, int]) -> Any:
+    import torch
+    from torch import nn
+
+    class GeoNet(nn.Module):
+        """Shared trunk (identity for a linear head, else Linear-GELU-Dropout) + one linear layer per output."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            if hidden > 0:
+                self.trunk: nn.Module = nn.Sequential(nn.Linear(d_in, hidden), nn.GELU(), nn.Dropout(dropout))
+                width = hidden
+            else:
+                self.trunk = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+                width = d_in
+            self.outputs = nn.ModuleDict({k: nn.Linear(width, m) for k, m in outputs.items()})
+
+        def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+            h = self.trunk(x)
+            return {k: layer(h) for k, layer in self.outputs.items()}
+
+    return GeoNet()
+
+
+@HEADS.register("classifier", help="Geocell classifier (linear or MLP) with haversine label smoothing (PIGEON)")
+class CellClassifierHead(GeoHead):
+    """Classify embeddings into partition cells; trained with haversine label smoothing.
+
+    Parameters: ``hidden`` MLP width (0 = linear), ``tau`` smoothing temperature in km (0 =
+    one-hot), ``class_balanced`` weights samples by inverse cell frequency, ``cells`` the
+    partition spec used when ``fit`` gets no partition, ``val_fraction`` of locations held
+    out for early stopping when no validation set is given, ``threads`` torch threads
+    (default: the available cores).
+    """
+
+    name = "classifier"
+
+    def __init__(
+        self,
+        *,
+        hidden: int = 512,
+        tau: float = 75.0,
+        class_balanced: bool = False,
+        epochs: int = 30,
+        batch_size: int = 256,
+        lr: float = 1e-3,
+        weight_decay: float = 1e-4,
+        dropout: float = 0.2,
+        patience: int = 5,
+        val_fraction: float = 0.1,
+        seed: int = 0,
+        cells: str = "semantic",
+        threads: int | None = None,
+    ) -> None:
+        self.hidden = hidden
+        self.tau = tau
+        self.class_balanced = class_balanced
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.dropout = dropout
+        self.patience = patience
+        self.val_fraction = val_fraction
+        self.seed = seed
+        self.cells = cells
+        self.threads = threads
+
+    # -- hooks for subclasses ------------------------------------------------------------------
+    def _output_dims(self, n_cells: int) -> dict[str, int]:
+        return {"cell": n_cells}
+
+    def _prepare_extra(self, y: NDArray[np.float64], labels: NDArray[np.int64], aux: Any, rows: NDArray[np.int64]) -> None:
+        """Compute extra training targets for the training rows (``rows`` index into the full fit input)."""
+
+    def _extra_loss(self, out: dict[str, Any], rows: NDArray[np.int64]) -> Any:
+        return 0.0
+
+    def _extra_config(self) -> dict[str, Any]:
+        return {}
+
+    def _extra_tensors(self) -> dict[str, NDArray[Any]]:
+        return {}
+
+    def _restore_extra(self, config: dict[str, Any], tensors: dict[str, NDArray[Any]]) -> None:
+        pass
+
+    def _points_from_outputs(self, out: dict[str, NDArray[np.float64]]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """Support points (lat, lon) of the distribution: (C,) centroids for the plain classifier."""
+        return self.centroids_[:, 0], self.centroids_[:, 1]
+
+    # -- fitting ---------------------------------------------------------------------------------
+    def _resolve_partition(self, partition: Any, y: NDArray[np.float64]) -> Any:
+        if partition is None:
+            from ..cells import create_partition
+
+            return create_partition(self.cells).fit(y[:, 0], y[:, 1])
+        try:
+            _ = partition.n_cells
+            _ = partition.centroids
+        except NotFittedError:
+            partition.fit(y[:, 0], y[:, 1])
+        return partition
+
+    def _labels(self, y: NDArray[np.float64]) -> NDArray[np.int64]:
+        """Cell index of each point; points outside every cell go to the nearest centroid."""
+        lab = np.asarray(self.partition_.assign(y[:, 0], y[:, 1]), dtype=np.int64).reshape(-1)
+        out = lab < 0
+        if out.any():
+            d = pairwise_haversine_km(y[out, 0], y[out, 1], self.centroids_[:, 0], self.centroids_[:, 1])
+            lab[out] = d.argmin(axis=1)
+        return lab
+
+    def _n_threads(self, d_in: int, n_cells: int) -> int:
+        """``threads`` if set; else all available cores for big batches and 1 for small ones, where
+        thread synchronisation costs more than it saves (and is ruinous on a busy machine)."""
+        if self.threads:
+            return int(self.threads)
+        width = int(self.hidden) if int(self.hidden) > 0 else d_in
+        outs = sum(self._output_dims(n_cells).values()) if n_cells else n_cells
+        macs = int(self.batch_size) * ((d_in * width if int(self.hidden) > 0 else 0) + width * outs)
+        return available_cores() if macs >= 50_000_000 else 1
+
+    def fit(
+        self,
+        X: Any,
+        y: Any,
+        *,
+        partition: Any = None,
+        aux: Any = None,
+        X_val: Any = None,
+        y_val: Any = None,
+        groups: Any = None,
+        progress: bool = False,
+    ) -> "CellClassifierHead":
+        """Fit on embeddings ``X`` (N, D) and true ``y`` (N, 2) lat/lon degrees.
+
+        ``partition`` is a (fitted or unfitted) geoscout Partition; ``groups`` (N,) marks rows
+        of one location so the automatic validation split never separates them (default:
+        identical coordinates). Returns ``self``.
+        """
+        import torch
+
+        X = check_embeddings(X)
+        y = check_targets(y, X.shape[0])
+        if self.tau < 0:
+            raise InvalidInput(f"tau must be >= 0 km, got {self.tau}")
+        self.partition_ = self._resolve_partition(partition, y)
+        self.centroids_ = np.asarray(self.partition_.centroids, dtype=np.float64).reshape(-1, 2)
+        self.cell_ids_ = [str(c) for c in self.partition_.cell_ids]
+        self.partition_spec_ = str(getattr(self.partition_, "spec", self.cells))
+        n_cells = self.centroids_.shape[0]
+        if n_cells < 1:
+            raise InvalidInput("the partition has no cells; fit it on training coordinates first")
+        labels = self._labels(y)
+
+        if X_val is not None:
+            X_val = check_embeddings(X_val, dim=X.shape[1], what="validation embeddings")
+            y_val = check_targets(y_val, X_val.shape[0])
+            tr = np.arange(X.shape[0])
+        else:
+            g = location_groups(y) if groups is None else np.asarray(groups)
+            if g.shape[0] != X.shape[0]:
+                raise InvalidInput(f"groups: expected {X.shape[0]} entries, got {g.shape[0]}")
+            tr, va = grouped_val_split(X.shape[0], g, self.val_fraction, self.seed)
+            if va.size:
+                X_val, y_val = X[va], y[va]
+        Xtr, ytr, ltr = X[tr], y[tr], labels[tr]
+        self.x_mean_ = Xtr.mean(axis=0).astype(np.float32)
+        self.x_std_ = (Xtr.std(axis=0) + 1e-6).astype(np.float32)
+
+        with torch_threads(self._n_threads(X.shape[1], n_cells)), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(self.seed))
+            net = _build_net(X.shape[1], int(self.hidden), float(self.dropout), self._output_dims(n_cells))
+            self.net_ = net
+            self._prepare_extra(y, labels, aux, tr)
+            xt = torch.from_numpy((Xtr - self.x_mean_) / self.x_std_)
+            lt = torch.from_numpy(ltr)
+            if self.class_balanced:
+                counts = np.bincount(ltr, minlength=n_cells).astype(np.float64)
+                w = np.where(counts > 0, len(ltr) / (np.count_nonzero(counts) * np.maximum(counts, 1)), 0.0)
+                sample_w = torch.from_numpy(w[ltr].astype(np.float32))
+            else:
+                sample_w = None
+
+            def batch_loss(rows: NDArray[np.int64]) -> Any:
+                out = net(xt[rows])
+                logp = torch.log_softmax(out["cell"], dim=1)
+                if self.tau == 0:
+                    nll = -logp.gather(1, lt[rows, None])[:, 0]
+                else:
+                    tgt = haversine_smoothing(ytr[rows, 0], ytr[rows, 1], self.centroids_, self.tau)
+                    nll = -(torch.from_numpy(tgt.astype(np.float32)) * logp).sum(dim=1)
+                loss = (nll * sample_w[rows]).mean() if sample_w is not None else nll.mean()
+                return loss + self._extra_loss(out, rows)
+
+            val_fn = None
+            if X_val is not None:
+                Xv, yv = X_val, y_val
+
+                def val_fn() -> float:
+                    return mean_geoguessr(self._predict_points_fitted(Xv), yv)
+
+            self.n_features_in_ = X.shape[1]  # marks fitted (val_fn predicts during training)
+            try:
+                self.history_ = train_loop(
+                    net, batch_loss, len(tr), epochs=int(self.epochs), batch_size=int(self.batch_size),
+                    lr=float(self.lr), weight_decay=float(self.weight_decay), seed=int(self.seed),
+                    val_score=val_fn, patience=int(self.patience), progress=progress, desc=f"{self.name} head",
+                )
+            except BaseException:
+                del self.n_features_in_
+                raise
+        self.history_["n_train"] = int(len(tr))
+        self.history_["n_val"] = int(0 if X_val is None else len(X_val))
+        return self
+
+    # -- prediction --------------------------------------------------------------------------------
+    def _forward(self, X: NDArray[np.float32]) -> dict[str, NDArray[np.float64]]:
+        """Raw network outputs (softmaxed ``cell``) for checked embeddings, in batches."""
+        import torch
+
+        parts: dict[str, list[NDArray[np.float64]]] = {}
+        with torch.no_grad():
+            self.net_.eval()
+            for s in range(0, X.shape[0], _PREDICT_BATCH):
+                xb = torch.from_numpy((X[s : s + _PREDICT_BATCH] - self.x_mean_) / self.x_std_)
+                out = self.net_(xb)
+                out["cell"] = torch.softmax(out["cell"].double(), dim=1)
+                for k, v in out.items():
+                    parts.setdefault(k, []).append(v.double().numpy())
+        return {k: np.concatenate(v, axis=0) for k, v in parts.items()}
+
+    def _predict_points_fitted(self, X: NDArray[np.float32]) -> NDArray[np.float64]:
+        out = self._forward(X)
+        lat, lon = self._points_from_outputs(out)
+        best = out["cell"].argmax(axis=1)
+        if lat.ndim == 1:
+            return np.stack([lat[best], lon[best]], axis=1)
+        rows = np.arange(lat.shape[0])
+        return np.stack([lat[rows, best], lon[rows, best]], axis=1)
+
+    def predict_distribution(self, X: Any) -> Distribution:
+        """Probability per cell; support points are the cell centroids (hybrid: centroid + offset)."""
+        self.check_is_fitted()
+        X = check_embeddings(X, dim=self.n_features_in_)
+        out = self._forward(X)
+        lat, lon = self._points_from_outputs(out)
+        return Distribution(lat=lat, lon=lon, prob=out["cell"], cell=list(self.cell_ids_))
+
+    def predict_proba(self, X: Any) -> NDArray[np.float64]:
+        """(N, C) cell probabilities, columns in the order of ``cell_ids_``."""
+        self.check_is_fitted()
+        return self._forward(check_embeddings(X, dim=self.n_features_in_))["cell"]
+
+    # -- state ---------------------------------------------------------------------------------------
+    def get_state(self) -> tuple[dict[str, Any], dict[str, NDArray[Any]]]:
+        """JSON-able config (name, params, cells, history) and named float32 arrays."""
+        self.check_is_fitted()
+        config: dict[str, Any] = {
+            "name": self.name,
+            "params": self.get_params(),
+            "n_features_in": int(self.n_features_in_),
+            "cell_ids": list(self.cell_ids_),
+            "partition_spec": self.partition_spec_,
+            "history": self.history_,
+            **self._extra_config(),
+        }
+        tensors: dict[str, NDArray[Any]] = {
+            "centroids": np.ascontiguousarray(self.centroids_, dtype=np.float64),
+            "x_mean": np.ascontiguousarray(self.x_mean_),
+            "x_std": np.ascontiguousarray(self.x_std_),
+        }
+        for k, v in self.net_.state_dict().items():
+            tensors[f"net.{k}"] = np.ascontiguousarray(v.detach().cpu().numpy())
+        tensors.update(self._extra_tensors())
+        return config, tensors
+
+    @classmethod
+    def from_state(cls, config: dict[str, Any], tensors: dict[str, NDArray[Any]]) -> "CellClassifierHead":
+        """Rebuild a fitted head from :meth:`get_state` output; never unpickles."""
+        import torch
+
+        if config.get("name") != cls.name:
+            raise InvalidInput(f"head config is for {config.get('name')!r}, not {cls.name!r}")
+        try:
+            params = {k: v for k, v in config.get("params", {}).items() if k in cls._param_names()}
+            head = cls(**params)
+            head.centroids_ = np.asarray(tensors["centroids"], dtype=np.float64)
+            head.cell_ids_ = [str(c) for c in config["cell_ids"]]
+            head.partition_spec_ = config.get("partition_spec", head.cells)
+            head.history_ = config.get("history", {})
+            head.x_mean_ = np.asarray(tensors["x_mean"], dtype=np.float32)
+            head.x_std_ = np.asarray(tensors["x_std"], dtype=np.float32)
+            d_in = int(config["n_features_in"])
+            head._restore_extra(config, tensors)
+            net = _build_net(d_in, int(head.hidden), float(head.dropout), head._output_dims(len(head.cell_ids_)))
+            state = {k[4:]: torch.from_numpy(np.array(v)) for k, v in tensors.items() if k.startswith("net.")}
+            net.load_state_dict(state, strict=True)
+        except (KeyError, RuntimeError, TypeError, ValueError) as exc:
+            raise InvalidInput(f"{cls.name} head state is incomplete or inconsistent: {exc}") from None
+        net.eval()
+        head.net_ = net
+        head.n_features_in_ = d_in
+        return head

@@ -1,0 +1,204 @@
+"""Multi-task head (PIGEON): geocells plus auxiliary geography on a shared trunk.
+
+Auxiliary tasks, each with its own linear layer on the shared trunk and a configurable
+loss weight (``aux_weights``): Köppen climate class (cross-entropy; sea/unknown masked),
+elevation (standardised metres, smooth-L1), log population density (standardised
+``log1p(people/km²)``, smooth-L1) and month (12-class cross-entropy, masked where
+unknown). Labels come from ``fit(..., aux=...)`` (a mapping or DataFrame with columns
+``climate``, ``elevation_m``, ``pop_density``, ``month``) and, for the missing ones,
+from :class:`geoscout.places.aux.AuxRasters` (``aux_dir``). The auxiliary outputs only
+shape the trunk; :meth:`MultiTaskHead.predict_aux` exposes them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ..errors import InvalidInput
+from ._registry import HEADS
+from .base import check_embeddings
+from .classifier import CellClassifierHead
+
+__all__ = ["MultiTaskHead", "DEFAULT_AUX_WEIGHTS"]
+
+DEFAULT_AUX_WEIGHTS: dict[str, float] = {"climate": 0.3, "elevation": 0.3, "population": 0.3, "month": 0.1}
+_TASKS = ("climate", "elevation", "population", "month")
+
+
+def _column(aux: Any, name: str, n: int) -> NDArray[Any] | None:
+    if aux is None:
+        return None
+    try:
+        col = aux[name]
+    except (KeyError, IndexError, TypeError):
+        return None
+    arr = np.asarray(col)
+    if arr.shape[0] != n:
+        raise InvalidInput(f"aux[{name!r}]: expected {n} values (one per embedding), got {arr.shape[0]}")
+    return arr
+
+
+@HEADS.register("multitask", help="Geocell classifier + auxiliary climate/elevation/population/month heads (PIGEON)")
+class MultiTaskHead(CellClassifierHead):
+    """:class:`CellClassifierHead` with auxiliary tasks on the shared trunk (``hidden`` > 0 recommended)."""
+
+    name = "multitask"
+
+    def __init__(
+        self,
+        *,
+        hidden: int = 512,
+        tau: float = 75.0,
+        class_balanced: bool = False,
+        aux_weights: dict[str, float] | None = None,
+        aux_dir: str | None = None,
+        epochs: int = 30,
+        batch_size: int = 256,
+        lr: float = 1e-3,
+        weight_decay: float = 1e-4,
+        dropout: float = 0.2,
+        patience: int = 5,
+        val_fraction: float = 0.1,
+        seed: int = 0,
+        cells: str = "semantic",
+        threads: int | None = None,
+    ) -> None:
+        super().__init__(
+            hidden=hidden, tau=tau, class_balanced=class_balanced, epochs=epochs, batch_size=batch_size, lr=lr,
+            weight_decay=weight_decay, dropout=dropout, patience=patience, val_fraction=val_fraction, seed=seed,
+            cells=cells, threads=threads,
+        )
+        self.aux_weights = aux_weights
+        self.aux_dir = aux_dir
+
+    def _weights(self) -> dict[str, float]:
+        w = dict(DEFAULT_AUX_WEIGHTS)
+        for k, v in (self.aux_weights or {}).items():
+            if k not in _TASKS:
+                raise InvalidInput(f"aux_weights: unknown task {k!r}; valid: {', '.join(_TASKS)}")
+            w[k] = float(v)
+        return w
+
+    def _output_dims(self, n_cells: int) -> dict[str, int]:
+        dims = {"cell": n_cells}
+        tasks = getattr(self, "aux_tasks_", None)
+        if tasks is None:  # during fit the tasks are decided in _prepare_extra, before the net is built
+            tasks = list(_TASKS)
+        if "climate" in tasks:
+            dims["climate"] = max(1, len(self.climate_classes_))
+        if "elevation" in tasks:
+            dims["elevation"] = 1
+        if "population" in tasks:
+            dims["population"] = 1
+        if "month" in tasks:
+            dims["month"] = 12
+        return dims
+
+    def _labels_from(self, y: NDArray[np.float64], aux: Any) -> dict[str, NDArray[Any]]:
+        n = y.shape[0]
+        cols = {k: _column(aux, k, n) for k in ("climate", "elevation_m", "pop_density", "month")}
+        need = [k for k in ("climate", "elevation_m", "pop_density") if cols[k] is None]
+        if need:
+            from ..places.aux import AuxRasters
+
+            r = AuxRasters(self.aux_dir)
+            if cols["climate"] is None:
+                cols["climate"] = r.climate(y[:, 0], y[:, 1])
+            if cols["elevation_m"] is None:
+                cols["elevation_m"] = r.elevation_m(y[:, 0], y[:, 1])
+            if cols["pop_density"] is None:
+                cols["pop_density"] = r.population_density(y[:, 0], y[:, 1])
+        return cols  # type: ignore[return-value]
+
+    def fit(self, X: Any, y: Any, **kwargs: Any) -> "MultiTaskHead":
+        """Fit like :meth:`CellClassifierHead.fit` plus the auxiliary losses (labels from ``aux`` or the rasters)."""
+        X = check_embeddings(X)
+        from .base import check_targets
+
+        yy = check_targets(y, X.shape[0])
+        self._weights()  # validate early
+        self._aux_cols = self._labels_from(yy, kwargs.get("aux"))
+        # decide the tasks and class lists before the network is built (it needs the output sizes)
+        clim = np.asarray(self._aux_cols["climate"], dtype=object)
+        self.climate_classes_ = sorted({str(c) for c in clim if isinstance(c, str) and c})
+        month = self._aux_cols.get("month")
+        has_month = month is not None and np.isfinite(np.asarray(month, dtype=np.float64)).any()
+        w = self._weights()
+        self.aux_tasks_ = [t for t in _TASKS if w[t] > 0 and (t != "month" or has_month) and (t != "climate" or self.climate_classes_)]
+        try:
+            super().fit(X, yy, **kwargs)
+        finally:
+            for k in ("_aux_cols", "_aux_t"):
+                self.__dict__.pop(k, None)
+        return self
+
+    def _prepare_extra(self, y: NDArray[np.float64], labels: NDArray[np.int64], aux: Any, rows: NDArray[np.int64]) -> None:
+        import torch
+
+        cols = self._aux_cols
+        t: dict[str, Any] = {}
+        if "climate" in self.aux_tasks_:
+            index = {c: i for i, c in enumerate(self.climate_classes_)}
+            clim = np.asarray(cols["climate"], dtype=object)[rows]
+            t["climate"] = torch.from_numpy(np.array([index.get(str(c), -1) if isinstance(c, str) else -1 for c in clim], dtype=np.int64))
+        self.aux_stats_: dict[str, list[float]] = {}
+        for task, col, transform in (("elevation", "elevation_m", lambda v: v), ("population", "pop_density", np.log1p)):
+            if task not in self.aux_tasks_:
+                continue
+            v = np.asarray(cols[col], dtype=np.float64)[rows]
+            with np.errstate(invalid="ignore"):
+                v = transform(np.where(v < 0, 0.0, v) if task == "population" else v)
+            ok = np.isfinite(v)
+            mu, sd = (float(v[ok].mean()), float(v[ok].std() + 1e-6)) if ok.any() else (0.0, 1.0)
+            self.aux_stats_[task] = [mu, sd]
+            t[task] = torch.from_numpy(np.where(ok, (v - mu) / sd, np.nan).astype(np.float32))
+        if "month" in self.aux_tasks_:
+            m = np.asarray(cols["month"], dtype=np.float64)[rows]
+            t["month"] = torch.from_numpy(np.where(np.isfinite(m) & (m >= 1) & (m <= 12), m - 1, -1).astype(np.int64))
+        self._aux_t = t
+
+    def _extra_loss(self, out: dict[str, Any], rows: NDArray[np.int64]) -> Any:
+        import torch
+        import torch.nn.functional as F
+
+        w = self._weights()
+        total = out["cell"].new_zeros(())
+        for task, target in self._aux_t.items():
+            tgt = target[rows]
+            if task in ("climate", "month"):
+                ok = tgt >= 0
+                if ok.any():
+                    total = total + w[task] * F.cross_entropy(out[task][ok], tgt[ok])
+            else:
+                ok = torch.isfinite(tgt)
+                if ok.any():
+                    total = total + w[task] * F.smooth_l1_loss(out[task][ok, 0], tgt[ok])
+        return total
+
+    def predict_aux(self, X: Any) -> dict[str, NDArray[Any]]:
+        """Auxiliary predictions: ``climate`` (Köppen class), ``elevation_m``, ``pop_density`` (people/km²), ``month`` (1-12)."""
+        self.check_is_fitted()
+        out = self._forward(check_embeddings(X, dim=self.n_features_in_))
+        res: dict[str, NDArray[Any]] = {}
+        if "climate" in out:
+            res["climate"] = np.asarray(self.climate_classes_, dtype=object)[out["climate"].argmax(axis=1)]
+        if "elevation" in out:
+            mu, sd = self.aux_stats_["elevation"]
+            res["elevation_m"] = out["elevation"][:, 0] * sd + mu
+        if "population" in out:
+            mu, sd = self.aux_stats_["population"]
+            res["pop_density"] = np.expm1(out["population"][:, 0] * sd + mu)
+        if "month" in out:
+            res["month"] = out["month"].argmax(axis=1) + 1
+        return res
+
+    def _extra_config(self) -> dict[str, Any]:
+        return {"aux_tasks": list(self.aux_tasks_), "climate_classes": list(self.climate_classes_), "aux_stats": self.aux_stats_}
+
+    def _restore_extra(self, config: dict[str, Any], tensors: dict[str, NDArray[Any]]) -> None:
+        self.aux_tasks_ = list(config["aux_tasks"])
+        self.climate_classes_ = list(config["climate_classes"])
+        self.aux_stats_ = {k: list(v) for k, v in config["aux_stats"].items()}
