@@ -39,3 +39,41 @@ def shared_geo(shared_dir: Path) -> Path:
     if not p.is_dir():
         pytest.skip(f"needs {p}")
     return p
+
+
+@pytest.fixture(scope="session")
+def small_world_sample(shared_data):
+    """~70 real photos from many countries (OSV-5M sample + Street View world) as (paths, lat, lon)."""
+    import pandas as pd
+
+    paths, lat, lon = [], [], []
+    for name in ("osv5m-sample", "streetview-world"):
+        root = shared_data(name)
+        df = pd.read_csv(root / "manifest.csv")
+        step = 1 if name == "osv5m-sample" else 4
+        for row in df.iloc[::step].itertuples(index=False):
+            paths.append(root / row.path)
+            lat.append(float(row.lat))
+            lon.append(float(row.lon))
+    return paths, lat, lon
+
+
+@pytest.fixture(scope="session")
+def tiny_locator(small_world_sample):
+    """A real, small Locator: EfficientNet-Lite0 (ImageNet weights) + a k-NN head fitted on real photos.
+
+    Built once per test session; used by the locate, server and watch tests.
+    """
+    import numpy as np
+
+    from geoscout.backbones import create_backbone
+    from geoscout.embeddings import embed_images
+    from geoscout.heads import create_head
+    from geoscout.locate import Locator
+
+    paths, lat, lon = small_world_sample
+    backbone = create_backbone("effnet-lite0")
+    X, failures = embed_images([str(p) for p in paths], backbone, batch_size=16)
+    assert not failures, failures
+    head = create_head("knn", k=5).fit(X, np.stack([lat, lon], axis=1))
+    return Locator(backbone, head, name="tiny-knn")

@@ -1,0 +1,86 @@
+"""Locator: real photos in, ranked places out; summaries checked by hand; bad input isolated."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from geoscout.errors import InvalidInput
+from geoscout.geo import geoguessr_score, haversine_km
+from geoscout.locate import expected_geoguessr_score, split_strip, uncertainty_radius_km
+
+
+def test_uncertainty_radius_hand_case():
+    # three support points on the equator at 0, 1 and 10 degrees east; mass .5/.3/.2
+    lat = np.zeros(3)
+    lon = np.array([0.0, 1.0, 10.0])
+    prob = np.array([0.5, 0.3, 0.2])
+    one_deg = float(haversine_km(0, 0, 0, 1))
+    assert uncertainty_radius_km(lat, lon, prob, (0.0, 0.0), mass=0.5) == 0.0
+    assert uncertainty_radius_km(lat, lon, prob, (0.0, 0.0), mass=0.68) == pytest.approx(one_deg)
+    assert uncertainty_radius_km(lat, lon, prob, (0.0, 0.0), mass=0.9) == pytest.approx(10 * one_deg, rel=1e-6)
+
+
+def test_expected_score_hand_case():
+    lat = np.zeros(2)
+    lon = np.array([0.0, 20.0])
+    prob = np.array([0.75, 0.25])
+    d = float(haversine_km(0, 0, 0, 20))
+    assert expected_geoguessr_score(lat, lon, prob, (0.0, 0.0)) == pytest.approx(0.75 * 5000 + 0.25 * float(geoguessr_score(d)))
+
+
+def test_split_strip_real_panorama(shared_data):
+    strip = sorted((shared_data("streetview-strips") / "images").glob("*"))[0]
+    views = split_strip(strip)
+    w, h = Image.open(strip).size
+    assert len(views) == round(w / h) and all(v.size[1] == h for v in views)
+    assert sum(v.size[0] for v in views) == w
+
+
+def test_locate_real_photos(tiny_locator, small_world_sample):
+    paths, lat, lon = small_world_sample
+    preds = tiny_locator.locate([str(p) for p in paths[:6]], top_k=3)
+    assert len(preds) == 6
+    for p, la, lo in zip(preds, lat, lon):
+        assert p.ok and 1 <= len(p.candidates) <= 3
+        probs = [c.probability for c in p.candidates]
+        assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1 + 1e-6
+        assert p.radius_km is not None and p.radius_km >= 0
+        assert 0 <= p.expected_score <= 5000
+        # k-NN over a gallery holding this very photo: the top candidate is the photo's own place
+        assert float(haversine_km(la, lo, p.top.lat, p.top.lon)) < 1.0
+        assert p.top.country is not None or p.top.country_name is None
+
+
+def test_bad_photo_in_batch_does_not_sink_the_others(tiny_locator, small_world_sample, tmp_path):
+    paths, _, _ = small_world_sample
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(paths[0].read_bytes()[:200])
+    missing = tmp_path / "missing.jpg"
+    preds = tiny_locator.locate([str(paths[0]), str(broken), str(missing), str(paths[1])], top_k=2)
+    assert [p.ok for p in preds] == [True, False, False, True]
+    assert "broken.jpg" in preds[1].error and "missing.jpg" in preds[2].error
+
+
+def test_panorama_fusion_equals_mean_embedding(tiny_locator, shared_data):
+    import pandas as pd
+
+    root = shared_data("streetview-croatia")
+    df = pd.read_csv(root / "manifest.csv")
+    views = df[df.location_id == df.location_id.iloc[0]]
+    files = [str(root / p) for p in views.path]
+    pred = tiny_locator.locate(files, panorama=True, top_k=3)
+    assert len(pred) == 1 and pred[0].ok
+    X, _ = tiny_locator.embed(files)
+    v = X.mean(axis=0)
+    v /= np.linalg.norm(v)
+    ref = tiny_locator.locate_embeddings(v[None, :], ["pano"], top_k=3)[0]
+    assert [(c.lat, c.lon) for c in pred[0].candidates] == [(c.lat, c.lon) for c in ref.candidates]
+
+
+def test_empty_and_bad_arguments(tiny_locator):
+    with pytest.raises(InvalidInput):
+        tiny_locator.locate([])
+    with pytest.raises(InvalidInput):
+        tiny_locator.locate(["x.jpg"], top_k=0)
