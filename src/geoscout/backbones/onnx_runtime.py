@@ -1,0 +1,75 @@
+"""Export a backbone's torch module to ONNX (cached by fingerprint) and run it with ONNX Runtime."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from geoscout.errors import GeoscoutError
+
+from .base import MissingDependency, cpu_threads, safe_name
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .base import Backbone
+
+__all__ = ["onnx_path", "export_onnx", "onnx_session"]
+
+
+def onnx_path(backbone: "Backbone") -> Path:
+    """Where the exported model lives: ``cache_dir("onnx")/<name>-<fingerprint hash>.onnx``."""
+    from geoscout._io import cache_dir
+
+    return cache_dir("onnx") / f"{safe_name(backbone.name)}-{backbone.fingerprint_hash()}.onnx"
+
+
+def export_onnx(backbone: "Backbone", path: str | Path | None = None) -> Path:
+    """Export ``backbone.module`` (input ``pixels`` (n,3,S,S), output ``features`` (n,dim)) atomically; returns the path."""
+    import torch
+
+    from geoscout._io import atomic_path
+
+    target = Path(path) if path is not None else onnx_path(backbone)
+    if target.is_file() and path is None:
+        return target
+    s = backbone.input_size
+    dummy = torch.zeros(2, 3, s, s)
+    module = backbone.module.cpu().eval()
+    with atomic_path(target) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            torch.onnx.export(
+                module,
+                (dummy,),
+                str(tmp),
+                input_names=["pixels"],
+                output_names=["features"],
+                dynamic_axes={"pixels": {0: "batch"}, "features": {0: "batch"}},
+                opset_version=17,
+                do_constant_folding=True,
+                dynamo=False,
+            )
+        except Exception as exc:  # noqa: BLE001 - surface as a clear error naming the backbone
+            raise GeoscoutError(f"{backbone.name}: ONNX export failed ({exc}); use runtime='torch'") from exc
+    backbone.module.to(backbone.device)
+    return target
+
+
+def onnx_session(backbone: "Backbone"):
+    """An ONNX Runtime CPU session for the backbone, exporting it first if needed.
+
+    Uses all cores this process may use for intra-op parallelism and one inter-op thread
+    (a CNN is a chain of ops; on a 2-core machine more threads only add contention).
+    """
+    try:
+        import onnxruntime as ort
+    except ModuleNotFoundError:
+        raise MissingDependency("runtime='onnx' needs ONNX Runtime: pip install onnxruntime") from None
+    path = export_onnx(backbone)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = cpu_threads()
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3
+    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])

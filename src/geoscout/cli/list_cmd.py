@@ -1,0 +1,43 @@
+"""`geoscout list backbones|partitions|heads`: what the registries hold."""
+
+from __future__ import annotations
+
+import importlib
+from enum import Enum
+
+import typer
+
+from ._app import app
+
+_SOURCES = {
+    "backbones": ("geoscout.backbones", "describe_backbones", "BACKBONES"),
+    "partitions": ("geoscout.cells", "describe_partitions", "PARTITIONS"),
+    "heads": ("geoscout.heads", "describe_heads", "HEADS"),
+}
+
+
+class Kind(str, Enum):
+    backbones = "backbones"
+    partitions = "partitions"
+    heads = "heads"
+
+
+def registry_entries(kind: str) -> dict[str, str]:
+    """Name -> one-line help of one registry, importing its package lazily."""
+    module, describe, registry = _SOURCES[kind]
+    mod = importlib.import_module(module)
+    if hasattr(mod, describe):
+        return getattr(mod, describe)()
+    reg = getattr(mod, registry, None)
+    if reg is None:
+        reg = getattr(importlib.import_module(f"{module}._registry"), registry)
+    return reg.describe()
+
+
+@app.command("list")
+def list_command(kind: Kind = typer.Argument(..., help="backbones, partitions or heads.")) -> None:
+    """List the registered backbones, partitions or heads with a one-line description each."""
+    entries = registry_entries(kind.value)
+    width = max((len(n) for n in entries), default=0)
+    for name, help_text in entries.items():
+        typer.echo(f"{name:<{width}}  {help_text}".rstrip())
