@@ -1,0 +1,235 @@
+"""ModelBundle: everything needed to predict, as a directory of JSON + safetensors + GeoJSON.
+
+Layout of a bundle directory::
+
+    config.json               format_version, backbone name + fingerprint, partition spec, head config,
+                              training summary, SHA-256 of every other file
+    weights.safetensors       the head's arrays
+    partition.geojson         the geocell partition (absent for heads without cells, e.g. knn)
+    retrieval.safetensors     training embeddings (float16) + lat + lon + cell index + location ids
+    MODEL_CARD.md             data sets, sizes, split, backbone, partition, head, validation metrics
+
+``save`` writes into a temporary sibling directory and renames it into place, so a killed
+process never leaves a half-written bundle. ``load`` reads JSON and safetensors only (never
+unpickles) and checks the checksums, so a truncated or corrupted file gives a clear error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ._io import sha256_file
+from .errors import InvalidInput, MissingWeights
+
+__all__ = ["ModelBundle", "RetrievalData", "FORMAT_VERSION"]
+
+FORMAT_VERSION = 1
+CONFIG = "config.json"
+WEIGHTS = "weights.safetensors"
+PARTITION = "partition.geojson"
+RETRIEVAL = "retrieval.safetensors"
+CARD = "MODEL_CARD.md"
+
+
+@dataclass
+class RetrievalData:
+    """Training embeddings for the locator's refinement: ``vectors`` (N, D) float16, ``lat``/``lon``
+    (N,) degrees, ``cell`` (N,) partition index or None, ``ids`` (N,) location ids or None."""
+
+    vectors: NDArray[np.float16]
+    lat: NDArray[np.float64]
+    lon: NDArray[np.float64]
+    cell: NDArray[np.int64] | None = None
+    ids: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        self.vectors = np.ascontiguousarray(np.asarray(self.vectors), dtype=np.float16)
+        self.lat = np.asarray(self.lat, dtype=np.float64).reshape(-1)
+        self.lon = np.asarray(self.lon, dtype=np.float64).reshape(-1)
+        n = self.vectors.shape[0]
+        if self.vectors.ndim != 2 or self.lat.shape != (n,) or self.lon.shape != (n,):
+            raise InvalidInput(f"retrieval data: vectors {self.vectors.shape}, lat {self.lat.shape}, lon {self.lon.shape} disagree")
+        if self.cell is not None:
+            self.cell = np.asarray(self.cell, dtype=np.int64).reshape(-1)
+            if self.cell.shape != (n,):
+                raise InvalidInput(f"retrieval data: cell has {self.cell.shape[0]} entries, expected {n}")
+        if self.ids is not None:
+            self.ids = [str(i) for i in self.ids]
+            if len(self.ids) != n:
+                raise InvalidInput(f"retrieval data: {len(self.ids)} ids, expected {n}")
+
+    def __len__(self) -> int:
+        return int(self.vectors.shape[0])
+
+    def to_tensors(self) -> dict[str, NDArray[Any]]:
+        t: dict[str, NDArray[Any]] = {"vectors": self.vectors, "lat": self.lat, "lon": self.lon}
+        if self.cell is not None:
+            t["cell"] = self.cell
+        if self.ids is not None:
+            enc = [s.encode("utf-8") for s in self.ids]
+            width = max([1, *(len(b) for b in enc)])
+            t["ids_utf8"] = np.frombuffer(b"".join(b.ljust(width, b"\0") for b in enc), dtype=np.uint8).reshape(len(enc), width).copy()
+        return t
+
+    @classmethod
+    def from_tensors(cls, t: dict[str, NDArray[Any]]) -> "RetrievalData":
+        ids = None
+        if "ids_utf8" in t:
+            raw = np.ascontiguousarray(t["ids_utf8"], dtype=np.uint8)
+            ids = [bytes(row).rstrip(b"\0").decode("utf-8") for row in raw]
+        return cls(vectors=t["vectors"], lat=t["lat"], lon=t["lon"], cell=t.get("cell"), ids=ids)
+
+
+def _save_tensors(tensors: dict[str, NDArray[Any]], path: Path, kind: str) -> None:
+    from safetensors.numpy import save_file
+
+    save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(path), metadata={"format": "geoscout", "kind": kind})
+
+
+def _load_tensors(path: Path) -> dict[str, NDArray[Any]]:
+    from safetensors.numpy import load_file
+
+    if not path.is_file():
+        raise MissingWeights(f"{path}: missing from the bundle; re-run `geoscout train` or copy the whole bundle folder")
+    try:
+        return load_file(str(path))
+    except Exception as exc:  # safetensors raises SafetensorError / OSError / ValueError on damage
+        raise InvalidInput(f"{path}: not a readable safetensors file ({exc}); the bundle is corrupt, re-train or re-copy it") from None
+
+
+@dataclass
+class ModelBundle:
+    """A trained model: ``head`` + ``partition`` + ``retrieval`` data + the backbone's name.
+
+    ``training`` is a JSON-able summary (data sets, sizes, split, validation metrics);
+    ``card`` the Markdown model card.
+    """
+
+    head: Any
+    partition: Any = None
+    backbone_name: str = "effnet-lite2"
+    backbone_fingerprint: dict[str, Any] = field(default_factory=dict)
+    retrieval: RetrievalData | None = None
+    training: dict[str, Any] = field(default_factory=dict)
+    card: str = ""
+    format_version: int = FORMAT_VERSION
+
+    # -- writing -----------------------------------------------------------------------------
+    def config(self) -> dict[str, Any]:
+        """The JSON-able part of the bundle (without file checksums)."""
+        head_config, _ = self.head.get_state()
+        return {
+            "format_version": FORMAT_VERSION,
+            "kind": "geoscout-model-bundle",
+            "backbone": {"name": self.backbone_name, "fingerprint": self.backbone_fingerprint},
+            "partition": None if self.partition is None else {"spec": str(getattr(self.partition, "spec", "")), "n_cells": int(self.partition.n_cells)},
+            "head": head_config,
+            "retrieval": None if self.retrieval is None else {"n": len(self.retrieval), "dim": int(self.retrieval.vectors.shape[1])},
+            "training": self.training,
+        }
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the bundle directory atomically (temp sibling dir, then rename); replaces an old bundle."""
+        target = Path(path)
+        if target.exists() and not target.is_dir():
+            raise InvalidInput(f"{target}: exists and is not a directory; choose another output path")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        config = self.config()
+        _, head_tensors = self.head.get_state()
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+        try:
+            _save_tensors(head_tensors, tmp / WEIGHTS, "head")
+            if self.partition is not None:
+                self.partition.save(tmp / PARTITION)
+            if self.retrieval is not None:
+                _save_tensors(self.retrieval.to_tensors(), tmp / RETRIEVAL, "retrieval")
+            (tmp / CARD).write_text(self.card or f"# geoscout model\n\nHead: {config['head'].get('name')}\n", encoding="utf-8")
+            config["files"] = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
+            (tmp / CONFIG).write_text(json.dumps(config, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+            for p in tmp.iterdir():
+                with open(p, "rb") as fh:
+                    os.fsync(fh.fileno())
+            old = None
+            if target.exists():
+                old = target.with_name(f".{target.name}.old-{os.getpid()}")
+                os.replace(target, old)
+            os.replace(tmp, target)
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            dfd = os.open(target.parent, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+        return target
+
+    # -- reading -----------------------------------------------------------------------------
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], *, verify: bool = True) -> "ModelBundle":
+        """Read a bundle directory; never unpickles. ``verify`` checks every file's SHA-256 against config.json."""
+        from .heads import head_from_state
+
+        root = Path(path)
+        if not root.is_dir():
+            raise MissingWeights(f"{root}: no such model bundle directory; train one with `geoscout train ... -o {root}`")
+        cfg_path = root / CONFIG
+        if not cfg_path.is_file():
+            raise InvalidInput(f"{root}: not a geoscout model bundle (no {CONFIG})")
+        try:
+            config = json.loads(cfg_path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise InvalidInput(f"{cfg_path}: unreadable or corrupt JSON ({exc}); the bundle is damaged") from None
+        if not isinstance(config, dict) or "format_version" not in config or "head" not in config:
+            raise InvalidInput(f"{cfg_path}: not a geoscout bundle config (no format_version / head)")
+        version = config["format_version"]
+        if not isinstance(version, int) or version > FORMAT_VERSION:
+            raise InvalidInput(
+                f"{root}: bundle format_version {version!r} is newer than this geoscout reads ({FORMAT_VERSION}); upgrade geoscout"
+            )
+        files = config.get("files") or {}
+        if verify:
+            for name, digest in files.items():
+                p = root / name
+                if not p.is_file():
+                    raise MissingWeights(f"{p}: missing from the bundle; copy the whole bundle folder")
+                if sha256_file(p) != digest:
+                    raise InvalidInput(f"{p}: checksum mismatch (file corrupted or truncated); re-train or re-copy the bundle")
+        head = head_from_state(config["head"], _load_tensors(root / WEIGHTS))
+        partition = None
+        if config.get("partition") is not None:
+            from .cells import load_partition
+
+            ppath = root / PARTITION
+            if not ppath.is_file():
+                raise MissingWeights(f"{ppath}: missing from the bundle")
+            try:
+                partition = load_partition(ppath)
+            except (ValueError, KeyError, json.JSONDecodeError) as exc:
+                raise InvalidInput(f"{ppath}: corrupt partition file ({exc})") from None
+        retrieval = None
+        if config.get("retrieval") is not None:
+            try:
+                retrieval = RetrievalData.from_tensors(_load_tensors(root / RETRIEVAL))
+            except KeyError as exc:
+                raise InvalidInput(f"{root / RETRIEVAL}: lacks {exc}; the bundle is damaged") from None
+        card = (root / CARD).read_text(encoding="utf-8") if (root / CARD).is_file() else ""
+        backbone = config.get("backbone") or {}
+        return cls(
+            head=head, partition=partition, backbone_name=str(backbone.get("name", "effnet-lite2")),
+            backbone_fingerprint=dict(backbone.get("fingerprint") or {}), retrieval=retrieval,
+            training=dict(config.get("training") or {}), card=card, format_version=int(version),
+        )

@@ -1,0 +1,135 @@
+"""ModelBundle: atomic save, load without unpickling, identical predictions, clear errors on damage."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from geoscout.bundle import FORMAT_VERSION, ModelBundle, RetrievalData
+from geoscout.errors import InvalidInput, MissingWeights
+from geoscout.heads import create_head
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    from geoscout.cells import create_partition
+
+    rng = np.random.default_rng(0)
+    places = np.array([[45.5, 16.0], [40.0, -100.0], [-30.0, 140.0]])
+    lab = rng.integers(0, 3, 300)
+    y = places[lab] + rng.normal(0, 0.5, (300, 2))
+    X = (rng.normal(0, 1, (3, 24))[lab] + rng.normal(0, 0.5, (300, 24))).astype(np.float32)
+    part = create_partition("grid:10").fit(y[:, 0], y[:, 1])
+    head = create_head("hybrid", epochs=3, hidden=16, seed=0).fit(X, y, partition=part)
+    ret = RetrievalData(vectors=X.astype(np.float16), lat=y[:, 0], lon=y[:, 1], cell=part.assign(y[:, 0], y[:, 1]),
+                        ids=[f"loc-{i // 4}/ä" for i in range(300)])
+    bundle = ModelBundle(head=head, partition=part, backbone_name="effnet-lite2", backbone_fingerprint={"dim": 24},
+                         retrieval=ret, training={"n_train": 300}, card="# card\n")
+    return bundle, X, y
+
+
+def test_round_trip_gives_identical_predictions(fitted, tmp_path):
+    bundle, X, y = fitted
+    out = bundle.save(tmp_path / "m")
+    assert sorted(p.name for p in out.iterdir()) == [
+        "MODEL_CARD.md", "config.json", "partition.geojson", "retrieval.safetensors", "weights.safetensors"]
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["format_version"] == FORMAT_VERSION and cfg["head"]["name"] == "hybrid"
+    assert cfg["partition"]["spec"] == bundle.partition.spec and cfg["backbone"]["name"] == "effnet-lite2"
+    back = ModelBundle.load(out)
+    np.testing.assert_array_equal(back.head.predict(X), bundle.head.predict(X))
+    np.testing.assert_array_equal(back.head.predict_distribution(X).prob, bundle.head.predict_distribution(X).prob)
+    assert back.partition.n_cells == bundle.partition.n_cells
+    np.testing.assert_array_equal(back.partition.assign(y[:, 0], y[:, 1]), bundle.partition.assign(y[:, 0], y[:, 1]))
+    r = back.retrieval
+    assert r.vectors.dtype == np.float16 and r.vectors.shape == (300, 24)
+    np.testing.assert_array_equal(r.lat, y[:, 0])
+    np.testing.assert_array_equal(r.cell, bundle.retrieval.cell)
+    assert r.ids == bundle.retrieval.ids
+    assert back.backbone_name == "effnet-lite2" and back.backbone_fingerprint == {"dim": 24}
+    assert back.card == "# card\n" and back.training == {"n_train": 300}
+
+
+def test_save_replaces_atomically_and_leaves_no_temp_dirs(fitted, tmp_path):
+    bundle, X, y = fitted
+    bundle.save(tmp_path / "m")
+    (tmp_path / "m" / "stale.txt").write_text("old")
+    bundle.save(tmp_path / "m")
+    assert not (tmp_path / "m" / "stale.txt").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["m"]
+    with pytest.raises(InvalidInput, match="not a directory"):
+        (tmp_path / "file").write_text("x")
+        bundle.save(tmp_path / "file")
+
+
+def test_failed_save_keeps_the_old_bundle(fitted, tmp_path, monkeypatch):
+    bundle, X, y = fitted
+    bundle.save(tmp_path / "m")
+    before = (tmp_path / "m" / "weights.safetensors").read_bytes()
+
+    def boom(path):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(bundle.partition, "save", boom)
+    with pytest.raises(OSError, match="disk full"):
+        bundle.save(tmp_path / "m")
+    assert (tmp_path / "m" / "weights.safetensors").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+    ModelBundle.load(tmp_path / "m")
+
+
+def test_corrupt_weights_are_rejected_clearly(fitted, tmp_path):
+    bundle, *_ = fitted
+    out = bundle.save(tmp_path / "m")
+    w = out / "weights.safetensors"
+    data = bytearray(w.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    w.write_bytes(bytes(data))
+    with pytest.raises(InvalidInput, match="weights.safetensors: checksum mismatch"):
+        ModelBundle.load(out)
+    # without checksums, safetensors itself refuses a truncated file (no unpickling anywhere)
+    w.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
+    with pytest.raises(InvalidInput, match="weights.safetensors: not a readable safetensors file"):
+        ModelBundle.load(out, verify=False)
+
+
+def test_missing_and_foreign_bundles(fitted, tmp_path):
+    bundle, *_ = fitted
+    with pytest.raises(MissingWeights, match="no such model bundle"):
+        ModelBundle.load(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InvalidInput, match="no config.json"):
+        ModelBundle.load(tmp_path / "empty")
+    out = bundle.save(tmp_path / "m")
+    (out / "retrieval.safetensors").unlink()
+    with pytest.raises(MissingWeights, match="retrieval.safetensors: missing"):
+        ModelBundle.load(out)
+    out = bundle.save(tmp_path / "m")
+    cfg = json.loads((out / "config.json").read_text())
+    cfg["format_version"] = FORMAT_VERSION + 1
+    (out / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(InvalidInput, match="upgrade geoscout"):
+        ModelBundle.load(out)
+    (out / "config.json").write_text("{truncated")
+    with pytest.raises(InvalidInput, match="corrupt JSON"):
+        ModelBundle.load(out)
+
+
+def test_knn_bundle_without_partition(tmp_path):
+    rng = np.random.default_rng(1)
+    X = rng.normal(0, 1, (50, 8)).astype(np.float32)
+    y = np.column_stack([rng.uniform(-60, 60, 50), rng.uniform(-180, 180, 50)])
+    head = create_head("knn", k=3).fit(X, y)
+    out = ModelBundle(head=head, backbone_name="effnet-lite0").save(tmp_path / "k")
+    back = ModelBundle.load(out)
+    assert back.partition is None and back.retrieval is None and back.backbone_name == "effnet-lite0"
+    np.testing.assert_array_equal(back.head.predict(X), head.predict(X))
+
+
+def test_retrieval_data_validates_shapes():
+    with pytest.raises(InvalidInput, match="disagree"):
+        RetrievalData(vectors=np.zeros((3, 4)), lat=np.zeros(2), lon=np.zeros(3))
+    with pytest.raises(InvalidInput, match="ids"):
+        RetrievalData(vectors=np.zeros((3, 4)), lat=np.zeros(3), lon=np.zeros(3), ids=["a"])
