@@ -51,11 +51,14 @@ def locate_command(
     weights: str = typer.Option(None, "--weights", help="Local folder with the backbone's weights (offline hub models)."),
     runtime: str = typer.Option("torch", "--runtime", help="torch or onnx."),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Look for photos in sub-folders too."),
+    example: bool = typer.Option(False, "--example", help="Locate a sample photo that ships with scikit-learn (a temple in China; CC-BY 2.0, danielbuechele on Flickr)."),
 ) -> None:
     """Say where each photo was taken: top-k places with probabilities, names, an uncertainty radius."""
     from geoscout.locate import load_model, split_strip
     from geoscout.predictions import write_predictions
 
+    if example:
+        photos = list(photos or []) + [_example_photo()]
     if not photos and not panorama:
         raise fail("give at least one photo, a folder, or --panorama V1 --panorama V2 ...")
     loc = load_model(model, weights=weights, runtime=runtime, refine=refine)
@@ -94,6 +97,17 @@ def locate_command(
         typer.secho(f"{failed} of {len(preds)} inputs could not be read (see the error column)", fg="yellow", err=True)
         if failed == len(preds):
             raise typer.Exit(1)
+
+
+def _example_photo() -> Path:
+    """scikit-learn's sample photo china.jpg (a temple in China), installed with geoscout's dependencies."""
+    import sklearn.datasets
+
+    path = Path(sklearn.datasets.__file__).parent / "images" / "china.jpg"
+    if not path.is_file():
+        raise fail(f"the example photo is missing ({path}); pass your own photo instead")
+    typer.echo(f"example photo: {path} (CC-BY 2.0, danielbuechele on Flickr; taken in China)", err=True)
+    return path
 
 
 def _render(preds, fmt: OutputFormat) -> str:
