@@ -1,0 +1,87 @@
+"""``geoscout evaluate``: score a predictions file against a dataset's coordinates."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+
+import typer
+
+from ._app import app, fail
+
+
+class _Format(str, Enum):
+    table = "table"
+    json = "json"
+    markdown = "markdown"
+
+
+@app.command("evaluate")
+def evaluate_command(
+    predictions: Path = typer.Option(..., "--predictions", "-p", help="Predictions file (.jsonl, .json or .csv), e.g. from `geoscout locate`."),
+    truth: str = typer.Option(..., "--truth", "-t", help="Ground truth: a geoscout dataset folder, a folder with manifest.csv, or a CSV (path,lat,lon)."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Folder for report.json, report.md, per_image.csv, error_cdf.png, error_map.png."),
+    fmt: _Format = typer.Option(_Format.table, "--format", "-f", help="What to print: a table, the JSON report, or Markdown."),
+    top_k: int | None = typer.Option(None, "--top-k", "-k", min=1, help="Use at most K candidates for top-k accuracy (default: all)."),
+    no_places: bool = typer.Option(False, "--no-places", help="Skip country / admin-1 accuracy (no reverse geocoding)."),
+) -> None:
+    """Distance accuracies (1/25/200/750/2500 km), GeoGuessr score, country and admin-1 accuracy, coverage."""
+    from geoscout.errors import GeoscoutError
+    from geoscout.evaluate import evaluate
+
+    if not predictions.is_file():
+        raise fail(f"--predictions {predictions}: no such file")
+    try:
+        report = evaluate(predictions, truth, k=top_k, places=not no_places)
+    except GeoscoutError as exc:
+        raise fail(str(exc)) from None
+    if output is not None:
+        report.save(output)
+    if fmt is _Format.json:
+        typer.echo(report.to_json())
+    elif fmt is _Format.markdown:
+        typer.echo(report.to_markdown())
+    else:
+        _print_table(report)
+    if output is not None:
+        typer.echo(f"report written to {output}", err=True)
+
+
+def _print_table(report) -> None:  # type: ignore[no-untyped-def]
+    from rich.console import Console
+    from rich.table import Table
+
+    from geoscout.evaluate import THRESHOLD_NAMES, accuracy_key
+
+    m = report.metrics
+
+    def pct(x: float | None) -> str:
+        return "–" if x is None or x != x else f"{100 * x:.1f}%"
+
+    t = Table(title=f"geoscout evaluation: {report.name}", title_justify="left")
+    t.add_column("")
+    t.add_column("n", justify="right")
+    for th in report.thresholds:
+        t.add_column(f"{th:g} km\n{THRESHOLD_NAMES.get(th, '')}", justify="right")
+    t.add_column("median km", justify="right")
+    t.add_column("GeoGuessr", justify="right")
+    t.add_column("country", justify="right")
+    t.add_column("admin-1", justify="right")
+    med = "–" if m["median_km"] != m["median_km"] else f"{m['median_km']:,.1f}"
+    geo = "–" if m["geoguessr"] != m["geoguessr"] else f"{m['geoguessr']:,.0f}"
+    t.add_row("top-1", str(m["n"]), *[pct(m[accuracy_key(th)]) for th in report.thresholds], med, geo,
+              pct(m.get("country_acc")), pct(m.get("admin1_acc")))
+    k = m.get("top_k", 1)
+    if k > 1:
+        t.add_row(f"best of top-{k}", str(m["n"]), *[pct(m[accuracy_key(th, f'top{k}_acc')]) for th in report.thresholds],
+                  "", "", "", "")
+    if m["n_answered"] < m["n_truth"]:
+        t.add_row("all truth", str(m["n_truth"]), *[pct(m[accuracy_key(th, 'acc_all')]) for th in report.thresholds],
+                  "", "", "", "")
+    console = Console()
+    console.print(t)
+    console.print(
+        f"coverage {pct(m['coverage'])}: {m['n_answered']} answered of {m['n_truth']} truth images; "
+        f"failed {m['n_failed']}, missing {m['n_missing']}, predictions without truth {m['n_unmatched']}"
+        + (f"; {m['n_truth_at_sea']} truth points at sea left out of country accuracy" if m.get("n_truth_at_sea") else "")
+    )

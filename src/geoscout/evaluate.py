@@ -1,0 +1,530 @@
+"""Evaluate predictions against ground truth: the literature's metrics, a report, plots.
+
+Definitions (as PIGEON, GeoCLIP and OSV-5M report them): distance is haversine on a sphere of
+radius 6371 km; accuracy at threshold ``t`` is the share of images with distance **strictly
+less** than ``t`` km for t = 1, 25, 200, 750, 2500 (street, city, region, country, continent);
+the GeoGuessr score is ``5000 * exp(-d / 1492.7)`` per image; ``exp1160`` is ``exp(-d / 1160)``.
+Distances are rounded to the nearest millimetre before comparing with a threshold, so float
+noise cannot carry a point lying exactly on a threshold across it.
+
+Policy for incomplete answers: distance, country and admin-1 metrics are computed over the
+*answered* images (a prediction with at least one candidate and no error, matched to a truth
+row by ``image_id``). Failed predictions and truth rows with no prediction are not dropped
+silently: they are counted, listed in ``per_image`` (status ``failed`` / ``missing``), lower
+``coverage`` (answered / truth rows), and the ``acc_all@...`` accuracies count them as misses.
+Country accuracy compares the polygon country of prediction and truth
+(:func:`geoscout.places.country_of`); truth points at sea are excluded from it and counted.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from ._io import atomic_path, atomic_write_json, atomic_write_text
+from .errors import InvalidInput
+from .geo import ACCURACY_THRESHOLDS_KM, exp1160_score, geoguessr_score, haversine_km, validate_latlon
+from .types import Prediction
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+__all__ = [
+    "THRESHOLD_NAMES",
+    "POLICY",
+    "distance_metrics",
+    "accuracy_key",
+    "evaluate",
+    "EvaluationReport",
+]
+
+#: What each accuracy threshold stands for, as the literature names them.
+THRESHOLD_NAMES = {1.0: "street", 25.0: "city", 200.0: "region", 750.0: "country", 2500.0: "continent"}
+
+POLICY = (
+    "Distance, country and admin-1 metrics are over answered images (a prediction with >= 1 candidate "
+    "and no error, matched to a truth row by image_id). Failed predictions and truth rows without a "
+    "prediction are counted and listed in per_image (status failed/missing); coverage = answered / truth "
+    "rows; acc_all@... counts every unanswered truth row as a miss. Truth points at sea are excluded from "
+    "country accuracy (n_truth_at_sea); truth points without an admin-1 name are excluded from admin-1 accuracy."
+)
+
+_MM = 1e-6  # km
+
+
+def accuracy_key(threshold_km: float, prefix: str = "acc") -> str:
+    """Metric name of an accuracy threshold: ``acc@25km``."""
+    return f"{prefix}@{threshold_km:g}km"
+
+
+def _rounded(d: np.ndarray) -> np.ndarray:
+    return np.round(d / _MM) * _MM
+
+
+def distance_metrics(distances_km: ArrayLike, thresholds: Sequence[float] = ACCURACY_THRESHOLDS_KM) -> dict[str, float]:
+    """Standard metrics of great-circle errors in km.
+
+    Returns ``n``, ``acc@<t>km`` (share with distance < t, strict) for each threshold,
+    ``mean_km``, ``median_km``, ``geoguessr`` (mean of 5000·exp(-d/1492.7)) and ``exp1160``
+    (mean of exp(-d/1160)). With no distances every metric but ``n`` is NaN.
+    """
+    d = np.asarray(distances_km, dtype=np.float64).ravel()
+    if d.size and not (np.isfinite(d).all() and (d >= 0).all()):
+        bad = int(np.flatnonzero(~(np.isfinite(d) & (d >= 0)))[0])
+        raise InvalidInput(f"distance_metrics: distances must be finite and >= 0 km; item {bad} is {d[bad]!r}")
+    out: dict[str, float] = {"n": int(d.size)}
+    nan = float("nan")
+    dr = _rounded(d)
+    for t in thresholds:
+        out[accuracy_key(t)] = float(np.mean(dr < t)) if d.size else nan
+    out["mean_km"] = float(d.mean()) if d.size else nan
+    out["median_km"] = float(np.median(d)) if d.size else nan
+    out["geoguessr"] = float(geoguessr_score(d).mean()) if d.size else nan
+    out["exp1160"] = float(exp1160_score(d).mean()) if d.size else nan
+    return out
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def _truth_frame(truth: Any) -> tuple["pd.DataFrame", str]:
+    import pandas as pd
+
+    name = "truth"
+    if isinstance(truth, (str, os.PathLike)):
+        from .data import load_dataset
+
+        truth = load_dataset(truth)
+    if hasattr(truth, "frame") and isinstance(getattr(truth, "frame"), pd.DataFrame):
+        name = str(getattr(truth, "name", None) or name)
+        frame = truth.frame
+    elif isinstance(truth, pd.DataFrame):
+        frame = truth
+    else:
+        raise InvalidInput(
+            f"evaluate: truth must be a geoscout Dataset, a pandas DataFrame or a dataset path, got {type(truth).__name__}"
+        )
+    missing = [c for c in ("image_id", "lat", "lon") if c not in frame.columns]
+    if missing:
+        raise InvalidInput(
+            f"evaluate: the truth table lacks column(s) {', '.join(missing)} (has {', '.join(map(str, frame.columns))}); "
+            "load it with geoscout.data.load_dataset so image_id is filled in"
+        )
+    lat, lon = validate_latlon(frame["lat"].to_numpy(), frame["lon"].to_numpy(), what=f"truth {name}")
+    out = pd.DataFrame({"image_id": frame["image_id"].astype(str).to_numpy(), "true_lat": lat, "true_lon": lon})
+    return out, name
+
+
+def _predictions_list(predictions: Any) -> list[Prediction]:
+    if isinstance(predictions, (str, os.PathLike)):
+        from .predictions import read_predictions
+
+        return read_predictions(predictions)
+    preds = list(predictions)
+    for i, p in enumerate(preds):
+        if not isinstance(p, Prediction):
+            raise InvalidInput(f"evaluate: predictions[{i}] is a {type(p).__name__}, expected geoscout.types.Prediction")
+    return preds
+
+
+# --------------------------------------------------------------------------- report
+
+
+def _clean(x: Any) -> Any:
+    """JSON-safe: NaN -> None, numpy scalars -> Python."""
+    if isinstance(x, dict):
+        return {str(k): _clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_clean(v) for v in x]
+    if isinstance(x, (np.bool_, bool)):
+        return bool(x)
+    if isinstance(x, (np.integer,)):
+        return int(x)
+    if isinstance(x, (float, np.floating)):
+        return None if not math.isfinite(float(x)) else float(x)
+    if x is None:
+        return None
+    try:
+        import pandas as pd
+
+        if x is pd.NA or x is pd.NaT:
+            return None
+    except ImportError:  # pragma: no cover
+        pass
+    return x
+
+
+def _pct(x: Any) -> str:
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100.0 * x:.1f} %"
+
+
+def _fmt(x: Any, digits: int = 0) -> str:
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:,.{digits}f}"
+
+
+@dataclass
+class EvaluationReport:
+    """The result of :func:`evaluate`.
+
+    ``metrics`` is a flat dict of scalars (see :data:`POLICY` for what they cover);
+    ``per_image`` has one row per truth image plus none for unmatched predictions
+    (their ids are in ``unmatched_ids``); ``by_country`` breaks the answered images
+    down by the truth point's country.
+    """
+
+    metrics: dict[str, Any]
+    per_image: "pd.DataFrame"
+    by_country: "pd.DataFrame"
+    name: str = "truth"
+    thresholds: tuple[float, ...] = ACCURACY_THRESHOLDS_KM
+    unmatched_ids: list[str] = field(default_factory=list)
+    policy: str = POLICY
+
+    # ---- serialisation
+    def to_dict(self) -> dict[str, Any]:
+        """Everything but the per-image table, JSON-ready (NaN -> null)."""
+        by_country = [
+            {"country": idx, **row} for idx, row in self.by_country.to_dict(orient="index").items()
+        ]
+        return _clean(
+            {
+                "name": self.name,
+                "policy": self.policy,
+                "thresholds_km": list(self.thresholds),
+                "metrics": self.metrics,
+                "by_country": by_country,
+                "unmatched_ids": self.unmatched_ids,
+            }
+        )
+
+    def to_json(self, *, indent: int = 2) -> str:
+        """The report as JSON text (see :meth:`to_dict`)."""
+        return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False, allow_nan=False)
+
+    def to_markdown(self, *, max_countries: int = 30) -> str:
+        """A PIGEON-style table of the headline metrics, coverage, and a per-country table."""
+        m = self.metrics
+        heads = [f"{THRESHOLD_NAMES.get(t, '')} {t:g} km".strip() for t in self.thresholds]
+        lines = [f"# geoscout evaluation: {self.name}", ""]
+        lines.append("| | n | " + " | ".join(heads) + " | median km | mean km | GeoGuessr | country | admin-1 |")
+        lines.append("|---|" + "---:|" * (len(heads) + 6))
+        row = [f"{_pct(m.get(accuracy_key(t)))}" for t in self.thresholds]
+        lines.append(
+            f"| top-1 | {m['n']} | " + " | ".join(row)
+            + f" | {_fmt(m['median_km'], 1)} | {_fmt(m['mean_km'], 1)} | {_fmt(m['geoguessr'])} | "
+            f"{_pct(m.get('country_acc'))} | {_pct(m.get('admin1_acc'))} |"
+        )
+        k = m.get("top_k", 1)
+        if k and k > 1:
+            row = [f"{_pct(m.get(accuracy_key(t, f'top{k}_acc')))}" for t in self.thresholds]
+            lines.append(f"| best of top-{k} | {m['n']} | " + " | ".join(row) + " | | | | | |")
+        if m["n_answered"] < m["n_truth"]:
+            row = [f"{_pct(m.get(accuracy_key(t, 'acc_all')))}" for t in self.thresholds]
+            lines.append(f"| all truth (unanswered = miss) | {m['n_truth']} | " + " | ".join(row) + " | | | | | |")
+        lines += [
+            "",
+            "Accuracy = share of images with error strictly below the threshold (haversine, R = 6371 km); "
+            "GeoGuessr = mean of 5000·exp(−d/1492.7).",
+            "",
+            "## Coverage",
+            "",
+            f"- answered: {m['n_answered']} of {m['n_truth']} truth images ({_pct(m['coverage'])})",
+            f"- failed predictions: {m['n_failed']}; truth images without a prediction: {m['n_missing']}; "
+            f"predictions without truth: {m['n_unmatched']}; duplicate predictions ignored: {m['n_duplicate_predictions']}",
+            f"- country accuracy over {m.get('n_country', 0)} answered images on land "
+            f"({m.get('n_truth_at_sea', 0)} truth points at sea excluded); admin-1 over {m.get('n_admin1', 0)}",
+            f"- policy: {self.policy}",
+        ]
+        failed = self.per_image[self.per_image["status"] == "failed"]
+        if len(failed):
+            lines += ["", "Failed predictions:", ""]
+            for _, r in failed.head(20).iterrows():
+                lines.append(f"- `{r['image_id']}`: {r['error']}")
+            if len(failed) > 20:
+                lines.append(f"- … and {len(failed) - 20} more (see per_image.csv)")
+        if len(self.by_country):
+            lines += ["", "## By truth country", ""]
+            cols = [accuracy_key(t) for t in self.thresholds if t in (25.0, 200.0, 750.0)]
+            lines.append("| country | n | " + " | ".join(f"{c[4:]}" for c in cols) + " | median km | country acc |")
+            lines.append("|---|---:|" + "---:|" * (len(cols) + 2))
+            for iso, r in self.by_country.head(max_countries).iterrows():
+                label = f"{r['country_name']} ({iso})" if r.get("country_name") and iso != "(sea)" else str(iso)
+                lines.append(
+                    f"| {label} | {int(r['n'])} | " + " | ".join(_pct(r[c]) for c in cols)
+                    + f" | {_fmt(r['median_km'], 1)} | {_pct(r['country_acc'])} |"
+                )
+            if len(self.by_country) > max_countries:
+                lines.append(f"| … {len(self.by_country) - max_countries} more | | " + "| " * (len(cols) + 2))
+        return "\n".join(lines) + "\n"
+
+    # ---- files
+    def save(self, directory: str | os.PathLike[str]) -> Path:
+        """Write report.json, report.md, per_image.csv, error_cdf.png and error_map.png into ``directory``."""
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(d / "report.json", self.to_dict())
+        atomic_write_text(d / "report.md", self.to_markdown())
+        with atomic_path(d / "per_image.csv") as tmp:
+            self.per_image.to_csv(tmp, index=False)
+        self.plot_error_cdf(d / "error_cdf.png")
+        self.plot_error_map(d / "error_map.png")
+        return d
+
+    def plot_error_cdf(self, path: str | os.PathLike[str]) -> Path:
+        """PNG of the cumulative share of answered images vs. error (log km) with threshold lines."""
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        ok = self.per_image[self.per_image["status"] == "ok"]
+        fig = Figure(figsize=(7.0, 4.2), dpi=110)
+        FigureCanvasAgg(fig)
+        ax = fig.add_subplot(1, 1, 1)
+        lo, hi = 0.1, 20050.0
+        curves = [("top-1", ok["distance_km"].to_numpy(dtype=float))]
+        k = self.metrics.get("top_k", 1)
+        if k and k > 1:
+            curves.append((f"best of top-{k}", ok["best_k_km"].to_numpy(dtype=float)))
+        for label, d in curves:
+            if d.size == 0:
+                continue
+            x = np.sort(np.clip(d, lo, hi))
+            y = np.arange(1, x.size + 1) / x.size
+            ax.step(np.concatenate([[lo], x, [hi]]), np.concatenate([[0.0], y, [1.0]]), where="post", label=f"{label} (n={d.size})")
+        for t in self.thresholds:
+            ax.axvline(t, color="0.6", lw=0.8, ls="--")
+            acc = self.metrics.get(accuracy_key(t))
+            ax.text(t * 1.08, 0.02, f"{t:g} km\n{_pct(acc)}", fontsize=7, color="0.35", va="bottom")
+        ax.set_xscale("log")
+        ax.set_xlim(lo, hi)
+        ax.set_ylim(0.0, 1.0)
+        ax.set_xlabel("great-circle error (km, log scale)")
+        ax.set_ylabel("share of answered images")
+        ax.set_title(f"Error CDF — {self.name} (coverage {_pct(self.metrics['coverage'])})")
+        ax.grid(True, which="major", alpha=0.3)
+        if any(d.size for _, d in curves):
+            ax.legend(loc="upper left", fontsize=8)
+        fig.tight_layout()
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png")
+        return Path(path)
+
+    def plot_error_map(self, path: str | os.PathLike[str]) -> Path:
+        """PNG world map: truth points, great-circle lines to the top-1 predictions coloured by error."""
+        from .maps import world_map_png
+
+        ok = self.per_image[self.per_image["status"] == "ok"]
+        missing = self.per_image[self.per_image["status"] != "ok"]
+        lines = np.stack(
+            [ok["true_lat"], ok["true_lon"], ok["pred_lat"], ok["pred_lon"]], axis=1
+        ).astype(float) if len(ok) else np.zeros((0, 4))
+        return world_map_png(
+            path,
+            points=np.stack([ok["true_lat"], ok["true_lon"]], axis=1).astype(float) if len(ok) else None,
+            lines=lines,
+            line_values=ok["distance_km"].to_numpy(dtype=float),
+            extra_points=np.stack([missing["true_lat"], missing["true_lon"]], axis=1).astype(float) if len(missing) else None,
+            title=f"{self.name}: truth (dots) → top-1 prediction, coloured by error",
+            value_label="error (km)",
+        )
+
+
+# --------------------------------------------------------------------------- evaluate
+
+
+def evaluate(
+    predictions: Iterable[Prediction] | str | os.PathLike[str],
+    truth: Any,
+    *,
+    k: int | None = None,
+    thresholds: Sequence[float] = ACCURACY_THRESHOLDS_KM,
+    places: bool = True,
+    name: str | None = None,
+) -> EvaluationReport:
+    """Compare predictions with the ground truth, joined on ``image_id``.
+
+    ``predictions``: a list of :class:`Prediction` or a predictions file. ``truth``: a
+    :class:`geoscout.data.Dataset`, a DataFrame with ``image_id, lat, lon``, or anything
+    :func:`geoscout.data.load_dataset` accepts. ``k`` caps the candidates used for top-k
+    accuracy (default: the most any prediction carries). ``places=False`` skips the
+    country / admin-1 metrics (no reverse geocoding). See :data:`POLICY`.
+    """
+    import pandas as pd
+
+    truth_df, truth_name = _truth_frame(truth)
+    preds = _predictions_list(predictions)
+    thresholds = tuple(float(t) for t in thresholds)
+
+    n_dup_truth = int(truth_df["image_id"].duplicated().sum())
+    truth_df = truth_df.drop_duplicates("image_id", keep="first").reset_index(drop=True)
+    truth_ids = set(truth_df["image_id"])
+
+    by_id: dict[str, Prediction] = {}
+    n_dup = 0
+    unmatched: list[str] = []
+    for p in preds:
+        if p.image_id in by_id:
+            n_dup += 1
+            continue
+        by_id[p.image_id] = p
+        if p.image_id not in truth_ids:
+            unmatched.append(p.image_id)
+
+    max_k = max((len(p.candidates) for p in by_id.values() if p.ok), default=0)
+    top_k = max_k if k is None else max(1, min(int(k), max_k)) if max_k else 0
+
+    n = len(truth_df)
+    status = np.empty(n, dtype=object)
+    error = np.empty(n, dtype=object)
+    pred_lat = np.full(n, np.nan)
+    pred_lon = np.full(n, np.nan)
+    best_k = np.full(n, np.nan)
+    n_cand = np.zeros(n, dtype=int)
+    tl = truth_df["true_lat"].to_numpy()
+    to = truth_df["true_lon"].to_numpy()
+    for i, iid in enumerate(truth_df["image_id"]):
+        p = by_id.get(iid)
+        if p is None:
+            status[i], error[i] = "missing", "no prediction for this image"
+            continue
+        if not p.ok:
+            status[i], error[i] = "failed", p.error or "prediction has no candidates"
+            continue
+        status[i], error[i] = "ok", None
+        pred_lat[i], pred_lon[i] = p.candidates[0].lat, p.candidates[0].lon
+        cands = p.candidates[: max(top_k, 1)]
+        n_cand[i] = len(p.candidates)
+        cl = np.array([c.lat for c in cands], dtype=float)
+        co = np.array([c.lon for c in cands], dtype=float)
+        best_k[i] = float(haversine_km(tl[i], to[i], cl, co).min())
+    dist = haversine_km(tl, to, pred_lat, pred_lon)  # NaN where unanswered
+    ok = status == "ok"
+
+    per = pd.DataFrame(
+        {
+            "image_id": truth_df["image_id"].to_numpy(),
+            "status": status,
+            "error": error,
+            "true_lat": tl,
+            "true_lon": to,
+            "pred_lat": pred_lat,
+            "pred_lon": pred_lon,
+            "distance_km": dist,
+            "geoguessr": geoguessr_score(dist),
+            "best_k_km": best_k,
+            "n_candidates": n_cand,
+        }
+    )
+
+    metrics: dict[str, Any] = {}
+    metrics.update(distance_metrics(dist[ok], thresholds))
+    metrics.update(
+        {
+            "n_truth": n,
+            "n_predictions": len(preds),
+            "n_answered": int(ok.sum()),
+            "n_failed": int((status == "failed").sum()),
+            "n_missing": int((status == "missing").sum()),
+            "n_unmatched": len(unmatched),
+            "n_duplicate_predictions": n_dup,
+            "n_duplicate_truth": n_dup_truth,
+            "coverage": float(ok.sum() / n) if n else float("nan"),
+        }
+    )
+    dr = _rounded(np.where(ok, dist, np.inf))
+    for t in thresholds:
+        metrics[accuracy_key(t, "acc_all")] = float(np.mean(dr < t)) if n else float("nan")
+    metrics["top_k"] = int(top_k)
+    if top_k > 1:
+        bk = _rounded(best_k[ok])
+        for t in thresholds:
+            metrics[accuracy_key(t, f"top{top_k}_acc")] = float(np.mean(bk < t)) if bk.size else float("nan")
+        metrics[f"top{top_k}_median_km"] = float(np.median(best_k[ok])) if ok.any() else float("nan")
+
+    if places:
+        _place_metrics(per, metrics)
+    by_country = _by_country(per, thresholds) if places else pd.DataFrame()
+    return EvaluationReport(
+        metrics=metrics,
+        per_image=per,
+        by_country=by_country,
+        name=name or truth_name,
+        thresholds=thresholds,
+        unmatched_ids=unmatched,
+    )
+
+
+def _place_metrics(per: "pd.DataFrame", metrics: dict[str, Any]) -> None:
+    """Add country / admin-1 columns to ``per`` and their accuracies to ``metrics``."""
+    import pandas as pd
+
+    from .places import country_of, reverse_geocode
+
+    ok = (per["status"] == "ok").to_numpy()
+    n = len(per)
+    tlat, tlon = per["true_lat"].to_numpy(), per["true_lon"].to_numpy()
+    true_rg = reverse_geocode(tlat, tlon) if n else pd.DataFrame(columns=["country_name", "admin1"])
+    true_country = np.asarray(country_of(tlat, tlon), dtype=object) if n else np.empty(0, dtype=object)
+    pred_country = np.full(n, None, dtype=object)
+    pred_admin1 = np.full(n, None, dtype=object)
+    if ok.any():
+        plat, plon = per["pred_lat"].to_numpy()[ok], per["pred_lon"].to_numpy()[ok]
+        pred_country[ok] = np.asarray(country_of(plat, plon), dtype=object)
+        pred_admin1[ok] = np.asarray(reverse_geocode(plat, plon)["admin1"].to_numpy(), dtype=object)
+    true_admin1 = np.asarray(true_rg["admin1"].to_numpy(), dtype=object) if n else np.empty(0, dtype=object)
+
+    def known(a: np.ndarray) -> np.ndarray:
+        return np.array([isinstance(x, str) and x != "" for x in a], dtype=bool)
+
+    t_known, p_known = known(true_country), known(pred_country)
+    same_country = t_known & p_known & (true_country == pred_country)
+    ta_known, pa_known = known(true_admin1), known(pred_admin1)
+    same_admin1 = same_country & ta_known & pa_known & (true_admin1 == pred_admin1)
+
+    per["true_country"] = true_country
+    per["true_country_name"] = np.asarray(true_rg["country_name"].to_numpy(), dtype=object) if n else true_country
+    per["pred_country"] = pred_country
+    per["country_correct"] = pd.array(np.where(ok & t_known, same_country, False), dtype="boolean")
+    per.loc[~(ok & t_known), "country_correct"] = pd.NA
+    per["true_admin1"] = true_admin1
+    per["pred_admin1"] = pred_admin1
+    per["admin1_correct"] = pd.array(same_admin1, dtype="boolean")
+    per.loc[~(ok & t_known & ta_known), "admin1_correct"] = pd.NA
+
+    c_mask = ok & t_known
+    a_mask = ok & t_known & ta_known
+    metrics["country_acc"] = float(same_country[c_mask].mean()) if c_mask.any() else float("nan")
+    metrics["n_country"] = int(c_mask.sum())
+    metrics["n_truth_at_sea"] = int((ok & ~t_known).sum())
+    metrics["n_pred_at_sea"] = int((c_mask & ~p_known).sum())
+    metrics["admin1_acc"] = float(same_admin1[a_mask].mean()) if a_mask.any() else float("nan")
+    metrics["n_admin1"] = int(a_mask.sum())
+
+
+def _by_country(per: "pd.DataFrame", thresholds: Sequence[float]) -> "pd.DataFrame":
+    import pandas as pd
+
+    ok = per[per["status"] == "ok"]
+    rows = {}
+    if "true_country" not in per.columns or ok.empty:
+        return pd.DataFrame()
+    keys = ok["true_country"].where(ok["true_country"].map(lambda x: isinstance(x, str) and x != ""), "(sea)")
+    for iso, g in ok.groupby(keys.to_numpy(), sort=False):
+        dm = distance_metrics(g["distance_km"].to_numpy(dtype=float), thresholds)
+        cc = g["country_correct"].dropna()
+        names = g["true_country_name"].dropna()
+        rows[iso] = {
+            "country_name": names.iloc[0] if len(names) else None,
+            **dm,
+            "country_acc": float(cc.astype(bool).mean()) if len(cc) else float("nan"),
+        }
+    out = pd.DataFrame.from_dict(rows, orient="index")
+    out.index.name = "country"
+    return out.sort_values(["n", "median_km"], ascending=[False, True], kind="stable")
