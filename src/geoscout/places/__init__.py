@@ -45,11 +45,11 @@ REVERSE_GEOCODE_COLUMNS = ("country", "country_name", "continent", "admin1", "ci
 
 
 def _land_mask(la: NDArray[np.float64], lo: NDArray[np.float64]) -> NDArray[np.bool_]:
-    from global_land_mask import globe
+    from .land import land_mask
 
     if la.size == 0:
-        return np.zeros(0, dtype=bool)
-    return np.asarray(globe.is_land(la.copy(), lo.copy()), dtype=bool).reshape(la.shape)
+        return np.zeros(la.shape, dtype=bool)
+    return land_mask(la, lo)
 
 
 def is_land(lat: ArrayLike, lon: ArrayLike) -> NDArray[np.bool_]:
