@@ -241,3 +241,27 @@ def test_report_files(im2gps, shifted, tmp_path):
             # not blank: the map and the curves draw many colours
             assert len(im.convert("RGB").getcolors(maxcolors=1 << 20) or []) > 50
     assert not list(out.glob(".*tmp"))
+
+
+def test_predictions_named_by_image_path_are_matched(im2gps, shifted):
+    """`geoscout locate DIR/images/*.jpg` names predictions by path: absolute, as in the manifest, or file name."""
+    import os
+
+    preds, d = shifted
+    f = im2gps.frame
+    renamed = []
+    for i, p in enumerate(preds):
+        if i % 4 == 0:
+            iid = str(im2gps.image_path(i))
+        elif i % 4 == 1:
+            iid = os.path.relpath(im2gps.image_path(i))  # relative to the working directory
+        elif i % 4 == 2:
+            iid = os.path.basename(f["path"].iloc[i])
+        else:
+            iid = p.image_id
+        renamed.append(Prediction(iid, p.candidates))
+    renamed.append(Prediction("elsewhere/not-in-truth.jpg", [Candidate(0.0, 0.0, 1.0)]))
+    m = evaluate(renamed, im2gps, places=False).metrics
+    assert m["n_answered"] == len(f) and m["n_unmatched"] == 1
+    assert m["n_matched_by_path"] == len(f) - len(range(3, len(f), 4))
+    assert m["acc@25km"] == pytest.approx(np.mean(d < 25), abs=1e-15)

@@ -95,16 +95,19 @@ def distance_metrics(distances_km: ArrayLike, thresholds: Sequence[float] = ACCU
 # --------------------------------------------------------------------------- inputs
 
 
-def _truth_frame(truth: Any) -> tuple["pd.DataFrame", str]:
+def _truth_frame(truth: Any) -> tuple["pd.DataFrame", str, dict[str, str]]:
+    """The truth as ``image_id, true_lat, true_lon``, its name, and path aliases -> image_id."""
     import pandas as pd
 
     name = "truth"
+    root: Path | None = None
     if isinstance(truth, (str, os.PathLike)):
         from .data import load_dataset
 
         truth = load_dataset(truth)
     if hasattr(truth, "frame") and isinstance(getattr(truth, "frame"), pd.DataFrame):
         name = str(getattr(truth, "name", None) or name)
+        root = Path(truth.root) if getattr(truth, "root", None) is not None else None
         frame = truth.frame
     elif isinstance(truth, pd.DataFrame):
         frame = truth
@@ -119,8 +122,35 @@ def _truth_frame(truth: Any) -> tuple["pd.DataFrame", str]:
             "load it with geoscout.data.load_dataset so image_id is filled in"
         )
     lat, lon = validate_latlon(frame["lat"].to_numpy(), frame["lon"].to_numpy(), what=f"truth {name}")
-    out = pd.DataFrame({"image_id": frame["image_id"].astype(str).to_numpy(), "true_lat": lat, "true_lon": lon})
-    return out, name
+    ids = frame["image_id"].astype(str).to_numpy()
+    out = pd.DataFrame({"image_id": ids, "true_lat": lat, "true_lon": lon})
+    aliases: dict[str, str] = {}
+    if "path" in frame.columns:
+        paths = [str(p) for p in frame["path"]]
+        base_count: dict[str, int] = {}
+        for p in paths:
+            b = os.path.basename(p)
+            base_count[b] = base_count.get(b, 0) + 1
+        for iid, p in zip(ids, paths):
+            aliases.setdefault(p, iid)
+            full = p if os.path.isabs(p) or root is None else str(root / p)
+            aliases.setdefault(os.path.normpath(os.path.abspath(full)), iid)
+            b = os.path.basename(p)
+            if base_count[b] == 1:
+                aliases.setdefault(b, iid)
+    return out, name, aliases
+
+
+def _match(image_id: str, truth_ids: set[str], aliases: dict[str, str]) -> str | None:
+    """The truth image_id a prediction's id refers to: itself, its image path (as given, absolute) or unique file name."""
+    if image_id in truth_ids:
+        return image_id
+    if not aliases:
+        return None
+    for key in (image_id, os.path.normpath(os.path.abspath(image_id)), os.path.basename(image_id)):
+        if key in aliases:
+            return aliases[key]
+    return None
 
 
 def _predictions_list(predictions: Any) -> list[Prediction]:
@@ -350,6 +380,10 @@ def evaluate(
 ) -> EvaluationReport:
     """Compare predictions with the ground truth, joined on ``image_id``.
 
+    A prediction whose ``image_id`` is not a truth id but names a truth image's file (the
+    manifest ``path``, its absolute path, or a file name unique in the truth) is matched to
+    it, so ``geoscout locate DATASET/images/*.jpg`` output evaluates directly.
+
     ``predictions``: a list of :class:`Prediction` or a predictions file. ``truth``: a
     :class:`geoscout.data.Dataset`, a DataFrame with ``image_id, lat, lon``, or anything
     :func:`geoscout.data.load_dataset` accepts. ``k`` caps the candidates used for top-k
@@ -358,7 +392,7 @@ def evaluate(
     """
     import pandas as pd
 
-    truth_df, truth_name = _truth_frame(truth)
+    truth_df, truth_name, aliases = _truth_frame(truth)
     preds = _predictions_list(predictions)
     thresholds = tuple(float(t) for t in thresholds)
 
@@ -368,14 +402,18 @@ def evaluate(
 
     by_id: dict[str, Prediction] = {}
     n_dup = 0
+    n_by_path = 0
     unmatched: list[str] = []
     for p in preds:
-        if p.image_id in by_id:
+        key = _match(p.image_id, truth_ids, aliases)
+        if key is None:
+            unmatched.append(p.image_id)
+            continue
+        if key in by_id:
             n_dup += 1
             continue
-        by_id[p.image_id] = p
-        if p.image_id not in truth_ids:
-            unmatched.append(p.image_id)
+        by_id[key] = p
+        n_by_path += key != p.image_id
 
     max_k = max((len(p.candidates) for p in by_id.values() if p.ok), default=0)
     top_k = max_k if k is None else max(1, min(int(k), max_k)) if max_k else 0
@@ -434,6 +472,7 @@ def evaluate(
             "n_missing": int((status == "missing").sum()),
             "n_unmatched": len(unmatched),
             "n_duplicate_predictions": n_dup,
+            "n_matched_by_path": n_by_path,
             "n_duplicate_truth": n_dup_truth,
             "coverage": float(ok.sum() / n) if n else float("nan"),
         }
