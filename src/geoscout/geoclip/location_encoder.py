@@ -9,6 +9,7 @@ pretrained weights load with ``strict=True``. Smaller sizes give a cheap encoder
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Sequence
 
 import torch
@@ -27,7 +28,7 @@ def equal_earth_projection(latlon: Tensor) -> Tensor:
     """Project (N, 2) latitude/longitude in degrees to (N, 2) Equal Earth (x, y), scaled to about [-1, 1]."""
     lat = torch.deg2rad(latlon[:, 0])
     lon = torch.deg2rad(latlon[:, 1])
-    sqrt3 = torch.sqrt(torch.tensor(3.0, dtype=latlon.dtype, device=latlon.device))
+    sqrt3 = math.sqrt(3.0)
     theta = torch.asin((sqrt3 / 2) * torch.sin(lat))
     denom = 3 * (9 * _A4 * theta**8 + 7 * _A3 * theta**6 + 3 * _A2 * theta**2 + _A1)
     x = (2 * sqrt3 * lon * torch.cos(theta)) / denom
