@@ -1,0 +1,40 @@
+"""`geoscout embed`: turn every image of a dataset into a vector (resumable, float16 store)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ._app import app, fail
+
+
+@app.command("embed")
+def embed_command(
+    dataset: Path = typer.Argument(..., help="A dataset folder (manifest.parquet), a folder with manifest.csv, or a CSV."),
+    backbone: str = typer.Option("effnet-lite2", "--backbone", "-b", help="Backbone name (see `geoscout list backbones`)."),
+    out: Path = typer.Option(None, "--output", "-o", help="Store folder (default: DATASET/embeddings/BACKBONE, or the cache)."),
+    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Images per forward pass (and per commit)."),
+    workers: int = typer.Option(2, "--workers", min=0, help="Decoding threads (0 = decode in the main thread)."),
+    tta: bool = typer.Option(False, "--tta", help="Test-time augmentation: mean of the image and its mirror."),
+    runtime: str = typer.Option("torch", "--runtime", help="torch or onnx (ONNX Runtime, exported on first use)."),
+    weights: str = typer.Option(None, "--weights", help="Weights file/folder for offline hub models."),
+    pool_panoramas: bool = typer.Option(False, "--pool-panoramas", help="Also write the mean vector per location_id (panoramas.npz)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a store made with another backbone/options."),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="Try images recorded as failures again."),
+    limit: int = typer.Option(None, "--limit", min=1, help="Embed at most this many new images."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Embed a dataset's images with a backbone; a re-run only embeds what is missing."""
+    from geoscout.data import load_dataset
+    from geoscout.embeddings import embed_dataset, write_pooled
+
+    if runtime not in ("torch", "onnx"):
+        raise fail(f"--runtime {runtime!r}: choose torch or onnx")
+    ds = load_dataset(dataset)
+    store = embed_dataset(ds, backbone, out, batch_size=batch_size, workers=workers, tta=tta, progress=not quiet,
+                          overwrite=overwrite, retry_failed=retry_failed, runtime=runtime, weights=weights, limit=limit)
+    if pool_panoramas:
+        path = write_pooled(store, ds)
+        typer.echo(f"pooled panoramas -> {path}", err=True)
+    typer.echo(str(store.path))
