@@ -124,6 +124,9 @@ def test_bad_truth_is_a_clear_error():
         evaluate([], pd.DataFrame({"lat": [1.0], "lon": [2.0]}))
     with pytest.raises(InvalidInput, match="not a valid"):
         evaluate([], pd.DataFrame({"image_id": ["a"], "lat": [100.0], "lon": [2.0]}))
+    with pytest.raises(InvalidInput, match="'a' candidate 2 has an invalid"):
+        evaluate([Prediction("a", [Candidate(1.0, 2.0, 0.5), Candidate(91.0, 2.0, 0.5)])],
+                 pd.DataFrame({"image_id": ["a"], "lat": [1.0], "lon": [2.0]}), places=False)
     with pytest.raises(InvalidInput, match="expected geoscout.types.Prediction"):
         evaluate([{"image_id": "a"}], pd.DataFrame({"image_id": ["a"], "lat": [1.0], "lon": [2.0]}))
 

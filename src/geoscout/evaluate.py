@@ -421,9 +421,9 @@ def evaluate(
     n = len(truth_df)
     status = np.empty(n, dtype=object)
     error = np.empty(n, dtype=object)
-    pred_lat = np.full(n, np.nan)
-    pred_lon = np.full(n, np.nan)
-    best_k = np.full(n, np.nan)
+    kk = max(top_k, 1)
+    cand_lat = np.full((n, kk), np.nan)
+    cand_lon = np.full((n, kk), np.nan)
     n_cand = np.zeros(n, dtype=int)
     tl = truth_df["true_lat"].to_numpy()
     to = truth_df["true_lon"].to_numpy()
@@ -436,12 +436,22 @@ def evaluate(
             status[i], error[i] = "failed", p.error or "prediction has no candidates"
             continue
         status[i], error[i] = "ok", None
-        pred_lat[i], pred_lon[i] = p.candidates[0].lat, p.candidates[0].lon
-        cands = p.candidates[: max(top_k, 1)]
         n_cand[i] = len(p.candidates)
-        cl = np.array([c.lat for c in cands], dtype=float)
-        co = np.array([c.lon for c in cands], dtype=float)
-        best_k[i] = float(haversine_km(tl[i], to[i], cl, co).min())
+        for j, c in enumerate(p.candidates[:kk]):
+            cand_lat[i, j], cand_lon[i, j] = c.lat, c.lon
+    filled = np.arange(kk)[None, :] < np.minimum(n_cand, kk)[:, None]
+    bad = filled & ~(np.isfinite(cand_lat) & np.isfinite(cand_lon) & (np.abs(cand_lat) <= 90) & (np.abs(cand_lon) <= 180))
+    if bad.any():
+        i, j = (int(v) for v in np.argwhere(bad)[0])
+        raise InvalidInput(
+            f"evaluate: prediction for {truth_df['image_id'].iloc[i]!r} candidate {j + 1} has an invalid (lat, lon) = "
+            f"({cand_lat[i, j]!r}, {cand_lon[i, j]!r}); expected degrees in [-90, 90] x [-180, 180]"
+        )
+    pred_lat, pred_lon = cand_lat[:, 0].copy(), cand_lon[:, 0].copy()
+    dk = haversine_km(tl[:, None], to[:, None], cand_lat, cand_lon)
+    best_k = np.full(n, np.nan)
+    has = ~np.isnan(dk).all(axis=1)
+    best_k[has] = np.nanmin(dk[has], axis=1)
     dist = haversine_km(tl, to, pred_lat, pred_lon)  # NaN where unanswered
     ok = status == "ok"
 
