@@ -1,0 +1,37 @@
+"""Geocells: partitions of the globe that turn coordinates into classes.
+
+``create_partition("geohash:4")``, ``"grid:1.0"``, ``"h3:3"``, ``"quadtree:MIN:MAX"``,
+``"country"``, ``"admin1"``, ``"cities:N"``, ``"semantic"`` build an unfitted
+:class:`Partition`; ``fit(lat, lon)`` learns the cells from training coordinates (degrees);
+``assign`` maps points to cell indices; ``save``/``load_partition`` use GeoJSON.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._registry import PARTITIONS
+from .base import Partition, load_partition
+from . import fixed as _fixed  # noqa: F401  (registers geohash, grid, h3)
+from . import regions as _regions  # noqa: F401  (registers country, admin1)
+
+__all__ = ["PARTITIONS", "Partition", "create_partition", "list_partitions", "load_partition"]
+
+for _mod in ("quadtree", "cities", "semantic"):
+    try:
+        __import__(f"{__name__}.{_mod}")
+    except ModuleNotFoundError as _exc:  # module not written yet
+        if _exc.name != f"{__name__}.{_mod}":
+            raise
+
+
+def create_partition(spec: str, **kw: Any) -> Partition:
+    """An unfitted partition from a spec string (``"geohash:4"``, ``"semantic"``...) and keyword parameters."""
+    if isinstance(spec, Partition):
+        return spec
+    return PARTITIONS.create(spec, **kw)
+
+
+def list_partitions(pattern: str = "*") -> list[str]:
+    """Registered partition names matching a glob pattern, sorted."""
+    return PARTITIONS.list(pattern)

@@ -1,0 +1,340 @@
+"""The :class:`Partition` base class: a set of geocells learnt from training coordinates.
+
+Conventions (scikit-learn style): ``__init__`` only stores parameters; :meth:`Partition.fit`
+learns the cells from training points (degrees) and returns ``self``; everything that needs
+the cells raises :class:`~geoscout.errors.NotFittedError` before ``fit``. Cells are indexed
+``0 .. n_cells - 1``; :meth:`Partition.assign` maps points to those indices (``-1`` outside
+every known cell unless ``fallback="nearest"``).
+
+Files: :meth:`Partition.save` writes GeoJSON (a ``FeatureCollection``: one ``Feature`` per
+cell with its polygon, id, centroid and training count; the partition's parameters and any
+extra state live in a top-level ``"geoscout"`` member). :func:`load_partition` reads it back
+without pickle, and the loaded partition assigns exactly like the saved one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from geoscout._io import atomic_write_text
+from geoscout.errors import InvalidInput, NotFittedError
+from geoscout.geo import latlon_to_xyz, validate_latlon, xyz_to_latlon
+
+__all__ = ["Partition", "load_partition", "FORMAT", "FORMAT_VERSION"]
+
+FORMAT = "geoscout.partition"
+FORMAT_VERSION = 1
+_FALLBACKS = (None, "nearest")
+
+# registry name -> class, filled by Partition.__init_subclass__ (load_partition needs it)
+_CLASSES: dict[str, type[Partition]] = {}
+
+
+def _wrap180(lo: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Longitude 180 -> -180 (the rest of [-180, 180) is left bit-for-bit unchanged)."""
+    return np.where(lo >= 180.0, lo - 360.0, lo)
+
+
+def _check_fallback(fallback: Any) -> str | None:
+    if fallback not in _FALLBACKS:
+        raise InvalidInput(f"fallback must be None or 'nearest', got {fallback!r}")
+    return fallback
+
+
+def _check_int(value: Any, what: str, lo: int, hi: int | None = None) -> int:
+    try:
+        v = int(value)
+        ok = float(value) == v
+    except (TypeError, ValueError):
+        ok = False
+    if not ok or v < lo or (hi is not None and v > hi):
+        rng = f"{lo}..{hi}" if hi is not None else f">= {lo}"
+        raise InvalidInput(f"{what} must be an integer {rng}, got {value!r}")
+    return v
+
+
+class Partition:
+    """Base class of every partition (geohash, grid, h3, quadtree, country, admin1, cities, semantic).
+
+    Parameters common to all partitions: ``min_count`` (a cell becomes a class only when at
+    least this many training points fall in it; 0 keeps every cell of a finite scheme) and
+    ``fallback`` (``None``: points outside every known cell get -1; ``"nearest"``: they get the
+    nearest cell). Subclasses implement ``_fit_cells``, ``_locate`` and geometry helpers.
+
+    Fitted attributes: ``cell_ids`` (human-readable, unique), ``counts`` (training points per
+    cell), ``centroids`` ((n, 2) lat/lon: spherical mean of the cell's training points, the
+    geometric centre for cells without training points).
+    """
+
+    name: ClassVar[str] = ""
+    default_fallback: ClassVar[str | None] = None
+    min_count_zero_ok: ClassVar[bool] = False  # may min_count be 0 (keep every cell of the scheme)?
+
+    def __init__(self, *, min_count: int = 1, fallback: str | None = "default") -> None:
+        self.min_count = min_count
+        self.fallback = self.default_fallback if fallback == "default" else fallback
+
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        if cls.name:
+            _CLASSES[cls.name] = cls
+
+    # ------------------------------------------------------------------ parameters
+    def _spec_arg(self) -> str | None:
+        """The part after the colon in :attr:`spec` (None for bare names)."""
+        return None
+
+    @property
+    def spec(self) -> str:
+        """The spec string that creates this partition (``"geohash:4"``, ``"country"``...)."""
+        arg = self._spec_arg()
+        return self.name if arg is None else f"{self.name}:{arg}"
+
+    def get_params(self) -> dict[str, Any]:
+        """Constructor parameters (JSON-able), as scikit-learn's ``get_params``."""
+        import inspect
+
+        out: dict[str, Any] = {}
+        for klass in type(self).__mro__:
+            if klass is object:
+                continue
+            for p in inspect.signature(klass.__init__).parameters.values():
+                if p.kind == p.KEYWORD_ONLY and p.name not in out and hasattr(self, p.name):
+                    out[p.name] = getattr(self, p.name)
+        return out
+
+    def __repr__(self) -> str:
+        fitted = f", n_cells={self.n_cells}" if self.is_fitted else ""
+        return f"{type(self).__name__}(spec={self.spec!r}{fitted})"
+
+    def _validate_params(self) -> None:
+        lo = 0 if self.min_count_zero_ok else 1
+        self.min_count = _check_int(self.min_count, f"{self.name}: min_count", lo)
+        self.fallback = _check_fallback(self.fallback)
+
+    # ------------------------------------------------------------------ fitting
+    @property
+    def is_fitted(self) -> bool:
+        return getattr(self, "cell_ids_", None) is not None
+
+    def _check_fitted(self) -> None:
+        if not self.is_fitted:
+            raise NotFittedError(f"{type(self).__name__} ({self.spec}) is not fitted yet: call .fit(lat, lon) first")
+
+    def fit(self, lat: ArrayLike, lon: ArrayLike) -> Partition:
+        """Learn the cells from training points (degrees); returns ``self``."""
+        self._validate_params()
+        la, lo = validate_latlon(lat, lon, what=f"{self.name}.fit")
+        la, lo = la.ravel(), _wrap180(lo.ravel())
+        if la.size == 0:
+            raise InvalidInput(f"{self.name}.fit: no training points; pass at least one (lat, lon)")
+        self.cell_ids_ = None
+        self._fit_cells(la, lo)
+        self._finish_fit(la, lo)
+        return self
+
+    def _finish_fit(self, la: NDArray[np.float64], lo: NDArray[np.float64]) -> None:
+        """Counts and centroids from the training points, with the partition's own ``assign``."""
+        idx = self.assign(la, lo)
+        self._set_stats(idx, la, lo)
+
+    def _set_stats(self, idx: NDArray[np.int64], la: NDArray[np.float64], lo: NDArray[np.float64]) -> None:
+        n = len(self.cell_ids_)
+        ok = idx >= 0
+        self.counts_ = np.bincount(idx[ok], minlength=n).astype(np.int64)
+        # spherical mean per cell (normalised sum of unit vectors, as geo.spherical_mean)
+        xyz = latlon_to_xyz(la[ok], lo[ok])
+        sums = np.zeros((n, 3))
+        np.add.at(sums, idx[ok], xyz)
+        mlat, mlon = xyz_to_latlon(sums)
+        cent = np.stack([mlat, mlon], axis=1)
+        empty = self.counts_ == 0
+        for i in np.flatnonzero(empty):
+            cent[i] = self._geometric_centre(int(i))
+        self.centroids_ = cent
+        self._after_stats()
+
+    def _after_stats(self) -> None:
+        """Hook: build lookup structures that depend on centroids (nearest fallback)."""
+        self._centroid_tree = None
+
+    # subclasses -----------------------------------------------------------------
+    def _fit_cells(self, la: NDArray[np.float64], lo: NDArray[np.float64]) -> None:
+        """Set ``self.cell_ids_`` (and whatever ``_locate`` needs) from training points."""
+        raise NotImplementedError
+
+    def _locate(self, la: NDArray[np.float64], lo: NDArray[np.float64]) -> NDArray[np.int64]:
+        """Cell index of each point, -1 outside every known cell (no fallback)."""
+        raise NotImplementedError
+
+    def _geometric_centre(self, i: int) -> tuple[float, float]:
+        """(lat, lon) of the centre of cell ``i``'s shape (used for cells without training points)."""
+        g = self.polygon(i)
+        p = g.centroid if g.contains(g.centroid) else g.representative_point()
+        return float(p.y), float(p.x)
+
+    def polygon(self, i: int) -> Any:
+        """Shapely (Multi)Polygon of cell ``i`` in lon/lat degrees (x = longitude)."""
+        raise NotImplementedError
+
+    def neighbors(self, i: int) -> list[int]:
+        """Indices of the cells adjacent to cell ``i`` (sharing an edge or a corner), sorted."""
+        raise NotImplementedError
+
+    def _state(self) -> dict[str, Any]:
+        """Extra JSON-able state written to the file (besides ids, counts, centroids, polygons)."""
+        return {}
+
+    def _feature_properties(self, i: int) -> dict[str, Any]:
+        return {}
+
+    def _restore(self, features: list[dict[str, Any]], state: dict[str, Any]) -> None:
+        """Rebuild lookup structures from a saved file (``cell_ids_`` etc. are already set)."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ public API
+    @property
+    def n_cells(self) -> int:
+        """Number of cells (classes)."""
+        self._check_fitted()
+        return len(self.cell_ids_)
+
+    @property
+    def cell_ids(self) -> list[str]:
+        """Human-readable, unique id of each cell (``"u4p"``, ``"HR"``, ``"HR/Grad Zagreb"``...)."""
+        self._check_fitted()
+        return list(self.cell_ids_)
+
+    @property
+    def counts(self) -> NDArray[np.int64]:
+        """Training points per cell (as assigned by :meth:`assign` at fit time)."""
+        self._check_fitted()
+        return self.counts_.copy()
+
+    @property
+    def centroids(self) -> NDArray[np.float64]:
+        """(n_cells, 2) array of (lat, lon) degrees: mean of the cell's training points on the sphere."""
+        self._check_fitted()
+        return self.centroids_.copy()
+
+    def index_of(self, cell_id: str) -> int:
+        """Index of the cell named ``cell_id``; raises ``InvalidInput`` if unknown."""
+        self._check_fitted()
+        if not hasattr(self, "_id_index") or len(self._id_index) != len(self.cell_ids_):
+            self._id_index = {c: i for i, c in enumerate(self.cell_ids_)}
+        try:
+            return self._id_index[cell_id]
+        except KeyError:
+            raise InvalidInput(f"{self.spec}: no cell with id {cell_id!r}") from None
+
+    def assign(self, lat: ArrayLike, lon: ArrayLike, *, fallback: str | None = "default") -> NDArray[np.int64]:
+        """Cell index of each (lat, lon) in degrees (same shape as the input).
+
+        ``-1`` marks points outside every known cell; with ``fallback="nearest"`` (default:
+        the partition's own ``fallback``) those points get the nearest cell instead.
+        """
+        self._check_fitted()
+        fb = self.fallback if fallback == "default" else _check_fallback(fallback)
+        la, lo = validate_latlon(lat, lon, what=f"{self.spec}.assign")
+        shape = la.shape
+        la, lo = la.ravel(), _wrap180(lo.ravel())
+        idx = np.asarray(self._locate(la, lo), dtype=np.int64)
+        if fb == "nearest" and la.size:
+            miss = np.flatnonzero(idx < 0)
+            if miss.size:
+                idx[miss] = self._nearest(la[miss], lo[miss])
+        return idx.reshape(shape)
+
+    def _nearest(self, la: NDArray[np.float64], lo: NDArray[np.float64]) -> NDArray[np.int64]:
+        """Nearest cell by great-circle distance to the cell centroids (polygon partitions override)."""
+        from scipy.spatial import cKDTree
+
+        if getattr(self, "_centroid_tree", None) is None:
+            self._centroid_tree = cKDTree(latlon_to_xyz(self.centroids_[:, 0], self.centroids_[:, 1]))
+        _, idx = self._centroid_tree.query(latlon_to_xyz(la, lo), k=1)
+        return np.asarray(idx, dtype=np.int64)
+
+    # ------------------------------------------------------------------ files
+    def to_geojson(self) -> dict[str, Any]:
+        """The partition as a GeoJSON ``FeatureCollection`` (a dict); see the module docstring."""
+        from shapely.geometry import mapping
+
+        self._check_fitted()
+        feats = []
+        for i, cid in enumerate(self.cell_ids_):
+            props = {
+                "index": i,
+                "cell_id": cid,
+                "centroid_lat": float(self.centroids_[i, 0]),
+                "centroid_lon": float(self.centroids_[i, 1]),
+                "count": int(self.counts_[i]),
+            }
+            props.update(self._feature_properties(i))
+            feats.append({"type": "Feature", "id": cid, "geometry": mapping(self.polygon(i)), "properties": props})
+        return {
+            "type": "FeatureCollection",
+            "geoscout": {
+                "format": FORMAT,
+                "version": FORMAT_VERSION,
+                "spec": self.spec,
+                "name": self.name,
+                "params": self.get_params(),
+                "state": self._state(),
+            },
+            "features": feats,
+        }
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the partition as GeoJSON to ``path`` (atomically); returns the path."""
+        doc = self.to_geojson()
+        return atomic_write_text(path, json.dumps(doc, ensure_ascii=False, separators=(",", ":")) + "\n")
+
+    @classmethod
+    def from_geojson(cls, doc: dict[str, Any], *, source: str = "partition") -> Partition:
+        """Rebuild a fitted partition from :meth:`to_geojson` output."""
+        meta = doc.get("geoscout") if isinstance(doc, dict) else None
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            raise InvalidInput(
+                f"{source}: not a geoscout partition file (no top-level 'geoscout' member with "
+                f"format {FORMAT!r}); write one with Partition.save()"
+            )
+        if int(meta.get("version", 0)) > FORMAT_VERSION:
+            raise InvalidInput(f"{source}: partition format version {meta.get('version')} is newer than this geoscout "
+                               f"supports ({FORMAT_VERSION}); upgrade geoscout")
+        klass = _CLASSES.get(str(meta.get("name")))
+        if klass is None:
+            raise InvalidInput(f"{source}: unknown partition kind {meta.get('name')!r}; known: {', '.join(sorted(_CLASSES))}")
+        obj = klass(**dict(meta.get("params") or {}))
+        obj._validate_params()
+        feats = sorted(doc.get("features") or [], key=lambda f: int(f["properties"]["index"]))
+        if not feats:
+            raise InvalidInput(f"{source}: the partition has no cells")
+        try:
+            obj.cell_ids_ = [str(f["properties"]["cell_id"]) for f in feats]
+            obj.counts_ = np.array([int(f["properties"]["count"]) for f in feats], dtype=np.int64)
+            obj.centroids_ = np.array(
+                [[float(f["properties"]["centroid_lat"]), float(f["properties"]["centroid_lon"])] for f in feats]
+            )
+            obj._restore(feats, dict(meta.get("state") or {}))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidInput(f"{source}: malformed partition file ({type(exc).__name__}: {exc})") from None
+        obj._after_stats()
+        return obj
+
+
+def load_partition(path: str | os.PathLike[str]) -> Partition:
+    """Read a partition written by :meth:`Partition.save` (GeoJSON; never unpickles)."""
+    p = Path(path)
+    if not p.is_file():
+        raise InvalidInput(f"{p}: no such partition file; write one with Partition.save(path)")
+    try:
+        doc = json.loads(p.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidInput(f"{p}: not valid GeoJSON ({exc})") from None
+    return Partition.from_geojson(doc, source=str(p))
