@@ -207,7 +207,8 @@ class EvaluationReport:
     ``metrics`` is a flat dict of scalars (see :data:`POLICY` for what they cover);
     ``per_image`` has one row per truth image plus none for unmatched predictions
     (their ids are in ``unmatched_ids``); ``by_country`` breaks the answered images
-    down by the truth point's country.
+    down by the truth point's country. ``per_image.pred_admin1`` is only looked up where
+    the predicted country is right (elsewhere admin-1 cannot match).
     """
 
     metrics: dict[str, Any]
@@ -526,7 +527,6 @@ def _place_metrics(per: "pd.DataFrame", metrics: dict[str, Any]) -> None:
     if ok.any():
         plat, plon = per["pred_lat"].to_numpy()[ok], per["pred_lon"].to_numpy()[ok]
         pred_country[ok] = np.asarray(country_of(plat, plon), dtype=object)
-        pred_admin1[ok] = np.asarray(reverse_geocode(plat, plon)["admin1"].to_numpy(), dtype=object)
     true_admin1 = np.asarray(true_rg["admin1"].to_numpy(), dtype=object) if n else np.empty(0, dtype=object)
 
     def known(a: np.ndarray) -> np.ndarray:
@@ -534,6 +534,9 @@ def _place_metrics(per: "pd.DataFrame", metrics: dict[str, Any]) -> None:
 
     t_known, p_known = known(true_country), known(pred_country)
     same_country = t_known & p_known & (true_country == pred_country)
+    if same_country.any():  # admin-1 of a prediction only matters when its country is right
+        rg = reverse_geocode(per["pred_lat"].to_numpy()[same_country], per["pred_lon"].to_numpy()[same_country])
+        pred_admin1[same_country] = np.asarray(rg["admin1"].to_numpy(), dtype=object)
     ta_known, pa_known = known(true_admin1), known(pred_admin1)
     same_admin1 = same_country & ta_known & pa_known & (true_admin1 == pred_admin1)
 
