@@ -86,9 +86,11 @@ def reverse_geocode(lat: ArrayLike, lon: ArrayLike, *, coast_km: float = DEFAULT
     country = info[:, 0]
     on_land = _land_mask(la, lo) | inside
     cities = _city_table()[0]
-    ci, km = nearest_cities(la, lo, country)
-    wanted = (idx >= 0) | on_land
-    ok = wanted & (ci >= 0)
+    wanted = np.flatnonzero((idx >= 0) | on_land)  # no city for points at sea
+    ci = np.full(len(la), -1, dtype=np.int64)
+    km = np.full(len(la), np.nan)
+    ci[wanted], km[wanted] = nearest_cities(la[wanted], lo[wanted], country[wanted])
+    ok = ci >= 0
     names = cities["name"].to_numpy(dtype=object)
     admin1 = cities["admin1"].to_numpy(dtype=object)
     city_col = np.full(len(la), None, dtype=object)

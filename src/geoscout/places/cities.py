@@ -154,7 +154,7 @@ def nearest_cities(
     """Row index in ``geonames_cities()`` of the nearest place to each point, and its distance in km.
 
     With ``country`` (alpha-2 or None per point), the nearest place *of that country* among
-    the ``k`` nearest (then the 256 nearest) is taken, so a point in Strasbourg is not
+    the ``k`` nearest (then the 64 nearest) is taken, so a point in Strasbourg is not
     labelled with Kehl's German region; when none of them matches the index is -1 and the
     distance NaN (Antarctica, or a remote island without a GeoNames place). Points whose
     country is None get the nearest place of any country.
@@ -170,20 +170,25 @@ def nearest_cities(
     want = np.asarray(country, dtype=object)
     out_idx = np.full(n, -1, dtype=np.int64)
     out_km = np.full(n, np.nan)
-    todo = np.arange(n)
-    for kk in (min(k, len(df)), min(256, len(df))):
+    # points without a country take the nearest place; points of a country absent from the
+    # table (Antarctica) get none
+    known = set(codes.tolist())
+    anyc = np.array([c is None for c in want], dtype=bool)
+    todo = np.flatnonzero(np.array([c is None or c in known for c in want], dtype=bool))
+    for kk in (1, min(k, len(df)), min(64, len(df))):
+        if todo.size == 0:
+            break
         dist, idx = tree.query(xyz[todo], k=kk)
         dist = dist.reshape(len(todo), kk)
         idx = idx.reshape(len(todo), kk)
         match = codes[idx] == want[todo].reshape(-1, 1)
-        has = match.any(axis=1) | np.array([c is None for c in want[todo]], dtype=bool)
-        pick = np.where(match.any(axis=1), match.argmax(axis=1), 0)
+        has = match.any(axis=1)
+        pick = np.where(has, match.argmax(axis=1), 0)
+        has |= anyc[todo]
         rows = np.arange(len(todo))
         out_idx[todo[has]] = idx[rows, pick][has]
         out_km[todo[has]] = _chord_to_km(dist[rows, pick][has])
         todo = todo[~has]
-        if todo.size == 0:
-            break
     return out_idx, out_km
 
 

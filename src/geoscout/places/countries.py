@@ -285,16 +285,22 @@ def _shape_index(la: NDArray[np.float64], lo: NDArray[np.float64], coast_km: flo
     if coast_km > 0:
         miss = np.flatnonzero(~inside)
         if miss.size:
-            # a degree of longitude shrinks with cos(lat); search wide enough for the highest latitude
-            coslat = np.cos(np.radians(np.minimum(np.abs(la[miss]).max(), 89.0)))
-            max_deg = coast_km / 111.0 / coslat
-            qi, qt = tree.query_nearest(pts[miss], max_distance=max_deg, all_matches=False)
+            # a degree of longitude shrinks with cos(lat): a per-point search radius in degrees that
+            # surely holds everything within coast_km, then exact great-circle distances to the
+            # nearest point of each candidate tile
+            coslat = np.cos(np.radians(np.minimum(np.abs(la[miss]), 89.0)))
+            qi, qt = tree.query(pts[miss], predicate="dwithin", distance=coast_km / 111.0 / coslat)
             if qi.size:
                 line = shapely.shortest_line(pts[miss][qi], tree.geometries[qt])
                 near = shapely.get_coordinates(shapely.get_point(line, 1))
                 d = haversine_km(la[miss][qi], lo[miss][qi], near[:, 1], near[:, 0])
-                okk = d <= coast_km
-                result[miss[qi[okk]]] = tile_owner[qt[okk]]
+                keep = d <= coast_km
+                qi, qt, d = qi[keep], qt[keep], d[keep]
+                order = np.lexsort((d, qi))  # nearest tile first per point
+                qi, qt = qi[order], qt[order]
+                first = np.ones(qi.size, dtype=bool)
+                first[1:] = qi[1:] != qi[:-1]
+                result[miss[qi[first]]] = tile_owner[qt[first]]
     return result, inside
 
 
