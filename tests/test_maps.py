@@ -75,6 +75,8 @@ def test_svg_geometry_matches_the_projection():
     (x4, y4) = _marker_xy(marks[4])
     lat_ratio = (y1 - y2) / (y4 - y1)
     assert lat_ratio == pytest.approx((45.815 - 43.5081) / (43.5081 - 41.9028), rel=0.01)
+    lon_ratio = (x1 - x2) / (x1 - x4)
+    assert lon_ratio == pytest.approx((16.4402 - 15.9819) / (16.4402 - 12.4964), rel=0.01)
     # radius polygon: each vertex ~150 km from the top candidate after inverting the projection
     poly = root.find(".//s:g[@class='radius']/s:polygon", NS)
     pts = np.array([[float(v) for v in xy.split(",")] for xy in poly.get("points").split()])
@@ -103,6 +105,7 @@ def test_antimeridian_candidates_stay_together():
     root = ET.fromstring(prediction_map_svg(p, width=600, height=400))
     (x1, y1), (x2, y2) = _marker_xy(_markers(root)[1]), _marker_xy(_markers(root)[2])
     assert 0 < x1 < x2 < 600  # east of 180 drawn to the right, not across the world
+    assert y2 > y1  # further south
     assert (x2 - x1) < 300
 
 
