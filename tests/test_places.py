@@ -195,3 +195,38 @@ def test_croatia_set_is_croatian(shared_data):
     frac = (df["country"] == "HR").mean()
     assert frac >= 0.95, df["country"].value_counts().to_dict()
     assert set(df.loc[df["country"] == "HR", "country_name"]) == {"Croatia"}
+
+
+@pytest.mark.slow  # parses and tiles the 10m shapefile from scratch (~4 s idle, more on a busy machine)
+def test_first_use_from_many_threads_loads_once_then_uses_the_disk_cache(monkeypatch, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    import shapely
+
+    from geoscout.places import countries
+
+    before = country_polygons()
+    calls = []
+    real = countries._records
+
+    def counting():
+        calls.append(1)
+        return real()
+
+    monkeypatch.setattr(countries, "_records", counting)
+    monkeypatch.setenv("GEOSCOUT_HOME", str(tmp_path))  # empty cache: parse the shapefile once
+    countries._tables.clear()
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            got = list(pool.map(lambda _: tuple(country_of([48.85, 59.9], [2.35, 10.75])), range(8)))
+        assert set(got) == {("FR", "NO")}
+        assert len(calls) == 1
+        assert len(list((tmp_path / "places").glob("countries_*.npz"))) == 1
+        countries._tables.clear()  # now from the WKB cache: same shapes, no parsing
+        after = country_polygons()
+        assert len(calls) == 1
+        assert [s.iso2 for s in after] == [s.iso2 for s in before]
+        assert [s.name for s in after] == [s.name for s in before]
+        assert all(shapely.equals_exact(a.geometry, b.geometry, 0) for a, b in zip(after, before))
+    finally:
+        countries._tables.clear()
