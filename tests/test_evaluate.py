@@ -268,3 +268,28 @@ def test_predictions_named_by_image_path_are_matched(im2gps, shifted):
     assert m["n_answered"] == len(f) and m["n_unmatched"] == 1
     assert m["n_matched_by_path"] == len(f) - len(range(3, len(f), 4))
     assert m["acc@25km"] == pytest.approx(np.mean(d < 25), abs=1e-15)
+
+
+def test_unit_location_scores_one_answer_per_panorama(shared_data):
+    """streetview-croatia: 4 views per location; panorama predictions named 'v1+v2+v3+v4', by location or by one view."""
+    m = pd.read_csv(shared_data("streetview-croatia") / "manifest.csv").head(40)
+    truth = pd.DataFrame({"image_id": m["path"], "path": m["path"], "lat": m["lat"], "lon": m["lon"],
+                          "location_id": m["location_id"].astype(str)})
+    locs = list(dict.fromkeys(truth["location_id"]))
+    assert len(locs) == 10
+    preds = []
+    for j, loc in enumerate(locs[:9]):
+        views = truth[truth["location_id"] == loc]
+        lat, lon = _direct(float(views["lat"].iloc[0]), float(views["lon"].iloc[0]), 0.0, 5.0 if j % 3 else 60.0)
+        pid = ["+".join(views["path"]), loc, views["path"].iloc[2]][j % 3]
+        preds.append(Prediction(pid, [Candidate(lat, lon, 1.0)]))
+    preds.append(Prediction(truth["path"].iloc[0] + "+" + truth["path"].iloc[39], [Candidate(0.0, 0.0, 1.0)]))  # mixes 2 places
+    r = evaluate(preds, truth, unit="location", places=False)
+    mm = r.metrics
+    assert (mm["unit"], mm["n_truth"], mm["n_answered"], mm["n_missing"], mm["n_unmatched"]) == ("location", 10, 9, 1, 1)
+    assert mm["acc@25km"] == pytest.approx(6 / 9) and mm["acc@200km"] == 1.0
+    assert set(r.per_image["image_id"]) == set(locs)
+    per_image = evaluate(preds, truth, places=False).metrics  # by image, only 3 single-view ids match
+    assert per_image["n_answered"] == 3 and per_image["n_truth"] == 40
+    with pytest.raises(InvalidInput, match="unit must be"):
+        evaluate(preds, truth, unit="panorama", places=False)

@@ -124,6 +124,11 @@ def _truth_frame(truth: Any) -> tuple["pd.DataFrame", str, dict[str, str]]:
     lat, lon = validate_latlon(frame["lat"].to_numpy(), frame["lon"].to_numpy(), what=f"truth {name}")
     ids = frame["image_id"].astype(str).to_numpy()
     out = pd.DataFrame({"image_id": ids, "true_lat": lat, "true_lon": lon})
+    if "location_id" in frame.columns:
+        loc = frame["location_id"].astype(object).to_numpy()
+        out["location_id"] = [str(v) if isinstance(v, str) and v else i for v, i in zip(loc, ids)]
+    else:
+        out["location_id"] = ids
     aliases: dict[str, str] = {}
     if "path" in frame.columns:
         paths = [str(p) for p in frame["path"]]
@@ -267,7 +272,7 @@ class EvaluationReport:
             "",
             "## Coverage",
             "",
-            f"- answered: {m['n_answered']} of {m['n_truth']} truth images ({_pct(m['coverage'])})",
+            f"- answered: {m['n_answered']} of {m['n_truth']} truth {m.get('unit', 'image')}s ({_pct(m['coverage'])})",
             f"- failed predictions: {m['n_failed']}; truth images without a prediction: {m['n_missing']}; "
             f"predictions without truth: {m['n_unmatched']}; duplicate predictions ignored: {m['n_duplicate_predictions']}",
             f"- country accuracy over {m.get('n_country', 0)} answered images on land "
@@ -378,6 +383,7 @@ def evaluate(
     thresholds: Sequence[float] = ACCURACY_THRESHOLDS_KM,
     places: bool = True,
     name: str | None = None,
+    unit: str = "image",
 ) -> EvaluationReport:
     """Compare predictions with the ground truth, joined on ``image_id``.
 
@@ -390,6 +396,11 @@ def evaluate(
     :func:`geoscout.data.load_dataset` accepts. ``k`` caps the candidates used for top-k
     accuracy (default: the most any prediction carries). ``places=False`` skips the
     country / admin-1 metrics (no reverse geocoding). See :data:`POLICY`.
+
+    ``unit="location"`` scores one answer per place (PIGEON's panorama setting): truth rows
+    sharing a ``location_id`` become one row (the first view's coordinates, id =
+    location_id), and a prediction is matched by the location_id itself, by any of its views
+    (id or path), or by a ``+``-joined list of its views (what ``geoscout locate -p`` writes).
     """
     import pandas as pd
 
@@ -397,16 +408,41 @@ def evaluate(
     preds = _predictions_list(predictions)
     thresholds = tuple(float(t) for t in thresholds)
 
+    if unit not in ("image", "location"):
+        raise InvalidInput(f"evaluate: unit must be 'image' or 'location', got {unit!r}")
     n_dup_truth = int(truth_df["image_id"].duplicated().sum())
     truth_df = truth_df.drop_duplicates("image_id", keep="first").reset_index(drop=True)
     truth_ids = set(truth_df["image_id"])
+    img2loc = dict(zip(truth_df["image_id"], truth_df["location_id"]))
+    if unit == "location":
+        truth_df = (
+            truth_df.drop_duplicates("location_id", keep="first")
+            .assign(image_id=lambda f: f["location_id"])
+            .reset_index(drop=True)
+        )
+    loc_ids = set(truth_df["location_id"])
+
+    def find(pid: str) -> str | None:
+        key = _match(pid, truth_ids, aliases)
+        if unit == "image":
+            return key
+        if key is not None:
+            return img2loc[key]
+        if pid in loc_ids:
+            return pid
+        if "+" in pid:
+            views = [_match(v, truth_ids, aliases) for v in pid.split("+")]
+            locs = {img2loc[v] for v in views if v is not None}
+            if None not in views and len(locs) == 1:
+                return locs.pop()
+        return None
 
     by_id: dict[str, Prediction] = {}
     n_dup = 0
     n_by_path = 0
     unmatched: list[str] = []
     for p in preds:
-        key = _match(p.image_id, truth_ids, aliases)
+        key = find(p.image_id)
         if key is None:
             unmatched.append(p.image_id)
             continue
@@ -486,6 +522,7 @@ def evaluate(
             "n_matched_by_path": n_by_path,
             "n_duplicate_truth": n_dup_truth,
             "coverage": float(ok.sum() / n) if n else float("nan"),
+            "unit": unit,
         }
     )
     dr = _rounded(np.where(ok, dist, np.inf))

@@ -16,6 +16,11 @@ class _Format(str, Enum):
     markdown = "markdown"
 
 
+class _Unit(str, Enum):
+    image = "image"
+    location = "location"
+
+
 @app.command("evaluate")
 def evaluate_command(
     predictions: Path = typer.Option(..., "--predictions", "-p", help="Predictions file (.jsonl, .json or .csv), e.g. from `geoscout locate`."),
@@ -24,6 +29,7 @@ def evaluate_command(
     fmt: _Format = typer.Option(_Format.table, "--format", "-f", help="What to print: a table, the JSON report, or Markdown."),
     top_k: int | None = typer.Option(None, "--top-k", "-k", min=1, help="Use at most K candidates for top-k accuracy (default: all)."),
     no_places: bool = typer.Option(False, "--no-places", help="Skip country / admin-1 accuracy (no reverse geocoding)."),
+    unit: _Unit = typer.Option(_Unit.image, "--unit", help="Score each image, or each location (one answer per panorama, by location_id)."),
 ) -> None:
     """Distance accuracies (1/25/200/750/2500 km), GeoGuessr score, country and admin-1 accuracy, coverage."""
     from geoscout.errors import GeoscoutError
@@ -32,7 +38,7 @@ def evaluate_command(
     if not predictions.is_file():
         raise fail(f"--predictions {predictions}: no such file")
     try:
-        report = evaluate(predictions, truth, k=top_k, places=not no_places)
+        report = evaluate(predictions, truth, k=top_k, places=not no_places, unit=unit.value)
     except GeoscoutError as exc:
         raise fail(str(exc)) from None
     if output is not None:
@@ -81,7 +87,7 @@ def _print_table(report) -> None:  # type: ignore[no-untyped-def]
     console = Console()
     console.print(t)
     console.print(
-        f"coverage {pct(m['coverage'])}: {m['n_answered']} answered of {m['n_truth']} truth images; "
+        f"coverage {pct(m['coverage'])}: {m['n_answered']} answered of {m['n_truth']} truth {m.get('unit', 'image')}s; "
         f"failed {m['n_failed']}, missing {m['n_missing']}, predictions without truth {m['n_unmatched']}"
         + (f"; {m['n_truth_at_sea']} truth points at sea left out of country accuracy" if m.get("n_truth_at_sea") else "")
     )
