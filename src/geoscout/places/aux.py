@@ -123,9 +123,11 @@ def _read_floats_gz(path: Path) -> NDArray[np.float64]:
         return np.array(fh.read().split(), dtype=np.float64)
 
 
-def _parse_etopo(data: Path) -> tuple[NDArray[np.float32], NDArray[np.float64], NDArray[np.float64]]:
-    lats = _read_floats_gz(data.with_name("etopo20lats.gz"))
-    lons = _read_floats_gz(data.with_name("etopo20lons.gz"))
+def _parse_etopo(
+    data: Path, lats_path: Path | None = None, lons_path: Path | None = None
+) -> tuple[NDArray[np.float32], NDArray[np.float64], NDArray[np.float64]]:
+    lats = _read_floats_gz(lats_path or data.with_name("etopo20lats.gz"))
+    lons = _read_floats_gz(lons_path or data.with_name("etopo20lons.gz"))
     z = _read_floats_gz(data)
     if z.size != lats.size * lons.size:
         raise ValueError(f"{z.size} values for a {lats.size} x {lons.size} grid")
@@ -286,9 +288,10 @@ class AuxRasters:
     def elevation_m(self, lat: ArrayLike, lon: ArrayLike) -> NDArray[np.float64]:
         """ETOPO20 elevation in metres of the nearest 20' cell (negative = ocean depth)."""
         la, lo, shape = _coords(lat, lon)
-        self.path("etopo20lats.gz")
-        self.path("etopo20lons.gz")
-        z, glat, glon = _cached("ETOPO20", self.path("etopo20data.gz"), _parse_etopo)
+        lats_path, lons_path = self.path("etopo20lats.gz"), self.path("etopo20lons.gz")
+        z, glat, glon = _cached(
+            "ETOPO20", self.path("etopo20data.gz"), lambda p: _parse_etopo(p, lats_path, lons_path)
+        )
         step_lat = (glat[-1] - glat[0]) / (glat.size - 1)
         step_lon = (glon[-1] - glon[0]) / (glon.size - 1)
         period = int(round(360.0 / step_lon))  # 1080 distinct columns; the last repeats the first
