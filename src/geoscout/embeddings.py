@@ -348,10 +348,8 @@ class EmbedRun:
 
 def _decode(src: Any, backbone: "Backbone", max_pixels: int) -> np.ndarray | str:
     """One image -> preprocessed (3,S,S) array, or the reason it failed (never raises)."""
-    from geoscout.imageio import load_image
-
     try:
-        return backbone.preprocess(load_image(src, max_pixels=max_pixels))
+        return backbone.preprocess(backbone.load_image(src, max_pixels=max_pixels))
     except InvalidInput as exc:
         return str(exc)
     except MemoryError:
