@@ -170,3 +170,21 @@ def test_pngs(tmp_path):
     with pytest.raises(InvalidInput, match="line_values"):
         world_map_png(tmp_path / "bad.png", lines=[[1.0, 2.0, 3.0, 4.0]], line_values=[1.0, 2.0])
     assert not (tmp_path / "bad.png").exists()
+
+
+def test_html_embeds_thumbnails_of_real_photos(shared_data, tmp_path):
+    import base64
+    import io
+
+    from PIL import Image
+
+    photo = sorted((shared_data("im2gps") / "images").glob("*.jpg"))[0]
+    not_image = tmp_path / "notes.jpg"
+    not_image.write_text("not a photo", encoding="utf-8")
+    preds = [Prediction(str(photo), [Candidate(41.9, 12.5, 1.0)]), Prediction(str(not_image), [Candidate(1.0, 2.0, 1.0)])]
+    text = prediction_map_html(preds, tmp_path / "t.html").read_text(encoding="utf-8")
+    uris = re.findall(r'src="data:image/jpeg;base64,([^"]+)"', text)
+    assert len(uris) == 1
+    with Image.open(io.BytesIO(base64.b64decode(uris[0]))) as im:
+        assert im.format == "JPEG" and max(im.size) == 360
+    assert "data:image/jpeg" not in prediction_map_html(preds, tmp_path / "n.html", thumbnails=False).read_text(encoding="utf-8")

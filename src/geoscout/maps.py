@@ -27,7 +27,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ._io import atomic_path, atomic_write_text
-from .errors import InvalidInput
+from .errors import GeoscoutError, InvalidInput
 from .geo import destination_point, haversine_km, initial_bearing_deg, spherical_mean, validate_latlon, wrap_longitude
 from .types import Prediction
 
@@ -556,7 +556,7 @@ body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:1.5re
 h1{font-size:1.4rem} h2{font-size:1.1rem;margin-top:2rem;word-break:break-all}
 svg{max-width:100%;height:auto;border:1px solid #ccc;border-radius:4px}
 table{border-collapse:collapse;margin:.5rem 0;font-size:.9rem} td,th{padding:.2rem .6rem;border-bottom:1px solid #ddd;text-align:left}
-td.num{text-align:right;font-variant-numeric:tabular-nums} .error{color:#c0392b} .meta{color:#555;font-size:.9rem}
+td.num{text-align:right;font-variant-numeric:tabular-nums} img.thumb{max-height:240px;max-width:100%;display:block;margin:.5rem 0} .error{color:#c0392b} .meta{color:#555;font-size:.9rem}
 """
 
 
@@ -568,11 +568,14 @@ def prediction_map_html(
     width: int = 960,
     height: int = 480,
     heat: dict[str, Any] | None = None,
+    thumbnails: bool = True,
 ) -> Path:
     """Write a self-contained HTML page (inline SVG maps + candidate tables; works offline).
 
     ``heat`` optionally maps ``image_id`` to heat arrays for :func:`prediction_map_svg`
-    (by default each prediction's own ``heatmap``). Written atomically; returns the path.
+    (by default each prediction's own ``heatmap``). With ``thumbnails``, a prediction whose
+    ``image_id`` is a readable image file gets a small inline JPEG of it (unreadable files
+    are simply shown without). Written atomically; returns the path.
     """
     preds = [predictions] if isinstance(predictions, Prediction) else list(predictions)
     esc = html.escape
@@ -581,6 +584,9 @@ def prediction_map_html(
         if not isinstance(p, Prediction):
             raise InvalidInput(f"prediction_map_html: expected Prediction objects, got {type(p).__name__}")
         body.append(f"<section><h2>{esc(p.image_id)}</h2>")
+        thumb = _thumbnail_uri(p.image_id) if thumbnails else None
+        if thumb:
+            body.append(f'<img class="thumb" alt="{esc(p.image_id)}" src="{thumb}">')
         if not p.ok:
             body.append(f'<p class="error">No answer: {esc(p.error or "no candidates")}</p></section>')
             continue
@@ -607,6 +613,25 @@ def prediction_map_html(
         f"<title>{esc(title)}</title><style>{_CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
     )
     return atomic_write_text(path, page)
+
+
+def _thumbnail_uri(name: str, max_side: int = 360) -> str | None:
+    """A ``data:image/jpeg;base64`` thumbnail of the image file ``name``, or None if it is not one."""
+    import base64
+    import io
+
+    try:
+        if not os.path.isfile(name):
+            return None
+        from .imageio import load_image
+
+        im = load_image(name)
+        im.thumbnail((max_side, max_side))
+        buf = io.BytesIO()
+        im.save(buf, format="JPEG", quality=80)
+    except (GeoscoutError, OSError, ValueError):  # an unreadable file: the page just has no thumbnail for it
+        return None
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def prediction_map_png(predictions: Prediction | Sequence[Prediction], path: str | os.PathLike[str], *, zoom: str | bool = "auto") -> Path:
