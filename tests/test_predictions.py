@@ -30,7 +30,7 @@ def _preds() -> list[Prediction]:
     ]
 
 
-@pytest.mark.parametrize("ext", ["jsonl", "json", "csv"])
+@pytest.mark.parametrize("ext", ["jsonl", "json", "csv", "geojson"])
 def test_round_trip(tmp_path, ext):
     preds = _preds()
     path = write_predictions(preds, tmp_path / f"p.{ext}")
@@ -123,7 +123,7 @@ def test_malformed_json_and_paths(tmp_path):
         read_predictions(binary)
 
 
-@pytest.mark.parametrize("ext", ["jsonl", "json", "csv"])
+@pytest.mark.parametrize("ext", ["jsonl", "json", "csv", "geojson"])
 def test_failed_write_leaves_old_file_untouched(tmp_path, ext):
     path = write_predictions(_preds(), tmp_path / f"p.{ext}")
     before = path.read_bytes()
@@ -132,3 +132,20 @@ def test_failed_write_leaves_old_file_untouched(tmp_path, ext):
             write_predictions(bad, path)  # type: ignore[arg-type]
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary file left behind
+
+
+def test_geojson_layout_and_errors(tmp_path):
+    path = write_predictions(_preds(), tmp_path / "p.geojson")
+    fc = json.loads(path.read_text(encoding="utf-8"))
+    assert fc["type"] == "FeatureCollection" and len(fc["features"]) == 5
+    f0 = fc["features"][0]
+    assert f0["geometry"] == {"type": "Point", "coordinates": [15.9819, 45.815]} and f0["properties"]["rank"] == 1
+    assert fc["features"][3]["geometry"] is None and fc["features"][3]["properties"]["error"].startswith("truncated")
+    bad = tmp_path / "bad.geojson"
+    bad.write_text('{"type": "FeatureCollection", "features": [{"type": "Feature", "geometry": {"type": "Point", '
+                   '"coordinates": [10, 100]}, "properties": {"image_id": "a"}}]}', encoding="utf-8")
+    with pytest.raises(InvalidInput, match=r"bad\.geojson feature 0: candidate 1 lat=100.0 is out of range"):
+        read_predictions(bad)
+    bad.write_text('{"type": "Feature"}', encoding="utf-8")
+    with pytest.raises(InvalidInput, match="FeatureCollection"):
+        read_predictions(bad)

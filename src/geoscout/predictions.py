@@ -5,7 +5,11 @@
 - ``.csv``: one row per candidate with the columns :data:`CSV_COLUMNS`; a failed prediction
   is one row with an empty ``rank``/``lat``/``lon`` and the ``error`` text. Only ``image_id``,
   ``lat`` and ``lon`` are required when reading (``rank`` orders candidates when present, else
-  file order; ``probability`` defaults to ``1/k``).
+  file order; a missing ``probability`` shares out the mass left by the others).
+- ``.geojson``: a FeatureCollection with one Point feature per candidate (properties as the
+  CSV columns); a failed prediction is a feature with ``geometry: null`` and its ``error``.
+
+The heat map (``Prediction.heatmap``) is kept by ``.jsonl`` and ``.json`` only.
 
 Coordinates are WGS84 degrees, distances kilometres. Every write is atomic; every read
 error names the file and the line (and column) at fault.
@@ -45,7 +49,7 @@ CSV_COLUMNS: tuple[str, ...] = (
     "source",
     "error",
 )
-FORMATS = (".jsonl", ".json", ".csv")
+FORMATS = (".jsonl", ".json", ".csv", ".geojson")
 _CANDIDATE_TEXT = ("cell", "country", "country_name", "admin1", "city")
 
 
@@ -133,9 +137,20 @@ def write_predictions(preds: Iterable[Prediction], path: str | os.PathLike[str],
         text = "".join(json.dumps(p.to_dict(), ensure_ascii=False, allow_nan=False) + "\n" for p in preds)
     elif fmt == ".json":
         text = json.dumps([p.to_dict() for p in preds], ensure_ascii=False, indent=1, allow_nan=False) + "\n"
+    elif fmt == ".geojson":
+        text = json.dumps(_geojson(preds), ensure_ascii=False, allow_nan=False) + "\n"
     else:
         text = _csv_text(preds)
     return atomic_write_text(path, text)
+
+
+def _geojson(preds: Sequence[Prediction]) -> dict[str, Any]:
+    feats = []
+    for row in predictions_to_rows(preds):
+        props = {k: row.get(k) for k in CSV_COLUMNS if k not in ("lat", "lon")}
+        geom = None if row["lat"] is None else {"type": "Point", "coordinates": [row["lon"], row["lat"]]}
+        feats.append({"type": "Feature", "geometry": geom, "properties": props})
+    return {"type": "FeatureCollection", "features": feats}
 
 
 # --------------------------------------------------------------------------- reading
@@ -271,32 +286,43 @@ def _read_csv(path: Path, text: str) -> list[Prediction]:
             f"missing column(s) {', '.join(missing)}; the header has {', '.join(header) or 'nothing'}. "
             f"Expected at least image_id, lat, lon (full set: {', '.join(CSV_COLUMNS)})",
         )
-    groups: dict[str, dict[str, Any]] = {}
+    rows = []
     for row in reader:
-        lineno = reader.line_num
-        where = f"{path} line {lineno}"
+        where = f"{path} line {reader.line_num}"
         if None in row:
             raise _bad(where, f"has {len(header) + len(row[None])} fields but the header has {len(header)}")
-        image_id = (row.get("image_id") or "").strip()
+        rows.append((where, row))
+    return _group_rows(rows)
+
+
+def _text(v: Any) -> str:
+    return "" if v is None else str(v).strip()
+
+
+def _group_rows(rows: list[tuple[str, dict[str, Any]]]) -> list[Prediction]:
+    """Candidate rows (CSV lines, GeoJSON features) -> predictions, grouped by image_id in file order."""
+    groups: dict[str, dict[str, Any]] = {}
+    for order, (where, row) in enumerate(rows):
+        image_id = _text(row.get("image_id"))
         if not image_id:
             raise _bad(where, "image_id is empty")
-        g = groups.setdefault(image_id, {"cands": [], "first": where, "row": row})
-        err = (row.get("error") or "").strip()
+        g = groups.setdefault(image_id, {"cands": []})
+        err = _text(row.get("error"))
         if err:
             g["error"] = err
         for key in ("radius_km", "expected_score"):
             v = _float(row.get(key), where, key, required=False)
             if v is not None:
                 g[key] = v
-        if (row.get("source") or "").strip():
-            g["source"] = row["source"].strip()
-        if (row.get("lat") or "").strip() == "" and (row.get("lon") or "").strip() == "":
+        if _text(row.get("source")):
+            g["source"] = _text(row.get("source"))
+        if _text(row.get("lat")) == "" and _text(row.get("lon")) == "":
             if not err:
                 raise _bad(where, "lat and lon are empty but no error is given; a failed prediction needs its error text")
             continue
         cand = _candidate(row, where, len(g["cands"]) + 1)
         rank = _float(row.get("rank"), where, "rank", required=False)
-        g["cands"].append((rank if rank is not None else float(len(g["cands"]) + 1), lineno, cand))
+        g["cands"].append((rank if rank is not None else float(len(g["cands"]) + 1), order, cand))
     out = []
     for image_id, g in groups.items():
         ranked = sorted(g["cands"], key=lambda t: (t[0], t[1]))
@@ -333,4 +359,30 @@ def read_predictions(path: str | os.PathLike[str], *, format: str | None = None)
         return _read_jsonl(path, text)
     if fmt == ".json":
         return _read_json(path, text)
+    if fmt == ".geojson":
+        return _read_geojson(path, text)
     return _read_csv(path, text)
+
+
+def _read_geojson(path: Path, text: str) -> list[Prediction]:
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise _bad(f"{path} line {exc.lineno}", f"not valid JSON ({exc.msg} at column {exc.colno})") from None
+    if not (isinstance(obj, dict) and obj.get("type") == "FeatureCollection" and isinstance(obj.get("features"), list)):
+        raise _bad(str(path), "expected a GeoJSON FeatureCollection with a features list")
+    rows = []
+    for i, f in enumerate(obj["features"]):
+        where = f"{path} feature {i}"
+        if not isinstance(f, dict):
+            raise _bad(where, f"expected a GeoJSON Feature object, got {type(f).__name__}")
+        props = f.get("properties") or {}
+        geom = f.get("geometry")
+        row = {k: ("" if v is None else v) for k, v in props.items()}
+        if geom is not None:
+            coords = geom.get("coordinates") if isinstance(geom, dict) and geom.get("type") == "Point" else None
+            if not (isinstance(coords, list) and len(coords) >= 2):
+                raise _bad(where, "geometry must be a Point with [lon, lat] coordinates (or null for a failed prediction)")
+            row["lon"], row["lat"] = coords[0], coords[1]
+        rows.append((where, row))
+    return _group_rows(rows)
