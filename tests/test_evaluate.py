@@ -293,3 +293,13 @@ def test_unit_location_scores_one_answer_per_panorama(shared_data):
     assert per_image["n_answered"] == 3 and per_image["n_truth"] == 40
     with pytest.raises(InvalidInput, match="unit must be"):
         evaluate(preds, truth, unit="panorama", places=False)
+
+
+def test_report_with_no_answer_still_saves(tmp_path):
+    truth = pd.DataFrame({"image_id": ["a", "b"], "lat": [1.0, 2.0], "lon": [3.0, 4.0]})
+    r = evaluate([Prediction("a", error="decode failed")], truth, places=False)
+    assert r.metrics["n"] == 0 and math.isnan(r.metrics["acc@25km"]) and r.metrics["acc_all@25km"] == 0.0
+    out = r.save(tmp_path / "empty")
+    data = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    assert data["metrics"]["acc@25km"] is None and data["metrics"]["coverage"] == 0.0
+    assert (out / "error_cdf.png").stat().st_size > 1000 and (out / "error_map.png").stat().st_size > 1000
