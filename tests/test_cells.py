@@ -19,10 +19,13 @@ SPECS = {
     "geohash": "geohash:3",
     "grid": "grid:1.0",
     "h3": "h3:3",
+    "quadtree": "quadtree:10:60",
     "country": "country",
     "admin1": "admin1",
+    "cities": "cities:40",
+    "semantic": "semantic",
 }
-SPEC_KW = {"semantic": {"min_samples": 10, "max_samples": 100}}
+SPEC_KW = {"semantic": {"min_samples": 8, "max_samples": 24}}
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +136,11 @@ def test_bad_specs_and_inputs():
         create_partition("grid:1").fit([91.0], [2.0])
     with pytest.raises(InvalidInput, match="no training points"):
         create_partition("grid:1").fit([], [])
-    assert "geohash" in PARTITIONS
+    assert "geohash" in PARTITIONS and "semantic" in PARTITIONS
+    with pytest.raises(InvalidInput, match="MIN:MAX"):
+        create_partition("quadtree:10")
+    with pytest.raises(InvalidInput, match="twice"):
+        create_partition("semantic", min_samples=50, max_samples=60).fit([45.0], [16.0])
 
 
 def test_load_rejects_foreign_files(tmp_path):
@@ -277,3 +284,129 @@ def test_admin1_regions_of_croatia(fitted):
     assert p.cell_ids[split] == "HR/Split-Dalmatia"
     pula = p.assign([44.8666], [13.8496])[0]
     assert p.cell_ids[pula] == "HR/Istria"
+
+
+# ---------------------------------------------------------------------------- quadtree
+clustered = st.lists(
+    st.tuples(st.sampled_from([(45.8, 15.97), (40.7, -74.0), (-33.9, 151.2), (0.0, 0.0), (64.1, -21.9)]),
+              st.floats(-3, 3), st.floats(-3, 3)),
+    min_size=1, max_size=300,
+).map(lambda rows: (np.clip([r[0][0] + r[1] for r in rows], -90, 90), np.clip([r[0][1] + r[2] for r in rows], -180, 179.999)))
+
+
+@settings(max_examples=40, deadline=None)
+@given(pts=clustered, lo_hi=st.sampled_from([(1, 5), (3, 20), (5, 40), (10, 1000)]))
+def test_quadtree_bounds_and_unique_cells(pts, lo_hi):
+    import shapely
+
+    la, lo = pts
+    mn, mx = lo_hi
+    p = create_partition(f"quadtree:{mn}:{mx}").fit(la, lo)
+    idx = p.assign(la, lo)
+    assert (idx >= 0).all() and p.counts.sum() == la.size
+    # cell sizes: within [MIN, MAX] (a world with fewer than MIN points is one cell; a cell of one location may exceed MAX)
+    for i, c in enumerate(p.counts):
+        assert c >= min(mn, la.size)
+        if c > mx:
+            sel = idx == i
+            assert np.ptp(la[sel]) == 0 and np.ptp(lo[sel]) == 0 or mx < 4 * mn
+    # the cells' boxes are disjoint: each training point lies in the polygon of its own cell only
+    polys = [p.polygon(i) for i in range(p.n_cells)]
+    assert sum(g.area for g in polys) == pytest.approx(shapely.union_all(polys).area)
+    for a, b, i in list(zip(la, lo, idx))[:50]:
+        assert polys[i].intersects(shapely.Point(b, a))
+
+
+# ---------------------------------------------------------------------------- cities
+def test_cities_cells_are_nearest_places(fitted, coords):
+    from geoscout.geo import pairwise_haversine_km
+
+    p = fitted("cities")
+    assert p.n_cells == 40 and any(c.endswith(", HR") for c in p.cell_ids)
+    rng = np.random.default_rng(5)
+    la, lo = rng.uniform(-80, 80, 500), rng.uniform(-180, 180, 500)
+    d = pairwise_haversine_km(la, lo, p.sites_[:, 0], p.sites_[:, 1])
+    np.testing.assert_array_equal(p.assign(la, lo), d.argmin(axis=1))
+    # the spherical Voronoi polygons tile the globe
+    import shapely
+
+    polys = [p.polygon(i) for i in range(p.n_cells)]
+    assert sum(g.area for g in polys) == pytest.approx(360 * 180, rel=1e-6)
+    assert shapely.union_all(polys).area == pytest.approx(360 * 180, rel=1e-6)
+    q = create_partition("cities:40", max_km=50).fit(coords.lat, coords.lon)
+    far = q.assign([-60.0], [-140.0])  # South Pacific
+    assert far.tolist() == [-1] and q.assign([-60.0], [-140.0], fallback="nearest")[0] >= 0
+
+
+# ---------------------------------------------------------------------------- semantic
+def _country_total(p, coords):
+    idx = p.assign(coords.lat, coords.lon)
+    countries = np.array(p.cell_country_)[idx]
+    return idx, pd.Series(countries).value_counts()
+
+
+def test_semantic_merge_split_and_borders(fitted, coords):
+    from geoscout.cells.regions import country_shapes
+
+    p = fitted("semantic")
+    mn, mx = SPEC_KW["semantic"]["min_samples"], SPEC_KW["semantic"]["max_samples"]
+    idx, per_country = _country_total(p, coords)
+    counts = p.counts
+    assert p.n_cells > 200  # every country is a cell or more (cover_land)
+    assert any("#" in c for c in p.cell_ids) and any(len(m) > 1 for m in p.cell_members_)  # something split & merged
+    shapes = {c: g for c, _, g in country_shapes()}
+    for i, cid in enumerate(p.cell_ids):
+        cc = p.cell_country_[i]
+        # merged cells never cross borders: the cell lies inside its country's polygon
+        g = p.polygon(i)
+        assert g.difference(shapes[cc]).area <= 1e-4 * g.area + 1e-6, cid  # rounding to 1e-5 deg only
+        if per_country.get(cc, 0) >= mn:  # merge respects min_samples
+            assert counts[i] >= mn, (cid, counts[i])
+        if counts[i] > mx:  # split respects max_samples (unless one location)
+            sel = idx == i
+            assert np.ptp(coords.lat[sel]) == 0 and np.ptp(coords.lon[sel]) == 0, (cid, counts[i])
+    # Croatia's data are split into several cells, inside Croatia
+    hr = [i for i, c in enumerate(p.cell_country_) if c == "HR"]
+    assert len(hr) >= 5 and counts[hr].sum() == per_country["HR"]
+
+
+def test_semantic_cells_cover_land(fitted):
+    from global_land_mask import globe
+
+    p = fitted("semantic")
+    rng = np.random.default_rng(11)
+    la, lo = rng.uniform(-85, 85, 20000), rng.uniform(-180, 180, 20000)
+    land = globe.is_land(la, lo)
+    strict = p.assign(la[land], lo[land], fallback=None)
+    assert (strict >= 0).mean() > 0.99
+    assert (p.assign(la[land], lo[land]) >= 0).all()
+
+
+@pytest.fixture(scope="module")
+def croatia_points(coords) -> np.ndarray:
+    hr = coords[coords.dataset == "streetview-croatia"]
+    return hr[["lat", "lon"]].to_numpy()
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(data=st.data())
+def test_semantic_every_training_point_in_exactly_one_cell(croatia_points, data):
+    import shapely
+
+    pick = data.draw(st.lists(st.integers(0, len(croatia_points) - 1), min_size=30, max_size=250, unique=True))
+    jitter = data.draw(st.floats(0.0, 0.05))
+    rng = np.random.default_rng(len(pick))
+    pts = croatia_points[pick] + rng.normal(0, jitter, (len(pick), 2))
+    mn = data.draw(st.integers(3, 15))
+    p = create_partition("semantic", min_samples=mn, max_samples=data.draw(st.integers(2 * mn, 60)),
+                         cover_land=False).fit(pts[:, 0], pts[:, 1])
+    idx = p.assign(pts[:, 0], pts[:, 1])
+    assert (idx >= 0).all() and p.counts.sum() == len(pts)
+    polys = [p.polygon(i) for i in range(p.n_cells)]
+    for (a, b), i in zip(pts, idx):
+        pt = shapely.Point(b, a)
+        hits = [j for j, g in enumerate(polys) if g.intersects(pt)]
+        if hits:  # on land: exactly one cell (two only exactly on a shared edge), and it is the assigned one
+            assert hits[0] == i and (len(hits) == 1 or min(polys[j].distance(pt) for j in hits) == 0)
+        else:  # in the sea: the nearest cell
+            assert min(range(len(polys)), key=lambda j: polys[j].distance(pt)) == i or polys[i].distance(pt) < 0.1
