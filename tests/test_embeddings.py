@@ -256,3 +256,20 @@ def test_cli_embed_noop_and_pool(world, store):
     assert len(keys) == len(store) - N_GOOD + N_GOOD // 4 and vecs.shape[1] == store.dim
     bad = CliRunner().invoke(app, ["embed", str(world["root"]), "--backbone", "effnet-lite9"])
     assert bad.exit_code != 0
+
+
+def test_one_writer_at_a_time(world, store, bb):
+    import fcntl
+    import threading
+
+    result = {}
+    with open(store.path / ".lock", "a+") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        t = threading.Thread(target=lambda: result.setdefault(
+            "s", embed_dataset(world["ds"], bb, store.path, progress=False)))
+        t.start()
+        t.join(0.5)
+        assert t.is_alive() and "s" not in result  # waits for the other writer
+        fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+    t.join(60)
+    assert result["s"].last_run.embedded == 0 and len(result["s"]) == len(store)

@@ -17,6 +17,7 @@ never holds a half-written row.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -145,7 +146,7 @@ class EmbeddingStore:
         if cls.exists(p) and not overwrite:
             raise InvalidInput(f"{p}: a store already exists; open it, or pass overwrite=True / --overwrite")
         p.mkdir(parents=True, exist_ok=True)
-        for f in (_INDEX, _VECTORS, _IDS, _FAILURES):
+        for f in (_META, _INDEX, _VECTORS, _IDS, _FAILURES, "panoramas.npz"):
             (p / f).unlink(missing_ok=True)
         meta = {
             "format_version": FORMAT_VERSION,
@@ -422,7 +423,6 @@ def embed_dataset(dataset: "Dataset | str | os.PathLike[str]", backbone: "str | 
     after each commit. The run's statistics are in ``store.last_run``.
     """
     from geoscout.backbones import Backbone, create_backbone
-    from geoscout.imageio import DEFAULT_MAX_PIXELS
 
     if not hasattr(dataset, "frame"):
         from geoscout.data import load_dataset
@@ -432,6 +432,36 @@ def embed_dataset(dataset: "Dataset | str | os.PathLike[str]", backbone: "str | 
         raise InvalidInput(f"batch_size must be >= 1, got {batch_size}")
     bb = backbone if isinstance(backbone, Backbone) else create_backbone(backbone, weights=weights, runtime=runtime)
     path = Path(out) if out is not None else default_store_path(dataset, bb.name)  # type: ignore[arg-type]
+    with _writer_lock(path, progress=progress):
+        return _embed_locked(dataset, bb, path, batch_size=batch_size, workers=workers, tta=tta, progress=progress,
+                             overwrite=overwrite, retry_failed=retry_failed, max_pixels=max_pixels, limit=limit,
+                             on_batch=on_batch)
+
+
+@contextlib.contextmanager
+def _writer_lock(path: Path, *, progress: bool) -> Iterator[None]:
+    """One writer per store: an exclusive ``flock`` on ``<store>/.lock`` (others wait, then resume)."""
+    import fcntl
+
+    path.mkdir(parents=True, exist_ok=True)
+    with open(path / ".lock", "a+") as fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if progress:
+                print(f"{path}: another process is writing this store; waiting for it to finish", file=sys.stderr)
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def _embed_locked(dataset: Any, bb: "Backbone", path: Path, *, batch_size: int, workers: int, tta: bool, progress: bool,
+                  overwrite: bool, retry_failed: bool, max_pixels: int | None, limit: int | None,
+                  on_batch: Callable[[int], None] | None) -> EmbeddingStore:
+    from geoscout.imageio import DEFAULT_MAX_PIXELS
+
     fp, opts = _jsonable(bb.fingerprint()), _jsonable({"tta": bool(tta)})
     if EmbeddingStore.exists(path) and not overwrite:
         store = EmbeddingStore.open(path)
