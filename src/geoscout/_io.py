@@ -44,6 +44,7 @@ def atomic_path(target: str | os.PathLike[str], suffix: str | None = None) -> It
         yield tmp_path
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
+        os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual file mode
         os.replace(tmp_path, target)
         with contextlib.suppress(OSError):  # make the rename durable
             dfd = os.open(target.parent, os.O_RDONLY)
@@ -54,6 +55,12 @@ def atomic_path(target: str | os.PathLike[str], suffix: str | None = None) -> It
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_bytes(target: str | os.PathLike[str], data: bytes) -> Path:

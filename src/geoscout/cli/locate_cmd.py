@@ -52,6 +52,8 @@ def locate_command(
     runtime: str = typer.Option("torch", "--runtime", help="torch or onnx."),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Look for photos in sub-folders too."),
     example: bool = typer.Option(False, "--example", help="Locate a sample photo that ships with scikit-learn (a temple in China; CC-BY 2.0, danielbuechele on Flickr)."),
+    ray: str = typer.Option(None, "--ray", help="Locate the photos on Ray: auto, HOST:PORT / ray://HOST:10001, or local (needs geoscout[ray]; --panorama/--strip run here)."),
+    ray_workers: int = typer.Option(2, "--ray-workers", min=1, help="Ray actors, each loading the model once."),
 ) -> None:
     """Say where each photo was taken: top-k places with probabilities, names, an uncertainty radius."""
     from geoscout.locate import load_model, split_strip
@@ -61,7 +63,7 @@ def locate_command(
         photos = list(photos or []) + [_example_photo()]
     if not photos and not panorama:
         raise fail("give at least one photo, a folder, or --panorama V1 --panorama V2 ...")
-    loc = load_model(model, weights=weights, runtime=runtime, refine=refine)
+    loc = load_model(model, weights=weights, runtime=runtime, refine=refine) if not ray or panorama or strip else None
     preds = []
     if panorama:
         preds += loc.locate([str(p) for p in panorama], top_k=top_k, panorama=True)
@@ -79,12 +81,17 @@ def locate_command(
                     continue
                 preds += loc.locate(views, top_k=top_k, panorama=True, ids=[f"{f}#{i}" for i in range(len(views))])
                 preds[-1].image_id = str(f)
+        elif ray:
+            from geoscout.distributed import locate_ray
+
+            preds += locate_ray([str(f) for f in files], model, address=ray, num_workers=ray_workers, top_k=top_k,
+                                weights=weights, runtime=runtime, refine=refine, progress=fmt is OutputFormat.table)
         else:
             preds += loc.locate([str(f) for f in files], top_k=top_k)
     for m in map_path or []:
         _draw_map(preds, m)
     if output is not None and fmt is not OutputFormat.table:
-        write_predictions(preds, output if output.suffix else output.with_suffix(f".{fmt.value}"))
+        write_predictions(preds, output, format=fmt.value)
         typer.echo(f"wrote {len(preds)} predictions to {output}", err=True)
     elif fmt is OutputFormat.table:
         _print_table(preds)
