@@ -24,6 +24,8 @@ def embed_command(
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Try images recorded as failures again."),
     limit: int = typer.Option(None, "--limit", min=1, help="Embed at most this many new images."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    ray: str = typer.Option(None, "--ray", help="Embed on Ray: auto (this machine's cluster), HOST:PORT / ray://HOST:10001, or local (needs geoscout[ray])."),
+    ray_workers: int = typer.Option(2, "--ray-workers", min=1, help="Ray actors, each loading the backbone once (one GPU each when the cluster has GPUs)."),
 ) -> None:
     """Embed a dataset's images with a backbone; a re-run only embeds what is missing."""
     from geoscout.data import load_dataset
@@ -32,8 +34,15 @@ def embed_command(
     if runtime not in ("torch", "onnx"):
         raise fail(f"--runtime {runtime!r}: choose torch or onnx")
     ds = load_dataset(dataset)
-    store = embed_dataset(ds, backbone, out, batch_size=batch_size, workers=workers, tta=tta, progress=not quiet,
-                          overwrite=overwrite, retry_failed=retry_failed, runtime=runtime, weights=weights, limit=limit)
+    if ray:
+        from geoscout.distributed import embed_dataset_ray
+
+        store = embed_dataset_ray(ds, backbone, out, address=ray, num_workers=ray_workers, batch_size=batch_size,
+                                  tta=tta, progress=not quiet, overwrite=overwrite, retry_failed=retry_failed,
+                                  runtime=runtime, weights=weights, limit=limit)
+    else:
+        store = embed_dataset(ds, backbone, out, batch_size=batch_size, workers=workers, tta=tta, progress=not quiet,
+                              overwrite=overwrite, retry_failed=retry_failed, runtime=runtime, weights=weights, limit=limit)
     if pool_panoramas:
         path = write_pooled(store, ds)
         typer.echo(f"pooled panoramas -> {path}", err=True)
