@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -156,6 +157,32 @@ def test_hf_clip_from_local_folder_matches_transformers(tiny_clip_dir, photos):
     # --weights DIR serves a hub name offline
     alias = create_backbone("clip-vit-b32", weights=d)
     assert alias.name == "clip-vit-b32" and alias.dim == 16
+
+
+def test_hf_clip_text_tower(tiny_clip_dir, tmp_path):
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    d, model = tiny_clip_dir
+    words = ["[PAD]", "[UNK]", "a", "photo", "of", "road", "crocodile", "in", "croatia", "denmark"]
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    withtok = tmp_path / "clip"
+    shutil.copytree(d, withtok)
+    PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]").save_pretrained(withtok)
+    bb = create_backbone(f"hf:{withtok}")
+    texts = ["a photo of a road in croatia", "a crocodile in denmark"]
+    t = bb.encode_text(texts)
+    assert bb.has_text and t.shape == (2, 16)
+    np.testing.assert_allclose(np.linalg.norm(t, axis=1), 1.0, atol=1e-5)
+    enc = bb_tok = PreTrainedTokenizerFast.from_pretrained(withtok)(texts, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        ref = model.get_text_features(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])
+    ref = getattr(ref, "pooler_output", ref).numpy()
+    ref /= np.linalg.norm(ref, axis=1, keepdims=True)
+    assert (t * ref).sum(axis=1).min() > 0.999
+    del bb_tok
 
 
 def test_hf_missing_weights_offline(tmp_path, monkeypatch):
