@@ -15,7 +15,8 @@ Algorithm (``fit``), per country that holds training points:
    haversine metric, ``optics_min_samples``) finds dense clusters of its distinct locations;
    clusters with ``min_samples`` .. ``max_samples`` points become parts (fewest-point clusters
    are returned to the rest while the rest would hold fewer than ``min_samples``). The rest, if it
-   holds more than ``max_samples`` points, is bisected recursively with 2-means on unit vectors
+   holds more than ``max_samples`` points, is bisected recursively with weighted 2-means (Lloyd,
+   deterministic farthest-point start) on unit vectors
    (a weighted median cut along the principal axis when 2-means leaves a side below
    ``min_samples``). The region is then tessellated by the (planar, lon/lat) Voronoi cells of
    its distinct training locations, dissolved per part and clipped to the region: every training
@@ -30,6 +31,7 @@ neighbours listed in the feature's ``members``), ``"sem:HR/Zagreb#2"`` (a split 
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -59,7 +61,7 @@ class SemanticPartition(PolygonPartition):
     name = "semantic"
 
     def __init__(self, *, min_samples: int = 20, max_samples: int = 1000, optics_min_samples: int = 5,
-                 optics_max_points: int = 5000, cover_land: bool = True, seed: int = 0,
+                 optics_max_points: int = 5000, cover_land: bool = True,
                  simplify_deg: float = 0.01, min_count: int = 1, fallback: str | None = "default") -> None:
         super().__init__(simplify_deg=simplify_deg, min_count=min_count, fallback=fallback)
         self.min_samples = min_samples
@@ -67,7 +69,6 @@ class SemanticPartition(PolygonPartition):
         self.optics_min_samples = optics_min_samples
         self.optics_max_points = optics_max_points
         self.cover_land = cover_land
-        self.seed = seed
 
     def _validate_params(self) -> None:
         super()._validate_params()
@@ -79,7 +80,6 @@ class SemanticPartition(PolygonPartition):
             )
         self.optics_min_samples = _check_int(self.optics_min_samples, "semantic optics_min_samples", 2)
         self.optics_max_points = _check_int(self.optics_max_points, "semantic optics_max_points", 0)
-        self.seed = _check_int(self.seed, "semantic seed", 0)
         self.cover_land = bool(self.cover_land)
 
     # ------------------------------------------------------------------ fitting
@@ -161,9 +161,9 @@ class SemanticPartition(PolygonPartition):
             if near:
                 t = min(near, key=lambda j: (alive[j]["count"], j))
             else:  # an island region: the nearest region of the same country
-                mine = shapely.union_all(geoms[alive[i]["members"]])
+                mine = geoms[alive[i]["members"]][:, None]
                 t = min((j for j in alive if j != i),
-                        key=lambda j: (float(shapely.distance(mine, shapely.union_all(geoms[alive[j]["members"]]))), j))
+                        key=lambda j: (float(shapely.distance(mine, geoms[alive[j]["members"]][None, :]).min()), j))
             src = alive.pop(i)
             dst = alive[t]
             dst["members"] += src["members"]
@@ -218,7 +218,9 @@ class SemanticPartition(PolygonPartition):
             from sklearn.cluster import OPTICS
 
             ms = min(self.optics_min_samples, n - 1)
-            opt = OPTICS(min_samples=ms, metric="haversine").fit(np.radians(np.column_stack([lat, lon])))
+            with warnings.catch_warnings():  # "all reachability values are inf" on tiny inputs: no clusters
+                warnings.simplefilter("ignore", UserWarning)
+                opt = OPTICS(min_samples=ms, metric="haversine").fit(np.radians(np.column_stack([lat, lon])))
             clusters = [np.flatnonzero(opt.labels_ == c) for c in range(opt.labels_.max() + 1)]
             clusters = [c for c in clusters if lo_ <= w[c].sum() <= hi]
             clusters.sort(key=lambda c: (int(w[c].sum()), int(c[0])))
@@ -242,14 +244,11 @@ class SemanticPartition(PolygonPartition):
 
     def _bisect(self, idx: NDArray[np.int64], lat: NDArray[np.float64], lon: NDArray[np.float64],
                 w: NDArray[np.int64]) -> list[NDArray[np.int64]]:
-        from sklearn.cluster import KMeans
-
         total = int(w[idx].sum())
         if total <= self.max_samples or idx.size < 2:
             return [idx]
         xyz = latlon_to_xyz(lat[idx], lon[idx])
-        km = KMeans(n_clusters=2, n_init=3, random_state=self.seed).fit(xyz, sample_weight=w[idx])
-        side = km.labels_.astype(bool)
+        side = _two_means(xyz, w[idx])
         if min(int(w[idx][side].sum()), int(w[idx][~side].sum())) < self.min_samples or side.all() or not side.any():
             side = self._median_cut(xyz, w[idx])
         if side.all() or not side.any():
@@ -277,6 +276,24 @@ class SemanticPartition(PolygonPartition):
     def _restore(self, features: list[dict[str, Any]], state: dict[str, Any]) -> None:
         super()._restore(features, state)
         self.cell_members_ = [list(f["properties"].get("members", [])) for f in features]
+
+
+def _two_means(xyz: NDArray[np.float64], w: NDArray[np.int64], iters: int = 50) -> NDArray[np.bool_]:
+    """Weighted 2-means (Lloyd) on unit vectors; deterministic farthest-point start. True = second cluster."""
+    mean = np.average(xyz, axis=0, weights=w)
+    a = xyz[np.argmax(((xyz - mean) ** 2).sum(1))]
+    b = xyz[np.argmax(((xyz - a) ** 2).sum(1))]
+    side = np.zeros(len(xyz), dtype=bool)
+    for _ in range(iters):
+        new = ((xyz - b) ** 2).sum(1) < ((xyz - a) ** 2).sum(1)
+        if new.all() or not new.any():
+            return new
+        if (new == side).all():
+            break
+        side = new
+        a = np.average(xyz[~side], axis=0, weights=w[~side])
+        b = np.average(xyz[side], axis=0, weights=w[side])
+    return side
 
 
 @PARTITIONS.register("semantic", help="semantic - PIGEON semantic geocells (admin-1 regions merged/split by data)")
