@@ -250,13 +250,13 @@ def test_country_matches_osv5m_labels(fitted, coords):
 
 
 def test_country_cells_cover_land(shared_dir):
-    from global_land_mask import globe
+    from geoscout.places.land import land_mask  # the global-land-mask grid, memory-mapped
 
     p = create_partition("country", min_count=0).fit([45.8, 40.7], [15.97, -74.0])
     assert p.n_cells > 200
     rng = np.random.default_rng(3)
     la, lo = rng.uniform(-85, 85, 20000), rng.uniform(-180, 180, 20000)
-    land = globe.is_land(la, lo)
+    land = land_mask(la, lo)
     la, lo = la[land], lo[land]
     strict = p.assign(la, lo, fallback=None)
     assert (strict >= 0).mean() > 0.99  # Natural Earth vs the land mask differ only along coasts
@@ -371,12 +371,12 @@ def test_semantic_merge_split_and_borders(fitted, coords):
 
 
 def test_semantic_cells_cover_land(fitted):
-    from global_land_mask import globe
+    from geoscout.places.land import land_mask  # the global-land-mask grid, memory-mapped
 
     p = fitted("semantic")
     rng = np.random.default_rng(11)
     la, lo = rng.uniform(-85, 85, 20000), rng.uniform(-180, 180, 20000)
-    land = globe.is_land(la, lo)
+    land = land_mask(la, lo)
     strict = p.assign(la[land], lo[land], fallback=None)
     assert (strict >= 0).mean() > 0.99
     assert (p.assign(la[land], lo[land]) >= 0).all()

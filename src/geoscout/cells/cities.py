@@ -62,7 +62,7 @@ class CitiesPartition(Partition):
         return str(self.n)
 
     def _fit_cells(self, la: NDArray[np.float64], lo: NDArray[np.float64]) -> None:
-        from geoscout.places.cities import geonames_cities, nearest_cities
+        from geoscout.places import geonames_cities, nearest_cities
 
         df = geonames_cities()
         pop = df["population"].to_numpy(dtype=np.float64)

@@ -40,7 +40,7 @@ def country_shapes(simplify_deg: float = DEFAULT_SIMPLIFY_DEG) -> tuple[tuple[st
     """``(iso2, name, geometry)`` of every Natural Earth country, simplified to ``simplify_deg`` degrees."""
     import shapely
 
-    from geoscout.places.countries import country_polygons
+    from geoscout.places import country_polygons
 
     shapes = country_polygons()
     geoms = [s.geometry for s in shapes]
@@ -76,7 +76,7 @@ def _polygonal(g: Any) -> Any:
 
 @functools.lru_cache(maxsize=1)
 def _cities() -> Any:
-    from geoscout.places.cities import geonames_cities
+    from geoscout.places import geonames_cities
 
     df = geonames_cities()
     df = df[df["admin1"].astype(str).str.len() > 0]
@@ -289,7 +289,7 @@ class CountryPartition(PolygonPartition):
     min_count_zero_ok = True
 
     def _fit_cells(self, la: NDArray[np.float64], lo: NDArray[np.float64]) -> None:
-        codes, names, geoms, _, _ = _country_index(self.simplify_deg)
+        codes, names, geoms, _, boundary = _country_index(self.simplify_deg)
         idx = countries_of_points(la, lo, self.simplify_deg, nearest=self.fallback == "nearest")
         counts = np.bincount(idx[idx >= 0], minlength=len(codes))
         keep = np.flatnonzero(counts >= self.min_count)
@@ -299,6 +299,8 @@ class CountryPartition(PolygonPartition):
         self.cell_country_ = list(self.cell_ids_)
         self.cell_name_ = [names[k] for k in keep]
         self._set_geoms([geoms[k] for k in keep])
+        if keep.size == len(codes):  # every country: share the cached boundary index
+            self._boundary = boundary
 
     def _restore(self, features: list[dict[str, Any]], state: dict[str, Any]) -> None:
         super()._restore(features, state)
