@@ -217,3 +217,6 @@ def test_list_command():
     res = CliRunner().invoke(app, ["list", "backbones"])
     assert res.exit_code == 0, res.output
     assert "effnet-lite2" in res.output and "streetclip" in res.output
+    for kind, name in (("heads", "knn"), ("partitions", "geohash")):
+        res = CliRunner().invoke(app, ["list", kind])
+        assert res.exit_code == 0 and name in res.output, res.output

@@ -10,9 +10,9 @@ import typer
 from ._app import app
 
 _SOURCES = {
-    "backbones": ("geoscout.backbones", "describe_backbones", "BACKBONES"),
-    "partitions": ("geoscout.cells", "describe_partitions", "PARTITIONS"),
-    "heads": ("geoscout.heads", "describe_heads", "HEADS"),
+    "backbones": ("geoscout.backbones", "list_backbones", "BACKBONES"),
+    "partitions": ("geoscout.cells", "list_partitions", "PARTITIONS"),
+    "heads": ("geoscout.heads", "list_heads", "HEADS"),
 }
 
 
@@ -24,10 +24,10 @@ class Kind(str, Enum):
 
 def registry_entries(kind: str) -> dict[str, str]:
     """Name -> one-line help of one registry, importing its package lazily."""
-    module, describe, registry = _SOURCES[kind]
+    module, lister, registry = _SOURCES[kind]
     mod = importlib.import_module(module)
-    if hasattr(mod, describe):
-        return getattr(mod, describe)()
+    if hasattr(mod, lister):
+        getattr(mod, lister)()  # loads the built-in (and plugin) entries into the registry
     reg = getattr(mod, registry, None)
     if reg is None:
         reg = getattr(importlib.import_module(f"{module}._registry"), registry)
