@@ -1,0 +1,207 @@
+"""How much faster is geoscout's GeoCLIP mode than geoclip's own ``GeoCLIP.predict``, at equal results?
+
+One run, same machine, same weights: a CLIP with the ViT-L/14 vision architecture (random weights:
+hub weights are unreachable offline; timing does not depend on their values) saved to a temp folder,
+GeoCLIP's real location encoder, image MLP, logit scale and 100k GPS gallery from the wheel.
+
+- theirs: ``geoclip.GeoCLIP(clip_path=DIR).predict(path, top_k)`` photo by photo (it re-encodes the
+  100k gallery every call; it has no batch API);
+- ours: ``geoscout.locate.load_model("geoclip", weights=DIR)`` (gallery features cached on disk once),
+  per photo (batch of 1) and batched.
+
+Each side runs in its own subprocess (sequentially) so peak memory is per side. Prints per-photo latency,
+throughput, the speed-up ratios (goal: >= 5x per photo), top-1 agreement and peak RSS.
+
+    python benchmarks/locate_speed.py [--photos 8] [--theirs 3] [--batch 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import markdown_table, need_shared, peak_rss_mb  # noqa: E402
+
+
+def _photos(n: int) -> list[str]:
+    import pandas as pd
+
+    root = need_shared() / "data" / "im2gps"
+    frame = pd.read_csv(root / "manifest.csv").head(n)
+    return [str(root / p) for p in frame["path"]]
+
+
+def _make_clip(folder: Path) -> None:
+    """A random CLIP with ViT-L/14's vision tower (24 layers, 1024 wide, patch 14, 224 px, projection 768)."""
+    import torch
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    cfg = CLIPConfig(
+        projection_dim=768,
+        # the text tower is never used by predict; keep it small to save time and disk
+        text_config=dict(hidden_size=64, intermediate_size=128, num_attention_heads=2, num_hidden_layers=1,
+                         projection_dim=768, bos_token_id=0, eos_token_id=2),
+        vision_config=dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
+                           patch_size=14, image_size=224, projection_dim=768),
+    )
+    torch.manual_seed(0)
+    CLIPModel(cfg).eval().save_pretrained(folder)
+    CLIPImageProcessor().save_pretrained(folder)
+
+
+def _side_theirs(clip: str, photos: list[str], top_k: int) -> dict:
+    import importlib
+    import importlib.util
+    import types
+
+    import torch
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    spec = importlib.util.find_spec("geoclip")
+    mod = types.ModuleType("geoclip")  # geoclip/__init__ imports torchvision (training code); skip it
+    mod.__path__ = list(spec.submodule_search_locations)  # type: ignore[union-attr]
+    sys.modules["geoclip"] = mod
+    GeoCLIP = importlib.import_module("geoclip.model.GeoCLIP").GeoCLIP
+    t0 = time.perf_counter()
+    model = GeoCLIP(from_pretrained=True, clip_path=clip).eval()
+    load_s = time.perf_counter() - t0
+    lat, tops = [], []
+    for p in photos:
+        t = time.perf_counter()
+        gps, prob = model.predict(p, top_k=top_k)
+        lat.append(time.perf_counter() - t)
+        tops.append([[float(a), float(b)] for a, b in gps.tolist()] + [[float(prob[0]), 0.0]])
+    return {"load_s": load_s, "latency_s": lat, "top": tops, "peak_rss_mb": peak_rss_mb(), "threads": torch.get_num_threads()}
+
+
+def _side_ours(clip: str, photos: list[str], top_k: int, batch: int) -> dict:
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from geoscout._io import cache_dir
+    from geoscout.geoclip import load_geoclip_head
+    from geoscout.locate import load_model
+
+    t0 = time.perf_counter()
+    had_cache = any(cache_dir("geoclip").glob("gallery-*.safetensors"))
+    load_geoclip_head()  # builds the gallery cache on the first ever run
+    cache_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    loc = load_model("geoclip", weights=clip, geocode=False)
+    load_s = time.perf_counter() - t0
+    loc.batch_size = batch
+    loc.locate(photos[:1], top_k=top_k)  # warm-up
+    lat, tops = [], []
+    for p in photos:
+        t = time.perf_counter()
+        pred = loc.locate([p], top_k=top_k)[0]
+        if pred.error:
+            raise SystemExit(f"geoscout could not locate {p}: {pred.error}")
+        lat.append(time.perf_counter() - t)
+        tops.append([[c.lat, c.lon] for c in pred.candidates] + [[pred.candidates[0].probability, 0.0]])
+    t = time.perf_counter()
+    loc.locate(photos, top_k=top_k)
+    batch_s = time.perf_counter() - t
+    # the same photos decoded as geoclip does (no EXIF rotation), for an exact comparison
+    pils = []
+    for p in photos:
+        with Image.open(p) as im:
+            pils.append(im.convert("RGB"))
+    feats = loc.backbone.encode(pils)
+    raw = loc.head.predict_topk(feats, top_k)
+    raw_tops = [[[c.lat, c.lon] for c in r] + [[r[0].probability, 0.0]] for r in raw]
+    exif_rot = []
+    for p in photos:
+        with Image.open(p) as im:
+            exif_rot.append(int(im.getexif().get(0x0112, 1)) not in (0, 1))
+    return {"cache_s": cache_s, "had_cache": had_cache, "load_s": load_s, "latency_s": lat, "batch_s": batch_s,
+            "top": tops, "raw_top": raw_tops, "exif_rotated": exif_rot, "peak_rss_mb": peak_rss_mb(),
+            "threads": torch.get_num_threads(), "n": len(photos), "gallery": int(np.asarray(loc.head.gallery_).shape[0])}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--photos", type=int, default=8, help="photos from ../shared/data/im2gps for geoscout")
+    ap.add_argument("--theirs", type=int, default=3, help="how many of them geoclip's predict runs on (~16 s each)")
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--top-k", type=int, default=5)
+    ap.add_argument("--clip-dir", help="keep the random ViT-L/14 checkpoint here and reuse it on later runs")
+    ap.add_argument("--side", choices=["ours", "theirs"], help=argparse.SUPPRESS)
+    ap.add_argument("--clip", help=argparse.SUPPRESS)
+    ap.add_argument("--out", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    photos = _photos(args.photos)
+
+    if args.side:  # a child process: one side, results as JSON
+        res = (_side_ours(args.clip, photos, args.top_k, args.batch) if args.side == "ours"
+               else _side_theirs(args.clip, photos[: args.theirs], args.top_k))
+        Path(args.out).write_text(json.dumps(res))
+        return
+
+    with tempfile.TemporaryDirectory(prefix="vitl14-") as tmp:
+        if args.clip_dir:
+            tmp = args.clip_dir
+            Path(tmp).mkdir(parents=True, exist_ok=True)
+        if not (Path(tmp) / "model.safetensors").is_file():
+            t = time.perf_counter()
+            _make_clip(Path(tmp))
+            print(f"random CLIP ViT-L/14 vision tower saved in {time.perf_counter() - t:.1f} s", flush=True)
+        results = {}
+        for side in ("ours", "theirs"):
+            out = Path(tmp) / f"{side}.json"
+            cmd = [sys.executable, __file__, "--side", side, "--clip", tmp, "--out", str(out),
+                   "--photos", str(args.photos), "--theirs", str(args.theirs), "--batch", str(args.batch),
+                   "--top-k", str(args.top_k)]
+            t = time.perf_counter()
+            subprocess.run(cmd, check=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
+            results[side] = json.loads(out.read_text())
+            print(f"{side}: done in {time.perf_counter() - t:.1f} s", flush=True)
+    ours, theirs = results["ours"], results["theirs"]
+    n_t = len(theirs["latency_s"])
+    ours_lat = statistics.median(ours["latency_s"])
+    ours_lat_same = statistics.median(ours["latency_s"][:n_t])
+    theirs_lat = statistics.median(theirs["latency_s"])
+    ours_tput = ours["n"] / ours["batch_s"]
+    theirs_tput = 1.0 / statistics.mean(theirs["latency_s"])
+    # top-1 agreement on the photos both sides ran
+    import math
+
+    def same(a, b):
+        return math.isclose(a[0][0], b[0][0], abs_tol=1e-4) and math.isclose(a[0][1], b[0][1], abs_tol=1e-4)
+
+    agree_locate = sum(same(o, t) for o, t in zip(ours["top"], theirs["top"]))
+    agree_raw = sum(same(o, t) for o, t in zip(ours["raw_top"], theirs["top"]))
+    prob_diff = max(abs(o[-1][0] - t[-1][0]) for o, t in zip(ours["raw_top"], theirs["top"]))
+    rows = [
+        {"pipeline": "geoclip GeoCLIP.predict", "photos": n_t, "load s": theirs["load_s"],
+         "per-photo s (median)": theirs_lat, "photos/s": theirs_tput, "peak RSS MiB": theirs["peak_rss_mb"]},
+        {"pipeline": f"geoscout locate --model geoclip (batch {args.batch})", "photos": ours["n"], "load s": ours["load_s"],
+         "per-photo s (median)": ours_lat, "photos/s": ours_tput, "peak RSS MiB": ours["peak_rss_mb"]},
+    ]
+    print()
+    print(markdown_table(rows))
+    print()
+    print(f"gallery: {ours['gallery']} GPS points; gallery feature cache "
+          f"{'already present, loaded' if ours['had_cache'] else 'built'} in {ours['cache_s']:.1f} s (once per machine)")
+    print(f"torch threads: ours {ours['threads']}, theirs {theirs['threads']}")
+    print(f"speed-up per photo: {theirs_lat / ours_lat:.1f}x (same {n_t} photos: {theirs_lat / ours_lat_same:.1f}x; goal >= 5x)")
+    print(f"speed-up in throughput (batched vs one by one): {ours_tput / theirs_tput:.1f}x")
+    print(f"top-1 equal to GeoCLIP.predict: {agree_raw}/{n_t} on identically decoded pixels "
+          f"(max |p1 diff| {prob_diff:.2e}); {agree_locate}/{n_t} through `locate` "
+          f"(which applies EXIF orientation; rotated photos among them: {sum(ours['exif_rotated'][:n_t])})")
+
+
+if __name__ == "__main__":
+    main()
