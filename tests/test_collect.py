@@ -202,6 +202,19 @@ def test_daily_quota_is_respected_and_persisted(fs, tmp_path, box_sampler):
     _check_dataset(tmp_path / "ds", 10, 4)
 
 
+def test_country_quotas_fill_each_group(fs, tmp_path):
+    fs.reset(hit_pct=60, user_pct=0)
+    rep = collect(tmp_path / "ds", provider=_sv(fs, headings=1), sampler="countries",
+                  sampler_options={"countries": "HR:3,SI:2"}, rate=1000, retry=FAST, progress=False)
+    assert rep.complete and rep.target == 5 and rep.locations == 5
+    df = _check_dataset(tmp_path / "ds", 5, 1)
+    assert df["sample_group"].value_counts().to_dict() == {"HR": 3, "SI": 2}
+    from geoscout.places import country_of
+
+    cc = country_of(df["sample_lat"].to_numpy(), df["sample_lon"].to_numpy())
+    assert list(cc) == list(df["sample_group"])
+
+
 def test_rate_limit_spaces_requests(fs, tmp_path, box_sampler):
     fs.reset(hit_pct=100, user_pct=0)
     collect(tmp_path / "ds", provider=_sv(fs, headings=4), sampler=box_sampler, n=2, rate=20, retry=FAST,
@@ -326,6 +339,7 @@ def test_kill_9_resume_no_duplicates_no_losses_and_key_never_leaks(fs, tmp_path)
     # the key is nowhere: not in stdout/stderr (verbose logs include the retries), the SQLite files, the manifest
     text = out1 + err1 + out2 + err2 + out3 + err3
     assert "retry" in text and "HTTP 429" in text
+    assert "HTTP Request: GET" in text and "key=***" in text  # httpx's own request log, redacted
     assert GOOGLE_KEY not in text
     assert _scan_for(out, [GOOGLE_KEY]) == [] and _scan_for(ref, [GOOGLE_KEY]) == []
     assert all(r.query.get("key") == GOOGLE_KEY for r in fs.requests())  # ...although every request carried it
@@ -370,3 +384,27 @@ def test_cli_options_are_checked(tmp_path):
                                    str(_polygon_file(tmp_path)), "--n", "3", "--size", "800x800"],
                              env={"GOOGLE_MAPS_API_KEY": "k"})
     assert res.exit_code == 2 and "640x640" in res.output
+
+
+@pytest.mark.slow
+def test_collected_dataset_is_accepted_by_embed_and_train(fs, tmp_path, box_sampler):
+    from typer.testing import CliRunner
+
+    from geoscout.cli import app
+
+    fs.reset(hit_pct=100, user_pct=0)
+    rep = collect(tmp_path / "ds", provider=_sv(fs, headings=2), sampler=box_sampler, n=10, rate=1000, retry=FAST,
+                  progress=False)
+    assert rep.images == 20
+    runner = CliRunner()
+    res = runner.invoke(app, ["embed", str(tmp_path / "ds"), "--backbone", "effnet-lite0", "-o", str(tmp_path / "emb"),
+                              "--workers", "0", "--quiet"])
+    assert res.exit_code == 0, res.output
+    from geoscout.embeddings import EmbeddingStore
+
+    store = EmbeddingStore.open(tmp_path / "emb")
+    assert len(store.ids) == 20 and len(store.failures) == 0
+    res = runner.invoke(app, ["train", str(tmp_path / "ds"), "-o", str(tmp_path / "bundle"), "--backbone", "effnet-lite0",
+                              "--head", "knn", "--cells", "grid:5", "--store-dir", str(tmp_path / "stores"), "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "bundle" / "config.json").is_file()
