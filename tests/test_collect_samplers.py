@@ -158,8 +158,12 @@ def test_population_sampler_follows_people(shared_geo):
     land = create_sampler("land").sample(2000, seed=0)
     cc = country_of(np.array([p.lat for p in land]), np.array([p.lon for p in land]))
     assert np.mean([c in ("IN", "CN") for c in cc]) < 0.15
-    with pytest.raises(InvalidInput, match="--aux-dir"):
+    from geoscout.errors import GeoscoutError
+
+    with pytest.raises(GeoscoutError, match="--aux-dir"):
         create_sampler("population", aux_dir=str(shared_geo / "nope"))
+    with pytest.raises(GeoscoutError, match="gpw_v4_population_density_rev11_2020_30_min.asc not found"):
+        create_sampler("population", aux_dir=str(shared_geo / "koppen"))
 
 
 def test_parsers():

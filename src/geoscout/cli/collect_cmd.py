@@ -97,6 +97,9 @@ def collect_command(
         job = CollectJob(out, prov, samp, n, seed=seed, rate=parse_rate(rate), daily_quota=daily_quota, retry=retry,
                          price_per_1000=price_per_1000, max_points=max_points, progress=progress)
         report = job.run()
+    except KeyboardInterrupt:
+        typer.echo("interrupted; rerun the same command to resume", err=True)
+        raise typer.Exit(130) from None
     except AccessDenied as exc:
         raise fail(str(exc)) from None
     except GeoscoutError as exc:

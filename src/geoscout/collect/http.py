@@ -218,9 +218,12 @@ class PoliteClient:
                 retry_after = exc.retry_after if exc.retry_after is not None else retry_after
             except httpx.TimeoutException as exc:
                 last = f"timeout ({type(exc).__name__})"
-            except (httpx.RemoteProtocolError, httpx.ReadError, httpx.ConnectError, httpx.WriteError,
-                    httpx.DecodingError) as exc:
+            except (httpx.TransportError, httpx.DecodingError) as exc:  # dropped/truncated connections, resets
+                if isinstance(exc, httpx.UnsupportedProtocol):
+                    raise ProviderError(self.redact(f"{what}: {exc}")) from None
                 last = f"{type(exc).__name__}: {self.redact(exc)}"
+            except httpx.HTTPError as exc:  # anything else httpx raises: never let its URL (with the key) escape
+                raise ProviderError(self.redact(f"{what}: {type(exc).__name__}: {exc}")) from None
             if attempt == self.retry.max_retries:
                 break
             wait = self.retry.delay(attempt, self._rng, retry_after)

@@ -374,23 +374,21 @@ class CountriesSampler(Sampler):
 
 
 def _find_gpw(aux_dir: str | Path | None) -> Path:
-    names = ("gpw_v4_population_density_rev11_2020_30_min.asc", "gpw_v4_population_density_rev11_2020_1_deg.asc")
-    roots = []
-    if aux_dir is not None:
-        roots.append(Path(aux_dir))
-    else:
-        from geoscout._io import cache_dir
+    """The GPWv4 density grid: from ``aux_dir`` (flat or ``gpw/``), else the aux cache (downloaded once)."""
+    from geoscout.errors import MissingWeights
+    from geoscout.places.aux import AuxRasters
 
-        roots.append(cache_dir("aux"))
-    for root in roots:
-        for sub in ("gpw", "."):
-            for name in names:
-                if (root / sub / name).is_file():
-                    return root / sub / name
-    raise InvalidInput(
-        f"population sampler: no GPWv4 population density grid ({names[0]}) under {roots[0]}; "
-        "pass --aux-dir pointing at a folder holding gpw/<that file> (ESRI ASCII grid from CIESIN's "
-        "GPWv4.11, https://sedac.ciesin.columbia.edu/data/collection/gpw-v4)")
+    aux = AuxRasters(aux_dir)
+    names = ("gpw_v4_population_density_rev11_2020_30_min.asc", "gpw_v4_population_density_rev11_2020_1_deg.asc")
+    try:
+        return aux.path(names[0])
+    except MissingWeights as first:
+        if aux_dir is None:
+            raise
+        try:
+            return aux.path(names[1])
+        except MissingWeights:
+            raise first from None
 
 
 def read_esri_ascii(path: str | Path) -> tuple[np.ndarray, dict[str, float]]:
