@@ -410,3 +410,29 @@ def test_semantic_every_training_point_in_exactly_one_cell(croatia_points, data)
             assert hits[0] == i and (len(hits) == 1 or min(polys[j].distance(pt) for j in hits) == 0)
         else:  # in the sea: the nearest cell
             assert min(range(len(polys)), key=lambda j: polys[j].distance(pt)) == i or polys[i].distance(pt) < 0.1
+
+
+def test_sea_points_go_to_the_nearest_country(fitted):
+    p = fitted("country")
+    # the Adriatic between Split and the island of Brač, and 30 km off Istria: no polygon holds them
+    la, lo = np.array([43.45, 45.0]), np.array([16.5, 13.2])
+    assert (p.assign(la, lo, fallback=None) == -1).all()
+    assert [p.cell_ids[i] for i in p.assign(la, lo)] == ["HR", "HR"]
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(data=st.data())
+def test_country_every_training_point_in_exactly_one_cell(coords, data):
+    import shapely
+
+    pick = data.draw(st.lists(st.integers(0, len(coords) - 1), min_size=1, max_size=80, unique=True))
+    jitter = data.draw(st.sampled_from([0.0, 0.01, 0.3]))
+    rng = np.random.default_rng(len(pick))
+    la = np.clip(coords.lat.to_numpy()[pick] + rng.normal(0, jitter, len(pick)), -90, 90)
+    lo = np.clip(coords.lon.to_numpy()[pick] + rng.normal(0, jitter, len(pick)), -180, 179.999)
+    p = create_partition("country").fit(la, lo)
+    idx = p.assign(la, lo)
+    assert (idx >= 0).all() and p.counts.sum() == len(la) and (p.counts >= 1).all()
+    for a, b, i in zip(la, lo, idx):
+        hits = [j for j in range(p.n_cells) if p.polygon(j).intersects(shapely.Point(b, a))]
+        assert hits == [i] or (not hits and p.polygon(i).distance(shapely.Point(b, a)) < 1.0)
