@@ -10,6 +10,7 @@ true point's cell. :class:`CellClassifierHead` is also the base of the ``hybrid`
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -166,14 +167,21 @@ class CellClassifierHead(GeoHead):
         return lab
 
     def _n_threads(self, d_in: int, n_cells: int) -> int:
-        """``threads`` if set; else all available cores for big batches and 1 for small ones, where
-        thread synchronisation costs more than it saves (and is ruinous on a busy machine)."""
+        """``threads`` if set; else all available cores for big batches, 1 for small ones (thread
+        synchronisation costs more than it saves) and 1 when the load average already exceeds the cores."""
         if self.threads:
             return int(self.threads)
         width = int(self.hidden) if int(self.hidden) > 0 else d_in
         outs = sum(self._output_dims(n_cells).values()) if n_cells else n_cells
         macs = int(self.batch_size) * ((d_in * width if int(self.hidden) > 0 else 0) + width * outs)
-        return available_cores() if macs >= 50_000_000 else 1
+        if macs < 50_000_000:
+            return 1
+        cores = available_cores()
+        try:  # a machine already busier than its cores: extra threads only spin-wait
+            busy = os.getloadavg()[0] >= cores + 1
+        except OSError:  # pragma: no cover
+            busy = False
+        return 1 if busy else cores
 
     def fit(
         self,

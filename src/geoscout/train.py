@@ -1,0 +1,309 @@
+"""Train a geolocation model from one or more datasets and write a :class:`ModelBundle`.
+
+``train_model`` embeds every dataset with the backbone (resumable, cached EmbeddingStores),
+splits by location (views of one panorama never straddle train/val), fits the partition on
+the training coordinates, fits the head with early stopping on the validation GeoGuessr
+score, and writes the bundle with a model card that records data, split and metrics.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .bundle import ModelBundle, RetrievalData
+from .errors import InvalidInput
+from .geo import haversine_km, spherical_mean
+
+__all__ = ["train_model", "TrainingData", "load_training_data"]
+
+_AUX_COLUMNS = ("climate", "elevation_m", "pop_density", "month")
+
+
+class TrainingData:
+    """Embeddings of one or more datasets with their coordinates and location groups.
+
+    ``X`` (N, D) float32, ``y`` (N, 2) lat/lon degrees, ``frame`` one row per embedding with
+    ``dataset``, ``image_id``, ``location_id`` (prefixed by the dataset name), ``split`` if known
+    and the auxiliary label columns the manifests carry. ``fingerprint`` is the backbone's.
+    """
+
+    def __init__(self, X: NDArray[np.float32], frame: Any, fingerprint: dict[str, Any], skipped: int) -> None:
+        self.X = X
+        self.frame = frame
+        self.fingerprint = fingerprint
+        self.skipped = skipped
+
+    @property
+    def y(self) -> NDArray[np.float64]:
+        return self.frame[["lat", "lon"]].to_numpy(dtype=np.float64)
+
+    def __len__(self) -> int:
+        return int(self.X.shape[0])
+
+
+def _as_list(datasets: Any) -> list[Any]:
+    if isinstance(datasets, (str, os.PathLike)) or not isinstance(datasets, Sequence):
+        return [datasets]
+    return list(datasets)
+
+
+def load_training_data(
+    datasets: Any,
+    *,
+    backbone: Any = "effnet-lite2",
+    store_dir: str | os.PathLike[str] | None = None,
+    batch_size: int = 32,
+    workers: int = 2,
+    progress: bool = True,
+    embed_missing: bool = True,
+) -> TrainingData:
+    """Load and embed ``datasets`` (paths or :class:`~geoscout.data.Dataset`), resumably.
+
+    Stores go to ``store_dir/<dataset>-<backbone>`` when given, else to the embeddings module's
+    default cache path. Images that failed to embed are skipped and counted; with
+    ``embed_missing=False`` nothing is embedded and images absent from the stores are skipped too.
+    """
+    import pandas as pd
+
+    from .data import Dataset, load_dataset
+    from .embeddings import EmbeddingStore, default_store_path, embed_dataset
+
+    items = _as_list(datasets)
+    if not items:
+        raise InvalidInput("no datasets given; pass at least one dataset folder or CSV")
+    frames, mats = [], []
+    fingerprint: dict[str, Any] = {}
+    skipped = 0
+    seen_names: dict[str, int] = {}
+    for item in items:
+        ds = item if isinstance(item, Dataset) else load_dataset(item)
+        name = ds.name
+        if name in seen_names:  # two sets with the same folder name
+            seen_names[name] += 1
+            name = f"{name}#{seen_names[name]}"
+        else:
+            seen_names[name] = 0
+        bb_name = backbone if isinstance(backbone, str) else getattr(backbone, "name", "backbone")
+        out = None if store_dir is None else Path(store_dir) / f"{name}-{bb_name}".replace("/", "_").replace(":", "_")
+        if embed_missing:
+            store = embed_dataset(ds, backbone, out, batch_size=batch_size, workers=workers, progress=progress)
+        else:
+            path = out if out is not None else default_store_path(ds, bb_name)
+            if not EmbeddingStore.exists(path):
+                raise InvalidInput(f"{path}: no embedding store for {ds.name}; run `geoscout embed` first")
+            store = EmbeddingStore.open(path)
+        fingerprint = dict(store.fingerprint)
+        f = ds.frame.reset_index(drop=True)
+        ids = f["image_id"].astype(str).to_numpy()
+        store_ids = np.asarray(store.ids).astype(str)
+        have = np.isin(ids, store_ids)
+        vec = np.full((len(f), store.dim), np.nan, dtype=np.float32)
+        if have.any():
+            vec[have] = store.load(ids=list(ids[have]))
+        ok = np.isfinite(vec).all(axis=1)
+        skipped += int((~ok).sum())
+        if not ok.any():
+            raise InvalidInput(f"{ds.root}: no image could be embedded; see the store's failures")
+        f = f.loc[ok].reset_index(drop=True)
+        loc = f["location_id"] if "location_id" in f.columns else f["image_id"]
+        loc = loc.where(loc.notna(), f["image_id"]).astype(str)
+        g = pd.DataFrame({
+            "dataset": name,
+            "image_id": f["image_id"].astype(str),
+            "location_id": name + "/" + loc,
+            "lat": f["lat"].astype(np.float64),
+            "lon": f["lon"].astype(np.float64),
+        })
+        if "split" in f.columns:
+            g["split"] = f["split"].astype(object)
+        for c in _AUX_COLUMNS:
+            if c in f.columns:
+                g[c] = f[c].to_numpy()
+        frames.append(g)
+        mats.append(vec[ok])
+    frame = pd.concat(frames, ignore_index=True)
+    return TrainingData(np.concatenate(mats, axis=0), frame, fingerprint, skipped)
+
+
+def _head_kwargs(head_name: str, wanted: dict[str, Any], extra: dict[str, Any] | None) -> dict[str, Any]:
+    from .heads import HEADS, list_heads
+
+    list_heads()  # load the built-in heads
+    factory = HEADS.get(head_name)
+    names = set(factory._param_names()) if hasattr(factory, "_param_names") else set()
+    kw = {k: v for k, v in wanted.items() if k in names and v is not None}
+    for k, v in (extra or {}).items():
+        if names and k not in names:
+            raise InvalidInput(f"head {head_name!r} has no parameter {k!r}; valid: {', '.join(sorted(names))}")
+        kw[k] = v
+    return kw
+
+
+def _model_card(summary: dict[str, Any]) -> str:
+    m = summary.get("val_metrics") or {}
+    lines = [
+        "# geoscout model card",
+        "",
+        f"Trained {summary['trained_at']} with geoscout {summary['geoscout_version']}.",
+        "",
+        "## Data",
+        "",
+        "| dataset | images (train / val) |",
+        "|---|---|",
+    ]
+    for name, (ntr, nva) in summary["datasets"].items():
+        lines.append(f"| {name} | {ntr} / {nva} |")
+    lines += [
+        "",
+        f"Split: {summary['split']}. Images that failed to embed (skipped): {summary['skipped_images']}.",
+        "",
+        "## Model",
+        "",
+        f"- backbone: `{summary['backbone']}`",
+        f"- partition: `{summary['partition']}` ({summary['n_cells']} cells)",
+        f"- head: `{summary['head']}` with {summary['head_params']}",
+        f"- training time: {summary['fit_seconds']:.1f} s (head), {summary['total_seconds']:.1f} s (total, embedding included)",
+        "",
+        "## Validation (held-out locations)",
+        "",
+    ]
+    if m:
+        keys = [k for k in m if k != "n"]
+        lines += ["| n | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|",
+                  f"| {m.get('n')} | " + " | ".join(f"{m[k]:.3f}" for k in keys) + " |"]
+        prior = summary.get("val_prior_metrics") or {}
+        if prior:
+            lines += ["", f"Predicting the training centroid instead scores GeoGuessr {prior['geoguessr']:.0f}, "
+                          f"median {prior['median_km']:.0f} km."]
+    else:
+        lines.append("No validation set (val_fraction = 0).")
+    lines += ["", "Photos' licences are those of their sources; check them before publishing predictions.", ""]
+    return "\n".join(lines)
+
+
+def train_model(
+    datasets: Any,
+    *,
+    backbone: str = "effnet-lite2",
+    cells: str = "semantic",
+    head: str = "classifier",
+    out: str | os.PathLike[str] | None = None,
+    tau: float = 75.0,
+    aux_dir: str | os.PathLike[str] | None = None,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    epochs: int = 30,
+    head_params: dict[str, Any] | None = None,
+    store_dir: str | os.PathLike[str] | None = None,
+    batch_size: int = 32,
+    workers: int = 2,
+    retrieval: bool = True,
+    progress: bool = True,
+    data: TrainingData | None = None,
+) -> ModelBundle:
+    """Train a model on ``datasets`` and return (and, with ``out``, write) its :class:`ModelBundle`.
+
+    ``tau`` is the label-smoothing temperature in km, ``val_fraction`` the share of locations
+    held out for early stopping and the model card's metrics (a ``split`` column in the
+    manifests is used instead when it has train and val rows), ``head_params`` extra head
+    parameters. ``data`` skips loading/embedding (already embedded :class:`TrainingData`).
+    """
+    from . import __version__
+    from .cells import create_partition
+    from .data import split_dataset
+    from .evaluate import distance_metrics
+    from .heads import create_head
+
+    t0 = time.perf_counter()
+    if not 0.0 <= val_fraction < 1.0:
+        raise InvalidInput(f"val_fraction must be in [0, 1), got {val_fraction}")
+    create_partition(cells)  # fail on a bad spec / head name before the (long) embedding step
+    _head_kwargs(head, {}, head_params)
+    td = data if data is not None else load_training_data(
+        datasets, backbone=backbone, store_dir=store_dir, batch_size=batch_size, workers=workers, progress=progress
+    )
+    frame = td.frame
+    if "split" in frame.columns and (frame["split"] == "train").any() and (frame["split"] == "val").any():
+        split = frame["split"].astype(str).to_numpy()
+        split_desc = "the manifests' split column (train / val; test rows left out)"
+    elif val_fraction > 0:
+        split = split_dataset(frame, fractions=(1.0 - val_fraction, val_fraction, 0.0), seed=seed, method="location").to_numpy()
+        split_desc = f"by location, {val_fraction:.0%} of locations held out for validation (seed {seed})"
+    else:
+        split = np.full(len(frame), "train", dtype=object)
+        split_desc = "all images used for training (no validation)"
+    tr = np.flatnonzero(split == "train")
+    va = np.flatnonzero(split == "val")
+    if tr.size == 0:
+        raise InvalidInput("no training images after the split; add data or lower --val-fraction")
+    y = td.y
+    partition = create_partition(cells).fit(y[tr, 0], y[tr, 1])
+    wanted = {"tau": tau, "seed": seed, "epochs": epochs, "cells": cells,
+              "aux_dir": None if aux_dir is None else str(aux_dir), "val_fraction": 0.0 if va.size == 0 else None}
+    kw = _head_kwargs(head, wanted, head_params)
+    model = create_head(head, **kw)
+    aux = None
+    have_aux = [c for c in _AUX_COLUMNS if c in frame.columns]
+    if have_aux:
+        aux = {c: frame[c].to_numpy()[tr] for c in have_aux}
+    fit_kw: dict[str, Any] = {"partition": partition, "groups": frame["location_id"].to_numpy()[tr], "progress": progress}
+    if aux is not None:
+        fit_kw["aux"] = aux
+    if va.size:
+        fit_kw["X_val"], fit_kw["y_val"] = td.X[va], y[va]
+    t_fit = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        model.fit(td.X[tr], y[tr], **fit_kw)
+    fit_seconds = time.perf_counter() - t_fit
+
+    val_metrics = prior_metrics = None
+    if va.size:
+        p = model.predict(td.X[va])
+        val_metrics = distance_metrics(haversine_km(p[:, 0], p[:, 1], y[va, 0], y[va, 1]))
+        clat, clon = spherical_mean(y[tr, 0], y[tr, 1])
+        prior_metrics = distance_metrics(haversine_km(clat, clon, y[va, 0], y[va, 1]))
+    names = list(dict.fromkeys(frame["dataset"]))
+    counts = {n: (int(((frame["dataset"] == n).to_numpy()[tr]).sum()), int(((frame["dataset"] == n).to_numpy()[va]).sum())) for n in names}
+    summary: dict[str, Any] = {
+        "trained_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "geoscout_version": __version__,
+        "datasets": counts,
+        "n_train": int(tr.size),
+        "n_val": int(va.size),
+        "n_train_locations": int(frame["location_id"].iloc[tr].nunique()),
+        "split": split_desc,
+        "skipped_images": int(td.skipped),
+        "backbone": backbone,
+        "partition": partition.spec,
+        "n_cells": int(partition.n_cells),
+        "head": head,
+        "head_params": model.get_params(),
+        "val_metrics": val_metrics,
+        "val_prior_metrics": prior_metrics,
+        "fit_seconds": fit_seconds,
+    }
+    ret = None
+    if retrieval:
+        ret = RetrievalData(
+            vectors=td.X[tr].astype(np.float16), lat=y[tr, 0], lon=y[tr, 1],
+            cell=np.asarray(partition.assign(y[tr, 0], y[tr, 1]), dtype=np.int64),
+            ids=list(frame["location_id"].iloc[tr].astype(str)),
+        )
+    summary["total_seconds"] = time.perf_counter() - t0
+    bundle = ModelBundle(
+        head=model, partition=partition, backbone_name=backbone, backbone_fingerprint=td.fingerprint,
+        retrieval=ret, training=summary, card=_model_card(summary),
+    )
+    if out is not None:
+        bundle.save(out)
+    return bundle

@@ -1,0 +1,130 @@
+"""train_model / `geoscout train` on real photos: EfficientNet-Lite2 embeddings of 150 Croatian
+Street View locations (one view each; cached in the user's embedding store) and a 24-image CLI run."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from geoscout.bundle import ModelBundle
+from geoscout.geo import haversine_km, spherical_mean
+
+N_LOCATIONS = 150
+
+
+@pytest.fixture(scope="module")
+def croatia(shared_data):
+    """Heading-0 views of the first 150 Croatian locations, embedded into the user's embedding cache
+    (the store of the whole set: resumable, so a later session or `geoscout embed` reuses the vectors)."""
+    from geoscout.data import Dataset, load_dataset
+    from geoscout.train import load_training_data
+
+    full = load_dataset(shared_data("streetview-croatia"))
+    f = full.frame
+    f = f[f["heading"] == 0].sort_values("location_id").head(N_LOCATIONS).reset_index(drop=True)
+    subset = Dataset(full.root, f, name=full.name)
+    return load_training_data([subset], backbone="effnet-lite2", progress=False), f, full.root
+
+
+@pytest.fixture(scope="module")
+def small_csv(croatia, tmp_path_factory):
+    """A 24-image CSV (absolute paths) for the CLI test, with its own store folder."""
+    _, f, root = croatia
+    out = tmp_path_factory.mktemp("croatia24")
+    sub = f.head(24).assign(path=[str(root / p) for p in f["path"].head(24)])
+    sub[["path", "lat", "lon", "heading", "location_id"]].to_csv(out / "manifest.csv", index=False)
+    return out / "manifest.csv"
+
+
+@pytest.fixture(scope="module")
+def world(shared_data):
+    from geoscout.train import load_training_data
+
+    return load_training_data([shared_data("streetview-world")], backbone="effnet-lite2", progress=False)
+
+
+@pytest.mark.slow
+def test_classifier_beats_the_training_centroid_on_held_out_croatia(croatia, world):
+    """Train on Croatian locations + the world Street View set; test on unseen Croatian locations.
+
+    (Trained on ~110 Croatian photos alone, ImageNet features do not beat the Croatian centroid:
+    the data are too few; see the report. With world data the head must at least find Croatia.)
+    """
+    from geoscout.cells import create_partition
+    from geoscout.data import split_dataset
+    from geoscout.evaluate import distance_metrics
+    from geoscout.heads import create_head
+
+    td = croatia[0]
+    assert len(td) == N_LOCATIONS and td.X.shape[1] == 1280
+    split = split_dataset(td.frame, fractions=(0.75, 0.0, 0.25), seed=0).to_numpy()
+    tr, te = np.flatnonzero(split == "train"), np.flatnonzero(split == "test")
+    assert not set(td.frame["location_id"].iloc[tr]) & set(td.frame["location_id"].iloc[te])
+    X = np.concatenate([td.X[tr], world.X])
+    y = np.concatenate([td.y[tr], world.y])
+    groups = np.concatenate([td.frame["location_id"].to_numpy()[tr], world.frame["location_id"].to_numpy()])
+    part = create_partition("country").fit(y[:, 0], y[:, 1])
+    head = create_head("classifier", tau=75.0, seed=0).fit(X, y, partition=part, groups=groups)
+    yt = td.y[te]
+    pred = head.predict(td.X[te])
+    m = distance_metrics(haversine_km(pred[:, 0], pred[:, 1], yt[:, 0], yt[:, 1]))
+    clat, clon = spherical_mean(y[:, 0], y[:, 1])
+    prior = distance_metrics(haversine_km(clat, clon, yt[:, 0], yt[:, 1]))
+    print(f"held-out Croatia ({len(te)} locations): classifier median {m['median_km']:.0f} km, GeoGuessr "
+          f"{m['geoguessr']:.0f}; training centroid median {prior['median_km']:.0f} km, GeoGuessr {prior['geoguessr']:.0f}")
+    assert m["median_km"] < prior["median_km"] and m["geoguessr"] > prior["geoguessr"]
+    assert m["acc@750km"] > 0.5
+
+
+def test_train_model_writes_a_bundle_with_card_and_metrics(croatia, tmp_path):
+    from geoscout.train import train_model
+
+    td = croatia[0]
+    bundle = train_model(None, data=td, cells="country", head="knn", out=tmp_path / "b", val_fraction=0.2, progress=False)
+    s = bundle.training
+    assert s["n_train"] + s["n_val"] == N_LOCATIONS and s["n_val"] > 10
+    assert s["val_metrics"]["n"] == s["n_val"] and 0 < s["val_metrics"]["geoguessr"] <= 5000
+    back = ModelBundle.load(tmp_path / "b")
+    assert len(back.retrieval) == s["n_train"]
+    assert set(back.retrieval.ids) <= set(td.frame["location_id"]) and back.retrieval.ids[0].count("/") >= 1
+    assert "## Validation" in back.card and "effnet-lite2" in back.card
+    np.testing.assert_array_equal(back.head.predict(td.X[:5]), bundle.head.predict(td.X[:5]))
+
+
+def test_train_multitask_with_raster_labels(croatia, shared_geo, tmp_path):
+    from geoscout.train import train_model
+
+    td = croatia[0]
+    bundle = train_model(None, data=td, cells="grid:1", head="multitask", aux_dir=shared_geo, epochs=3,
+                         head_params={"hidden": 64}, progress=False)
+    assert {"climate", "elevation", "population"} <= set(bundle.head.aux_tasks_)
+    assert all(c[0] in "BCD" for c in bundle.head.climate_classes_)  # Croatia: temperate / continental
+
+
+@pytest.mark.slow
+def test_cli_train_end_to_end(small_csv, tmp_path):
+    from typer.testing import CliRunner
+
+    from geoscout.cli import app
+
+    store_dir = small_csv.parent / "stores"
+    out = tmp_path / "bundle"
+    res = CliRunner().invoke(app, [
+        "train", str(small_csv), "-o", str(out), "--cells", "grid:1", "--head", "hybrid", "--epochs", "3",
+        "--tau", "50", "--seed", "1", "--store-dir", str(store_dir), "-p", "hidden=32", "-q"])
+    assert res.exit_code == 0, res.output
+    assert "wrote" in res.output and "validation" in res.output
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["head"]["name"] == "hybrid" and cfg["head"]["params"]["tau"] == 50 and cfg["head"]["params"]["hidden"] == 32
+    bundle = ModelBundle.load(out)
+    assert bundle.partition.spec.startswith("grid") and bundle.backbone_name == "effnet-lite2"
+    assert bundle.backbone_fingerprint  # the store's backbone fingerprint travels with the bundle
+    assert len(bundle.retrieval) == bundle.training["n_train"] and bundle.training["n_val"] > 0
+    # a second run resumes the store: nothing is embedded again
+    stores = list(store_dir.iterdir())
+    assert len(stores) == 1 and len((stores[0] / "ids.txt").read_text().split()) == 24
+    bad = CliRunner().invoke(app, ["train", str(small_csv), "-o", str(tmp_path / "x"), "--head", "nosuch",
+                                   "--store-dir", str(store_dir), "-q"])
+    assert bad.exit_code != 0 and "unknown head 'nosuch'" in str(bad.exception)
