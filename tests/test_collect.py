@@ -408,3 +408,20 @@ def test_collected_dataset_is_accepted_by_embed_and_train(fs, tmp_path, box_samp
                               "--head", "knn", "--cells", "grid:5", "--store-dir", str(tmp_path / "stores"), "--quiet"])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "bundle" / "config.json").is_file()
+
+
+def test_cli_quota_stop_exits_3_and_resumes(fs, tmp_path):
+    from typer.testing import CliRunner
+
+    from geoscout.cli import app
+
+    fs.reset(hit_pct=100, user_pct=0)
+    args = ["collect", "-o", str(tmp_path / "ds"), "--sampler", "polygon", "--polygon", str(_polygon_file(tmp_path)),
+            "--n", "2", "--headings", "2", "--base-url", fs.streetview_url, "--no-progress", "--rate", "1000/s"]
+    env = {"GOOGLE_MAPS_API_KEY": GOOGLE_KEY}
+    res = CliRunner().invoke(app, [*args, "--daily-quota", "4"], env=env)
+    assert res.exit_code == 3 and "daily quota of 4" in res.output and "2/2 locations, 2 images" in res.output  # 2nd pano located, views pending
+    res = CliRunner().invoke(app, [*args, "--daily-quota", "10"], env=env)
+    assert res.exit_code == 0 and "2/2 locations, 4 images" in res.output
+    _check_dataset(tmp_path / "ds", 2, 2)
+    assert len(fs.requests()) == 6
