@@ -169,7 +169,7 @@ class PoliteClient:
         self._own = client is None
         self.client = client or httpx.Client(
             timeout=httpx.Timeout(self.retry.timeout), follow_redirects=True,
-            headers={"User-Agent": user_agent or f"geoscout/{__version__} (+https://github.com/geoscout)"},
+            headers={"User-Agent": user_agent or f"geoscout/{__version__} python-httpx/{httpx.__version__}"},
         )
         self.attempts = 0
         self.retries = 0

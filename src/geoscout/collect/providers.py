@@ -273,8 +273,8 @@ class MapillaryProvider(Provider):
         super().__init__(key or load_key("mapillary", keys_file=keys_file))
         if str(thumb) != "original" and int(thumb) not in _MLY_SIZES:
             raise InvalidInput(f"thumb={thumb}: Mapillary thumbnails are 256, 1024, 2048 or 'original'")
-        if not 0 < float(radius) <= 5000:
-            raise InvalidInput(f"radius={radius}: choose 1 to 5000 metres")
+        if not 0 < float(radius) <= 2000:  # the Graph API refuses large bboxes
+            raise InvalidInput(f"radius={radius}: choose up to 2000 metres for Mapillary")
         self.base_url = base_url.rstrip("/")
         self.radius, self.allow_panos, self.limit = float(radius), bool(allow_panos), int(limit)
         self.thumb = "original" if str(thumb) == "original" else int(thumb)
