@@ -124,11 +124,16 @@ def _configure_data_context(ray: Any, progress: bool) -> None:
             setattr(ctx, attr, bool(progress) if attr == "enable_operator_progress_bars" else False)
 
 
-def _blocks(frame: Any, rows: int, num_workers: int) -> list[Any]:
-    """Split a DataFrame into blocks of at most ``rows`` rows (one Ray block = one actor call = one
-    commit), smaller when needed so that every worker gets at least one."""
+def _dataset_of(ray: Any, frame: Any, rows: int, num_workers: int) -> Any:
+    """A Ray Dataset of ``frame``'s rows in blocks of at most ``rows`` (one block = one actor call =
+    one commit), smaller when needed so that every worker gets at least one block.
+
+    Built with ``from_items`` (blocks made on the driver): ``from_pandas`` runs a metadata task
+    per block, which we saw abort now and then on busy machines (Ray retried it, but noisily).
+    """
     rows = max(1, min(int(rows), -(-len(frame) // max(1, int(num_workers)))))
-    return [frame.iloc[s : s + rows].reset_index(drop=True) for s in range(0, len(frame), rows)]
+    n_blocks = -(-len(frame) // rows)
+    return ray.data.from_items(frame.to_dict("records"), override_num_blocks=n_blocks)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -243,7 +248,7 @@ def _embed_ray_locked(dataset: Any, bb: Any, path: Path, *, backbone_name: str, 
         with ray_session(address, num_cpus=max(_local_cpus(), int(np.ceil(num_workers * num_cpus_per_worker)))):
             _configure_data_context(ray, progress=False)
             gpus = _gpus_per_worker(ray, num_gpus_per_worker, num_workers)
-            ds = ray.data.from_pandas(_blocks(todo, batch_size, num_workers)).map_batches(
+            ds = _dataset_of(ray, todo, batch_size, num_workers).map_batches(
                 EmbedActor,
                 fn_constructor_kwargs={"backbone": backbone_name, "weights": weights, "runtime": runtime,
                                        "device": "cuda" if gpus > 0 else "cpu", "tta": tta,
@@ -356,7 +361,7 @@ def locate_ray(paths: Sequence[str | os.PathLike[str]], model: "str | os.PathLik
     with ray_session(address, num_cpus=max(_local_cpus(), int(np.ceil(num_workers * num_cpus_per_worker)))):
         _configure_data_context(ray, progress=False)
         gpus = _gpus_per_worker(ray, num_gpus_per_worker, num_workers)
-        ds = ray.data.from_pandas(_blocks(frame, batch_size, num_workers)).map_batches(
+        ds = _dataset_of(ray, frame, batch_size, num_workers).map_batches(
             LocateActor,
             fn_constructor_kwargs={"model": model, "weights": weights, "runtime": runtime, "refine": refine,
                                    "geocode": geocode, "device": "cuda" if gpus > 0 else "cpu", "top_k": top_k},

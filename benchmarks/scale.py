@@ -1,0 +1,235 @@
+"""How geoscout's cost grows with size, each measured in one run with a ratio (issue 8).
+
+1. Embedding throughput on the same real photos (../shared/data/streetview-croatia, EfficientNet-
+   Lite0): the single-process ``embed_dataset`` and the Ray path with 1 and 2 actors (one CPU
+   each) on a local Ray instance. Wall time includes Ray's actor start-up (import torch, load
+   the weights); "steady" counts only the images after the first committed batch.
+   Goal: 2 workers >= 1.7x one worker.
+2. Retrieval: query latency, memory and recall@10 of exact (faiss flat) vs. approximate (IVF-PQ)
+   search at 10k, 100k, 1M (and 10M with --full) synthetic gallery entries
+   (``benchmarks/scale_retrieval.run``). Goal: 10M entries, approximate query < 20 ms at
+   recall@10 >= 0.9 in < 2 GB.
+3. Head training: one epoch of the ``classifier`` head (512 hidden, grid:5 cells, label
+   smoothing) on 10k, 100k, 1M synthetic 1280-d embeddings: seconds and microseconds per sample.
+
+    python benchmarks/scale.py                      # all three, 10M left out
+    python benchmarks/scale.py --full               # adds the 10M-entry gallery
+    python benchmarks/scale.py --parts embed --images 128
+    python benchmarks/scale.py --no-write           # print only, leave RESULTS.md alone
+
+The tables go into the "Scale" section of benchmarks/RESULTS.md (only that section is replaced).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import ROOT, current_rss_mb, markdown_table, need_shared, peak_rss_mb  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "RESULTS.md"
+BEGIN, END = "<!-- scale:begin -->", "<!-- scale:end -->"
+
+
+# ------------------------------------------------------------------------------------- embedding
+def _dataset(n: int, root: Path):
+    from geoscout.data import Dataset, load_dataset
+
+    src = load_dataset(need_shared() / "data" / "streetview-croatia")
+    frame = src.frame.iloc[:n].copy()
+    frame["path"] = [str(src.image_path(i)) for i in range(len(frame))]
+    return Dataset.create(root / "ds", frame)
+
+
+def bench_embedding(n_images: int, batch_size: int, backbone: str) -> tuple[list[dict], dict]:
+    import ray
+
+    from geoscout.backbones import create_backbone
+    from geoscout.distributed import embed_dataset_ray
+    from geoscout.embeddings import embed_dataset
+
+    tmp = Path(tempfile.mkdtemp(prefix="geoscout-scale-"))
+    ds = _dataset(n_images, tmp)
+    rows: list[dict] = []
+
+    def timed(label: str, fn) -> dict:
+        stamps: list[tuple[float, int]] = []
+        t0 = time.perf_counter()
+        store = fn(lambda done: stamps.append((time.perf_counter(), done)))
+        wall = time.perf_counter() - t0
+        n = len(store)
+        t_first, n_first = stamps[0]
+        steady = (n - n_first) / (stamps[-1][0] - t_first) if len(stamps) > 1 and stamps[-1][0] > t_first else float("nan")
+        row = {"path": label, "images": n, "wall s": wall, "images/s (wall)": n / wall, "images/s (steady)": steady}
+        rows.append(row)
+        print(row, flush=True)
+        return row
+
+    bb = create_backbone(backbone)  # loaded before the clock starts, as the Ray actors' start-up is counted separately
+    single = timed("single process (embed_dataset, 2 decode threads, torch on all cores)",
+                   lambda cb: embed_dataset(ds, bb, tmp / "single", batch_size=batch_size, workers=2, progress=False,
+                                            on_batch=cb))
+    t = time.perf_counter()
+    ray.init(num_cpus=os.cpu_count() or 2, include_dashboard=False, logging_level="WARNING")
+    ray_init_s = time.perf_counter() - t
+    try:
+        one = timed("Ray, 1 actor (1 CPU)", lambda cb: embed_dataset_ray(
+            ds, backbone, tmp / "ray1", address=None, num_workers=1, batch_size=batch_size, progress=False, on_batch=cb))
+        two = timed("Ray, 2 actors (1 CPU each)", lambda cb: embed_dataset_ray(
+            ds, backbone, tmp / "ray2", address=None, num_workers=2, batch_size=batch_size, progress=False, on_batch=cb))
+    finally:
+        ray.shutdown()
+    ratios = {
+        "ray_init_s": ray_init_s,
+        "two_over_one_wall": two["images/s (wall)"] / one["images/s (wall)"],
+        "two_over_one_steady": two["images/s (steady)"] / one["images/s (steady)"],
+        "two_over_single_wall": two["images/s (wall)"] / single["images/s (wall)"],
+        "two_over_single_steady": two["images/s (steady)"] / single["images/s (steady)"],
+    }
+    print(ratios, flush=True)
+    return rows, ratios
+
+
+# ------------------------------------------------------------------------------------- retrieval
+def bench_retrieval(sizes: list[int], dim: int, queries: int, nprobe: int) -> list[dict]:
+    from scale_retrieval import run
+
+    rows = []
+    for size in sizes:
+        t = time.perf_counter()
+        row = run(size, dim, queries, 2_000_000, nprobe)
+        row["total s"] = time.perf_counter() - t
+        rows.append(row)
+        print(row, flush=True)
+    return rows
+
+
+# ------------------------------------------------------------------------------------- heads
+def bench_heads(sizes: list[int], dim: int) -> list[dict]:
+    import warnings
+
+    from geoscout.cells import create_partition
+    from geoscout.heads import create_head
+
+    rows = []
+    for n in sizes:
+        rng = np.random.default_rng(0)
+        k = 400
+        places = np.column_stack([rng.uniform(-55, 70, k), rng.uniform(-180, 180, k)])
+        lab = rng.integers(0, k, n)
+        y = np.clip(places[lab] + rng.normal(0, 1.0, (n, 2)), [-89, -180], [89, 179.999])
+        protos = rng.standard_normal((k, dim), dtype=np.float32)
+        X = protos[lab]
+        X += 0.8 * rng.standard_normal((n, dim), dtype=np.float32)
+        X /= np.linalg.norm(X, axis=1, keepdims=True)
+        del lab
+        part = create_partition("grid:5").fit(y[:, 0], y[:, 1])
+        head = create_head("classifier", epochs=1, val_fraction=0.0, seed=0)
+        t = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            head.fit(X, y, partition=part, groups=np.arange(n))
+        secs = time.perf_counter() - t
+        row = {"embeddings": f"{n:,}", "dim": dim, "cells": part.n_cells, "epochs": 1, "fit s": secs,
+               "us/sample": secs / n * 1e6, "samples/s": n / secs, "process RSS MB": current_rss_mb()}
+        rows.append(row)
+        print(row, flush=True)
+        del X, y, head
+    return rows
+
+
+# ------------------------------------------------------------------------------------- report
+def write_section(text: str, path: Path = RESULTS) -> None:
+    """Replace the Scale section (between the markers) of RESULTS.md; append it when absent."""
+    from geoscout._io import atomic_write_text
+
+    old = path.read_text(encoding="utf-8") if path.is_file() else "# Benchmark results\n"
+    block = f"{BEGIN}\n{text.rstrip()}\n{END}"
+    if BEGIN in old and END in old:
+        new = old[: old.index(BEGIN)] + block + old[old.index(END) + len(END):]
+    else:
+        new = old.rstrip("\n") + "\n\n" + block + "\n"
+    atomic_write_text(path, new)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--parts", default="embed,retrieval,heads", help="comma list of embed, retrieval, heads")
+    ap.add_argument("--images", type=int, default=128)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--backbone", default="effnet-lite0")
+    ap.add_argument("--sizes", default="10000,100000,1000000", help="retrieval gallery sizes")
+    ap.add_argument("--full", action="store_true", help="add the 10M-entry gallery")
+    ap.add_argument("--dim", type=int, default=256, help="retrieval vector dim (IVF-PQ at 64 bytes/vector)")
+    ap.add_argument("--queries", type=int, default=200)
+    ap.add_argument("--nprobe", type=int, default=32)
+    ap.add_argument("--head-sizes", default="10000,100000,1000000")
+    ap.add_argument("--note", default="", help="a line to print above the tables (e.g. the machine's load)")
+    ap.add_argument("--no-write", action="store_true")
+    args = ap.parse_args()
+    parts = {p.strip() for p in args.parts.split(",") if p.strip()}
+    load = os.getloadavg()
+    header = [
+        "## Scale",
+        "",
+        f"`python benchmarks/scale.py {' '.join(sys.argv[1:])}` on {platform.machine()}, {os.cpu_count()} cores, "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; load average at start "
+        f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1/5/15 min; the cores are shared).",
+    ]
+    if args.note:
+        header += ["", args.note]
+    out = header[:]
+    if "embed" in parts:
+        rows, r = bench_embedding(args.images, args.batch_size, args.backbone)
+        out += ["", f"### Embedding throughput ({args.images} real 640x640 photos, {args.backbone}, batch {args.batch_size})", "",
+                markdown_table(rows, ["path", "images", "wall s", "images/s (wall)", "images/s (steady)"]), "",
+                f"2 vs 1 Ray actor: **{r['two_over_one_wall']:.2f}x** (wall, incl. actor start-up), "
+                f"**{r['two_over_one_steady']:.2f}x** (steady). 2 Ray actors vs single process: "
+                f"{r['two_over_single_wall']:.2f}x (wall), {r['two_over_single_steady']:.2f}x (steady). "
+                f"Goal 2 vs 1 >= 1.7x: **{'met' if r['two_over_one_steady'] >= 1.7 else 'not met'}**. "
+                f"Local Ray start-up (not counted above): {r['ray_init_s']:.1f} s."]
+    if "retrieval" in parts:
+        sizes = [int(s) for s in args.sizes.split(",") if s]
+        if args.full and 10_000_000 not in sizes:
+            sizes.append(10_000_000)
+        rows = bench_retrieval(sizes, args.dim, args.queries, args.nprobe)
+        big = [r for r in rows if r["gallery"] == "10,000,000"]
+        goal = ""
+        if big:
+            b = big[0]
+            ok = b["approx ms/query"] < 20 and b["recall@10 (NN in top-10)"] >= 0.9 and b["approx MB"] < 2048
+            goal = (f" 10M entries: {b['approx ms/query']:.2f} ms/query, recall@10 {b['recall@10 (NN in top-10)']:.3f}, "
+                    f"{b['approx MB']:,.0f} MB index; goal (< 20 ms, >= 0.9, < 2 GB) **{'met' if ok else 'not met'}**.")
+        out += ["", f"### Retrieval (synthetic unit vectors, dim {args.dim}, {args.queries} queries, nprobe {args.nprobe}, "
+                    "batch of 1 per query)", "",
+                markdown_table(rows, ["gallery", "approx kind", "approx ms/query", "exact ms/query", "speed-up",
+                                      "recall@10 (NN in top-10)", "top-10 overlap", "approx MB", "exact MB",
+                                      "approx bytes/entry", "build s"]),
+                "", "Exact search is skipped above 2M entries (4*dim bytes per entry); recall there is against a "
+                    "chunked exact scan." + goal]
+    if "heads" in parts:
+        rows = bench_heads([int(s) for s in args.head_sizes.split(",") if s], 1280)
+        per = [r["us/sample"] for r in rows]
+        out += ["", "### Head training (classifier, 512 hidden, one epoch, batch 256, synthetic 1280-d embeddings)", "",
+                markdown_table(rows, ["embeddings", "dim", "cells", "epochs", "fit s", "us/sample", "samples/s",
+                                      "process RSS MB"]),
+                "", f"Cost per sample from the smallest to the largest size: {per[-1] / per[0]:.2f}x "
+                    "(1.0 = training time grows linearly with the data)."]
+    out += ["", f"Peak RSS of the benchmark process: {peak_rss_mb():,.0f} MB."]
+    text = "\n".join(out)
+    print("\n" + text)
+    if not args.no_write:
+        write_section(text)
+        print(f"\nwrote the Scale section of {RESULTS}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
