@@ -20,8 +20,9 @@ Algorithm (``fit``), per country that holds training points:
    (a weighted median cut along the principal axis when 2-means leaves a side below
    ``min_samples``). The region is then tessellated by the (planar, lon/lat) Voronoi cells of
    its distinct training locations, dissolved per part and clipped to the region: every training
-   point lies in its own part. Regions with more than ``optics_max_points`` distinct locations
-   skip OPTICS. Parts respect both bounds except where many points share one location.
+   point lies in its own part. Regions with more than ``optics_max_points`` (default 500) distinct
+   locations skip OPTICS and are only bisected: scikit-learn's OPTICS costs about 7 ms per
+   location on one core, too slow for large regions. Parts respect both bounds except where many points share one location.
 
 Countries without training points become one cell each when ``cover_land=True`` (default), so
 the cells cover all land. Ids: ``"sem:HR/Zagreb"`` (an admin-1 region, possibly with merged
@@ -61,7 +62,7 @@ class SemanticPartition(PolygonPartition):
     name = "semantic"
 
     def __init__(self, *, min_samples: int = 20, max_samples: int = 1000, optics_min_samples: int = 5,
-                 optics_max_points: int = 5000, cover_land: bool = True,
+                 optics_max_points: int = 500, cover_land: bool = True,
                  simplify_deg: float = 0.01, min_count: int = 1, fallback: str | None = "default") -> None:
         super().__init__(simplify_deg=simplify_deg, min_count=min_count, fallback=fallback)
         self.min_samples = min_samples
