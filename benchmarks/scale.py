@@ -99,51 +99,65 @@ def bench_embedding(n_images: int, batch_size: int, backbone: str) -> tuple[list
 
 
 # ------------------------------------------------------------------------------------- retrieval
-def bench_retrieval(sizes: list[int], dim: int, queries: int, nprobe: int) -> list[dict]:
+def bench_retrieval(size: int, dim: int, queries: int, nprobe: int) -> dict:
     from scale_retrieval import run
 
-    rows = []
-    for size in sizes:
-        t = time.perf_counter()
-        row = run(size, dim, queries, 2_000_000, nprobe)
-        row["total s"] = time.perf_counter() - t
-        rows.append(row)
-        print(row, flush=True)
-    return rows
+    t = time.perf_counter()
+    row = run(size, dim, queries, 2_000_000, nprobe)
+    row["total s"] = time.perf_counter() - t
+    print(row, flush=True)
+    return row
 
 
 # ------------------------------------------------------------------------------------- heads
-def bench_heads(sizes: list[int], dim: int) -> list[dict]:
+class Skipped(Exception):
+    """A measurement this machine cannot make (the message says why)."""
+
+
+def _mem_available_gb() -> float:
+    with open("/proc/meminfo") as fh:
+        for line in fh:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) / 2**20
+    return float("nan")
+
+
+def bench_head(n: int, dim: int) -> dict:
     import warnings
 
     from geoscout.cells import create_partition
     from geoscout.heads import create_head
 
-    rows = []
-    for n in sizes:
-        rng = np.random.default_rng(0)
-        k = 400
-        places = np.column_stack([rng.uniform(-55, 70, k), rng.uniform(-180, 180, k)])
-        lab = rng.integers(0, k, n)
-        y = np.clip(places[lab] + rng.normal(0, 1.0, (n, 2)), [-89, -180], [89, 179.999])
-        protos = rng.standard_normal((k, dim), dtype=np.float32)
-        X = protos[lab]
-        X += 0.8 * rng.standard_normal((n, dim), dtype=np.float32)
-        X /= np.linalg.norm(X, axis=1, keepdims=True)
-        del lab
-        part = create_partition("grid:5").fit(y[:, 0], y[:, 1])
-        head = create_head("classifier", epochs=1, val_fraction=0.0, seed=0)
-        t = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            head.fit(X, y, partition=part, groups=np.arange(n))
-        secs = time.perf_counter() - t
-        row = {"embeddings": f"{n:,}", "dim": dim, "cells": part.n_cells, "epochs": 1, "fit s": secs,
-               "us/sample": secs / n * 1e6, "samples/s": n / secs, "process RSS MB": current_rss_mb()}
-        rows.append(row)
-        print(row, flush=True)
-        del X, y, head
-    return rows
+    # fit() holds X, its training-row copy and the standardised copy (+ a temporary): ~4 x N x dim float32
+    need_gb = 4.2 * n * dim * 4 / 2**30
+    avail_gb = _mem_available_gb()
+    if need_gb > 0.8 * avail_gb:
+        raise Skipped(f"head training at {n:,} (needs ~{need_gb:.0f} GB: the classifier head copies and standardises "
+                      f"X in memory; {avail_gb:.0f} GB available)")
+    rng = np.random.default_rng(0)
+    k = 400
+    places = np.column_stack([rng.uniform(-55, 70, k), rng.uniform(-180, 180, k)])
+    lab = rng.integers(0, k, n)
+    y = np.clip(places[lab] + rng.normal(0, 1.0, (n, 2)), [-89, -180], [89, 179.999])
+    protos = rng.standard_normal((k, dim), dtype=np.float32)
+    X = np.empty((n, dim), np.float32)
+    for s in range(0, n, 100_000):  # chunked: no N x dim temporaries
+        e = min(n, s + 100_000)
+        x = protos[lab[s:e]] + 0.8 * rng.standard_normal((e - s, dim), dtype=np.float32)
+        X[s:e] = x / np.linalg.norm(x, axis=1, keepdims=True)
+    del lab
+    part = create_partition("grid:5").fit(y[:, 0], y[:, 1])
+    head = create_head("classifier", epochs=1, val_fraction=0.0, seed=0)
+    t = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        head.fit(X, y, partition=part, groups=np.arange(n))
+    secs = time.perf_counter() - t
+    row = {"embeddings": f"{n:,}", "dim": dim, "cells": part.n_cells, "epochs": 1, "fit s": secs,
+           "us/sample": secs / n * 1e6, "samples/s": n / secs, "process RSS MB": current_rss_mb()}
+    print(row, flush=True)
+    del X, y, head
+    return row
 
 
 # ------------------------------------------------------------------------------------- report
@@ -158,6 +172,48 @@ def write_section(text: str, path: Path = RESULTS) -> None:
     else:
         new = old.rstrip("\n") + "\n\n" + block + "\n"
     atomic_write_text(path, new)
+
+
+def render(args: argparse.Namespace, header: list[str], emb: tuple[list[dict], dict] | None, ret: list[dict],
+           heads: list[dict], pending: list[str], skipped: list[str]) -> str:
+    out = header[:]
+    if emb is not None:
+        rows, r = emb
+        out += ["", f"### Embedding throughput ({args.images} real 640x640 photos, {args.backbone}, batch {args.batch_size})", "",
+                markdown_table(rows, ["path", "images", "wall s", "images/s (wall)", "images/s (steady)"]), "",
+                f"2 vs 1 Ray actor: **{r['two_over_one_wall']:.2f}x** (wall, incl. actor start-up), "
+                f"**{r['two_over_one_steady']:.2f}x** (steady). 2 Ray actors vs single process: "
+                f"{r['two_over_single_wall']:.2f}x (wall), {r['two_over_single_steady']:.2f}x (steady). "
+                f"Goal 2 vs 1 >= 1.7x (steady): **{'met' if r['two_over_one_steady'] >= 1.7 else 'not met'}**. "
+                f"Local Ray start-up (not counted above): {r['ray_init_s']:.1f} s."]
+    if ret:
+        big = [r for r in ret if r["gallery"] == "10,000,000"]
+        goal = ""
+        if big:
+            b = big[0]
+            ok = b["approx ms/query"] < 20 and b["recall@10 (NN in top-10)"] >= 0.9 and b["approx MB"] < 2048
+            goal = (f" 10M entries: {b['approx ms/query']:.2f} ms/query, recall@10 {b['recall@10 (NN in top-10)']:.3f}, "
+                    f"{b['approx MB']:,.0f} MB index; goal (< 20 ms, >= 0.9, < 2 GB) **{'met' if ok else 'not met'}**.")
+        out += ["", f"### Retrieval (synthetic unit vectors, dim {args.dim}, {args.queries} queries, nprobe {args.nprobe}, "
+                    "one query per search call)", "",
+                markdown_table(ret, ["gallery", "approx kind", "approx ms/query", "exact ms/query", "speed-up",
+                                     "recall@10 (NN in top-10)", "top-10 overlap", "approx MB", "exact MB",
+                                     "approx bytes/entry", "build s"]),
+                "", "Exact search is skipped above 2M entries (4*dim bytes per entry); recall there is against a "
+                    "chunked exact scan." + goal]
+    if heads:
+        per = [r["us/sample"] for r in heads]
+        out += ["", "### Head training (classifier, 512 hidden, one epoch, batch 256, synthetic 1280-d embeddings)", "",
+                markdown_table(heads, ["embeddings", "dim", "cells", "epochs", "fit s", "us/sample", "samples/s",
+                                       "process RSS MB"]),
+                "", f"Cost per sample, largest vs smallest size: {per[-1] / per[0]:.2f}x "
+                    "(1.0 = training time grows linearly with the data)."]
+    if skipped:
+        out += ["", "Not measured on this machine: " + "; ".join(skipped) + "."]
+    if pending:
+        out += ["", "Not measured in this run (stopped before): " + ", ".join(pending) + "."]
+    out += ["", f"Peak RSS of the benchmark process: {peak_rss_mb():,.0f} MB."]
+    return "\n".join(out)
 
 
 def main() -> None:
@@ -186,48 +242,36 @@ def main() -> None:
     ]
     if args.note:
         header += ["", args.note]
-    out = header[:]
+    # Small sizes first; the section is rewritten after every measurement, so a run stopped
+    # early still leaves every finished row in RESULTS.md.
+    jobs: list[tuple[str, str, int]] = []
     if "embed" in parts:
-        rows, r = bench_embedding(args.images, args.batch_size, args.backbone)
-        out += ["", f"### Embedding throughput ({args.images} real 640x640 photos, {args.backbone}, batch {args.batch_size})", "",
-                markdown_table(rows, ["path", "images", "wall s", "images/s (wall)", "images/s (steady)"]), "",
-                f"2 vs 1 Ray actor: **{r['two_over_one_wall']:.2f}x** (wall, incl. actor start-up), "
-                f"**{r['two_over_one_steady']:.2f}x** (steady). 2 Ray actors vs single process: "
-                f"{r['two_over_single_wall']:.2f}x (wall), {r['two_over_single_steady']:.2f}x (steady). "
-                f"Goal 2 vs 1 >= 1.7x: **{'met' if r['two_over_one_steady'] >= 1.7 else 'not met'}**. "
-                f"Local Ray start-up (not counted above): {r['ray_init_s']:.1f} s."]
-    if "retrieval" in parts:
-        sizes = [int(s) for s in args.sizes.split(",") if s]
-        if args.full and 10_000_000 not in sizes:
-            sizes.append(10_000_000)
-        rows = bench_retrieval(sizes, args.dim, args.queries, args.nprobe)
-        big = [r for r in rows if r["gallery"] == "10,000,000"]
-        goal = ""
-        if big:
-            b = big[0]
-            ok = b["approx ms/query"] < 20 and b["recall@10 (NN in top-10)"] >= 0.9 and b["approx MB"] < 2048
-            goal = (f" 10M entries: {b['approx ms/query']:.2f} ms/query, recall@10 {b['recall@10 (NN in top-10)']:.3f}, "
-                    f"{b['approx MB']:,.0f} MB index; goal (< 20 ms, >= 0.9, < 2 GB) **{'met' if ok else 'not met'}**.")
-        out += ["", f"### Retrieval (synthetic unit vectors, dim {args.dim}, {args.queries} queries, nprobe {args.nprobe}, "
-                    "batch of 1 per query)", "",
-                markdown_table(rows, ["gallery", "approx kind", "approx ms/query", "exact ms/query", "speed-up",
-                                      "recall@10 (NN in top-10)", "top-10 overlap", "approx MB", "exact MB",
-                                      "approx bytes/entry", "build s"]),
-                "", "Exact search is skipped above 2M entries (4*dim bytes per entry); recall there is against a "
-                    "chunked exact scan." + goal]
-    if "heads" in parts:
-        rows = bench_heads([int(s) for s in args.head_sizes.split(",") if s], 1280)
-        per = [r["us/sample"] for r in rows]
-        out += ["", "### Head training (classifier, 512 hidden, one epoch, batch 256, synthetic 1280-d embeddings)", "",
-                markdown_table(rows, ["embeddings", "dim", "cells", "epochs", "fit s", "us/sample", "samples/s",
-                                      "process RSS MB"]),
-                "", f"Cost per sample from the smallest to the largest size: {per[-1] / per[0]:.2f}x "
-                    "(1.0 = training time grows linearly with the data)."]
-    out += ["", f"Peak RSS of the benchmark process: {peak_rss_mb():,.0f} MB."]
-    text = "\n".join(out)
+        jobs.append(("embed", "embedding 1 vs 2 Ray actors", args.images))
+    r_sizes = [int(s) for s in args.sizes.split(",") if s] if "retrieval" in parts else []
+    if "retrieval" in parts and args.full and 10_000_000 not in r_sizes:
+        r_sizes.append(10_000_000)
+    h_sizes = [int(s) for s in args.head_sizes.split(",") if s] if "heads" in parts else []
+    jobs += [("retrieval", f"retrieval at {n:,}", n) for n in r_sizes if n < 5_000_000]
+    jobs += [("heads", f"head training at {n:,}", n) for n in h_sizes if n < 500_000]
+    jobs += [("heads", f"head training at {n:,}", n) for n in h_sizes if n >= 500_000]
+    jobs += [("retrieval", f"retrieval at {n:,}", n) for n in r_sizes if n >= 5_000_000]
+    emb, ret, heads, skipped = None, [], [], []
+    for i, (kind, label, n) in enumerate(jobs):
+        try:
+            if kind == "embed":
+                emb = bench_embedding(n, args.batch_size, args.backbone)
+            elif kind == "retrieval":
+                ret.append(bench_retrieval(n, args.dim, args.queries, args.nprobe))
+            else:
+                heads.append(bench_head(n, 1280))
+        except Skipped as exc:
+            print(f"skipped: {exc}", flush=True)
+            skipped.append(str(exc))
+        text = render(args, header, emb, ret, heads, [j[1] for j in jobs[i + 1:]], skipped)
+        if not args.no_write:
+            write_section(text)
     print("\n" + text)
     if not args.no_write:
-        write_section(text)
         print(f"\nwrote the Scale section of {RESULTS}", file=sys.stderr)
 
 
