@@ -34,6 +34,18 @@ def test_bad_arguments_are_named():
         locate_ray([], "geoscout-lite", address=None)
 
 
+def test_no_cluster_at_auto_is_a_clear_error(monkeypatch):
+    ray = pytest.importorskip("ray", reason="needs the ray extra")
+    if ray.is_initialized():
+        pytest.skip("a Ray session is already running in this process")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    from geoscout.distributed import ray_session
+
+    with pytest.raises(InvalidInput, match=r"--ray auto: no Ray cluster.*ray start --head"):
+        with ray_session("auto"):
+            pass
+
+
 @pytest.fixture(scope="module")
 def ray_local():
     ray = pytest.importorskip("ray", reason="needs the ray extra: pip install 'geoscout[ray]'")
