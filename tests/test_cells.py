@@ -436,3 +436,28 @@ def test_country_every_training_point_in_exactly_one_cell(coords, data):
     for a, b, i in zip(la, lo, idx):
         hits = [j for j in range(p.n_cells) if p.polygon(j).intersects(shapely.Point(b, a))]
         assert hits == [i] or (not hits and p.polygon(i).distance(shapely.Point(b, a)) < 1.0)
+
+
+def test_semantic_split_finds_dense_clusters_with_optics():
+    from geoscout.cells.semantic import SemanticPartition
+
+    rng = np.random.default_rng(0)
+    a = np.column_stack([45.80 + rng.normal(0, 0.005, 30), 15.97 + rng.normal(0, 0.005, 30)])  # Zagreb
+    b = np.column_stack([45.55 + rng.normal(0, 0.005, 30), 18.69 + rng.normal(0, 0.005, 30)])  # Osijek
+    noise = np.column_stack([rng.uniform(44.5, 46.0, 25), rng.uniform(14.5, 19.0, 25)])
+    pts = np.concatenate([a, b, noise])
+    p = SemanticPartition(min_samples=10, max_samples=40)
+    p._validate_params()
+    labels = p._part_labels(pts[:, 0], pts[:, 1], np.ones(len(pts), dtype=np.int64))
+    sizes = np.bincount(labels)
+    assert (sizes >= 10).all() and (sizes <= 40).all()
+    # OPTICS turns a dense cluster into a part: >= 90% of its points share a part made mostly of them
+    pure = []
+    for block in (labels[:30], labels[30:60]):
+        lab = np.bincount(block).argmax()
+        pure.append(np.bincount(block)[lab] >= 27 and np.bincount(block)[lab] / sizes[lab] >= 0.75)
+    assert any(pure)
+    # without OPTICS (only bisection) the same points give other parts
+    q = SemanticPartition(min_samples=10, max_samples=40, optics_max_points=0)
+    q._validate_params()
+    assert not np.array_equal(q._part_labels(pts[:, 0], pts[:, 1], np.ones(len(pts), dtype=np.int64)), labels)

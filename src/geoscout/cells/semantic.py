@@ -221,7 +221,7 @@ class SemanticPartition(PolygonPartition):
             ms = min(self.optics_min_samples, n - 1)
             with warnings.catch_warnings():  # "all reachability values are inf" on tiny inputs: no clusters
                 warnings.simplefilter("ignore", UserWarning)
-                opt = OPTICS(min_samples=ms, metric="haversine").fit(np.radians(np.column_stack([lat, lon])))
+                opt = OPTICS(min_samples=ms, min_cluster_size=max(2, min(lo_, n)), metric="haversine").fit(np.radians(np.column_stack([lat, lon])))
             clusters = [np.flatnonzero(opt.labels_ == c) for c in range(opt.labels_.max() + 1)]
             clusters = [c for c in clusters if lo_ <= w[c].sum() <= hi]
             clusters.sort(key=lambda c: (int(w[c].sum()), int(c[0])))
