@@ -84,6 +84,10 @@ def create_app(settings: ServerSettings | None = None, *, locator: Any = None) -
     async def _http_error(_: Request, exc: HTTPException) -> JSONResponse:
         return _error(exc.status_code, "http_error", str(exc.detail))
 
+    @app.exception_handler(Exception)
+    async def _unexpected_error(_: Request, exc: Exception) -> JSONResponse:
+        return _error(500, "internal_error", f"the server failed on this request ({type(exc).__name__}); see its log")
+
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {}
@@ -138,14 +142,18 @@ def _locate_router(settings: ServerSettings) -> APIRouter:
             blobs.append(data)
             names.append(f.filename or f"upload-{len(names)}")
         state = request.app.state
+        deadline = time.monotonic() + settings.request_timeout_s
         try:
-            async with state.semaphore:
-                preds = await asyncio.wait_for(
-                    asyncio.to_thread(_run_locate, state.locator, blobs, names, top_k, panorama, settings.max_pixels),
-                    timeout=settings.request_timeout_s,
-                )
+            # The timeout covers the wait for a slot and the locate call. A thread cannot be
+            # cancelled, so a timed-out call keeps its slot until it really ends: at most
+            # ``concurrency`` locate calls ever run at once, even when clients give up.
+            await asyncio.wait_for(state.semaphore.acquire(), timeout=max(deadline - time.monotonic(), 0.001))
+            job = asyncio.ensure_future(
+                asyncio.to_thread(_run_locate, state.locator, blobs, names, top_k, panorama, settings.max_pixels))
+            job.add_done_callback(functools.partial(_release_slot, state.semaphore))
+            preds = await asyncio.wait_for(asyncio.shield(job), timeout=max(deadline - time.monotonic(), 0.001))
         except asyncio.TimeoutError:
-            raise ApiError(504, "timeout", f"locating took longer than {settings.request_timeout_s:.0f} s") from None
+            raise ApiError(504, "timeout", f"locating took longer than {settings.request_timeout_s:g} s") from None
         except InvalidInput as exc:
             raise ApiError(400, "invalid_input", str(exc)) from None
         except GeoscoutError as exc:
@@ -156,6 +164,12 @@ def _locate_router(settings: ServerSettings) -> APIRouter:
         return {"model": state.locator.name, "predictions": [p.to_dict() for p in preds]}
 
     return router
+
+
+def _release_slot(semaphore: asyncio.Semaphore, job: "asyncio.Future[Any]") -> None:
+    semaphore.release()
+    if not job.cancelled():
+        job.exception()  # retrieved: a timed-out job's error was already answered as 504
 
 
 def _run_locate(locator: Any, blobs: list[bytes], names: list[str], top_k: int, panorama: bool, max_pixels: int) -> list[Any]:
