@@ -246,16 +246,20 @@ class H3Partition(_KeyedPartition):
         self._index_keys(np.array(self.cell_ids_, dtype="U15"))
 
     def polygon(self, i: int) -> Any:
-        """The hexagon in lon/lat; a cell crossing the antimeridian gets longitudes beyond 180."""
+        """The hexagon in lon/lat, edges densified along great circles; split at the antimeridian,
+        closed through the pole for the polar cells."""
         import h3
-        import shapely
+
+        from geoscout.geo import latlon_to_xyz
+
+        from .cities import _arc, _ring_to_lonlat_polygon
 
         self._check_fitted()
         ring = np.array(h3.cell_to_boundary(self.cell_ids_[i]))  # (lat, lng) pairs
-        lon = ring[:, 1].copy()
-        if lon.max() - lon.min() > 180.0:
-            lon[lon < 0] += 360.0
-        return shapely.Polygon(np.column_stack([lon, ring[:, 0]]))
+        v = latlon_to_xyz(ring[:, 0], ring[:, 1])
+        step = np.radians(0.1)
+        dense = np.concatenate([_arc(v[k], v[(k + 1) % len(v)], step) for k in range(len(v))])
+        return _ring_to_lonlat_polygon(dense)
 
     def _geometric_centre(self, i: int) -> tuple[float, float]:
         import h3
