@@ -461,3 +461,16 @@ def test_semantic_split_finds_dense_clusters_with_optics():
     q = SemanticPartition(min_samples=10, max_samples=40, optics_max_points=0)
     q._validate_params()
     assert not np.array_equal(q._part_labels(pts[:, 0], pts[:, 1], np.ones(len(pts), dtype=np.int64)), labels)
+
+
+def test_h3_polygons_hold_their_points_everywhere():
+    import shapely
+
+    rng = np.random.default_rng(4)
+    la = np.concatenate([np.degrees(np.arcsin(rng.uniform(-1, 1, 1500))), [89.99, -89.99, 10.0, -16.5]])
+    lo = np.concatenate([rng.uniform(-180, 180, 1500), [45.0, -120.0, 179.999, -179.95]])
+    p = create_partition("h3:1").fit(la, lo)
+    idx = p.assign(la, lo)
+    for a, b, i in zip(la, lo, idx):
+        g = p.polygon(int(i))
+        assert g.is_valid and g.distance(shapely.Point(b, a)) < 1e-3, (p.cell_ids[i], a, b)
