@@ -248,8 +248,11 @@ class EmbeddingStore:
     def pool_by(self, keys: Sequence[Any] | Mapping[str, Any], *, normalize: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """Mean vector per key: ``keys`` is one key per row (aligned with :attr:`ids`) or a mapping
         image_id -> key (ids it lacks keep their own id). Returns ``(unique_keys, float32 means)``."""
-        if isinstance(keys, Mapping) or hasattr(keys, "to_dict") and not isinstance(keys, np.ndarray):
-            m = keys.to_dict() if hasattr(keys, "to_dict") else keys
+        is_series = hasattr(keys, "index") and hasattr(keys, "to_dict") and not isinstance(keys, np.ndarray)
+        if is_series and type(keys.index).__name__ == "RangeIndex":  # type: ignore[union-attr]
+            keys = list(keys)  # a plain column, row-aligned
+        elif isinstance(keys, Mapping) or is_series:
+            m = keys.to_dict() if is_series else keys  # type: ignore[union-attr]
             keys = [m.get(i, i) for i in self.ids.tolist()]
         return pool_vectors(self.load(), list(keys), normalize=normalize)
 
@@ -341,6 +344,8 @@ class EmbedRun:
         lines = [f"{self.store}: {self.embedded} embedded, {len(self.failed)} failed, {self.already} already done "
                  f"(of {self.total}) in {self.seconds:.1f} s ({self.images_per_s:.1f} images/s)"]
         for image_id, path, reason in self.failed[:20]:
+            if reason.startswith(f"{path}: "):  # decoder messages already name the file
+                reason = reason[len(path) + 2 :]
             lines.append(f"  skipped {path}: {reason}")
         if len(self.failed) > 20:
             lines.append(f"  ... and {len(self.failed) - 20} more (see {self.store / _FAILURES})")
