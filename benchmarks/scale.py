@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, current_rss_mb, markdown_table, need_shared, peak_rss_mb  # noqa: E402
+from _common import ROOT, current_rss_mb, markdown_table, need_shared  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 BEGIN, END = "<!-- scale:begin -->", "<!-- scale:end -->"
@@ -71,7 +71,7 @@ def bench_embedding(n_images: int, batch_size: int, backbone: str) -> tuple[list
         q = next(i for i, (_, done) in enumerate(stamps) if done >= 0.25 * n or i == len(stamps) - 1)
         (t_q, n_q), (t_end, n_end) = stamps[q], stamps[-1]
         steady = (n_end - n_q) / (t_end - t_q) if t_end > t_q else float("nan")
-        row = {"path": label, "images": n, "wall s": wall, "images/s (wall)": n / wall, "images/s (steady)": steady,
+        row = {"path": label, "load": os.getloadavg()[0], "images": n, "wall s": wall, "images/s (wall)": n / wall, "images/s (steady)": steady,
                "first commit s": stamps[0][0] - t0}
         print("commits (s, images done):", [(round(t - t0, 2), d) for t, d in stamps], flush=True)
         rows.append(row)
@@ -107,9 +107,11 @@ def bench_embedding(n_images: int, batch_size: int, backbone: str) -> tuple[list
 def bench_retrieval(size: int, dim: int, queries: int, nprobe: int) -> dict:
     from scale_retrieval import run
 
+    load = os.getloadavg()[0]
     t = time.perf_counter()
     row = run(size, dim, queries, 2_000_000, nprobe)
     row["total s"] = time.perf_counter() - t
+    row["load"] = load
     print(row, flush=True)
     return row
 
@@ -153,12 +155,13 @@ def bench_head(n: int, dim: int) -> dict:
     del lab
     part = create_partition("grid:5").fit(y[:, 0], y[:, 1])
     head = create_head("classifier", epochs=1, val_fraction=0.0, seed=0)
+    load = os.getloadavg()[0]
     t = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         head.fit(X, y, partition=part, groups=np.arange(n))
     secs = time.perf_counter() - t
-    row = {"embeddings": f"{n:,}", "dim": dim, "cells": part.n_cells, "epochs": 1, "fit s": secs,
+    row = {"embeddings": f"{n:,}", "load": load, "dim": dim, "cells": part.n_cells, "epochs": 1, "fit s": secs,
            "us/sample": secs / n * 1e6, "samples/s": n / secs, "process RSS MB": current_rss_mb()}
     print(row, flush=True)
     del X, y, head
@@ -185,7 +188,7 @@ def render(args: argparse.Namespace, header: list[str], emb: tuple[list[dict], d
     if emb is not None:
         rows, r = emb
         out += ["", f"### Embedding throughput ({args.images} real 640x640 photos, {args.backbone}, batch {args.batch_size})", "",
-                markdown_table(rows, ["path", "images", "wall s", "first commit s", "images/s (wall)", "images/s (steady)"]), "",
+                markdown_table(rows, ["path", "load", "images", "wall s", "first commit s", "images/s (wall)", "images/s (steady)"]), "",
                 "Steady = images per second from the commit that reaches 25% of the images to the last one "
                 "(start-up left out). Ray actors run torch on one thread each (Ray sets OMP_NUM_THREADS from num_cpus=1); "
                 "the single process runs torch on all cores.", "",
@@ -204,7 +207,7 @@ def render(args: argparse.Namespace, header: list[str], emb: tuple[list[dict], d
                     f"{b['approx MB']:,.0f} MB index; goal (< 20 ms, >= 0.9, < 2 GB) **{'met' if ok else 'not met'}**.")
         out += ["", f"### Retrieval (synthetic unit vectors, dim {args.dim}, {args.queries} queries, nprobe {args.nprobe}, "
                     "one query per search call)", "",
-                markdown_table(ret, ["gallery", "approx kind", "approx ms/query", "exact ms/query", "speed-up",
+                markdown_table(ret, ["gallery", "load", "approx kind", "approx ms/query", "exact ms/query", "speed-up",
                                      "recall@10 (NN in top-10)", "top-10 overlap", "approx MB", "exact MB",
                                      "approx bytes/entry", "build s"]),
                 "", "Exact search is skipped above 2M entries (4*dim bytes per entry); recall there is against a "
@@ -212,7 +215,7 @@ def render(args: argparse.Namespace, header: list[str], emb: tuple[list[dict], d
     if heads:
         per = [r["us/sample"] for r in heads]
         out += ["", "### Head training (classifier, 512 hidden, one epoch, batch 256, synthetic 1280-d embeddings)", "",
-                markdown_table(heads, ["embeddings", "dim", "cells", "epochs", "fit s", "us/sample", "samples/s",
+                markdown_table(heads, ["embeddings", "load", "dim", "cells", "epochs", "fit s", "us/sample", "samples/s",
                                        "process RSS MB"]),
                 "", f"Cost per sample, largest vs smallest size: {per[-1] / per[0]:.2f}x "
                     "(1.0 = training time grows linearly with the data)."]
@@ -220,7 +223,8 @@ def render(args: argparse.Namespace, header: list[str], emb: tuple[list[dict], d
         out += ["", "Not measured on this machine: " + "; ".join(skipped) + "."]
     if pending:
         out += ["", "Not measured in this run (stopped before): " + ", ".join(pending) + "."]
-    out += ["", f"Peak RSS of the benchmark process: {peak_rss_mb():,.0f} MB."]
+    out += ["", "`load` = 1-minute load average of the machine when that measurement started (2 cores; above ~2 the "
+                "cores were shared with other work and the numbers are pessimistic)."]
     return "\n".join(out)
 
 
@@ -238,18 +242,19 @@ def main() -> None:
     ap.add_argument("--head-sizes", default="10000,100000,1000000")
     ap.add_argument("--note", default="", help="a line to print above the tables (e.g. the machine's load)")
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--state", type=Path, default=None,
+                    help="JSON file of earlier rows to merge with (several runs fill one Scale section)")
     args = ap.parse_args()
     parts = {p.strip() for p in args.parts.split(",") if p.strip()}
     load = os.getloadavg()
-    header = [
-        "## Scale",
-        "",
-        f"`python benchmarks/scale.py {' '.join(sys.argv[1:])}` on {platform.machine()}, {os.cpu_count()} cores, "
+    import json
+
+    state = json.loads(args.state.read_text()) if args.state is not None and args.state.is_file() else {}
+    runs = state.get("runs", []) + [
+        f"- `python benchmarks/scale.py {' '.join(sys.argv[1:])}` on {platform.machine()}, {os.cpu_count()} cores, "
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; load average at start "
-        f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1/5/15 min; the cores are shared).",
-    ]
-    if args.note:
-        header += ["", args.note]
+        f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1/5/15 min)" + (f"; {args.note}" if args.note else "")]
+    header = ["## Scale", "", "Runs:", "", *runs]
     # Small sizes first; the section is rewritten after every measurement, so a run stopped
     # early still leaves every finished row in RESULTS.md.
     jobs: list[tuple[str, str, int]] = []
@@ -263,21 +268,36 @@ def main() -> None:
     jobs += [("heads", f"head training at {n:,}", n) for n in h_sizes if n < 500_000]
     jobs += [("heads", f"head training at {n:,}", n) for n in h_sizes if n >= 500_000]
     jobs += [("retrieval", f"retrieval at {n:,}", n) for n in r_sizes if n >= 5_000_000]
-    emb, ret, heads, skipped = None, [], [], []
+    emb = state.get("emb")
+    ret, heads, skipped = state.get("ret", []), state.get("heads", []), state.get("skipped", [])
+
+    def keep(rows: list[dict], key: str, value: str) -> list[dict]:
+        return [r for r in rows if r[key] != value]
+
     for i, (kind, label, n) in enumerate(jobs):
         try:
             if kind == "embed":
                 emb = bench_embedding(n, args.batch_size, args.backbone)
             elif kind == "retrieval":
-                ret.append(bench_retrieval(n, args.dim, args.queries, args.nprobe))
+                row = bench_retrieval(n, args.dim, args.queries, args.nprobe)
+                ret = sorted(keep(ret, "gallery", row["gallery"]) + [row], key=lambda r: int(r["gallery"].replace(",", "")))
             else:
-                heads.append(bench_head(n, 1280))
+                row = bench_head(n, 1280)
+                heads = sorted(keep(heads, "embeddings", row["embeddings"]) + [row],
+                               key=lambda r: int(r["embeddings"].replace(",", "")))
         except Skipped as exc:
             print(f"skipped: {exc}", flush=True)
-            skipped.append(str(exc))
+            if str(exc) not in skipped:
+                skipped.append(str(exc))
         text = render(args, header, emb, ret, heads, [j[1] for j in jobs[i + 1:]], skipped)
+        if args.state is not None:
+            from geoscout._io import atomic_write_json
+
+            atomic_write_json(args.state, {"runs": runs, "emb": emb, "ret": ret, "heads": heads, "skipped": skipped})
         if not args.no_write:
             write_section(text)
+    if not jobs:  # --parts none: render (and write) what --state holds
+        text = render(args, header[:-1] + [], emb, ret, heads, [], skipped)
     print("\n" + text)
     if not args.no_write:
         print(f"\nwrote the Scale section of {RESULTS}", file=sys.stderr)
