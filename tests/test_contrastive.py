@@ -104,3 +104,27 @@ def test_warm_start_loads_geoclip_location_encoder():
     assert set(sd) == set(ref)
     np.testing.assert_array_equal(sd["LocEnc2.capsule.0.b"].numpy(), ref["LocEnc2.capsule.0.b"].numpy())
     np.testing.assert_allclose(sd["LocEnc0.head.0.weight"].numpy(), ref["LocEnc0.head.0.weight"].numpy())
+
+
+@pytest.mark.slow
+def test_real_photos_beat_the_prior(shared_data):
+    """Real EfficientNet-Lite0 embeddings of ../shared/data/streetview-world: the head's guesses score
+    better than always guessing the training set's centre."""
+    import pandas as pd
+
+    from geoscout.embeddings import embed_images
+    from geoscout.geo import geoguessr_score
+
+    root = shared_data("streetview-world")
+    frame = pd.read_csv(root / "manifest.csv")
+    X, failed = embed_images([root / p for p in frame["path"]], "effnet-lite0", batch_size=32)
+    ok = np.array([i not in failed for i in range(len(frame))])
+    X, y = X[ok], frame[["lat", "lon"]].to_numpy()[ok]
+    test = np.arange(len(X)) % 4 == 0
+    head = create_head("contrastive", epochs=15, patience=4, queue_size=256, batch_size=64, seed=0)
+    head.fit(X[~test], y[~test])
+    pred = head.predict(X[test])
+    ours = geoguessr_score(haversine_km(pred[:, 0], pred[:, 1], y[test, 0], y[test, 1])).mean()
+    clat, clon = spherical_mean(y[~test, 0], y[~test, 1])
+    prior = geoguessr_score(haversine_km(clat, clon, y[test, 0], y[test, 1])).mean()
+    assert ours > prior + 300, (ours, prior)
