@@ -7,8 +7,8 @@ Starts the real server (``geoscout serve --model M --port P`` in a subprocess, 1
 - p50/p95/p99 latency and throughput of the good requests, and the error count;
 - a share (``--bad-share``, default 5 %) of bad requests - garbage bytes, a file over the upload limit,
   a non-image content type - each must be answered 4xx with a JSON ``{"error": {...}}`` body, never 5xx;
-- the server's RSS after the first 100 requests, after all of them, and its peak (VmHWM): the memory
-  growth after warm-up is the number to watch (goal: no errors and no growth over 1,000 requests).
+- the server's RSS at rest after the first 100 requests (a warm-up phase) and after all of them, and its
+  peak (VmHWM): the memory growth after warm-up is the number to watch (goal: no errors and no growth over 1,000 requests).
 
 Model: ``--model`` (a bundle folder or a built-in name); default ``geoscout-lite`` when this installation
 ships it, else a small real model is trained first into a temp folder (EfficientNet-Lite0 + k-NN head over
@@ -129,18 +129,18 @@ def plan(n: int, bad_share: float, seed: int) -> list[str]:
 
 
 async def drive(base: str, kinds: list[str], photos: list[tuple[str, bytes]], clients: int, top_k: int,
-                sampler: RssSampler, timeout: float) -> dict:
+                sampler: RssSampler, timeout: float, offset: int = 0) -> dict:
     import httpx
 
     queue: asyncio.Queue[tuple[int, str]] = asyncio.Queue()
-    for i, k in enumerate(kinds):
+    for i, k in enumerate(kinds, offset):
         queue.put_nowait((i, k))
     too_large = os.urandom(int(MAX_UPLOAD_MB * 1024 * 1024) + 4096)
     lat: list[float] = []
     failures: list[str] = []
     bad_status: dict[int, int] = {}
     done = 0
-    rss_100: list[float] = []
+    rss_100: list[float] = []  # RSS under load at every 100th answer
 
     async def worker(client: httpx.AsyncClient) -> None:
         nonlocal done
@@ -178,7 +178,7 @@ async def drive(base: str, kinds: list[str], photos: list[tuple[str, bytes]], cl
                     if not (400 <= r.status_code < 500 and body_ok):
                         failures.append(f"{kind} #{i}: HTTP {r.status_code} {r.text[:200]}")
             done += 1
-            if done % 100 == 0:
+            if (done + offset) % 100 == 0:
                 rss_100.append(sampler.rss())
 
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
@@ -187,7 +187,7 @@ async def drive(base: str, kinds: list[str], photos: list[tuple[str, bytes]], cl
         await asyncio.gather(*(worker(client) for _ in range(clients)))
     wall = time.perf_counter() - t0
     return {"latencies": lat, "failures": failures, "bad_status": bad_status, "wall": wall,
-            "rss_100": rss_100[0] if rss_100 else float("nan"), "rss_trend": rss_100}
+            "rss_trend": rss_100}
 
 
 def pct(values: list[float], q: float) -> float:
@@ -245,8 +245,20 @@ def main() -> int:
             print(f"server {model} up in {startup:.1f} s (RSS {rss_ready:.0f} MiB); {len(kinds)} requests "
                   f"({kinds.count('good')} good, {len(kinds) - kinds.count('good')} bad) from {args.clients} clients ...",
                   flush=True)
-            res = asyncio.run(drive(base, kinds, photos, args.clients, args.top_k, sampler, args.timeout))
-            time.sleep(0.5)
+            # phase 1: the first 100 requests warm the server up; RSS is read at rest after each phase
+            warm = min(100, len(kinds))
+            res = asyncio.run(drive(base, kinds[:warm], photos, args.clients, args.top_k, sampler, args.timeout))
+            time.sleep(1.0)
+            res["rss_100"] = sampler.rss()
+            if len(kinds) > warm:
+                rest = asyncio.run(drive(base, kinds[warm:], photos, args.clients, args.top_k, sampler, args.timeout,
+                                         offset=warm))
+                for key in ("latencies", "failures", "rss_trend"):
+                    res[key] += rest[key]
+                for code, n in rest["bad_status"].items():
+                    res["bad_status"][code] = res["bad_status"].get(code, 0) + n
+                res["wall"] += rest["wall"]
+            time.sleep(1.0)
             rss_end = sampler.rss()
             hwm = sampler.status("VmHWM")
         finally:
@@ -273,9 +285,9 @@ def main() -> int:
     print(f"errors: {len(res['failures'])}")
     for f in res["failures"][:10]:
         print("  ", f)
-    print(f"server RSS (MiB): ready {rss_ready:.0f}, after 100 requests {res['rss_100']:.0f}, after all "
+    print(f"server RSS at rest (MiB): ready {rss_ready:.0f}, after 100 requests {res['rss_100']:.0f}, after all "
           f"{rss_end:.0f}, peak {max(hwm, sampler.peak):.0f}")
-    print("server RSS every 100 requests (MiB): " + " ".join(f"{v:.0f}" for v in res["rss_trend"]))
+    print("server RSS under load, every 100 requests (MiB): " + " ".join(f"{v:.0f}" for v in res["rss_trend"]))
     print(f"memory growth after warm-up (100 -> {len(kinds)} requests): {growth:+.1f} MiB "
           f"({growth / res['rss_100']:+.1%})")
     print(f"server exit code on SIGINT: {server.returncode}")
