@@ -36,8 +36,8 @@ def _limit_malloc_arenas(n: int = 2) -> None:
     """Cap glibc's malloc arenas (as MALLOC_ARENA_MAX=n would) unless the user set that variable.
 
     glibc gives each thread its own arena; the locate pool's threads then fragment memory and the
-    server's RSS creeps up request after request (benchmarks/serve_load.py: +14 MiB per 200 requests
-    without the cap, +3 MiB with it). No-op off glibc.
+    server's RSS sits higher and creeps up (benchmarks/serve_load.py, 300 requests: ~720 -> 734 MiB
+    without the cap, ~650 -> 653 MiB with MALLOC_ARENA_MAX=2). No-op off glibc.
     """
     import ctypes
     import os
