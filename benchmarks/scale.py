@@ -297,7 +297,9 @@ def main() -> None:
         if not args.no_write:
             write_section(text)
     if not jobs:  # --parts none: render (and write) what --state holds
-        text = render(args, header[:-1] + [], emb, ret, heads, [], skipped)
+        text = render(args, header[:-1], emb, ret, heads, [], skipped)
+        if not args.no_write:
+            write_section(text)
     print("\n" + text)
     if not args.no_write:
         print(f"\nwrote the Scale section of {RESULTS}", file=sys.stderr)
