@@ -52,6 +52,20 @@ def test_round_trip_gives_identical_predictions(fitted, tmp_path):
     assert back.card == "# card\n" and back.training == {"n_train": 300}
 
 
+def test_saved_bundle_has_the_usual_file_modes(fitted, tmp_path):
+    """A bundle is shipped inside the package: it must be readable by others (not mkdtemp's 0700/0600)."""
+    import os
+
+    bundle, _, _ = fitted
+    old = os.umask(0o022)
+    try:
+        out = bundle.save(tmp_path / "m")
+    finally:
+        os.umask(old)
+    assert out.stat().st_mode & 0o777 == 0o755
+    assert {p.name: p.stat().st_mode & 0o777 for p in out.iterdir()} == {p.name: 0o644 for p in out.iterdir()}
+
+
 def test_save_replaces_atomically_and_leaves_no_temp_dirs(fitted, tmp_path):
     bundle, X, y = fitted
     bundle.save(tmp_path / "m")

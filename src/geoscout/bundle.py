@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ._io import sha256_file
+from ._io import _umask, sha256_file
 from .errors import InvalidInput, MissingWeights
 
 __all__ = ["ModelBundle", "RetrievalData", "FORMAT_VERSION"]
@@ -156,9 +156,12 @@ class ModelBundle:
             (tmp / CARD).write_text(self.card or f"# geoscout model\n\nHead: {config['head'].get('name')}\n", encoding="utf-8")
             config["files"] = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
             (tmp / CONFIG).write_text(json.dumps(config, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+            mode = 0o666 & ~_umask()
             for p in tmp.iterdir():
+                os.chmod(p, mode)
                 with open(p, "rb") as fh:
                     os.fsync(fh.fileno())
+            os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; give the usual directory mode
             old = None
             if target.exists():
                 old = target.with_name(f".{target.name}.old-{os.getpid()}")
