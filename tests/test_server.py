@@ -56,6 +56,19 @@ def test_one_bad_file_among_good_ones(client, photo_bytes):
     assert good["candidates"] and not bad["candidates"] and "bad.jpg" in bad["error"]
 
 
+def test_truncated_upload_is_named_and_served_like_a_local_file(client, photo_bytes, small_world_sample, tiny_locator):
+    """The header passes the pixel check, the pixels do not decode: the error names the upload, not '<N bytes>'.
+    A good upload is decoded like the same file on disk (JPEG draft scaling), so the answers agree."""
+    cut = photo_bytes[: len(photo_bytes) // 3]
+    files = [("files", ("whole.jpg", photo_bytes, "image/jpeg")), ("files", ("cut.jpg", cut, "image/jpeg"))]
+    r = client.post("/v1/locate", files=files, data={"top_k": "3"})
+    assert r.status_code == 200, r.text
+    whole, broken = r.json()["predictions"]
+    assert broken["error"].startswith("cut.jpg: ") and "bytes>" not in broken["error"]
+    local = tiny_locator.locate([small_world_sample[0][0]], top_k=3)[0]
+    assert [c["lat"] for c in whole["candidates"]] == pytest.approx([c.lat for c in local.candidates], abs=1e-6)
+
+
 @pytest.mark.parametrize(
     "files,data,status,code",
     [

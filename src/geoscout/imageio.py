@@ -19,7 +19,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import InvalidInput
 
-__all__ = ["DEFAULT_MAX_PIXELS", "MAX_FILE_BYTES", "load_image", "describe_source"]
+__all__ = ["DEFAULT_MAX_PIXELS", "MAX_FILE_BYTES", "load_image", "probe_image", "describe_source"]
 
 DEFAULT_MAX_PIXELS = 40_000_000  # ~ a 7700 x 5200 photo; raise it explicitly for panoramas you trust
 MAX_FILE_BYTES = 100 * 1024 * 1024
@@ -130,3 +130,36 @@ def load_image(src: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS, max_by
                 opened.close()  # type: ignore[union-attr]
             except Exception:  # noqa: BLE001
                 pass
+
+
+def probe_image(data: bytes, *, name: str | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
+                max_bytes: int = MAX_FILE_BYTES) -> tuple[int, int]:
+    """``(width, height)`` of encoded image ``data`` from its header alone, without decoding the pixels.
+
+    Raises :class:`InvalidInput` (``"<name>: <reason>"``) for an empty, over-large, non-image or
+    over-``max_pixels`` input, so a server can refuse a decompression bomb before any decoding.
+    """
+    label = name or describe_source(data)
+    if len(data) == 0:
+        raise InvalidInput(f"{label}: empty upload (0 bytes)")
+    if len(data) > max_bytes:
+        raise InvalidInput(f"{label}: {len(data)} bytes, over the {max_bytes}-byte limit")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(bytes(data))) as im:
+                w, h = im.size
+    except UnidentifiedImageError:
+        raise InvalidInput(f"{label}: not an image Pillow can read (unknown format or not a picture)") from None
+    except Image.DecompressionBombError as exc:
+        raise InvalidInput(f"{label}: {exc}") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise InvalidInput(f"{label}: cannot read the image header ({exc})") from None
+    if w <= 0 or h <= 0:
+        raise InvalidInput(f"{label}: image has no pixels ({w}x{h})")
+    if w * h > max_pixels:
+        raise InvalidInput(
+            f"{label}: {w}x{h} = {w * h} pixels exceeds the limit of {max_pixels} "
+            "(protection against decompression bombs); downscale it or raise max_pixels if you trust the file"
+        )
+    return w, h

@@ -173,23 +173,30 @@ def _release_slot(semaphore: asyncio.Semaphore, job: "asyncio.Future[Any]") -> N
 
 
 def _run_locate(locator: Any, blobs: list[bytes], names: list[str], top_k: int, panorama: bool, max_pixels: int) -> list[Any]:
-    from ..imageio import load_image
+    """Locate uploads. Headers are checked first (size, pixel count) and the bytes themselves go to the
+    locator, so served photos are decoded exactly as the training photos were (JPEG draft scaling)."""
+    from ..imageio import probe_image
     from ..types import Prediction
 
-    images: list[Any] = []
     errors: dict[int, str] = {}
     for i, (b, n) in enumerate(zip(blobs, names)):
         try:
-            im = load_image(b, max_pixels=max_pixels)
-            im.filename = n  # type: ignore[attr-defined]
-            images.append(im)
+            probe_image(b, name=n, max_pixels=max_pixels)
         except InvalidInput as exc:
-            errors[i] = str(exc).replace(f"<{len(b)} bytes>", n)
-            images.append(None)
-    good = [i for i in range(len(images)) if i not in errors]
+            errors[i] = str(exc)
+    good = [i for i in range(len(blobs)) if i not in errors]
     if not good:
         return [Prediction(image_id=names[i], error=errors[i]) for i in range(len(names))]
-    preds = locator.locate([images[i] for i in good], top_k=top_k, panorama=panorama, ids=[names[i] for i in good])
+    preds = locator.locate([blobs[i] for i in good], top_k=top_k, panorama=panorama, ids=[names[i] for i in good])
+    # The decoder names an upload "<N bytes>": give the client its file name back. Reasons are listed in
+    # upload order, so replacing the first occurrence in turn is right even when two sizes are equal.
+    pairs = [(i, preds[0]) for i in good] if panorama else list(zip(good, preds))
+    for i, p in pairs:
+        tag = f"<{len(blobs[i])} bytes>"
+        if p.error and tag in p.error:
+            p.error = p.error.replace(tag, names[i], 1)
+        elif p.source and tag in p.source:
+            p.source = p.source.replace(tag, names[i], 1)
     if panorama:
         if errors:
             preds[0].source = (preds[0].source or "") + f" skipped: {'; '.join(errors.values())}"
