@@ -10,9 +10,11 @@ GeoCLIP's real location encoder, image MLP, logit scale and 100k GPS gallery fro
   per photo (batch of 1) and batched.
 
 Each side runs in its own subprocess (sequentially) so peak memory is per side. Prints per-photo latency,
-throughput, the speed-up ratios (goal: >= 5x per photo), top-1 agreement and peak RSS.
+throughput, the speed-up ratios (goal: >= 5x per photo), top-1 agreement and peak RSS; then the cold start
+of the ``geoscout locate`` CLI with the default model (goal < 3 s; ``--cold-only`` measures just that).
 
     python benchmarks/locate_speed.py [--photos 8] [--theirs 3] [--batch 8]
+    python benchmarks/locate_speed.py --cold-only
 """
 
 from __future__ import annotations
@@ -131,6 +133,34 @@ def _side_ours(clip: str, photos: list[str], top_k: int, batch: int) -> dict:
             "threads": torch.get_num_threads(), "n": len(photos), "gallery": int(np.asarray(loc.head.gallery_).shape[0])}
 
 
+def cold_start(runs: int = 5, photo: str | None = None) -> dict:
+    """Wall time and peak RSS of whole ``geoscout locate`` processes with the default model (fresh interpreter
+    each run; the OS file cache is warm after the first, as for a user who runs it twice)."""
+    import resource
+    import shutil
+
+    exe = shutil.which("geoscout") or ""
+    cmd = [exe, "locate", photo, "-f", "json"] if photo else [exe, "locate", "--example", "-f", "json"]
+    if not exe:
+        raise SystemExit("the geoscout command is not on PATH; pip install -e . first")
+    walls = []
+    for _ in range(runs + 1):  # the first run warms the file cache and is not counted
+        t = time.perf_counter()
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        walls.append(time.perf_counter() - t)
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return {"cmd": " ".join(["geoscout"] + cmd[1:]), "first_s": walls[0], "walls": walls[1:],
+            "median_s": statistics.median(walls[1:]), "peak_rss_mb": peak}
+
+
+def _print_cold(c: dict) -> None:
+    print(f"cold start of `{c['cmd']}` (default model geoscout-lite, whole process, {len(c['walls'])} runs): "
+          f"median {c['median_s']:.2f} s, min {min(c['walls']):.2f} s, max {max(c['walls']):.2f} s "
+          f"(first run, cold file cache: {c['first_s']:.2f} s); goal < 3 s: "
+          f"{'met' if c['median_s'] < 3 else 'NOT met'} ({3 / c['median_s']:.2f}x the bound); "
+          f"peak RSS {c['peak_rss_mb']:.0f} MiB", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--photos", type=int, default=8, help="photos from ../shared/data/im2gps for geoscout")
@@ -138,10 +168,15 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--top-k", type=int, default=5)
     ap.add_argument("--clip-dir", help="keep the random ViT-L/14 checkpoint here and reuse it on later runs")
+    ap.add_argument("--cold-runs", type=int, default=5, help="runs of the CLI cold-start measurement")
+    ap.add_argument("--cold-only", action="store_true", help="measure only the CLI cold start (no GeoCLIP comparison)")
     ap.add_argument("--side", choices=["ours", "theirs"], help=argparse.SUPPRESS)
     ap.add_argument("--clip", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.cold_only:
+        _print_cold(cold_start(args.cold_runs))
+        return
     photos = _photos(args.photos)
 
     if args.side:  # a child process: one side, results as JSON
@@ -201,6 +236,7 @@ def main() -> None:
     print(f"top-1 equal to GeoCLIP.predict: {agree_raw}/{n_t} on identically decoded pixels "
           f"(max |p1 diff| {prob_diff:.2e}); {agree_locate}/{n_t} through `locate` "
           f"(which applies EXIF orientation; rotated photos among them: {sum(ours['exif_rotated'][:n_t])})")
+    _print_cold(cold_start(args.cold_runs))
 
 
 if __name__ == "__main__":

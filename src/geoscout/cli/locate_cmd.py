@@ -108,9 +108,12 @@ def locate_command(
 
 def _example_photo() -> Path:
     """scikit-learn's sample photo china.jpg (a temple in China), installed with geoscout's dependencies."""
-    import sklearn.datasets
+    import importlib.util
 
-    path = Path(sklearn.datasets.__file__).parent / "images" / "china.jpg"
+    # find_spec locates the package without importing it (importing scikit-learn costs ~1 s of cold start)
+    spec = importlib.util.find_spec("sklearn")
+    roots = list(spec.submodule_search_locations or []) if spec is not None else []
+    path = Path(roots[0] if roots else ".") / "datasets" / "images" / "china.jpg"
     if not path.is_file():
         raise fail(f"the example photo is missing ({path}); pass your own photo instead")
     typer.echo(f"example photo: {path} (CC-BY 2.0, danielbuechele on Flickr; taken in China)", err=True)
