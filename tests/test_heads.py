@@ -280,3 +280,20 @@ def test_bad_inputs_are_clear(separable, partition):
         head.fit(bad, y[:10], partition=partition)
     with pytest.raises(InvalidInput, match="tau"):
         create_head("classifier", tau=-5).fit(X[:10], y[:10], partition=partition)
+
+
+def test_chunked_standardisation_equals_numpy_without_copying_the_matrix():
+    """Heads standardise large training sets chunk by chunk (float64, Chan's merge): same mean/std as numpy's
+    two-pass result on the selected rows, even with a mean far larger than the spread."""
+    from geoscout.heads._torch import column_mean_std, standardized_rows
+
+    rng = np.random.default_rng(3)
+    X = (1000.0 + rng.normal(0, 0.01, (5003, 7))).astype(np.float32)
+    rows = rng.permutation(5003)[:4001]
+    mean, std = column_mean_std(X, rows, chunk=256)
+    ref = X[rows].astype(np.float64)
+    np.testing.assert_allclose(mean, ref.mean(axis=0), rtol=1e-7)
+    np.testing.assert_allclose(std, ref.std(axis=0) + 1e-6, rtol=1e-4)
+    batch = np.array([5, 0, 4000])
+    got = standardized_rows(X, rows, mean, std)(batch).numpy()
+    np.testing.assert_allclose(got, (X[rows[batch]] - mean) / std, rtol=1e-6)

@@ -70,6 +70,49 @@ def grouped_val_split(
     return idx[~is_val], idx[is_val]
 
 
+def column_mean_std(X: NDArray[np.float32], rows: NDArray[np.int64], *, chunk: int = 65_536,
+                    eps: float = 1e-6) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+    """Per-column mean and std (+ ``eps``) of ``X[rows]``, accumulated in float64 a chunk at a time.
+
+    Never copies ``X`` whole (a 1M x 1280 float32 matrix is 5 GB; ``X[rows].std()`` needs three such
+    copies); chunks are merged with Chan et al.'s parallel variance formula, so no precision is lost
+    when the mean is large relative to the spread.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    d = X.shape[1]
+    n, mean, m2 = 0, np.zeros(d), np.zeros(d)
+    for a in range(0, rows.size, chunk):
+        b = np.asarray(X[rows[a : a + chunk]], dtype=np.float64)
+        nb = b.shape[0]
+        mb = b.mean(axis=0)
+        m2b = ((b - mb) ** 2).sum(axis=0)
+        delta = mb - mean
+        tot = n + nb
+        mean = mean + delta * (nb / tot)
+        m2 = m2 + m2b + delta**2 * (n * nb / tot)
+        n = tot
+    if n == 0:
+        raise InvalidInput("cannot standardise zero training rows")
+    std = np.sqrt(m2 / n) + eps
+    return mean.astype(np.float32), std.astype(np.float32)
+
+
+def standardized_rows(X: NDArray[np.float32], rows: NDArray[np.int64], mean: NDArray[np.float32],
+                      std: NDArray[np.float32]) -> Callable[[NDArray[np.int64]], Any]:
+    """``get(batch)`` -> float32 tensor ``(X[rows[batch]] - mean) / std``, standardised batch by batch
+    so training never holds a standardised copy of the whole embedding matrix."""
+    import torch
+
+    xt = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
+    rt = np.asarray(rows, dtype=np.int64)
+    mt, st = torch.from_numpy(mean), torch.from_numpy(std)
+
+    def get(batch: NDArray[np.int64]) -> Any:
+        return (xt[torch.from_numpy(rt[np.asarray(batch)])] - mt) / st
+
+    return get
+
+
 def mean_geoguessr(pred: NDArray[np.float64], truth: NDArray[np.float64]) -> float:
     """Mean GeoGuessr score (5000 exp(-d/1492.7 km)) of (N, 2) predictions against (N, 2) truth."""
     d = haversine_km(pred[:, 0], pred[:, 1], truth[:, 0], truth[:, 1])

@@ -19,7 +19,8 @@ from numpy.typing import NDArray
 from ..errors import InvalidInput, NotFittedError
 from ..geo import pairwise_haversine_km
 from ._registry import HEADS
-from ._torch import available_cores, grouped_val_split, location_groups, mean_geoguessr, torch_threads, train_loop
+from ._torch import (available_cores, column_mean_std, grouped_val_split, location_groups, mean_geoguessr,
+                     standardized_rows, torch_threads, train_loop)
 from .base import Distribution, GeoHead, check_embeddings, check_targets
 
 __all__ = ["CellClassifierHead", "haversine_smoothing"]
@@ -227,16 +228,15 @@ class CellClassifierHead(GeoHead):
             tr, va = grouped_val_split(X.shape[0], g, self.val_fraction, self.seed)
             if va.size:
                 X_val, y_val = X[va], y[va]
-        Xtr, ytr, ltr = X[tr], y[tr], labels[tr]
-        self.x_mean_ = Xtr.mean(axis=0).astype(np.float32)
-        self.x_std_ = (Xtr.std(axis=0) + 1e-6).astype(np.float32)
+        ytr, ltr = y[tr], labels[tr]
+        self.x_mean_, self.x_std_ = column_mean_std(X, tr)
 
         with torch_threads(self._n_threads(X.shape[1], n_cells)), torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(self.seed))
             net = _build_net(X.shape[1], int(self.hidden), float(self.dropout), self._output_dims(n_cells))
             self.net_ = net
             self._prepare_extra(y, labels, aux, tr)
-            xt = torch.from_numpy((Xtr - self.x_mean_) / self.x_std_)
+            x_batch = standardized_rows(X, tr, self.x_mean_, self.x_std_)
             lt = torch.from_numpy(ltr)
             if self.class_balanced:
                 counts = np.bincount(ltr, minlength=n_cells).astype(np.float64)
@@ -246,7 +246,7 @@ class CellClassifierHead(GeoHead):
                 sample_w = None
 
             def batch_loss(rows: NDArray[np.int64]) -> Any:
-                out = net(xt[rows])
+                out = net(x_batch(rows))
                 logp = torch.log_softmax(out["cell"], dim=1)
                 if self.tau == 0:
                     nll = -logp.gather(1, lt[rows, None])[:, 0]

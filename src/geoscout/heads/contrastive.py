@@ -25,7 +25,8 @@ from numpy.typing import NDArray
 from ..errors import InvalidInput
 from ..geo import validate_latlon
 from ._registry import HEADS
-from ._torch import grouped_val_split, location_groups, mean_geoguessr, torch_threads, train_loop
+from ._torch import (column_mean_std, grouped_val_split, location_groups, mean_geoguessr, standardized_rows,
+                     torch_threads, train_loop)
 from .base import Distribution, GeoHead, check_embeddings, check_targets
 
 __all__ = ["ContrastiveHead"]
@@ -178,9 +179,8 @@ class ContrastiveHead(GeoHead):
             tr, va = grouped_val_split(X.shape[0], g, float(self.val_fraction), int(self.seed))
             if va.size:
                 X_val, y_val = X[va], y[va]
-        Xtr, ytr = X[tr], y[tr]
-        self.x_mean_ = Xtr.mean(axis=0).astype(np.float32)
-        self.x_std_ = (Xtr.std(axis=0) + 1e-6).astype(np.float32)
+        ytr = y[tr]
+        self.x_mean_, self.x_std_ = column_mean_std(X, tr)
         # the gallery: given, else the deduplicated training coordinates (all of y: no labels of X_val)
         if self.gallery is not None:
             gallery = _gallery_array(self.gallery)
@@ -199,7 +199,7 @@ class ContrastiveHead(GeoHead):
 
                 net.location.load_state_dict(load_wheel_weights("location_encoder"), strict=True)
             self.net_ = net
-            xt = torch.from_numpy((Xtr - self.x_mean_) / self.x_std_)
+            x_batch = standardized_rows(X, tr, self.x_mean_, self.x_std_)
             yt = torch.from_numpy(ytr.astype(np.float32))
             qsize = int(self.queue_size)
             gen = torch.Generator().manual_seed(int(self.seed) + 7)
@@ -224,7 +224,7 @@ class ContrastiveHead(GeoHead):
             def batch_loss(rows: NDArray[np.int64]) -> Any:
                 gps = yt[rows]
                 gps_all = torch.cat([gps, state["queue"]], dim=0) if qsize else gps
-                img = net.image_features(xt[rows])
+                img = net.image_features(x_batch(rows))
                 loc = net.location_features(gps_all)
                 scale = net.logit_scale.clamp(max=max_log_scale).exp()
                 logits = scale * img @ loc.T
