@@ -57,3 +57,19 @@ def test_watch_locates_new_screenshots(tiny_locator, small_world_sample, tmp_pat
 def test_watch_rejects_missing_folder(tiny_locator, tmp_path):
     with pytest.raises(InvalidInput, match="not a folder"):
         watch_folder(tmp_path / "nope", tiny_locator)
+
+
+def test_ctrl_c_while_the_model_loads_stops_quietly(monkeypatch, tmp_path):
+    """Ctrl-C during the (seconds-long) model load ends `geoscout watch` with "stopped", not a traceback."""
+    from typer.testing import CliRunner
+
+    import geoscout.locate
+    from geoscout.cli import app
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(geoscout.locate, "load_model", interrupted)
+    result = CliRunner().invoke(app, ["watch", str(tmp_path)])
+    assert result.exit_code == 130 and "stopped" in result.output
+    assert not isinstance(result.exception, KeyboardInterrupt)

@@ -27,7 +27,11 @@ def watch_command(
 
     console = Console()
     box = None if crop.strip().lower() == "none" else CropBox.parse(crop)
-    loc = load_model(model)
+    try:
+        loc = load_model(model)
+    except KeyboardInterrupt:  # Ctrl-C while the model loads: stop quietly, like Ctrl-C while watching
+        console.print("stopped")
+        raise typer.Exit(130) from None
     console.print(f"watching [bold]{folder}[/bold] with {loc.name}; map: {map_path}  (Ctrl-C to stop)")
 
     def show(path, pred) -> None:
