@@ -96,14 +96,7 @@ def load_image(src: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS, max_by
                     im = Image.open(opened)
                 except UnidentifiedImageError:
                     raise InvalidInput(f"{name}: not an image Pillow can read (unknown format or not a picture)") from None
-        w, h = im.size
-        if w <= 0 or h <= 0:
-            raise InvalidInput(f"{name}: image has no pixels ({w}x{h})")
-        if w * h > max_pixels:
-            raise InvalidInput(
-                f"{name}: {w}x{h} = {w * h} pixels exceeds the limit of {max_pixels} "
-                "(protection against decompression bombs); downscale it or raise max_pixels if you trust the file"
-            )
+        _check_size(name, *im.size, max_pixels)
         if getattr(im, "n_frames", 1) > 1:
             im.seek(0)
         try:
@@ -155,11 +148,15 @@ def probe_image(data: bytes, *, name: str | None = None, max_pixels: int = DEFAU
         raise InvalidInput(f"{label}: {exc}") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise InvalidInput(f"{label}: cannot read the image header ({exc})") from None
+    _check_size(label, w, h, max_pixels)
+    return w, h
+
+
+def _check_size(name: str, w: int, h: int, max_pixels: int) -> None:
     if w <= 0 or h <= 0:
-        raise InvalidInput(f"{label}: image has no pixels ({w}x{h})")
+        raise InvalidInput(f"{name}: image has no pixels ({w}x{h})")
     if w * h > max_pixels:
         raise InvalidInput(
-            f"{label}: {w}x{h} = {w * h} pixels exceeds the limit of {max_pixels} "
+            f"{name}: {w}x{h} = {w * h} pixels exceeds the limit of {max_pixels} "
             "(protection against decompression bombs); downscale it or raise max_pixels if you trust the file"
         )
-    return w, h

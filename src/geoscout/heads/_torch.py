@@ -113,6 +113,38 @@ def standardized_rows(X: NDArray[np.float32], rows: NDArray[np.int64], mean: NDA
     return get
 
 
+def split_train_val(X: NDArray[np.float32], y: NDArray[np.float64], X_val: Any, y_val: Any, groups: Any,
+                    val_fraction: float, seed: int) -> tuple[NDArray[np.int64], Any, Any]:
+    """Training rows of ``X`` and the validation set: the given ``X_val``/``y_val``, else a location-grouped
+    share of ``X`` (``groups`` (N,) location ids; default: rows with identical coordinates)."""
+    from .base import check_embeddings, check_targets
+
+    if X_val is not None:
+        X_val = check_embeddings(X_val, dim=X.shape[1], what="validation embeddings")
+        return np.arange(X.shape[0]), X_val, check_targets(y_val, X_val.shape[0])
+    g = location_groups(y) if groups is None else np.asarray(groups)
+    if g.shape[0] != X.shape[0]:
+        raise InvalidInput(f"groups: expected {X.shape[0]} entries, got {g.shape[0]}")
+    tr, va = grouped_val_split(X.shape[0], g, float(val_fraction), int(seed))
+    return (tr, X[va], y[va]) if va.size else (tr, None, None)
+
+
+def fit_head_network(head: Any, net: Any, batch_loss: Callable[[NDArray[np.int64]], Any], n_rows: int,
+                     n_features: int, val_score: Callable[[], float] | None, progress: bool) -> dict[str, Any]:
+    """Run :func:`train_loop` with the head's hyper-parameters; ``head`` counts as fitted during training (its
+    validation score predicts) and is reset to unfitted if training fails or is interrupted."""
+    head.n_features_in_ = n_features
+    try:
+        return train_loop(
+            net, batch_loss, n_rows, epochs=int(head.epochs), batch_size=int(head.batch_size),
+            lr=float(head.lr), weight_decay=float(head.weight_decay), seed=int(head.seed),
+            val_score=val_score, patience=int(head.patience), progress=progress, desc=f"{head.name} head",
+        )
+    except BaseException:
+        del head.n_features_in_
+        raise
+
+
 def mean_geoguessr(pred: NDArray[np.float64], truth: NDArray[np.float64]) -> float:
     """Mean GeoGuessr score (5000 exp(-d/1492.7 km)) of (N, 2) predictions against (N, 2) truth."""
     d = haversine_km(pred[:, 0], pred[:, 1], truth[:, 0], truth[:, 1])

@@ -19,8 +19,8 @@ from numpy.typing import NDArray
 from ..errors import InvalidInput, NotFittedError
 from ..geo import pairwise_haversine_km
 from ._registry import HEADS
-from ._torch import (available_cores, column_mean_std, grouped_val_split, location_groups, mean_geoguessr,
-                     standardized_rows, torch_threads, train_loop)
+from ._torch import (available_cores, column_mean_std, fit_head_network, mean_geoguessr, split_train_val,
+                     standardized_rows, torch_threads)
 from .base import Distribution, GeoHead, check_embeddings, check_targets
 
 __all__ = ["CellClassifierHead", "haversine_smoothing"]
@@ -217,17 +217,7 @@ class CellClassifierHead(GeoHead):
             raise InvalidInput("the partition has no cells; fit it on training coordinates first")
         labels = self._labels(y)
 
-        if X_val is not None:
-            X_val = check_embeddings(X_val, dim=X.shape[1], what="validation embeddings")
-            y_val = check_targets(y_val, X_val.shape[0])
-            tr = np.arange(X.shape[0])
-        else:
-            g = location_groups(y) if groups is None else np.asarray(groups)
-            if g.shape[0] != X.shape[0]:
-                raise InvalidInput(f"groups: expected {X.shape[0]} entries, got {g.shape[0]}")
-            tr, va = grouped_val_split(X.shape[0], g, self.val_fraction, self.seed)
-            if va.size:
-                X_val, y_val = X[va], y[va]
+        tr, X_val, y_val = split_train_val(X, y, X_val, y_val, groups, self.val_fraction, self.seed)
         ytr, ltr = y[tr], labels[tr]
         self.x_mean_, self.x_std_ = column_mean_std(X, tr)
 
@@ -263,16 +253,7 @@ class CellClassifierHead(GeoHead):
                 def val_fn() -> float:
                     return mean_geoguessr(self._predict_points_fitted(Xv), yv)
 
-            self.n_features_in_ = X.shape[1]  # marks fitted (val_fn predicts during training)
-            try:
-                self.history_ = train_loop(
-                    net, batch_loss, len(tr), epochs=int(self.epochs), batch_size=int(self.batch_size),
-                    lr=float(self.lr), weight_decay=float(self.weight_decay), seed=int(self.seed),
-                    val_score=val_fn, patience=int(self.patience), progress=progress, desc=f"{self.name} head",
-                )
-            except BaseException:
-                del self.n_features_in_
-                raise
+            self.history_ = fit_head_network(self, net, batch_loss, len(tr), X.shape[1], val_fn, progress)
         self.history_["n_train"] = int(len(tr))
         self.history_["n_val"] = int(0 if X_val is None else len(X_val))
         return self

@@ -25,8 +25,8 @@ from numpy.typing import NDArray
 from ..errors import InvalidInput
 from ..geo import validate_latlon
 from ._registry import HEADS
-from ._torch import (column_mean_std, grouped_val_split, location_groups, mean_geoguessr, standardized_rows,
-                     torch_threads, train_loop)
+from ._torch import (column_mean_std, fit_head_network, mean_geoguessr, split_train_val, standardized_rows,
+                     torch_threads)
 from .base import Distribution, GeoHead, check_embeddings, check_targets
 
 __all__ = ["ContrastiveHead"]
@@ -168,17 +168,7 @@ class ContrastiveHead(GeoHead):
         y = check_targets(y, X.shape[0])
         if int(self.queue_size) < 0 or float(self.gps_noise_km) < 0 or not float(self.temperature) > 0:
             raise InvalidInput("queue_size and gps_noise_km must be >= 0 and temperature > 0")
-        if X_val is not None:
-            X_val = check_embeddings(X_val, dim=X.shape[1], what="validation embeddings")
-            y_val = check_targets(y_val, X_val.shape[0])
-            tr = np.arange(X.shape[0])
-        else:
-            g = location_groups(y) if groups is None else np.asarray(groups)
-            if g.shape[0] != X.shape[0]:
-                raise InvalidInput(f"groups: expected {X.shape[0]} entries, got {g.shape[0]}")
-            tr, va = grouped_val_split(X.shape[0], g, float(self.val_fraction), int(self.seed))
-            if va.size:
-                X_val, y_val = X[va], y[va]
+        tr, X_val, y_val = split_train_val(X, y, X_val, y_val, groups, self.val_fraction, self.seed)
         ytr = y[tr]
         self.x_mean_, self.x_std_ = column_mean_std(X, tr)
         # the gallery: given, else the deduplicated training coordinates (all of y: no labels of X_val)
@@ -245,16 +235,7 @@ class ContrastiveHead(GeoHead):
                     best = np.argmax(self._probs(Xv, feats), axis=1)
                     return mean_geoguessr(self.gallery_[best], yv)
 
-            self.n_features_in_ = X.shape[1]
-            try:
-                self.history_ = train_loop(
-                    net, batch_loss, len(tr), epochs=int(self.epochs), batch_size=int(self.batch_size),
-                    lr=float(self.lr), weight_decay=float(self.weight_decay), seed=int(self.seed),
-                    val_score=val_fn, patience=int(self.patience), progress=progress, desc=f"{self.name} head",
-                )
-            except BaseException:
-                del self.n_features_in_
-                raise
+            self.history_ = fit_head_network(self, net, batch_loss, len(tr), X.shape[1], val_fn, progress)
             self.gallery_features_ = self._encode_gallery(self.gallery_)
         return self
 
