@@ -217,7 +217,7 @@ def _embed_ray_locked(dataset: Any, bb: Any, path: Path, *, backbone_name: str, 
                       on_batch: Callable[[int], None] | None) -> "EmbeddingStore":
     import pandas as pd
 
-    from .embeddings import EmbedRun, _embed_locked
+    from .embeddings import EmbedRun, _embed_locked, finish_run, record_batch
 
     ray = require_ray()
     # Open (or create) the store with exactly the single-process checks (same fingerprint and
@@ -280,25 +280,10 @@ def _embed_ray_locked(dataset: Any, bb: Any, path: Path, *, backbone_name: str, 
                             ids_ok.append(image_id)
                             rows_ok.append(k)
                     vecs = out_batch["vector"][rows_ok] if rows_ok else np.zeros((0, store.dim), np.float32)
-                    store.append(ids_ok, vecs, fails)
-                    run.embedded += len(ids_ok)
-                    run.failed.extend(fails)
-                    bar.update(len(out_batch["image_id"]))
-                    if fails:
-                        bar.set_postfix(failed=len(run.failed))
-                    if on_batch is not None:
-                        on_batch(run.embedded + len(run.failed))
+                    record_batch(store, run, bar, ids_ok, vecs, fails, on_batch)
             finally:
                 bar.close()
-    run.seconds = time.perf_counter() - t0
-    store.last_run = run
-    if progress:
-        if not todo_ids:
-            print(f"{store.path}: up to date ({len(store)} vectors, {len(store.failures)} failures); nothing to embed",
-                  file=sys.stderr)
-        else:
-            print(run.summary(), file=sys.stderr)
-    return store
+    return finish_run(store, run, t0, progress=progress, nothing_to_do=not todo_ids)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -508,21 +508,32 @@ def _embed_locked(dataset: Any, bb: "Backbone", path: Path, *, batch_size: int, 
                 ok = [k for k, d in enumerate(decoded) if not isinstance(d, str)]
                 fails = [(chunk[k][0], str(chunk[k][1]), d) for k, d in enumerate(decoded) if isinstance(d, str)]
                 vecs = bb.encode_batch(np.stack([decoded[k] for k in ok]), tta=tta) if ok else np.zeros((0, bb.dim))
-                store.append([chunk[k][0] for k in ok], vecs, fails)
-                run.embedded += len(ok)
-                run.failed.extend(fails)
-                bar.update(len(decoded))
-                if fails:
-                    bar.set_postfix(failed=len(run.failed))
-                if on_batch is not None:
-                    on_batch(run.embedded + len(run.failed))
+                record_batch(store, run, bar, [chunk[k][0] for k in ok], vecs, fails, on_batch)
         finally:
             bar.close()
+    return finish_run(store, run, t0, progress=progress, nothing_to_do=not todo)
+
+
+def record_batch(store: EmbeddingStore, run: EmbedRun, bar: Any, ids: Sequence[str], vectors: np.ndarray,
+                 fails: Sequence[tuple[str, str, str]], on_batch: Callable[[int], None] | None) -> None:
+    """Commit one embedded batch (vectors and failures) to ``store`` and account for it in ``run`` and ``bar``."""
+    store.append(list(ids), vectors, fails)
+    run.embedded += len(ids)
+    run.failed.extend(fails)
+    bar.update(len(ids) + len(fails))
+    if fails:
+        bar.set_postfix(failed=len(run.failed))
+    if on_batch is not None:
+        on_batch(run.embedded + len(run.failed))
+
+
+def finish_run(store: EmbeddingStore, run: EmbedRun, t0: float, *, progress: bool, nothing_to_do: bool) -> EmbeddingStore:
+    """Stamp ``run`` on the store and print the end-of-run summary (or "up to date") when ``progress``."""
     run.seconds = time.perf_counter() - t0
     store.last_run = run
     if progress:
-        if not todo:
-            print(f"{path}: up to date ({len(store)} vectors, {len(store.failures)} failures); nothing to embed",
+        if nothing_to_do:
+            print(f"{store.path}: up to date ({len(store)} vectors, {len(store.failures)} failures); nothing to embed",
                   file=sys.stderr)
         else:
             print(run.summary(), file=sys.stderr)
