@@ -104,16 +104,17 @@ def bench_embedding(n_images: int, batch_size: int, backbone: str) -> tuple[list
 
 
 # ------------------------------------------------------------------------------------- retrieval
-def bench_retrieval(size: int, dim: int, queries: int, nprobe: int) -> dict:
+def bench_retrieval(size: int, dim: int, queries: int, nprobes: list[int]) -> list[dict]:
     from scale_retrieval import run
 
     load = os.getloadavg()[0]
     t = time.perf_counter()
-    row = run(size, dim, queries, 2_000_000, nprobe)
-    row["total s"] = time.perf_counter() - t
-    row["load"] = load
-    print(row, flush=True)
-    return row
+    rows = run(size, dim, queries, 2_000_000, nprobes)
+    for row in rows:
+        row["total s"] = time.perf_counter() - t
+        row["load"] = load
+        print(row, flush=True)
+    return rows
 
 
 # ------------------------------------------------------------------------------------- heads
@@ -201,17 +202,22 @@ def render(args: argparse.Namespace, header: list[str], emb: tuple[list[dict], d
         big = [r for r in ret if r["gallery"] == "10,000,000"]
         goal = ""
         if big:
-            b = big[0]
-            ok = b["approx ms/query"] < 20 and b["recall@10 (NN in top-10)"] >= 0.9 and b["approx MB"] < 2048
-            goal = (f" 10M entries: {b['approx ms/query']:.2f} ms/query, recall@10 {b['recall@10 (NN in top-10)']:.3f}, "
-                    f"{b['approx MB']:,.0f} MB index; goal (< 20 ms, >= 0.9, < 2 GB) **{'met' if ok else 'not met'}**.")
-        out += ["", f"### Retrieval (synthetic unit vectors, dim {args.dim}, {args.queries} queries, nprobe {args.nprobe}, "
-                    "one query per search call)", "",
-                markdown_table(ret, ["gallery", "load", "approx kind", "approx ms/query", "exact ms/query", "speed-up",
-                                     "recall@10 (NN in top-10)", "top-10 overlap", "approx MB", "exact MB",
+            def meets(b: dict) -> bool:
+                return b["approx ms/query"] < 20 and b["recall@10 (NN in top-10)"] >= 0.9 and b["approx MB"] < 2048
+
+            ok = [b for b in big if meets(b)]
+            b = ok[0] if ok else max(big, key=lambda r: r["recall@10 (NN in top-10)"])
+            goal = (f" 10M entries at nprobe {b.get('nprobe', '?')}: {b['approx ms/query']:.2f} ms/query, recall@10 "
+                    f"{b['recall@10 (NN in top-10)']:.3f}, {b['approx MB']:,.0f} MB index; goal (< 20 ms, >= 0.9, < 2 GB) "
+                    f"**{'met' if ok else 'not met'}**.")
+        out += ["", f"### Retrieval (synthetic unit vectors, dim {args.dim}, {args.queries} queries, IVF-PQ at "
+                    "64 bytes/vector, one query per search call; each gallery built once and searched at every nprobe)", "",
+                markdown_table(ret, ["gallery", "load", "approx kind", "nlist", "nprobe", "approx ms/query", "exact ms/query",
+                                     "speed-up", "recall@10 (NN in top-10)", "top-10 overlap", "approx MB", "exact MB",
                                      "approx bytes/entry", "build s"]),
                 "", "Exact search is skipped above 2M entries (4*dim bytes per entry); recall there is against a "
-                    "chunked exact scan." + goal]
+                    "chunked exact scan. recall@10 = share of queries whose exact nearest neighbour is among the 10 "
+                    "returned; top-10 overlap = share of the exact top 10 returned (PQ codes reorder near ties)." + goal]
     if heads:
         per = [r["us/sample"] for r in heads]
         out += ["", "### Head training (classifier, 512 hidden, one epoch, batch 256, synthetic 1280-d embeddings)", "",
@@ -238,7 +244,8 @@ def main() -> None:
     ap.add_argument("--full", action="store_true", help="add the 10M-entry gallery")
     ap.add_argument("--dim", type=int, default=256, help="retrieval vector dim (IVF-PQ at 64 bytes/vector)")
     ap.add_argument("--queries", type=int, default=200)
-    ap.add_argument("--nprobe", type=int, default=32)
+    ap.add_argument("--nprobe", default="32,128,256", help="comma list of lists visited per query, each measured "
+                    "on the same index (the library default is 128)")
     ap.add_argument("--head-sizes", default="10000,100000,1000000")
     ap.add_argument("--note", default="", help="a line to print above the tables (e.g. the machine's load)")
     ap.add_argument("--no-write", action="store_true")
@@ -279,8 +286,9 @@ def main() -> None:
             if kind == "embed":
                 emb = bench_embedding(n, args.batch_size, args.backbone)
             elif kind == "retrieval":
-                row = bench_retrieval(n, args.dim, args.queries, args.nprobe)
-                ret = sorted(keep(ret, "gallery", row["gallery"]) + [row], key=lambda r: int(r["gallery"].replace(",", "")))
+                rows = bench_retrieval(n, args.dim, args.queries, [int(v) for v in str(args.nprobe).split(",")])
+                ret = sorted(keep(ret, "gallery", rows[0]["gallery"]) + rows,
+                             key=lambda r: (int(r["gallery"].replace(",", "")), int(r.get("nprobe", 0))))
             else:
                 row = bench_head(n, 1280)
                 heads = sorted(keep(heads, "embeddings", row["embeddings"]) + [row],

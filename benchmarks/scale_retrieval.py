@@ -36,14 +36,16 @@ def make_chunk(i: int, n: int, dim: int, centers: np.ndarray) -> np.ndarray:
     return normalize_rows(x)
 
 
-def run(size: int, dim: int, n_queries: int, exact_max: int, nprobe: int) -> dict:
+def run(size: int, dim: int, n_queries: int, exact_max: int, nprobes: int | list[int]) -> list[dict]:
+    """One build per gallery size; one row per ``nprobe`` (lists visited per query) searched on it."""
+    nprobes = [nprobes] if isinstance(nprobes, int) else list(nprobes)
     rng = np.random.default_rng(0)
     centers = rng.standard_normal((10_000, dim), dtype=np.float32) / np.sqrt(dim) * 3
     n_chunks = (size + CHUNK - 1) // CHUNK
     q_src = make_chunk(0, min(size, CHUNK), dim, centers)[: n_queries]
     queries = normalize_rows(q_src + 0.25 * rng.standard_normal(q_src.shape, dtype=np.float32) / np.sqrt(dim) * 3)
 
-    approx = RetrievalIndex(kind="ivfpq", nprobe=nprobe)
+    approx = RetrievalIndex(kind="ivfpq", nprobe=nprobes[0])
     exact = RetrievalIndex(kind="flat") if size <= exact_max else None
     best_s = np.full((n_queries, 10), -np.inf, dtype=np.float32)
     best_i = np.full((n_queries, 10), -1, dtype=np.int64)
@@ -78,25 +80,32 @@ def run(size: int, dim: int, n_queries: int, exact_max: int, nprobe: int) -> dic
             ts.append(time.perf_counter() - t0)
         return float(np.median(ts) * 1000)
 
-    _, a_ids = approx.search(queries, 10)
-    rec = recall_at_k(a_ids, best_i, 10)
-    row = {
-        "gallery": f"{size:,}",
-        "approx kind": approx.kind_,
-        "approx ms/query": latency(approx),
-        "approx MB": approx.memory_bytes() / 2**20,
-        "approx bytes/entry": approx.memory_bytes() / size,
-        "recall@10 (NN in top-10)": rec["nn_in_topk"],
-        "top-10 overlap": rec["overlap"],
-        "build s": build_s,
-    }
+    exact_row = {}
     if exact is not None:
-        row["exact ms/query"] = latency(exact)
-        row["exact MB"] = exact.memory_bytes() / 2**20
-        row["speed-up"] = row["exact ms/query"] / row["approx ms/query"]
-    row["process RSS MB"] = current_rss_mb()
-    return row
-
+        exact_row = {"exact ms/query": latency(exact), "exact MB": exact.memory_bytes() / 2**20}
+    rows = []
+    for nprobe in nprobes:
+        approx.index_.nprobe = min(nprobe, approx.index_.nlist)
+        _, a_ids = approx.search(queries, 10)
+        rec = recall_at_k(a_ids, best_i, 10)
+        row = {
+            "gallery": f"{size:,}",
+            "approx kind": approx.kind_,
+            "nlist": approx.index_.nlist,
+            "nprobe": approx.index_.nprobe,
+            "approx ms/query": latency(approx),
+            "approx MB": approx.memory_bytes() / 2**20,
+            "approx bytes/entry": approx.memory_bytes() / size,
+            "recall@10 (NN in top-10)": rec["nn_in_topk"],
+            "top-10 overlap": rec["overlap"],
+            "build s": build_s,
+            **exact_row,
+        }
+        if exact_row:
+            row["speed-up"] = row["exact ms/query"] / row["approx ms/query"]
+        row["process RSS MB"] = current_rss_mb()
+        rows.append(row)
+    return rows
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -104,13 +113,13 @@ def main() -> None:
     ap.add_argument("--dim", type=int, default=256)
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--exact-max", type=int, default=2_000_000)
-    ap.add_argument("--nprobe", type=int, default=32)
+    ap.add_argument("--nprobe", default="32,128,256", help="comma list: lists visited per query, each measured")
     args = ap.parse_args()
     rows = []
     for size in [int(s) for s in args.sizes.split(",")]:
-        rows.append(run(size, args.dim, args.queries, args.exact_max, args.nprobe))
+        rows += run(size, args.dim, args.queries, args.exact_max, [int(v) for v in args.nprobe.split(",")])
         print(rows[-1], flush=True)
-    cols = ["gallery", "approx kind", "approx ms/query", "exact ms/query", "speed-up", "recall@10 (NN in top-10)",
+    cols = ["gallery", "approx kind", "nlist", "nprobe", "approx ms/query", "exact ms/query", "speed-up", "recall@10 (NN in top-10)",
             "top-10 overlap", "approx MB", "exact MB", "approx bytes/entry", "build s", "process RSS MB"]
     print(f"\nRetrieval, dim {args.dim}, {args.queries} queries, nprobe {args.nprobe}; peak RSS {peak_rss_mb():,.0f} MB\n")
     print(markdown_table(rows, cols))
