@@ -203,7 +203,7 @@ def main() -> None:
     if not args.no_write:
         path = ROOT / "benchmarks" / "RESULTS.md"
         old = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n"
-        pat = re.compile(re.escape(SECTION) + r".*?(?=\n## |\Z)", re.S)
+        pat = re.compile(re.escape(SECTION) + r".*?(?=\n## |\n<!-- |\Z)", re.S)  # stop at the next section or marker
         new = pat.sub(lambda _: text.rstrip() + "\n", old) if pat.search(old) else old.rstrip() + "\n\n" + text
         from geoscout._io import atomic_write_text
 
