@@ -128,6 +128,22 @@ def main() -> None:
 
     results: list[tuple[str, dict[str, dict[str, float] | None], str]] = []
 
+    class Refined:
+        """A head plus the Locator's refinement step, with ``predict`` = the refined top-1 coordinate."""
+
+        def __init__(self, head, partition, X_train, y_train, method: str) -> None:
+            from geoscout.bundle import RetrievalData
+            from geoscout.locate import Locator, RefineConfig
+
+            ret = RetrievalData(vectors=X_train.astype(np.float16), lat=y_train[:, 0], lon=y_train[:, 1],
+                                cell=partition.assign(y_train[:, 0], y_train[:, 1]))
+            self.locator = Locator(None, head, partition=partition, retrieval=ret, refine=RefineConfig(method=method),
+                                   geocode=False, heatmap_points=0)
+
+        def predict(self, Xt):
+            preds = self.locator.locate_embeddings(Xt, [str(i) for i in range(len(Xt))], top_k=1)
+            return np.array([[p.candidates[0].lat, p.candidates[0].lon] for p in preds])
+
     def evaluate(name: str, head, note: str = "") -> None:
         res = {k: metrics(head.predict(Xt), yt) for k, (Xt, yt) in test_sets.items()}
         results.append((name, res, note))
@@ -159,6 +175,10 @@ def main() -> None:
         evaluate(f"classification, {spec} ({partitions[spec].n_cells} cells)", h, f"{h.fit_seconds_:.0f} s")
     h = fit("classifier", "semantic", tau=75.0)
     evaluate("+ haversine label smoothing (τ = 75 km)", h, f"{h.fit_seconds_:.0f} s")
+    # PIGEON's refinement inside the top cells, on top of the label-smoothed classifier (geoscout-lite's recipe)
+    for method, label in (("retrieval", "+ retrieval refinement (k = 8 nearest training images, top 5 cells)"),
+                          ("protonet", "+ ProtoNet refinement (OPTICS prototypes per cell)")):
+        evaluate(label, Refined(h, partitions["semantic"], X, y, method), "1000 km guard")
     h = fit("hybrid", "semantic", tau=75.0)
     evaluate("+ hybrid head (cell + offset)", h, f"{h.fit_seconds_:.0f} s")
     mt = fit("multitask", "semantic", tau=75.0, aux_dir=str(aux_dir))

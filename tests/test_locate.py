@@ -84,3 +84,49 @@ def test_empty_and_bad_arguments(tiny_locator):
         tiny_locator.locate([])
     with pytest.raises(InvalidInput):
         tiny_locator.locate(["x.jpg"], top_k=0)
+
+
+def _two_place_cell():
+    """One cell holding two places A and B, 4 locations each, 4 views per location (repeated coordinates)."""
+    rng = np.random.default_rng(0)
+    e_a, e_b = np.eye(16)[0], np.eye(16)[1]
+    lat, lon, vec = [], [], []
+    for centre, e in (((45.0, 15.0), e_a), ((45.8, 16.0), e_b)):
+        for j in range(4):
+            la, lo = centre[0] + 0.03 * j, centre[1] + 0.02 * j
+            for _ in range(4):
+                v = e + 0.05 * rng.normal(size=16)
+                lat.append(la), lon.append(lo), vec.append(v / np.linalg.norm(v))
+    return np.array(vec, np.float32), np.array(lat), np.array(lon), e_b.astype(np.float32)
+
+
+@pytest.mark.parametrize("method", ["retrieval", "protonet"])
+def test_refinement_moves_to_the_most_similar_place_and_the_guard_holds(method):
+    import warnings
+
+    from geoscout.locate import RefineConfig, _Refiner
+
+    vec, lat, lon, query = _two_place_cell()
+    cell = np.zeros(len(lat), np.int64)
+    b_lat, b_lon = lat[16:].mean(), lon[16:].mean()
+    lat0, lon0 = 45.4, 15.5  # the cell's own estimate, between A and B
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # e.g. OPTICS dividing by zero on repeated points
+        refiner = _Refiner(vec, lat, lon, cell, RefineConfig(method=method, k=8, min_cluster_size=3))
+        la, lo = refiner.refine(query, 0, lat0, lon0)
+    assert float(haversine_km(la, lo, b_lat, b_lon)) < 15.0
+    assert float(haversine_km(la, lo, 45.0, 15.0)) > 80.0
+    guarded = _Refiner(vec, lat, lon, cell, RefineConfig(method=method, k=8, min_cluster_size=3, max_move_km=10.0))
+    assert guarded.refine(query, 0, lat0, lon0) == (lat0, lon0)  # a move over max_move_km is cancelled
+    assert refiner.refine(query, 7, lat0, lon0) == (lat0, lon0)  # a cell with no training images: no move
+
+
+def test_protonet_prototypes_are_locations_not_repeated_views():
+    from geoscout.locate import RefineConfig, _Refiner
+
+    vec, lat, lon, _ = _two_place_cell()
+    protos = _Refiner(vec, lat, lon, np.zeros(len(lat), np.int64), RefineConfig(method="protonet", min_cluster_size=3)).prototypes()
+    # 8 distinct locations in two tight groups: 2 clusters, or single locations where OPTICS leaves noise
+    assert 2 <= len(protos.lat) <= 8
+    near = [min(float(haversine_km(a, b, 45.0, 15.0)), float(haversine_km(a, b, 45.8, 16.0))) for a, b in zip(protos.lat, protos.lon)]
+    assert max(near) < 15.0

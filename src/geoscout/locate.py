@@ -132,12 +132,15 @@ class _Refiner:
             vecs, lats, lons, cells = [], [], [], []
             for c, idx in self._by_cell.items():
                 groups: list[NDArray[np.int64]]
-                if len(idx) >= 2 * self.config.min_cluster_size:
-                    xyz = np.radians(np.stack([self.lat[idx], self.lon[idx]], axis=1))
-                    labels = OPTICS(min_samples=self.config.min_cluster_size, metric="haversine").fit(xyz).labels_
-                    groups = [idx[labels == g] for g in np.unique(labels) if g >= 0]
-                    noise = idx[labels < 0]
-                    groups += [np.array([i]) for i in noise]
+                # cluster distinct locations (the views of one panorama share a point; OPTICS on repeated
+                # points divides by zero reachability), then give each location's images its label
+                pts, inv = np.unique(np.round(np.stack([self.lat[idx], self.lon[idx]], axis=1), 6), axis=0,
+                                     return_inverse=True)
+                inv = inv.reshape(-1)
+                if len(pts) >= 2 * self.config.min_cluster_size:
+                    labels = OPTICS(min_samples=self.config.min_cluster_size, metric="haversine").fit(np.radians(pts)).labels_
+                    groups = [idx[labels[inv] == g] for g in np.unique(labels) if g >= 0]
+                    groups += [idx[inv == u] for u in np.flatnonzero(labels < 0)]  # each unclustered location alone
                 else:
                     groups = [idx]
                 for g in groups:
