@@ -136,19 +136,22 @@ def _side_ours(clip: str, photos: list[str], top_k: int, batch: int) -> dict:
 def cold_start(runs: int = 5, photo: str | None = None) -> dict:
     """Wall time and peak RSS of whole ``geoscout locate`` processes with the default model (fresh interpreter
     each run; the OS file cache is warm after the first, as for a user who runs it twice)."""
-    import resource
     import shutil
 
     exe = shutil.which("geoscout") or ""
     cmd = [exe, "locate", photo, "-f", "json"] if photo else [exe, "locate", "--example", "-f", "json"]
     if not exe:
         raise SystemExit("the geoscout command is not on PATH; pip install -e . first")
-    walls = []
+    walls, peak = [], 0.0
     for _ in range(runs + 1):  # the first run warms the file cache and is not counted
         t = time.perf_counter()
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak RSS (not earlier children's)
         walls.append(time.perf_counter() - t)
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode != 0:
+            raise SystemExit(f"{' '.join(cmd)} exited with {proc.returncode}")
+        peak = max(peak, usage.ru_maxrss / 1024)
     return {"cmd": " ".join(["geoscout"] + cmd[1:]), "first_s": walls[0], "walls": walls[1:],
             "median_s": statistics.median(walls[1:]), "peak_rss_mb": peak}
 
