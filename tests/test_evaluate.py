@@ -119,6 +119,27 @@ def test_top_k_is_best_of_k():
     assert "best of top-3" in r.to_markdown()
 
 
+def test_calibration_by_hand():
+    """Radius coverage and expected vs scored GeoGuessr, from predictions that state their confidence."""
+    truth = pd.DataFrame({"image_id": ["a", "b", "c", "d"], "lat": [10.0, 20.0, 30.0, 40.0], "lon": [0.0] * 4})
+    off = [_direct(la, 0.0, 90.0, km) for la, km in ((10.0, 50.0), (20.0, 300.0), (30.0, 10.0), (40.0, 100.0))]
+    preds = [
+        Prediction("a", [Candidate(*off[0], 0.9)], radius_km=100.0, expected_score=4000.0),   # inside
+        Prediction("b", [Candidate(*off[1], 0.9)], radius_km=200.0, expected_score=3000.0),   # outside
+        Prediction("c", [Candidate(*off[2], 0.9)], radius_km=10.5, expected_score=5000.0),    # inside (edge)
+        Prediction("d", [Candidate(*off[3], 0.9)]),                                            # states nothing
+    ]
+    r = evaluate(preds, truth, places=False)
+    m = r.metrics
+    assert m["n_radius"] == 3 and m["radius_coverage"] == pytest.approx(2 / 3)
+    assert m["n_expected"] == 3 and m["expected_geoguessr"] == pytest.approx(4000.0)
+    scored = np.mean([5000 * math.exp(-km / 1492.7) for km in (50.0, 300.0, 10.0)])
+    assert m["geoguessr_on_expected"] == pytest.approx(scored, rel=1e-9)
+    assert "## Calibration" in r.to_markdown() and "66.7 %" in r.to_markdown()
+    plain = evaluate([Prediction("a", [Candidate(*off[0], 1.0)])], truth.head(1), places=False)
+    assert plain.metrics["n_radius"] == 0 and "## Calibration" not in plain.to_markdown()
+
+
 def test_bad_truth_is_a_clear_error():
     with pytest.raises(InvalidInput, match="lacks column"):
         evaluate([], pd.DataFrame({"lat": [1.0], "lon": [2.0]}))

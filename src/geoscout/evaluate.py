@@ -41,6 +41,7 @@ __all__ = [
     "THRESHOLD_NAMES",
     "POLICY",
     "distance_metrics",
+    "calibration_metrics",
     "accuracy_key",
     "evaluate",
     "EvaluationReport",
@@ -67,6 +68,27 @@ def accuracy_key(threshold_km: float, prefix: str = "acc") -> str:
 
 def _rounded(d: np.ndarray) -> np.ndarray:
     return np.round(d / _MM) * _MM
+
+
+def calibration_metrics(distances_km: ArrayLike, radius_km: ArrayLike, expected_score: ArrayLike) -> dict[str, Any]:
+    """How far to trust a model's own confidence, over predictions that state it.
+
+    ``radius_coverage``: share of images whose true place lies within the stated radius of the top
+    candidate (the radius is meant to hold ~68 % of the probability mass, so a calibrated model scores
+    ~0.68; much less means over-confident). ``expected_geoguessr``: mean GeoGuessr score the model
+    expected, next to ``geoguessr_on_expected``, the mean it scored on the same images.
+    """
+    d = np.asarray(distances_km, dtype=np.float64)
+    r = np.asarray(radius_km, dtype=np.float64)
+    e = np.asarray(expected_score, dtype=np.float64)
+    has_r, has_e = np.isfinite(r) & np.isfinite(d), np.isfinite(e) & np.isfinite(d)
+    return {
+        "n_radius": int(has_r.sum()),
+        "radius_coverage": float(np.mean(d[has_r] <= r[has_r])) if has_r.any() else float("nan"),
+        "n_expected": int(has_e.sum()),
+        "expected_geoguessr": float(e[has_e].mean()) if has_e.any() else float("nan"),
+        "geoguessr_on_expected": float(geoguessr_score(d[has_e]).mean()) if has_e.any() else float("nan"),
+    }
 
 
 def distance_metrics(distances_km: ArrayLike, thresholds: Sequence[float] = ACCURACY_THRESHOLDS_KM) -> dict[str, float]:
@@ -279,6 +301,14 @@ class EvaluationReport:
             f"({m.get('n_truth_at_sea', 0)} truth points at sea excluded); admin-1 over {m.get('n_admin1', 0)}",
             f"- policy: {self.policy}",
         ]
+        if m.get("n_radius") or m.get("n_expected"):
+            lines += ["", "## Calibration", ""]
+            if m.get("n_radius"):
+                lines.append(f"- true place within the stated 68 % radius: {_pct(m['radius_coverage'])} of "
+                             f"{m['n_radius']} images (calibrated: about 68 %; much less = over-confident)")
+            if m.get("n_expected"):
+                lines.append(f"- GeoGuessr score the model expected: {_fmt(m['expected_geoguessr'])}; scored: "
+                             f"{_fmt(m['geoguessr_on_expected'])} (same {m['n_expected']} images)")
         failed = self.per_image[self.per_image["status"] == "failed"]
         if len(failed):
             lines += ["", "Failed predictions:", ""]
@@ -462,6 +492,8 @@ def evaluate(
     cand_lat = np.full((n, kk), np.nan)
     cand_lon = np.full((n, kk), np.nan)
     n_cand = np.zeros(n, dtype=int)
+    radius = np.full(n, np.nan)
+    expected = np.full(n, np.nan)
     tl = truth_df["true_lat"].to_numpy()
     to = truth_df["true_lon"].to_numpy()
     for i, iid in enumerate(truth_df["image_id"]):
@@ -474,6 +506,8 @@ def evaluate(
             continue
         status[i], error[i] = "ok", None
         n_cand[i] = len(p.candidates)
+        radius[i] = np.nan if p.radius_km is None else float(p.radius_km)
+        expected[i] = np.nan if p.expected_score is None else float(p.expected_score)
         for j, c in enumerate(p.candidates[:kk]):
             cand_lat[i, j], cand_lon[i, j] = c.lat, c.lon
     filled = np.arange(kk)[None, :] < np.minimum(n_cand, kk)[:, None]
@@ -505,6 +539,8 @@ def evaluate(
             "geoguessr": geoguessr_score(dist),
             "best_k_km": best_k,
             "n_candidates": n_cand,
+            "radius_km": radius,
+            "expected_geoguessr": expected,
         }
     )
 
@@ -535,6 +571,7 @@ def evaluate(
             metrics[accuracy_key(t, f"top{top_k}_acc")] = float(np.mean(bk < t)) if bk.size else float("nan")
         metrics[f"top{top_k}_median_km"] = float(np.median(best_k[ok])) if ok.any() else float("nan")
 
+    metrics.update(calibration_metrics(dist[ok], radius[ok], expected[ok]))
     if places:
         _place_metrics(per, metrics)
     by_country = _by_country(per, thresholds) if places else pd.DataFrame()

@@ -91,3 +91,7 @@ def _print_table(report) -> None:  # type: ignore[no-untyped-def]
         f"failed {m['n_failed']}, missing {m['n_missing']}, predictions without truth {m['n_unmatched']}"
         + (f"; {m['n_truth_at_sea']} truth points at sea left out of country accuracy" if m.get("n_truth_at_sea") else "")
     )
+    if m.get("n_radius"):
+        console.print(f"calibration: true place within the stated 68% radius for {pct(m['radius_coverage'])} of "
+                      f"{m['n_radius']} images (calibrated: ~68%); expected GeoGuessr {m['expected_geoguessr']:,.0f}, "
+                      f"scored {m['geoguessr_on_expected']:,.0f}")
