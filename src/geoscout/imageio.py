@@ -65,37 +65,12 @@ def load_image(src: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS, max_by
     (``"<name>: <reason>"``) for a missing, empty, truncated, non-image or over-large input.
     """
     name = describe_source(src)
+    owned: BinaryIO | None = None
     try:
         if isinstance(src, Image.Image):
             im = src
-            opened = None
         else:
-            if isinstance(src, (str, os.PathLike)):
-                p = Path(src)
-                if not p.exists():
-                    raise InvalidInput(f"{name}: file not found; check the path")
-                if p.is_dir():
-                    raise InvalidInput(f"{name}: is a folder, not an image file")
-                size = p.stat().st_size
-                if size == 0:
-                    raise InvalidInput(f"{name}: empty file (0 bytes); re-download or remove it")
-                if size > max_bytes:
-                    raise InvalidInput(f"{name}: file is {size} bytes, over the {max_bytes}-byte limit")
-                opened = open(p, "rb")
-            elif isinstance(src, (bytes, bytearray, memoryview)):
-                if len(src) == 0:
-                    raise InvalidInput(f"{name}: empty upload (0 bytes)")
-                if len(src) > max_bytes:
-                    raise InvalidInput(f"{name}: {len(src)} bytes, over the {max_bytes}-byte limit")
-                opened = io.BytesIO(bytes(src))
-            else:
-                opened = src
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                try:
-                    im = Image.open(opened)
-                except UnidentifiedImageError:
-                    raise InvalidInput(f"{name}: not an image Pillow can read (unknown format or not a picture)") from None
+            im, owned = _open(src, name, max_bytes)
         _check_size(name, *im.size, max_pixels)
         if getattr(im, "n_frames", 1) > 1:
             im.seek(0)
@@ -118,11 +93,7 @@ def load_image(src: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS, max_by
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise InvalidInput(f"{name}: cannot decode image ({exc})") from None
     finally:
-        if not isinstance(src, Image.Image) and isinstance(src, (str, os.PathLike, bytes, bytearray, memoryview)):
-            try:
-                opened.close()  # type: ignore[union-attr]
-            except Exception:  # noqa: BLE001
-                pass
+        _close(owned)
 
 
 def probe_image(data: bytes, *, name: str | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
@@ -133,23 +104,68 @@ def probe_image(data: bytes, *, name: str | None = None, max_pixels: int = DEFAU
     over-``max_pixels`` input, so a server can refuse a decompression bomb before any decoding.
     """
     label = name or describe_source(data)
-    if len(data) == 0:
-        raise InvalidInput(f"{label}: empty upload (0 bytes)")
-    if len(data) > max_bytes:
-        raise InvalidInput(f"{label}: {len(data)} bytes, over the {max_bytes}-byte limit")
+    owned: BinaryIO | None = None
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(bytes(data))) as im:
-                w, h = im.size
-    except UnidentifiedImageError:
-        raise InvalidInput(f"{label}: not an image Pillow can read (unknown format or not a picture)") from None
+        im, owned = _open(data, label, max_bytes)
+        w, h = im.size
+    except InvalidInput:
+        raise
     except Image.DecompressionBombError as exc:
         raise InvalidInput(f"{label}: {exc}") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise InvalidInput(f"{label}: cannot read the image header ({exc})") from None
+    finally:
+        _close(owned)
     _check_size(label, w, h, max_pixels)
     return w, h
+
+
+def _open(src: str | os.PathLike[str] | bytes | bytearray | memoryview | BinaryIO, name: str,
+          max_bytes: int) -> tuple[Image.Image, BinaryIO | None]:
+    """Check a path, bytes or stream source and open it lazily (the header only).
+
+    Returns the image and the file object opened here (for the caller to close; ``None`` for a
+    caller's own stream). Raises :class:`InvalidInput` for a missing, empty, over-large or non-image source.
+    """
+    owned: BinaryIO | None = None
+    if isinstance(src, (str, os.PathLike)):
+        p = Path(src)
+        if not p.exists():
+            raise InvalidInput(f"{name}: file not found; check the path")
+        if p.is_dir():
+            raise InvalidInput(f"{name}: is a folder, not an image file")
+        size = p.stat().st_size
+        if size == 0:
+            raise InvalidInput(f"{name}: empty file (0 bytes); re-download or remove it")
+        if size > max_bytes:
+            raise InvalidInput(f"{name}: file is {size} bytes, over the {max_bytes}-byte limit")
+        owned = stream = open(p, "rb")
+    elif isinstance(src, (bytes, bytearray, memoryview)):
+        if len(src) == 0:
+            raise InvalidInput(f"{name}: empty upload (0 bytes)")
+        if len(src) > max_bytes:
+            raise InvalidInput(f"{name}: {len(src)} bytes, over the {max_bytes}-byte limit")
+        owned = stream = io.BytesIO(bytes(src))
+    else:
+        stream = src
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            try:
+                return Image.open(stream), owned
+            except UnidentifiedImageError:
+                raise InvalidInput(f"{name}: not an image Pillow can read (unknown format or not a picture)") from None
+    except BaseException:
+        _close(owned)
+        raise
+
+
+def _close(stream: BinaryIO | None) -> None:
+    if stream is not None:
+        try:
+            stream.close()
+        except Exception:  # noqa: BLE001
+            pass
 
 
 def _check_size(name: str, w: int, h: int, max_pixels: int) -> None:
