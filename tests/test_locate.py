@@ -130,3 +130,11 @@ def test_protonet_prototypes_are_locations_not_repeated_views():
     assert 2 <= len(protos.lat) <= 8
     near = [min(float(haversine_km(a, b, 45.0, 15.0)), float(haversine_km(a, b, 45.8, 16.0))) for a, b in zip(protos.lat, protos.lon)]
     assert max(near) < 15.0
+
+
+def test_failed_in_memory_input_is_named_by_its_id(tiny_locator, small_world_sample):
+    """Bytes have no name of their own: a failure reason leads with the caller's id, not '<N bytes>'."""
+    data = small_world_sample[0][0].read_bytes()
+    good, bad = tiny_locator.locate([data, data[: len(data) // 3]], top_k=2, ids=["whole.jpg", "cut.jpg"])
+    assert good.candidates and not good.error
+    assert bad.error.startswith("cut.jpg: ") and "bytes>" not in bad.error

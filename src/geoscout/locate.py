@@ -286,6 +286,7 @@ class Locator:
             raise InvalidInput(f"top_k must be >= 1, got {top_k}")
         names = list(ids) if ids is not None else [_name_of(im, i) for i, im in enumerate(images)]
         X, failures = self.embed(images)
+        failures = {i: _named_reason(r, images[i], names[i]) for i, r in failures.items()}
         if panorama:
             good = [i for i in range(len(images)) if i not in failures]
             if not good:
@@ -321,6 +322,16 @@ def _none(v: Any) -> Any:
     if isinstance(v, float) and np.isnan(v):
         return None
     return v
+
+
+def _named_reason(reason: str, src: Any, name: str) -> str:
+    """A decoder names in-memory inputs ``<N bytes>`` or ``<PIL image ...>``: lead with the caller's id instead."""
+    from .imageio import describe_source
+
+    if isinstance(src, (str, os.PathLike)):
+        return reason
+    tag = describe_source(src)
+    return name + reason[len(tag):] if reason.startswith(tag) else reason
 
 
 def _name_of(im: Any, i: int) -> str:

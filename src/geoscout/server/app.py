@@ -187,16 +187,8 @@ def _run_locate(locator: Any, blobs: list[bytes], names: list[str], top_k: int, 
     good = [i for i in range(len(blobs)) if i not in errors]
     if not good:
         return [Prediction(image_id=names[i], error=errors[i]) for i in range(len(names))]
+    # the locator names a failed upload by its id (the file name), so errors read "cut.jpg: ..."
     preds = locator.locate([blobs[i] for i in good], top_k=top_k, panorama=panorama, ids=[names[i] for i in good])
-    # The decoder names an upload "<N bytes>": give the client its file name back. Reasons are listed in
-    # upload order, so replacing the first occurrence in turn is right even when two sizes are equal.
-    pairs = [(i, preds[0]) for i in good] if panorama else list(zip(good, preds))
-    for i, p in pairs:
-        tag = f"<{len(blobs[i])} bytes>"
-        if p.error and tag in p.error:
-            p.error = p.error.replace(tag, names[i], 1)
-        elif p.source and tag in p.source:
-            p.source = p.source.replace(tag, names[i], 1)
     if panorama:
         if errors:
             preds[0].source = (preds[0].source or "") + f" skipped: {'; '.join(errors.values())}"
