@@ -156,12 +156,12 @@ class ModelBundle:
             (tmp / CARD).write_text(self.card or f"# geoscout model\n\nHead: {config['head'].get('name')}\n", encoding="utf-8")
             config["files"] = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
             (tmp / CONFIG).write_text(json.dumps(config, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
-            mode = 0o666 & ~_umask()
+            umask = _umask()  # mkdtemp makes 0700 and files were written 0644 or 0600: give the usual modes
             for p in tmp.iterdir():
-                os.chmod(p, mode)
+                os.chmod(p, 0o666 & ~umask)
                 with open(p, "rb") as fh:
                     os.fsync(fh.fileno())
-            os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; give the usual directory mode
+            os.chmod(tmp, 0o777 & ~umask)
             old = None
             if target.exists():
                 old = target.with_name(f".{target.name}.old-{os.getpid()}")
