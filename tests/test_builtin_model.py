@@ -58,3 +58,12 @@ def test_weights_match_their_training_data(lite, shared_data):
     preds = lite.locate([root / p for p in frame["path"]], top_k=1)
     countries = [p.candidates[0].country for p in preds]
     assert np.mean([c == "HR" for c in countries]) >= 0.8, countries
+
+
+def test_cli_table_names_a_missing_photo_once(tmp_path):
+    missing = tmp_path / "[gone].jpg"
+    result = CliRunner().invoke(app, ["locate", str(missing)])
+    assert result.exit_code == 1
+    out = " ".join(result.output.split())  # rich wraps long lines at the terminal width
+    assert f"{missing}: file not found; check the path" in out
+    assert out.count(str(missing)) == 1

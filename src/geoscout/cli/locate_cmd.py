@@ -151,12 +151,15 @@ def _render(preds, fmt: OutputFormat) -> str:
 
 def _print_table(preds) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console()
     for p in preds:
         if p.error:
-            console.print(f"[bold]{p.image_id}[/bold]: [red]{p.error}[/red]")
+            # reasons usually lead with the input's name already ("photo.jpg: file not found; ...")
+            msg = p.error[len(p.image_id) + 2:] if p.error.startswith(f"{p.image_id}: ") else p.error
+            console.print(f"[bold]{escape(p.image_id)}[/bold]: [red]{escape(msg)}[/red]", highlight=False)
             continue
         t = Table(title=f"{p.image_id}  (68% radius {p.radius_km:,.0f} km, expected score {p.expected_score:,.0f})",
                   title_justify="left")
