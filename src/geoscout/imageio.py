@@ -8,10 +8,12 @@ starts with the input's name and states the reason.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import warnings
 from pathlib import Path
+from collections.abc import Iterator
 from typing import BinaryIO
 
 import numpy as np
@@ -67,31 +69,26 @@ def load_image(src: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS, max_by
     name = describe_source(src)
     owned: BinaryIO | None = None
     try:
-        if isinstance(src, Image.Image):
-            im = src
-        else:
-            im, owned = _open(src, name, max_bytes)
-        _check_size(name, *im.size, max_pixels)
-        if getattr(im, "n_frames", 1) > 1:
-            im.seek(0)
-        try:
-            im.load()
-        except (OSError, SyntaxError, ValueError, EOFError) as exc:
-            reason = "truncated or corrupt image data" if "truncat" in str(exc).lower() else f"cannot decode ({exc})"
-            raise InvalidInput(f"{name}: {reason}; re-download or remove it") from None
-        try:
-            im = ImageOps.exif_transpose(im) or im
-        except Exception:  # a broken EXIF block must not lose the picture itself  # noqa: BLE001
-            pass
-        out = _to_rgb(im)
-        out.load()
-        return out if out is not src else out.copy()
-    except InvalidInput:
-        raise
-    except Image.DecompressionBombError as exc:
-        raise InvalidInput(f"{name}: {exc}") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise InvalidInput(f"{name}: cannot decode image ({exc})") from None
+        with _reasons(name, "cannot decode image"):
+            if isinstance(src, Image.Image):
+                im = src
+            else:
+                im, owned = _open(src, name, max_bytes)
+            _check_size(name, *im.size, max_pixels)
+            if getattr(im, "n_frames", 1) > 1:
+                im.seek(0)
+            try:
+                im.load()
+            except (OSError, SyntaxError, ValueError, EOFError) as exc:
+                reason = "truncated or corrupt image data" if "truncat" in str(exc).lower() else f"cannot decode ({exc})"
+                raise InvalidInput(f"{name}: {reason}; re-download or remove it") from None
+            try:
+                im = ImageOps.exif_transpose(im) or im
+            except Exception:  # a broken EXIF block must not lose the picture itself  # noqa: BLE001
+                pass
+            out = _to_rgb(im)
+            out.load()
+            return out if out is not src else out.copy()
     finally:
         _close(owned)
 
@@ -106,14 +103,9 @@ def probe_image(data: bytes, *, name: str | None = None, max_pixels: int = DEFAU
     label = name or describe_source(data)
     owned: BinaryIO | None = None
     try:
-        im, owned = _open(data, label, max_bytes)
-        w, h = im.size
-    except InvalidInput:
-        raise
-    except Image.DecompressionBombError as exc:
-        raise InvalidInput(f"{label}: {exc}") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise InvalidInput(f"{label}: cannot read the image header ({exc})") from None
+        with _reasons(label, "cannot read the image header"):
+            im, owned = _open(data, label, max_bytes)
+            w, h = im.size
     finally:
         _close(owned)
     _check_size(label, w, h, max_pixels)
@@ -158,6 +150,19 @@ def _open(src: str | os.PathLike[str] | bytes | bytearray | memoryview | BinaryI
     except BaseException:
         _close(owned)
         raise
+
+
+@contextlib.contextmanager
+def _reasons(name: str, failure: str) -> Iterator[None]:
+    """Turn Pillow's errors inside the block into :class:`InvalidInput` ``"<name>: <failure> (<detail>)"``."""
+    try:
+        yield
+    except InvalidInput:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise InvalidInput(f"{name}: {exc}") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise InvalidInput(f"{name}: {failure} ({exc})") from None
 
 
 def _close(stream: BinaryIO | None) -> None:
