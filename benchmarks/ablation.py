@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, SHARED  # noqa: E402
+from _common import ROOT, SHARED
 
 TRAIN_SETS = ("streetview-croatia", "streetview-world", "streetview-strips", "osv5m-sample")
 BACKBONE = "effnet-lite2"
@@ -39,8 +39,9 @@ def load_all(progress: bool, cached_only: bool):
     out = {}
     for name in (*TRAIN_SETS, "im2gps"):
         t = time.perf_counter()
-        out[name] = load_training_data([SHARED / "data" / name], backbone=BACKBONE, progress=progress,
-                                       embed_missing=not cached_only)
+        out[name] = load_training_data(
+            [SHARED / "data" / name], backbone=BACKBONE, progress=progress, embed_missing=not cached_only
+        )
         print(f"  {name}: {len(out[name])} embeddings ({time.perf_counter() - t:.0f} s)", file=sys.stderr)
     return out
 
@@ -67,9 +68,12 @@ def fmt_row(name: str, m: dict[str, float] | None, note: str = "") -> str:
 
 
 def header(title: str, n: int) -> list[str]:
-    return [f"**{title}** (n = {n})", "",
-            "| method | acc@1km % | acc@25km % | acc@200km % | acc@750km % | acc@2500km % | median km | GeoGuessr | country % | note |",
-            "|---" * (len(METRICS) + 2) + "|"]
+    return [
+        f"**{title}** (n = {n})",
+        "",
+        "| method | acc@1km % | acc@25km % | acc@200km % | acc@750km % | acc@2500km % | median km | GeoGuessr | country % | note |",
+        "|---" * (len(METRICS) + 2) + "|",
+    ]
 
 
 def main() -> None:
@@ -77,8 +81,11 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-write", action="store_true", help="print only, do not update RESULTS.md")
     ap.add_argument("--quiet", action="store_true")
-    ap.add_argument("--cached-only", action="store_true",
-                    help="use only images already in the embedding stores (skip embedding the rest)")
+    ap.add_argument(
+        "--cached-only",
+        action="store_true",
+        help="use only images already in the embedding stores (skip embedding the rest)",
+    )
     args = ap.parse_args()
     warnings.simplefilter("ignore", UserWarning)
 
@@ -105,7 +112,9 @@ def main() -> None:
 
     parts_X = [cro.X[cro_tr]] + [data[n].X for n in TRAIN_SETS[1:]]
     parts_y = [cro.y[cro_tr]] + [data[n].y for n in TRAIN_SETS[1:]]
-    parts_g = [cro.frame["location_id"].to_numpy()[cro_tr]] + [data[n].frame["location_id"].to_numpy() for n in TRAIN_SETS[1:]]
+    parts_g = [cro.frame["location_id"].to_numpy()[cro_tr]] + [
+        data[n].frame["location_id"].to_numpy() for n in TRAIN_SETS[1:]
+    ]
     X, y, groups = np.concatenate(parts_X), np.concatenate(parts_y), np.concatenate(parts_g)
     aux_dir = SHARED / "geo"
 
@@ -123,8 +132,11 @@ def main() -> None:
     pano_y[inv] = cro.y[cro_te]
 
     n_sets = {n: len(data[n]) for n in data}
-    print(f"train: {len(X)} images ({len(set(groups))} locations); test: im2gps {len(test_sets['im2gps'][1])}, "
-          f"Croatia {len(cro_te)} views of {len(uniq)} held-out locations; {available_cores()} cores", file=sys.stderr)
+    print(
+        f"train: {len(X)} images ({len(set(groups))} locations); test: im2gps {len(test_sets['im2gps'][1])}, "
+        f"Croatia {len(cro_te)} views of {len(uniq)} held-out locations; {available_cores()} cores",
+        file=sys.stderr,
+    )
 
     results: list[tuple[str, dict[str, dict[str, float] | None], str]] = []
 
@@ -135,10 +147,21 @@ def main() -> None:
             from geoscout.bundle import RetrievalData
             from geoscout.locate import Locator, RefineConfig
 
-            ret = RetrievalData(vectors=X_train.astype(np.float16), lat=y_train[:, 0], lon=y_train[:, 1],
-                                cell=partition.assign(y_train[:, 0], y_train[:, 1]))
-            self.locator = Locator(None, head, partition=partition, retrieval=ret, refine=RefineConfig(method=method),
-                                   geocode=False, heatmap_points=0)
+            ret = RetrievalData(
+                vectors=X_train.astype(np.float16),
+                lat=y_train[:, 0],
+                lon=y_train[:, 1],
+                cell=partition.assign(y_train[:, 0], y_train[:, 1]),
+            )
+            self.locator = Locator(
+                None,
+                head,
+                partition=partition,
+                retrieval=ret,
+                refine=RefineConfig(method=method),
+                geocode=False,
+                heatmap_points=0,
+            )
 
         def predict(self, Xt):
             preds = self.locator.locate_embeddings(Xt, [str(i) for i in range(len(Xt))], top_k=1)
@@ -147,13 +170,21 @@ def main() -> None:
     def evaluate(name: str, head, note: str = "") -> None:
         res = {k: metrics(head.predict(Xt), yt) for k, (Xt, yt) in test_sets.items()}
         results.append((name, res, note))
-        print(f"{name:45s} im2gps GeoGuessr {res['im2gps']['geoguessr']:.0f} | Croatia GeoGuessr "
-              f"{res['croatia']['geoguessr']:.0f}, median {res['croatia']['median_km']:.0f} km", file=sys.stderr)
+        print(
+            f"{name:45s} im2gps GeoGuessr {res['im2gps']['geoguessr']:.0f} | Croatia GeoGuessr "
+            f"{res['croatia']['geoguessr']:.0f}, median {res['croatia']['median_km']:.0f} km",
+            file=sys.stderr,
+        )
 
     # training-centroid prior
     clat, clon = spherical_mean(y[:, 0], y[:, 1])
-    results.append(("training-centroid prior", {k: metrics(np.tile([clat, clon], (len(yt), 1)), yt)
-                                                 for k, (_, yt) in test_sets.items()}, ""))
+    results.append(
+        (
+            "training-centroid prior",
+            {k: metrics(np.tile([clat, clon], (len(yt), 1)), yt) for k, (_, yt) in test_sets.items()},
+            "",
+        )
+    )
 
     evaluate("1-NN retrieval", create_head("knn", k=1).fit(X, y))
 
@@ -176,15 +207,19 @@ def main() -> None:
     h = fit("classifier", "semantic", tau=75.0)
     evaluate("+ haversine label smoothing (τ = 75 km)", h, f"{h.fit_seconds_:.0f} s")
     # PIGEON's refinement inside the top cells, on top of the label-smoothed classifier (geoscout-lite's recipe)
-    for method, label in (("retrieval", "+ retrieval refinement (k = 8 nearest training images, top 5 cells)"),
-                          ("protonet", "+ ProtoNet refinement (OPTICS prototypes per cell)")):
+    for method, label in (
+        ("retrieval", "+ retrieval refinement (k = 8 nearest training images, top 5 cells)"),
+        ("protonet", "+ ProtoNet refinement (OPTICS prototypes per cell)"),
+    ):
         evaluate(label, Refined(h, partitions["semantic"], X, y, method), "1000 km guard")
     h = fit("hybrid", "semantic", tau=75.0)
     evaluate("+ hybrid head (cell + offset)", h, f"{h.fit_seconds_:.0f} s")
     mt = fit("multitask", "semantic", tau=75.0, aux_dir=str(aux_dir))
     evaluate("+ multi-task (climate, elevation, population)", mt, f"{mt.fit_seconds_:.0f} s")
     pano = {"im2gps": None, "croatia": metrics(mt.predict(pano_X), pano_y)}
-    results.append(("+ panorama fusion (mean of 4 views)", pano, f"Croatia: {len(uniq)} panoramas; im2gps has no panoramas"))
+    results.append(
+        ("+ panorama fusion (mean of 4 views)", pano, f"Croatia: {len(uniq)} panoramas; im2gps has no panoramas")
+    )
 
     if "contrastive" in list_heads():
         t = time.perf_counter()
@@ -192,9 +227,13 @@ def main() -> None:
             ch = create_head("contrastive", seed=args.seed).fit(X, y, groups=groups)
             evaluate("GeoCLIP-style contrastive (ours)", ch, f"{time.perf_counter() - t:.0f} s")
         except Exception as exc:  # report, do not hide
-            results.append(("GeoCLIP-style contrastive (ours)", {"im2gps": None, "croatia": None}, f"failed: {exc}"[:120]))
+            results.append(
+                ("GeoCLIP-style contrastive (ours)", {"im2gps": None, "croatia": None}, f"failed: {exc}"[:120])
+            )
     else:
-        results.append(("GeoCLIP-style contrastive (ours)", {"im2gps": None, "croatia": None}, "head not in this checkout"))
+        results.append(
+            ("GeoCLIP-style contrastive (ours)", {"im2gps": None, "croatia": None}, "head not in this checkout")
+        )
 
     elapsed = time.perf_counter() - t_start
     lines = [
@@ -210,8 +249,10 @@ def main() -> None:
         "the Croatian test set shares its country with part of the training data, im2gps does not.",
         "",
     ]
-    for key, title, n in (("im2gps", "Test: im2gps", len(test_sets["im2gps"][1])),
-                          ("croatia", "Test: held-out Croatia locations, single views", len(cro_te))):
+    for key, title, n in (
+        ("im2gps", "Test: im2gps", len(test_sets["im2gps"][1])),
+        ("croatia", "Test: held-out Croatia locations, single views", len(cro_te)),
+    ):
         lines += header(title, n)
         for name, res, note in results:
             lines.append(fmt_row(name, res.get(key), note))

@@ -31,8 +31,10 @@ def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
     shared = need_shared()
     df = pd.concat(
-        [pd.read_csv(shared / "data" / name / "manifest.csv")[["lat", "lon"]]
-         for name in ("streetview-croatia", "streetview-world", "osv5m-sample", "streetview-strips")],
+        [
+            pd.read_csv(shared / "data" / name / "manifest.csv")[["lat", "lon"]]
+            for name in ("streetview-croatia", "streetview-world", "osv5m-sample", "streetview-strips")
+        ],
         ignore_index=True,
     )
     rng = np.random.default_rng(0)

@@ -18,7 +18,9 @@ from geoscout.imageio import load_image
 
 
 def main() -> None:
-    root = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).resolve().parents[2] / "shared/data/streetview-croatia")
+    root = Path(
+        sys.argv[1] if len(sys.argv) > 1 else Path(__file__).resolve().parents[2] / "shared/data/streetview-croatia"
+    )
     csv = root / "manifest.csv"
     paths = [root / p for p in pd.read_csv(csv)["path"]]
     importers._CACHE.clear()

@@ -45,8 +45,10 @@ def main() -> None:
     t = time.perf_counter()
     is_land(lat, lon)
     t_land = time.perf_counter() - t
-    print(f"{n} points: reverse_geocode {t_rg:.2f} s ({n / t_rg:,.0f} pts/s), country_of {t_co:.2f} s, "
-          f"is_land {t_land:.3f} s; {df['country'].notna().mean():.1%} with a country")
+    print(
+        f"{n} points: reverse_geocode {t_rg:.2f} s ({n / t_rg:,.0f} pts/s), country_of {t_co:.2f} s, "
+        f"is_land {t_land:.3f} s; {df['country'].notna().mean():.1%} with a country"
+    )
 
     # tiled STRtree (ours) vs one tree over whole polygon parts
     shapes = countries.country_polygons()
@@ -63,8 +65,10 @@ def main() -> None:
     ours = country_of(lat[:m], lon[:m], coast_km=0)
     t_tiled = time.perf_counter() - t
     same = np.mean(plain == ours)
-    print(f"point-in-polygon on {m} points: untiled {t_plain:.2f} s, tiled {t_tiled:.3f} s, "
-          f"speed-up x{t_plain / t_tiled:.1f}, same answer {same:.4%}")
+    print(
+        f"point-in-polygon on {m} points: untiled {t_plain:.2f} s, tiled {t_tiled:.3f} s, "
+        f"speed-up x{t_plain / t_tiled:.1f}, same answer {same:.4%}"
+    )
 
     # nearest GeoNames place: our cKDTree on unit vectors vs reverse_geocoder (single process)
     import reverse_geocoder
@@ -77,8 +81,10 @@ def main() -> None:
     t = time.perf_counter()
     cities.nearest_cities(lat[:k], lon[:k], codes[:k])
     t_ours = time.perf_counter() - t
-    print(f"nearest city on {k} points: reverse_geocoder {t_rg1:.2f} s, ours (country-aware) {t_ours:.2f} s, "
-          f"ratio x{t_rg1 / t_ours:.1f}")
+    print(
+        f"nearest city on {k} points: reverse_geocoder {t_rg1:.2f} s, ours (country-aware) {t_ours:.2f} s, "
+        f"ratio x{t_rg1 / t_ours:.1f}"
+    )
 
     if "--land-mask" in sys.argv:
         import resource
@@ -92,8 +98,10 @@ def main() -> None:
         t_imp = time.perf_counter() - t
         rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         same = np.mean(globe.is_land(lat.copy(), lon.copy()) == land_mask(lat, lon))
-        print(f"land mask: `import global_land_mask` {t_imp:.2f} s and +{rss1 - rss0:.0f} MiB peak; "
-              f"packed memmap lookup {t_land:.3f} s; identical {same:.4%}")
+        print(
+            f"land mask: `import global_land_mask` {t_imp:.2f} s and +{rss1 - rss0:.0f} MiB peak; "
+            f"packed memmap lookup {t_land:.3f} s; identical {same:.4%}"
+        )
 
 
 if __name__ == "__main__":

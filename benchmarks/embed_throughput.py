@@ -41,7 +41,9 @@ def timed(fn, repeat: int = 1) -> float:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=256, help="number of images")
-    ap.add_argument("--dataset", default=str(Path(__file__).resolve().parents[1].parent / "shared/data/streetview-croatia"))
+    ap.add_argument(
+        "--dataset", default=str(Path(__file__).resolve().parents[1].parent / "shared/data/streetview-croatia")
+    )
     ap.add_argument("--backbone", default="effnet-lite2")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--workers", type=int, default=2)
@@ -69,8 +71,10 @@ def main() -> int:
         ds = import_csv(tmp / "manifest.csv").dataset
         n = len(ds)
         paths = ds.image_paths()
-        print(f"{n} images from {src} | backbone {args.backbone} | batch {args.batch_size} | "
-              f"{args.workers} decode threads | {cpu_threads()} CPU cores | torch threads {torch.get_num_threads()}")
+        print(
+            f"{n} images from {src} | backbone {args.backbone} | batch {args.batch_size} | "
+            f"{args.workers} decode threads | {cpu_threads()} CPU cores | torch threads {torch.get_num_threads()}"
+        )
 
         bb_t = create_backbone(args.backbone)
         bb_o = create_backbone(args.backbone, runtime="onnx")
@@ -104,8 +108,12 @@ def main() -> int:
         print(f"decode+preprocess only          {dec:8.1f} images/s")
         print(f"forward only, torch eager       {fwd_t:8.1f} images/s   (bound for torch)")
         print(f"forward only, ONNX Runtime      {fwd_o:8.1f} images/s   (bound for onnx)")
-        print(f"embed_dataset end-to-end, torch {e2e_t:8.1f} images/s   = {e2e_t / fwd_t:.2f} x its bound (goal >= 0.9)")
-        print(f"embed_dataset end-to-end, onnx  {e2e_o:8.1f} images/s   = {e2e_o / fwd_o:.2f} x its bound (goal >= 0.9)")
+        print(
+            f"embed_dataset end-to-end, torch {e2e_t:8.1f} images/s   = {e2e_t / fwd_t:.2f} x its bound (goal >= 0.9)"
+        )
+        print(
+            f"embed_dataset end-to-end, onnx  {e2e_o:8.1f} images/s   = {e2e_o / fwd_o:.2f} x its bound (goal >= 0.9)"
+        )
         print(f"ONNX / torch: forward {fwd_o / fwd_t:.2f} x, end-to-end {e2e_o / e2e_t:.2f} x (goal >= 1.3)")
         print(f"peak RSS {peak_rss_mb():.0f} MB")
     finally:

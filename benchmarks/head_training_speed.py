@@ -38,13 +38,21 @@ def main() -> None:
     places = np.column_stack([rng.uniform(-55, 70, k), rng.uniform(-180, 180, k)])
     lab = rng.integers(0, k, args.n)
     y = np.clip(places[lab] + rng.normal(0, 1.0, (args.n, 2)), [-89, -180], [89, 179.999])
-    X = (rng.normal(0, 1, (k, args.dim)).astype(np.float32)[lab] + rng.normal(0, 1.0, (args.n, args.dim)).astype(np.float32))
+    X = rng.normal(0, 1, (k, args.dim)).astype(np.float32)[lab] + rng.normal(0, 1.0, (args.n, args.dim)).astype(
+        np.float32
+    )
     n_val = args.n // 20
     part = create_partition("grid:5").fit(y[n_val:, 0], y[n_val:, 1])
-    aux = {"climate": np.array(["Af", "BWh", "Cfb", "Dfc"], dtype=object)[lab % 4],
-           "elevation_m": (lab % 50) * 40.0, "pop_density": (lab % 30) * 10.0}
-    print(f"{args.n - n_val} train + {n_val} val embeddings x {args.dim}, {part.n_cells} cells, "
-          f"{available_cores()} cores, {args.epochs} epochs", flush=True)
+    aux = {
+        "climate": np.array(["Af", "BWh", "Cfb", "Dfc"], dtype=object)[lab % 4],
+        "elevation_m": (lab % 50) * 40.0,
+        "pop_density": (lab % 30) * 10.0,
+    }
+    print(
+        f"{args.n - n_val} train + {n_val} val embeddings x {args.dim}, {part.n_cells} cells, "
+        f"{available_cores()} cores, {args.epochs} epochs",
+        flush=True,
+    )
     print("| head | seconds / epoch | train examples / s | val GeoGuessr | val median km |")
     print("|---|---|---|---|---|")
     for name in args.heads.split(","):
@@ -58,8 +66,11 @@ def main() -> None:
         p = h.predict(X[:n_val])
         d = haversine_km(p[:, 0], p[:, 1], y[:n_val, 0], y[:n_val, 1])
         per_epoch = sec / h.history_["epochs_run"]
-        print(f"| {name} | {per_epoch:.1f} | {(args.n - n_val) / per_epoch:,.0f} | "
-              f"{np.mean(5000 * np.exp(-d / 1492.7)):.0f} | {np.median(d):.0f} |", flush=True)
+        print(
+            f"| {name} | {per_epoch:.1f} | {(args.n - n_val) / per_epoch:,.0f} | "
+            f"{np.mean(5000 * np.exp(-d / 1492.7)):.0f} | {np.median(d):.0f} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import markdown_table, need_shared, peak_rss_mb  # noqa: E402
+from _common import markdown_table, need_shared, peak_rss_mb
 
 
 def _photos(n: int) -> list[str]:
@@ -51,10 +51,24 @@ def _make_clip(folder: Path) -> None:
     cfg = CLIPConfig(
         projection_dim=768,
         # the text tower is never used by predict; keep it small to save time and disk
-        text_config=dict(hidden_size=64, intermediate_size=128, num_attention_heads=2, num_hidden_layers=1,
-                         projection_dim=768, bos_token_id=0, eos_token_id=2),
-        vision_config=dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
-                           patch_size=14, image_size=224, projection_dim=768),
+        text_config=dict(
+            hidden_size=64,
+            intermediate_size=128,
+            num_attention_heads=2,
+            num_hidden_layers=1,
+            projection_dim=768,
+            bos_token_id=0,
+            eos_token_id=2,
+        ),
+        vision_config=dict(
+            hidden_size=1024,
+            intermediate_size=4096,
+            num_hidden_layers=24,
+            num_attention_heads=16,
+            patch_size=14,
+            image_size=224,
+            projection_dim=768,
+        ),
     )
     torch.manual_seed(0)
     CLIPModel(cfg).eval().save_pretrained(folder)
@@ -84,7 +98,13 @@ def _side_theirs(clip: str, photos: list[str], top_k: int) -> dict:
         gps, prob = model.predict(p, top_k=top_k)
         lat.append(time.perf_counter() - t)
         tops.append([[float(a), float(b)] for a, b in gps.tolist()] + [[float(prob[0]), 0.0]])
-    return {"load_s": load_s, "latency_s": lat, "top": tops, "peak_rss_mb": peak_rss_mb(), "threads": torch.get_num_threads()}
+    return {
+        "load_s": load_s,
+        "latency_s": lat,
+        "top": tops,
+        "peak_rss_mb": peak_rss_mb(),
+        "threads": torch.get_num_threads(),
+    }
 
 
 def _side_ours(clip: str, photos: list[str], top_k: int, batch: int) -> dict:
@@ -128,9 +148,20 @@ def _side_ours(clip: str, photos: list[str], top_k: int, batch: int) -> dict:
     for p in photos:
         with Image.open(p) as im:
             exif_rot.append(int(im.getexif().get(0x0112, 1)) not in (0, 1))
-    return {"cache_s": cache_s, "had_cache": had_cache, "load_s": load_s, "latency_s": lat, "batch_s": batch_s,
-            "top": tops, "raw_top": raw_tops, "exif_rotated": exif_rot, "peak_rss_mb": peak_rss_mb(),
-            "threads": torch.get_num_threads(), "n": len(photos), "gallery": int(np.asarray(loc.head.gallery_).shape[0])}
+    return {
+        "cache_s": cache_s,
+        "had_cache": had_cache,
+        "load_s": load_s,
+        "latency_s": lat,
+        "batch_s": batch_s,
+        "top": tops,
+        "raw_top": raw_tops,
+        "exif_rotated": exif_rot,
+        "peak_rss_mb": peak_rss_mb(),
+        "threads": torch.get_num_threads(),
+        "n": len(photos),
+        "gallery": int(np.asarray(loc.head.gallery_).shape[0]),
+    }
 
 
 def cold_start(runs: int = 5, photo: str | None = None) -> dict:
@@ -152,16 +183,24 @@ def cold_start(runs: int = 5, photo: str | None = None) -> dict:
         if proc.returncode != 0:
             raise SystemExit(f"{' '.join(cmd)} exited with {proc.returncode}")
         peak = max(peak, usage.ru_maxrss / 1024)
-    return {"cmd": " ".join(["geoscout"] + cmd[1:]), "first_s": walls[0], "walls": walls[1:],
-            "median_s": statistics.median(walls[1:]), "peak_rss_mb": peak}
+    return {
+        "cmd": " ".join(["geoscout"] + cmd[1:]),
+        "first_s": walls[0],
+        "walls": walls[1:],
+        "median_s": statistics.median(walls[1:]),
+        "peak_rss_mb": peak,
+    }
 
 
 def _print_cold(c: dict) -> None:
-    print(f"cold start of `{c['cmd']}` (default model geoscout-lite, whole process, {len(c['walls'])} runs): "
-          f"median {c['median_s']:.2f} s, min {min(c['walls']):.2f} s, max {max(c['walls']):.2f} s "
-          f"(first run, cold file cache: {c['first_s']:.2f} s); goal < 3 s: "
-          f"{'met' if c['median_s'] < 3 else 'NOT met'} ({3 / c['median_s']:.2f}x the bound); "
-          f"peak RSS {c['peak_rss_mb']:.0f} MiB", flush=True)
+    print(
+        f"cold start of `{c['cmd']}` (default model geoscout-lite, whole process, {len(c['walls'])} runs): "
+        f"median {c['median_s']:.2f} s, min {min(c['walls']):.2f} s, max {max(c['walls']):.2f} s "
+        f"(first run, cold file cache: {c['first_s']:.2f} s); goal < 3 s: "
+        f"{'met' if c['median_s'] < 3 else 'NOT met'} ({3 / c['median_s']:.2f}x the bound); "
+        f"peak RSS {c['peak_rss_mb']:.0f} MiB",
+        flush=True,
+    )
 
 
 def main() -> None:
@@ -183,8 +222,11 @@ def main() -> None:
     photos = _photos(args.photos)
 
     if args.side:  # a child process: one side, results as JSON
-        res = (_side_ours(args.clip, photos, args.top_k, args.batch) if args.side == "ours"
-               else _side_theirs(args.clip, photos[: args.theirs], args.top_k))
+        res = (
+            _side_ours(args.clip, photos, args.top_k, args.batch)
+            if args.side == "ours"
+            else _side_theirs(args.clip, photos[: args.theirs], args.top_k)
+        )
         Path(args.out).write_text(json.dumps(res))
         return
 
@@ -199,9 +241,24 @@ def main() -> None:
         results = {}
         for side in ("ours", "theirs"):
             out = Path(tmp) / f"{side}.json"
-            cmd = [sys.executable, __file__, "--side", side, "--clip", tmp, "--out", str(out),
-                   "--photos", str(args.photos), "--theirs", str(args.theirs), "--batch", str(args.batch),
-                   "--top-k", str(args.top_k)]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--side",
+                side,
+                "--clip",
+                tmp,
+                "--out",
+                str(out),
+                "--photos",
+                str(args.photos),
+                "--theirs",
+                str(args.theirs),
+                "--batch",
+                str(args.batch),
+                "--top-k",
+                str(args.top_k),
+            ]
             t = time.perf_counter()
             subprocess.run(cmd, check=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
             results[side] = json.loads(out.read_text())
@@ -223,22 +280,40 @@ def main() -> None:
     agree_raw = sum(same(o, t) for o, t in zip(ours["raw_top"], theirs["top"]))
     prob_diff = max(abs(o[-1][0] - t[-1][0]) for o, t in zip(ours["raw_top"], theirs["top"]))
     rows = [
-        {"pipeline": "geoclip GeoCLIP.predict", "photos": n_t, "load s": theirs["load_s"],
-         "per-photo s (median)": theirs_lat, "photos/s": theirs_tput, "peak RSS MiB": theirs["peak_rss_mb"]},
-        {"pipeline": f"geoscout locate --model geoclip (batch {args.batch})", "photos": ours["n"], "load s": ours["load_s"],
-         "per-photo s (median)": ours_lat, "photos/s": ours_tput, "peak RSS MiB": ours["peak_rss_mb"]},
+        {
+            "pipeline": "geoclip GeoCLIP.predict",
+            "photos": n_t,
+            "load s": theirs["load_s"],
+            "per-photo s (median)": theirs_lat,
+            "photos/s": theirs_tput,
+            "peak RSS MiB": theirs["peak_rss_mb"],
+        },
+        {
+            "pipeline": f"geoscout locate --model geoclip (batch {args.batch})",
+            "photos": ours["n"],
+            "load s": ours["load_s"],
+            "per-photo s (median)": ours_lat,
+            "photos/s": ours_tput,
+            "peak RSS MiB": ours["peak_rss_mb"],
+        },
     ]
     print()
     print(markdown_table(rows))
     print()
-    print(f"gallery: {ours['gallery']} GPS points; gallery feature cache "
-          f"{'already present, loaded' if ours['had_cache'] else 'built'} in {ours['cache_s']:.1f} s (once per machine)")
+    print(
+        f"gallery: {ours['gallery']} GPS points; gallery feature cache "
+        f"{'already present, loaded' if ours['had_cache'] else 'built'} in {ours['cache_s']:.1f} s (once per machine)"
+    )
     print(f"torch threads: ours {ours['threads']}, theirs {theirs['threads']}")
-    print(f"speed-up per photo: {theirs_lat / ours_lat:.1f}x (same {n_t} photos: {theirs_lat / ours_lat_same:.1f}x; goal >= 5x)")
+    print(
+        f"speed-up per photo: {theirs_lat / ours_lat:.1f}x (same {n_t} photos: {theirs_lat / ours_lat_same:.1f}x; goal >= 5x)"
+    )
     print(f"speed-up in throughput (batched vs one by one): {ours_tput / theirs_tput:.1f}x")
-    print(f"top-1 equal to GeoCLIP.predict: {agree_raw}/{n_t} on identically decoded pixels "
-          f"(max |p1 diff| {prob_diff:.2e}); {agree_locate}/{n_t} through `locate` "
-          f"(which applies EXIF orientation; rotated photos among them: {sum(ours['exif_rotated'][:n_t])})")
+    print(
+        f"top-1 equal to GeoCLIP.predict: {agree_raw}/{n_t} on identically decoded pixels "
+        f"(max |p1 diff| {prob_diff:.2e}); {agree_locate}/{n_t} through `locate` "
+        f"(which applies EXIF orientation; rotated photos among them: {sum(ours['exif_rotated'][:n_t])})"
+    )
     _print_cold(cold_start(args.cold_runs))
 
 

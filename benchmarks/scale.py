@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, current_rss_mb, markdown_table, need_shared  # noqa: E402
+from _common import ROOT, current_rss_mb, markdown_table, need_shared
 
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 BEGIN, END = "<!-- scale:begin -->", "<!-- scale:end -->"
@@ -71,25 +71,55 @@ def bench_embedding(n_images: int, batch_size: int, backbone: str) -> tuple[list
         q = next(i for i, (_, done) in enumerate(stamps) if done >= 0.25 * n or i == len(stamps) - 1)
         (t_q, n_q), (t_end, n_end) = stamps[q], stamps[-1]
         steady = (n_end - n_q) / (t_end - t_q) if t_end > t_q else float("nan")
-        row = {"path": label, "load": os.getloadavg()[0], "images": n, "wall s": wall, "images/s (wall)": n / wall, "images/s (steady)": steady,
-               "first commit s": stamps[0][0] - t0}
+        row = {
+            "path": label,
+            "load": os.getloadavg()[0],
+            "images": n,
+            "wall s": wall,
+            "images/s (wall)": n / wall,
+            "images/s (steady)": steady,
+            "first commit s": stamps[0][0] - t0,
+        }
         print("commits (s, images done):", [(round(t - t0, 2), d) for t, d in stamps], flush=True)
         rows.append(row)
         print(row, flush=True)
         return row
 
     bb = create_backbone(backbone)  # loaded before the clock starts, as the Ray actors' start-up is counted separately
-    single = timed("single process (embed_dataset, 2 decode threads, torch on all cores)",
-                   lambda cb: embed_dataset(ds, bb, tmp / "single", batch_size=batch_size, workers=2, progress=False,
-                                            on_batch=cb))
+    single = timed(
+        "single process (embed_dataset, 2 decode threads, torch on all cores)",
+        lambda cb: embed_dataset(ds, bb, tmp / "single", batch_size=batch_size, workers=2, progress=False, on_batch=cb),
+    )
     t = time.perf_counter()
     ray.init(num_cpus=os.cpu_count() or 2, include_dashboard=False, logging_level="WARNING")
     ray_init_s = time.perf_counter() - t
     try:
-        one = timed("Ray, 1 actor (1 CPU)", lambda cb: embed_dataset_ray(
-            ds, backbone, tmp / "ray1", address=None, num_workers=1, batch_size=batch_size, progress=False, on_batch=cb))
-        two = timed("Ray, 2 actors (1 CPU each)", lambda cb: embed_dataset_ray(
-            ds, backbone, tmp / "ray2", address=None, num_workers=2, batch_size=batch_size, progress=False, on_batch=cb))
+        one = timed(
+            "Ray, 1 actor (1 CPU)",
+            lambda cb: embed_dataset_ray(
+                ds,
+                backbone,
+                tmp / "ray1",
+                address=None,
+                num_workers=1,
+                batch_size=batch_size,
+                progress=False,
+                on_batch=cb,
+            ),
+        )
+        two = timed(
+            "Ray, 2 actors (1 CPU each)",
+            lambda cb: embed_dataset_ray(
+                ds,
+                backbone,
+                tmp / "ray2",
+                address=None,
+                num_workers=2,
+                batch_size=batch_size,
+                progress=False,
+                on_batch=cb,
+            ),
+        )
     finally:
         ray.shutdown()
     ratios = {
@@ -140,8 +170,9 @@ def bench_head(n: int, dim: int) -> dict:
     need_gb = 1.3 * n * dim * 4 / 2**30
     avail_gb = _mem_available_gb()
     if need_gb > 0.8 * avail_gb:
-        raise Skipped(f"head training at {n:,} (needs ~{need_gb:.0f} GB for the embedding matrix; "
-                      f"{avail_gb:.0f} GB available)")
+        raise Skipped(
+            f"head training at {n:,} (needs ~{need_gb:.0f} GB for the embedding matrix; {avail_gb:.0f} GB available)"
+        )
     rng = np.random.default_rng(0)
     k = 400
     places = np.column_stack([rng.uniform(-55, 70, k), rng.uniform(-180, 180, k)])
@@ -162,8 +193,17 @@ def bench_head(n: int, dim: int) -> dict:
         warnings.simplefilter("ignore", UserWarning)
         head.fit(X, y, partition=part, groups=np.arange(n))
     secs = time.perf_counter() - t
-    row = {"embeddings": f"{n:,}", "load": load, "dim": dim, "cells": part.n_cells, "epochs": 1, "fit s": secs,
-           "us/sample": secs / n * 1e6, "samples/s": n / secs, "process RSS MB": current_rss_mb()}
+    row = {
+        "embeddings": f"{n:,}",
+        "load": load,
+        "dim": dim,
+        "cells": part.n_cells,
+        "epochs": 1,
+        "fit s": secs,
+        "us/sample": secs / n * 1e6,
+        "samples/s": n / secs,
+        "process RSS MB": current_rss_mb(),
+    }
     print(row, flush=True)
     del X, y, head
     return row
@@ -177,60 +217,109 @@ def write_section(text: str, path: Path = RESULTS) -> None:
     old = path.read_text(encoding="utf-8") if path.is_file() else "# Benchmark results\n"
     block = f"{BEGIN}\n{text.rstrip()}\n{END}"
     if BEGIN in old and END in old:
-        new = old[: old.index(BEGIN)] + block + old[old.index(END) + len(END):]
+        new = old[: old.index(BEGIN)] + block + old[old.index(END) + len(END) :]
     else:
         new = old.rstrip("\n") + "\n\n" + block + "\n"
     atomic_write_text(path, new)
 
 
-def render(args: argparse.Namespace, header: list[str], emb: tuple[list[dict], dict] | None, ret: list[dict],
-           heads: list[dict], pending: list[str], skipped: list[str]) -> str:
+def render(
+    args: argparse.Namespace,
+    header: list[str],
+    emb: tuple[list[dict], dict] | None,
+    ret: list[dict],
+    heads: list[dict],
+    pending: list[str],
+    skipped: list[str],
+) -> str:
     out = header[:]
     if emb is not None:
         rows, r = emb
-        out += ["", f"### Embedding throughput ({args.images} real 640x640 photos, {args.backbone}, batch {args.batch_size})", "",
-                markdown_table(rows, ["path", "load", "images", "wall s", "first commit s", "images/s (wall)", "images/s (steady)"]), "",
-                "Steady = images per second from the commit that reaches 25% of the images to the last one "
-                "(start-up left out). Ray actors run torch on one thread each (Ray sets OMP_NUM_THREADS from num_cpus=1); "
-                "the single process runs torch on all cores.", "",
-                f"2 vs 1 Ray actor: **{r['two_over_one_wall']:.2f}x** (wall, incl. actor start-up), "
-                f"**{r['two_over_one_steady']:.2f}x** (steady). 2 Ray actors vs single process: "
-                f"{r['two_over_single_wall']:.2f}x (wall), {r['two_over_single_steady']:.2f}x (steady). "
-                f"Goal 2 vs 1 >= 1.7x (steady): **{'met' if r['two_over_one_steady'] >= 1.7 else 'not met'}**. "
-                f"Local Ray start-up (not counted above): {r['ray_init_s']:.1f} s."]
+        out += [
+            "",
+            f"### Embedding throughput ({args.images} real 640x640 photos, {args.backbone}, batch {args.batch_size})",
+            "",
+            markdown_table(
+                rows, ["path", "load", "images", "wall s", "first commit s", "images/s (wall)", "images/s (steady)"]
+            ),
+            "",
+            "Steady = images per second from the commit that reaches 25% of the images to the last one "
+            "(start-up left out). Ray actors run torch on one thread each (Ray sets OMP_NUM_THREADS from num_cpus=1); "
+            "the single process runs torch on all cores.",
+            "",
+            f"2 vs 1 Ray actor: **{r['two_over_one_wall']:.2f}x** (wall, incl. actor start-up), "
+            f"**{r['two_over_one_steady']:.2f}x** (steady). 2 Ray actors vs single process: "
+            f"{r['two_over_single_wall']:.2f}x (wall), {r['two_over_single_steady']:.2f}x (steady). "
+            f"Goal 2 vs 1 >= 1.7x (steady): **{'met' if r['two_over_one_steady'] >= 1.7 else 'not met'}**. "
+            f"Local Ray start-up (not counted above): {r['ray_init_s']:.1f} s.",
+        ]
     if ret:
         big = [r for r in ret if r["gallery"] == "10,000,000"]
         goal = ""
         if big:
+
             def meets(b: dict) -> bool:
                 return b["approx ms/query"] < 20 and b["recall@10 (NN in top-10)"] >= 0.9 and b["approx MB"] < 2048
 
             ok = [b for b in big if meets(b)]
             b = ok[0] if ok else max(big, key=lambda r: r["recall@10 (NN in top-10)"])
-            goal = (f" 10M entries at nprobe {b.get('nprobe', '?')}: {b['approx ms/query']:.2f} ms/query, recall@10 "
-                    f"{b['recall@10 (NN in top-10)']:.3f}, {b['approx MB']:,.0f} MB index; goal (< 20 ms, >= 0.9, < 2 GB) "
-                    f"**{'met' if ok else 'not met'}**.")
-        out += ["", f"### Retrieval (synthetic unit vectors, dim {args.dim}, {args.queries} queries, IVF-PQ at "
-                    "64 bytes/vector, one query per search call; each gallery built once and searched at every nprobe)", "",
-                markdown_table(ret, ["gallery", "load", "approx kind", "nlist", "nprobe", "approx ms/query", "exact ms/query",
-                                     "speed-up", "recall@10 (NN in top-10)", "top-10 overlap", "approx MB", "exact MB",
-                                     "approx bytes/entry", "build s"]),
-                "", "Exact search is skipped above 2M entries (4*dim bytes per entry); recall there is against a "
-                    "chunked exact scan. recall@10 = share of queries whose exact nearest neighbour is among the 10 "
-                    "returned; top-10 overlap = share of the exact top 10 returned (PQ codes reorder near ties)." + goal]
+            goal = (
+                f" 10M entries at nprobe {b.get('nprobe', '?')}: {b['approx ms/query']:.2f} ms/query, recall@10 "
+                f"{b['recall@10 (NN in top-10)']:.3f}, {b['approx MB']:,.0f} MB index; goal (< 20 ms, >= 0.9, < 2 GB) "
+                f"**{'met' if ok else 'not met'}**."
+            )
+        out += [
+            "",
+            f"### Retrieval (synthetic unit vectors, dim {args.dim}, {args.queries} queries, IVF-PQ at "
+            "64 bytes/vector, one query per search call; each gallery built once and searched at every nprobe)",
+            "",
+            markdown_table(
+                ret,
+                [
+                    "gallery",
+                    "load",
+                    "approx kind",
+                    "nlist",
+                    "nprobe",
+                    "approx ms/query",
+                    "exact ms/query",
+                    "speed-up",
+                    "recall@10 (NN in top-10)",
+                    "top-10 overlap",
+                    "approx MB",
+                    "exact MB",
+                    "approx bytes/entry",
+                    "build s",
+                ],
+            ),
+            "",
+            "Exact search is skipped above 2M entries (4*dim bytes per entry); recall there is against a "
+            "chunked exact scan. recall@10 = share of queries whose exact nearest neighbour is among the 10 "
+            "returned; top-10 overlap = share of the exact top 10 returned (PQ codes reorder near ties)." + goal,
+        ]
     if heads:
         per = [r["us/sample"] for r in heads]
-        out += ["", "### Head training (classifier, 512 hidden, one epoch, batch 256, synthetic 1280-d embeddings)", "",
-                markdown_table(heads, ["embeddings", "load", "dim", "cells", "epochs", "fit s", "us/sample", "samples/s",
-                                       "process RSS MB"]),
-                "", f"Cost per sample, largest vs smallest size: {per[-1] / per[0]:.2f}x "
-                    "(1.0 = training time grows linearly with the data)."]
+        out += [
+            "",
+            "### Head training (classifier, 512 hidden, one epoch, batch 256, synthetic 1280-d embeddings)",
+            "",
+            markdown_table(
+                heads,
+                ["embeddings", "load", "dim", "cells", "epochs", "fit s", "us/sample", "samples/s", "process RSS MB"],
+            ),
+            "",
+            f"Cost per sample, largest vs smallest size: {per[-1] / per[0]:.2f}x "
+            "(1.0 = training time grows linearly with the data).",
+        ]
     if skipped:
         out += ["", "Not measured on this machine: " + "; ".join(skipped) + "."]
     if pending:
         out += ["", "Not measured in this run (stopped before): " + ", ".join(pending) + "."]
-    out += ["", "`load` = 1-minute load average of the machine when that measurement started (2 cores; above ~2 the "
-                "cores were shared with other work and the numbers are pessimistic)."]
+    out += [
+        "",
+        "`load` = 1-minute load average of the machine when that measurement started (2 cores; above ~2 the "
+        "cores were shared with other work and the numbers are pessimistic).",
+    ]
     return "\n".join(out)
 
 
@@ -244,13 +333,20 @@ def main() -> None:
     ap.add_argument("--full", action="store_true", help="add the 10M-entry gallery")
     ap.add_argument("--dim", type=int, default=256, help="retrieval vector dim (IVF-PQ at 64 bytes/vector)")
     ap.add_argument("--queries", type=int, default=200)
-    ap.add_argument("--nprobe", default="32,128,256", help="comma list of lists visited per query, each measured "
-                    "on the same index (the library default is 128)")
+    ap.add_argument(
+        "--nprobe",
+        default="32,128,256",
+        help="comma list of lists visited per query, each measured on the same index (the library default is 128)",
+    )
     ap.add_argument("--head-sizes", default="10000,100000,1000000")
     ap.add_argument("--note", default="", help="a line to print above the tables (e.g. the machine's load)")
     ap.add_argument("--no-write", action="store_true")
-    ap.add_argument("--state", type=Path, default=None,
-                    help="JSON file of earlier rows to merge with (several runs fill one Scale section)")
+    ap.add_argument(
+        "--state",
+        type=Path,
+        default=None,
+        help="JSON file of earlier rows to merge with (several runs fill one Scale section)",
+    )
     args = ap.parse_args()
     parts = {p.strip() for p in args.parts.split(",") if p.strip()}
     load = os.getloadavg()
@@ -260,7 +356,8 @@ def main() -> None:
     runs = state.get("runs", []) + [
         f"- `python benchmarks/scale.py {' '.join(sys.argv[1:])}` on {platform.machine()}, {os.cpu_count()} cores, "
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; load average at start "
-        f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1/5/15 min)" + (f"; {args.note}" if args.note else "")]
+        f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1/5/15 min)" + (f"; {args.note}" if args.note else "")
+    ]
     header = ["## Scale", "", "Runs:", "", *runs]
     # Small sizes first; the section is rewritten after every measurement, so a run stopped
     # early still leaves every finished row in RESULTS.md.
@@ -287,17 +384,21 @@ def main() -> None:
                 emb = bench_embedding(n, args.batch_size, args.backbone)
             elif kind == "retrieval":
                 rows = bench_retrieval(n, args.dim, args.queries, [int(v) for v in str(args.nprobe).split(",")])
-                ret = sorted(keep(ret, "gallery", rows[0]["gallery"]) + rows,
-                             key=lambda r: (int(r["gallery"].replace(",", "")), int(r.get("nprobe", 0))))
+                ret = sorted(
+                    keep(ret, "gallery", rows[0]["gallery"]) + rows,
+                    key=lambda r: (int(r["gallery"].replace(",", "")), int(r.get("nprobe", 0))),
+                )
             else:
                 row = bench_head(n, 1280)
-                heads = sorted(keep(heads, "embeddings", row["embeddings"]) + [row],
-                               key=lambda r: int(r["embeddings"].replace(",", "")))
+                heads = sorted(
+                    keep(heads, "embeddings", row["embeddings"]) + [row],
+                    key=lambda r: int(r["embeddings"].replace(",", "")),
+                )
         except Skipped as exc:
             print(f"skipped: {exc}", flush=True)
             if str(exc) not in skipped:
                 skipped.append(str(exc))
-        text = render(args, header, emb, ret, heads, [j[1] for j in jobs[i + 1:]], skipped)
+        text = render(args, header, emb, ret, heads, [j[1] for j in jobs[i + 1 :]], skipped)
         if args.state is not None:
             from geoscout._io import atomic_write_json
 

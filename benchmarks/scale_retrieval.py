@@ -23,9 +23,8 @@ import time
 import numpy as np
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
-from _common import current_rss_mb, markdown_table, peak_rss_mb  # noqa: E402
-
-from geoscout.index import RetrievalIndex, normalize_rows, recall_at_k  # noqa: E402
+from _common import current_rss_mb, markdown_table, peak_rss_mb
+from geoscout.index import RetrievalIndex, normalize_rows, recall_at_k
 
 CHUNK = 500_000
 
@@ -42,7 +41,7 @@ def run(size: int, dim: int, n_queries: int, exact_max: int, nprobes: int | list
     rng = np.random.default_rng(0)
     centers = rng.standard_normal((10_000, dim), dtype=np.float32) / np.sqrt(dim) * 3
     n_chunks = (size + CHUNK - 1) // CHUNK
-    q_src = make_chunk(0, min(size, CHUNK), dim, centers)[: n_queries]
+    q_src = make_chunk(0, min(size, CHUNK), dim, centers)[:n_queries]
     queries = normalize_rows(q_src + 0.25 * rng.standard_normal(q_src.shape, dtype=np.float32) / np.sqrt(dim) * 3)
 
     approx = RetrievalIndex(kind="ivfpq", nprobe=nprobes[0])
@@ -107,6 +106,7 @@ def run(size: int, dim: int, n_queries: int, exact_max: int, nprobes: int | list
         rows.append(row)
     return rows
 
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="10000,100000,1000000")
@@ -119,9 +119,25 @@ def main() -> None:
     for size in [int(s) for s in args.sizes.split(",")]:
         rows += run(size, args.dim, args.queries, args.exact_max, [int(v) for v in args.nprobe.split(",")])
         print(rows[-1], flush=True)
-    cols = ["gallery", "approx kind", "nlist", "nprobe", "approx ms/query", "exact ms/query", "speed-up", "recall@10 (NN in top-10)",
-            "top-10 overlap", "approx MB", "exact MB", "approx bytes/entry", "build s", "process RSS MB"]
-    print(f"\nRetrieval, dim {args.dim}, {args.queries} queries, nprobe {args.nprobe}; peak RSS {peak_rss_mb():,.0f} MB\n")
+    cols = [
+        "gallery",
+        "approx kind",
+        "nlist",
+        "nprobe",
+        "approx ms/query",
+        "exact ms/query",
+        "speed-up",
+        "recall@10 (NN in top-10)",
+        "top-10 overlap",
+        "approx MB",
+        "exact MB",
+        "approx bytes/entry",
+        "build s",
+        "process RSS MB",
+    ]
+    print(
+        f"\nRetrieval, dim {args.dim}, {args.queries} queries, nprobe {args.nprobe}; peak RSS {peak_rss_mb():,.0f} MB\n"
+    )
     print(markdown_table(rows, cols))
 
 

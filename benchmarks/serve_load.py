@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import SHARED  # noqa: E402
+from _common import SHARED
 
 PHOTO_SETS = ("osv5m-sample", "streetview-world", "im2gps")
 MAX_UPLOAD_MB = 2.0
@@ -80,11 +80,20 @@ def default_model(tmp: Path) -> str:
     data = SHARED / "data" / "osv5m-sample"
     if not (data / "manifest.csv").is_file():
         sys.exit(f"geoscout-lite is not installed and {data} is missing: pass --model BUNDLE")
-    print("geoscout-lite is not in this installation: training a small k-NN bundle on the OSV-5M sample ...",
-          flush=True)
+    print(
+        "geoscout-lite is not in this installation: training a small k-NN bundle on the OSV-5M sample ...", flush=True
+    )
     t0 = time.perf_counter()
-    train_model([str(data)], backbone="effnet-lite0", cells="country", head="knn", out=tmp / "bundle",
-                store_dir=tmp / "stores", val_fraction=0.1, progress=False)
+    train_model(
+        [str(data)],
+        backbone="effnet-lite0",
+        cells="country",
+        head="knn",
+        out=tmp / "bundle",
+        store_dir=tmp / "stores",
+        val_fraction=0.1,
+        progress=False,
+    )
     print(f"  trained in {time.perf_counter() - t0:.0f} s -> {tmp / 'bundle'}", flush=True)
     return str(tmp / "bundle")
 
@@ -128,8 +137,16 @@ def plan(n: int, bad_share: float, seed: int) -> list[str]:
     return kinds
 
 
-async def drive(base: str, kinds: list[str], photos: list[tuple[str, bytes]], clients: int, top_k: int,
-                sampler: RssSampler, timeout: float, offset: int = 0) -> dict:
+async def drive(
+    base: str,
+    kinds: list[str],
+    photos: list[tuple[str, bytes]],
+    clients: int,
+    top_k: int,
+    sampler: RssSampler,
+    timeout: float,
+    offset: int = 0,
+) -> dict:
     import httpx
 
     queue: asyncio.Queue[tuple[int, str]] = asyncio.Queue()
@@ -173,7 +190,7 @@ async def drive(base: str, kinds: list[str], photos: list[tuple[str, bytes]], cl
                     bad_status[r.status_code] = bad_status.get(r.status_code, 0) + 1
                     try:
                         body_ok = bool(r.json()["error"]["message"])
-                    except Exception:  # noqa: BLE001 - any non-JSON answer is a failure
+                    except Exception:
                         body_ok = False
                     if not (400 <= r.status_code < 500 and body_ok):
                         failures.append(f"{kind} #{i}: HTTP {r.status_code} {r.text[:200]}")
@@ -186,8 +203,7 @@ async def drive(base: str, kinds: list[str], photos: list[tuple[str, bytes]], cl
     async with httpx.AsyncClient(base_url=base, timeout=timeout, limits=limits) as client:
         await asyncio.gather(*(worker(client) for _ in range(clients)))
     wall = time.perf_counter() - t0
-    return {"latencies": lat, "failures": failures, "bad_status": bad_status, "wall": wall,
-            "rss_trend": rss_100}
+    return {"latencies": lat, "failures": failures, "bad_status": bad_status, "wall": wall, "rss_trend": rss_100}
 
 
 def pct(values: list[float], q: float) -> float:
@@ -198,10 +214,16 @@ def pct(values: list[float], q: float) -> float:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default=None, help="bundle folder or built-in name (default: geoscout-lite, else a small trained bundle)")
+    ap.add_argument(
+        "--model",
+        default=None,
+        help="bundle folder or built-in name (default: geoscout-lite, else a small trained bundle)",
+    )
     ap.add_argument("--requests", type=int, default=1000)
     ap.add_argument("--clients", type=int, default=8)
-    ap.add_argument("--bad-share", type=float, default=0.05, help="share of bad requests (garbage, too large, not an image)")
+    ap.add_argument(
+        "--bad-share", type=float, default=0.05, help="share of bad requests (garbage, too large, not an image)"
+    )
     ap.add_argument("--concurrency", type=int, default=2, help="server --concurrency (locate calls at once)")
     ap.add_argument("--top-k", type=int, default=5)
     ap.add_argument("--timeout", type=float, default=120.0, help="client timeout per request, seconds")
@@ -218,9 +240,24 @@ def main() -> int:
         model = args.model or default_model(tmp)
         port = free_port()
         base = f"http://127.0.0.1:{port}"
-        cmd = [sys.executable, "-c", "import sys; from geoscout.cli import main; sys.exit(main())", "serve",
-               "--model", model, "--host", "127.0.0.1", "--port", str(port), "--max-upload-mb", str(MAX_UPLOAD_MB),
-               "--concurrency", str(args.concurrency), "--timeout", "300"]
+        cmd = [
+            sys.executable,
+            "-c",
+            "import sys; from geoscout.cli import main; sys.exit(main())",
+            "serve",
+            "--model",
+            model,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--max-upload-mb",
+            str(MAX_UPLOAD_MB),
+            "--concurrency",
+            str(args.concurrency),
+            "--timeout",
+            "300",
+        ]
         log = open(tmp / "server.log", "w+")
         server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=tmp)
         sampler = RssSampler(server.pid)
@@ -242,17 +279,20 @@ def main() -> int:
             rss_ready = sampler.rss()
             sampler.start()
             kinds = plan(args.requests, args.bad_share, args.seed)
-            print(f"server {model} up in {startup:.1f} s (RSS {rss_ready:.0f} MiB); {len(kinds)} requests "
-                  f"({kinds.count('good')} good, {len(kinds) - kinds.count('good')} bad) from {args.clients} clients ...",
-                  flush=True)
+            print(
+                f"server {model} up in {startup:.1f} s (RSS {rss_ready:.0f} MiB); {len(kinds)} requests "
+                f"({kinds.count('good')} good, {len(kinds) - kinds.count('good')} bad) from {args.clients} clients ...",
+                flush=True,
+            )
             # phase 1: the first 100 requests warm the server up; RSS is read at rest after each phase
             warm = min(100, len(kinds))
             res = asyncio.run(drive(base, kinds[:warm], photos, args.clients, args.top_k, sampler, args.timeout))
             time.sleep(1.0)
             res["rss_100"] = sampler.rss()
             if len(kinds) > warm:
-                rest = asyncio.run(drive(base, kinds[warm:], photos, args.clients, args.top_k, sampler, args.timeout,
-                                         offset=warm))
+                rest = asyncio.run(
+                    drive(base, kinds[warm:], photos, args.clients, args.top_k, sampler, args.timeout, offset=warm)
+                )
                 for key in ("latencies", "failures", "rss_trend"):
                     res[key] += rest[key]
                 for code, n in rest["bad_status"].items():
@@ -275,21 +315,31 @@ def main() -> int:
     n_bad = len(kinds) - kinds.count("good")
     growth = rss_end - res["rss_100"]
     print()
-    print(f"command: python benchmarks/serve_load.py --requests {args.requests} --clients {args.clients}"
-          + (f" --model {args.model}" if args.model else ""))
-    print(f"requests: {len(kinds)} in {res['wall']:.1f} s -> {len(kinds) / res['wall']:.2f} req/s "
-          f"({len(lat_ms) / res['wall']:.2f} photos/s located)")
-    print(f"latency of good requests (ms): p50 {pct(lat_ms, 50):.0f}  p95 {pct(lat_ms, 95):.0f}  "
-          f"p99 {pct(lat_ms, 99):.0f}  max {max(lat_ms, default=float('nan')):.0f}")
+    print(
+        f"command: python benchmarks/serve_load.py --requests {args.requests} --clients {args.clients}"
+        + (f" --model {args.model}" if args.model else "")
+    )
+    print(
+        f"requests: {len(kinds)} in {res['wall']:.1f} s -> {len(kinds) / res['wall']:.2f} req/s "
+        f"({len(lat_ms) / res['wall']:.2f} photos/s located)"
+    )
+    print(
+        f"latency of good requests (ms): p50 {pct(lat_ms, 50):.0f}  p95 {pct(lat_ms, 95):.0f}  "
+        f"p99 {pct(lat_ms, 99):.0f}  max {max(lat_ms, default=float('nan')):.0f}"
+    )
     print(f"bad requests: {n_bad}, answered {dict(sorted(res['bad_status'].items()))}")
     print(f"errors: {len(res['failures'])}")
     for f in res["failures"][:10]:
         print("  ", f)
-    print(f"server RSS at rest (MiB): ready {rss_ready:.0f}, after 100 requests {res['rss_100']:.0f}, after all "
-          f"{rss_end:.0f}, peak {max(hwm, sampler.peak):.0f}")
+    print(
+        f"server RSS at rest (MiB): ready {rss_ready:.0f}, after 100 requests {res['rss_100']:.0f}, after all "
+        f"{rss_end:.0f}, peak {max(hwm, sampler.peak):.0f}"
+    )
     print("server RSS under load, every 100 requests (MiB): " + " ".join(f"{v:.0f}" for v in res["rss_trend"]))
-    print(f"memory growth after warm-up (100 -> {len(kinds)} requests): {growth:+.1f} MiB "
-          f"({growth / res['rss_100']:+.1%})")
+    print(
+        f"memory growth after warm-up (100 -> {len(kinds)} requests): {growth:+.1f} MiB "
+        f"({growth / res['rss_100']:+.1%})"
+    )
     print(f"server exit code on SIGINT: {server.returncode}")
     return 1 if res["failures"] else 0
 

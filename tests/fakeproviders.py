@@ -125,7 +125,7 @@ class FakeProviders:
         self.mapillary_url = f"{self.url}/mapillary"
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
-    def __enter__(self) -> "FakeProviders":
+    def __enter__(self) -> FakeProviders:
         self._thread.start()
         return self
 
@@ -171,8 +171,13 @@ def _pano_near(st: FakeState, lat: float, lon: float, radius_m: float) -> dict[s
     user = roll < st.user_pct
     pano = hashlib.sha256(f"pano|{i}|{j}".encode()).hexdigest()[:22]
     pano = "CAoS" + pano if not user else "AF1Qip" + pano
-    return {"pano_id": pano, "lat": nlat, "lng": nlon, "date": f"{2010 + _h('y', i, j) % 14}-{1 + _h('m', i, j) % 12:02d}",
-            "copyright": "© Some Person" if user else "© Google"}
+    return {
+        "pano_id": pano,
+        "lat": nlat,
+        "lng": nlon,
+        "date": f"{2010 + _h('y', i, j) % 14}-{1 + _h('m', i, j) % 12:02d}",
+        "copyright": "© Some Person" if user else "© Google",
+    }
 
 
 def _dist_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
@@ -212,7 +217,7 @@ class _Handler(BaseHTTPRequestHandler):
                     return f
         return None
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         parts = urlsplit(self.path)
         q = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
         path = parts.path
@@ -239,7 +244,9 @@ class _Handler(BaseHTTPRequestHandler):
             elif f.kind == "zero" and endpoint == "metadata":
                 return self._json(200, {"status": "ZERO_RESULTS"}, req)
             elif f.kind == "over_query_limit" and endpoint == "metadata":
-                return self._json(200, {"status": "OVER_QUERY_LIMIT", "error_message": "You have exceeded your rate-limit."}, req)
+                return self._json(
+                    200, {"status": "OVER_QUERY_LIMIT", "error_message": "You have exceeded your rate-limit."}, req
+                )
             elif f.kind == "deny":
                 return self._deny(endpoint, req)
         if endpoint == "metadata":
@@ -254,10 +261,21 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _deny(self, endpoint: str, req: Req) -> None:
         if endpoint == "metadata":
-            return self._json(200, {"status": "REQUEST_DENIED", "error_message": "The provided API key is invalid."}, req)
+            return self._json(
+                200, {"status": "REQUEST_DENIED", "error_message": "The provided API key is invalid."}, req
+            )
         if endpoint == "graph":
-            return self._json(401, {"error": {"message": "Invalid OAuth access token - Cannot parse access token",
-                                              "type": "OAuthException", "code": 190}}, req)
+            return self._json(
+                401,
+                {
+                    "error": {
+                        "message": "Invalid OAuth access token - Cannot parse access token",
+                        "type": "OAuthException",
+                        "code": 190,
+                    }
+                },
+                req,
+            )
         return self._send(403, b"The provided API key is invalid.", "text/plain", req)
 
     def _jpeg(self, seed_text: str, req: Req, f: _Fault | None) -> None:
@@ -281,8 +299,17 @@ class _Handler(BaseHTTPRequestHandler):
         p = _pano_near(self.st, lat, lon, radius)
         if p is None:
             return self._json(200, {"status": "ZERO_RESULTS"}, req)
-        return self._json(200, {"copyright": p["copyright"], "date": p["date"], "location": {"lat": p["lat"], "lng": p["lng"]},
-                                "pano_id": p["pano_id"], "status": "OK"}, req)
+        return self._json(
+            200,
+            {
+                "copyright": p["copyright"],
+                "date": p["date"],
+                "location": {"lat": p["lat"], "lng": p["lng"]},
+                "pano_id": p["pano_id"],
+                "status": "OK",
+            },
+            req,
+        )
 
     def _image(self, q: dict[str, str], req: Req, f: _Fault | None) -> None:
         if q.get("key") != self.st.key:
@@ -304,15 +331,18 @@ class _Handler(BaseHTTPRequestHandler):
         img_id = str(10**14 + _h("mlyid", i, j) % 10**14)
         lat, lon = i * self.st.lattice_deg, j * self.st.lattice_deg
         full = {
-            "id": img_id, "geometry": {"type": "Point", "coordinates": [lon, lat]},
+            "id": img_id,
+            "geometry": {"type": "Point", "coordinates": [lon, lat]},
             "captured_at": 1_400_000_000_000 + _h("t", i, j) % 300_000_000_000,
             "compass_angle": float(_h("c", i, j) % 36000) / 100.0,
             "creator": {"username": f"mapper{_h('u', i, j) % 1000}", "id": str(_h("uid", i, j) % 10**9)},
             "is_pano": _h("p", i, j) % 100 < self.st.mly_pano_pct,
         }
         for size in ("256", "1024", "2048", "original"):
-            full[f"thumb_{size}_url"] = (f"http://127.0.0.1:{self.server.server_address[1]}/thumbs/{img_id}/{size}.jpg"
-                                         f"?stp=fake&_nc_oc=signed{_h('sig', img_id) % 10**6}")
+            full[f"thumb_{size}_url"] = (
+                f"http://127.0.0.1:{self.server.server_address[1]}/thumbs/{img_id}/{size}.jpg"
+                f"?stp=fake&_nc_oc=signed{_h('sig', img_id) % 10**6}"
+            )
         return {k: v for k, v in full.items() if k in fields or k == "id"}
 
     def _graph(self, path: str, q: dict[str, str], req: Req) -> None:
@@ -323,9 +353,13 @@ class _Handler(BaseHTTPRequestHandler):
             try:
                 w, s, e, n = (float(v) for v in q["bbox"].split(","))
             except (KeyError, ValueError):
-                return self._json(400, {"error": {"message": "Invalid bbox", "type": "GraphMethodException", "code": 100}}, req)
+                return self._json(
+                    400, {"error": {"message": "Invalid bbox", "type": "GraphMethodException", "code": 100}}, req
+                )
             if (e - w) * (n - s) > 0.01:
-                return self._json(400, {"error": {"message": "Bbox too large", "type": "GraphMethodException", "code": 100}}, req)
+                return self._json(
+                    400, {"error": {"message": "Bbox too large", "type": "GraphMethodException", "code": 100}}, req
+                )
             ld = self.st.lattice_deg
             data = []
             for i in range(math.ceil(s / ld), math.floor(n / ld) + 1):
@@ -338,7 +372,9 @@ class _Handler(BaseHTTPRequestHandler):
         out: dict[str, Any] = {"id": img_id}
         for size in ("256", "1024", "2048", "original"):
             if f"thumb_{size}_url" in fields:
-                out[f"thumb_{size}_url"] = f"http://127.0.0.1:{self.server.server_address[1]}/thumbs/{img_id}/{size}.jpg?stp=fresh"
+                out[f"thumb_{size}_url"] = (
+                    f"http://127.0.0.1:{self.server.server_address[1]}/thumbs/{img_id}/{size}.jpg?stp=fresh"
+                )
         return self._json(200, out, req)
 
     def _thumb(self, path: str, req: Req, f: _Fault | None) -> None:

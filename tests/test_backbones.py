@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -18,10 +17,29 @@ CROC = "im2gps/images/104123223_7410c654ba_19_19355699@N00.jpg"  # two crocodile
 ROAD = "streetview-world/images/Denmark_56.210641_10.577111.jpg"  # Street View: a rural two-lane road
 # ImageNet-1k classes one expects on a Street View road scene: vehicles, road furniture, roadside buildings.
 STREET_CLASSES = {
-    407: "ambulance", 436: "beach wagon", 468: "cab", 475: "car mirror", 511: "convertible", 569: "garbage truck",
-    609: "jeep", 656: "minivan", 660: "mobile home", 675: "moving van", 717: "pickup", 733: "pole",
-    734: "police van", 751: "racer", 757: "recreational vehicle", 817: "sports car", 829: "streetcar",
-    864: "tow truck", 866: "tractor", 867: "trailer truck", 874: "trolleybus", 919: "street sign", 920: "traffic light",
+    407: "ambulance",
+    436: "beach wagon",
+    468: "cab",
+    475: "car mirror",
+    511: "convertible",
+    569: "garbage truck",
+    609: "jeep",
+    656: "minivan",
+    660: "mobile home",
+    675: "moving van",
+    717: "pickup",
+    733: "pole",
+    734: "police van",
+    751: "racer",
+    757: "recreational vehicle",
+    817: "sports car",
+    829: "streetcar",
+    864: "tow truck",
+    866: "tractor",
+    867: "trailer truck",
+    874: "trolleybus",
+    919: "street sign",
+    920: "traffic light",
 }
 CROCODILIANS = {49: "African crocodile", 50: "American alligator"}
 
@@ -121,16 +139,30 @@ def tiny_clip_dir(tmp_path_factory):
     transformers = pytest.importorskip("transformers")
     torch.manual_seed(0)
     cfg = transformers.CLIPConfig(
-        text_config=dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
-                         vocab_size=99, max_position_embeddings=16),
-        vision_config=dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
-                           image_size=32, patch_size=8),
+        text_config=dict(
+            hidden_size=32,
+            intermediate_size=37,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            vocab_size=99,
+            max_position_embeddings=16,
+        ),
+        vision_config=dict(
+            hidden_size=32,
+            intermediate_size=37,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            image_size=32,
+            patch_size=8,
+        ),
         projection_dim=16,
     )
     d = tmp_path_factory.mktemp("tinyclip")
     model = transformers.CLIPModel(cfg).eval()
     model.save_pretrained(d)
-    transformers.CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(d)
+    transformers.CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(
+        d
+    )
     return d, model
 
 
@@ -188,8 +220,10 @@ def test_hf_clip_text_tower(tiny_clip_dir, tmp_path):
 def test_hf_missing_weights_offline(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    for spec, repo in (("hf:openai/clip-vit-base-patch32", "openai/clip-vit-base-patch32"),
-                       ("streetclip", "geolocal/StreetCLIP")):
+    for spec, repo in (
+        ("hf:openai/clip-vit-base-patch32", "openai/clip-vit-base-patch32"),
+        ("streetclip", "geolocal/StreetCLIP"),
+    ):
         with pytest.raises(MissingWeights) as exc:
             create_backbone(spec)
         msg = str(exc.value)

@@ -36,8 +36,9 @@ def server_url(tiny_locator):
     from geoscout.server import ServerSettings, create_app
 
     port = _free_port()
-    config = uvicorn.Config(create_app(ServerSettings(), locator=tiny_locator), host="127.0.0.1", port=port,
-                            log_level="warning")
+    config = uvicorn.Config(
+        create_app(ServerSettings(), locator=tiny_locator), host="127.0.0.1", port=port, log_level="warning"
+    )
     server = uvicorn.Server(config)
     t = threading.Thread(target=server.run, daemon=True)
     t.start()
@@ -57,8 +58,16 @@ def test_drop_a_photo_and_see_the_map(server_url, small_world_sample):
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(
             executable_path=CHROMIUM,
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+            args=[
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
         )
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})

@@ -38,7 +38,7 @@ def test_the_default_model_ships_intact_and_small():
 def test_example_photo_through_the_cli():
     result = CliRunner().invoke(app, ["locate", "--example", "-f", "json", "-k", "3"])
     assert result.exit_code == 0, result.output
-    preds = json.loads(result.stdout[result.stdout.index("["):])
+    preds = json.loads(result.stdout[result.stdout.index("[") :])
     (p,) = preds
     assert p["image_id"].endswith("china.jpg") and not p.get("error")
     cands = p["candidates"]

@@ -23,10 +23,22 @@ def fitted():
     X = (rng.normal(0, 1, (3, 24))[lab] + rng.normal(0, 0.5, (300, 24))).astype(np.float32)
     part = create_partition("grid:10").fit(y[:, 0], y[:, 1])
     head = create_head("hybrid", epochs=3, hidden=16, seed=0).fit(X, y, partition=part)
-    ret = RetrievalData(vectors=X.astype(np.float16), lat=y[:, 0], lon=y[:, 1], cell=part.assign(y[:, 0], y[:, 1]),
-                        ids=[f"loc-{i // 4}/ä" for i in range(300)])
-    bundle = ModelBundle(head=head, partition=part, backbone_name="effnet-lite2", backbone_fingerprint={"dim": 24},
-                         retrieval=ret, training={"n_train": 300}, card="# card\n")
+    ret = RetrievalData(
+        vectors=X.astype(np.float16),
+        lat=y[:, 0],
+        lon=y[:, 1],
+        cell=part.assign(y[:, 0], y[:, 1]),
+        ids=[f"loc-{i // 4}/ä" for i in range(300)],
+    )
+    bundle = ModelBundle(
+        head=head,
+        partition=part,
+        backbone_name="effnet-lite2",
+        backbone_fingerprint={"dim": 24},
+        retrieval=ret,
+        training={"n_train": 300},
+        card="# card\n",
+    )
     return bundle, X, y
 
 
@@ -34,7 +46,12 @@ def test_round_trip_gives_identical_predictions(fitted, tmp_path):
     bundle, X, y = fitted
     out = bundle.save(tmp_path / "m")
     assert sorted(p.name for p in out.iterdir()) == [
-        "MODEL_CARD.md", "config.json", "partition.geojson", "retrieval.safetensors", "weights.safetensors"]
+        "MODEL_CARD.md",
+        "config.json",
+        "partition.geojson",
+        "retrieval.safetensors",
+        "weights.safetensors",
+    ]
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["format_version"] == FORMAT_VERSION and cfg["head"]["name"] == "hybrid"
     assert cfg["partition"]["spec"] == bundle.partition.spec and cfg["backbone"]["name"] == "effnet-lite2"

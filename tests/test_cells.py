@@ -193,7 +193,9 @@ def test_h3_cells_match_h3(pts, r):
     got = [p.cell_ids[i] for i in p.assign(la, lo)]
     assert got == [h3.latlng_to_cell(float(a), float(b), r) for a, b in zip(la, lo)]
     i = 0
-    assert set(p.neighbors(i)) == {j for j, c in enumerate(p.cell_ids) if c in set(h3.grid_disk(p.cell_ids[i], 1)) - {p.cell_ids[i]}}
+    assert set(p.neighbors(i)) == {
+        j for j, c in enumerate(p.cell_ids) if c in set(h3.grid_disk(p.cell_ids[i], 1)) - {p.cell_ids[i]}
+    }
 
 
 @settings(max_examples=40, deadline=None)
@@ -288,10 +290,19 @@ def test_admin1_regions_of_croatia(fitted):
 
 # ---------------------------------------------------------------------------- quadtree
 clustered = st.lists(
-    st.tuples(st.sampled_from([(45.8, 15.97), (40.7, -74.0), (-33.9, 151.2), (0.0, 0.0), (64.1, -21.9)]),
-              st.floats(-3, 3), st.floats(-3, 3)),
-    min_size=1, max_size=300,
-).map(lambda rows: (np.clip([r[0][0] + r[1] for r in rows], -90, 90), np.clip([r[0][1] + r[2] for r in rows], -180, 179.999)))
+    st.tuples(
+        st.sampled_from([(45.8, 15.97), (40.7, -74.0), (-33.9, 151.2), (0.0, 0.0), (64.1, -21.9)]),
+        st.floats(-3, 3),
+        st.floats(-3, 3),
+    ),
+    min_size=1,
+    max_size=300,
+).map(
+    lambda rows: (
+        np.clip([r[0][0] + r[1] for r in rows], -90, 90),
+        np.clip([r[0][1] + r[2] for r in rows], -180, 179.999),
+    )
+)
 
 
 @settings(max_examples=40, deadline=None)
@@ -309,7 +320,7 @@ def test_quadtree_bounds_and_unique_cells(pts, lo_hi):
         assert c >= min(mn, la.size)
         if c > mx:
             sel = idx == i
-            assert np.ptp(la[sel]) == 0 and np.ptp(lo[sel]) == 0 or mx < 4 * mn
+            assert (np.ptp(la[sel]) == 0 and np.ptp(lo[sel]) == 0) or mx < 4 * mn
     # the cells' boxes are disjoint: each training point lies in the polygon of its own cell only
     polys = [p.polygon(i) for i in range(p.n_cells)]
     assert sum(g.area for g in polys) == pytest.approx(shapely.union_all(polys).area)
@@ -388,7 +399,9 @@ def croatia_points(coords) -> np.ndarray:
     return hr[["lat", "lon"]].to_numpy()
 
 
-@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(data=st.data())
 def test_semantic_every_training_point_in_exactly_one_cell(croatia_points, data):
     import shapely
@@ -398,8 +411,9 @@ def test_semantic_every_training_point_in_exactly_one_cell(croatia_points, data)
     rng = np.random.default_rng(len(pick))
     pts = croatia_points[pick] + rng.normal(0, jitter, (len(pick), 2))
     mn = data.draw(st.integers(3, 15))
-    p = create_partition("semantic", min_samples=mn, max_samples=data.draw(st.integers(2 * mn, 60)),
-                         cover_land=False).fit(pts[:, 0], pts[:, 1])
+    p = create_partition(
+        "semantic", min_samples=mn, max_samples=data.draw(st.integers(2 * mn, 60)), cover_land=False
+    ).fit(pts[:, 0], pts[:, 1])
     idx = p.assign(pts[:, 0], pts[:, 1])
     assert (idx >= 0).all() and p.counts.sum() == len(pts)
     polys = [p.polygon(i) for i in range(p.n_cells)]
@@ -420,7 +434,9 @@ def test_sea_points_go_to_the_nearest_country(fitted):
     assert [p.cell_ids[i] for i in p.assign(la, lo)] == ["HR", "HR"]
 
 
-@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(data=st.data())
 def test_country_every_training_point_in_exactly_one_cell(coords, data):
     import shapely

@@ -17,9 +17,16 @@ import pytest
 
 from conftest import SHARED
 from fakeproviders import GOOGLE_KEY, MAPILLARY_TOKEN, FakeProviders, load_source_jpegs
-
-from geoscout.collect import (AccessDenied, CollectJob, RetryPolicy, SamplePoint, Sampler, collect,
-                              create_provider, create_sampler)
+from geoscout.collect import (
+    AccessDenied,
+    CollectJob,
+    RetryPolicy,
+    SamplePoint,
+    Sampler,
+    collect,
+    create_provider,
+    create_sampler,
+)
 from geoscout.errors import InvalidInput
 
 FAST = RetryPolicy(max_retries=5, base=0.05, max_delay=2.0, jitter=0.25, timeout=0.5)
@@ -67,8 +74,9 @@ def _check_dataset(root: Path, n_locations: int, views: int):
 
 def test_streetview_collect_makes_a_valid_dataset(fs, tmp_path, box_sampler):
     fs.reset(user_pct=20)
-    rep = collect(tmp_path / "ds", provider=_sv(fs), sampler=box_sampler, n=6, seed=3, rate=500, retry=FAST,
-                  progress=False)
+    rep = collect(
+        tmp_path / "ds", provider=_sv(fs), sampler=box_sampler, n=6, seed=3, rate=500, retry=FAST, progress=False
+    )
     assert rep.complete and rep.locations == 6 and rep.images == 24
     df = _check_dataset(tmp_path / "ds", 6, 4)
     assert (df["source"] == "google-streetview").all() and (df["attribution"] == "© Google").all()
@@ -83,8 +91,10 @@ def test_streetview_collect_makes_a_valid_dataset(fs, tmp_path, box_sampler):
     # the images fetched are exactly the panos the metadata named, with the requested parameters
     img_reqs = fs.requests("image")
     assert {r.query["pano"] for r in img_reqs} == set(df["pano_id"])
-    assert all(r.query["size"] == "640x640" and r.query["fov"] == "90" and r.query["return_error_code"] == "true"
-               for r in img_reqs)
+    assert all(
+        r.query["size"] == "640x640" and r.query["fov"] == "90" and r.query["return_error_code"] == "true"
+        for r in img_reqs
+    )
     meta = fs.requests("metadata")
     assert all(r.query["source"] == "outdoor" and r.query["radius"] == "50" for r in meta)
     # misses and user uploads were asked but not kept; no image was requested for them
@@ -100,14 +110,22 @@ def test_streetview_collect_makes_a_valid_dataset(fs, tmp_path, box_sampler):
 def test_user_uploads_and_zero_results_are_skipped(fs, tmp_path, box_sampler):
     fs.reset(user_pct=60, hit_pct=70)
     fs.fault("metadata", "zero", count=3)
-    rep = collect(tmp_path / "ds", provider=_sv(fs, headings=1), sampler=box_sampler, n=3, rate=500, retry=FAST,
-                  progress=False)
+    rep = collect(
+        tmp_path / "ds", provider=_sv(fs, headings=1), sampler=box_sampler, n=3, rate=500, retry=FAST, progress=False
+    )
     assert rep.points.get("user_upload", 0) >= 1
     assert rep.points.get("no_imagery", 0) >= 3
     df = _check_dataset(tmp_path / "ds", 3, 1)
     assert not df["pano_id"].str.startswith("AF1Qip").any()  # the fake's user-upload ids
-    rep2 = collect(tmp_path / "ds2", provider=_sv(fs, headings=1, allow_user_uploads=True), sampler=box_sampler,
-                   n=3, rate=500, retry=FAST, progress=False)
+    rep2 = collect(
+        tmp_path / "ds2",
+        provider=_sv(fs, headings=1, allow_user_uploads=True),
+        sampler=box_sampler,
+        n=3,
+        rate=500,
+        retry=FAST,
+        progress=False,
+    )
     assert rep2.points.get("user_upload", 0) == 0
 
 
@@ -125,8 +143,9 @@ class _Repeat(Sampler):
 
 def test_dedupe_by_pano_id(fs, tmp_path):
     fs.reset(hit_pct=100, user_pct=0)
-    rep = collect(tmp_path / "ds", provider=_sv(fs, headings=2), sampler=_Repeat(), n=4, rate=500, retry=FAST,
-                  progress=False)
+    rep = collect(
+        tmp_path / "ds", provider=_sv(fs, headings=2), sampler=_Repeat(), n=4, rate=500, retry=FAST, progress=False
+    )
     assert rep.locations == 4 and rep.points.get("duplicate") == 3
     _check_dataset(tmp_path / "ds", 4, 2)
     assert len(fs.requests("image")) == 8
@@ -136,8 +155,9 @@ def test_backoff_grows_and_faults_are_survived(fs, tmp_path, box_sampler):
     fs.reset(hit_pct=100, user_pct=0)
     fs.fault("image", "429", count=3)
     policy = RetryPolicy(max_retries=5, base=0.25, jitter=0.25, timeout=1.0)
-    rep = collect(tmp_path / "ds", provider=_sv(fs, headings=1), sampler=box_sampler, n=1, rate=1000, retry=policy,
-                  progress=False)
+    rep = collect(
+        tmp_path / "ds", provider=_sv(fs, headings=1), sampler=box_sampler, n=1, rate=1000, retry=policy, progress=False
+    )
     assert rep.complete
     t = [r.t for r in fs.requests("image")]
     assert [r.status for r in fs.requests("image")] == [429, 429, 429, 200]
@@ -167,18 +187,28 @@ def test_backoff_grows_and_faults_are_survived(fs, tmp_path, box_sampler):
 def test_failing_item_is_skipped_and_a_dead_provider_stops(fs, tmp_path, box_sampler):
     fs.reset(hit_pct=100, user_pct=0)
     fs.fault("image", "500", count=FAST.max_retries + 1)  # one image fails for good
-    rep = collect(tmp_path / "ds", provider=_sv(fs, headings=2), sampler=box_sampler, n=2, rate=1000, retry=FAST,
-                  progress=False)
+    rep = collect(
+        tmp_path / "ds", provider=_sv(fs, headings=2), sampler=box_sampler, n=2, rate=1000, retry=FAST, progress=False
+    )
     assert rep.complete and rep.images == 3 and rep.image_status.get("failed") == 1
     assert "gave up after" in rep.problems[0]
     # a rerun retries the failed image
-    rep = collect(tmp_path / "ds", provider=_sv(fs, headings=2), sampler=box_sampler, n=2, rate=1000, retry=FAST,
-                  progress=False)
+    rep = collect(
+        tmp_path / "ds", provider=_sv(fs, headings=2), sampler=box_sampler, n=2, rate=1000, retry=FAST, progress=False
+    )
     assert rep.images == 4 and not rep.image_status.get("failed")
     fs.reset()
     fs.fault("any", "500", count=10_000)
-    job = CollectJob(tmp_path / "dead", _sv(fs), box_sampler, 5, rate=1000, progress=False,
-                     retry=RetryPolicy(max_retries=1, base=0.001, timeout=0.5), max_consecutive_failures=4)
+    job = CollectJob(
+        tmp_path / "dead",
+        _sv(fs),
+        box_sampler,
+        5,
+        rate=1000,
+        progress=False,
+        retry=RetryPolicy(max_retries=1, base=0.001, timeout=0.5),
+        max_consecutive_failures=4,
+    )
     rep = job.run()
     assert rep.stopped == "failures" and "in a row failed" in rep.message
     assert len(fs.requests()) == 8
@@ -186,26 +216,57 @@ def test_failing_item_is_skipped_and_a_dead_provider_stops(fs, tmp_path, box_sam
 
 def test_daily_quota_is_respected_and_persisted(fs, tmp_path, box_sampler):
     fs.reset(hit_pct=100, user_pct=0)
-    rep = collect(tmp_path / "ds", provider=_sv(fs), sampler=box_sampler, n=10, rate=1000, retry=FAST,
-                  daily_quota=12, progress=False)
+    rep = collect(
+        tmp_path / "ds",
+        provider=_sv(fs),
+        sampler=box_sampler,
+        n=10,
+        rate=1000,
+        retry=FAST,
+        daily_quota=12,
+        progress=False,
+    )
     assert rep.stopped == "quota" and "daily quota of 12" in rep.message
     assert len(fs.requests()) == 12 == rep.requests_today
     # 2 x (1 metadata + 4 images), then 1 metadata + 1 image of the third location
     assert rep.locations == 3 and rep.images == 9 and rep.image_status == {"done": 9, "pending": 3}
     fs.reset(hit_pct=100, user_pct=0)
-    rep = collect(tmp_path / "ds", provider=_sv(fs), sampler=box_sampler, n=10, rate=1000, retry=FAST,
-                  daily_quota=12, progress=False)
+    rep = collect(
+        tmp_path / "ds",
+        provider=_sv(fs),
+        sampler=box_sampler,
+        n=10,
+        rate=1000,
+        retry=FAST,
+        daily_quota=12,
+        progress=False,
+    )
     assert rep.stopped == "quota" and len(fs.requests()) == 0  # persisted across runs
-    rep = collect(tmp_path / "ds", provider=_sv(fs), sampler=box_sampler, n=10, rate=1000, retry=FAST,
-                  daily_quota=100, progress=False)
+    rep = collect(
+        tmp_path / "ds",
+        provider=_sv(fs),
+        sampler=box_sampler,
+        n=10,
+        rate=1000,
+        retry=FAST,
+        daily_quota=100,
+        progress=False,
+    )
     assert rep.complete and rep.locations == 10
     _check_dataset(tmp_path / "ds", 10, 4)
 
 
 def test_country_quotas_fill_each_group(fs, tmp_path):
     fs.reset(hit_pct=60, user_pct=0)
-    rep = collect(tmp_path / "ds", provider=_sv(fs, headings=1), sampler="countries",
-                  sampler_options={"countries": "HR:3,SI:2"}, rate=1000, retry=FAST, progress=False)
+    rep = collect(
+        tmp_path / "ds",
+        provider=_sv(fs, headings=1),
+        sampler="countries",
+        sampler_options={"countries": "HR:3,SI:2"},
+        rate=1000,
+        retry=FAST,
+        progress=False,
+    )
     assert rep.complete and rep.target == 5 and rep.locations == 5
     df = _check_dataset(tmp_path / "ds", 5, 1)
     assert df["sample_group"].value_counts().to_dict() == {"HR": 3, "SI": 2}
@@ -217,8 +278,9 @@ def test_country_quotas_fill_each_group(fs, tmp_path):
 
 def test_rate_limit_spaces_requests(fs, tmp_path, box_sampler):
     fs.reset(hit_pct=100, user_pct=0)
-    collect(tmp_path / "ds", provider=_sv(fs, headings=4), sampler=box_sampler, n=2, rate=20, retry=FAST,
-            progress=False)
+    collect(
+        tmp_path / "ds", provider=_sv(fs, headings=4), sampler=box_sampler, n=2, rate=20, retry=FAST, progress=False
+    )
     t = np.array([r.t for r in fs.requests()])
     assert len(t) == 10
     assert t[-1] - t[0] >= 9 * 0.05 * 0.97  # 20 requests/s, evenly spaced (arrival times jitter a little)
@@ -228,8 +290,9 @@ def test_rate_limit_spaces_requests(fs, tmp_path, box_sampler):
 def test_request_denied_stops_with_a_clear_message(fs, tmp_path, box_sampler):
     bad = "AIzaSyWRONG-key-zz9988776655"
     with pytest.raises(AccessDenied) as ei:
-        collect(tmp_path / "ds", provider=_sv(fs, key=bad), sampler=box_sampler, n=3, rate=1000, retry=FAST,
-                progress=False)
+        collect(
+            tmp_path / "ds", provider=_sv(fs, key=bad), sampler=box_sampler, n=3, rate=1000, retry=FAST, progress=False
+        )
     msg = str(ei.value)
     assert "REQUEST_DENIED" in msg and "Street View Static API" in msg and bad not in msg
     assert len(fs.requests()) == 1  # no retry on a refused key
@@ -241,13 +304,23 @@ def test_request_denied_stops_with_a_clear_message(fs, tmp_path, box_sampler):
 
 def test_resume_refuses_other_options(fs, tmp_path, box_sampler):
     fs.reset(hit_pct=100, user_pct=0)
-    collect(tmp_path / "ds", provider=_sv(fs, headings=1), sampler=box_sampler, n=1, rate=1000, retry=FAST, progress=False)
+    collect(
+        tmp_path / "ds", provider=_sv(fs, headings=1), sampler=box_sampler, n=1, rate=1000, retry=FAST, progress=False
+    )
     with pytest.raises(InvalidInput, match="other options"):
-        collect(tmp_path / "ds", provider=_sv(fs, headings=2), sampler=box_sampler, n=1, rate=1000, retry=FAST,
-                progress=False)
+        collect(
+            tmp_path / "ds",
+            provider=_sv(fs, headings=2),
+            sampler=box_sampler,
+            n=1,
+            rate=1000,
+            retry=FAST,
+            progress=False,
+        )
     # extending n is fine and keeps the first location
-    rep = collect(tmp_path / "ds", provider=_sv(fs, headings=1), sampler=box_sampler, n=3, rate=1000, retry=FAST,
-                  progress=False)
+    rep = collect(
+        tmp_path / "ds", provider=_sv(fs, headings=1), sampler=box_sampler, n=3, rate=1000, retry=FAST, progress=False
+    )
     assert rep.locations == 3
     _check_dataset(tmp_path / "ds", 3, 1)
 
@@ -270,20 +343,43 @@ def test_mapillary_collect(fs, tmp_path, box_sampler):
     assert any(r.path != "/mapillary/images" for r in graph)  # the refresh
     assert all("/1024.jpg" in r.path for r in fs.requests("thumb"))
     with pytest.raises(AccessDenied, match="OAuth"):
-        collect(tmp_path / "bad", provider=create_provider("mapillary", key="MLY|nope", base_url=fs.mapillary_url),
-                sampler=box_sampler, n=1, rate=1000, retry=FAST, progress=False)
+        collect(
+            tmp_path / "bad",
+            provider=create_provider("mapillary", key="MLY|nope", base_url=fs.mapillary_url),
+            sampler=box_sampler,
+            n=1,
+            rate=1000,
+            retry=FAST,
+            progress=False,
+        )
 
 
 def _cli(args, env_extra, **kw):
     env = {**os.environ, **env_extra, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-c", "from geoscout.cli import main; main()", *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-c", "from geoscout.cli import main; main()", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,
+    )
 
 
 def _polygon_file(tmp_path: Path) -> Path:
     p = tmp_path / "area.geojson"
-    p.write_text(json.dumps({"type": "Feature", "properties": {}, "geometry": {
-        "type": "Polygon", "coordinates": [[[15.0, 45.0], [16.0, 45.0], [16.0, 46.0], [15.0, 46.0], [15.0, 45.0]]]}}))
+    p.write_text(
+        json.dumps(
+            {
+                "type": "Feature",
+                "properties": {},
+                "geometry": {
+                    "type": "Polygon",
+                    "coordinates": [[[15.0, 45.0], [16.0, 45.0], [16.0, 46.0], [15.0, 46.0], [15.0, 45.0]]],
+                },
+            }
+        )
+    )
     return p
 
 
@@ -302,9 +398,30 @@ def test_kill_9_resume_no_duplicates_no_losses_and_key_never_leaks(fs, tmp_path)
     fs.fault("image", "429", count=2)
     fs.fault("image", "truncate", count=1)
     out = tmp_path / "ds"
-    args = ["collect", "-o", str(out), "--provider", "streetview", "--sampler", "polygon", "--polygon",
-            str(_polygon_file(tmp_path)), "--n", "12", "--seed", "7", "--rate", "40/s", "--base-url", fs.streetview_url,
-            "--timeout", "2", "--backoff-base", "0.05", "--verbose"]
+    args = [
+        "collect",
+        "-o",
+        str(out),
+        "--provider",
+        "streetview",
+        "--sampler",
+        "polygon",
+        "--polygon",
+        str(_polygon_file(tmp_path)),
+        "--n",
+        "12",
+        "--seed",
+        "7",
+        "--rate",
+        "40/s",
+        "--base-url",
+        fs.streetview_url,
+        "--timeout",
+        "2",
+        "--backoff-base",
+        "0.05",
+        "--verbose",
+    ]
     env = {"GOOGLE_MAPS_API_KEY": GOOGLE_KEY, "GEOSCOUT_KEYS_FILE": str(tmp_path / "none.toml")}
     proc = _cli(args, env)
     deadline = time.time() + 60
@@ -355,8 +472,24 @@ def test_cli_denied_key_and_logs_redacted(fs, tmp_path):
     keys.write_text(f'google_maps_api_key = "{bad}"\n')
     keys.chmod(0o644)
     runner = CliRunner()
-    args = ["collect", "-o", str(tmp_path / "ds"), "--sampler", "polygon", "--polygon", str(_polygon_file(tmp_path)),
-            "--n", "2", "--base-url", fs.streetview_url, "--keys-file", str(keys), "--no-progress", "--rate", "1000/s"]
+    args = [
+        "collect",
+        "-o",
+        str(tmp_path / "ds"),
+        "--sampler",
+        "polygon",
+        "--polygon",
+        str(_polygon_file(tmp_path)),
+        "--n",
+        "2",
+        "--base-url",
+        fs.streetview_url,
+        "--keys-file",
+        str(keys),
+        "--no-progress",
+        "--rate",
+        "1000/s",
+    ]
     env = {"GOOGLE_MAPS_API_KEY": ""}
     res = runner.invoke(app, args, env=env)
     assert res.exit_code == 2 and "chmod 600" in res.output and bad not in res.output
@@ -375,14 +508,43 @@ def test_cli_options_are_checked(tmp_path):
 
     from geoscout.cli import app
 
-    res = CliRunner().invoke(app, ["collect", "-o", str(tmp_path), "--sampler", "land", "--cities", "London", "--n", "1"])
+    res = CliRunner().invoke(
+        app, ["collect", "-o", str(tmp_path), "--sampler", "land", "--cities", "London", "--n", "1"]
+    )
     assert res.exit_code == 2 and "--cities does not apply" in res.output
-    res = CliRunner().invoke(app, ["collect", "-o", str(tmp_path), "--sampler", "polygon",
-                                   "--polygon", str(_polygon_file(tmp_path)), "--n", "3", "--dry-run"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "collect",
+            "-o",
+            str(tmp_path),
+            "--sampler",
+            "polygon",
+            "--polygon",
+            str(_polygon_file(tmp_path)),
+            "--n",
+            "3",
+            "--dry-run",
+        ],
+    )
     assert res.exit_code == 0 and "12 billable requests at $7/1000 = $0.08" in res.output
-    res = CliRunner().invoke(app, ["collect", "-o", str(tmp_path / "x"), "--sampler", "polygon", "--polygon",
-                                   str(_polygon_file(tmp_path)), "--n", "3", "--size", "800x800"],
-                             env={"GOOGLE_MAPS_API_KEY": "k"})
+    res = CliRunner().invoke(
+        app,
+        [
+            "collect",
+            "-o",
+            str(tmp_path / "x"),
+            "--sampler",
+            "polygon",
+            "--polygon",
+            str(_polygon_file(tmp_path)),
+            "--n",
+            "3",
+            "--size",
+            "800x800",
+        ],
+        env={"GOOGLE_MAPS_API_KEY": "k"},
+    )
     assert res.exit_code == 2 and "640x640" in res.output
 
 
@@ -393,19 +555,48 @@ def test_collected_dataset_is_accepted_by_embed_and_train(fs, tmp_path, box_samp
     from geoscout.cli import app
 
     fs.reset(hit_pct=100, user_pct=0)
-    rep = collect(tmp_path / "ds", provider=_sv(fs, headings=2), sampler=box_sampler, n=10, rate=1000, retry=FAST,
-                  progress=False)
+    rep = collect(
+        tmp_path / "ds", provider=_sv(fs, headings=2), sampler=box_sampler, n=10, rate=1000, retry=FAST, progress=False
+    )
     assert rep.images == 20
     runner = CliRunner()
-    res = runner.invoke(app, ["embed", str(tmp_path / "ds"), "--backbone", "effnet-lite0", "-o", str(tmp_path / "emb"),
-                              "--workers", "0", "--quiet"])
+    res = runner.invoke(
+        app,
+        [
+            "embed",
+            str(tmp_path / "ds"),
+            "--backbone",
+            "effnet-lite0",
+            "-o",
+            str(tmp_path / "emb"),
+            "--workers",
+            "0",
+            "--quiet",
+        ],
+    )
     assert res.exit_code == 0, res.output
     from geoscout.embeddings import EmbeddingStore
 
     store = EmbeddingStore.open(tmp_path / "emb")
     assert len(store.ids) == 20 and len(store.failures) == 0
-    res = runner.invoke(app, ["train", str(tmp_path / "ds"), "-o", str(tmp_path / "bundle"), "--backbone", "effnet-lite0",
-                              "--head", "knn", "--cells", "grid:5", "--store-dir", str(tmp_path / "stores"), "--quiet"])
+    res = runner.invoke(
+        app,
+        [
+            "train",
+            str(tmp_path / "ds"),
+            "-o",
+            str(tmp_path / "bundle"),
+            "--backbone",
+            "effnet-lite0",
+            "--head",
+            "knn",
+            "--cells",
+            "grid:5",
+            "--store-dir",
+            str(tmp_path / "stores"),
+            "--quiet",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert (tmp_path / "bundle" / "config.json").is_file()
 
@@ -416,11 +607,29 @@ def test_cli_quota_stop_exits_3_and_resumes(fs, tmp_path):
     from geoscout.cli import app
 
     fs.reset(hit_pct=100, user_pct=0)
-    args = ["collect", "-o", str(tmp_path / "ds"), "--sampler", "polygon", "--polygon", str(_polygon_file(tmp_path)),
-            "--n", "2", "--headings", "2", "--base-url", fs.streetview_url, "--no-progress", "--rate", "1000/s"]
+    args = [
+        "collect",
+        "-o",
+        str(tmp_path / "ds"),
+        "--sampler",
+        "polygon",
+        "--polygon",
+        str(_polygon_file(tmp_path)),
+        "--n",
+        "2",
+        "--headings",
+        "2",
+        "--base-url",
+        fs.streetview_url,
+        "--no-progress",
+        "--rate",
+        "1000/s",
+    ]
     env = {"GOOGLE_MAPS_API_KEY": GOOGLE_KEY}
     res = CliRunner().invoke(app, [*args, "--daily-quota", "4"], env=env)
-    assert res.exit_code == 3 and "daily quota of 4" in res.output and "2/2 locations, 2 images" in res.output  # 2nd pano located, views pending
+    assert (
+        res.exit_code == 3 and "daily quota of 4" in res.output and "2/2 locations, 2 images" in res.output
+    )  # 2nd pano located, views pending
     res = CliRunner().invoke(app, [*args, "--daily-quota", "10"], env=env)
     assert res.exit_code == 0 and "2/2 locations, 4 images" in res.output
     _check_dataset(tmp_path / "ds", 2, 2)

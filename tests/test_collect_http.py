@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from geoscout.collect.http import RetryPolicy, TokenBucket, check_jpeg, parse_rate, Retry
+from geoscout.collect.http import Retry, RetryPolicy, TokenBucket, check_jpeg, parse_rate
 from geoscout.collect.keys import Redactor, load_key, redact_logs
 from geoscout.errors import InvalidInput
 

@@ -8,8 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from geoscout.collect.samplers import (SAMPLERS, create_sampler, parse_bbox, parse_quotas, parse_spacing,
-                                       uniform_sphere)
+from geoscout.collect.samplers import SAMPLERS, create_sampler, parse_bbox, parse_quotas, parse_spacing, uniform_sphere
 from geoscout.errors import InvalidInput, UnknownName
 from geoscout.geo import haversine_km
 
@@ -19,10 +18,26 @@ BOX = "13.4,42.4,19.5,46.6"  # W,S,E,N around Croatia
 @pytest.fixture(scope="module")
 def square(tmp_path_factory):
     p = tmp_path_factory.mktemp("poly") / "sq.geojson"
-    p.write_text(json.dumps({"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {}, "geometry": {
-        "type": "MultiPolygon", "coordinates": [
-            [[[10.0, 50.0], [11.0, 50.0], [11.0, 51.0], [10.0, 51.0], [10.0, 50.0]]],
-            [[[-60.0, -10.0], [-59.0, -10.0], [-59.5, -9.0], [-60.0, -10.0]]]]}}]}))
+    p.write_text(
+        json.dumps(
+            {
+                "type": "FeatureCollection",
+                "features": [
+                    {
+                        "type": "Feature",
+                        "properties": {},
+                        "geometry": {
+                            "type": "MultiPolygon",
+                            "coordinates": [
+                                [[[10.0, 50.0], [11.0, 50.0], [11.0, 51.0], [10.0, 51.0], [10.0, 50.0]]],
+                                [[[-60.0, -10.0], [-59.0, -10.0], [-59.5, -9.0], [-60.0, -10.0]]],
+                            ],
+                        },
+                    }
+                ],
+            }
+        )
+    )
     return p
 
 
@@ -125,8 +140,10 @@ def test_grid_spacing_km():
     d, _ = tree.query(np.radians(np.c_[lat, lon]), k=2)
     nn = d[:, 1] * 6371.0
     assert np.median(nn) == pytest.approx(20.0, rel=0.05)
-    assert create_sampler("grid", spacing="1deg", bbox=BOX, land_only=False).sample(1000) and \
-        len(create_sampler("grid", spacing="1deg", bbox=BOX, land_only=False)) == 6 * 4
+    assert (
+        create_sampler("grid", spacing="1deg", bbox=BOX, land_only=False).sample(1000)
+        and len(create_sampler("grid", spacing="1deg", bbox=BOX, land_only=False)) == 6 * 4
+    )
 
 
 def test_cities_and_citybox_near_their_places():

@@ -9,9 +9,9 @@ import pytest
 
 pytest.importorskip("torch")
 
-from geoscout.errors import InvalidInput, NotFittedError  # noqa: E402
-from geoscout.geo import haversine_km, spherical_mean  # noqa: E402
-from geoscout.heads import create_head, head_from_state  # noqa: E402
+from geoscout.errors import InvalidInput, NotFittedError
+from geoscout.geo import haversine_km, spherical_mean
+from geoscout.heads import create_head, head_from_state
 
 
 def _synthetic(n: int, k: int = 12, d: int = 64, seed: int = 0):
@@ -26,8 +26,17 @@ def _synthetic(n: int, k: int = 12, d: int = 64, seed: int = 0):
     return X, y
 
 
-SMALL = dict(rff_dim=64, hidden=128, depth=2, embed_dim=64, image_hidden=128, queue_size=256, epochs=6,
-             batch_size=128, patience=3)
+SMALL = dict(
+    rff_dim=64,
+    hidden=128,
+    depth=2,
+    embed_dim=64,
+    image_hidden=128,
+    queue_size=256,
+    epochs=6,
+    batch_size=128,
+    patience=3,
+)
 
 
 @pytest.fixture(scope="module")
@@ -95,11 +104,19 @@ def test_warm_start_loads_geoclip_location_encoder():
 
     try:
         ref = load_wheel_weights("location_encoder")
-    except Exception:  # noqa: BLE001
+    except Exception:
         pytest.skip("geoclip wheel not installed")
     X, y = _synthetic(40, seed=2)
-    h = create_head("contrastive", warm_start=True, epochs=1, batch_size=40, queue_size=16, val_fraction=0.0,
-                    lr=0.0, weight_decay=0.0).fit(X, y)
+    h = create_head(
+        "contrastive",
+        warm_start=True,
+        epochs=1,
+        batch_size=40,
+        queue_size=16,
+        val_fraction=0.0,
+        lr=0.0,
+        weight_decay=0.0,
+    ).fit(X, y)
     sd = h.net_.location.state_dict()
     assert set(sd) == set(ref)
     np.testing.assert_array_equal(sd["LocEnc2.capsule.0.b"].numpy(), ref["LocEnc2.capsule.0.b"].numpy())

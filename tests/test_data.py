@@ -86,7 +86,11 @@ def test_splits_never_straddle_a_location(loaded, method):
     assert (per_loc == 1).all()
     assert set(s) == {"train", "val", "test"}
     if method == "spatial":
-        blocks = np.floor(ds.frame["lat"] / 0.5).astype(int).astype(str) + ":" + np.floor(ds.frame["lon"] / 0.5).astype(int).astype(str)
+        blocks = (
+            np.floor(ds.frame["lat"] / 0.5).astype(int).astype(str)
+            + ":"
+            + np.floor(ds.frame["lon"] / 0.5).astype(int).astype(str)
+        )
         assert (s.groupby(blocks).nunique() == 1).all()
     else:  # location groups are small, so shares are close to the targets
         share = s.value_counts(normalize=True)
@@ -119,7 +123,9 @@ def test_csv_with_remapped_columns(tmp_path, shared_data):
         w = csv.writer(fh)
         w.writerow(["file", "latitude", "lng", "yaw", "pano", "when"])
         for r in rows:
-            w.writerow([str(root / r["path"]), r["lat"], r["lon"], r["heading"], r["location_id"], "2020-05-01 10:00:00"])
+            w.writerow(
+                [str(root / r["path"]), r["lat"], r["lon"], r["heading"], r["location_id"], "2020-05-01 10:00:00"]
+            )
     rep = import_csv(src, columns="path=file,lat=latitude,lon=lng,heading=yaw,location_id=pano,captured_at=when")
     assert rep.problems == [] and rep.n_imported == 8
     df = rep.dataset.frame
@@ -159,16 +165,38 @@ def exif_folder(tmp_path_factory, shared_data):
     srcs = sorted(im2.iterdir())[:4]
     (folder / "trip").mkdir()
     # Rio de Janeiro: S / W, rotated by orientation tag 6
-    _write_gps_jpeg(srcs[0], folder / "rio.jpg", lat_dms=(22, 54, 24.48), lat_ref="S", lon_dms=(43, 10, 22.44),
-                    lon_ref="W", orientation=6, alt=-12.5, when="2021:06:30 14:05:09")
+    _write_gps_jpeg(
+        srcs[0],
+        folder / "rio.jpg",
+        lat_dms=(22, 54, 24.48),
+        lat_ref="S",
+        lon_dms=(43, 10, 22.44),
+        lon_ref="W",
+        orientation=6,
+        alt=-12.5,
+        when="2021:06:30 14:05:09",
+    )
     # Oslo: N / E, upright
-    _write_gps_jpeg(srcs[1], folder / "trip" / "oslo.jpg", lat_dms=(59, 54, 50.4), lat_ref="N", lon_dms=(10, 45, 9.6),
-                    lon_ref="E", alt=23.0)
+    _write_gps_jpeg(
+        srcs[1],
+        folder / "trip" / "oslo.jpg",
+        lat_dms=(59, 54, 50.4),
+        lat_ref="N",
+        lon_dms=(10, 45, 9.6),
+        lon_ref="E",
+        alt=23.0,
+    )
     shutil.copy(srcs[2], folder / "trip" / "no_gps.jpg")  # a real photo without GPS
     im = Image.open(srcs[3])  # GPS latitude with a zero denominator
     exif = im.getexif()
-    exif.get_ifd(0x8825).update({1: "N", 2: (IFDRational(1, 0), IFDRational(0), IFDRational(0)), 3: "E",
-                                 4: (IFDRational(5), IFDRational(0), IFDRational(0))})
+    exif.get_ifd(0x8825).update(
+        {
+            1: "N",
+            2: (IFDRational(1, 0), IFDRational(0), IFDRational(0)),
+            3: "E",
+            4: (IFDRational(5), IFDRational(0), IFDRational(0)),
+        }
+    )
     im.save(folder / "trip" / "zero_den.jpg", exif=exif)
     shutil.copy(folder / "rio.jpg", folder / "trip" / "rio_copy.jpg")  # duplicate content
     (folder / "notes.txt").write_text("not a photo")
@@ -193,8 +221,12 @@ def test_exif_folder_import(exif_folder, tmp_path):
     assert load_image(rep.dataset.image_path(rio["image_id"])).size == (raw_h, raw_w)
     assert (oslo["width"], oslo["height"]) == Image.open(srcs[1]).size
     kinds = {p.path: p.kind for p in rep.problems}
-    assert kinds == {"trip/no_gps.jpg": "no_gps", "trip/rio_copy.jpg": "duplicate", "notes.txt": "not_image",
-                     "trip/zero_den.jpg": "bad_coordinates"}
+    assert kinds == {
+        "trip/no_gps.jpg": "no_gps",
+        "trip/rio_copy.jpg": "duplicate",
+        "notes.txt": "not_image",
+        "trip/zero_den.jpg": "bad_coordinates",
+    }
     dup = next(p for p in rep.problems if p.kind == "duplicate")
     assert "rio.jpg" in dup.reason
     assert "zero denominator" in next(p.reason for p in rep.problems if p.kind == "bad_coordinates")
@@ -304,8 +336,9 @@ def test_failed_write_leaves_old_manifest(bad_csv, tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         ds.save()
     assert (tmp_path / "ds" / "manifest.parquet").read_bytes() == before
-    assert [p.name for p in (tmp_path / "ds").iterdir()] == ["manifest.parquet", "problems.csv"] or \
-        sorted(p.name for p in (tmp_path / "ds").iterdir()) == ["manifest.parquet", "problems.csv"]
+    assert [p.name for p in (tmp_path / "ds").iterdir()] == ["manifest.parquet", "problems.csv"] or sorted(
+        p.name for p in (tmp_path / "ds").iterdir()
+    ) == ["manifest.parquet", "problems.csv"]
     assert len(Dataset.open(tmp_path / "ds")) == 2
 
 

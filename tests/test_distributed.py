@@ -81,8 +81,9 @@ def small_dataset(shared_data, tmp_path_factory):
 def reference_store(small_dataset, tmp_path_factory):
     from geoscout.embeddings import embed_dataset
 
-    return embed_dataset(small_dataset, BACKBONE, tmp_path_factory.mktemp("ref") / "store", batch_size=8,
-                         workers=1, progress=False)
+    return embed_dataset(
+        small_dataset, BACKBONE, tmp_path_factory.mktemp("ref") / "store", batch_size=8, workers=1, progress=False
+    )
 
 
 def _assert_same_store(store, ref):
@@ -102,8 +103,9 @@ def test_ray_embed_equals_single_process(ray_local, small_dataset, reference_sto
     from geoscout.distributed import embed_dataset_ray
     from geoscout.embeddings import EmbeddingStore
 
-    store = embed_dataset_ray(small_dataset, BACKBONE, tmp_path / "ray", address=None, num_workers=2,
-                              batch_size=6, progress=False)
+    store = embed_dataset_ray(
+        small_dataset, BACKBONE, tmp_path / "ray", address=None, num_workers=2, batch_size=6, progress=False
+    )
     run = store.last_run
     assert run.embedded == N_IMAGES and len(run.failed) == 1 and "broken.jpg" in run.failed[0][1]
     _assert_same_store(EmbeddingStore.open(tmp_path / "ray"), reference_store)
@@ -126,8 +128,24 @@ def test_cli_ray_resumes_a_killed_store_without_duplicates(ray_local, small_data
 
     from geoscout.cli import app
 
-    res = CliRunner().invoke(app, ["embed", str(small_dataset.root), "-b", BACKBONE, "-o", str(out), "--batch-size", "4",
-                                   "--ray", "local", "--ray-workers", "1", "-q"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "embed",
+            str(small_dataset.root),
+            "-b",
+            BACKBONE,
+            "-o",
+            str(out),
+            "--batch-size",
+            "4",
+            "--ray",
+            "local",
+            "--ray-workers",
+            "1",
+            "-q",
+        ],
+    )
     assert res.exit_code == 0, res.output
     store = EmbeddingStore.open(out)
     reopened = EmbeddingStore.open(out)
@@ -161,8 +179,14 @@ def bundle_dir(reference_store, small_dataset, tmp_path_factory):
     part = create_partition("grid:20").fit(y[:, 0], y[:, 1])
     head = create_head("classifier", hidden=32, epochs=5, seed=0, val_fraction=0.0, threads=1).fit(X, y, partition=part)
     ret = RetrievalData(vectors=X, lat=y[:, 0], lon=y[:, 1], cell=part.assign(y[:, 0], y[:, 1]))
-    bundle = ModelBundle(head=head, partition=part, backbone_name=BACKBONE,
-                         backbone_fingerprint=reference_store.fingerprint, retrieval=ret, training={"n_train": len(X)})
+    bundle = ModelBundle(
+        head=head,
+        partition=part,
+        backbone_name=BACKBONE,
+        backbone_fingerprint=reference_store.fingerprint,
+        retrieval=ret,
+        training={"n_train": len(X)},
+    )
     return bundle.save(tmp_path_factory.mktemp("bundle") / "model")
 
 
@@ -177,8 +201,25 @@ def test_cli_locate_on_ray_equals_locator(ray_local, small_dataset, bundle_dir, 
     paths = [str(p) for p in small_dataset.image_paths()[:7]] + [str(tmp_path / "missing.jpg")]
     expected = load_model(bundle_dir).locate(paths, top_k=3)
     out = tmp_path / "preds.jsonl"
-    res = CliRunner().invoke(app, ["locate", *paths, "--model", str(bundle_dir), "-k", "3", "-f", "jsonl", "-o", str(out),
-                                   "--ray", "local", "--ray-workers", "2"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "locate",
+            *paths,
+            "--model",
+            str(bundle_dir),
+            "-k",
+            "3",
+            "-f",
+            "jsonl",
+            "-o",
+            str(out),
+            "--ray",
+            "local",
+            "--ray-workers",
+            "2",
+        ],
+    )
     assert res.exit_code == 0, res.output
     got = read_predictions(out)
     assert [p.image_id for p in got] == [p.image_id for p in expected] == paths

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import io
-import json
-import os
 import shutil
 import struct
 import subprocess
@@ -27,7 +24,7 @@ BACKBONE = "effnet-lite0"  # the store logic is backbone-agnostic; lite0 keeps t
 def _set_png_size(png: bytes, w: int, h: int) -> bytes:
     """Rewrite a PNG's IHDR width/height (and its CRC): a tiny file claiming a huge image."""
     assert png[12:16] == b"IHDR"
-    ihdr = png[16:20 + 13 - 4]
+    ihdr = png[16 : 20 + 13 - 4]
     ihdr = struct.pack(">II", w, h) + ihdr[8:]
     crc = struct.pack(">I", zlib.crc32(b"IHDR" + ihdr) & 0xFFFFFFFF)
     return png[:16] + ihdr + crc + png[33:]
@@ -60,7 +57,7 @@ def world(shared_data, tmp_path_factory):
     variants = {
         "cmyk.jpg": lambda p: base.convert("CMYK").save(p, quality=95),
         "gray.png": lambda p: base.convert("L").save(p),
-        "gray16.png": lambda p: Image.fromarray((np.asarray(base.convert("L"), np.uint16) * 257)).save(p),
+        "gray16.png": lambda p: Image.fromarray(np.asarray(base.convert("L"), np.uint16) * 257).save(p),
         "palette.png": lambda p: base.quantize(64).save(p),
         "rgba.png": lambda p: base.convert("RGBA").save(p),
         "exif6.jpg": None,
@@ -124,7 +121,10 @@ def test_bad_images_are_recorded_and_the_rest_embedded(world, store):
 def test_odd_modes_decode_to_the_same_picture(world, store):
     ds, bb = world["ds"], None
     base_vec = embed_images([world["base"]], create_backbone(BACKBONE))[0][0]
-    v = {n: store.load([_id_of(ds, n)])[0] for n in ("cmyk.jpg", "gray.png", "gray16.png", "palette.png", "rgba.png", "exif6.jpg")}
+    v = {
+        n: store.load([_id_of(ds, n)])[0]
+        for n in ("cmyk.jpg", "gray.png", "gray16.png", "palette.png", "rgba.png", "exif6.jpg")
+    }
     assert float(v["cmyk.jpg"] @ base_vec) > 0.97
     assert float(v["palette.png"] @ base_vec) > 0.9
     assert float(v["rgba.png"] @ base_vec) > 0.995  # opaque alpha: identical pixels
@@ -221,7 +221,9 @@ def test_embed_images_mixed_sources(world, store, bb):
     ds = world["ds"]
     i0 = store.ids[0]
     p = ds.image_path(i0)
-    vecs, failed = embed_images([p, p.read_bytes(), Image.open(p), b"", str(world["root"] / "missing.jpg")], bb, batch_size=2)
+    vecs, failed = embed_images(
+        [p, p.read_bytes(), Image.open(p), b"", str(world["root"] / "missing.jpg")], bb, batch_size=2
+    )
     assert set(failed) == {3, 4} and "empty" in failed[3] and "not found" in failed[4]
     assert np.isnan(vecs[3]).all() and np.isnan(vecs[4]).all()
     ref = store.load([i0])[0]
@@ -233,7 +235,10 @@ def test_embed_images_mixed_sources(world, store, bb):
 def test_default_store_path(world, tmp_path, monkeypatch):
     monkeypatch.setenv("GEOSCOUT_HOME", str(tmp_path / "home"))
     ds = world["ds"]
-    assert default_store_path(ds, "hf:openai/clip-vit-base-patch32") == Path(ds.root).resolve() / "embeddings" / "hf_openai_clip-vit-base-patch32"
+    assert (
+        default_store_path(ds, "hf:openai/clip-vit-base-patch32")
+        == Path(ds.root).resolve() / "embeddings" / "hf_openai_clip-vit-base-patch32"
+    )
     from geoscout.data import Dataset
 
     ro = Dataset(ds.root, ds.frame, name="croatia", writable=False)
@@ -248,8 +253,9 @@ def test_cli_embed_noop_and_pool(world, store):
     from geoscout.cli import app
     from geoscout.embeddings import load_pooled
 
-    res = CliRunner().invoke(app, ["embed", str(world["root"]), "--backbone", BACKBONE, "-o", str(store.path),
-                                   "--pool-panoramas"])
+    res = CliRunner().invoke(
+        app, ["embed", str(world["root"]), "--backbone", BACKBONE, "-o", str(store.path), "--pool-panoramas"]
+    )
     assert res.exit_code == 0, res.output
     assert "up to date" in res.output and str(store.path) in res.output
     keys, vecs = load_pooled(store.path)
@@ -265,8 +271,9 @@ def test_one_writer_at_a_time(world, store, bb):
     result = {}
     with open(store.path / ".lock", "a+") as fh:
         fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        t = threading.Thread(target=lambda: result.setdefault(
-            "s", embed_dataset(world["ds"], bb, store.path, progress=False)))
+        t = threading.Thread(
+            target=lambda: result.setdefault("s", embed_dataset(world["ds"], bb, store.path, progress=False))
+        )
         t.start()
         t.join(0.5)
         assert t.is_alive() and "s" not in result  # waits for the other writer

@@ -76,7 +76,9 @@ def test_distance_metrics_edge_cases():
 
 
 def test_coverage_failed_missing_unmatched_and_duplicates():
-    truth = pd.DataFrame({"image_id": ["a", "b", "c", "d"], "lat": [0.0, 10.0, 20.0, 30.0], "lon": [0.0, 10.0, 20.0, 30.0]})
+    truth = pd.DataFrame(
+        {"image_id": ["a", "b", "c", "d"], "lat": [0.0, 10.0, 20.0, 30.0], "lon": [0.0, 10.0, 20.0, 30.0]}
+    )
     b = _direct(10.0, 10.0, 90.0, 10.0)
     preds = [
         Prediction("a", [Candidate(0.0, 0.0, 1.0)]),
@@ -124,10 +126,10 @@ def test_calibration_by_hand():
     truth = pd.DataFrame({"image_id": ["a", "b", "c", "d"], "lat": [10.0, 20.0, 30.0, 40.0], "lon": [0.0] * 4})
     off = [_direct(la, 0.0, 90.0, km) for la, km in ((10.0, 50.0), (20.0, 300.0), (30.0, 10.0), (40.0, 100.0))]
     preds = [
-        Prediction("a", [Candidate(*off[0], 0.9)], radius_km=100.0, expected_score=4000.0),   # inside
-        Prediction("b", [Candidate(*off[1], 0.9)], radius_km=200.0, expected_score=3000.0),   # outside
-        Prediction("c", [Candidate(*off[2], 0.9)], radius_km=10.5, expected_score=5000.0),    # inside (edge)
-        Prediction("d", [Candidate(*off[3], 0.9)]),                                            # states nothing
+        Prediction("a", [Candidate(*off[0], 0.9)], radius_km=100.0, expected_score=4000.0),  # inside
+        Prediction("b", [Candidate(*off[1], 0.9)], radius_km=200.0, expected_score=3000.0),  # outside
+        Prediction("c", [Candidate(*off[2], 0.9)], radius_km=10.5, expected_score=5000.0),  # inside (edge)
+        Prediction("d", [Candidate(*off[3], 0.9)]),  # states nothing
     ]
     r = evaluate(preds, truth, places=False)
     m = r.metrics
@@ -146,14 +148,19 @@ def test_bad_truth_is_a_clear_error():
     with pytest.raises(InvalidInput, match="not a valid"):
         evaluate([], pd.DataFrame({"image_id": ["a"], "lat": [100.0], "lon": [2.0]}))
     with pytest.raises(InvalidInput, match="'a' candidate 2 has an invalid"):
-        evaluate([Prediction("a", [Candidate(1.0, 2.0, 0.5), Candidate(91.0, 2.0, 0.5)])],
-                 pd.DataFrame({"image_id": ["a"], "lat": [1.0], "lon": [2.0]}), places=False)
+        evaluate(
+            [Prediction("a", [Candidate(1.0, 2.0, 0.5), Candidate(91.0, 2.0, 0.5)])],
+            pd.DataFrame({"image_id": ["a"], "lat": [1.0], "lon": [2.0]}),
+            places=False,
+        )
     with pytest.raises(InvalidInput, match="expected geoscout.types.Prediction"):
         evaluate([{"image_id": "a"}], pd.DataFrame({"image_id": ["a"], "lat": [1.0], "lon": [2.0]}))
 
 
 def test_truth_at_sea_excluded_from_country_accuracy():
-    truth = pd.DataFrame({"image_id": ["paris", "atlantic", "lyon"], "lat": [48.8566, 0.0, 45.764], "lon": [2.3522, -30.0, 4.8357]})
+    truth = pd.DataFrame(
+        {"image_id": ["paris", "atlantic", "lyon"], "lat": [48.8566, 0.0, 45.764], "lon": [2.3522, -30.0, 4.8357]}
+    )
     preds = [
         Prediction("paris", [Candidate(48.80, 2.30, 1.0)]),
         Prediction("atlantic", [Candidate(48.80, 2.30, 1.0)]),
@@ -180,7 +187,9 @@ def truth_countries(im2gps):
     from geoscout.places import country_of, reverse_geocode
 
     f = im2gps.frame
-    return np.asarray(country_of(f["lat"], f["lon"]), dtype=object), reverse_geocode(f["lat"].to_numpy(), f["lon"].to_numpy())
+    return np.asarray(country_of(f["lat"], f["lon"]), dtype=object), reverse_geocode(
+        f["lat"].to_numpy(), f["lon"].to_numpy()
+    )
 
 
 DISTANCES = np.array([0.4, 12.0, 24.0, 90.0, 450.0, 1300.0, 2200.0, 6000.0])
@@ -236,7 +245,7 @@ def test_im2gps_country_swap(im2gps, truth_countries):
     assert per.loc[~land, "country_correct"].isna().all()
     bc = r.by_country
     us = bc.loc["US"]
-    in_us = (codes == "US")
+    in_us = codes == "US"
     assert us["n"] == in_us.sum() and us["country_acc"] == pytest.approx((even & in_us).sum() / in_us.sum())
     assert bc["n"].sum() == len(f)
 
@@ -294,8 +303,15 @@ def test_predictions_named_by_image_path_are_matched(im2gps, shifted):
 def test_unit_location_scores_one_answer_per_panorama(shared_data):
     """streetview-croatia: 4 views per location; panorama predictions named 'v1+v2+v3+v4', by location or by one view."""
     m = pd.read_csv(shared_data("streetview-croatia") / "manifest.csv").head(40)
-    truth = pd.DataFrame({"image_id": m["path"], "path": m["path"], "lat": m["lat"], "lon": m["lon"],
-                          "location_id": m["location_id"].astype(str)})
+    truth = pd.DataFrame(
+        {
+            "image_id": m["path"],
+            "path": m["path"],
+            "lat": m["lat"],
+            "lon": m["lon"],
+            "location_id": m["location_id"].astype(str),
+        }
+    )
     locs = list(dict.fromkeys(truth["location_id"]))
     assert len(locs) == 10
     preds = []
@@ -304,10 +320,18 @@ def test_unit_location_scores_one_answer_per_panorama(shared_data):
         lat, lon = _direct(float(views["lat"].iloc[0]), float(views["lon"].iloc[0]), 0.0, 5.0 if j % 3 else 60.0)
         pid = ["+".join(views["path"]), loc, views["path"].iloc[2]][j % 3]
         preds.append(Prediction(pid, [Candidate(lat, lon, 1.0)]))
-    preds.append(Prediction(truth["path"].iloc[0] + "+" + truth["path"].iloc[39], [Candidate(0.0, 0.0, 1.0)]))  # mixes 2 places
+    preds.append(
+        Prediction(truth["path"].iloc[0] + "+" + truth["path"].iloc[39], [Candidate(0.0, 0.0, 1.0)])
+    )  # mixes 2 places
     r = evaluate(preds, truth, unit="location", places=False)
     mm = r.metrics
-    assert (mm["unit"], mm["n_truth"], mm["n_answered"], mm["n_missing"], mm["n_unmatched"]) == ("location", 10, 9, 1, 1)
+    assert (mm["unit"], mm["n_truth"], mm["n_answered"], mm["n_missing"], mm["n_unmatched"]) == (
+        "location",
+        10,
+        9,
+        1,
+        1,
+    )
     assert mm["acc@25km"] == pytest.approx(6 / 9) and mm["acc@200km"] == 1.0
     assert set(r.per_image["image_id"]) == set(locs)
     per_image = evaluate(preds, truth, places=False).metrics  # by image, only 3 single-view ids match

@@ -35,7 +35,9 @@ def setup(shared_data, tmp_path_factory):
 def test_evaluate_json_and_report_dir(setup):
     root, path, tmp, acc25, n = setup
     out = tmp / "report"
-    res = CliRunner().invoke(app, ["evaluate", "-p", str(path), "--truth", str(root), "-o", str(out), "--format", "json", "--no-places"])
+    res = CliRunner().invoke(
+        app, ["evaluate", "-p", str(path), "--truth", str(root), "-o", str(out), "--format", "json", "--no-places"]
+    )
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)
     m = data["metrics"]

@@ -26,7 +26,9 @@ def test_haversine_within_half_percent_of_geodesic():
     n = 3000
     la1 = np.degrees(np.arcsin(rng.uniform(-1, 1, n)))
     lo1 = rng.uniform(-180, 180, n)
-    la2 = np.where(np.arange(n) % 2, np.clip(la1 + rng.normal(0, 3, n), -90, 90), np.degrees(np.arcsin(rng.uniform(-1, 1, n))))
+    la2 = np.where(
+        np.arange(n) % 2, np.clip(la1 + rng.normal(0, 3, n), -90, 90), np.degrees(np.arcsin(rng.uniform(-1, 1, n)))
+    )
     lo2 = np.where(np.arange(n) % 2, geo.wrap_longitude(lo1 + rng.normal(0, 3, n)), rng.uniform(-180, 180, n))
     ref = np.array([Geodesic.WGS84.Inverse(a, b, c, d)["s12"] for a, b, c, d in zip(la1, lo1, la2, lo2)]) / 1000
     ours = geo.haversine_km(la1, lo1, la2, lo2)
@@ -138,7 +140,15 @@ def test_geohash_neighbors():
     # neighbours of dqcjq as documented by ngeohash (n, ne, e, se, s, sw, w, nw)
     nb = geo.geohash_neighbors("dqcjq")
     assert [nb[k] for k in ("n", "ne", "e", "se", "s", "sw", "w", "nw")] == [
-        "dqcjw", "dqcjx", "dqcjr", "dqcjp", "dqcjn", "dqcjj", "dqcjm", "dqcjt"]
+        "dqcjw",
+        "dqcjx",
+        "dqcjr",
+        "dqcjp",
+        "dqcjn",
+        "dqcjj",
+        "dqcjm",
+        "dqcjt",
+    ]
     # across the antimeridian and beyond the pole
     east_edge = geo.geohash_encode(0.0, 179.99, 3)
     assert geo.geohash_bbox(geo.geohash_neighbors(east_edge)["e"])[1] == pytest.approx(-180.0)

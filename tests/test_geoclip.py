@@ -53,10 +53,26 @@ def tiny_clip_dir(tmp_path_factory) -> Path:
     hf_logging.set_verbosity_error()
     cfg = CLIPConfig(
         projection_dim=768,
-        text_config=dict(hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2,
-                         vocab_size=99, projection_dim=768, bos_token_id=0, eos_token_id=2, pad_token_id=1),
-        vision_config=dict(hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2,
-                           image_size=224, patch_size=32, projection_dim=768),
+        text_config=dict(
+            hidden_size=32,
+            intermediate_size=37,
+            num_attention_heads=4,
+            num_hidden_layers=2,
+            vocab_size=99,
+            projection_dim=768,
+            bos_token_id=0,
+            eos_token_id=2,
+            pad_token_id=1,
+        ),
+        vision_config=dict(
+            hidden_size=32,
+            intermediate_size=37,
+            num_attention_heads=4,
+            num_hidden_layers=2,
+            image_size=224,
+            patch_size=32,
+            projection_dim=768,
+        ),
     )
     torch.manual_seed(0)
     d = tmp_path_factory.mktemp("tinyclip")
@@ -92,7 +108,9 @@ def test_location_encoder_matches_geoclip():
     assert a.shape == b.shape == (len(gps), 512)
     assert torch.allclose(a, b, atol=1e-6, rtol=1e-5)
     # the projection itself against the wheel's
-    assert torch.allclose(le_mod.equal_earth_projection(g), __import__("geoscout.geoclip", fromlist=["x"]).equal_earth_projection(g))
+    assert torch.allclose(
+        le_mod.equal_earth_projection(g), __import__("geoscout.geoclip", fromlist=["x"]).equal_earth_projection(g)
+    )
 
 
 def test_equal_earth_projection_reference_values():
@@ -196,7 +214,7 @@ def test_gallery_cache_written_once_and_reused(geoscout_home, monkeypatch):
     from geoscout.geoclip import head as head_mod
     from geoscout.geoclip._wheel import wheel_gallery
 
-    gallery = wheel_gallery()[SUBSET:SUBSET + 500]
+    gallery = wheel_gallery()[SUBSET : SUBSET + 500]
     h1 = head_mod.GeoCLIPHead(gallery=gallery).fit()
     files = list((geoscout_home / "geoclip").glob("gallery-*.safetensors"))
     assert any(h1.weights_hash_ in f.name for f in files)

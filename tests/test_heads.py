@@ -247,7 +247,9 @@ def test_multitask_reads_labels_from_the_rasters(separable, partition, shared_ge
     head = create_head("multitask", aux_dir=str(shared_geo), **FAST).fit(X[tr], y[tr], partition=partition)
     assert {"climate", "elevation", "population"} <= set(head.aux_tasks_) and "month" not in head.aux_tasks_
     # Köppen classes of real places: the Croatian cluster is temperate (C*), the Australian desert B*
-    assert any(c.startswith("C") for c in head.climate_classes_) and any(c.startswith("B") for c in head.climate_classes_)
+    assert any(c.startswith("C") for c in head.climate_classes_) and any(
+        c.startswith("B") for c in head.climate_classes_
+    )
 
 
 def test_knn_pools_views_of_one_location():

@@ -45,7 +45,7 @@ def test_exotic_modes_become_rgb(photo):
         "L": base.convert("L"),
         "P": base.convert("P"),
         "RGBA": base.convert("RGBA"),
-        "I;16": Image.fromarray((np.asarray(base.convert("L"), dtype=np.uint16) * 257)),
+        "I;16": Image.fromarray(np.asarray(base.convert("L"), dtype=np.uint16) * 257),
     }
     for mode, im in samples.items():
         buf = io.BytesIO()

@@ -6,7 +6,6 @@ import csv
 import shutil
 
 import pandas as pd
-import pytest
 from typer.testing import CliRunner
 
 from geoscout.cli import app
@@ -29,8 +28,23 @@ def test_import_im2gps_newcomer_path(shared_data, tmp_path):
 
 def test_import_croatia_with_spatial_split_and_csv(shared_data, tmp_path):
     out = tmp_path / "cro"
-    res = runner.invoke(app, ["import", str(shared_data("streetview-croatia")), "-o", str(out),
-                              "--split", "0.8,0.1,0.1", "--spatial-block", "0.5", "--seed", "1", "--format", "csv"])
+    res = runner.invoke(
+        app,
+        [
+            "import",
+            str(shared_data("streetview-croatia")),
+            "-o",
+            str(out),
+            "--split",
+            "0.8,0.1,0.1",
+            "--spatial-block",
+            "0.5",
+            "--seed",
+            "1",
+            "--format",
+            "csv",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "split by blocks of 0.5 deg" in res.output
     df = Dataset.open(out).frame
@@ -81,7 +95,9 @@ def test_user_errors(tmp_path, shared_data):
     assert res.exit_code == 2 and "no such file" in res.output
     res = runner.invoke(app, ["import", str(src), "-o", str(tmp_path / "x"), "--split", "0.5,0.6,0.1"])
     assert res.exit_code == 2 and "sum to 1" in res.output
-    res = runner.invoke(app, ["import", str(src), "-o", str(tmp_path / "z"), "--split", "0.8,0.1,0.1", "--spatial-block", "0"])
+    res = runner.invoke(
+        app, ["import", str(src), "-o", str(tmp_path / "z"), "--split", "0.8,0.1,0.1", "--spatial-block", "0"]
+    )
     assert res.exit_code == 2 and "block size" in res.output
     res = runner.invoke(app, ["import", str(src), "-o", str(tmp_path / "y"), "--columns", "lat=breite"])
     assert res.exit_code != 0 and "breite" in str(res.exception or "") + res.output
@@ -97,8 +113,14 @@ def test_exif_folder_copy_then_split_and_export(shared_data, tmp_path):
     for i, s in enumerate(srcs):
         im = Image.open(s)
         exif = im.getexif()
-        exif.get_ifd(0x8825).update({1: "N", 2: (IFDRational(40 + i), IFDRational(0), IFDRational(0)),
-                                     3: "W", 4: (IFDRational(3), IFDRational(30), IFDRational(0))})
+        exif.get_ifd(0x8825).update(
+            {
+                1: "N",
+                2: (IFDRational(40 + i), IFDRational(0), IFDRational(0)),
+                3: "W",
+                4: (IFDRational(3), IFDRational(30), IFDRational(0)),
+            }
+        )
         im.save(photos / f"p{i}.jpg", exif=exif)
     shutil.copy(srcs[0], photos / "plain.jpg")
     out = tmp_path / "ds"

@@ -35,8 +35,17 @@ def test_label_dataset_fills_every_column(tmp_path, world_frame, shared_geo):
     out = label_dataset(ds, aux_dir=shared_geo, cells=("geohash:2",))
     assert out is ds
     df = ds.frame
-    for col in ("country", "country_name", "admin1", "city", "month", "climate", "elevation_m", "pop_density",
-                "cell:geohash:2"):
+    for col in (
+        "country",
+        "country_name",
+        "admin1",
+        "city",
+        "month",
+        "climate",
+        "elevation_m",
+        "pop_density",
+        "cell:geohash:2",
+    ):
         assert col in df.columns, col
     assert df["country"].notna().mean() > 0.9
     assert df["country"].nunique() >= 5
@@ -91,7 +100,9 @@ runner = CliRunner()
 
 def test_cli_label_writes_manifest_atomically(tmp_path, world_frame, shared_geo):
     Dataset.create(tmp_path / "ds", world_frame.head(12))
-    res = runner.invoke(app, ["label", str(tmp_path / "ds"), "--aux-dir", str(shared_geo), "--cells", "geohash:3,country"])
+    res = runner.invoke(
+        app, ["label", str(tmp_path / "ds"), "--aux-dir", str(shared_geo), "--cells", "geohash:3,country"]
+    )
     assert res.exit_code == 0, res.output
     assert "labelled 12 image(s)" in res.output
     df = Dataset.open(tmp_path / "ds").frame

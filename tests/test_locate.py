@@ -27,7 +27,9 @@ def test_expected_score_hand_case():
     lon = np.array([0.0, 20.0])
     prob = np.array([0.75, 0.25])
     d = float(haversine_km(0, 0, 0, 20))
-    assert expected_geoguessr_score(lat, lon, prob, (0.0, 0.0)) == pytest.approx(0.75 * 5000 + 0.25 * float(geoguessr_score(d)))
+    assert expected_geoguessr_score(lat, lon, prob, (0.0, 0.0)) == pytest.approx(
+        0.75 * 5000 + 0.25 * float(geoguessr_score(d))
+    )
 
 
 def test_split_strip_real_panorama(shared_data):
@@ -125,10 +127,15 @@ def test_protonet_prototypes_are_locations_not_repeated_views():
     from geoscout.locate import RefineConfig, _Refiner
 
     vec, lat, lon, _ = _two_place_cell()
-    protos = _Refiner(vec, lat, lon, np.zeros(len(lat), np.int64), RefineConfig(method="protonet", min_cluster_size=3)).prototypes()
+    protos = _Refiner(
+        vec, lat, lon, np.zeros(len(lat), np.int64), RefineConfig(method="protonet", min_cluster_size=3)
+    ).prototypes()
     # 8 distinct locations in two tight groups: 2 clusters, or single locations where OPTICS leaves noise
     assert 2 <= len(protos.lat) <= 8
-    near = [min(float(haversine_km(a, b, 45.0, 15.0)), float(haversine_km(a, b, 45.8, 16.0))) for a, b in zip(protos.lat, protos.lon)]
+    near = [
+        min(float(haversine_km(a, b, 45.0, 15.0)), float(haversine_km(a, b, 45.8, 16.0)))
+        for a, b in zip(protos.lat, protos.lon)
+    ]
     assert max(near) < 15.0
 
 

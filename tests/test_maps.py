@@ -11,7 +11,14 @@ from geographiclib.geodesic import Geodesic
 
 from geoscout.errors import InvalidInput
 from geoscout.geo import haversine_km
-from geoscout.maps import View, great_circle_segments, prediction_map_html, prediction_map_png, prediction_map_svg, world_map_png
+from geoscout.maps import (
+    View,
+    great_circle_segments,
+    prediction_map_html,
+    prediction_map_png,
+    prediction_map_svg,
+    world_map_png,
+)
 from geoscout.types import Candidate, Prediction
 
 NS = {"s": "http://www.w3.org/2000/svg"}
@@ -22,7 +29,9 @@ def _croatia() -> Prediction:
     return Prediction(
         "split.jpg",
         [
-            Candidate(43.5081, 16.4402, 0.55, country="HR", country_name="Croatia", admin1="Split-Dalmatia", city="Split"),
+            Candidate(
+                43.5081, 16.4402, 0.55, country="HR", country_name="Croatia", admin1="Split-Dalmatia", city="Split"
+            ),
             Candidate(45.815, 15.9819, 0.25, country="HR", country_name="Croatia", city="Zagreb"),
             Candidate(44.7866, 20.4489, 0.12, country="RS", country_name="Serbia", city="Belgrade"),
             Candidate(41.9028, 12.4964, 0.08, country="IT", country_name="Italy", city="Rome"),
@@ -121,8 +130,11 @@ def test_failed_prediction_and_bad_arguments():
 
 
 def test_html_is_self_contained(tmp_path):
-    preds = [_croatia(), Prediction("<b>bad</b>.jpg", error="truncated & broken"),
-             Prediction("rome", [Candidate(41.9, 12.5, 1.0, city="Rome")])]
+    preds = [
+        _croatia(),
+        Prediction("<b>bad</b>.jpg", error="truncated & broken"),
+        Prediction("rome", [Candidate(41.9, 12.5, 1.0, city="Rome")]),
+    ]
     path = prediction_map_html(preds, tmp_path / "map.html")
     text = path.read_text(encoding="utf-8")
     assert text.count("<svg") == 2 and "<table>" in text
@@ -157,9 +169,14 @@ def test_view_fit_keeps_aspect_and_points():
 def test_pngs(tmp_path):
     from PIL import Image
 
-    w = world_map_png(tmp_path / "w.png", points=[[45.8, 16.0], [-33.9, 151.2]],
-                      lines=[[45.8, 16.0, 40.0, -3.7], [-17.0, 179.0, -17.5, -179.0]], line_values=[1900.0, 230.0],
-                      extra_points=[[0.0, 0.0]], title="test")
+    w = world_map_png(
+        tmp_path / "w.png",
+        points=[[45.8, 16.0], [-33.9, 151.2]],
+        lines=[[45.8, 16.0, 40.0, -3.7], [-17.0, 179.0, -17.5, -179.0]],
+        line_values=[1900.0, 230.0],
+        extra_points=[[0.0, 0.0]],
+        title="test",
+    )
     p = prediction_map_png([_croatia()], tmp_path / "p.png")
     for path in (w, p):
         with Image.open(path) as im:
@@ -181,10 +198,15 @@ def test_html_embeds_thumbnails_of_real_photos(shared_data, tmp_path):
     photo = sorted((shared_data("im2gps") / "images").glob("*.jpg"))[0]
     not_image = tmp_path / "notes.jpg"
     not_image.write_text("not a photo", encoding="utf-8")
-    preds = [Prediction(str(photo), [Candidate(41.9, 12.5, 1.0)]), Prediction(str(not_image), [Candidate(1.0, 2.0, 1.0)])]
+    preds = [
+        Prediction(str(photo), [Candidate(41.9, 12.5, 1.0)]),
+        Prediction(str(not_image), [Candidate(1.0, 2.0, 1.0)]),
+    ]
     text = prediction_map_html(preds, tmp_path / "t.html").read_text(encoding="utf-8")
     uris = re.findall(r'src="data:image/jpeg;base64,([^"]+)"', text)
     assert len(uris) == 1
     with Image.open(io.BytesIO(base64.b64decode(uris[0]))) as im:
         assert im.format == "JPEG" and max(im.size) == 360
-    assert "data:image/jpeg" not in prediction_map_html(preds, tmp_path / "n.html", thumbnails=False).read_text(encoding="utf-8")
+    assert "data:image/jpeg" not in prediction_map_html(preds, tmp_path / "n.html", thumbnails=False).read_text(
+        encoding="utf-8"
+    )

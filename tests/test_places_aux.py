@@ -114,7 +114,7 @@ def test_flat_aux_dir_and_1deg_fallback(tmp_path, shared_geo):
 class _Handler(http.server.BaseHTTPRequestHandler):
     files: dict[str, bytes] = {}
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         body = self.files.get(self.path)
         if body is None:
             self.send_response(404)
@@ -191,14 +191,29 @@ def test_month_and_season():
     import datetime
 
     months = month_of(
-        ["2023-07-04T10:00:00Z", "2021-12-01", None, "garbage", "2020-03-01T01:00:00+02:00",
-         "2019:11:02 10:00:00", datetime.datetime(2020, 5, 1), float("nan"), "2020-13-01"]
+        [
+            "2023-07-04T10:00:00Z",
+            "2021-12-01",
+            None,
+            "garbage",
+            "2020-03-01T01:00:00+02:00",
+            "2019:11:02 10:00:00",
+            datetime.datetime(2020, 5, 1),
+            float("nan"),
+            "2020-13-01",
+        ]
     ).tolist()
     import pandas as pd
 
     assert [None if pd.isna(m) else m for m in months] == [7, 12, None, None, 3, 11, 5, None, None]
     assert list(season([48.0, -33.9, 48.0, -33.9, 0.5, 10.0], [1, 1, 7, 7, 4, None])) == [
-        "winter", "summer", "summer", "winter", "spring", ""]
+        "winter",
+        "summer",
+        "summer",
+        "winter",
+        "spring",
+        "",
+    ]
 
 
 @pytest.mark.slow

@@ -17,7 +17,16 @@ def _preds() -> list[Prediction]:
         Prediction(
             "a1b2c3d4e5f60718",
             [
-                Candidate(45.815, 15.9819, 0.61, cell="geohash:u2q", country="HR", country_name="Croatia", admin1="Grad Zagreb", city="Zagreb"),
+                Candidate(
+                    45.815,
+                    15.9819,
+                    0.61,
+                    cell="geohash:u2q",
+                    country="HR",
+                    country_name="Croatia",
+                    admin1="Grad Zagreb",
+                    city="Zagreb",
+                ),
                 Candidate(-33.8688, 151.2093, 0.29, country="AU", city='Sydney, "NSW"'),
                 Candidate(0.0, -179.999999, 0.1),
             ],
@@ -108,7 +117,9 @@ def test_malformed_json_and_paths(tmp_path):
     path.write_text('{"image_id": "x"}', encoding="utf-8")
     with pytest.raises(InvalidInput, match="expected a JSON list"):
         read_predictions(path)
-    path.write_text('[{"image_id": "x"},\n {"image_id": "y", "candidates": [{"lat": 0, "lon": 500}]}]', encoding="utf-8")
+    path.write_text(
+        '[{"image_id": "x"},\n {"image_id": "y", "candidates": [{"lat": 0, "lon": 500}]}]', encoding="utf-8"
+    )
     with pytest.raises(InvalidInput, match=r"bad\.json item 1: candidate 1 lon=500.0 is out of range"):
         read_predictions(path)
     with pytest.raises(InvalidInput, match="not found"):
@@ -142,8 +153,11 @@ def test_geojson_layout_and_errors(tmp_path):
     assert f0["geometry"] == {"type": "Point", "coordinates": [15.9819, 45.815]} and f0["properties"]["rank"] == 1
     assert fc["features"][3]["geometry"] is None and fc["features"][3]["properties"]["error"].startswith("truncated")
     bad = tmp_path / "bad.geojson"
-    bad.write_text('{"type": "FeatureCollection", "features": [{"type": "Feature", "geometry": {"type": "Point", '
-                   '"coordinates": [10, 100]}, "properties": {"image_id": "a"}}]}', encoding="utf-8")
+    bad.write_text(
+        '{"type": "FeatureCollection", "features": [{"type": "Feature", "geometry": {"type": "Point", '
+        '"coordinates": [10, 100]}, "properties": {"image_id": "a"}}]}',
+        encoding="utf-8",
+    )
     with pytest.raises(InvalidInput, match=r"bad\.geojson feature 0: candidate 1 lat=100.0 is out of range"):
         read_predictions(bad)
     bad.write_text('{"type": "Feature"}', encoding="utf-8")

@@ -40,9 +40,26 @@ def bundle(shared_data, tmp_path_factory) -> Path:
     df = df.assign(path=[str(root / p) for p in df["path"]])
     df[["path", "lat", "lon"]].to_csv(tmp / "manifest.csv", index=False)
     out = tmp / "bundle"
-    res = CliRunner().invoke(app, ["train", str(tmp / "manifest.csv"), "-o", str(out), "--backbone", "effnet-lite0",
-                                   "--cells", "country", "--head", "knn", "--val-fraction", "0.2",
-                                   "--store-dir", str(tmp / "stores"), "-q"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "train",
+            str(tmp / "manifest.csv"),
+            "-o",
+            str(out),
+            "--backbone",
+            "effnet-lite0",
+            "--cells",
+            "country",
+            "--head",
+            "knn",
+            "--val-fraction",
+            "0.2",
+            "--store-dir",
+            str(tmp / "stores"),
+            "-q",
+        ],
+    )
     if res.exit_code != 0:
         pytest.skip(f"`geoscout train` could not build a small bundle here: {res.output or res.exception!r}")
     assert (out / "config.json").is_file()
@@ -68,8 +85,9 @@ class Proc:
 
     def __init__(self, args: list[str], cwd: Path) -> None:
         env = dict(os.environ, PYTHONUNBUFFERED="1", COLUMNS="400", NO_COLOR="1", TERM="dumb")
-        self.p = subprocess.Popen(CLI + args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                  text=True, bufsize=1)
+        self.p = subprocess.Popen(
+            CLI + args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+        )
         self.lines: list[str] = []
         self._q: queue.Queue[str] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
@@ -141,15 +159,20 @@ def test_serve_answers_real_http_and_stops_on_ctrl_c(bundle, photo, tmp_path):
         assert health is not None, f"server never answered (rc={proc.p.poll()}):\n{proc.text[-3000:]}"
         assert health.status_code == 200 and health.json()["status"] == "ok"
         assert health.json()["model"] == str(bundle)
-        r = httpx.post(base + "/v1/locate", files={"files": (photo.name, photo.read_bytes(), "image/jpeg")},
-                       data={"top_k": "3"}, timeout=120)
+        r = httpx.post(
+            base + "/v1/locate",
+            files={"files": (photo.name, photo.read_bytes(), "image/jpeg")},
+            data={"top_k": "3"},
+            timeout=120,
+        )
         assert r.status_code == 200, r.text
         (pred,) = r.json()["predictions"]
         assert pred["image_id"] == photo.name and len(pred["candidates"]) == 3
         c = pred["candidates"][0]
         assert -90 <= c["lat"] <= 90 and -180 <= c["lon"] <= 180 and 0 < c["probability"] <= 1
-        bad = httpx.post(base + "/v1/locate", files={"files": ("x.jpg", os.urandom(3 * 1024 * 1024), "image/jpeg")},
-                         timeout=60)
+        bad = httpx.post(
+            base + "/v1/locate", files={"files": ("x.jpg", os.urandom(3 * 1024 * 1024), "image/jpeg")}, timeout=60
+        )
         assert bad.status_code == 413 and bad.json()["error"]["code"] == "too_large"
         rc = proc.interrupt()
     finally:
@@ -167,8 +190,10 @@ def test_watch_prints_guesses_and_stops_on_ctrl_c(bundle, photo, tmp_path):
     shots = tmp_path / "shots"
     shots.mkdir()
     map_path = tmp_path / "map.html"
-    proc = Proc(["watch", str(shots), "--model", str(bundle), "--interval", "0.1", "--top-k", "3",
-                 "--map", str(map_path)], tmp_path)
+    proc = Proc(
+        ["watch", str(shots), "--model", str(bundle), "--interval", "0.1", "--top-k", "3", "--map", str(map_path)],
+        tmp_path,
+    )
     try:
         proc.wait_for("watching", STARTUP_S)
         # a 16:9 screenshot: the real photo between game-interface bars (the default crop keeps the middle band)

@@ -54,12 +54,13 @@ class LiveServer:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
         self.base = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(create_app(settings, locator=locator), host="127.0.0.1", port=self.port,
-                                log_level="warning", lifespan="on")
+        config = uvicorn.Config(
+            create_app(settings, locator=locator), host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
-    def __enter__(self) -> "LiveServer":
+    def __enter__(self) -> LiveServer:
         self.thread.start()
         end = time.monotonic() + 30
         while not self.server.started:
@@ -78,8 +79,9 @@ def photo(small_world_sample) -> bytes:
 
 
 def _post(base: str, blob: bytes, name: str = "p.jpg", timeout: float = 120) -> httpx.Response:
-    return httpx.post(base + "/v1/locate", files={"files": (name, blob, "image/jpeg")}, data={"top_k": "2"},
-                      timeout=timeout)
+    return httpx.post(
+        base + "/v1/locate", files={"files": (name, blob, "image/jpeg")}, data={"top_k": "2"}, timeout=timeout
+    )
 
 
 def test_concurrency_bound_is_honoured(tiny_locator, photo):

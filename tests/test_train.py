@@ -72,8 +72,10 @@ def test_classifier_beats_the_training_centroid_on_held_out_croatia(croatia, wor
     m = distance_metrics(haversine_km(pred[:, 0], pred[:, 1], yt[:, 0], yt[:, 1]))
     clat, clon = spherical_mean(y[:, 0], y[:, 1])
     prior = distance_metrics(haversine_km(clat, clon, yt[:, 0], yt[:, 1]))
-    print(f"held-out Croatia ({len(te)} locations): classifier median {m['median_km']:.0f} km, GeoGuessr "
-          f"{m['geoguessr']:.0f}; training centroid median {prior['median_km']:.0f} km, GeoGuessr {prior['geoguessr']:.0f}")
+    print(
+        f"held-out Croatia ({len(te)} locations): classifier median {m['median_km']:.0f} km, GeoGuessr "
+        f"{m['geoguessr']:.0f}; training centroid median {prior['median_km']:.0f} km, GeoGuessr {prior['geoguessr']:.0f}"
+    )
     assert m["median_km"] < prior["median_km"] and m["geoguessr"] > prior["geoguessr"]
     assert m["acc@750km"] > 0.5
 
@@ -82,7 +84,9 @@ def test_train_model_writes_a_bundle_with_card_and_metrics(croatia, tmp_path):
     from geoscout.train import train_model
 
     td = croatia[0]
-    bundle = train_model(None, data=td, cells="country", head="knn", out=tmp_path / "b", val_fraction=0.2, progress=False)
+    bundle = train_model(
+        None, data=td, cells="country", head="knn", out=tmp_path / "b", val_fraction=0.2, progress=False
+    )
     s = bundle.training
     assert s["n_train"] + s["n_val"] == N_LOCATIONS and s["n_val"] > 10
     assert s["val_metrics"]["n"] == s["n_val"] and 0 < s["val_metrics"]["geoguessr"] <= 5000
@@ -97,8 +101,16 @@ def test_train_multitask_with_raster_labels(croatia, shared_geo, tmp_path):
     from geoscout.train import train_model
 
     td = croatia[0]
-    bundle = train_model(None, data=td, cells="grid:1", head="multitask", aux_dir=shared_geo, epochs=3,
-                         head_params={"hidden": 64}, progress=False)
+    bundle = train_model(
+        None,
+        data=td,
+        cells="grid:1",
+        head="multitask",
+        aux_dir=shared_geo,
+        epochs=3,
+        head_params={"hidden": 64},
+        progress=False,
+    )
     assert {"climate", "elevation", "population"} <= set(bundle.head.aux_tasks_)
     assert all(c[0] in "BCD" for c in bundle.head.climate_classes_)  # Croatia: temperate / continental
 
@@ -111,13 +123,36 @@ def test_cli_train_end_to_end(small_csv, tmp_path):
 
     store_dir = small_csv.parent / "stores"
     out = tmp_path / "bundle"
-    res = CliRunner().invoke(app, [
-        "train", str(small_csv), "-o", str(out), "--cells", "grid:1", "--head", "hybrid", "--epochs", "3",
-        "--tau", "50", "--seed", "1", "--store-dir", str(store_dir), "-p", "hidden=32", "-q"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "train",
+            str(small_csv),
+            "-o",
+            str(out),
+            "--cells",
+            "grid:1",
+            "--head",
+            "hybrid",
+            "--epochs",
+            "3",
+            "--tau",
+            "50",
+            "--seed",
+            "1",
+            "--store-dir",
+            str(store_dir),
+            "-p",
+            "hidden=32",
+            "-q",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "wrote" in res.output and "validation" in res.output
     cfg = json.loads((out / "config.json").read_text())
-    assert cfg["head"]["name"] == "hybrid" and cfg["head"]["params"]["tau"] == 50 and cfg["head"]["params"]["hidden"] == 32
+    assert (
+        cfg["head"]["name"] == "hybrid" and cfg["head"]["params"]["tau"] == 50 and cfg["head"]["params"]["hidden"] == 32
+    )
     bundle = ModelBundle.load(out)
     assert bundle.partition.spec.startswith("grid") and bundle.backbone_name == "effnet-lite2"
     assert bundle.backbone_fingerprint  # the store's backbone fingerprint travels with the bundle
@@ -125,6 +160,8 @@ def test_cli_train_end_to_end(small_csv, tmp_path):
     # a second run resumes the store: nothing is embedded again
     stores = list(store_dir.iterdir())
     assert len(stores) == 1 and len((stores[0] / "ids.txt").read_text().split()) == 24
-    bad = CliRunner().invoke(app, ["train", str(small_csv), "-o", str(tmp_path / "x"), "--head", "nosuch",
-                                   "--store-dir", str(store_dir), "-q"])
+    bad = CliRunner().invoke(
+        app,
+        ["train", str(small_csv), "-o", str(tmp_path / "x"), "--head", "nosuch", "--store-dir", str(store_dir), "-q"],
+    )
     assert bad.exit_code != 0 and "unknown head 'nosuch'" in str(bad.exception)

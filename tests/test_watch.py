@@ -32,8 +32,11 @@ def test_watch_locates_new_screenshots(tiny_locator, small_world_sample, tmp_pat
     stop = threading.Event()
     seen = []
     t = threading.Thread(
-        target=lambda: seen.extend(watch_folder(folder, tiny_locator, interval_s=0.05, settle_s=0.1, map_path=map_path,
-                                                stop=stop, max_events=2)),
+        target=lambda: seen.extend(
+            watch_folder(
+                folder, tiny_locator, interval_s=0.05, settle_s=0.1, map_path=map_path, stop=stop, max_events=2
+            )
+        ),
         daemon=True,
     )
     t.start()

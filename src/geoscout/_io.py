@@ -19,8 +19,8 @@ from typing import Any
 __all__ = [
     "atomic_path",
     "atomic_write_bytes",
-    "atomic_write_text",
     "atomic_write_json",
+    "atomic_write_text",
     "cache_dir",
     "sha256_file",
 ]

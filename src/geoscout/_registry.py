@@ -56,9 +56,7 @@ class Registry(Generic[T]):
         except KeyError:
             close = difflib.get_close_matches(name, self._factories, n=3)
             hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-            raise UnknownName(
-                f"unknown {self.kind} {spec!r}.{hint} Valid names: {', '.join(self.list())}"
-            ) from None
+            raise UnknownName(f"unknown {self.kind} {spec!r}.{hint} Valid names: {', '.join(self.list())}") from None
 
     def create(self, spec: str, **kwargs: Any) -> T:
         """Build a component from ``"name"`` or ``"name:arg"`` plus keyword arguments."""

@@ -31,7 +31,7 @@ from numpy.typing import NDArray
 from ._io import _umask, sha256_file
 from .errors import InvalidInput, MissingWeights
 
-__all__ = ["ModelBundle", "RetrievalData", "FORMAT_VERSION"]
+__all__ = ["FORMAT_VERSION", "ModelBundle", "RetrievalData"]
 
 FORMAT_VERSION = 1
 CONFIG = "config.json"
@@ -58,7 +58,9 @@ class RetrievalData:
         self.lon = np.asarray(self.lon, dtype=np.float64).reshape(-1)
         n = self.vectors.shape[0]
         if self.vectors.ndim != 2 or self.lat.shape != (n,) or self.lon.shape != (n,):
-            raise InvalidInput(f"retrieval data: vectors {self.vectors.shape}, lat {self.lat.shape}, lon {self.lon.shape} disagree")
+            raise InvalidInput(
+                f"retrieval data: vectors {self.vectors.shape}, lat {self.lat.shape}, lon {self.lon.shape} disagree"
+            )
         if self.cell is not None:
             self.cell = np.asarray(self.cell, dtype=np.int64).reshape(-1)
             if self.cell.shape != (n,):
@@ -78,11 +80,15 @@ class RetrievalData:
         if self.ids is not None:
             enc = [s.encode("utf-8") for s in self.ids]
             width = max([1, *(len(b) for b in enc)])
-            t["ids_utf8"] = np.frombuffer(b"".join(b.ljust(width, b"\0") for b in enc), dtype=np.uint8).reshape(len(enc), width).copy()
+            t["ids_utf8"] = (
+                np.frombuffer(b"".join(b.ljust(width, b"\0") for b in enc), dtype=np.uint8)
+                .reshape(len(enc), width)
+                .copy()
+            )
         return t
 
     @classmethod
-    def from_tensors(cls, t: dict[str, NDArray[Any]]) -> "RetrievalData":
+    def from_tensors(cls, t: dict[str, NDArray[Any]]) -> RetrievalData:
         ids = None
         if "ids_utf8" in t:
             raw = np.ascontiguousarray(t["ids_utf8"], dtype=np.uint8)
@@ -93,18 +99,26 @@ class RetrievalData:
 def _save_tensors(tensors: dict[str, NDArray[Any]], path: Path, kind: str) -> None:
     from safetensors.numpy import save_file
 
-    save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(path), metadata={"format": "geoscout", "kind": kind})
+    save_file(
+        {k: np.ascontiguousarray(v) for k, v in tensors.items()},
+        str(path),
+        metadata={"format": "geoscout", "kind": kind},
+    )
 
 
 def _load_tensors(path: Path) -> dict[str, NDArray[Any]]:
     from safetensors.numpy import load_file
 
     if not path.is_file():
-        raise MissingWeights(f"{path}: missing from the bundle; re-run `geoscout train` or copy the whole bundle folder")
+        raise MissingWeights(
+            f"{path}: missing from the bundle; re-run `geoscout train` or copy the whole bundle folder"
+        )
     try:
         return load_file(str(path))
     except Exception as exc:  # safetensors raises SafetensorError / OSError / ValueError on damage
-        raise InvalidInput(f"{path}: not a readable safetensors file ({exc}); the bundle is corrupt, re-train or re-copy it") from None
+        raise InvalidInput(
+            f"{path}: not a readable safetensors file ({exc}); the bundle is corrupt, re-train or re-copy it"
+        ) from None
 
 
 @dataclass
@@ -132,9 +146,13 @@ class ModelBundle:
             "format_version": FORMAT_VERSION,
             "kind": "geoscout-model-bundle",
             "backbone": {"name": self.backbone_name, "fingerprint": self.backbone_fingerprint},
-            "partition": None if self.partition is None else {"spec": str(getattr(self.partition, "spec", "")), "n_cells": int(self.partition.n_cells)},
+            "partition": None
+            if self.partition is None
+            else {"spec": str(getattr(self.partition, "spec", "")), "n_cells": int(self.partition.n_cells)},
             "head": head_config,
-            "retrieval": None if self.retrieval is None else {"n": len(self.retrieval), "dim": int(self.retrieval.vectors.shape[1])},
+            "retrieval": None
+            if self.retrieval is None
+            else {"n": len(self.retrieval), "dim": int(self.retrieval.vectors.shape[1])},
             "training": self.training,
         }
 
@@ -153,9 +171,13 @@ class ModelBundle:
                 self.partition.save(tmp / PARTITION)
             if self.retrieval is not None:
                 _save_tensors(self.retrieval.to_tensors(), tmp / RETRIEVAL, "retrieval")
-            (tmp / CARD).write_text(self.card or f"# geoscout model\n\nHead: {config['head'].get('name')}\n", encoding="utf-8")
+            (tmp / CARD).write_text(
+                self.card or f"# geoscout model\n\nHead: {config['head'].get('name')}\n", encoding="utf-8"
+            )
             config["files"] = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
-            (tmp / CONFIG).write_text(json.dumps(config, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+            (tmp / CONFIG).write_text(
+                json.dumps(config, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8"
+            )
             umask = _umask()  # mkdtemp makes 0700 and files were written 0644 or 0600: give the usual modes
             for p in tmp.iterdir():
                 os.chmod(p, 0o666 & ~umask)
@@ -182,13 +204,15 @@ class ModelBundle:
 
     # -- reading -----------------------------------------------------------------------------
     @classmethod
-    def load(cls, path: str | os.PathLike[str], *, verify: bool = True) -> "ModelBundle":
+    def load(cls, path: str | os.PathLike[str], *, verify: bool = True) -> ModelBundle:
         """Read a bundle directory; never unpickles. ``verify`` checks every file's SHA-256 against config.json."""
         from .heads import head_from_state
 
         root = Path(path)
         if not root.is_dir():
-            raise MissingWeights(f"{root}: no such model bundle directory; train one with `geoscout train ... -o {root}`")
+            raise MissingWeights(
+                f"{root}: no such model bundle directory; train one with `geoscout train ... -o {root}`"
+            )
         cfg_path = root / CONFIG
         if not cfg_path.is_file():
             raise InvalidInput(f"{root}: not a geoscout model bundle (no {CONFIG})")
@@ -210,7 +234,9 @@ class ModelBundle:
                 if not p.is_file():
                     raise MissingWeights(f"{p}: missing from the bundle; copy the whole bundle folder")
                 if sha256_file(p) != digest:
-                    raise InvalidInput(f"{p}: checksum mismatch (file corrupted or truncated); re-train or re-copy the bundle")
+                    raise InvalidInput(
+                        f"{p}: checksum mismatch (file corrupted or truncated); re-train or re-copy the bundle"
+                    )
         head = head_from_state(config["head"], _load_tensors(root / WEIGHTS))
         partition = None
         if config.get("partition") is not None:
@@ -232,7 +258,12 @@ class ModelBundle:
         card = (root / CARD).read_text(encoding="utf-8") if (root / CARD).is_file() else ""
         backbone = config.get("backbone") or {}
         return cls(
-            head=head, partition=partition, backbone_name=str(backbone.get("name", "effnet-lite2")),
-            backbone_fingerprint=dict(backbone.get("fingerprint") or {}), retrieval=retrieval,
-            training=dict(config.get("training") or {}), card=card, format_version=int(version),
+            head=head,
+            partition=partition,
+            backbone_name=str(backbone.get("name", "effnet-lite2")),
+            backbone_fingerprint=dict(backbone.get("fingerprint") or {}),
+            retrieval=retrieval,
+            training=dict(config.get("training") or {}),
+            card=card,
+            format_version=int(version),
         )

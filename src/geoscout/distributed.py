@@ -38,7 +38,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .locate import Locator
     from .types import Prediction
 
-__all__ = ["embed_dataset_ray", "locate_ray", "ray_session", "require_ray", "RAY_INSTALL_HINT"]
+__all__ = ["RAY_INSTALL_HINT", "embed_dataset_ray", "locate_ray", "ray_session", "require_ray"]
 
 RAY_INSTALL_HINT = "pip install 'geoscout[ray]'"
 
@@ -49,7 +49,7 @@ def require_ray() -> Any:
 
     try:
         import ray
-        import ray.data  # noqa: F401
+        import ray.data
     except ImportError as exc:
         raise MissingDependency(
             f"the Ray path needs Ray Data, which is not installed ({exc}); install it with: {RAY_INSTALL_HINT} "
@@ -77,8 +77,7 @@ def ray_session(address: str | None = "auto", *, num_cpus: int | None = None) ->
     if ray.is_initialized():
         yield ray
         return
-    common: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING,
-                              "configure_logging": True}
+    common: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING, "configure_logging": True}
     if address is None or str(address).lower() == "local":
         ray.init(num_cpus=num_cpus or _local_cpus(), **common)
     else:
@@ -148,8 +147,17 @@ class EmbedActor:
     worker whose weights differ from the store's).
     """
 
-    def __init__(self, backbone: str, *, weights: Any = None, runtime: str = "torch", device: str = "cpu",
-                 tta: bool = False, decode_threads: int = 1, max_pixels: int | None = None) -> None:
+    def __init__(
+        self,
+        backbone: str,
+        *,
+        weights: Any = None,
+        runtime: str = "torch",
+        device: str = "cpu",
+        tta: bool = False,
+        decode_threads: int = 1,
+        max_pixels: int | None = None,
+    ) -> None:
         from .backbones import create_backbone
 
         self.backbone = create_backbone(backbone, weights=weights, device=device, runtime=runtime)
@@ -162,8 +170,14 @@ class EmbedActor:
         from .embeddings import embed_images
 
         paths = [str(p) for p in batch["path"]]
-        vecs, failed = embed_images(paths, self.backbone, batch_size=max(1, len(paths)), tta=self.tta,
-                                    workers=self.decode_threads, max_pixels=self.max_pixels)
+        vecs, failed = embed_images(
+            paths,
+            self.backbone,
+            batch_size=max(1, len(paths)),
+            tta=self.tta,
+            workers=self.decode_threads,
+            max_pixels=self.max_pixels,
+        )
         return {
             "image_id": np.asarray([str(i) for i in batch["image_id"]], dtype=object),
             "path": np.asarray(paths, dtype=object),
@@ -173,13 +187,27 @@ class EmbedActor:
         }
 
 
-def embed_dataset_ray(dataset: "Dataset | str | os.PathLike[str]", backbone_name: str = "effnet-lite2",
-                      out: str | os.PathLike[str] | None = None, *, address: str | None = "auto",
-                      num_workers: int = 2, num_gpus_per_worker: float | None = None, num_cpus_per_worker: float = 1,
-                      batch_size: int = 32, tta: bool = False, overwrite: bool = False, retry_failed: bool = False,
-                      runtime: str = "torch", weights: Any = None, max_pixels: int | None = None,
-                      limit: int | None = None, decode_threads: int = 1, progress: bool = True,
-                      on_batch: Callable[[int], None] | None = None) -> "EmbeddingStore":
+def embed_dataset_ray(
+    dataset: Dataset | str | os.PathLike[str],
+    backbone_name: str = "effnet-lite2",
+    out: str | os.PathLike[str] | None = None,
+    *,
+    address: str | None = "auto",
+    num_workers: int = 2,
+    num_gpus_per_worker: float | None = None,
+    num_cpus_per_worker: float = 1,
+    batch_size: int = 32,
+    tta: bool = False,
+    overwrite: bool = False,
+    retry_failed: bool = False,
+    runtime: str = "torch",
+    weights: Any = None,
+    max_pixels: int | None = None,
+    limit: int | None = None,
+    decode_threads: int = 1,
+    progress: bool = True,
+    on_batch: Callable[[int], None] | None = None,
+) -> EmbeddingStore:
     """Embed ``dataset`` on a Ray cluster into the same store :func:`~geoscout.embeddings.embed_dataset` writes.
 
     ``num_workers`` actors each load ``backbone_name`` once (on a GPU when the actor gets one:
@@ -202,19 +230,51 @@ def embed_dataset_ray(dataset: "Dataset | str | os.PathLike[str]", backbone_name
     bb = create_backbone(backbone_name, weights=weights, runtime=runtime)
     path = Path(out) if out is not None else default_store_path(dataset, bb.name)  # type: ignore[arg-type]
     with _writer_lock(path, progress=progress):  # one writer per store, shared with embed_dataset
-        return _embed_ray_locked(dataset, bb, path, backbone_name=backbone_name, address=address,
-                                 num_workers=num_workers, num_gpus_per_worker=num_gpus_per_worker,
-                                 num_cpus_per_worker=num_cpus_per_worker, batch_size=batch_size, tta=tta,
-                                 overwrite=overwrite, retry_failed=retry_failed, runtime=runtime, weights=weights,
-                                 max_pixels=max_pixels, limit=limit, decode_threads=decode_threads,
-                                 progress=progress, on_batch=on_batch)
+        return _embed_ray_locked(
+            dataset,
+            bb,
+            path,
+            backbone_name=backbone_name,
+            address=address,
+            num_workers=num_workers,
+            num_gpus_per_worker=num_gpus_per_worker,
+            num_cpus_per_worker=num_cpus_per_worker,
+            batch_size=batch_size,
+            tta=tta,
+            overwrite=overwrite,
+            retry_failed=retry_failed,
+            runtime=runtime,
+            weights=weights,
+            max_pixels=max_pixels,
+            limit=limit,
+            decode_threads=decode_threads,
+            progress=progress,
+            on_batch=on_batch,
+        )
 
 
-def _embed_ray_locked(dataset: Any, bb: Any, path: Path, *, backbone_name: str, address: str | None,
-                      num_workers: int, num_gpus_per_worker: float | None, num_cpus_per_worker: float,
-                      batch_size: int, tta: bool, overwrite: bool, retry_failed: bool, runtime: str, weights: Any,
-                      max_pixels: int | None, limit: int | None, decode_threads: int, progress: bool,
-                      on_batch: Callable[[int], None] | None) -> "EmbeddingStore":
+def _embed_ray_locked(
+    dataset: Any,
+    bb: Any,
+    path: Path,
+    *,
+    backbone_name: str,
+    address: str | None,
+    num_workers: int,
+    num_gpus_per_worker: float | None,
+    num_cpus_per_worker: float,
+    batch_size: int,
+    tta: bool,
+    overwrite: bool,
+    retry_failed: bool,
+    runtime: str,
+    weights: Any,
+    max_pixels: int | None,
+    limit: int | None,
+    decode_threads: int,
+    progress: bool,
+    on_batch: Callable[[int], None] | None,
+) -> EmbeddingStore:
     import pandas as pd
 
     from .embeddings import EmbedRun, _embed_locked, finish_run, record_batch
@@ -222,8 +282,20 @@ def _embed_ray_locked(dataset: Any, bb: Any, path: Path, *, backbone_name: str, 
     ray = require_ray()
     # Open (or create) the store with exactly the single-process checks (same fingerprint and
     # options, repair of a killed writer's tail); limit=0 embeds nothing there.
-    store = _embed_locked(dataset, bb, path, batch_size=batch_size, workers=0, tta=tta, progress=False,
-                          overwrite=overwrite, retry_failed=retry_failed, max_pixels=max_pixels, limit=0, on_batch=None)
+    store = _embed_locked(
+        dataset,
+        bb,
+        path,
+        batch_size=batch_size,
+        workers=0,
+        tta=tta,
+        progress=False,
+        overwrite=overwrite,
+        retry_failed=retry_failed,
+        max_pixels=max_pixels,
+        limit=0,
+        on_batch=None,
+    )
     fp_hash = bb.fingerprint_hash()
     frame = dataset.frame  # type: ignore[union-attr]
     all_ids = frame["image_id"].astype(str).tolist()
@@ -250,14 +322,30 @@ def _embed_ray_locked(dataset: Any, bb: Any, path: Path, *, backbone_name: str, 
             gpus = _gpus_per_worker(ray, num_gpus_per_worker, num_workers)
             ds = _dataset_of(ray, todo, batch_size, num_workers).map_batches(
                 EmbedActor,
-                fn_constructor_kwargs={"backbone": backbone_name, "weights": weights, "runtime": runtime,
-                                       "device": "cuda" if gpus > 0 else "cpu", "tta": tta,
-                                       "decode_threads": decode_threads, "max_pixels": max_pixels},
-                batch_size=batch_size, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=int(num_workers)),
-                num_cpus=num_cpus_per_worker, num_gpus=gpus or None,
+                fn_constructor_kwargs={
+                    "backbone": backbone_name,
+                    "weights": weights,
+                    "runtime": runtime,
+                    "device": "cuda" if gpus > 0 else "cpu",
+                    "tta": tta,
+                    "decode_threads": decode_threads,
+                    "max_pixels": max_pixels,
+                },
+                batch_size=batch_size,
+                batch_format="numpy",
+                compute=ray.data.ActorPoolStrategy(size=int(num_workers)),
+                num_cpus=num_cpus_per_worker,
+                num_gpus=gpus or None,
             )
-            bar = tqdm(total=len(todo), unit="img", desc=f"embed {backbone_name} on Ray x{num_workers}",
-                       disable=not progress, dynamic_ncols=True, file=sys.stderr, smoothing=0.1)
+            bar = tqdm(
+                total=len(todo),
+                unit="img",
+                desc=f"embed {backbone_name} on Ray x{num_workers}",
+                disable=not progress,
+                dynamic_ncols=True,
+                file=sys.stderr,
+                smoothing=0.1,
+            )
             committed: set[str] = set()
             try:
                 for out_batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
@@ -294,12 +382,24 @@ class LocateActor:
     photos per call. Output: ``index`` (position in the input) and ``prediction`` (JSON of
     :meth:`Prediction.to_dict`)."""
 
-    def __init__(self, model: Any, *, weights: str | None = None, runtime: str = "torch", refine: Any = None,
-                 geocode: bool = True, device: str = "cpu", top_k: int = 5) -> None:
+    def __init__(
+        self,
+        model: Any,
+        *,
+        weights: str | None = None,
+        runtime: str = "torch",
+        refine: Any = None,
+        geocode: bool = True,
+        device: str = "cpu",
+        top_k: int = 5,
+    ) -> None:
         from .locate import Locator, load_model
 
-        self.locator = model if isinstance(model, Locator) else load_model(
-            model, weights=weights, runtime=runtime, refine=refine, geocode=geocode, device=device)
+        self.locator = (
+            model
+            if isinstance(model, Locator)
+            else load_model(model, weights=weights, runtime=runtime, refine=refine, geocode=geocode, device=device)
+        )
         self.top_k = int(top_k)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -311,11 +411,22 @@ class LocateActor:
         }
 
 
-def locate_ray(paths: Sequence[str | os.PathLike[str]], model: "str | os.PathLike[str] | Locator" = "geoscout-lite", *,
-               address: str | None = "auto", num_workers: int = 2, num_gpus_per_worker: float | None = None,
-               num_cpus_per_worker: float = 1, top_k: int = 5, batch_size: int = 16, weights: str | None = None,
-               runtime: str = "torch", refine: Any = None, geocode: bool = True,
-               progress: bool = False) -> list["Prediction"]:
+def locate_ray(
+    paths: Sequence[str | os.PathLike[str]],
+    model: str | os.PathLike[str] | Locator = "geoscout-lite",
+    *,
+    address: str | None = "auto",
+    num_workers: int = 2,
+    num_gpus_per_worker: float | None = None,
+    num_cpus_per_worker: float = 1,
+    top_k: int = 5,
+    batch_size: int = 16,
+    weights: str | None = None,
+    runtime: str = "torch",
+    refine: Any = None,
+    geocode: bool = True,
+    progress: bool = False,
+) -> list[Prediction]:
     """:meth:`Locator.locate` for many photos on a Ray cluster; one prediction per path, in input order.
 
     ``model`` is a name or bundle folder (each actor calls :func:`~geoscout.locate.load_model`
@@ -335,9 +446,7 @@ def locate_ray(paths: Sequence[str | os.PathLike[str]], model: "str | os.PathLik
     if not paths:
         raise InvalidInput("no images to locate; pass at least one photo")
     ray = require_ray()
-    if isinstance(model, os.PathLike):
-        model = str(Path(model).resolve())
-    elif isinstance(model, str) and Path(model).is_dir():
+    if isinstance(model, os.PathLike) or (isinstance(model, str) and Path(model).is_dir()):
         model = str(Path(model).resolve())
     elif not isinstance(model, (str, Locator)):
         raise InvalidInput(f"model must be a model name, a bundle folder or a Locator, got {type(model).__name__}")
@@ -348,15 +457,31 @@ def locate_ray(paths: Sequence[str | os.PathLike[str]], model: "str | os.PathLik
         gpus = _gpus_per_worker(ray, num_gpus_per_worker, num_workers)
         ds = _dataset_of(ray, frame, batch_size, num_workers).map_batches(
             LocateActor,
-            fn_constructor_kwargs={"model": model, "weights": weights, "runtime": runtime, "refine": refine,
-                                   "geocode": geocode, "device": "cuda" if gpus > 0 else "cpu", "top_k": top_k},
-            batch_size=batch_size, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=int(num_workers)),
-            num_cpus=num_cpus_per_worker, num_gpus=gpus or None,
+            fn_constructor_kwargs={
+                "model": model,
+                "weights": weights,
+                "runtime": runtime,
+                "refine": refine,
+                "geocode": geocode,
+                "device": "cuda" if gpus > 0 else "cpu",
+                "top_k": top_k,
+            },
+            batch_size=batch_size,
+            batch_format="numpy",
+            compute=ray.data.ActorPoolStrategy(size=int(num_workers)),
+            num_cpus=num_cpus_per_worker,
+            num_gpus=gpus or None,
         )
         from tqdm.auto import tqdm
 
-        with tqdm(total=len(paths), unit="img", desc=f"locate on Ray x{num_workers}", disable=not progress,
-                  file=sys.stderr, dynamic_ncols=True) as bar:
+        with tqdm(
+            total=len(paths),
+            unit="img",
+            desc=f"locate on Ray x{num_workers}",
+            disable=not progress,
+            file=sys.stderr,
+            dynamic_ncols=True,
+        ) as bar:
             for b in ds.iter_batches(batch_size=None, batch_format="numpy"):
                 for idx, js in zip(b["index"], b["prediction"]):
                     out[int(idx)] = Prediction.from_dict(json.loads(str(js)))

@@ -44,14 +44,14 @@ if TYPE_CHECKING:  # pragma: no cover
     from geoscout.data import Dataset
 
 __all__ = [
-    "EmbeddingStore",
     "EmbedRun",
+    "EmbeddingStore",
+    "default_store_path",
     "embed_dataset",
     "embed_images",
-    "default_store_path",
+    "load_pooled",
     "pool_vectors",
     "write_pooled",
-    "load_pooled",
 ]
 
 FORMAT_VERSION = 1
@@ -107,7 +107,7 @@ class EmbeddingStore:
         self._rows = rows
         self._n_failures = n_failures
         self._ids: np.ndarray | None = None
-        self._failures: "pd.DataFrame | None" = None
+        self._failures: pd.DataFrame | None = None
         self.last_run: EmbedRun | None = None
 
     # -- opening -------------------------------------------------------------------------------
@@ -117,7 +117,7 @@ class EmbeddingStore:
         return (Path(path) / _META).is_file()
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str]) -> "EmbeddingStore":
+    def open(cls, path: str | os.PathLike[str]) -> EmbeddingStore:
         """Open a store for reading; only committed rows are visible."""
         p = Path(path)
         if not cls.exists(p):
@@ -128,19 +128,30 @@ class EmbeddingStore:
         except ValueError as exc:
             raise InvalidInput(f"{p}: damaged store metadata ({exc}); re-create it with --overwrite") from None
         if meta.get("format_version", 0) > FORMAT_VERSION:
-            raise InvalidInput(f"{p}: store format {meta.get('format_version')} is newer than this geoscout; upgrade geoscout")
+            raise InvalidInput(
+                f"{p}: store format {meta.get('format_version')} is newer than this geoscout; upgrade geoscout"
+            )
         rows, nf = int(index.get("rows", 0)), int(index.get("failures", 0))
         dim = int(meta["dim"])
         have = (p / _VECTORS).stat().st_size if (p / _VECTORS).is_file() else 0
         if have < rows * dim * _F16.itemsize:
-            raise InvalidInput(f"{p}: {_VECTORS} holds fewer rows than {_INDEX} says ({rows}); the store is damaged, "
-                               "re-create it with --overwrite")
+            raise InvalidInput(
+                f"{p}: {_VECTORS} holds fewer rows than {_INDEX} says ({rows}); the store is damaged, "
+                "re-create it with --overwrite"
+            )
         return cls(p, meta, rows, nf)
 
     @classmethod
-    def create(cls, path: str | os.PathLike[str], fingerprint: dict[str, Any], dim: int, *,
-               options: dict[str, Any] | None = None, extra: dict[str, Any] | None = None,
-               overwrite: bool = False) -> "EmbeddingStore":
+    def create(
+        cls,
+        path: str | os.PathLike[str],
+        fingerprint: dict[str, Any],
+        dim: int,
+        *,
+        options: dict[str, Any] | None = None,
+        extra: dict[str, Any] | None = None,
+        overwrite: bool = False,
+    ) -> EmbeddingStore:
         """Create an empty store (``overwrite=True`` replaces an existing one)."""
         p = Path(path)
         if cls.exists(p) and not overwrite:
@@ -187,8 +198,10 @@ class EmbeddingStore:
         return self._rows
 
     def __repr__(self) -> str:
-        return (f"EmbeddingStore({str(self.path)!r}, backbone={self.backbone_name!r}, rows={self._rows}, "
-                f"dim={self.dim}, failures={len(self.failures)})")
+        return (
+            f"EmbeddingStore({str(self.path)!r}, backbone={self.backbone_name!r}, rows={self._rows}, "
+            f"dim={self.dim}, failures={len(self.failures)})"
+        )
 
     @property
     def ids(self) -> np.ndarray:
@@ -202,7 +215,9 @@ class EmbeddingStore:
                             break
                         lines.append(line.rstrip("\n"))
             if len(lines) < self._rows:
-                raise InvalidInput(f"{self.path}: {_IDS} holds fewer ids than committed rows; re-create with --overwrite")
+                raise InvalidInput(
+                    f"{self.path}: {_IDS} holds fewer ids than committed rows; re-create with --overwrite"
+                )
             self._ids = np.asarray(lines, dtype=str) if lines else np.zeros(0, dtype="<U16")
         return self._ids
 
@@ -221,7 +236,9 @@ class EmbeddingStore:
         pos = self.positions(ids)
         if (pos < 0).any():
             bad = [i for i, q in zip(list(ids), pos) if q < 0][:5]
-            raise InvalidInput(f"{self.path}: {int((pos < 0).sum())} id(s) not in the store, e.g. {bad}; run `geoscout embed` again")
+            raise InvalidInput(
+                f"{self.path}: {int((pos < 0).sum())} id(s) not in the store, e.g. {bad}; run `geoscout embed` again"
+            )
         return np.asarray(v[pos], dtype=np.float32)
 
     def positions(self, ids: Iterable[str]) -> np.ndarray:
@@ -230,7 +247,7 @@ class EmbeddingStore:
         return np.asarray([lookup.get(str(k), -1) for k in ids], dtype=np.int64)
 
     @property
-    def failures(self) -> "pd.DataFrame":
+    def failures(self) -> pd.DataFrame:
         """Images that could not be embedded: image_id, path, reason (ids embedded later are left out)."""
         import pandas as pd
 
@@ -245,7 +262,9 @@ class EmbeddingStore:
             self._failures = df
         return self._failures
 
-    def pool_by(self, keys: Sequence[Any] | Mapping[str, Any], *, normalize: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    def pool_by(
+        self, keys: Sequence[Any] | Mapping[str, Any], *, normalize: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Mean vector per key: ``keys`` is one key per row (aligned with :attr:`ids`) or a mapping
         image_id -> key (ids it lacks keep their own id). Returns ``(unique_keys, float32 means)``."""
         is_series = hasattr(keys, "index") and hasattr(keys, "to_dict") and not isinstance(keys, np.ndarray)
@@ -274,7 +293,9 @@ class EmbeddingStore:
             records = list(csv.reader(fh))
         if len(records) - 1 != self._n_failures:
             buf = io.StringIO()
-            csv.writer(buf, lineterminator="\n").writerows(records[: self._n_failures + 1] or [["image_id", "path", "reason"]])
+            csv.writer(buf, lineterminator="\n").writerows(
+                records[: self._n_failures + 1] or [["image_id", "path", "reason"]]
+            )
             atomic_write_text(self.path / _FAILURES, buf.getvalue())
 
     def append(self, ids: Sequence[str], vectors: np.ndarray, failures: Sequence[tuple[str, str, str]] = ()) -> None:
@@ -299,7 +320,9 @@ class EmbeddingStore:
                 csv.writer(fh, lineterminator="\n").writerows([[str(a), str(b), str(c)] for a, b, c in failures])
                 fh.flush()
                 os.fsync(fh.fileno())
-        atomic_write_json(self.path / _INDEX, {"rows": self._rows + len(ids), "failures": self._n_failures + len(failures)})
+        atomic_write_json(
+            self.path / _INDEX, {"rows": self._rows + len(ids), "failures": self._n_failures + len(failures)}
+        )
         self._rows += len(ids)
         self._n_failures += len(failures)
         self._ids = None if self._ids is None else np.concatenate([self._ids, np.asarray(list(ids), dtype=str)])
@@ -309,7 +332,7 @@ class EmbeddingStore:
 # ----------------------------------------------------------------------------------------------
 # Paths
 # ----------------------------------------------------------------------------------------------
-def default_store_path(dataset: "Dataset", backbone_name: str) -> Path:
+def default_store_path(dataset: Dataset, backbone_name: str) -> Path:
     """``<dataset>/embeddings/<backbone>`` when the dataset folder is writable, else
     ``cache_dir("embeddings", "<dataset-name>-<hash of its absolute root>", "<backbone>")``."""
     from geoscout.backbones import safe_name
@@ -341,8 +364,10 @@ class EmbedRun:
         return n / self.seconds if self.seconds > 0 else 0.0
 
     def summary(self) -> str:
-        lines = [f"{self.store}: {self.embedded} embedded, {len(self.failed)} failed, {self.already} already done "
-                 f"(of {self.total}) in {self.seconds:.1f} s ({self.images_per_s:.1f} images/s)"]
+        lines = [
+            f"{self.store}: {self.embedded} embedded, {len(self.failed)} failed, {self.already} already done "
+            f"(of {self.total}) in {self.seconds:.1f} s ({self.images_per_s:.1f} images/s)"
+        ]
         for image_id, path, reason in self.failed[:20]:
             if reason.startswith(f"{path}: "):  # decoder messages already name the file
                 reason = reason[len(path) + 2 :]
@@ -352,7 +377,7 @@ class EmbedRun:
         return "\n".join(lines)
 
 
-def _decode(src: Any, backbone: "Backbone", max_pixels: int) -> np.ndarray | str:
+def _decode(src: Any, backbone: Backbone, max_pixels: int) -> np.ndarray | str:
     """One image -> preprocessed (3,S,S) array, or the reason it failed (never raises)."""
     try:
         return backbone.preprocess(backbone.load_image(src, max_pixels=max_pixels))
@@ -360,12 +385,13 @@ def _decode(src: Any, backbone: "Backbone", max_pixels: int) -> np.ndarray | str
         return str(exc)
     except MemoryError:
         return "out of memory while decoding"
-    except Exception as exc:  # noqa: BLE001 - a bad item must never stop the batch
+    except Exception as exc:
         return f"{type(exc).__name__}: {exc}"
 
 
-def _batches(items: Sequence[Any], backbone: "Backbone", *, batch_size: int, workers: int, max_pixels: int,
-             prefetch: int = 2) -> Iterator[tuple[int, list[np.ndarray | str]]]:
+def _batches(
+    items: Sequence[Any], backbone: Backbone, *, batch_size: int, workers: int, max_pixels: int, prefetch: int = 2
+) -> Iterator[tuple[int, list[np.ndarray | str]]]:
     """Yield ``(start, decoded)`` per batch, decoding up to ``prefetch`` batches ahead in worker threads."""
     n = len(items)
     starts = range(0, n, batch_size)
@@ -377,6 +403,7 @@ def _batches(items: Sequence[Any], backbone: "Backbone", *, batch_size: int, wor
     queue: deque[tuple[int, list[Future]]] = deque()
     it = iter(starts)
     try:
+
         def submit_next() -> None:
             s = next(it, None)
             if s is not None:
@@ -392,8 +419,15 @@ def _batches(items: Sequence[Any], backbone: "Backbone", *, batch_size: int, wor
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def embed_images(images: Sequence[Any], backbone: "str | Backbone" = "effnet-lite2", *, batch_size: int = 32,
-                 tta: bool = False, workers: int = 2, max_pixels: int | None = None) -> tuple[np.ndarray, dict[int, str]]:
+def embed_images(
+    images: Sequence[Any],
+    backbone: str | Backbone = "effnet-lite2",
+    *,
+    batch_size: int = 32,
+    tta: bool = False,
+    workers: int = 2,
+    max_pixels: int | None = None,
+) -> tuple[np.ndarray, dict[int, str]]:
     """Embed paths / bytes / PIL images. Returns ``(vectors (n, dim) float32, {index: reason})``;
     rows of images that failed are NaN."""
     from geoscout.backbones import create_backbone
@@ -402,8 +436,9 @@ def embed_images(images: Sequence[Any], backbone: "str | Backbone" = "effnet-lit
     bb = create_backbone(backbone) if isinstance(backbone, str) else backbone
     out = np.full((len(images), bb.dim), np.nan, np.float32)
     failed: dict[int, str] = {}
-    for start, decoded in _batches(list(images), bb, batch_size=batch_size, workers=workers,
-                                   max_pixels=max_pixels or DEFAULT_MAX_PIXELS):
+    for start, decoded in _batches(
+        list(images), bb, batch_size=batch_size, workers=workers, max_pixels=max_pixels or DEFAULT_MAX_PIXELS
+    ):
         ok = [i for i, d in enumerate(decoded) if not isinstance(d, str)]
         for i, d in enumerate(decoded):
             if isinstance(d, str):
@@ -413,11 +448,23 @@ def embed_images(images: Sequence[Any], backbone: "str | Backbone" = "effnet-lit
     return out, failed
 
 
-def embed_dataset(dataset: "Dataset | str | os.PathLike[str]", backbone: "str | Backbone" = "effnet-lite2",
-                  out: str | os.PathLike[str] | None = None, *, batch_size: int = 32, workers: int = 2,
-                  tta: bool = False, progress: bool = True, overwrite: bool = False, retry_failed: bool = False,
-                  runtime: str = "torch", weights: Any = None, max_pixels: int | None = None,
-                  limit: int | None = None, on_batch: Callable[[int], None] | None = None) -> EmbeddingStore:
+def embed_dataset(
+    dataset: Dataset | str | os.PathLike[str],
+    backbone: str | Backbone = "effnet-lite2",
+    out: str | os.PathLike[str] | None = None,
+    *,
+    batch_size: int = 32,
+    workers: int = 2,
+    tta: bool = False,
+    progress: bool = True,
+    overwrite: bool = False,
+    retry_failed: bool = False,
+    runtime: str = "torch",
+    weights: Any = None,
+    max_pixels: int | None = None,
+    limit: int | None = None,
+    on_batch: Callable[[int], None] | None = None,
+) -> EmbeddingStore:
     """Embed every image of ``dataset`` into a store (default :func:`default_store_path`) and return it.
 
     Resumable: ids already in the store (or recorded as failures, unless ``retry_failed``) are
@@ -438,9 +485,20 @@ def embed_dataset(dataset: "Dataset | str | os.PathLike[str]", backbone: "str | 
     bb = backbone if isinstance(backbone, Backbone) else create_backbone(backbone, weights=weights, runtime=runtime)
     path = Path(out) if out is not None else default_store_path(dataset, bb.name)  # type: ignore[arg-type]
     with _writer_lock(path, progress=progress):
-        return _embed_locked(dataset, bb, path, batch_size=batch_size, workers=workers, tta=tta, progress=progress,
-                             overwrite=overwrite, retry_failed=retry_failed, max_pixels=max_pixels, limit=limit,
-                             on_batch=on_batch)
+        return _embed_locked(
+            dataset,
+            bb,
+            path,
+            batch_size=batch_size,
+            workers=workers,
+            tta=tta,
+            progress=progress,
+            overwrite=overwrite,
+            retry_failed=retry_failed,
+            max_pixels=max_pixels,
+            limit=limit,
+            on_batch=on_batch,
+        )
 
 
 @contextlib.contextmanager
@@ -462,9 +520,21 @@ def _writer_lock(path: Path, *, progress: bool) -> Iterator[None]:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
-def _embed_locked(dataset: Any, bb: "Backbone", path: Path, *, batch_size: int, workers: int, tta: bool, progress: bool,
-                  overwrite: bool, retry_failed: bool, max_pixels: int | None, limit: int | None,
-                  on_batch: Callable[[int], None] | None) -> EmbeddingStore:
+def _embed_locked(
+    dataset: Any,
+    bb: Backbone,
+    path: Path,
+    *,
+    batch_size: int,
+    workers: int,
+    tta: bool,
+    progress: bool,
+    overwrite: bool,
+    retry_failed: bool,
+    max_pixels: int | None,
+    limit: int | None,
+    on_batch: Callable[[int], None] | None,
+) -> EmbeddingStore:
     from geoscout.imageio import DEFAULT_MAX_PIXELS
 
     fp, opts = _jsonable(bb.fingerprint()), _jsonable({"tta": bool(tta)})
@@ -479,8 +549,14 @@ def _embed_locked(dataset: Any, bb: "Backbone", path: Path, *, batch_size: int, 
             )
         store._repair()
     else:
-        store = EmbeddingStore.create(path, fp, bb.dim, options=opts, overwrite=True,
-                                      extra={"dataset": {"name": str(dataset.name), "root": str(Path(dataset.root).resolve())}})  # type: ignore[union-attr]
+        store = EmbeddingStore.create(
+            path,
+            fp,
+            bb.dim,
+            options=opts,
+            overwrite=True,
+            extra={"dataset": {"name": str(dataset.name), "root": str(Path(dataset.root).resolve())}},
+        )  # type: ignore[union-attr]
     frame = dataset.frame  # type: ignore[union-attr]
     done = set(store.ids.tolist())
     if not retry_failed:
@@ -494,16 +570,32 @@ def _embed_locked(dataset: Any, bb: "Backbone", path: Path, *, batch_size: int, 
         todo.append((image_id, dataset.image_path(i)))  # type: ignore[union-attr]
     if limit is not None:
         todo = todo[: max(0, int(limit))]
-    run = EmbedRun(store=path, total=len(set(frame["image_id"].astype(str))), already=len(done & set(frame["image_id"].astype(str))))
+    run = EmbedRun(
+        store=path,
+        total=len(set(frame["image_id"].astype(str))),
+        already=len(done & set(frame["image_id"].astype(str))),
+    )
     t0 = time.perf_counter()
     if todo:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(todo), unit="img", desc=f"embed {bb.name}", disable=not progress, dynamic_ncols=True,
-                   file=sys.stderr, smoothing=0.1)
+        bar = tqdm(
+            total=len(todo),
+            unit="img",
+            desc=f"embed {bb.name}",
+            disable=not progress,
+            dynamic_ncols=True,
+            file=sys.stderr,
+            smoothing=0.1,
+        )
         try:
-            for start, decoded in _batches([p for _, p in todo], bb, batch_size=batch_size, workers=workers,
-                                           max_pixels=max_pixels or DEFAULT_MAX_PIXELS):
+            for start, decoded in _batches(
+                [p for _, p in todo],
+                bb,
+                batch_size=batch_size,
+                workers=workers,
+                max_pixels=max_pixels or DEFAULT_MAX_PIXELS,
+            ):
                 chunk = todo[start : start + len(decoded)]
                 ok = [k for k, d in enumerate(decoded) if not isinstance(d, str)]
                 fails = [(chunk[k][0], str(chunk[k][1]), d) for k, d in enumerate(decoded) if isinstance(d, str)]
@@ -514,8 +606,15 @@ def _embed_locked(dataset: Any, bb: "Backbone", path: Path, *, batch_size: int, 
     return finish_run(store, run, t0, progress=progress, nothing_to_do=not todo)
 
 
-def record_batch(store: EmbeddingStore, run: EmbedRun, bar: Any, ids: Sequence[str], vectors: np.ndarray,
-                 fails: Sequence[tuple[str, str, str]], on_batch: Callable[[int], None] | None) -> None:
+def record_batch(
+    store: EmbeddingStore,
+    run: EmbedRun,
+    bar: Any,
+    ids: Sequence[str],
+    vectors: np.ndarray,
+    fails: Sequence[tuple[str, str, str]],
+    on_batch: Callable[[int], None] | None,
+) -> None:
     """Commit one embedded batch (vectors and failures) to ``store`` and account for it in ``run`` and ``bar``."""
     store.append(list(ids), vectors, fails)
     run.embedded += len(ids)
@@ -527,20 +626,24 @@ def record_batch(store: EmbeddingStore, run: EmbedRun, bar: Any, ids: Sequence[s
         on_batch(run.embedded + len(run.failed))
 
 
-def finish_run(store: EmbeddingStore, run: EmbedRun, t0: float, *, progress: bool, nothing_to_do: bool) -> EmbeddingStore:
+def finish_run(
+    store: EmbeddingStore, run: EmbedRun, t0: float, *, progress: bool, nothing_to_do: bool
+) -> EmbeddingStore:
     """Stamp ``run`` on the store and print the end-of-run summary (or "up to date") when ``progress``."""
     run.seconds = time.perf_counter() - t0
     store.last_run = run
     if progress:
         if nothing_to_do:
-            print(f"{store.path}: up to date ({len(store)} vectors, {len(store.failures)} failures); nothing to embed",
-                  file=sys.stderr)
+            print(
+                f"{store.path}: up to date ({len(store)} vectors, {len(store.failures)} failures); nothing to embed",
+                file=sys.stderr,
+            )
         else:
             print(run.summary(), file=sys.stderr)
     return store
 
 
-def write_pooled(store: EmbeddingStore, dataset: "Dataset", *, key: str = "location_id") -> Path:
+def write_pooled(store: EmbeddingStore, dataset: Dataset, *, key: str = "location_id") -> Path:
     """Mean vector per ``key`` (default the panorama ``location_id``) of the store's rows, written to
     ``<store>/panoramas.npz`` (``keys`` str array, ``vectors`` float16); returns the path."""
     from geoscout._io import atomic_path
@@ -550,9 +653,8 @@ def write_pooled(store: EmbeddingStore, dataset: "Dataset", *, key: str = "locat
     mapping = dict(zip(frame["image_id"].astype(str), frame[col].astype(str)))
     keys, vecs = store.pool_by(mapping)
     target = store.path / "panoramas.npz"
-    with atomic_path(target) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, keys=keys.astype(str), vectors=vecs.astype(np.float16))
+    with atomic_path(target) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, keys=keys.astype(str), vectors=vecs.astype(np.float16))
     return target
 
 

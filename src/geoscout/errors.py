@@ -9,10 +9,10 @@ from __future__ import annotations
 __all__ = [
     "GeoscoutError",
     "InvalidInput",
-    "UnknownName",
-    "NotFittedError",
     "MissingWeights",
+    "NotFittedError",
     "ProviderError",
+    "UnknownName",
 ]
 
 

@@ -38,13 +38,13 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
 __all__ = [
-    "THRESHOLD_NAMES",
     "POLICY",
-    "distance_metrics",
-    "calibration_metrics",
-    "accuracy_key",
-    "evaluate",
+    "THRESHOLD_NAMES",
     "EvaluationReport",
+    "accuracy_key",
+    "calibration_metrics",
+    "distance_metrics",
+    "evaluate",
 ]
 
 #: What each accuracy threshold stands for, as the literature names them.
@@ -117,7 +117,7 @@ def distance_metrics(distances_km: ArrayLike, thresholds: Sequence[float] = ACCU
 # --------------------------------------------------------------------------- inputs
 
 
-def _truth_frame(truth: Any) -> tuple["pd.DataFrame", str, dict[str, str]]:
+def _truth_frame(truth: Any) -> tuple[pd.DataFrame, str, dict[str, str]]:
     """The truth as ``image_id, true_lat, true_lon``, its name, and path aliases -> image_id."""
     import pandas as pd
 
@@ -127,7 +127,7 @@ def _truth_frame(truth: Any) -> tuple["pd.DataFrame", str, dict[str, str]]:
         from .data import load_dataset
 
         truth = load_dataset(truth)
-    if hasattr(truth, "frame") and isinstance(getattr(truth, "frame"), pd.DataFrame):
+    if hasattr(truth, "frame") and isinstance(truth.frame, pd.DataFrame):
         name = str(getattr(truth, "name", None) or name)
         root = Path(truth.root) if getattr(truth, "root", None) is not None else None
         frame = truth.frame
@@ -188,7 +188,9 @@ def _predictions_list(predictions: Any) -> list[Prediction]:
     preds = list(predictions)
     for i, p in enumerate(preds):
         if not isinstance(p, Prediction):
-            raise InvalidInput(f"evaluate: predictions[{i}] is a {type(p).__name__}, expected geoscout.types.Prediction")
+            raise InvalidInput(
+                f"evaluate: predictions[{i}] is a {type(p).__name__}, expected geoscout.types.Prediction"
+            )
     return preds
 
 
@@ -239,8 +241,8 @@ class EvaluationReport:
     """
 
     metrics: dict[str, Any]
-    per_image: "pd.DataFrame"
-    by_country: "pd.DataFrame"
+    per_image: pd.DataFrame
+    by_country: pd.DataFrame
     name: str = "truth"
     thresholds: tuple[float, ...] = ACCURACY_THRESHOLDS_KM
     unmatched_ids: list[str] = field(default_factory=list)
@@ -249,9 +251,7 @@ class EvaluationReport:
     # ---- serialisation
     def to_dict(self) -> dict[str, Any]:
         """Everything but the per-image table, JSON-ready (NaN -> null)."""
-        by_country = [
-            {"country": idx, **row} for idx, row in self.by_country.to_dict(orient="index").items()
-        ]
+        by_country = [{"country": idx, **row} for idx, row in self.by_country.to_dict(orient="index").items()]
         return _clean(
             {
                 "name": self.name,
@@ -276,7 +276,8 @@ class EvaluationReport:
         lines.append("|---|" + "---:|" * (len(heads) + 6))
         row = [f"{_pct(m.get(accuracy_key(t)))}" for t in self.thresholds]
         lines.append(
-            f"| top-1 | {m['n']} | " + " | ".join(row)
+            f"| top-1 | {m['n']} | "
+            + " | ".join(row)
             + f" | {_fmt(m['median_km'], 1)} | {_fmt(m['mean_km'], 1)} | {_fmt(m['geoguessr'])} | "
             f"{_pct(m.get('country_acc'))} | {_pct(m.get('admin1_acc'))} |"
         )
@@ -304,11 +305,15 @@ class EvaluationReport:
         if m.get("n_radius") or m.get("n_expected"):
             lines += ["", "## Calibration", ""]
             if m.get("n_radius"):
-                lines.append(f"- true place within the stated 68 % radius: {_pct(m['radius_coverage'])} of "
-                             f"{m['n_radius']} images (calibrated: about 68 %; much less = over-confident)")
+                lines.append(
+                    f"- true place within the stated 68 % radius: {_pct(m['radius_coverage'])} of "
+                    f"{m['n_radius']} images (calibrated: about 68 %; much less = over-confident)"
+                )
             if m.get("n_expected"):
-                lines.append(f"- GeoGuessr score the model expected: {_fmt(m['expected_geoguessr'])}; scored: "
-                             f"{_fmt(m['geoguessr_on_expected'])} (same {m['n_expected']} images)")
+                lines.append(
+                    f"- GeoGuessr score the model expected: {_fmt(m['expected_geoguessr'])}; scored: "
+                    f"{_fmt(m['geoguessr_on_expected'])} (same {m['n_expected']} images)"
+                )
         failed = self.per_image[self.per_image["status"] == "failed"]
         if len(failed):
             lines += ["", "Failed predictions:", ""]
@@ -324,7 +329,8 @@ class EvaluationReport:
             for iso, r in self.by_country.head(max_countries).iterrows():
                 label = f"{r['country_name']} ({iso})" if r.get("country_name") and iso != "(sea)" else str(iso)
                 lines.append(
-                    f"| {label} | {int(r['n'])} | " + " | ".join(_pct(r[c]) for c in cols)
+                    f"| {label} | {int(r['n'])} | "
+                    + " | ".join(_pct(r[c]) for c in cols)
                     + f" | {_fmt(r['median_km'], 1)} | {_pct(r['country_acc'])} |"
                 )
             if len(self.by_country) > max_countries:
@@ -363,7 +369,12 @@ class EvaluationReport:
                 continue
             x = np.sort(np.clip(d, lo, hi))
             y = np.arange(1, x.size + 1) / x.size
-            ax.step(np.concatenate([[lo], x, [hi]]), np.concatenate([[0.0], y, [1.0]]), where="post", label=f"{label} (n={d.size})")
+            ax.step(
+                np.concatenate([[lo], x, [hi]]),
+                np.concatenate([[0.0], y, [1.0]]),
+                where="post",
+                label=f"{label} (n={d.size})",
+            )
         for t in self.thresholds:
             ax.axvline(t, color="0.6", lw=0.8, ls="--")
             acc = self.metrics.get(accuracy_key(t))
@@ -388,15 +399,19 @@ class EvaluationReport:
 
         ok = self.per_image[self.per_image["status"] == "ok"]
         missing = self.per_image[self.per_image["status"] != "ok"]
-        lines = np.stack(
-            [ok["true_lat"], ok["true_lon"], ok["pred_lat"], ok["pred_lon"]], axis=1
-        ).astype(float) if len(ok) else np.zeros((0, 4))
+        lines = (
+            np.stack([ok["true_lat"], ok["true_lon"], ok["pred_lat"], ok["pred_lon"]], axis=1).astype(float)
+            if len(ok)
+            else np.zeros((0, 4))
+        )
         return world_map_png(
             path,
             points=np.stack([ok["true_lat"], ok["true_lon"]], axis=1).astype(float) if len(ok) else None,
             lines=lines,
             line_values=ok["distance_km"].to_numpy(dtype=float),
-            extra_points=np.stack([missing["true_lat"], missing["true_lon"]], axis=1).astype(float) if len(missing) else None,
+            extra_points=np.stack([missing["true_lat"], missing["true_lon"]], axis=1).astype(float)
+            if len(missing)
+            else None,
             title=f"{self.name}: truth (dots) → top-1 prediction, coloured by error",
             value_label="error (km)",
         )
@@ -511,7 +526,9 @@ def evaluate(
         for j, c in enumerate(p.candidates[:kk]):
             cand_lat[i, j], cand_lon[i, j] = c.lat, c.lon
     filled = np.arange(kk)[None, :] < np.minimum(n_cand, kk)[:, None]
-    bad = filled & ~(np.isfinite(cand_lat) & np.isfinite(cand_lon) & (np.abs(cand_lat) <= 90) & (np.abs(cand_lon) <= 180))
+    bad = filled & ~(
+        np.isfinite(cand_lat) & np.isfinite(cand_lon) & (np.abs(cand_lat) <= 90) & (np.abs(cand_lon) <= 180)
+    )
     if bad.any():
         i, j = (int(v) for v in np.argwhere(bad)[0])
         raise InvalidInput(
@@ -585,7 +602,7 @@ def evaluate(
     )
 
 
-def _place_metrics(per: "pd.DataFrame", metrics: dict[str, Any]) -> None:
+def _place_metrics(per: pd.DataFrame, metrics: dict[str, Any]) -> None:
     """Add country / admin-1 columns to ``per`` and their accuracies to ``metrics``."""
     import pandas as pd
 
@@ -634,7 +651,7 @@ def _place_metrics(per: "pd.DataFrame", metrics: dict[str, Any]) -> None:
     metrics["n_admin1"] = int(a_mask.sum())
 
 
-def _by_country(per: "pd.DataFrame", thresholds: Sequence[float]) -> "pd.DataFrame":
+def _by_country(per: pd.DataFrame, thresholds: Sequence[float]) -> pd.DataFrame:
     import pandas as pd
 
     ok = per[per["status"] == "ok"]

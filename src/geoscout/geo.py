@@ -15,24 +15,24 @@ from numpy.typing import ArrayLike, NDArray
 from .errors import InvalidInput
 
 __all__ = [
+    "ACCURACY_THRESHOLDS_KM",
     "EARTH_RADIUS_KM",
     "GEOHASH_ALPHABET",
-    "ACCURACY_THRESHOLDS_KM",
-    "validate_latlon",
-    "haversine_km",
-    "pairwise_haversine_km",
-    "initial_bearing_deg",
     "destination_point",
-    "spherical_mean",
-    "latlon_to_xyz",
-    "xyz_to_latlon",
-    "wrap_longitude",
-    "geoguessr_score",
     "exp1160_score",
-    "geohash_encode",
-    "geohash_decode",
+    "geoguessr_score",
     "geohash_bbox",
+    "geohash_decode",
+    "geohash_encode",
     "geohash_neighbors",
+    "haversine_km",
+    "initial_bearing_deg",
+    "latlon_to_xyz",
+    "pairwise_haversine_km",
+    "spherical_mean",
+    "validate_latlon",
+    "wrap_longitude",
+    "xyz_to_latlon",
 ]
 
 EARTH_RADIUS_KM = 6371.0
@@ -41,7 +41,9 @@ ACCURACY_THRESHOLDS_KM: tuple[float, ...] = (1.0, 25.0, 200.0, 750.0, 2500.0)
 _GH_INDEX = {c: i for i, c in enumerate(GEOHASH_ALPHABET)}
 
 
-def validate_latlon(lat: ArrayLike, lon: ArrayLike, *, what: str = "coordinates") -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+def validate_latlon(
+    lat: ArrayLike, lon: ArrayLike, *, what: str = "coordinates"
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Return ``(lat, lon)`` as float arrays, or raise :class:`InvalidInput` naming the first bad entry.
 
     Latitude must lie in [-90, 90] and longitude in [-180, 180] degrees, both finite.
@@ -77,7 +79,9 @@ def haversine_km(lat1: ArrayLike, lon1: ArrayLike, lat2: ArrayLike, lon2: ArrayL
     return 2.0 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
 
 
-def pairwise_haversine_km(lat_a: ArrayLike, lon_a: ArrayLike, lat_b: ArrayLike, lon_b: ArrayLike) -> NDArray[np.float64]:
+def pairwise_haversine_km(
+    lat_a: ArrayLike, lon_a: ArrayLike, lat_b: ArrayLike, lon_b: ArrayLike
+) -> NDArray[np.float64]:
     """Matrix of distances in km: rows are points a (N), columns points b (M) -> (N, M)."""
     la = np.asarray(lat_a, dtype=np.float64).reshape(-1, 1)
     oa = np.asarray(lon_a, dtype=np.float64).reshape(-1, 1)
@@ -94,7 +98,9 @@ def initial_bearing_deg(lat1: ArrayLike, lon1: ArrayLike, lat2: ArrayLike, lon2:
     return np.degrees(np.arctan2(y, x)) % 360.0
 
 
-def destination_point(lat: ArrayLike, lon: ArrayLike, bearing_deg: ArrayLike, distance_km: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+def destination_point(
+    lat: ArrayLike, lon: ArrayLike, bearing_deg: ArrayLike, distance_km: ArrayLike
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Point reached from (lat, lon) after ``distance_km`` along initial bearing ``bearing_deg``.
 
     Returns ``(lat, lon)`` with longitude wrapped into [-180, 180).
@@ -122,7 +128,9 @@ def xyz_to_latlon(xyz: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.float
     return np.degrees(np.arctan2(z, np.hypot(x, y))), np.degrees(np.arctan2(y, x))
 
 
-def spherical_mean(lat: ArrayLike, lon: ArrayLike, weights: ArrayLike | None = None, axis: int = -1) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+def spherical_mean(
+    lat: ArrayLike, lon: ArrayLike, weights: ArrayLike | None = None, axis: int = -1
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Weighted mean of points on the sphere (normalised mean of unit vectors) along ``axis``.
 
     Correct across the antimeridian. Antipodal sets with no defined mean return the
@@ -244,8 +252,14 @@ def geohash_neighbors(geohash: str) -> dict[str, str | None]:
     clat, clon = (s + n) / 2.0, (w + e) / 2.0
     out: dict[str, str | None] = {}
     for key, (dy, dx) in {
-        "n": (1, 0), "ne": (1, 1), "e": (0, 1), "se": (-1, 1),
-        "s": (-1, 0), "sw": (-1, -1), "w": (0, -1), "nw": (1, -1),
+        "n": (1, 0),
+        "ne": (1, 1),
+        "e": (0, 1),
+        "se": (-1, 1),
+        "s": (-1, 0),
+        "sw": (-1, -1),
+        "w": (0, -1),
+        "nw": (1, -1),
     }.items():
         lat = clat + dy * dlat
         if lat > 90.0 or lat < -90.0:

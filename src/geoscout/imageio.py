@@ -12,8 +12,8 @@ import contextlib
 import io
 import os
 import warnings
-from pathlib import Path
 from collections.abc import Iterator
+from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
@@ -21,7 +21,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import InvalidInput
 
-__all__ = ["DEFAULT_MAX_PIXELS", "MAX_FILE_BYTES", "load_image", "probe_image", "describe_source"]
+__all__ = ["DEFAULT_MAX_PIXELS", "MAX_FILE_BYTES", "describe_source", "load_image", "probe_image"]
 
 DEFAULT_MAX_PIXELS = 40_000_000  # ~ a 7700 x 5200 photo; raise it explicitly for panoramas you trust
 MAX_FILE_BYTES = 100 * 1024 * 1024
@@ -60,7 +60,9 @@ def _to_rgb(im: Image.Image) -> Image.Image:
     return im.convert("RGB")  # L, 1, P, CMYK, YCbCr, LAB, HSV
 
 
-def load_image(src: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS, max_bytes: int = MAX_FILE_BYTES) -> Image.Image:
+def load_image(
+    src: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS, max_bytes: int = MAX_FILE_BYTES
+) -> Image.Image:
     """Decode ``src`` (a path, bytes, a binary stream or a PIL image) into a fully loaded RGB image.
 
     EXIF orientation is applied, so the result is upright. Raises :class:`InvalidInput`
@@ -80,11 +82,13 @@ def load_image(src: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS, max_by
             try:
                 im.load()
             except (OSError, SyntaxError, ValueError, EOFError) as exc:
-                reason = "truncated or corrupt image data" if "truncat" in str(exc).lower() else f"cannot decode ({exc})"
+                reason = (
+                    "truncated or corrupt image data" if "truncat" in str(exc).lower() else f"cannot decode ({exc})"
+                )
                 raise InvalidInput(f"{name}: {reason}; re-download or remove it") from None
             try:
                 im = ImageOps.exif_transpose(im) or im
-            except Exception:  # a broken EXIF block must not lose the picture itself  # noqa: BLE001
+            except Exception:  # a broken EXIF block must not lose the picture itself
                 pass
             out = _to_rgb(im)
             out.load()
@@ -93,8 +97,9 @@ def load_image(src: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS, max_by
         _close(owned)
 
 
-def probe_image(data: bytes, *, name: str | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
-                max_bytes: int = MAX_FILE_BYTES) -> tuple[int, int]:
+def probe_image(
+    data: bytes, *, name: str | None = None, max_pixels: int = DEFAULT_MAX_PIXELS, max_bytes: int = MAX_FILE_BYTES
+) -> tuple[int, int]:
     """``(width, height)`` of encoded image ``data`` from its header alone, without decoding the pixels.
 
     Raises :class:`InvalidInput` (``"<name>: <reason>"``) for an empty, over-large, non-image or
@@ -112,8 +117,9 @@ def probe_image(data: bytes, *, name: str | None = None, max_pixels: int = DEFAU
     return w, h
 
 
-def _open(src: str | os.PathLike[str] | bytes | bytearray | memoryview | BinaryIO, name: str,
-          max_bytes: int) -> tuple[Image.Image, BinaryIO | None]:
+def _open(
+    src: str | os.PathLike[str] | bytes | bytearray | memoryview | BinaryIO, name: str, max_bytes: int
+) -> tuple[Image.Image, BinaryIO | None]:
     """Check a path, bytes or stream source and open it lazily (the header only).
 
     Returns the image and the file object opened here (for the caller to close; ``None`` for a
@@ -169,7 +175,7 @@ def _close(stream: BinaryIO | None) -> None:
     if stream is not None:
         try:
             stream.close()
-        except Exception:  # noqa: BLE001
+        except Exception:
             pass
 
 

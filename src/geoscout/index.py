@@ -20,7 +20,7 @@ from numpy.typing import NDArray
 from ._io import atomic_path, atomic_write_json
 from .errors import InvalidInput, NotFittedError
 
-__all__ = ["RetrievalIndex", "recall_at_k", "normalize_rows"]
+__all__ = ["RetrievalIndex", "normalize_rows", "recall_at_k"]
 
 
 def normalize_rows(x: Any) -> NDArray[np.float32]:
@@ -55,9 +55,20 @@ class RetrievalIndex:
     ``benchmarks/scale.py``). Raise it for recall, lower it for speed.
     """
 
-    def __init__(self, kind: str = "auto", *, exact_max: int = 200_000, nlist: int | None = None,
-                 pq_bytes: int | None = None, nprobe: int = 128, hnsw_m: int = 32, ef_search: int = 128,
-                 train_size: int = 100_000, seed: int = 0, threads: int | None = None) -> None:
+    def __init__(
+        self,
+        kind: str = "auto",
+        *,
+        exact_max: int = 200_000,
+        nlist: int | None = None,
+        pq_bytes: int | None = None,
+        nprobe: int = 128,
+        hnsw_m: int = 32,
+        ef_search: int = 128,
+        train_size: int = 100_000,
+        seed: int = 0,
+        threads: int | None = None,
+    ) -> None:
         self.kind = kind
         self.exact_max = exact_max
         self.nlist = nlist
@@ -83,7 +94,7 @@ class RetrievalIndex:
             m -= 1
         return m
 
-    def fit(self, vectors: Any, *, n_total: int | None = None) -> "RetrievalIndex":
+    def fit(self, vectors: Any, *, n_total: int | None = None) -> RetrievalIndex:
         """Build the index on ``vectors`` (N, D); they are L2-normalised here.
 
         ``n_total`` lets a caller that will :meth:`add` more chunks later size the index
@@ -120,7 +131,7 @@ class RetrievalIndex:
         self.dim_ = dim
         return self
 
-    def add(self, vectors: Any) -> "RetrievalIndex":
+    def add(self, vectors: Any) -> RetrievalIndex:
         """Append more vectors (ids continue from the current size)."""
         self._check()
         x = normalize_rows(vectors)
@@ -164,13 +175,26 @@ class RetrievalIndex:
         base = Path(path)
         with atomic_path(base.with_suffix(".faiss")) as tmp:
             faiss.write_index(self.index_, str(tmp))
-        params = {k: getattr(self, k) for k in ("kind", "exact_max", "nlist", "pq_bytes", "nprobe", "hnsw_m",
-                                                 "ef_search", "train_size", "seed", "threads")}
+        params = {
+            k: getattr(self, k)
+            for k in (
+                "kind",
+                "exact_max",
+                "nlist",
+                "pq_bytes",
+                "nprobe",
+                "hnsw_m",
+                "ef_search",
+                "train_size",
+                "seed",
+                "threads",
+            )
+        }
         atomic_write_json(base.with_suffix(".json"), {"params": params, "kind_": self.kind_, "dim_": self.dim_})
         return base
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> "RetrievalIndex":
+    def load(cls, path: str | os.PathLike[str]) -> RetrievalIndex:
         import faiss
 
         base = Path(path)

@@ -22,15 +22,15 @@ from .geo import geoguessr_score, haversine_km, spherical_mean
 from .types import Candidate, Prediction
 
 __all__ = [
-    "RefineConfig",
+    "IMAGE_SUFFIXES",
     "Locator",
+    "RefineConfig",
+    "expected_geoguessr_score",
+    "list_models",
     "load_model",
     "locate",
-    "list_models",
-    "uncertainty_radius_km",
-    "expected_geoguessr_score",
     "split_strip",
-    "IMAGE_SUFFIXES",
+    "uncertainty_radius_km",
 ]
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".heic"}
@@ -43,8 +43,13 @@ BUILTIN_MODELS = {
 
 
 # --------------------------------------------------------------------------- summaries
-def uncertainty_radius_km(lat: NDArray[np.float64], lon: NDArray[np.float64], prob: NDArray[np.float64],
-                          center: tuple[float, float], mass: float = 0.68) -> float:
+def uncertainty_radius_km(
+    lat: NDArray[np.float64],
+    lon: NDArray[np.float64],
+    prob: NDArray[np.float64],
+    center: tuple[float, float],
+    mass: float = 0.68,
+) -> float:
     """Smallest radius (km) around ``center`` holding at least ``mass`` of the probability on the support points."""
     d = haversine_km(center[0], center[1], lat, lon)
     order = np.argsort(d, kind="stable")
@@ -53,8 +58,9 @@ def uncertainty_radius_km(lat: NDArray[np.float64], lon: NDArray[np.float64], pr
     return float(d[order][min(i, len(order) - 1)])
 
 
-def expected_geoguessr_score(lat: NDArray[np.float64], lon: NDArray[np.float64], prob: NDArray[np.float64],
-                             guess: tuple[float, float]) -> float:
+def expected_geoguessr_score(
+    lat: NDArray[np.float64], lon: NDArray[np.float64], prob: NDArray[np.float64], guess: tuple[float, float]
+) -> float:
     """GeoGuessr points expected when guessing ``guess``, if the truth follows the model's distribution."""
     d = haversine_km(guess[0], guess[1], lat, lon)
     p = prob / max(float(prob.sum()), 1e-12)
@@ -134,11 +140,16 @@ class _Refiner:
                 groups: list[NDArray[np.int64]]
                 # cluster distinct locations (the views of one panorama share a point; OPTICS on repeated
                 # points divides by zero reachability), then give each location's images its label
-                pts, inv = np.unique(np.round(np.stack([self.lat[idx], self.lon[idx]], axis=1), 6), axis=0,
-                                     return_inverse=True)
+                pts, inv = np.unique(
+                    np.round(np.stack([self.lat[idx], self.lon[idx]], axis=1), 6), axis=0, return_inverse=True
+                )
                 inv = inv.reshape(-1)
                 if len(pts) >= 2 * self.config.min_cluster_size:
-                    labels = OPTICS(min_samples=self.config.min_cluster_size, metric="haversine").fit(np.radians(pts)).labels_
+                    labels = (
+                        OPTICS(min_samples=self.config.min_cluster_size, metric="haversine")
+                        .fit(np.radians(pts))
+                        .labels_
+                    )
                     groups = [idx[labels[inv] == g] for g in np.unique(labels) if g >= 0]
                     groups += [idx[inv == u] for u in np.flatnonzero(labels < 0)]  # each unclustered location alone
                 else:
@@ -148,8 +159,9 @@ class _Refiner:
                     vecs.append(v / max(float(np.linalg.norm(v)), 1e-12))
                     la, lo = spherical_mean(self.lat[g], self.lon[g])
                     lats.append(float(la)), lons.append(float(lo)), cells.append(c)
-            self._protos = _Prototypes(np.asarray(vecs, np.float32), np.asarray(lats), np.asarray(lons),
-                                       np.asarray(cells, np.int64))
+            self._protos = _Prototypes(
+                np.asarray(vecs, np.float32), np.asarray(lats), np.asarray(lons), np.asarray(cells, np.int64)
+            )
         return self._protos
 
     def refine(self, x: NDArray[np.float32], cell: int, lat0: float, lon0: float) -> tuple[float, float]:
@@ -182,9 +194,21 @@ class Locator:
     Build one with :func:`load_model`; call :meth:`locate` on paths, bytes or PIL images.
     """
 
-    def __init__(self, backbone: Any, head: Any, *, partition: Any = None, retrieval: Any = None,
-                 refine: RefineConfig | None = None, name: str = "model", card: str = "",
-                 geocode: bool = True, batch_size: int = 16, tta: bool = False, heatmap_points: int = 200) -> None:
+    def __init__(
+        self,
+        backbone: Any,
+        head: Any,
+        *,
+        partition: Any = None,
+        retrieval: Any = None,
+        refine: RefineConfig | None = None,
+        name: str = "model",
+        card: str = "",
+        geocode: bool = True,
+        batch_size: int = 16,
+        tta: bool = False,
+        heatmap_points: int = 200,
+    ) -> None:
         self.backbone = backbone
         self.head = head
         self.partition = partition
@@ -199,10 +223,19 @@ class Locator:
         if retrieval is not None and partition is not None and self.refine_config.method != "none":
             vec = np.asarray(retrieval.vectors, dtype=np.float32)
             vec /= np.maximum(np.linalg.norm(vec, axis=1, keepdims=True), 1e-12)
-            cell = np.asarray(getattr(retrieval, "cell", None) if getattr(retrieval, "cell", None) is not None
-                              else partition.assign(retrieval.lat, retrieval.lon), dtype=np.int64)
-            self._refiner = _Refiner(vec, np.asarray(retrieval.lat, np.float64), np.asarray(retrieval.lon, np.float64),
-                                     cell, self.refine_config)
+            cell = np.asarray(
+                getattr(retrieval, "cell", None)
+                if getattr(retrieval, "cell", None) is not None
+                else partition.assign(retrieval.lat, retrieval.lon),
+                dtype=np.int64,
+            )
+            self._refiner = _Refiner(
+                vec,
+                np.asarray(retrieval.lat, np.float64),
+                np.asarray(retrieval.lon, np.float64),
+                cell,
+                self.refine_config,
+            )
 
     # ----------------------------------------------------------------------- embedding
     def embed(self, images: Sequence[Any]) -> tuple[NDArray[np.float32], dict[int, str]]:
@@ -212,8 +245,9 @@ class Locator:
         return embed_images(list(images), self.backbone, batch_size=self.batch_size, tta=self.tta)
 
     # ----------------------------------------------------------------------- predict
-    def locate_embeddings(self, X: NDArray[np.float32], ids: Sequence[str], *, top_k: int = 5,
-                          sources: Sequence[str | None] | None = None) -> list[Prediction]:
+    def locate_embeddings(
+        self, X: NDArray[np.float32], ids: Sequence[str], *, top_k: int = 5, sources: Sequence[str | None] | None = None
+    ) -> list[Prediction]:
         """Predictions for ready embeddings (one row per photo or pooled panorama)."""
         X = np.asarray(X, dtype=np.float32)
         if len(ids) != len(X):
@@ -236,14 +270,16 @@ class Locator:
                     la, lo = self._refiner.refine(X[i], cell_idx, la, lo)
                 cands.append(Candidate(lat=la, lon=lo, probability=float(prob[j]), cell=cell_name))
             best = (cands[0].lat, cands[0].lon)
-            preds.append(Prediction(
-                image_id=str(image_id),
-                candidates=cands,
-                radius_km=uncertainty_radius_km(lat, lon, prob, best),
-                expected_score=expected_geoguessr_score(lat, lon, prob, best),
-                source=(sources[i] if sources is not None else None),
-                heatmap=_heatmap(lat, lon, prob, self.heatmap_points),
-            ))
+            preds.append(
+                Prediction(
+                    image_id=str(image_id),
+                    candidates=cands,
+                    radius_km=uncertainty_radius_km(lat, lon, prob, best),
+                    expected_score=expected_geoguessr_score(lat, lon, prob, best),
+                    source=(sources[i] if sources is not None else None),
+                    heatmap=_heatmap(lat, lon, prob, self.heatmap_points),
+                )
+            )
         if self.geocode:
             self._annotate(preds)
         return preds
@@ -271,8 +307,9 @@ class Locator:
             c.admin1 = _none(getattr(row, "admin1", None))
             c.city = _none(getattr(row, "city", None))
 
-    def locate(self, images: Sequence[Any], *, top_k: int = 5, panorama: bool = False,
-               ids: Sequence[str] | None = None) -> list[Prediction]:
+    def locate(
+        self, images: Sequence[Any], *, top_k: int = 5, panorama: bool = False, ids: Sequence[str] | None = None
+    ) -> list[Prediction]:
         """Locate photos (paths, bytes or PIL images), batched.
 
         With ``panorama=True`` all ``images`` are views of one place: their embeddings are
@@ -302,11 +339,15 @@ class Locator:
             return [pred]
         good = [i for i in range(len(images)) if i not in failures]
         answered = dict(zip(good, self.locate_embeddings(X[good], [names[i] for i in good], top_k=top_k)))
-        return [answered[i] if i in answered else Prediction(image_id=names[i], error=failures[i])
-                for i in range(len(images))]
+        return [
+            answered[i] if i in answered else Prediction(image_id=names[i], error=failures[i])
+            for i in range(len(images))
+        ]
 
 
-def _heatmap(lat: NDArray[np.float64], lon: NDArray[np.float64], prob: NDArray[np.float64], n: int) -> list[list[float]] | None:
+def _heatmap(
+    lat: NDArray[np.float64], lon: NDArray[np.float64], prob: NDArray[np.float64], n: int
+) -> list[list[float]] | None:
     """The ``n`` most probable support points as ``[lat, lon, p]`` rows (for maps)."""
     if n <= 0:
         return None
@@ -331,7 +372,7 @@ def _named_reason(reason: str, src: Any, name: str) -> str:
     if isinstance(src, (str, os.PathLike)):
         return reason
     tag = describe_source(src)
-    return name + reason[len(tag):] if reason.startswith(tag) else reason
+    return name + reason[len(tag) :] if reason.startswith(tag) else reason
 
 
 def _name_of(im: Any, i: int) -> str:
@@ -350,9 +391,15 @@ def list_models() -> dict[str, str]:
     return dict(BUILTIN_MODELS)
 
 
-def load_model(model: str | os.PathLike[str] = "geoscout-lite", *, weights: str | None = None,
-               runtime: str = "torch", refine: RefineConfig | str | None = None, geocode: bool = True,
-               device: str = "cpu") -> Locator:
+def load_model(
+    model: str | os.PathLike[str] = "geoscout-lite",
+    *,
+    weights: str | None = None,
+    runtime: str = "torch",
+    refine: RefineConfig | str | None = None,
+    geocode: bool = True,
+    device: str = "cpu",
+) -> Locator:
     """A ready :class:`Locator`: ``"geoscout-lite"`` (shipped), ``"geoclip"``, or a bundle directory.
 
     ``weights`` points the backbone at a local weights folder (for hub models offline).
@@ -367,8 +414,14 @@ def load_model(model: str | os.PathLike[str] = "geoscout-lite", *, weights: str 
 
         head = load_geoclip_head()
         backbone = create_backbone("geoclip", weights=weights, device=device)
-        return Locator(backbone, head, refine=RefineConfig(method="none"), name="geoclip",
-                       card=BUILTIN_MODELS["geoclip"], geocode=geocode)
+        return Locator(
+            backbone,
+            head,
+            refine=RefineConfig(method="none"),
+            name="geoclip",
+            card=BUILTIN_MODELS["geoclip"],
+            geocode=geocode,
+        )
     path = _builtin_dir(key) if key in BUILTIN_MODELS else Path(key)
     if not (path / "config.json").is_file():
         if key in BUILTIN_MODELS:
@@ -381,12 +434,21 @@ def load_model(model: str | os.PathLike[str] = "geoscout-lite", *, weights: str 
 
     bundle = ModelBundle.load(path)
     backbone = create_backbone(bundle.backbone_name, weights=weights, device=device, runtime=runtime)
-    return Locator(backbone, bundle.head, partition=bundle.partition, retrieval=bundle.retrieval, refine=refine,
-                   name=key, card=getattr(bundle, "card", ""), geocode=geocode)
+    return Locator(
+        backbone,
+        bundle.head,
+        partition=bundle.partition,
+        retrieval=bundle.retrieval,
+        refine=refine,
+        name=key,
+        card=getattr(bundle, "card", ""),
+        geocode=geocode,
+    )
 
 
-def locate(images: Sequence[Any] | Any, model: str | Locator = "geoscout-lite", *, top_k: int = 5,
-           panorama: bool = False) -> list[Prediction]:
+def locate(
+    images: Sequence[Any] | Any, model: str | Locator = "geoscout-lite", *, top_k: int = 5, panorama: bool = False
+) -> list[Prediction]:
     """One-call API: ``locate(["photo.jpg"])`` -> list of :class:`Prediction`."""
     if isinstance(images, (str, os.PathLike, bytes)) or not isinstance(images, Sequence):
         images = [images]

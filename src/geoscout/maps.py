@@ -32,12 +32,12 @@ from .geo import destination_point, haversine_km, initial_bearing_deg, spherical
 from .types import Prediction
 
 __all__ = [
+    "View",
     "great_circle_segments",
-    "world_map_png",
-    "prediction_map_svg",
     "prediction_map_html",
     "prediction_map_png",
-    "View",
+    "prediction_map_svg",
+    "world_map_png",
 ]
 
 # colours
@@ -46,9 +46,7 @@ _LAND = "#f3f0e8"
 _BORDER = "#9a968c"
 _RADIUS = "#1f5fbf"
 # YlOrRd-like ramp for probabilities (low -> high)
-_RAMP = np.array(
-    [[255, 237, 160], [254, 178, 76], [253, 141, 60], [240, 59, 32], [189, 0, 38]], dtype=np.float64
-)
+_RAMP = np.array([[255, 237, 160], [254, 178, 76], [253, 141, 60], [240, 59, 32], [189, 0, 38]], dtype=np.float64)
 
 
 def _ramp(v: NDArray[np.float64]) -> list[str]:
@@ -100,7 +98,9 @@ def _split_antimeridian(lon: NDArray[np.float64], lat: NDArray[np.float64]) -> l
     return parts
 
 
-def _geodesic_circle(lat: float, lon: float, radius_km: float, n: int = 96) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+def _geodesic_circle(
+    lat: float, lon: float, radius_km: float, n: int = 96
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """(lat, lon) of a circle of ``radius_km`` around a point (unwrapped longitudes, no jump)."""
     la, lo = destination_point(lat, lon, np.linspace(0.0, 360.0, n, endpoint=False), radius_km)
     lo = lon + (((lo - lon) + 180.0) % 360.0 - 180.0)  # keep continuous around the centre
@@ -232,14 +232,33 @@ def world_map_png(
             ax.add_collection(lc)
             cb = fig.colorbar(lc, ax=ax, orientation="horizontal", fraction=0.04, pad=0.02, aspect=50)
             cb.set_label(value_label)
-            ax.scatter(ln[:, 3], ln[:, 2], s=10, marker="x", c=np.clip(vals, norm.vmin, None), cmap=cmap, norm=norm, linewidths=0.8, zorder=4)
+            ax.scatter(
+                ln[:, 3],
+                ln[:, 2],
+                s=10,
+                marker="x",
+                c=np.clip(vals, norm.vmin, None),
+                cmap=cmap,
+                norm=norm,
+                linewidths=0.8,
+                zorder=4,
+            )
         else:
             ax.add_collection(LineCollection(segs, colors="#c0392b", linewidths=0.9, alpha=0.85, zorder=3))
             ax.scatter(ln[:, 3], ln[:, 2], s=10, marker="x", c="#c0392b", linewidths=0.8, zorder=4)
     if len(pts):
         ax.scatter(pts[:, 1], pts[:, 0], s=9, c="#111111", edgecolors="white", linewidths=0.3, zorder=5, label="truth")
     if len(extra):
-        ax.scatter(extra[:, 1], extra[:, 0], s=22, facecolors="none", edgecolors="#d35400", linewidths=0.9, zorder=5, label="no answer")
+        ax.scatter(
+            extra[:, 1],
+            extra[:, 0],
+            s=22,
+            facecolors="none",
+            edgecolors="#d35400",
+            linewidths=0.9,
+            zorder=5,
+            label="no answer",
+        )
     if len(pts) or len(extra):
         ax.legend(loc="lower left", fontsize=8, framealpha=0.8)
     ax.set_xlim(lon0, lon1)
@@ -287,14 +306,23 @@ class View:
         return self.lon_max - self.lon_min >= 359.0
 
     @classmethod
-    def world(cls, width: int, height: int) -> "View":
+    def world(cls, width: int, height: int) -> View:
         # keep 2:1 with φ0 = 0 by trimming latitudes if the box is not 2:1
         lat_span = min(180.0, 360.0 * height / width)
         lat_max = min(90.0, lat_span / 2.0 + 5.0) if lat_span < 180.0 else 90.0
         return cls(-180.0, 180.0, lat_max - lat_span, lat_max, width, height)
 
     @classmethod
-    def fit(cls, lat: NDArray[np.float64], lon: NDArray[np.float64], width: int, height: int, *, min_span_deg: float = 6.0, pad: float = 0.15) -> "View":
+    def fit(
+        cls,
+        lat: NDArray[np.float64],
+        lon: NDArray[np.float64],
+        width: int,
+        height: int,
+        *,
+        min_span_deg: float = 6.0,
+        pad: float = 0.15,
+    ) -> View:
         """The smallest view of the given aspect holding the points (longitudes unwrapped around their mean)."""
         clat, clon = spherical_mean(lat, lon)
         clon = float(clon)
@@ -348,13 +376,19 @@ def _outline_paths(view: View) -> str:
     tol = _tolerance_for(deg_per_px)
     names = _country_names()
     out = []
-    offsets = [0.0] if view.is_world else [o for o in (-360.0, 0.0, 360.0) if view.lon_min < 180.0 + o and view.lon_max > -180.0 + o]
+    offsets = (
+        [0.0]
+        if view.is_world
+        else [o for o in (-360.0, 0.0, 360.0) if view.lon_min < 180.0 + o and view.lon_max > -180.0 + o]
+    )
     for iso, geom in _outlines(tol):
         rings: list[NDArray[np.float64]] = []
         for off in offsets:
             g = geom
             if not view.is_world:
-                g = shapely.clip_by_rect(geom, view.lon_min - off - 1, view.lat_min - 1, view.lon_max - off + 1, view.lat_max + 1)
+                g = shapely.clip_by_rect(
+                    geom, view.lon_min - off - 1, view.lat_min - 1, view.lon_max - off + 1, view.lat_max + 1
+                )
                 if g.is_empty:
                     continue
             for r in _rings(g):
@@ -370,11 +404,21 @@ def _outline_paths(view: View) -> str:
 
 
 def _place_label(c: Any) -> str:
-    bits = [b for b in (getattr(c, "city", None), getattr(c, "admin1", None), getattr(c, "country_name", None) or getattr(c, "country", None)) if b]
+    bits = [
+        b
+        for b in (
+            getattr(c, "city", None),
+            getattr(c, "admin1", None),
+            getattr(c, "country_name", None) or getattr(c, "country", None),
+        )
+        if b
+    ]
     return ", ".join(dict.fromkeys(bits)) or "open sea / unknown place"
 
 
-def _heat_arrays(heat: Any, prediction: Prediction) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]] | None:
+def _heat_arrays(
+    heat: Any, prediction: Prediction
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]] | None:
     if heat is None:
         heat = getattr(prediction, "heatmap", None)
         if not heat:
@@ -442,7 +486,9 @@ def prediction_map_svg(
         return mid + ((np.asarray(lon, dtype=np.float64) - mid + 180.0) % 360.0 - 180.0)
 
     esc = html.escape
-    label = title or (f"Where was {prediction.image_id} taken?" if prediction.ok else f"{prediction.image_id}: no answer")
+    label = title or (
+        f"Where was {prediction.image_id} taken?" if prediction.ok else f"{prediction.image_id}: no answer"
+    )
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
         f'role="img" aria-label="{esc(label)}" font-family="system-ui, sans-serif">',
@@ -579,7 +625,10 @@ def prediction_map_html(
     """
     preds = [predictions] if isinstance(predictions, Prediction) else list(predictions)
     esc = html.escape
-    body = [f"<h1>{esc(title)}</h1>", f'<p class="meta">{len(preds)} prediction(s). Maps drawn offline from Natural Earth outlines.</p>']
+    body = [
+        f"<h1>{esc(title)}</h1>",
+        f'<p class="meta">{len(preds)} prediction(s). Maps drawn offline from Natural Earth outlines.</p>',
+    ]
     for p in preds:
         if not isinstance(p, Prediction):
             raise InvalidInput(f"prediction_map_html: expected Prediction objects, got {type(p).__name__}")
@@ -634,7 +683,9 @@ def _thumbnail_uri(name: str, max_side: int = 360) -> str | None:
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def prediction_map_png(predictions: Prediction | Sequence[Prediction], path: str | os.PathLike[str], *, zoom: str | bool = "auto") -> Path:
+def prediction_map_png(
+    predictions: Prediction | Sequence[Prediction], path: str | os.PathLike[str], *, zoom: str | bool = "auto"
+) -> Path:
     """A PNG of the predictions' candidates (numbered by rank; top-1 in red with its radius circle).
 
     With one prediction and ``zoom="auto"`` the view fits its candidates; otherwise the world.
@@ -669,7 +720,7 @@ def prediction_map_png(predictions: Prediction | Sequence[Prediction], path: str
     ax.set_facecolor(_OCEAN)
     tol = _tolerance_for(1.0 / view.scale)
     rings = []
-    for off in ([0.0] if view.is_world else (-360.0, 0.0, 360.0)):
+    for off in [0.0] if view.is_world else (-360.0, 0.0, 360.0):
         rings += [r + np.array([off, 0.0]) for _, rs in _world_rings(tol) for r in rs]
     ax.add_collection(PolyCollection(rings, facecolors=_LAND, edgecolors=_BORDER, linewidths=0.5))
     for p in ok:
@@ -679,8 +730,18 @@ def prediction_map_png(predictions: Prediction | Sequence[Prediction], path: str
         for rank in range(len(p.candidates), 0, -1):
             c = p.candidates[rank - 1]
             x = float(unwrap(c.lon))
-            ax.scatter([x], [c.lat], s=160 if rank == 1 else 100, c="#c0392b" if rank == 1 else "#34495e", edgecolors="white", linewidths=1.5, zorder=5)
-            ax.text(x, c.lat, str(rank), color="white", ha="center", va="center", fontsize=8, fontweight="bold", zorder=6)
+            ax.scatter(
+                [x],
+                [c.lat],
+                s=160 if rank == 1 else 100,
+                c="#c0392b" if rank == 1 else "#34495e",
+                edgecolors="white",
+                linewidths=1.5,
+                zorder=5,
+            )
+            ax.text(
+                x, c.lat, str(rank), color="white", ha="center", va="center", fontsize=8, fontweight="bold", zorder=6
+            )
     ax.set_xlim(view.lon_min, view.lon_max)
     ax.set_ylim(view.lat_min, view.lat_max)
     ax.set_aspect(1.0 / view.k)

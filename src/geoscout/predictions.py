@@ -30,7 +30,7 @@ from ._io import atomic_write_text
 from .errors import InvalidInput
 from .types import Candidate, Prediction
 
-__all__ = ["CSV_COLUMNS", "FORMATS", "write_predictions", "read_predictions", "predictions_to_rows"]
+__all__ = ["CSV_COLUMNS", "FORMATS", "predictions_to_rows", "read_predictions", "write_predictions"]
 
 #: Columns of the CSV format, in order (one row per candidate).
 CSV_COLUMNS: tuple[str, ...] = (
@@ -127,7 +127,9 @@ def write_predictions(preds: Iterable[Prediction], path: str | os.PathLike[str],
     preds = list(preds)
     for i, p in enumerate(preds):
         if not isinstance(p, Prediction):
-            raise InvalidInput(f"write_predictions: item {i} is a {type(p).__name__}, expected geoscout.types.Prediction")
+            raise InvalidInput(
+                f"write_predictions: item {i} is a {type(p).__name__}, expected geoscout.types.Prediction"
+            )
         for k, c in enumerate(p.candidates, start=1):
             if not (math.isfinite(c.lat) and math.isfinite(c.lon) and abs(c.lat) <= 90 and abs(c.lon) <= 180):
                 raise InvalidInput(
@@ -232,7 +234,9 @@ def _heatmap(rows: Any, where: str) -> list[list[float]] | None:
     for j, r in enumerate(rows):
         if not (isinstance(r, (list, tuple)) and len(r) == 3):
             raise _bad(where, f"heatmap row {j} must be [lat, lon, probability], got {r!r}")
-        la, lo, pr = (_float(v, where, f"heatmap row {j} {n}", required=True) for v, n in zip(r, ("lat", "lon", "probability")))
+        la, lo, pr = (
+            _float(v, where, f"heatmap row {j} {n}", required=True) for v, n in zip(r, ("lat", "lon", "probability"))
+        )
         if not (-90.0 <= la <= 90.0 and -180.0 <= lo <= 180.0):  # type: ignore[operator]
             raise _bad(where, f"heatmap row {j}: ({la}, {lo}) is not a valid (lat, lon) in degrees")
         out.append([la, lo, pr])
@@ -270,7 +274,10 @@ def _read_json(path: Path, text: str) -> list[Prediction]:
     if isinstance(obj, dict) and "predictions" in obj:
         obj = obj["predictions"]
     if not isinstance(obj, list):
-        raise _bad(str(path), f"expected a JSON list of predictions, got {type(obj).__name__} (use .jsonl for one object per line)")
+        raise _bad(
+            str(path),
+            f"expected a JSON list of predictions, got {type(obj).__name__} (use .jsonl for one object per line)",
+        )
     return [_prediction_from_obj(o, f"{path} item {i}") for i, o in enumerate(obj)]
 
 
@@ -318,7 +325,9 @@ def _group_rows(rows: list[tuple[str, dict[str, Any]]]) -> list[Prediction]:
             g["source"] = _text(row.get("source"))
         if _text(row.get("lat")) == "" and _text(row.get("lon")) == "":
             if not err:
-                raise _bad(where, "lat and lon are empty but no error is given; a failed prediction needs its error text")
+                raise _bad(
+                    where, "lat and lon are empty but no error is given; a failed prediction needs its error text"
+                )
             continue
         cand = _candidate(row, where, len(g["cands"]) + 1)
         rank = _float(row.get("rank"), where, "rank", required=False)
@@ -354,7 +363,9 @@ def read_predictions(path: str | os.PathLike[str], *, format: str | None = None)
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise InvalidInput(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); is this a predictions file?") from None
+        raise InvalidInput(
+            f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); is this a predictions file?"
+        ) from None
     if fmt == ".jsonl":
         return _read_jsonl(path, text)
     if fmt == ".json":
@@ -382,7 +393,9 @@ def _read_geojson(path: Path, text: str) -> list[Prediction]:
         if geom is not None:
             coords = geom.get("coordinates") if isinstance(geom, dict) and geom.get("type") == "Point" else None
             if not (isinstance(coords, list) and len(coords) >= 2):
-                raise _bad(where, "geometry must be a Point with [lon, lat] coordinates (or null for a failed prediction)")
+                raise _bad(
+                    where, "geometry must be a Point with [lon, lat] coordinates (or null for a failed prediction)"
+                )
             row["lon"], row["lat"] = coords[0], coords[1]
         rows.append((where, row))
     return _group_rows(rows)

@@ -23,7 +23,7 @@ from .bundle import ModelBundle, RetrievalData
 from .errors import InvalidInput
 from .geo import haversine_km, spherical_mean
 
-__all__ = ["train_model", "TrainingData", "load_training_data"]
+__all__ = ["TrainingData", "load_training_data", "train_model"]
 
 _AUX_COLUMNS = ("climate", "elevation_m", "pop_density", "month")
 
@@ -116,13 +116,15 @@ def load_training_data(
         f = f.loc[ok].reset_index(drop=True)
         loc = f["location_id"] if "location_id" in f.columns else f["image_id"]
         loc = loc.where(loc.notna(), f["image_id"]).astype(str)
-        g = pd.DataFrame({
-            "dataset": name,
-            "image_id": f["image_id"].astype(str),
-            "location_id": name + "/" + loc,
-            "lat": f["lat"].astype(np.float64),
-            "lon": f["lon"].astype(np.float64),
-        })
+        g = pd.DataFrame(
+            {
+                "dataset": name,
+                "image_id": f["image_id"].astype(str),
+                "location_id": name + "/" + loc,
+                "lat": f["lat"].astype(np.float64),
+                "lon": f["lon"].astype(np.float64),
+            }
+        )
         if "split" in f.columns:
             g["split"] = f["split"].astype(object)
         for c in _AUX_COLUMNS:
@@ -178,12 +180,18 @@ def _model_card(summary: dict[str, Any]) -> str:
     ]
     if m:
         keys = [k for k in m if k != "n"]
-        lines += ["| n | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|",
-                  f"| {m.get('n')} | " + " | ".join(f"{m[k]:.3f}" for k in keys) + " |"]
+        lines += [
+            "| n | " + " | ".join(keys) + " |",
+            "|---" * (len(keys) + 1) + "|",
+            f"| {m.get('n')} | " + " | ".join(f"{m[k]:.3f}" for k in keys) + " |",
+        ]
         prior = summary.get("val_prior_metrics") or {}
         if prior:
-            lines += ["", f"Predicting the training centroid instead scores GeoGuessr {prior['geoguessr']:.0f}, "
-                          f"median {prior['median_km']:.0f} km."]
+            lines += [
+                "",
+                f"Predicting the training centroid instead scores GeoGuessr {prior['geoguessr']:.0f}, "
+                f"median {prior['median_km']:.0f} km.",
+            ]
     else:
         lines.append("No validation set (val_fraction = 0).")
     lines += ["", "Photos' licences are those of their sources; check them before publishing predictions.", ""]
@@ -228,15 +236,21 @@ def train_model(
         raise InvalidInput(f"val_fraction must be in [0, 1), got {val_fraction}")
     create_partition(cells)  # fail on a bad spec / head name before the (long) embedding step
     _head_kwargs(head, {}, head_params)
-    td = data if data is not None else load_training_data(
-        datasets, backbone=backbone, store_dir=store_dir, batch_size=batch_size, workers=workers, progress=progress
+    td = (
+        data
+        if data is not None
+        else load_training_data(
+            datasets, backbone=backbone, store_dir=store_dir, batch_size=batch_size, workers=workers, progress=progress
+        )
     )
     frame = td.frame
     if "split" in frame.columns and (frame["split"] == "train").any() and (frame["split"] == "val").any():
         split = frame["split"].astype(str).to_numpy()
         split_desc = "the manifests' split column (train / val; test rows left out)"
     elif val_fraction > 0:
-        split = split_dataset(frame, fractions=(1.0 - val_fraction, val_fraction, 0.0), seed=seed, method="location").to_numpy()
+        split = split_dataset(
+            frame, fractions=(1.0 - val_fraction, val_fraction, 0.0), seed=seed, method="location"
+        ).to_numpy()
         split_desc = f"by location, {val_fraction:.0%} of locations held out for validation (seed {seed})"
     else:
         split = np.full(len(frame), "train", dtype=object)
@@ -247,15 +261,25 @@ def train_model(
         raise InvalidInput("no training images after the split; add data or lower --val-fraction")
     y = td.y
     partition = create_partition(cells).fit(y[tr, 0], y[tr, 1])
-    wanted = {"tau": tau, "seed": seed, "epochs": epochs, "cells": cells,
-              "aux_dir": None if aux_dir is None else str(aux_dir), "val_fraction": 0.0 if va.size == 0 else None}
+    wanted = {
+        "tau": tau,
+        "seed": seed,
+        "epochs": epochs,
+        "cells": cells,
+        "aux_dir": None if aux_dir is None else str(aux_dir),
+        "val_fraction": 0.0 if va.size == 0 else None,
+    }
     kw = _head_kwargs(head, wanted, head_params)
     model = create_head(head, **kw)
     aux = None
     have_aux = [c for c in _AUX_COLUMNS if c in frame.columns]
     if have_aux:
         aux = {c: frame[c].to_numpy()[tr] for c in have_aux}
-    fit_kw: dict[str, Any] = {"partition": partition, "groups": frame["location_id"].to_numpy()[tr], "progress": progress}
+    fit_kw: dict[str, Any] = {
+        "partition": partition,
+        "groups": frame["location_id"].to_numpy()[tr],
+        "progress": progress,
+    }
     if aux is not None:
         fit_kw["aux"] = aux
     if va.size:
@@ -273,9 +297,12 @@ def train_model(
         clat, clon = spherical_mean(y[tr, 0], y[tr, 1])
         prior_metrics = distance_metrics(haversine_km(clat, clon, y[va, 0], y[va, 1]))
     names = list(dict.fromkeys(frame["dataset"]))
-    counts = {n: (int(((frame["dataset"] == n).to_numpy()[tr]).sum()), int(((frame["dataset"] == n).to_numpy()[va]).sum())) for n in names}
+    counts = {
+        n: (int(((frame["dataset"] == n).to_numpy()[tr]).sum()), int(((frame["dataset"] == n).to_numpy()[va]).sum()))
+        for n in names
+    }
     summary: dict[str, Any] = {
-        "trained_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "trained_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "geoscout_version": __version__,
         "datasets": counts,
         "n_train": int(tr.size),
@@ -295,14 +322,21 @@ def train_model(
     ret = None
     if retrieval:
         ret = RetrievalData(
-            vectors=td.X[tr].astype(np.float16), lat=y[tr, 0], lon=y[tr, 1],
+            vectors=td.X[tr].astype(np.float16),
+            lat=y[tr, 0],
+            lon=y[tr, 1],
             cell=np.asarray(partition.assign(y[tr, 0], y[tr, 1]), dtype=np.int64),
             ids=list(frame["location_id"].iloc[tr].astype(str)),
         )
     summary["total_seconds"] = time.perf_counter() - t0
     bundle = ModelBundle(
-        head=model, partition=partition, backbone_name=backbone, backbone_fingerprint=td.fingerprint,
-        retrieval=ret, training=summary, card=_model_card(summary),
+        head=model,
+        partition=partition,
+        backbone_name=backbone,
+        backbone_fingerprint=td.fingerprint,
+        retrieval=ret,
+        training=summary,
+        card=_model_card(summary),
     )
     if out is not None:
         bundle.save(out)

@@ -9,7 +9,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["LatLon", "Candidate", "Prediction"]
+__all__ = ["Candidate", "LatLon", "Prediction"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +47,7 @@ class Candidate:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Candidate":
+    def from_dict(cls, d: dict[str, Any]) -> Candidate:
         names = {f for f in cls.__dataclass_fields__}
         return cls(**{k: v for k, v in d.items() if k in names})
 
@@ -93,7 +93,7 @@ class Prediction:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Prediction":
+    def from_dict(cls, d: dict[str, Any]) -> Prediction:
         return cls(
             image_id=str(d["image_id"]),
             candidates=[Candidate.from_dict(c) for c in d.get("candidates", [])],

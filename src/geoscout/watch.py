@@ -14,7 +14,7 @@ from typing import Any
 from .errors import InvalidInput
 from .types import Prediction
 
-__all__ = ["CropBox", "DEFAULT_CROP", "crop_screenshot", "watch_folder"]
+__all__ = ["DEFAULT_CROP", "CropBox", "crop_screenshot", "watch_folder"]
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,7 @@ class CropBox:
             raise InvalidInput(f"crop box {self} must satisfy 0 <= left < right <= 1 and 0 <= top < bottom <= 1")
 
     @classmethod
-    def parse(cls, text: str) -> "CropBox":
+    def parse(cls, text: str) -> CropBox:
         """``"0,0.08,1,0.78"`` -> CropBox."""
         try:
             parts = [float(x) for x in text.split(",")]
@@ -57,10 +57,20 @@ def crop_screenshot(image: Any, box: CropBox = DEFAULT_CROP) -> Any:
     return im.crop((round(box.left * w), round(box.top * h), round(box.right * w), round(box.bottom * h)))
 
 
-def watch_folder(folder: str | Path, locator: Any, *, crop: CropBox | None = DEFAULT_CROP, top_k: int = 5,
-                 interval_s: float = 1.0, settle_s: float = 0.5, on_result: Callable[[Path, Prediction], None] | None = None,
-                 map_path: str | Path | None = None, stop: threading.Event | None = None,
-                 include_existing: bool = False, max_events: int | None = None) -> list[Prediction]:
+def watch_folder(
+    folder: str | Path,
+    locator: Any,
+    *,
+    crop: CropBox | None = DEFAULT_CROP,
+    top_k: int = 5,
+    interval_s: float = 1.0,
+    settle_s: float = 0.5,
+    on_result: Callable[[Path, Prediction], None] | None = None,
+    map_path: str | Path | None = None,
+    stop: threading.Event | None = None,
+    include_existing: bool = False,
+    max_events: int | None = None,
+) -> list[Prediction]:
     """Poll ``folder`` for new image files and locate each once it has stopped growing.
 
     Runs until ``stop`` is set (or ``max_events`` screenshots were handled, or Ctrl-C).

@@ -14,8 +14,17 @@ from typing import Any
 from ._registry import BACKBONES
 from .base import Backbone, BackboneInfo, MissingDependency, safe_name
 
-__all__ = ["BACKBONES", "Backbone", "BackboneInfo", "MissingDependency", "DEFAULT_BACKBONE", "create_backbone",
-           "list_backbones", "describe_backbones", "safe_name"]
+__all__ = [
+    "BACKBONES",
+    "DEFAULT_BACKBONE",
+    "Backbone",
+    "BackboneInfo",
+    "MissingDependency",
+    "create_backbone",
+    "describe_backbones",
+    "list_backbones",
+    "safe_name",
+]
 
 DEFAULT_BACKBONE = "effnet-lite2"
 
@@ -77,8 +86,9 @@ def _load_plugins() -> None:
                 raise
 
 
-def create_backbone(name: str = DEFAULT_BACKBONE, *, weights: Any = None, device: str = "cpu",
-                    runtime: str = "torch") -> Backbone:
+def create_backbone(
+    name: str = DEFAULT_BACKBONE, *, weights: Any = None, device: str = "cpu", runtime: str = "torch"
+) -> Backbone:
     """Build a backbone by name. ``weights`` overrides where its weights come from (file or folder);
     ``runtime`` is ``"torch"`` or ``"onnx"`` (ONNX Runtime on the CPU, exported and cached on first use)."""
     if isinstance(name, str) and name not in BACKBONES:

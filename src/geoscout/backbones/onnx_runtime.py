@@ -13,17 +13,17 @@ from .base import MissingDependency, cpu_threads, safe_name
 if TYPE_CHECKING:  # pragma: no cover
     from .base import Backbone
 
-__all__ = ["onnx_path", "export_onnx", "onnx_session"]
+__all__ = ["export_onnx", "onnx_path", "onnx_session"]
 
 
-def onnx_path(backbone: "Backbone") -> Path:
+def onnx_path(backbone: Backbone) -> Path:
     """Where the exported model lives: ``cache_dir("onnx")/<name>-<fingerprint hash>.onnx``."""
     from geoscout._io import cache_dir
 
     return cache_dir("onnx") / f"{safe_name(backbone.name)}-{backbone.fingerprint_hash()}.onnx"
 
 
-def export_onnx(backbone: "Backbone", path: str | Path | None = None) -> Path:
+def export_onnx(backbone: Backbone, path: str | Path | None = None) -> Path:
     """Export ``backbone.module`` (input ``pixels`` (n,3,S,S), output ``features`` (n,dim)) atomically; returns the path."""
     import torch
 
@@ -49,13 +49,13 @@ def export_onnx(backbone: "Backbone", path: str | Path | None = None) -> Path:
                 do_constant_folding=True,
                 dynamo=False,
             )
-        except Exception as exc:  # noqa: BLE001 - surface as a clear error naming the backbone
+        except Exception as exc:
             raise GeoscoutError(f"{backbone.name}: ONNX export failed ({exc}); use runtime='torch'") from exc
     backbone.module.to(backbone.device)
     return target
 
 
-def onnx_session(backbone: "Backbone"):
+def onnx_session(backbone: Backbone):
     """An ONNX Runtime CPU session for the backbone, exporting it first if needed.
 
     Uses all cores this process may use for intra-op parallelism and one inter-op thread

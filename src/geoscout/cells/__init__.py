@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._registry import PARTITIONS
-from .base import Partition, load_partition
 from . import fixed as _fixed  # noqa: F401  (registers geohash, grid, h3)
 from . import regions as _regions  # noqa: F401  (registers country, admin1)
+from ._registry import PARTITIONS
+from .base import Partition, load_partition
 
 __all__ = ["PARTITIONS", "Partition", "create_partition", "list_partitions", "load_partition"]
 

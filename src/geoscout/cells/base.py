@@ -26,7 +26,7 @@ from geoscout._io import atomic_write_text
 from geoscout.errors import InvalidInput, NotFittedError
 from geoscout.geo import latlon_to_xyz, validate_latlon, xyz_to_latlon
 
-__all__ = ["Partition", "load_partition", "FORMAT", "FORMAT_VERSION"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "Partition", "load_partition"]
 
 FORMAT = "geoscout.partition"
 FORMAT_VERSION = 1
@@ -305,11 +305,15 @@ class Partition:
                 f"format {FORMAT!r}); write one with Partition.save()"
             )
         if int(meta.get("version", 0)) > FORMAT_VERSION:
-            raise InvalidInput(f"{source}: partition format version {meta.get('version')} is newer than this geoscout "
-                               f"supports ({FORMAT_VERSION}); upgrade geoscout")
+            raise InvalidInput(
+                f"{source}: partition format version {meta.get('version')} is newer than this geoscout "
+                f"supports ({FORMAT_VERSION}); upgrade geoscout"
+            )
         klass = _CLASSES.get(str(meta.get("name")))
         if klass is None:
-            raise InvalidInput(f"{source}: unknown partition kind {meta.get('name')!r}; known: {', '.join(sorted(_CLASSES))}")
+            raise InvalidInput(
+                f"{source}: unknown partition kind {meta.get('name')!r}; known: {', '.join(sorted(_CLASSES))}"
+            )
         obj = klass(**dict(meta.get("params") or {}))
         obj._validate_params()
         feats = sorted(doc.get("features") or [], key=lambda f: int(f["properties"]["index"]))

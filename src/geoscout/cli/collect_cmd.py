@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import inspect
 from pathlib import Path
-from typing import Optional
 
 import typer
 
 from ._app import app, fail
 
 _SAMPLER_OPTS = {  # CLI option -> sampler keyword
-    "countries": "countries", "bbox": "bbox", "polygon": "polygon", "spacing": "spacing", "cities": "cities",
-    "aux_dir": "aux_dir", "min_population": "min_population", "jitter_km": "radius_km", "weight": "weight",
+    "countries": "countries",
+    "bbox": "bbox",
+    "polygon": "polygon",
+    "spacing": "spacing",
+    "cities": "cities",
+    "aux_dir": "aux_dir",
+    "min_population": "min_population",
+    "jitter_km": "radius_km",
+    "weight": "weight",
     "box_km": "box_km",
 }
 
@@ -21,39 +27,57 @@ _SAMPLER_OPTS = {  # CLI option -> sampler keyword
 def collect_command(
     out: Path = typer.Option(..., "-o", "--out", help="Dataset folder to create or resume."),
     provider: str = typer.Option("streetview", "--provider", "-p", help="streetview | mapillary"),
-    sampler: str = typer.Option("land", "--sampler", "-s",
-                                help="land | population | cities | countries | bbox | polygon | grid | citybox"),
-    n: Optional[int] = typer.Option(None, "--n", "-n", help="Locations (panoramas / photos) to collect; default: sum of --countries quotas."),
+    sampler: str = typer.Option(
+        "land", "--sampler", "-s", help="land | population | cities | countries | bbox | polygon | grid | citybox"
+    ),
+    n: int | None = typer.Option(
+        None, "--n", "-n", help="Locations (panoramas / photos) to collect; default: sum of --countries quotas."
+    ),
     seed: int = typer.Option(0, "--seed", help="Seed of the sampler and the view headings (same seed = same points)."),
     rate: str = typer.Option("10/s", "--rate", help="Request rate limit, e.g. 10/s, 600/min."),
-    daily_quota: int = typer.Option(25_000, "--daily-quota", help="Max requests sent per UTC day (all kinds, retries included)."),
-    headings: int = typer.Option(4, "--headings", help="Street View: views per panorama, evenly spaced from a random start."),
+    daily_quota: int = typer.Option(
+        25_000, "--daily-quota", help="Max requests sent per UTC day (all kinds, retries included)."
+    ),
+    headings: int = typer.Option(
+        4, "--headings", help="Street View: views per panorama, evenly spaced from a random start."
+    ),
     size: str = typer.Option("640x640", "--size", help="Street View: image size WxH (max 640x640)."),
     fov: float = typer.Option(90.0, "--fov", help="Street View: horizontal field of view, degrees."),
     pitch: float = typer.Option(0.0, "--pitch", help="Street View: camera pitch, degrees."),
     radius: float = typer.Option(50.0, "--radius", help="Search radius around each point, metres."),
-    allow_user_uploads: bool = typer.Option(False, "--allow-user-uploads", help="Street View: keep non-Google panoramas."),
+    allow_user_uploads: bool = typer.Option(
+        False, "--allow-user-uploads", help="Street View: keep non-Google panoramas."
+    ),
     thumb: str = typer.Option("1024", "--thumb", help="Mapillary: thumbnail width 256 | 1024 | 2048 | original."),
     allow_panos: bool = typer.Option(False, "--allow-panos", help="Mapillary: keep 360° panoramas."),
-    price_per_1000: Optional[float] = typer.Option(None, "--price-per-1000",
-                                                   help="US$ per 1000 billable requests for the cost estimate (Street View default 7.0)."),
-    base_url: Optional[str] = typer.Option(None, "--base-url", help="Provider API base URL (for mirrors and tests)."),
-    keys_file: Optional[Path] = typer.Option(None, "--keys-file", help="TOML keys file (default ~/.config/geoscout/keys.toml)."),
-    countries: Optional[str] = typer.Option(None, "--countries", help="countries sampler: quotas, e.g. HR:100,SI:50."),
-    bbox: Optional[str] = typer.Option(None, "--bbox", help="bbox/land/grid/population: W,S,E,N degrees."),
-    polygon: Optional[str] = typer.Option(None, "--polygon", help="polygon sampler: GeoJSON file or ISO country code."),
-    spacing: Optional[str] = typer.Option(None, "--spacing", help="grid sampler: spacing, e.g. 10km or 0.5deg."),
-    cities: Optional[str] = typer.Option(None, "--cities", help="citybox sampler: city names, e.g. 'London,Manchester'."),
-    aux_dir: Optional[Path] = typer.Option(None, "--aux-dir", help="population sampler: folder with gpw/<GPWv4 grid>."),
-    min_population: Optional[int] = typer.Option(None, "--min-population", help="cities sampler: smallest place size."),
-    jitter_km: Optional[float] = typer.Option(None, "--jitter-km", help="cities sampler: jitter radius, km."),
-    weight: Optional[str] = typer.Option(None, "--weight", help="cities sampler: uniform | population."),
-    box_km: Optional[float] = typer.Option(None, "--box-km", help="citybox sampler: box side, km."),
+    price_per_1000: float | None = typer.Option(
+        None, "--price-per-1000", help="US$ per 1000 billable requests for the cost estimate (Street View default 7.0)."
+    ),
+    base_url: str | None = typer.Option(None, "--base-url", help="Provider API base URL (for mirrors and tests)."),
+    keys_file: Path | None = typer.Option(
+        None, "--keys-file", help="TOML keys file (default ~/.config/geoscout/keys.toml)."
+    ),
+    countries: str | None = typer.Option(None, "--countries", help="countries sampler: quotas, e.g. HR:100,SI:50."),
+    bbox: str | None = typer.Option(None, "--bbox", help="bbox/land/grid/population: W,S,E,N degrees."),
+    polygon: str | None = typer.Option(None, "--polygon", help="polygon sampler: GeoJSON file or ISO country code."),
+    spacing: str | None = typer.Option(None, "--spacing", help="grid sampler: spacing, e.g. 10km or 0.5deg."),
+    cities: str | None = typer.Option(
+        None, "--cities", help="citybox sampler: city names, e.g. 'London,Manchester'."
+    ),
+    aux_dir: Path | None = typer.Option(None, "--aux-dir", help="population sampler: folder with gpw/<GPWv4 grid>."),
+    min_population: int | None = typer.Option(None, "--min-population", help="cities sampler: smallest place size."),
+    jitter_km: float | None = typer.Option(None, "--jitter-km", help="cities sampler: jitter radius, km."),
+    weight: str | None = typer.Option(None, "--weight", help="cities sampler: uniform | population."),
+    box_km: float | None = typer.Option(None, "--box-km", help="citybox sampler: box side, km."),
     timeout: float = typer.Option(30.0, "--timeout", help="Per-request timeout, seconds."),
     max_retries: int = typer.Option(6, "--max-retries", help="Retries per request on 429/5xx/timeouts/broken bodies."),
     backoff_base: float = typer.Option(1.0, "--backoff-base", help="First retry wait, seconds (doubles each retry)."),
-    max_points: Optional[int] = typer.Option(None, "--max-points", help="Max points asked in this run (default 100*n+1000)."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Print the first points and the cost estimate; send nothing."),
+    max_points: int | None = typer.Option(
+        None, "--max-points", help="Max points asked in this run (default 100*n+1000)."
+    ),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Print the first points and the cost estimate; send nothing."
+    ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log retries and skipped items to stderr."),
 ) -> None:
@@ -78,8 +102,10 @@ def collect_command(
         for opt, value in given.items():
             kw = _SAMPLER_OPTS[opt]
             if kw not in accepted:
-                raise fail(f"--{opt.replace('_', '-')} does not apply to the {sampler!r} sampler "
-                           f"(it takes: {', '.join(sorted(a for a in accepted if a != 'arg')) or 'no options'})")
+                raise fail(
+                    f"--{opt.replace('_', '-')} does not apply to the {sampler!r} sampler "
+                    f"(it takes: {', '.join(sorted(a for a in accepted if a != 'arg')) or 'no options'})"
+                )
             kwargs[kw] = str(value) if isinstance(value, Path) else value
         samp = create_sampler(sampler, **kwargs)
         popts: dict = {"keys_file": str(keys_file) if keys_file else None, "radius": radius}
@@ -94,8 +120,19 @@ def collect_command(
             return
         prov = create_provider(provider, **popts)
         retry = RetryPolicy(max_retries=max_retries, base=backoff_base, timeout=timeout)
-        job = CollectJob(out, prov, samp, n, seed=seed, rate=parse_rate(rate), daily_quota=daily_quota, retry=retry,
-                         price_per_1000=price_per_1000, max_points=max_points, progress=progress)
+        job = CollectJob(
+            out,
+            prov,
+            samp,
+            n,
+            seed=seed,
+            rate=parse_rate(rate),
+            daily_quota=daily_quota,
+            retry=retry,
+            price_per_1000=price_per_1000,
+            max_points=max_points,
+            progress=progress,
+        )
         report = job.run()
     except KeyboardInterrupt:
         typer.echo("interrupted; rerun the same command to resume", err=True)
@@ -113,7 +150,7 @@ def collect_command(
         raise typer.Exit(3)
 
 
-def _dry_run(provider: str, samp, n: Optional[int], seed: int, headings: int, price: Optional[float]) -> None:
+def _dry_run(provider: str, samp, n: int | None, seed: int, headings: int, price: float | None) -> None:
     from geoscout.collect.providers import PROVIDERS
 
     cls = PROVIDERS.get(provider)
@@ -122,5 +159,7 @@ def _dry_run(provider: str, samp, n: Optional[int], seed: int, headings: int, pr
     per = headings if provider == "streetview" else 1
     for p in samp.sample(min(10, total or 10), seed=seed):
         typer.echo(f"{p.lat:.6f},{p.lon:.6f}" + (f"  {p.group}" if p.group else ""))
-    typer.echo(f"{total} locations x {per} images = {total * per} billable requests at ${price:g}/1000 "
-               f"= ${total * per * price / 1000:.2f} (metadata requests are free; misses cost nothing)")
+    typer.echo(
+        f"{total} locations x {per} images = {total * per} billable requests at ${price:g}/1000 "
+        f"= ${total * per * price / 1000:.2f} (metadata requests are free; misses cost nothing)"
+    )

@@ -11,21 +11,38 @@ from ._app import app, fail
 
 @app.command("embed")
 def embed_command(
-    dataset: Path = typer.Argument(..., help="A dataset folder (manifest.parquet), a folder with manifest.csv, or a CSV."),
-    backbone: str = typer.Option("effnet-lite2", "--backbone", "-b", help="Backbone name (see `geoscout list backbones`)."),
-    out: Path = typer.Option(None, "--output", "-o", help="Store folder (default: DATASET/embeddings/BACKBONE, or the cache)."),
+    dataset: Path = typer.Argument(
+        ..., help="A dataset folder (manifest.parquet), a folder with manifest.csv, or a CSV."
+    ),
+    backbone: str = typer.Option(
+        "effnet-lite2", "--backbone", "-b", help="Backbone name (see `geoscout list backbones`)."
+    ),
+    out: Path = typer.Option(
+        None, "--output", "-o", help="Store folder (default: DATASET/embeddings/BACKBONE, or the cache)."
+    ),
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Images per forward pass (and per commit)."),
     workers: int = typer.Option(2, "--workers", min=0, help="Decoding threads (0 = decode in the main thread)."),
     tta: bool = typer.Option(False, "--tta", help="Test-time augmentation: mean of the image and its mirror."),
     runtime: str = typer.Option("torch", "--runtime", help="torch or onnx (ONNX Runtime, exported on first use)."),
     weights: str = typer.Option(None, "--weights", help="Weights file/folder for offline hub models."),
-    pool_panoramas: bool = typer.Option(False, "--pool-panoramas", help="Also write the mean vector per location_id (panoramas.npz)."),
+    pool_panoramas: bool = typer.Option(
+        False, "--pool-panoramas", help="Also write the mean vector per location_id (panoramas.npz)."
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a store made with another backbone/options."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Try images recorded as failures again."),
     limit: int = typer.Option(None, "--limit", min=1, help="Embed at most this many new images."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
-    ray: str = typer.Option(None, "--ray", help="Embed on Ray: auto (this machine's cluster), HOST:PORT / ray://HOST:10001, or local (needs geoscout[ray])."),
-    ray_workers: int = typer.Option(2, "--ray-workers", min=1, help="Ray actors, each loading the backbone once (one GPU each when the cluster has GPUs)."),
+    ray: str = typer.Option(
+        None,
+        "--ray",
+        help="Embed on Ray: auto (this machine's cluster), HOST:PORT / ray://HOST:10001, or local (needs geoscout[ray]).",
+    ),
+    ray_workers: int = typer.Option(
+        2,
+        "--ray-workers",
+        min=1,
+        help="Ray actors, each loading the backbone once (one GPU each when the cluster has GPUs).",
+    ),
 ) -> None:
     """Embed a dataset's images with a backbone; a re-run only embeds what is missing."""
     from geoscout.data import load_dataset
@@ -37,12 +54,36 @@ def embed_command(
     if ray:
         from geoscout.distributed import embed_dataset_ray
 
-        store = embed_dataset_ray(ds, backbone, out, address=ray, num_workers=ray_workers, batch_size=batch_size,
-                                  tta=tta, progress=not quiet, overwrite=overwrite, retry_failed=retry_failed,
-                                  runtime=runtime, weights=weights, limit=limit)
+        store = embed_dataset_ray(
+            ds,
+            backbone,
+            out,
+            address=ray,
+            num_workers=ray_workers,
+            batch_size=batch_size,
+            tta=tta,
+            progress=not quiet,
+            overwrite=overwrite,
+            retry_failed=retry_failed,
+            runtime=runtime,
+            weights=weights,
+            limit=limit,
+        )
     else:
-        store = embed_dataset(ds, backbone, out, batch_size=batch_size, workers=workers, tta=tta, progress=not quiet,
-                              overwrite=overwrite, retry_failed=retry_failed, runtime=runtime, weights=weights, limit=limit)
+        store = embed_dataset(
+            ds,
+            backbone,
+            out,
+            batch_size=batch_size,
+            workers=workers,
+            tta=tta,
+            progress=not quiet,
+            overwrite=overwrite,
+            retry_failed=retry_failed,
+            runtime=runtime,
+            weights=weights,
+            limit=limit,
+        )
     if pool_panoramas:
         path = write_pooled(store, ds)
         typer.echo(f"pooled panoramas -> {path}", err=True)

@@ -23,13 +23,30 @@ class _Unit(str, Enum):
 
 @app.command("evaluate")
 def evaluate_command(
-    predictions: Path = typer.Option(..., "--predictions", "-p", help="Predictions file (.jsonl, .json or .csv), e.g. from `geoscout locate`."),
-    truth: str = typer.Option(..., "--truth", "-t", help="Ground truth: a geoscout dataset folder, a folder with manifest.csv, or a CSV (path,lat,lon)."),
-    output: Path | None = typer.Option(None, "--output", "-o", help="Folder for report.json, report.md, per_image.csv, error_cdf.png, error_map.png."),
-    fmt: _Format = typer.Option(_Format.table, "--format", "-f", help="What to print: a table, the JSON report, or Markdown."),
-    top_k: int | None = typer.Option(None, "--top-k", "-k", min=1, help="Use at most K candidates for top-k accuracy (default: all)."),
-    no_places: bool = typer.Option(False, "--no-places", help="Skip country / admin-1 accuracy (no reverse geocoding)."),
-    unit: _Unit = typer.Option(_Unit.image, "--unit", help="Score each image, or each location (one answer per panorama, by location_id)."),
+    predictions: Path = typer.Option(
+        ..., "--predictions", "-p", help="Predictions file (.jsonl, .json or .csv), e.g. from `geoscout locate`."
+    ),
+    truth: str = typer.Option(
+        ...,
+        "--truth",
+        "-t",
+        help="Ground truth: a geoscout dataset folder, a folder with manifest.csv, or a CSV (path,lat,lon).",
+    ),
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="Folder for report.json, report.md, per_image.csv, error_cdf.png, error_map.png."
+    ),
+    fmt: _Format = typer.Option(
+        _Format.table, "--format", "-f", help="What to print: a table, the JSON report, or Markdown."
+    ),
+    top_k: int | None = typer.Option(
+        None, "--top-k", "-k", min=1, help="Use at most K candidates for top-k accuracy (default: all)."
+    ),
+    no_places: bool = typer.Option(
+        False, "--no-places", help="Skip country / admin-1 accuracy (no reverse geocoding)."
+    ),
+    unit: _Unit = typer.Option(
+        _Unit.image, "--unit", help="Score each image, or each location (one answer per panorama, by location_id)."
+    ),
 ) -> None:
     """Distance accuracies (1/25/200/750/2500 km), GeoGuessr score, country and admin-1 accuracy, coverage."""
     from geoscout.errors import GeoscoutError
@@ -75,23 +92,50 @@ def _print_table(report) -> None:  # type: ignore[no-untyped-def]
     t.add_column("admin-1", justify="right")
     med = "–" if m["median_km"] != m["median_km"] else f"{m['median_km']:,.1f}"
     geo = "–" if m["geoguessr"] != m["geoguessr"] else f"{m['geoguessr']:,.0f}"
-    t.add_row("top-1", str(m["n"]), *[pct(m[accuracy_key(th)]) for th in report.thresholds], med, geo,
-              pct(m.get("country_acc")), pct(m.get("admin1_acc")))
+    t.add_row(
+        "top-1",
+        str(m["n"]),
+        *[pct(m[accuracy_key(th)]) for th in report.thresholds],
+        med,
+        geo,
+        pct(m.get("country_acc")),
+        pct(m.get("admin1_acc")),
+    )
     k = m.get("top_k", 1)
     if k > 1:
-        t.add_row(f"best of top-{k}", str(m["n"]), *[pct(m[accuracy_key(th, f'top{k}_acc')]) for th in report.thresholds],
-                  "", "", "", "")
+        t.add_row(
+            f"best of top-{k}",
+            str(m["n"]),
+            *[pct(m[accuracy_key(th, f'top{k}_acc')]) for th in report.thresholds],
+            "",
+            "",
+            "",
+            "",
+        )
     if m["n_answered"] < m["n_truth"]:
-        t.add_row("all truth", str(m["n_truth"]), *[pct(m[accuracy_key(th, 'acc_all')]) for th in report.thresholds],
-                  "", "", "", "")
+        t.add_row(
+            "all truth",
+            str(m["n_truth"]),
+            *[pct(m[accuracy_key(th, 'acc_all')]) for th in report.thresholds],
+            "",
+            "",
+            "",
+            "",
+        )
     console = Console()
     console.print(t)
     console.print(
         f"coverage {pct(m['coverage'])}: {m['n_answered']} answered of {m['n_truth']} truth {m.get('unit', 'image')}s; "
         f"failed {m['n_failed']}, missing {m['n_missing']}, predictions without truth {m['n_unmatched']}"
-        + (f"; {m['n_truth_at_sea']} truth points at sea left out of country accuracy" if m.get("n_truth_at_sea") else "")
+        + (
+            f"; {m['n_truth_at_sea']} truth points at sea left out of country accuracy"
+            if m.get("n_truth_at_sea")
+            else ""
+        )
     )
     if m.get("n_radius"):
-        console.print(f"calibration: true place within the stated 68% radius for {pct(m['radius_coverage'])} of "
-                      f"{m['n_radius']} images (calibrated: ~68%); expected GeoGuessr {m['expected_geoguessr']:,.0f}, "
-                      f"scored {m['geoguessr_on_expected']:,.0f}")
+        console.print(
+            f"calibration: true place within the stated 68% radius for {pct(m['radius_coverage'])} of "
+            f"{m['n_radius']} images (calibrated: ~68%); expected GeoGuessr {m['expected_geoguessr']:,.0f}, "
+            f"scored {m['geoguessr_on_expected']:,.0f}"
+        )

@@ -17,17 +17,34 @@ class ManifestFormat(str, Enum):
 
 @app.command("import")
 def import_command(
-    src: Path = typer.Argument(..., help="A CSV (path,lat,lon,...), a folder with manifest.csv, a folder of photos "
-                                         "with EXIF GPS, or a geoscout dataset folder (to split / export it)."),
-    output: Path = typer.Option(None, "--output", "-o", help="Dataset folder to write (manifest.parquet, problems.csv, images/)."),
-    columns: str = typer.Option(None, "--columns", help="Map CSV columns: lat=latitude,lon=lng,path=file,heading=yaw ..."),
-    copy: bool = typer.Option(False, "--copy", help="Copy the images into OUT/images/ (default: reference them in place)."),
-    split: str = typer.Option(None, "--split", help="Add a 'split' column: train,val,test fractions, e.g. 0.8,0.1,0.1 (by location)."),
-    spatial_block: float = typer.Option(None, "--spatial-block", min=0.0, help="Split by lat/lon blocks of DEG degrees instead of by location."),
+    src: Path = typer.Argument(
+        ...,
+        help="A CSV (path,lat,lon,...), a folder with manifest.csv, a folder of photos "
+        "with EXIF GPS, or a geoscout dataset folder (to split / export it).",
+    ),
+    output: Path = typer.Option(
+        None, "--output", "-o", help="Dataset folder to write (manifest.parquet, problems.csv, images/)."
+    ),
+    columns: str = typer.Option(
+        None, "--columns", help="Map CSV columns: lat=latitude,lon=lng,path=file,heading=yaw ..."
+    ),
+    copy: bool = typer.Option(
+        False, "--copy", help="Copy the images into OUT/images/ (default: reference them in place)."
+    ),
+    split: str = typer.Option(
+        None, "--split", help="Add a 'split' column: train,val,test fractions, e.g. 0.8,0.1,0.1 (by location)."
+    ),
+    spatial_block: float = typer.Option(
+        None, "--spatial-block", min=0.0, help="Split by lat/lon blocks of DEG degrees instead of by location."
+    ),
     seed: int = typer.Option(0, "--seed", help="Random seed of the split."),
-    fmt: ManifestFormat = typer.Option(ManifestFormat.parquet, "--format", help="csv: also write OUT/manifest.csv next to manifest.parquet."),
+    fmt: ManifestFormat = typer.Option(
+        ManifestFormat.parquet, "--format", help="csv: also write OUT/manifest.csv next to manifest.parquet."
+    ),
     export_csv: Path = typer.Option(None, "--export-csv", help="Also write the imported manifest as a CSV file here."),
-    workers: int = typer.Option(None, "--workers", min=1, max=64, help="Threads for hashing and decoding (default: up to 4)."),
+    workers: int = typer.Option(
+        None, "--workers", min=1, max=64, help="Threads for hashing and decoding (default: up to 4)."
+    ),
 ) -> None:
     """Import geotagged photos into a geoscout dataset; every skipped photo is reported with its reason."""
     from rich.console import Console
@@ -95,15 +112,27 @@ def import_command(
             raise fail(str(exc)) from None
         method = "spatial" if spatial_block is not None else "location"
         try:
-            ds.frame["split"] = split_dataset(ds, fractions=fractions, seed=seed, method=method,
-                                              block_deg=spatial_block if spatial_block is not None else 1.0).to_numpy()
+            ds.frame["split"] = split_dataset(
+                ds,
+                fractions=fractions,
+                seed=seed,
+                method=method,
+                block_deg=spatial_block if spatial_block is not None else 1.0,
+            ).to_numpy()
         except GeoscoutError as exc:
             raise fail(str(exc)) from None
         counts = ds.frame["split"].value_counts()
         nloc = ds.frame.groupby("split")["location_id"].nunique()
         by = f"blocks of {spatial_block:g} deg" if method == "spatial" else "location"
-        console.print("split by " + by + ": " + ", ".join(
-            f"{s} {int(counts.get(s, 0))} images / {int(nloc.get(s, 0))} locations" for s in ("train", "val", "test")))
+        console.print(
+            "split by "
+            + by
+            + ": "
+            + ", ".join(
+                f"{s} {int(counts.get(s, 0))} images / {int(nloc.get(s, 0))} locations"
+                for s in ("train", "val", "test")
+            )
+        )
         if ds.writable:
             ds.save()
 

@@ -12,17 +12,32 @@ from ._app import app, fail
 @app.command("label")
 def label_command(
     dataset: Path = typer.Argument(..., help="A geoscout dataset folder, a folder with manifest.csv, or a CSV file."),
-    output: Path = typer.Option(None, "--output", "-o", help="Write the labelled dataset to this new folder instead "
-                                                             "(needed when DATASET is read-only or a CSV)."),
-    aux_dir: Path = typer.Option(None, "--aux-dir", help="Folder with the aux rasters (Koeppen-Geiger-ASCII.txt, "
-                                                         "etopo20*.gz, gpw_v4_*.asc; e.g. ../shared/geo). "
-                                                         "Default: download them once into the geoscout cache."),
+    output: Path = typer.Option(
+        None,
+        "--output",
+        "-o",
+        help="Write the labelled dataset to this new folder instead (needed when DATASET is read-only or a CSV).",
+    ),
+    aux_dir: Path = typer.Option(
+        None,
+        "--aux-dir",
+        help="Folder with the aux rasters (Koeppen-Geiger-ASCII.txt, "
+        "etopo20*.gz, gpw_v4_*.asc; e.g. ../shared/geo). "
+        "Default: download them once into the geoscout cache.",
+    ),
     no_aux: bool = typer.Option(False, "--no-aux", help="Skip climate, elevation and population density."),
-    cells: str = typer.Option("", "--cells", help="Comma-separated partition specs to add as cell:<spec> columns, "
-                                                  "e.g. geohash:3,country."),
-    coast_km: float = typer.Option(2.0, "--coast-km", min=0.0, help="Points this close (km) to a country's coast "
-                                                                    "or border count as in it (0: strict polygons)."),
-    strict: bool = typer.Option(False, "--strict", help="Fail when an aux file is missing instead of skipping that label."),
+    cells: str = typer.Option(
+        "", "--cells", help="Comma-separated partition specs to add as cell:<spec> columns, e.g. geohash:3,country."
+    ),
+    coast_km: float = typer.Option(
+        2.0,
+        "--coast-km",
+        min=0.0,
+        help="Points this close (km) to a country's coast or border count as in it (0: strict polygons).",
+    ),
+    strict: bool = typer.Option(
+        False, "--strict", help="Fail when an aux file is missing instead of skipping that label."
+    ),
     force: bool = typer.Option(False, "--force", help="Replace an existing dataset at -o OUT."),
 ) -> None:
     """Label every image of DATASET from its coordinates: written into the manifest (atomically) or into -o OUT."""
@@ -49,9 +64,7 @@ def label_command(
         warnings.simplefilter("always")
         ds = load_dataset(dataset)
         if out_root is None and not ds.writable:
-            raise fail(
-                f"{dataset} is read-only (or a CSV imported in memory): pass -o OUT to write a labelled copy"
-            )
+            raise fail(f"{dataset} is read-only (or a CSV imported in memory): pass -o OUT to write a labelled copy")
         spec_list = [s.strip() for s in cells.split(",") if s.strip()]
         ds = label_dataset(ds, aux_dir=aux_dir, aux=not no_aux, cells=spec_list, coast_km=coast_km, strict_aux=strict)
     for w in caught:
@@ -74,8 +87,10 @@ def label_command(
     console.print(f"[bold]labelled {n} image(s)[/bold] -> {where}")
     console.print(f"columns: {', '.join(report.columns)}")
     top = df.loc[has, "country"].value_counts().head(8)
-    console.print(f"countries: {int(df.loc[has, 'country'].nunique())} "
-                  f"({', '.join(f'{k} {v}' for k, v in top.items())}); no country: {int((~has).sum())}")
+    console.print(
+        f"countries: {int(df.loc[has, 'country'].nunique())} "
+        f"({', '.join(f'{k} {v}' for k, v in top.items())}); no country: {int((~has).sum())}"
+    )
     if "climate" in report.columns:
         console.print(f"climate: {int(df['climate'].notna().sum())} labelled")
     if "elevation_m" in report.columns:
@@ -83,5 +98,8 @@ def label_command(
     for col, why in report.skipped.items():
         typer.secho(f"skipped {col}: {why}", fg=typer.colors.YELLOW, err=True)
     if report.invalid_rows:
-        typer.secho(f"{len(report.invalid_rows)} row(s) without valid coordinates were left unlabelled",
-                    fg=typer.colors.YELLOW, err=True)
+        typer.secho(
+            f"{len(report.invalid_rows)} row(s) without valid coordinates were left unlabelled",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )

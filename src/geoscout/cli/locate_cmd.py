@@ -26,11 +26,16 @@ def _expand(inputs: list[Path], recursive: bool) -> list[Path]:
     out: list[Path] = []
     for p in inputs:
         if p.is_dir():
-            files = sorted(f for f in (p.rglob("*") if recursive else p.iterdir())
-                           if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+            files = sorted(
+                f
+                for f in (p.rglob("*") if recursive else p.iterdir())
+                if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
+            )
             if not files:
-                raise fail(f"{p}: folder has no images ({', '.join(sorted(IMAGE_SUFFIXES))}); "
-                           "pass photos or a folder that holds some")
+                raise fail(
+                    f"{p}: folder has no images ({', '.join(sorted(IMAGE_SUFFIXES))}); "
+                    "pass photos or a folder that holds some"
+                )
             out.extend(files)
         else:
             out.append(p)  # missing files are reported per photo, not fatal
@@ -40,19 +45,39 @@ def _expand(inputs: list[Path], recursive: bool) -> list[Path]:
 @app.command("locate")
 def locate_command(
     photos: list[Path] = typer.Argument(None, help="Photos and/or folders of photos."),
-    panorama: list[Path] = typer.Option(None, "--panorama", "-p", help="Views of ONE place (repeat: -p v1 -p v2 ...); fused into one answer."),
-    strip: bool = typer.Option(False, "--strip", help="Each photo is a panorama strip (views side by side): split and fuse it."),
-    model: str = typer.Option("geoscout-lite", "--model", "-m", help="geoscout-lite (built in), geoclip, or a bundle folder."),
+    panorama: list[Path] = typer.Option(
+        None, "--panorama", "-p", help="Views of ONE place (repeat: -p v1 -p v2 ...); fused into one answer."
+    ),
+    strip: bool = typer.Option(
+        False, "--strip", help="Each photo is a panorama strip (views side by side): split and fuse it."
+    ),
+    model: str = typer.Option(
+        "geoscout-lite", "--model", "-m", help="geoscout-lite (built in), geoclip, or a bundle folder."
+    ),
     top_k: int = typer.Option(5, "--top-k", "-k", min=1, max=1000, help="Candidates per photo."),
     fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", "-f", help="Output format."),
     output: Path = typer.Option(None, "--output", "-o", help="Write results to this file instead of stdout."),
-    map_path: list[Path] = typer.Option(None, "--map", help="Also draw a map: out.html, out.svg or out.png (repeatable)."),
-    refine: str = typer.Option(None, "--refine", help="Refinement: retrieval, protonet or none (default: the model's)."),
-    weights: str = typer.Option(None, "--weights", help="Local folder with the backbone's weights (offline hub models)."),
+    map_path: list[Path] = typer.Option(
+        None, "--map", help="Also draw a map: out.html, out.svg or out.png (repeatable)."
+    ),
+    refine: str = typer.Option(
+        None, "--refine", help="Refinement: retrieval, protonet or none (default: the model's)."
+    ),
+    weights: str = typer.Option(
+        None, "--weights", help="Local folder with the backbone's weights (offline hub models)."
+    ),
     runtime: str = typer.Option("torch", "--runtime", help="torch or onnx."),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Look for photos in sub-folders too."),
-    example: bool = typer.Option(False, "--example", help="Locate a sample photo that ships with scikit-learn (a temple in China; CC-BY 2.0, danielbuechele on Flickr)."),
-    ray: str = typer.Option(None, "--ray", help="Locate the photos on Ray: auto, HOST:PORT / ray://HOST:10001, or local (needs geoscout[ray]; --panorama/--strip run here)."),
+    example: bool = typer.Option(
+        False,
+        "--example",
+        help="Locate a sample photo that ships with scikit-learn (a temple in China; CC-BY 2.0, danielbuechele on Flickr).",
+    ),
+    ray: str = typer.Option(
+        None,
+        "--ray",
+        help="Locate the photos on Ray: auto, HOST:PORT / ray://HOST:10001, or local (needs geoscout[ray]; --panorama/--strip run here).",
+    ),
     ray_workers: int = typer.Option(2, "--ray-workers", min=1, help="Ray actors, each loading the model once."),
 ) -> None:
     """Say where each photo was taken: top-k places with probabilities, names, an uncertainty radius."""
@@ -84,8 +109,17 @@ def locate_command(
         elif ray:
             from geoscout.distributed import locate_ray
 
-            preds += locate_ray([str(f) for f in files], model, address=ray, num_workers=ray_workers, top_k=top_k,
-                                weights=weights, runtime=runtime, refine=refine, progress=fmt is OutputFormat.table)
+            preds += locate_ray(
+                [str(f) for f in files],
+                model,
+                address=ray,
+                num_workers=ray_workers,
+                top_k=top_k,
+                weights=weights,
+                runtime=runtime,
+                refine=refine,
+                progress=fmt is OutputFormat.table,
+            )
         else:
             preds += loc.locate([str(f) for f in files], top_k=top_k)
     for m in map_path or []:
@@ -129,23 +163,58 @@ def _render(preds, fmt: OutputFormat) -> str:
         feats = []
         for p in preds:
             for rank, c in enumerate(p.candidates, 1):
-                feats.append({"type": "Feature", "geometry": {"type": "Point", "coordinates": [c.lon, c.lat]},
-                              "properties": {"image_id": p.image_id, "rank": rank, **{k: v for k, v in c.to_dict().items() if k not in ("lat", "lon")},
-                                             "radius_km": p.radius_km if rank == 1 else None}})
+                feats.append(
+                    {
+                        "type": "Feature",
+                        "geometry": {"type": "Point", "coordinates": [c.lon, c.lat]},
+                        "properties": {
+                            "image_id": p.image_id,
+                            "rank": rank,
+                            **{k: v for k, v in c.to_dict().items() if k not in ("lat", "lon")},
+                            "radius_km": p.radius_km if rank == 1 else None,
+                        },
+                    }
+                )
         return json.dumps({"type": "FeatureCollection", "features": feats}, ensure_ascii=False) + "\n"
     import csv
     import io
 
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["image_id", "rank", "lat", "lon", "probability", "country", "admin1", "city", "radius_km", "expected_score", "error"])
+    w.writerow(
+        [
+            "image_id",
+            "rank",
+            "lat",
+            "lon",
+            "probability",
+            "country",
+            "admin1",
+            "city",
+            "radius_km",
+            "expected_score",
+            "error",
+        ]
+    )
     for p in preds:
         if not p.candidates:
             w.writerow([p.image_id, "", "", "", "", "", "", "", "", "", p.error])
         for rank, c in enumerate(p.candidates, 1):
-            w.writerow([p.image_id, rank, f"{c.lat:.6f}", f"{c.lon:.6f}", f"{c.probability:.6f}", c.country or "",
-                        c.admin1 or "", c.city or "", f"{p.radius_km:.1f}" if p.radius_km is not None else "",
-                        f"{p.expected_score:.0f}" if p.expected_score is not None else "", p.error or ""])
+            w.writerow(
+                [
+                    p.image_id,
+                    rank,
+                    f"{c.lat:.6f}",
+                    f"{c.lon:.6f}",
+                    f"{c.probability:.6f}",
+                    c.country or "",
+                    c.admin1 or "",
+                    c.city or "",
+                    f"{p.radius_km:.1f}" if p.radius_km is not None else "",
+                    f"{p.expected_score:.0f}" if p.expected_score is not None else "",
+                    p.error or "",
+                ]
+            )
     return buf.getvalue()
 
 
@@ -158,16 +227,25 @@ def _print_table(preds) -> None:
     for p in preds:
         if p.error:
             # reasons usually lead with the input's name already ("photo.jpg: file not found; ...")
-            msg = p.error[len(p.image_id) + 2:] if p.error.startswith(f"{p.image_id}: ") else p.error
+            msg = p.error[len(p.image_id) + 2 :] if p.error.startswith(f"{p.image_id}: ") else p.error
             console.print(f"[bold]{escape(p.image_id)}[/bold]: [red]{escape(msg)}[/red]", highlight=False)
             continue
-        t = Table(title=f"{p.image_id}  (68% radius {p.radius_km:,.0f} km, expected score {p.expected_score:,.0f})",
-                  title_justify="left")
+        t = Table(
+            title=f"{p.image_id}  (68% radius {p.radius_km:,.0f} km, expected score {p.expected_score:,.0f})",
+            title_justify="left",
+        )
         for col in ("#", "prob", "lat", "lon", "country", "region", "nearest city"):
             t.add_column(col, justify="right" if col in ("#", "prob", "lat", "lon") else "left")
         for rank, c in enumerate(p.candidates, 1):
-            t.add_row(str(rank), f"{c.probability:.1%}", f"{c.lat:.4f}", f"{c.lon:.4f}",
-                      c.country_name or c.country or "(sea)", c.admin1 or "", c.city or "")
+            t.add_row(
+                str(rank),
+                f"{c.probability:.1%}",
+                f"{c.lat:.4f}",
+                f"{c.lon:.4f}",
+                c.country_name or c.country or "(sea)",
+                c.admin1 or "",
+                c.city or "",
+            )
         console.print(t)
 
 

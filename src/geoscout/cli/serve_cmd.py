@@ -10,7 +10,9 @@ from ._app import app, fail
 @app.command("serve")
 def serve_command(
     model: str = typer.Option("geoscout-lite", "--model", "-m", help="geoscout-lite, geoclip, or a bundle folder."),
-    host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on (0.0.0.0 exposes it to your network)."),
+    host: str = typer.Option(
+        "127.0.0.1", "--host", help="Interface to listen on (0.0.0.0 exposes it to your network)."
+    ),
     port: int = typer.Option(8000, "--port", min=1, max=65535),
     max_upload_mb: float = typer.Option(20.0, "--max-upload-mb", min=0.1, help="Largest accepted file."),
     max_files: int = typer.Option(8, "--max-files", min=1, help="Most files per request."),
@@ -25,8 +27,14 @@ def serve_command(
         from geoscout.server import ServerSettings, create_app
     except ImportError as exc:
         raise fail(f"the server needs the [server] extra: pip install 'geoscout[server]' ({exc})") from None
-    settings = ServerSettings(model=model, max_upload_bytes=int(max_upload_mb * 1024 * 1024), max_files=max_files,
-                              request_timeout_s=timeout, concurrency=concurrency, weights=weights)
+    settings = ServerSettings(
+        model=model,
+        max_upload_bytes=int(max_upload_mb * 1024 * 1024),
+        max_files=max_files,
+        request_timeout_s=timeout,
+        concurrency=concurrency,
+        weights=weights,
+    )
     _limit_malloc_arenas()
     typer.echo(f"geoscout: serving {model} on http://{host}:{port}/  (API docs: /docs; Ctrl-C to stop)", err=True)
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info")

@@ -12,19 +12,29 @@ from ._app import app, fail
 
 @app.command("train")
 def train(
-    datasets: list[Path] = typer.Argument(..., help="Dataset folders (manifest.parquet or manifest.csv) or CSV files; several are combined."),
+    datasets: list[Path] = typer.Argument(
+        ..., help="Dataset folders (manifest.parquet or manifest.csv) or CSV files; several are combined."
+    ),
     out: Path = typer.Option(..., "-o", "--out", help="Output bundle directory (replaced atomically if it exists)."),
     backbone: str = typer.Option("effnet-lite2", "--backbone", "-b", help="Backbone registry name."),
-    cells: str = typer.Option("semantic", "--cells", "-c", help="Partition spec: semantic, country, geohash:2, h3:2, grid:5, ..."),
+    cells: str = typer.Option(
+        "semantic", "--cells", "-c", help="Partition spec: semantic, country, geohash:2, h3:2, grid:5, ..."
+    ),
     head: str = typer.Option("classifier", "--head", help="Head: classifier, hybrid, multitask, knn, contrastive."),
     tau: float = typer.Option(75.0, "--tau", help="Haversine label-smoothing temperature in km (0 = one-hot)."),
     epochs: int = typer.Option(30, "--epochs", help="Maximum epochs (early stopping on validation GeoGuessr score)."),
     seed: int = typer.Option(0, "--seed", help="Random seed (split, initialisation, shuffling)."),
-    aux_dir: Path | None = typer.Option(None, "--aux-dir", help="Folder with the auxiliary rasters (multitask head), e.g. ../shared/geo."),
+    aux_dir: Path | None = typer.Option(
+        None, "--aux-dir", help="Folder with the auxiliary rasters (multitask head), e.g. ../shared/geo."
+    ),
     val_fraction: float = typer.Option(0.1, "--val-fraction", help="Share of locations held out for validation."),
-    param: list[str] = typer.Option([], "--param", "-p", help="Extra head parameter KEY=VALUE (JSON value), repeatable."),
+    param: list[str] = typer.Option(
+        [], "--param", "-p", help="Extra head parameter KEY=VALUE (JSON value), repeatable."
+    ),
     store_dir: Path | None = typer.Option(None, "--store-dir", help="Where embedding stores go (default: the cache)."),
-    no_retrieval: bool = typer.Option(False, "--no-retrieval", help="Do not store training embeddings for retrieval refinement."),
+    no_retrieval: bool = typer.Option(
+        False, "--no-retrieval", help="Do not store training embeddings for retrieval refinement."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Train a geolocation model and write a bundle usable by `geoscout locate -m BUNDLE`."""
@@ -40,14 +50,29 @@ def train(
         except json.JSONDecodeError:
             params[key.strip()] = value
     bundle = train_model(
-        [str(d) for d in datasets], backbone=backbone, cells=cells, head=head, out=out, tau=tau, aux_dir=aux_dir,
-        val_fraction=val_fraction, seed=seed, epochs=epochs, head_params=params or None, store_dir=store_dir,
-        retrieval=not no_retrieval, progress=not quiet,
+        [str(d) for d in datasets],
+        backbone=backbone,
+        cells=cells,
+        head=head,
+        out=out,
+        tau=tau,
+        aux_dir=aux_dir,
+        val_fraction=val_fraction,
+        seed=seed,
+        epochs=epochs,
+        head_params=params or None,
+        store_dir=store_dir,
+        retrieval=not no_retrieval,
+        progress=not quiet,
     )
     s = bundle.training
-    typer.echo(f"wrote {out}: {s['head']} head on {s['n_train']} images ({s['n_cells']} {s['partition']} cells), "
-               f"{s['total_seconds']:.0f} s")
+    typer.echo(
+        f"wrote {out}: {s['head']} head on {s['n_train']} images ({s['n_cells']} {s['partition']} cells), "
+        f"{s['total_seconds']:.0f} s"
+    )
     m = s.get("val_metrics")
     if m:
-        typer.echo(f"validation ({m['n']} images): median {m['median_km']:.0f} km, GeoGuessr {m['geoguessr']:.0f}, "
-                   f"acc@25km {m['acc@25km']:.1%}, acc@750km {m['acc@750km']:.1%}")
+        typer.echo(
+            f"validation ({m['n']} images): median {m['median_km']:.0f} km, GeoGuessr {m['geoguessr']:.0f}, "
+            f"acc@25km {m['acc@25km']:.1%}, acc@750km {m['acc@750km']:.1%}"
+        )

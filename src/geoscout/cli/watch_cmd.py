@@ -13,9 +13,15 @@ from ._app import app
 def watch_command(
     folder: Path = typer.Argument(..., help="Folder your screenshots land in."),
     model: str = typer.Option("geoscout-lite", "--model", "-m", help="geoscout-lite, geoclip, or a bundle folder."),
-    crop: str = typer.Option("0,0.08,1,0.78", "--crop", help="Part of the screenshot to keep: left,top,right,bottom fractions. 'none' keeps all."),
+    crop: str = typer.Option(
+        "0,0.08,1,0.78",
+        "--crop",
+        help="Part of the screenshot to keep: left,top,right,bottom fractions. 'none' keeps all.",
+    ),
     top_k: int = typer.Option(5, "--top-k", "-k", min=1, max=50),
-    map_path: Path = typer.Option(Path("geoscout-watch.html"), "--map", help="Map page refreshed after each screenshot."),
+    map_path: Path = typer.Option(
+        Path("geoscout-watch.html"), "--map", help="Map page refreshed after each screenshot."
+    ),
     interval: float = typer.Option(1.0, "--interval", min=0.05, help="Seconds between looks at the folder."),
     existing: bool = typer.Option(False, "--existing", help="Also locate screenshots already in the folder."),
 ) -> None:
@@ -40,9 +46,19 @@ def watch_command(
             return
         guesses = "  ".join(
             f"#{i} {c.country_name or c.country or 'sea'}{' / ' + c.admin1 if c.admin1 else ''} "
-            f"({c.lat:.3f}, {c.lon:.3f}) {c.probability:.0%}" for i, c in enumerate(pred.candidates, 1))
+            f"({c.lat:.3f}, {c.lon:.3f}) {c.probability:.0%}"
+            for i, c in enumerate(pred.candidates, 1)
+        )
         console.print(f"[bold]{path.name}[/bold] -> {guesses}  [dim]±{pred.radius_km:,.0f} km[/dim]")
 
-    watch_folder(folder, loc, crop=box, top_k=top_k, interval_s=interval, on_result=show, map_path=map_path,
-                 include_existing=existing)
+    watch_folder(
+        folder,
+        loc,
+        crop=box,
+        top_k=top_k,
+        interval_s=interval,
+        on_result=show,
+        map_path=map_path,
+        include_existing=existing,
+    )
     console.print("stopped")

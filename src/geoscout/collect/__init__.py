@@ -12,15 +12,44 @@ from __future__ import annotations
 from .http import AccessDenied, PoliteClient, QuotaReached, RequestFailed, RetryPolicy, TokenBucket, parse_rate
 from .job import STATE_NAME, CollectJob, CollectReport, collect, read_state_summary
 from .keys import Redactor, load_key
-from .providers import (PROVIDERS, Location, MapillaryProvider, Provider, StreetViewProvider, View, create_provider,
-                        list_providers)
+from .providers import (
+    PROVIDERS,
+    Location,
+    MapillaryProvider,
+    Provider,
+    StreetViewProvider,
+    View,
+    create_provider,
+    list_providers,
+)
 from .samplers import SAMPLERS, SamplePoint, Sampler, create_sampler, list_samplers
 
 __all__ = [
-    "collect", "CollectJob", "CollectReport", "read_state_summary", "STATE_NAME",
-    "SAMPLERS", "Sampler", "SamplePoint", "create_sampler", "list_samplers",
-    "PROVIDERS", "Provider", "StreetViewProvider", "MapillaryProvider", "Location", "View",
-    "create_provider", "list_providers",
-    "RetryPolicy", "TokenBucket", "PoliteClient", "parse_rate", "AccessDenied", "RequestFailed", "QuotaReached",
-    "load_key", "Redactor",
+    "PROVIDERS",
+    "SAMPLERS",
+    "STATE_NAME",
+    "AccessDenied",
+    "CollectJob",
+    "CollectReport",
+    "Location",
+    "MapillaryProvider",
+    "PoliteClient",
+    "Provider",
+    "QuotaReached",
+    "Redactor",
+    "RequestFailed",
+    "RetryPolicy",
+    "SamplePoint",
+    "Sampler",
+    "StreetViewProvider",
+    "TokenBucket",
+    "View",
+    "collect",
+    "create_provider",
+    "create_sampler",
+    "list_providers",
+    "list_samplers",
+    "load_key",
+    "parse_rate",
+    "read_state_summary",
 ]

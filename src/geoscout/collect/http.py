@@ -25,15 +25,15 @@ from geoscout.errors import GeoscoutError, InvalidInput, ProviderError
 from .keys import Redactor
 
 __all__ = [
+    "AccessDenied",
+    "PoliteClient",
+    "QuotaReached",
+    "RequestFailed",
+    "Retry",
     "RetryPolicy",
     "TokenBucket",
-    "PoliteClient",
-    "Retry",
-    "AccessDenied",
-    "RequestFailed",
-    "QuotaReached",
-    "parse_rate",
     "check_jpeg",
+    "parse_rate",
 ]
 
 log = logging.getLogger("geoscout.collect")
@@ -96,8 +96,12 @@ def parse_rate(text: str | float | int) -> float:
         m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(?:/\s*(s|sec|second|m|min|minute|h|hour))?\s*", str(text))
         if not m:
             raise InvalidInput(f"rate {text!r}: expected requests per time, e.g. 10/s, 600/min or 3600/h")
-        value = float(m.group(1)) / {"s": 1, "sec": 1, "second": 1, None: 1, "m": 60, "min": 60, "minute": 60,
-                                      "h": 3600, "hour": 3600}[m.group(2)]
+        value = (
+            float(m.group(1))
+            / {"s": 1, "sec": 1, "second": 1, None: 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600}[
+                m.group(2)
+            ]
+        )
     if not value > 0:
         raise InvalidInput(f"rate {text!r}: must be more than 0 requests per second")
     return value
@@ -107,8 +111,14 @@ class TokenBucket:
     """Token-bucket limiter: at most ``rate`` requests per second on average, bursts up to ``burst``
     (default 1: requests evenly spaced by ``1 / rate`` seconds)."""
 
-    def __init__(self, rate: float, burst: float | None = None, *, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        rate: float,
+        burst: float | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.rate = float(rate)
         self.burst = float(burst if burst is not None else 1.0)
         self._clock, self._sleep = clock, sleep
@@ -154,10 +164,18 @@ class PoliteClient:
     :class:`QuotaReached`; ``kind`` names the request type (``"metadata"``, ``"image"``...).
     """
 
-    def __init__(self, *, rate: float = 10.0, retry: RetryPolicy | None = None, redactor: Redactor | None = None,
-                 before_request: Callable[[str], None] | None = None, client: httpx.Client | None = None,
-                 seed: int | None = None, user_agent: str | None = None,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        *,
+        rate: float = 10.0,
+        retry: RetryPolicy | None = None,
+        redactor: Redactor | None = None,
+        before_request: Callable[[str], None] | None = None,
+        client: httpx.Client | None = None,
+        seed: int | None = None,
+        user_agent: str | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         from geoscout import __version__
 
         self.retry = retry or RetryPolicy()
@@ -168,7 +186,8 @@ class PoliteClient:
         self._rng = random.Random(seed)
         self._own = client is None
         self.client = client or httpx.Client(
-            timeout=httpx.Timeout(self.retry.timeout), follow_redirects=True,
+            timeout=httpx.Timeout(self.retry.timeout),
+            follow_redirects=True,
             headers={"User-Agent": user_agent or f"geoscout/{__version__} python-httpx/{httpx.__version__}"},
         )
         self.attempts = 0
@@ -178,15 +197,23 @@ class PoliteClient:
         if self._own:
             self.client.close()
 
-    def __enter__(self) -> "PoliteClient":
+    def __enter__(self) -> PoliteClient:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def get(self, url: str, *, params: dict[str, Any] | None = None, headers: dict[str, str] | None = None,
-            kind: str = "request", what: str = "request", validate: Callable[[httpx.Response], T],
-            deny_statuses: tuple[int, ...] = (401, 403)) -> T:
+    def get(
+        self,
+        url: str,
+        *,
+        params: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+        kind: str = "request",
+        what: str = "request",
+        validate: Callable[[httpx.Response], T],
+        deny_statuses: tuple[int, ...] = (401, 403),
+    ) -> T:
         """GET ``url`` until ``validate(response)`` returns (its value is returned).
 
         ``validate`` sees only 2xx/3xx-free final responses with status < 400 other than 429;
@@ -204,9 +231,12 @@ class PoliteClient:
                 resp = self.client.get(url, params=params, headers=headers)
                 status = resp.status_code
                 if status in deny_statuses:
-                    raise AccessDenied(self.redact(
-                        f"{what}: the provider refused access (HTTP {status}{_error_text(resp)}). "
-                        "Check that the API key/token is valid, the API is enabled for it and billing is set up."))
+                    raise AccessDenied(
+                        self.redact(
+                            f"{what}: the provider refused access (HTTP {status}{_error_text(resp)}). "
+                            "Check that the API key/token is valid, the API is enabled for it and billing is set up."
+                        )
+                    )
                 if status == 429 or status >= 500:
                     retry_after = _retry_after(resp)
                     raise Retry(f"HTTP {status}", retry_after)

@@ -30,10 +30,10 @@ from geoscout.errors import InvalidInput, ProviderError
 from .http import AccessDenied, PoliteClient, QuotaReached, RequestFailed, RetryPolicy
 from .keys import Redactor, redact_logs
 from .providers import Location, Provider, Skip, View
-from .samplers import Sampler, SamplePoint
+from .samplers import SamplePoint, Sampler
 from .state import StateDB, utc_day
 
-__all__ = ["CollectJob", "CollectReport", "collect", "STATE_NAME", "read_state_summary"]
+__all__ = ["STATE_NAME", "CollectJob", "CollectReport", "collect", "read_state_summary"]
 
 log = logging.getLogger("geoscout.collect")
 STATE_NAME = "collect_state.sqlite"
@@ -69,8 +69,10 @@ class CollectReport:
 
     def summary(self) -> str:
         hr = "n/a" if np.isnan(self.hit_rate) else f"{self.hit_rate:.1%}"
-        line = (f"{self.locations}/{self.target} locations, {self.images} images, hit rate {hr}, "
-                f"{self.requests_today} requests today, billable {self.billable_requests} (~${self.cost_usd:.2f})")
+        line = (
+            f"{self.locations}/{self.target} locations, {self.images} images, hit rate {hr}, "
+            f"{self.requests_today} requests today, billable {self.billable_requests} (~${self.cost_usd:.2f})"
+        )
         if self.problems:
             line += f", {len(self.problems)} problem(s)"
         return line + (f"; stopped: {self.message}" if self.stopped else "")
@@ -90,7 +92,7 @@ class _Lock:
         self.path = path
         self.fh: Any = None
 
-    def __enter__(self) -> "_Lock":
+    def __enter__(self) -> _Lock:
         self.fh = open(self.path, "a+")
         try:
             import fcntl
@@ -117,10 +119,23 @@ class CollectJob:
     against a provider that keeps failing. ``n=None`` with a quota sampler means the sum of its quotas.
     """
 
-    def __init__(self, out: str | os.PathLike[str], provider: Provider, sampler: Sampler, n: int | None = None, *,
-                 seed: int = 0, rate: float = 10.0, daily_quota: int | None = 25_000, retry: RetryPolicy | None = None,
-                 price_per_1000: float | None = None, max_points: int | None = None, progress: bool = True,
-                 max_consecutive_failures: int = 25, checkpoint_every: int = 100) -> None:
+    def __init__(
+        self,
+        out: str | os.PathLike[str],
+        provider: Provider,
+        sampler: Sampler,
+        n: int | None = None,
+        *,
+        seed: int = 0,
+        rate: float = 10.0,
+        daily_quota: int | None = 25_000,
+        retry: RetryPolicy | None = None,
+        price_per_1000: float | None = None,
+        max_points: int | None = None,
+        progress: bool = True,
+        max_consecutive_failures: int = 25,
+        checkpoint_every: int = 100,
+    ) -> None:
         self.root = Path(out).expanduser()
         self.provider, self.sampler = provider, sampler
         if n is None:
@@ -155,8 +170,9 @@ class CollectJob:
         self.root.mkdir(parents=True, exist_ok=True)
         state_path = self.root / STATE_NAME
         if (self.root / MANIFEST_NAME).exists() and not state_path.exists():
-            raise InvalidInput(f"{self.root}: holds a dataset that was not made by `geoscout collect`; "
-                               "choose a new output folder")
+            raise InvalidInput(
+                f"{self.root}: holds a dataset that was not made by `geoscout collect`; choose a new output folder"
+            )
         self.redact = Redactor(self.provider.secrets)
         filters = redact_logs(self.redact)
         try:
@@ -177,12 +193,15 @@ class CollectJob:
             db.set_meta("created", time.time())
         elif stored != cfg:
             diff = {k: (stored.get(k), cfg.get(k)) for k in set(stored) | set(cfg) if stored.get(k) != cfg.get(k)}
-            raise InvalidInput(f"{self.root}: this dataset was collected with other options {diff} (stored, given); "
-                               "rerun with the same provider options, sampler and seed, or choose a new folder")
+            raise InvalidInput(
+                f"{self.root}: this dataset was collected with other options {diff} (stored, given); "
+                "rerun with the same provider options, sampler and seed, or choose a new folder"
+            )
         self._clean_temp_files()
         db.conn.execute("UPDATE images SET status = 'pending' WHERE status = 'failed'")  # retry on resume
-        self.http = PoliteClient(rate=self.rate, retry=self.retry, redactor=self.redact,
-                                 before_request=self._before_request, seed=self.seed)
+        self.http = PoliteClient(
+            rate=self.rate, retry=self.retry, redactor=self.redact, before_request=self._before_request, seed=self.seed
+        )
         stopped, message = None, ""
         self._bar = self._make_bar()
         self._since_checkpoint = 0
@@ -210,8 +229,10 @@ class CollectJob:
         if self.daily_quota is not None:
             used = self.db.usage(utc_day())
             if used >= self.daily_quota:
-                raise QuotaReached(f"the daily quota of {self.daily_quota} requests is used up for {utc_day()} (UTC); "
-                                   "rerun the same command after midnight UTC (or raise --daily-quota) to resume")
+                raise QuotaReached(
+                    f"the daily quota of {self.daily_quota} requests is used up for {utc_day()} (UTC); "
+                    "rerun the same command after midnight UTC (or raise --daily-quota) to resume"
+                )
         self.db.add_usage(kind)
 
     def _clean_temp_files(self) -> None:
@@ -226,8 +247,13 @@ class CollectJob:
             return None
         from tqdm.auto import tqdm
 
-        return tqdm(total=self.n, initial=min(self.n, self.db.n_locations()), unit="loc", desc=f"collect {self.provider.name}",
-                    dynamic_ncols=True)
+        return tqdm(
+            total=self.n,
+            initial=min(self.n, self.db.n_locations()),
+            unit="loc",
+            desc=f"collect {self.provider.name}",
+            dynamic_ncols=True,
+        )
 
     def _tick(self) -> None:
         if self._bar is None:
@@ -238,20 +264,28 @@ class CollectJob:
         asked = sum(v for k, v in pc.items() if k != "pending")
         billable = self.db.total_usage(self.provider.billable_kinds) if self.provider.billable_kinds else 0
         spent = billable * self.price / 1000.0
-        remaining = max(0, self.n - done) * self.provider.images_per_location() * self.price / 1000.0 if self.price else 0.0
+        remaining = (
+            max(0, self.n - done) * self.provider.images_per_location() * self.price / 1000.0 if self.price else 0.0
+        )
         self._bar.set_postfix_str(
             f"hit {done / asked:.0%} img {self.db.image_counts().get('done', 0)} ${spent:.2f} (+${remaining:.2f} est)"
-            if asked else "starting", refresh=False)
+            if asked
+            else "starting",
+            refresh=False,
+        )
         self._bar.refresh()
 
     def _finish_located(self) -> None:
         rows = self.db.conn.execute(
-            "SELECT DISTINCT location_id FROM images WHERE status = 'pending' ORDER BY rowid").fetchall()
+            "SELECT DISTINCT location_id FROM images WHERE status = 'pending' ORDER BY rowid"
+        ).fetchall()
         for r in rows:
             self._fetch_images(r[0])
 
     def _finish_pending_points(self) -> None:
-        rows = self.db.conn.execute("SELECT idx, lat, lon, grp, info FROM points WHERE status = 'pending' ORDER BY idx").fetchall()
+        rows = self.db.conn.execute(
+            "SELECT idx, lat, lon, grp, info FROM points WHERE status = 'pending' ORDER BY idx"
+        ).fetchall()
         for r in rows:
             pt = SamplePoint(r["lat"], r["lon"], r["grp"], json.loads(r["info"] or "{}"))
             self._process_point(int(r["idx"]), pt)
@@ -272,11 +306,15 @@ class CollectJob:
                     continue  # this group is full; the stream position is recorded with the next used point
             if asked >= self.max_points:
                 db.set_meta("points_drawn", idx)
-                return "max_points", (f"asked {asked} points in this run without reaching {self.n} locations "
-                                      "(hit rate too low for this sampler/provider?); rerun to continue")
+                return "max_points", (
+                    f"asked {asked} points in this run without reaching {self.n} locations "
+                    "(hit rate too low for this sampler/provider?); rerun to continue"
+                )
             with db.tx() as c:
-                c.execute("INSERT OR IGNORE INTO points(idx, lat, lon, grp, info, status, updated) VALUES(?,?,?,?,?,?,?)",
-                          (idx, pt.lat, pt.lon, pt.group, json.dumps(pt.info, default=str), "pending", time.time()))
+                c.execute(
+                    "INSERT OR IGNORE INTO points(idx, lat, lon, grp, info, status, updated) VALUES(?,?,?,?,?,?,?)",
+                    (idx, pt.lat, pt.lon, pt.group, json.dumps(pt.info, default=str), "pending", time.time()),
+                )
                 db.set_meta("points_drawn", idx + 1)
             asked += 1
             self._process_point(idx, pt)
@@ -287,8 +325,10 @@ class CollectJob:
         return None, ""
 
     def _set_point(self, idx: int, status: str, location_id: str | None = None, detail: str = "") -> None:
-        self.db.conn.execute("UPDATE points SET status = ?, location_id = ?, detail = ?, updated = ? WHERE idx = ?",
-                             (status, location_id, self.redact(detail)[:500], time.time(), idx))
+        self.db.conn.execute(
+            "UPDATE points SET status = ?, location_id = ?, detail = ?, updated = ? WHERE idx = ?",
+            (status, location_id, self.redact(detail)[:500], time.time(), idx),
+        )
 
     def _failure(self, what: str, exc: Exception) -> None:
         msg = self.redact(exc)
@@ -296,8 +336,9 @@ class CollectJob:
         log.warning(msg)
         self._fails += 1
         if self._fails >= self.max_fail:
-            raise _TooManyFailures(f"{self._fails} requests in a row failed (last: {msg}); "
-                                   "the provider seems down — rerun later to resume")
+            raise _TooManyFailures(
+                f"{self._fails} requests in a row failed (last: {msg}); the provider seems down — rerun later to resume"
+            )
 
     def _process_point(self, idx: int, pt: SamplePoint) -> None:
         try:
@@ -317,54 +358,87 @@ class CollectJob:
             views = self.provider.views(res, rng)
             extra = {**res.extra, "sample_lat": pt.lat, "sample_lon": pt.lon}
             with self.db.tx() as c:
-                c.execute("INSERT INTO locations(location_id, point_idx, grp, lat, lon, captured_at, license, attribution, extra) "
-                          "VALUES(?,?,?,?,?,?,?,?,?)",
-                          (res.location_id, idx, pt.group, res.lat, res.lon, res.captured_at, res.license,
-                           res.attribution, json.dumps(extra, default=str)))
-                c.executemany("INSERT INTO images(location_id, view, heading, params, status, updated) VALUES(?,?,?,?,?,?)",
-                              [(res.location_id, v.view, v.heading, json.dumps(v.params), "pending", time.time()) for v in views])
-                c.execute("UPDATE points SET status = 'located', location_id = ?, updated = ? WHERE idx = ?",
-                          (res.location_id, time.time(), idx))
+                c.execute(
+                    "INSERT INTO locations(location_id, point_idx, grp, lat, lon, captured_at, license, attribution, extra) "
+                    "VALUES(?,?,?,?,?,?,?,?,?)",
+                    (
+                        res.location_id,
+                        idx,
+                        pt.group,
+                        res.lat,
+                        res.lon,
+                        res.captured_at,
+                        res.license,
+                        res.attribution,
+                        json.dumps(extra, default=str),
+                    ),
+                )
+                c.executemany(
+                    "INSERT INTO images(location_id, view, heading, params, status, updated) VALUES(?,?,?,?,?,?)",
+                    [(res.location_id, v.view, v.heading, json.dumps(v.params), "pending", time.time()) for v in views],
+                )
+                c.execute(
+                    "UPDATE points SET status = 'located', location_id = ?, updated = ? WHERE idx = ?",
+                    (res.location_id, time.time(), idx),
+                )
             self._fetch_images(res.location_id)
         self._tick()
 
     def _location(self, location_id: str) -> Location:
         r = self.db.conn.execute("SELECT * FROM locations WHERE location_id = ?", (location_id,)).fetchone()
-        return Location(r["location_id"], r["lat"], r["lon"], r["captured_at"], r["license"], r["attribution"],
-                        json.loads(r["extra"] or "{}"))
+        return Location(
+            r["location_id"],
+            r["lat"],
+            r["lon"],
+            r["captured_at"],
+            r["license"],
+            r["attribution"],
+            json.loads(r["extra"] or "{}"),
+        )
 
     def _fetch_images(self, location_id: str) -> None:
         loc = self._location(location_id)
-        rows = self.db.conn.execute("SELECT view, heading, params FROM images WHERE location_id = ? AND status = 'pending' "
-                                    "ORDER BY view", (location_id,)).fetchall()
+        rows = self.db.conn.execute(
+            "SELECT view, heading, params FROM images WHERE location_id = ? AND status = 'pending' ORDER BY view",
+            (location_id,),
+        ).fetchall()
         for r in rows:
             view = View(int(r["view"]), r["heading"], json.loads(r["params"]))
             try:
                 data = self.provider.fetch(self.http, loc, view)
             except RequestFailed as exc:
-                self.db.conn.execute("UPDATE images SET status = 'failed', detail = ?, updated = ? WHERE location_id = ? AND view = ?",
-                                     (self.redact(exc)[:500], time.time(), location_id, view.view))
+                self.db.conn.execute(
+                    "UPDATE images SET status = 'failed', detail = ?, updated = ? WHERE location_id = ? AND view = ?",
+                    (self.redact(exc)[:500], time.time(), location_id, view.view),
+                )
                 self._failure(f"image {location_id}/{view.view}", exc)
                 continue
             self._fails = 0
             sha = hashlib.sha256(data).hexdigest()
             image_id = sha[:16]
-            clash = self.db.conn.execute("SELECT location_id, view FROM images WHERE image_id = ? AND status = 'done'",
-                                         (image_id,)).fetchone()
+            clash = self.db.conn.execute(
+                "SELECT location_id, view FROM images WHERE image_id = ? AND status = 'done'", (image_id,)
+            ).fetchone()
             if clash is not None:
-                self.db.conn.execute("UPDATE images SET status = 'duplicate', image_id = ?, detail = ?, updated = ? "
-                                     "WHERE location_id = ? AND view = ?",
-                                     (image_id, f"same bytes as {clash[0]}/{clash[1]}", time.time(), location_id, view.view))
+                self.db.conn.execute(
+                    "UPDATE images SET status = 'duplicate', image_id = ?, detail = ?, updated = ? "
+                    "WHERE location_id = ? AND view = ?",
+                    (image_id, f"same bytes as {clash[0]}/{clash[1]}", time.time(), location_id, view.view),
+                )
                 self.problems.append(f"image {location_id}/{view.view}: identical to {clash[0]}/{clash[1]}; skipped")
                 continue
             rel = f"images/{_safe_name(location_id)}/{view.view:02d}.jpg"
             atomic_write_bytes(self.root / rel, data)
-            self.db.conn.execute("UPDATE images SET status = 'done', path = ?, sha256 = ?, image_id = ?, bytes = ?, detail = NULL, "
-                                 "updated = ? WHERE location_id = ? AND view = ?",
-                                 (rel, sha, image_id, len(data), time.time(), location_id, view.view))
+            self.db.conn.execute(
+                "UPDATE images SET status = 'done', path = ?, sha256 = ?, image_id = ?, bytes = ?, detail = NULL, "
+                "updated = ? WHERE location_id = ? AND view = ?",
+                (rel, sha, image_id, len(data), time.time(), location_id, view.view),
+            )
             if self.provider.name == "mapillary" and loc.extra.get("thumb_url"):
-                self.db.conn.execute("UPDATE locations SET extra = ? WHERE location_id = ?",
-                                     (json.dumps(loc.extra, default=str), location_id))
+                self.db.conn.execute(
+                    "UPDATE locations SET extra = ? WHERE location_id = ?",
+                    (json.dumps(loc.extra, default=str), location_id),
+                )
         self._since_checkpoint += 1
         if self._since_checkpoint >= self.checkpoint_every:
             self._since_checkpoint = 0
@@ -377,15 +451,28 @@ class CollectJob:
         rows = self.db.conn.execute(
             "SELECT i.image_id, i.path, l.lat, l.lon, i.heading, i.location_id, l.captured_at, l.license, l.attribution, "
             "l.extra, l.grp, i.view, i.sha256 FROM images i JOIN locations l USING (location_id) "
-            "WHERE i.status = 'done' ORDER BY l.point_idx, i.view").fetchall()
+            "WHERE i.status = 'done' ORDER BY l.point_idx, i.view"
+        ).fetchall()
         recs = []
         for r in rows:
             extra = json.loads(r["extra"] or "{}")
-            rec = {"image_id": r["image_id"], "path": r["path"], "lat": r["lat"], "lon": r["lon"],
-                   "heading": np.nan if r["heading"] is None else float(r["heading"]), "location_id": r["location_id"],
-                   "source": self.provider.source, "license": r["license"], "attribution": r["attribution"],
-                   "captured_at": r["captured_at"], "view": int(r["view"]), "sha256": r["sha256"],
-                   "sample_lat": extra.get("sample_lat"), "sample_lon": extra.get("sample_lon"), "sample_group": r["grp"]}
+            rec = {
+                "image_id": r["image_id"],
+                "path": r["path"],
+                "lat": r["lat"],
+                "lon": r["lon"],
+                "heading": np.nan if r["heading"] is None else float(r["heading"]),
+                "location_id": r["location_id"],
+                "source": self.provider.source,
+                "license": r["license"],
+                "attribution": r["attribution"],
+                "captured_at": r["captured_at"],
+                "view": int(r["view"]),
+                "sha256": r["sha256"],
+                "sample_lat": extra.get("sample_lat"),
+                "sample_lon": extra.get("sample_lon"),
+                "sample_group": r["grp"],
+            }
             if self.provider.name == "streetview":
                 rec["pano_id"] = extra.get("pano_id")
                 rec["copyright"] = extra.get("copyright")
@@ -393,8 +480,23 @@ class CollectJob:
                 rec["mapillary_image_id"] = extra.get("mapillary_image_id")
                 rec["creator"] = extra.get("creator")
             recs.append(rec)
-        cols = ["image_id", "path", "lat", "lon", "heading", "location_id", "source", "license", "attribution",
-                "captured_at", "view", "sha256", "sample_lat", "sample_lon", "sample_group"]
+        cols = [
+            "image_id",
+            "path",
+            "lat",
+            "lon",
+            "heading",
+            "location_id",
+            "source",
+            "license",
+            "attribution",
+            "captured_at",
+            "view",
+            "sha256",
+            "sample_lat",
+            "sample_lon",
+            "sample_group",
+        ]
         cols += ["pano_id", "copyright"] if self.provider.name == "streetview" else ["mapillary_image_id", "creator"]
         return pd.DataFrame.from_records(recs, columns=cols)
 
@@ -408,18 +510,36 @@ class CollectJob:
         ic = db.image_counts()
         billable = db.total_usage(self.provider.billable_kinds) if self.provider.billable_kinds else 0
         return CollectReport(
-            root=self.root, target=self.n, locations=db.n_locations(), images=ic.get("done", 0),
-            points=db.point_counts(), image_status=ic, requests_today=db.usage(utc_day()), billable_requests=billable,
-            cost_usd=billable * self.price / 1000.0, stopped=stopped, message=message, problems=list(self.problems))
+            root=self.root,
+            target=self.n,
+            locations=db.n_locations(),
+            images=ic.get("done", 0),
+            points=db.point_counts(),
+            image_status=ic,
+            requests_today=db.usage(utc_day()),
+            billable_requests=billable,
+            cost_usd=billable * self.price / 1000.0,
+            stopped=stopped,
+            message=message,
+            problems=list(self.problems),
+        )
 
 
 class _TooManyFailures(ProviderError):
     pass
 
 
-def collect(out: str | os.PathLike[str], *, provider: str | Provider, sampler: str | Sampler, n: int | None = None,
-            seed: int = 0, provider_options: dict[str, Any] | None = None,
-            sampler_options: dict[str, Any] | None = None, **job_options: Any) -> CollectReport:
+def collect(
+    out: str | os.PathLike[str],
+    *,
+    provider: str | Provider,
+    sampler: str | Sampler,
+    n: int | None = None,
+    seed: int = 0,
+    provider_options: dict[str, Any] | None = None,
+    sampler_options: dict[str, Any] | None = None,
+    **job_options: Any,
+) -> CollectReport:
     """Collect a dataset: ``collect("out/", provider="streetview", sampler="land", n=100)``.
 
     ``provider_options`` go to :func:`create_provider` (key, base_url, headings, size, fov, pitch, radius...),
@@ -439,5 +559,11 @@ def read_state_summary(root: str | os.PathLike[str]) -> dict[str, Any]:
     if not path.is_file():
         raise InvalidInput(f"{root}: no {STATE_NAME}; not a collect job folder")
     with StateDB(path) as db:
-        return {"config": db.get_meta("config"), "points": db.point_counts(), "images": db.image_counts(),
-                "locations": db.n_locations(), "requests_today": db.usage(utc_day()), "requests_total": db.total_usage()}
+        return {
+            "config": db.get_meta("config"),
+            "points": db.point_counts(),
+            "images": db.image_counts(),
+            "locations": db.n_locations(),
+            "requests_today": db.usage(utc_day()),
+            "requests_total": db.total_usage(),
+        }

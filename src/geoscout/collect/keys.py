@@ -17,7 +17,7 @@ from urllib.parse import quote, quote_plus
 
 from geoscout.errors import InvalidInput
 
-__all__ = ["KEY_SOURCES", "default_keys_file", "load_key", "Redactor", "redact_logs"]
+__all__ = ["KEY_SOURCES", "Redactor", "default_keys_file", "load_key", "redact_logs"]
 
 #: provider -> (environment variable, key name in keys.toml)
 KEY_SOURCES: dict[str, tuple[str, str]] = {
@@ -48,7 +48,9 @@ def _read_keys_file(path: Path) -> dict[str, object]:
             return tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
         # the parser's message quotes no values, only positions
-        raise InvalidInput(f"{path}: not valid TOML ({exc}); expected lines like google_maps_api_key = \"...\"") from None
+        raise InvalidInput(
+            f"{path}: not valid TOML ({exc}); expected lines like google_maps_api_key = \"...\""
+        ) from None
 
 
 def load_key(provider: str, *, keys_file: str | os.PathLike[str] | None = None) -> str:
@@ -125,8 +127,16 @@ class _RedactFilter(logging.Filter):
 
 
 #: loggers of the HTTP stack that may print request URLs (httpx logs "HTTP Request: GET <url>")
-_HTTP_LOGGERS = ("httpx", "httpcore", "httpcore.connection", "httpcore.http11", "httpcore.http2", "httpcore.proxy",
-                 "geoscout", "geoscout.collect")
+_HTTP_LOGGERS = (
+    "httpx",
+    "httpcore",
+    "httpcore.connection",
+    "httpcore.http11",
+    "httpcore.http2",
+    "httpcore.proxy",
+    "geoscout",
+    "geoscout.collect",
+)
 
 
 def redact_logs(redactor: Redactor) -> list[tuple[logging.Logger, logging.Filter]]:

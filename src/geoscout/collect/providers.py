@@ -10,9 +10,8 @@ or :class:`View`.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -25,20 +24,20 @@ from .http import AccessDenied, PoliteClient, RequestFailed, Retry, check_jpeg
 from .keys import load_key
 
 __all__ = [
+    "MAPILLARY_URL",
     "PROVIDERS",
-    "Provider",
+    "STREETVIEW_URL",
     "Location",
-    "View",
+    "MapillaryProvider",
+    "Provider",
     "Skip",
     "StreetViewProvider",
-    "MapillaryProvider",
+    "View",
     "create_provider",
     "list_providers",
-    "STREETVIEW_URL",
-    "MAPILLARY_URL",
 ]
 
-PROVIDERS: Registry["Provider"] = Registry("provider")
+PROVIDERS: Registry[Provider] = Registry("provider")
 
 STREETVIEW_URL = "https://maps.googleapis.com/maps/api/streetview"
 MAPILLARY_URL = "https://graph.mapillary.com"
@@ -151,10 +150,21 @@ class StreetViewProvider(Provider):
     billable_kinds = ("image",)
     price_per_1000 = 7.0
 
-    def __init__(self, key: str | None = None, *, base_url: str = STREETVIEW_URL, headings: int = 4,
-                 size: str | tuple[int, int] = "640x640", fov: float = 90.0, pitch: float = 0.0,
-                 radius: float = 50.0, source: str = "outdoor", allow_user_uploads: bool = False,
-                 random_start: bool = True, keys_file: str | None = None) -> None:
+    def __init__(
+        self,
+        key: str | None = None,
+        *,
+        base_url: str = STREETVIEW_URL,
+        headings: int = 4,
+        size: str | tuple[int, int] = "640x640",
+        fov: float = 90.0,
+        pitch: float = 0.0,
+        radius: float = 50.0,
+        source: str = "outdoor",
+        allow_user_uploads: bool = False,
+        random_start: bool = True,
+        keys_file: str | None = None,
+    ) -> None:
         super().__init__(key or load_key("streetview", keys_file=keys_file))
         if not 1 <= int(headings) <= 36:
             raise InvalidInput(f"headings={headings}: choose 1 to 36 views per panorama")
@@ -173,16 +183,28 @@ class StreetViewProvider(Provider):
         self.allow_user_uploads, self.random_start = bool(allow_user_uploads), bool(random_start)
 
     def config(self) -> dict[str, Any]:
-        return {"provider": self.name, "headings": self.headings, "size": self.size, "fov": self.fov,
-                "pitch": self.pitch, "radius": self.radius, "source": self.pano_source,
-                "allow_user_uploads": self.allow_user_uploads, "random_start": self.random_start}
+        return {
+            "provider": self.name,
+            "headings": self.headings,
+            "size": self.size,
+            "fov": self.fov,
+            "pitch": self.pitch,
+            "radius": self.radius,
+            "source": self.pano_source,
+            "allow_user_uploads": self.allow_user_uploads,
+            "random_start": self.random_start,
+        }
 
     def images_per_location(self) -> int:
         return self.headings
 
     def locate(self, http: PoliteClient, lat: float, lon: float) -> Location | Skip:
-        params = {"location": f"{lat:.6f},{lon:.6f}", "radius": f"{self.radius:g}", "source": self.pano_source,
-                  "key": self._key}
+        params = {
+            "location": f"{lat:.6f},{lon:.6f}",
+            "radius": f"{self.radius:g}",
+            "source": self.pano_source,
+            "key": self._key,
+        }
         what = f"Street View metadata at {lat:.5f},{lon:.5f}"
 
         def validate(resp: httpx.Response) -> Location | Skip:
@@ -196,14 +218,21 @@ class StreetViewProvider(Provider):
             if status in ("OVER_QUERY_LIMIT", "UNKNOWN_ERROR"):
                 raise Retry(f"status {status}")
             if status == "REQUEST_DENIED":
-                raise AccessDenied(http.redact(
-                    "Street View refused the API key (REQUEST_DENIED"
-                    + (f": {msg}" if msg else "") + "). Check GOOGLE_MAPS_API_KEY or keys.toml, that the "
-                    "'Street View Static API' is enabled for this key and that billing is set up."))
+                raise AccessDenied(
+                    http.redact(
+                        "Street View refused the API key (REQUEST_DENIED"
+                        + (f": {msg}" if msg else "")
+                        + "). Check GOOGLE_MAPS_API_KEY or keys.toml, that the "
+                        "'Street View Static API' is enabled for this key and that billing is set up."
+                    )
+                )
             if status == "INVALID_REQUEST":
-                raise AccessDenied(http.redact(
-                    f"Street View rejected the request as INVALID_REQUEST{': ' + msg if msg else ''}; "
-                    "check --radius/--size/--fov/--pitch"))
+                raise AccessDenied(
+                    http.redact(
+                        f"Street View rejected the request as INVALID_REQUEST{': ' + msg if msg else ''}; "
+                        "check --radius/--size/--fov/--pitch"
+                    )
+                )
             raise Retry(f"unexpected metadata status {status!r}")
 
         return http.get(f"{self.base_url}/metadata", params=params, kind="metadata", what=what, validate=validate)
@@ -222,8 +251,12 @@ class StreetViewProvider(Provider):
             return Skip("user_upload", copyright_)
         date = body.get("date")  # "YYYY-MM"
         return Location(
-            location_id=str(pano), lat=plat, lon=plon, captured_at=str(date) if date else None,
-            license=self.license, attribution=copyright_ or "© Google",
+            location_id=str(pano),
+            lat=plat,
+            lon=plon,
+            captured_at=str(date) if date else None,
+            license=self.license,
+            attribution=copyright_ or "© Google",
             extra={"pano_id": str(pano), "copyright": copyright_},
         )
 
@@ -233,8 +266,19 @@ class StreetViewProvider(Provider):
         out = []
         for k in range(self.headings):
             heading = round((start + k * step) % 360.0, 2)
-            out.append(View(k, heading, {"pano": loc.location_id, "size": self.size, "heading": f"{heading:g}",
-                                         "fov": f"{self.fov:g}", "pitch": f"{self.pitch:g}"}))
+            out.append(
+                View(
+                    k,
+                    heading,
+                    {
+                        "pano": loc.location_id,
+                        "size": self.size,
+                        "heading": f"{heading:g}",
+                        "fov": f"{self.fov:g}",
+                        "pitch": f"{self.pitch:g}",
+                    },
+                )
+            )
         return out
 
     def fetch(self, http: PoliteClient, loc: Location, view: View) -> bytes:
@@ -267,9 +311,17 @@ class MapillaryProvider(Provider):
     billable_kinds = ()
     price_per_1000 = 0.0
 
-    def __init__(self, key: str | None = None, *, base_url: str = MAPILLARY_URL, radius: float = 50.0,
-                 thumb: int | str = 1024, allow_panos: bool = False, limit: int = 50,
-                 keys_file: str | None = None) -> None:
+    def __init__(
+        self,
+        key: str | None = None,
+        *,
+        base_url: str = MAPILLARY_URL,
+        radius: float = 50.0,
+        thumb: int | str = 1024,
+        allow_panos: bool = False,
+        limit: int = 50,
+        keys_file: str | None = None,
+    ) -> None:
         super().__init__(key or load_key("mapillary", keys_file=keys_file))
         if str(thumb) != "original" and int(thumb) not in _MLY_SIZES:
             raise InvalidInput(f"thumb={thumb}: Mapillary thumbnails are 256, 1024, 2048 or 'original'")
@@ -324,20 +376,34 @@ class MapillaryProvider(Provider):
             captured = item.get("captured_at")
             captured_iso = None
             if isinstance(captured, (int, float)):
-                captured_iso = datetime.fromtimestamp(captured / 1000.0, tz=timezone.utc).isoformat()
+                captured_iso = datetime.fromtimestamp(captured / 1000.0, tz=UTC).isoformat()
             elif captured:
                 captured_iso = str(captured)
             heading = item.get("compass_angle")
             return Location(
-                location_id=str(item["id"]), lat=ilat, lon=ilon, captured_at=captured_iso, license=self.license,
+                location_id=str(item["id"]),
+                lat=ilat,
+                lon=ilon,
+                captured_at=captured_iso,
+                license=self.license,
                 attribution=f"© {username}, Mapillary, CC BY-SA 4.0",
-                extra={"mapillary_image_id": str(item["id"]), "creator": username,
-                       "heading": float(heading) % 360.0 if isinstance(heading, (int, float)) else None,
-                       "thumb_url": str(item[self.thumb_field]), "distance_m": round(best_d, 2)},
+                extra={
+                    "mapillary_image_id": str(item["id"]),
+                    "creator": username,
+                    "heading": float(heading) % 360.0 if isinstance(heading, (int, float)) else None,
+                    "thumb_url": str(item[self.thumb_field]),
+                    "distance_m": round(best_d, 2),
+                },
             )
 
-        return http.get(f"{self.base_url}/images", kind="metadata", what=what, validate=validate,
-                        params={"fields": fields, "bbox": bbox, "limit": str(self.limit)}, headers=self._headers())
+        return http.get(
+            f"{self.base_url}/images",
+            kind="metadata",
+            what=what,
+            validate=validate,
+            params={"fields": fields, "bbox": bbox, "limit": str(self.limit)},
+            headers=self._headers(),
+        )
 
     def views(self, loc: Location, rng: np.random.Generator) -> list[View]:
         return [View(0, loc.extra.get("heading"), {"image_id": loc.location_id})]
@@ -364,8 +430,14 @@ class MapillaryProvider(Provider):
                 raise RequestFailed(f"{what}: the Graph API returned no {self.thumb_field}")
             return str(new)
 
-        new_url = http.get(f"{self.base_url}/{loc.location_id}", kind="metadata", what=what, validate=fresh,
-                           params={"fields": self.thumb_field}, headers=self._headers())
+        new_url = http.get(
+            f"{self.base_url}/{loc.location_id}",
+            kind="metadata",
+            what=what,
+            validate=fresh,
+            params={"fields": self.thumb_field},
+            headers=self._headers(),
+        )
         loc.extra["thumb_url"] = new_url
         return http.get(new_url, kind="image", what=what, validate=validate, deny_statuses=())
 
@@ -378,5 +450,3 @@ def create_provider(name: str, **kwargs: Any) -> Provider:
 def list_providers() -> list[str]:
     """Registered provider names."""
     return PROVIDERS.list()
-
-

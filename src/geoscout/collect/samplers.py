@@ -34,17 +34,17 @@ from geoscout.errors import InvalidInput
 
 __all__ = [
     "SAMPLERS",
-    "Sampler",
     "SamplePoint",
+    "Sampler",
     "create_sampler",
     "list_samplers",
-    "parse_quotas",
     "parse_bbox",
+    "parse_quotas",
     "parse_spacing",
     "uniform_sphere",
 ]
 
-SAMPLERS: Registry["Sampler"] = Registry("sampler")
+SAMPLERS: Registry[Sampler] = Registry("sampler")
 _BATCH = 2048
 _KM_PER_DEG = 6371.0 * math.pi / 180.0
 
@@ -93,8 +93,10 @@ def _stable_hash(text: str) -> int:
 
 # -- helpers ------------------------------------------------------------------------------------------
 
-def uniform_sphere(rng: np.random.Generator, n: int, bbox: tuple[float, float, float, float] = (-180, -90, 180, 90)
-                   ) -> tuple[np.ndarray, np.ndarray]:
+
+def uniform_sphere(
+    rng: np.random.Generator, n: int, bbox: tuple[float, float, float, float] = (-180, -90, 180, 90)
+) -> tuple[np.ndarray, np.ndarray]:
     """``n`` points area-uniform on the sphere inside ``bbox = (west, south, east, north)`` degrees.
 
     Latitude is drawn uniform in sin(lat) (equal-area); a box with west > east crosses the antimeridian.
@@ -132,8 +134,10 @@ def parse_bbox(text: str | tuple[float, float, float, float] | list[float]) -> t
     except ValueError:
         vals = []
     if len(vals) != 4:
-        raise InvalidInput(f"bbox {text!r}: expected 4 numbers W,S,E,N (min lon, min lat, max lon, max lat), "
-                           "e.g. 13.4,42.4,19.5,46.6 for Croatia")
+        raise InvalidInput(
+            f"bbox {text!r}: expected 4 numbers W,S,E,N (min lon, min lat, max lon, max lat), "
+            "e.g. 13.4,42.4,19.5,46.6 for Croatia"
+        )
     w, s, e, n = vals
     if not (-90 <= s < n <= 90 and -180 <= w <= 180 and -180 <= e <= 180 and w != e):
         raise InvalidInput(f"bbox {text!r}: need -90 <= S < N <= 90 and longitudes in -180..180 (W > E crosses 180°)")
@@ -213,15 +217,18 @@ class _ShapeSampler:
         return lat[keep], lon[keep]
 
 
-def _rejection_stream(draw: Any, rng: np.random.Generator, what: str, group: str | None = None,
-                      info: dict[str, Any] | None = None) -> Iterator[SamplePoint]:
+def _rejection_stream(
+    draw: Any, rng: np.random.Generator, what: str, group: str | None = None, info: dict[str, Any] | None = None
+) -> Iterator[SamplePoint]:
     empty = 0
     while True:
         lat, lon = draw(rng, _BATCH)
         if len(lat) == 0:
             empty += 1
             if empty >= 200:
-                raise InvalidInput(f"{what}: no point found in {200 * _BATCH} tries; is the area on land and not empty?")
+                raise InvalidInput(
+                    f"{what}: no point found in {200 * _BATCH} tries; is the area on land and not empty?"
+                )
             continue
         empty = 0
         for la, lo in zip(lat.tolist(), lon.tolist()):
@@ -229,6 +236,7 @@ def _rejection_stream(draw: Any, rng: np.random.Generator, what: str, group: str
 
 
 # -- samplers -----------------------------------------------------------------------------------------
+
 
 @SAMPLERS.register("land", help="area-uniform on land (global land mask)")
 class LandSampler(Sampler):
@@ -257,8 +265,12 @@ class BBoxSampler(LandSampler):
 
     name = "bbox"
 
-    def __init__(self, bbox: str | tuple[float, float, float, float] | None = None, arg: str | None = None,
-                 land_only: bool = True) -> None:
+    def __init__(
+        self,
+        bbox: str | tuple[float, float, float, float] | None = None,
+        arg: str | None = None,
+        land_only: bool = True,
+    ) -> None:
         box = bbox if bbox is not None else arg
         if box is None:
             raise InvalidInput("bbox sampler: give bbox='W,S,E,N' (e.g. --bbox 13.4,42.4,19.5,46.6)")
@@ -287,8 +299,10 @@ def _country_geometry(code: str) -> Any:
         import difflib
 
         close = difflib.get_close_matches(code, list(shapes), n=3)
-        raise InvalidInput(f"country {code!r}: not an ISO alpha-2 code of a known country"
-                           + (f"; did you mean {', '.join(close)}?" if close else ""))
+        raise InvalidInput(
+            f"country {code!r}: not an ISO alpha-2 code of a known country"
+            + (f"; did you mean {', '.join(close)}?" if close else "")
+        )
     return shapes[code]
 
 
@@ -335,8 +349,12 @@ class PolygonSampler(Sampler):
         self._shape = _ShapeSampler(self.geometry, f"polygon {self.spec}")
 
     def config(self) -> dict[str, Any]:
-        return {"sampler": self.name, "polygon": self.spec, "land_only": self.land_only,
-                "bounds": [round(v, 6) for v in self.geometry.bounds]}
+        return {
+            "sampler": self.name,
+            "polygon": self.spec,
+            "land_only": self.land_only,
+            "bounds": [round(v, 6) for v in self.geometry.bounds],
+        }
 
     def _stream(self, rng: np.random.Generator) -> Iterator[SamplePoint]:
         def draw(r: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -366,8 +384,10 @@ class CountriesSampler(Sampler):
         return {"sampler": self.name, "countries": dict(sorted(self.quotas.items()))}  # type: ignore[union-attr]
 
     def _stream(self, rng: np.random.Generator) -> Iterator[SamplePoint]:
-        streams = {c: _rejection_stream(s.draw, rng, f"country {c}", group=c, info={"country": c})
-                   for c, s in sorted(self._shapes.items())}
+        streams = {
+            c: _rejection_stream(s.draw, rng, f"country {c}", group=c, info={"country": c})
+            for c, s in sorted(self._shapes.items())
+        }
         while True:
             for c in sorted(streams):
                 yield next(streams[c])
@@ -414,7 +434,9 @@ class PopulationSampler(Sampler):
 
     name = "population"
 
-    def __init__(self, aux_dir: str | Path | None = None, bbox: str | tuple[float, float, float, float] | None = None) -> None:
+    def __init__(
+        self, aux_dir: str | Path | None = None, bbox: str | tuple[float, float, float, float] | None = None
+    ) -> None:
         self.path = _find_gpw(aux_dir)
         self.bbox = parse_bbox(bbox) if bbox is not None else None
         dens, h = read_esri_ascii(self.path)
@@ -457,7 +479,9 @@ class PopulationSampler(Sampler):
         return _rejection_stream(draw, rng, "population sampler")
 
 
-def _jitter(rng: np.random.Generator, lat: np.ndarray, lon: np.ndarray, radius_km: float) -> tuple[np.ndarray, np.ndarray]:
+def _jitter(
+    rng: np.random.Generator, lat: np.ndarray, lon: np.ndarray, radius_km: float
+) -> tuple[np.ndarray, np.ndarray]:
     from geoscout.geo import destination_point
 
     if radius_km <= 0:
@@ -476,8 +500,9 @@ class CitiesSampler(Sampler):
 
     name = "cities"
 
-    def __init__(self, min_population: int = 0, radius_km: float = 1.0, weight: str = "uniform",
-                 countries: str | None = None) -> None:
+    def __init__(
+        self, min_population: int = 0, radius_km: float = 1.0, weight: str = "uniform", countries: str | None = None
+    ) -> None:
         from geoscout.places import geonames_cities
 
         if weight not in ("uniform", "population"):
@@ -489,8 +514,10 @@ class CitiesSampler(Sampler):
         if self.countries:
             df = df[df["country"].isin(self.countries)]
         if not len(df):
-            raise InvalidInput(f"cities sampler: no GeoNames place with population >= {min_population}"
-                               + (f" in {self.countries}" if self.countries else ""))
+            raise InvalidInput(
+                f"cities sampler: no GeoNames place with population >= {min_population}"
+                + (f" in {self.countries}" if self.countries else "")
+            )
         self.min_population, self.radius_km, self.weight = int(min_population), float(radius_km), weight
         self._lat = df["lat"].to_numpy(dtype=float)
         self._lon = df["lon"].to_numpy(dtype=float)
@@ -505,15 +532,23 @@ class CitiesSampler(Sampler):
             self._p = None
 
     def config(self) -> dict[str, Any]:
-        return {"sampler": self.name, "min_population": self.min_population, "radius_km": self.radius_km,
-                "weight": self.weight, "countries": self.countries, "n_places": int(len(self._lat))}
+        return {
+            "sampler": self.name,
+            "min_population": self.min_population,
+            "radius_km": self.radius_km,
+            "weight": self.weight,
+            "countries": self.countries,
+            "n_places": len(self._lat),
+        }
 
     def _stream(self, rng: np.random.Generator) -> Iterator[SamplePoint]:
         while True:
             idx = rng.choice(len(self._lat), size=_BATCH, p=self._p)
             lat, lon = _jitter(rng, self._lat[idx], self._lon[idx], self.radius_km)
             for i, la, lo in zip(idx.tolist(), lat.tolist(), lon.tolist()):
-                yield SamplePoint(round(la, 7), round(lo, 7), None, {"place": str(self._name[i]), "country": str(self._cc[i])})
+                yield SamplePoint(
+                    round(la, 7), round(lo, 7), None, {"place": str(self._name[i]), "country": str(self._cc[i])}
+                )
 
 
 @SAMPLERS.register("citybox", help="random points in a box around named cities, e.g. 'London,Manchester'")
@@ -546,14 +581,23 @@ class CityBoxSampler(Sampler):
                 import difflib
 
                 close = difflib.get_close_matches(name.strip(), df["name"].astype(str).unique().tolist(), n=3)
-                raise InvalidInput(f"city {raw!r}: not in GeoNames cities1000"
-                                   + (f"; did you mean {', '.join(close)}?" if close else ""))
+                raise InvalidInput(
+                    f"city {raw!r}: not in GeoNames cities1000"
+                    + (f"; did you mean {', '.join(close)}?" if close else "")
+                )
             i = int(np.flatnonzero(mask)[np.argmax(pop[mask])])
             lat, lon = float(df["lat"].iloc[i]), float(df["lon"].iloc[i])
             half_lat = self.box_km / 2 / _KM_PER_DEG
             half_lon = half_lat / max(math.cos(math.radians(lat)), 1e-6)
-            self.cities.append({"name": raw, "lat": lat, "lon": lon, "country": str(df["country"].iloc[i]),
-                                "bbox": (lon - half_lon, max(-90.0, lat - half_lat), lon + half_lon, min(90.0, lat + half_lat))})
+            self.cities.append(
+                {
+                    "name": raw,
+                    "lat": lat,
+                    "lon": lon,
+                    "country": str(df["country"].iloc[i]),
+                    "bbox": (lon - half_lon, max(-90.0, lat - half_lat), lon + half_lon, min(90.0, lat + half_lat)),
+                }
+            )
 
     def config(self) -> dict[str, Any]:
         return {"sampler": self.name, "cities": [c["name"] for c in self.cities], "box_km": self.box_km}
@@ -562,8 +606,12 @@ class CityBoxSampler(Sampler):
         while True:
             for c in self.cities:
                 la, lo = uniform_sphere(rng, 1, c["bbox"])
-                yield SamplePoint(round(float(la[0]), 7), round(float(lo[0]), 7), c["name"],
-                                  {"city": c["name"], "country": c["country"]})
+                yield SamplePoint(
+                    round(float(la[0]), 7),
+                    round(float(lo[0]), 7),
+                    c["name"],
+                    {"city": c["name"], "country": c["country"]},
+                )
 
 
 @SAMPLERS.register("grid", help="regular grid over land, spacing in km or degrees (finite)")
@@ -574,9 +622,14 @@ class GridSampler(Sampler):
 
     name = "grid"
 
-    def __init__(self, spacing: str | float | None = None, arg: str | None = None,
-                 bbox: str | tuple[float, float, float, float] | None = None, land_only: bool = True,
-                 max_points: int = 5_000_000) -> None:
+    def __init__(
+        self,
+        spacing: str | float | None = None,
+        arg: str | None = None,
+        bbox: str | tuple[float, float, float, float] | None = None,
+        land_only: bool = True,
+        max_points: int = 5_000_000,
+    ) -> None:
         sp = spacing if spacing is not None else arg
         if sp is None:
             raise InvalidInput("grid sampler: give spacing='10km' or '0.5deg' (--spacing)")
@@ -611,8 +664,10 @@ class GridSampler(Sampler):
             out_lon.append(lo)
             count += len(lo)
             if count > max_points:
-                raise InvalidInput(f"grid sampler: spacing {self.spacing}{self.unit} gives more than {max_points} "
-                                   "points; use a larger spacing or a bbox")
+                raise InvalidInput(
+                    f"grid sampler: spacing {self.spacing}{self.unit} gives more than {max_points} "
+                    "points; use a larger spacing or a bbox"
+                )
         if not out_lat:
             return np.empty(0), np.empty(0)
         return np.concatenate(out_lat), np.concatenate(out_lon)
@@ -621,13 +676,20 @@ class GridSampler(Sampler):
         return len(self._lat)
 
     def config(self) -> dict[str, Any]:
-        return {"sampler": self.name, "spacing": self.spacing, "unit": self.unit, "bbox": list(self.bbox),
-                "land_only": self.land_only}
+        return {
+            "sampler": self.name,
+            "spacing": self.spacing,
+            "unit": self.unit,
+            "bbox": list(self.bbox),
+            "land_only": self.land_only,
+        }
 
     def _stream(self, rng: np.random.Generator) -> Iterator[SamplePoint]:
         order = rng.permutation(len(self._lat))
         for i in order.tolist():
-            yield SamplePoint(round(float(self._lat[i]), 7), round(float(self._lon[i]), 7), None, {"grid_index": int(i)})
+            yield SamplePoint(
+                round(float(self._lat[i]), 7), round(float(self._lon[i]), 7), None, {"grid_index": int(i)}
+            )
 
 
 def create_sampler(name: str, **kwargs: Any) -> Sampler:

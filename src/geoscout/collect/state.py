@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,7 @@ CREATE TABLE IF NOT EXISTS usage (day TEXT NOT NULL, kind TEXT NOT NULL, n INTEG
 
 def utc_day(ts: float | None = None) -> str:
     """The UTC calendar day ``YYYY-MM-DD`` of a Unix time (now by default)."""
-    return datetime.fromtimestamp(time.time() if ts is None else ts, tz=timezone.utc).strftime("%Y-%m-%d")
+    return datetime.fromtimestamp(time.time() if ts is None else ts, tz=UTC).strftime("%Y-%m-%d")
 
 
 class StateDB:
@@ -61,14 +61,14 @@ class StateDB:
     def close(self) -> None:
         self.conn.close()
 
-    def __enter__(self) -> "StateDB":
+    def __enter__(self) -> StateDB:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
     # -- transactions ---------------------------------------------------------------------------------
-    def tx(self) -> "_Tx":
+    def tx(self) -> _Tx:
         """``with db.tx(): ...`` runs the statements in one IMMEDIATE transaction."""
         return _Tx(self.conn)
 
@@ -78,13 +78,17 @@ class StateDB:
         return json.loads(row[0]) if row else default
 
     def set_meta(self, key: str, value: Any) -> None:
-        self.conn.execute("INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                          (key, json.dumps(value, sort_keys=True)))
+        self.conn.execute(
+            "INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (key, json.dumps(value, sort_keys=True)),
+        )
 
     # -- usage (daily quota) ----------------------------------------------------------------------------
     def add_usage(self, kind: str, n: int = 1, day: str | None = None) -> None:
-        self.conn.execute("INSERT INTO usage(day, kind, n) VALUES(?, ?, ?) ON CONFLICT(day, kind) DO UPDATE SET n = n + ?",
-                          (day or utc_day(), kind, n, n))
+        self.conn.execute(
+            "INSERT INTO usage(day, kind, n) VALUES(?, ?, ?) ON CONFLICT(day, kind) DO UPDATE SET n = n + ?",
+            (day or utc_day(), kind, n, n),
+        )
 
     def usage(self, day: str | None = None, kinds: tuple[str, ...] | None = None) -> int:
         q = "SELECT COALESCE(SUM(n), 0) FROM usage WHERE day = ?"

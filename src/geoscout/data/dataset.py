@@ -28,8 +28,9 @@ class Dataset:
     A dataset imported in memory (``load_dataset`` on a CSV) is not ``writable``.
     """
 
-    def __init__(self, root: str | os.PathLike[str], frame: "pd.DataFrame", *, name: str | None = None,
-                 writable: bool = False) -> None:
+    def __init__(
+        self, root: str | os.PathLike[str], frame: pd.DataFrame, *, name: str | None = None, writable: bool = False
+    ) -> None:
         self.root = Path(root).expanduser().resolve()
         df = normalize_frame(frame)
         validate_frame(df, what=f"dataset {self.root}")
@@ -39,7 +40,7 @@ class Dataset:
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
-    def open(cls, root: str | os.PathLike[str]) -> "Dataset":
+    def open(cls, root: str | os.PathLike[str]) -> Dataset:
         """Open the geoscout dataset folder ``root`` (reads ``root/manifest.parquet``)."""
         import pyarrow.parquet as pq
 
@@ -53,25 +54,30 @@ class Dataset:
         try:
             table = pq.read_table(manifest)
         except Exception as exc:  # pyarrow raises several types for corrupt files
-            raise InvalidInput(f"{manifest}: not a readable Parquet manifest ({exc}); re-create it with `geoscout import`") from None
+            raise InvalidInput(
+                f"{manifest}: not a readable Parquet manifest ({exc}); re-create it with `geoscout import`"
+            ) from None
         meta = (table.schema.metadata or {}).get(_META_KEY)
         if meta:
             version = json.loads(meta).get("format_version", 1)
             if version > FORMAT_VERSION:
-                raise InvalidInput(f"{manifest}: manifest format {version} is newer than this geoscout "
-                                   f"understands ({FORMAT_VERSION}); upgrade geoscout")
+                raise InvalidInput(
+                    f"{manifest}: manifest format {version} is newer than this geoscout "
+                    f"understands ({FORMAT_VERSION}); upgrade geoscout"
+                )
         return cls(manifest.parent, table.to_pandas(), writable=os.access(manifest.parent, os.W_OK))
 
     @classmethod
-    def create(cls, root: str | os.PathLike[str], frame: "pd.DataFrame", *, overwrite: bool = False) -> "Dataset":
+    def create(cls, root: str | os.PathLike[str], frame: pd.DataFrame, *, overwrite: bool = False) -> Dataset:
         """Make ``root`` a dataset folder holding ``frame`` as its manifest (written atomically).
 
         Raises :class:`InvalidInput` if ``root`` already holds a manifest and ``overwrite`` is False.
         """
         root = Path(root).expanduser()
         if (root / MANIFEST_NAME).exists() and not overwrite:
-            raise InvalidInput(f"{root}: already holds a {MANIFEST_NAME}; pass overwrite=True to replace it "
-                               "or choose another folder")
+            raise InvalidInput(
+                f"{root}: already holds a {MANIFEST_NAME}; pass overwrite=True to replace it or choose another folder"
+            )
         root.mkdir(parents=True, exist_ok=True)
         ds = cls(root, frame, writable=True)
         ds.save()
@@ -171,8 +177,10 @@ def load_dataset(path: str | os.PathLike[str]) -> Dataset:
             return Dataset.open(p)
         if (p / "manifest.csv").is_file():
             return _in_memory(p / "manifest.csv", name=p.resolve().name)
-        raise InvalidInput(f"{p}: neither a geoscout dataset ({MANIFEST_NAME}) nor a folder with manifest.csv; "
-                           f"for a folder of geotagged photos run `geoscout import {p} -o OUT`")
+        raise InvalidInput(
+            f"{p}: neither a geoscout dataset ({MANIFEST_NAME}) nor a folder with manifest.csv; "
+            f"for a folder of geotagged photos run `geoscout import {p} -o OUT`"
+        )
     if p.is_file():
         if p.name == MANIFEST_NAME:
             return Dataset.open(p.parent)

@@ -29,13 +29,13 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
 __all__ = [
-    "Problem",
+    "IMAGE_EXTENSIONS",
     "ImportReport",
+    "Problem",
     "import_csv",
     "import_exif_folder",
-    "read_exif_location",
     "parse_column_mapping",
-    "IMAGE_EXTENSIONS",
+    "read_exif_location",
 ]
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp", ".gif", ".heic", ".heif"})
@@ -45,7 +45,15 @@ _ALIASES: dict[str, tuple[str, ...]] = {
     "lat": ("lat", "latitude", "gps_lat", "gps_latitude", "y"),
     "lon": ("lon", "lng", "long", "longitude", "gps_lon", "gps_lng", "gps_longitude", "x"),
 }
-_FORMAT_EXT = {"JPEG": ".jpg", "PNG": ".png", "TIFF": ".tif", "WEBP": ".webp", "BMP": ".bmp", "GIF": ".gif", "MPO": ".jpg"}
+_FORMAT_EXT = {
+    "JPEG": ".jpg",
+    "PNG": ".png",
+    "TIFF": ".tif",
+    "WEBP": ".webp",
+    "BMP": ".bmp",
+    "GIF": ".gif",
+    "MPO": ".jpg",
+}
 
 
 @dataclass(frozen=True)
@@ -81,7 +89,7 @@ class ImportReport:
         """Number of problems per kind, most frequent first."""
         return dict(Counter(p.kind for p in self.problems).most_common())
 
-    def problems_frame(self) -> "pd.DataFrame":
+    def problems_frame(self) -> pd.DataFrame:
         """The problems as a DataFrame with columns ``row, path, kind, reason``."""
         import pandas as pd
 
@@ -99,6 +107,7 @@ class ImportReport:
 
 # ---------------------------------------------------------------------------------------------
 # per-file inspection (hash, decode check, EXIF), cached per (path, size, mtime)
+
 
 @dataclass(frozen=True)
 class _FileInfo:
@@ -190,8 +199,10 @@ def _inspect_uncached(path: Path, *, want_exif: bool, max_pixels: int | None) ->
         except Exception as exc:  # a decodable image with a broken EXIF block
             exif_error = f"unreadable EXIF ({type(exc).__name__}: {exc})"
         if width * height > limit:
-            return bad(f"{width}x{height} = {width * height} pixels exceeds the limit of {limit} "
-                       "(protection against decompression bombs)")
+            return bad(
+                f"{width}x{height} = {width * height} pixels exceeds the limit of {limit} "
+                "(protection against decompression bombs)"
+            )
         if fmt in ("JPEG", "MPO"):
             raw.draft("RGB", (max(1, width // 8), max(1, height // 8)))
         try:
@@ -287,11 +298,19 @@ def read_exif_location(image: Any) -> dict[str, Any] | None:
             v = v.decode("utf-8", "ignore")
         return str(v or "").strip("\x00 ")
 
-    return {"lat": lat, "lon": lon, "altitude_m": alt, "heading": heading, "captured_at": captured,
-            "attribution": text(0x013B), "license": text(0x8298)}
+    return {
+        "lat": lat,
+        "lon": lon,
+        "altitude_m": alt,
+        "heading": heading,
+        "captured_at": captured,
+        "attribution": text(0x013B),
+        "license": text(0x8298),
+    }
 
 
 # ---------------------------------------------------------------------------------------------
+
 
 def parse_column_mapping(columns: str | dict[str, str] | None) -> dict[str, str]:
     """``"lat=latitude,lon=lng"`` or ``{"lat": "latitude"}`` -> ``{schema_name: csv_column}``."""
@@ -304,7 +323,9 @@ def parse_column_mapping(columns: str | dict[str, str] | None) -> dict[str, str]
         if not part.strip():
             continue
         if "=" not in part:
-            raise InvalidInput(f"column mapping {part!r}: expected NAME=CSV_COLUMN, e.g. lat=latitude,lon=lng,path=file")
+            raise InvalidInput(
+                f"column mapping {part!r}: expected NAME=CSV_COLUMN, e.g. lat=latitude,lon=lng,path=file"
+            )
         k, v = part.split("=", 1)
         if not k.strip() or not v.strip():
             raise InvalidInput(f"column mapping {part!r}: both sides must be non-empty (NAME=CSV_COLUMN)")
@@ -342,14 +363,26 @@ def _copy_into(src: Path, out: Path, image_id: str, ext: str) -> str:
     return rel
 
 
-def _finish(rows: list[dict[str, Any]], srcs: list[Path], exts: list[str], lines: list[int | None],
-            problems: list[Problem], total: int, *, root: Path, out: Path | None, copy: bool, workers: int,
-            name: str) -> ImportReport:
+def _finish(
+    rows: list[dict[str, Any]],
+    srcs: list[Path],
+    exts: list[str],
+    lines: list[int | None],
+    problems: list[Problem],
+    total: int,
+    *,
+    root: Path,
+    out: Path | None,
+    copy: bool,
+    workers: int,
+    name: str,
+) -> ImportReport:
     import pandas as pd
 
     if copy and out is None:
         raise InvalidInput("copy=True needs an output folder (out=...) to copy the images into")
     if copy and rows:
+
         def safe_copy(args: tuple[Path, Path, str, str]) -> str | OSError:
             try:
                 return _copy_into(*args)
@@ -361,7 +394,9 @@ def _finish(rows: list[dict[str, Any]], srcs: list[Path], exts: list[str], lines
         kept = []
         for r, s, rel, line in zip(rows, srcs, rels, lines):
             if isinstance(rel, OSError):
-                problems.append(Problem(_stored_path(s, root), f"could not copy into {out / 'images'}: {rel}", line, "copy_failed"))
+                problems.append(
+                    Problem(_stored_path(s, root), f"could not copy into {out / 'images'}: {rel}", line, "copy_failed")
+                )
             else:
                 r["path"] = rel
                 kept.append(r)
@@ -389,7 +424,7 @@ def _finish(rows: list[dict[str, Any]], srcs: list[Path], exts: list[str], lines
     return ImportReport(ds, problems, total)
 
 
-def _read_csv(csv: Path) -> "pd.DataFrame":
+def _read_csv(csv: Path) -> pd.DataFrame:
     import pandas as pd
 
     if not csv.is_file():
@@ -403,12 +438,13 @@ def _read_csv(csv: Path) -> "pd.DataFrame":
         raise InvalidInput(f"{csv}: not a readable CSV ({exc})") from None
 
 
-def _map_columns(df: "pd.DataFrame", mapping: dict[str, str], csv: Path) -> "pd.DataFrame":
+def _map_columns(df: pd.DataFrame, mapping: dict[str, str], csv: Path) -> pd.DataFrame:
     cols = list(df.columns)
     for target, src in mapping.items():
         if src not in cols:
-            raise InvalidInput(f"{csv}: column mapping {target}={src}: no column {src!r} in the CSV; "
-                               f"its columns are {cols}")
+            raise InvalidInput(
+                f"{csv}: column mapping {target}={src}: no column {src!r} in the CSV; its columns are {cols}"
+            )
     rename = {src: target for target, src in mapping.items()}
     df = df.drop(columns=[c for c in cols if c in mapping and c not in rename]).rename(columns=rename)
     lower = {c.lower().strip(): c for c in df.columns}
@@ -464,9 +500,15 @@ def _row_checks(rec: dict[str, Any]) -> list[tuple[str, str]]:
     return issues
 
 
-def import_csv(csv: str | os.PathLike[str], out: str | os.PathLike[str] | None = None, *,
-               columns: str | dict[str, str] | None = None, copy: bool = False, workers: int | None = None,
-               source: str | None = None) -> ImportReport:
+def import_csv(
+    csv: str | os.PathLike[str],
+    out: str | os.PathLike[str] | None = None,
+    *,
+    columns: str | dict[str, str] | None = None,
+    copy: bool = False,
+    workers: int | None = None,
+    source: str | None = None,
+) -> ImportReport:
     """Import a CSV of images with coordinates; returns an :class:`ImportReport`.
 
     Columns ``path`` (relative to the CSV's folder, or absolute), ``lat``, ``lon`` (degrees) are
@@ -488,8 +530,18 @@ def import_csv(csv: str | os.PathLike[str], out: str | os.PathLike[str] | None =
     src_name = source or name
     extra_numeric = []
     for c in df.columns:
-        if c in ("path", "lat", "lon", "heading", "captured_at", "location_id", "source", "license",
-                 "attribution", "image_id") or c.lower().endswith("id"):
+        if c in (
+            "path",
+            "lat",
+            "lon",
+            "heading",
+            "captured_at",
+            "location_id",
+            "source",
+            "license",
+            "attribution",
+            "image_id",
+        ) or c.lower().endswith("id"):
             continue
         conv = pd.to_numeric(df[c], errors="coerce")
         if conv.notna().sum() == df[c].notna().sum() and df[c].notna().any():
@@ -525,7 +577,9 @@ def import_csv(csv: str | os.PathLike[str], out: str | os.PathLike[str] | None =
         if not issues and info is not None:
             prev = first_by_hash.get(info.sha256)
             if prev is not None:
-                issues.append(("duplicate", f"duplicate image: same content as {prev[0]} (row {prev[1]}); kept that one"))
+                issues.append(
+                    ("duplicate", f"duplicate image: same content as {prev[0]} (row {prev[1]}); kept that one")
+                )
             else:
                 first_by_hash[info.sha256] = (shown, line)
         if issues:
@@ -543,11 +597,19 @@ def import_csv(csv: str | os.PathLike[str], out: str | os.PathLike[str] | None =
         srcs.append(p.resolve())
         exts.append(info.ext)
         lines.append(line)
-    return _finish(rows, srcs, exts, lines, problems, len(records), root=root, out=out_dir, copy=copy, workers=nw, name=name)
+    return _finish(
+        rows, srcs, exts, lines, problems, len(records), root=root, out=out_dir, copy=copy, workers=nw, name=name
+    )
 
 
-def import_exif_folder(folder: str | os.PathLike[str], out: str | os.PathLike[str] | None = None, *,
-                       copy: bool = False, workers: int | None = None, source: str = "exif") -> ImportReport:
+def import_exif_folder(
+    folder: str | os.PathLike[str],
+    out: str | os.PathLike[str] | None = None,
+    *,
+    copy: bool = False,
+    workers: int | None = None,
+    source: str = "exif",
+) -> ImportReport:
     """Import every photo under ``folder`` (recursively) that carries EXIF GPS; returns an :class:`ImportReport`.
 
     Coordinates come from GPSLatitude/GPSLongitude (rational degrees-minutes-seconds with N/S/E/W
@@ -573,8 +635,14 @@ def import_exif_folder(folder: str | os.PathLike[str], out: str | os.PathLike[st
             if p.suffix.lower() in IMAGE_EXTENSIONS:
                 files.append(p)
             else:
-                problems.append(Problem(_stored_path(p, folder), f"not an image file (extension {p.suffix or 'none'!r}); skipped",
-                                        None, "not_image"))
+                problems.append(
+                    Problem(
+                        _stored_path(p, folder),
+                        f"not an image file (extension {p.suffix or 'none'!r}); skipped",
+                        None,
+                        "not_image",
+                    )
+                )
     nw = workers or _default_workers()
     with ThreadPoolExecutor(nw) as ex:
         infos = list(ex.map(lambda p: _inspect(p, want_exif=True, max_pixels=None), files))
@@ -589,19 +657,26 @@ def import_exif_folder(folder: str | os.PathLike[str], out: str | os.PathLike[st
             problems.append(Problem(shown, f"bad EXIF GPS: {info.exif_error}", None, "bad_coordinates"))
             continue
         if info.exif is None:
-            problems.append(Problem(shown, "no GPS position in EXIF; add one or list the photo in a CSV with lat,lon",
-                                    None, "no_gps"))
+            problems.append(
+                Problem(
+                    shown, "no GPS position in EXIF; add one or list the photo in a CSV with lat,lon", None, "no_gps"
+                )
+            )
             continue
         rec = dict(info.exif)
         issues = _row_checks(rec)
         if not issues and rec["lat"] == 0.0 and rec["lon"] == 0.0:
-            issues.append(("bad_coordinates", "EXIF GPS is exactly (0, 0), a placeholder written by cameras without a fix"))
+            issues.append(
+                ("bad_coordinates", "EXIF GPS is exactly (0, 0), a placeholder written by cameras without a fix")
+            )
         if issues:
             problems.append(Problem(shown, "; ".join(r for _, r in issues), None, issues[0][0]))
             continue
         prev = first_by_hash.get(info.sha256)
         if prev is not None:
-            problems.append(Problem(shown, f"duplicate image: same content as {prev}; kept that one", None, "duplicate"))
+            problems.append(
+                Problem(shown, f"duplicate image: same content as {prev}; kept that one", None, "duplicate")
+            )
             continue
         first_by_hash[info.sha256] = shown
         rec.update(image_id=info.sha256[:16], source=source, width=info.width, height=info.height)
@@ -609,5 +684,16 @@ def import_exif_folder(folder: str | os.PathLike[str], out: str | os.PathLike[st
         srcs.append(p)
         exts.append(info.ext)
         lines.append(None)
-    return _finish(rows, srcs, exts, lines, problems, len(files) + sum(pr.kind == "not_image" for pr in problems),
-                   root=folder, out=out_dir, copy=copy, workers=nw, name=folder.name)
+    return _finish(
+        rows,
+        srcs,
+        exts,
+        lines,
+        problems,
+        len(files) + sum(pr.kind == "not_image" for pr in problems),
+        root=folder,
+        out=out_dir,
+        copy=copy,
+        workers=nw,
+        name=folder.name,
+    )

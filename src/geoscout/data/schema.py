@@ -21,29 +21,48 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
 __all__ = [
-    "MANIFEST_NAME",
-    "FORMAT_VERSION",
-    "REQUIRED_COLUMNS",
     "CORE_COLUMNS",
-    "STRING_COLUMNS",
     "FLOAT_COLUMNS",
+    "FORMAT_VERSION",
+    "MANIFEST_NAME",
+    "REQUIRED_COLUMNS",
     "SPLIT_NAMES",
+    "STRING_COLUMNS",
     "normalize_frame",
-    "validate_frame",
     "parse_timestamp",
+    "validate_frame",
 ]
 
 MANIFEST_NAME = "manifest.parquet"
 FORMAT_VERSION = 1
 REQUIRED_COLUMNS: tuple[str, ...] = ("image_id", "path", "lat", "lon")
 CORE_COLUMNS: tuple[str, ...] = (
-    "image_id", "path", "lat", "lon", "heading", "location_id",
-    "source", "license", "attribution", "captured_at",
+    "image_id",
+    "path",
+    "lat",
+    "lon",
+    "heading",
+    "location_id",
+    "source",
+    "license",
+    "attribution",
+    "captured_at",
 )
 #: columns stored as (nullable) strings when present
 STRING_COLUMNS: tuple[str, ...] = (
-    "image_id", "path", "location_id", "source", "license", "attribution", "captured_at",
-    "country", "country_name", "admin1", "city", "climate", "split",
+    "image_id",
+    "path",
+    "location_id",
+    "source",
+    "license",
+    "attribution",
+    "captured_at",
+    "country",
+    "country_name",
+    "admin1",
+    "city",
+    "climate",
+    "split",
 )
 #: columns stored as float64 when present
 FLOAT_COLUMNS: tuple[str, ...] = ("lat", "lon", "heading", "altitude_m", "elevation_m", "pop_density")
@@ -75,7 +94,7 @@ def parse_timestamp(value: Any) -> str | None:
         raise ValueError(f"{s!r} is not an ISO 8601 date/time (e.g. 2021-06-30T14:05:00)") from None
 
 
-def _string_series(col: "pd.Series") -> "pd.Series":
+def _string_series(col: pd.Series) -> pd.Series:
     import pandas as pd
 
     out = col.astype(object).where(col.notna(), None)
@@ -83,7 +102,7 @@ def _string_series(col: "pd.Series") -> "pd.Series":
     return pd.Series(out, index=col.index, dtype=object)
 
 
-def normalize_frame(frame: "pd.DataFrame") -> "pd.DataFrame":
+def normalize_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """Return a copy of ``frame`` with schema dtypes: core columns first, defaults filled.
 
     ``heading`` is wrapped into [0, 360); a missing ``location_id`` defaults to ``image_id``;
@@ -111,7 +130,9 @@ def normalize_frame(frame: "pd.DataFrame") -> "pd.DataFrame":
     if "location_id" not in df.columns:
         df["location_id"] = df["image_id"]
     else:
-        df["location_id"] = df["location_id"].where(df["location_id"].notna() & (df["location_id"].astype(str) != ""), df["image_id"])
+        df["location_id"] = df["location_id"].where(
+            df["location_id"].notna() & (df["location_id"].astype(str) != ""), df["image_id"]
+        )
     for c in ("source", "license", "attribution"):
         if c not in df.columns:
             df[c] = ""
@@ -126,7 +147,7 @@ def normalize_frame(frame: "pd.DataFrame") -> "pd.DataFrame":
     return df[list(CORE_COLUMNS) + rest]
 
 
-def validate_frame(df: "pd.DataFrame", *, what: str = "manifest") -> None:
+def validate_frame(df: pd.DataFrame, *, what: str = "manifest") -> None:
     """Raise :class:`InvalidInput` unless ``df`` satisfies the manifest schema (as written by :func:`normalize_frame`)."""
     from geoscout.geo import validate_latlon
 
@@ -143,8 +164,10 @@ def validate_frame(df: "pd.DataFrame", *, what: str = "manifest") -> None:
         raise InvalidInput(f"{what}: every row needs an image_id (first 16 hex chars of the file's SHA-256)")
     dup = ids[ids.duplicated()]
     if len(dup):
-        raise InvalidInput(f"{what}: image_id {dup.iloc[0]!r} occurs more than once ({len(dup)} duplicate rows); "
-                           "image ids must be unique (re-import to drop duplicate images)")
+        raise InvalidInput(
+            f"{what}: image_id {dup.iloc[0]!r} occurs more than once ({len(dup)} duplicate rows); "
+            "image ids must be unique (re-import to drop duplicate images)"
+        )
     if df["path"].isna().any():
         raise InvalidInput(f"{what}: every row needs a path")
     if "split" in df.columns:

@@ -17,7 +17,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from .dataset import Dataset
 
-__all__ = ["split_dataset", "parse_fractions"]
+__all__ = ["parse_fractions", "split_dataset"]
 
 
 def parse_fractions(text: str | Sequence[float]) -> tuple[float, float, float]:
@@ -36,8 +36,14 @@ def parse_fractions(text: str | Sequence[float]) -> tuple[float, float, float]:
     return vals[0], vals[1], vals[2]
 
 
-def split_dataset(dataset_or_frame: "Dataset | pd.DataFrame", *, fractions: Sequence[float] | str = (0.8, 0.1, 0.1),
-                  seed: int = 0, method: str = "location", block_deg: float = 1.0) -> "pd.Series":
+def split_dataset(
+    dataset_or_frame: Dataset | pd.DataFrame,
+    *,
+    fractions: Sequence[float] | str = (0.8, 0.1, 0.1),
+    seed: int = 0,
+    method: str = "location",
+    block_deg: float = 1.0,
+) -> pd.Series:
     """Assign each row to ``"train"``, ``"val"`` or ``"test"``; returns a Series aligned with the frame.
 
     ``method="location"``: whole ``location_id`` groups (views of one panorama; ``image_id`` when the

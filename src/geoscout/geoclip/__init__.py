@@ -12,7 +12,14 @@ from __future__ import annotations
 
 from .location_encoder import LocationEncoder, equal_earth_projection
 
-__all__ = ["LocationEncoder", "equal_earth_projection", "GeoCLIPBackbone", "build_geoclip_backbone", "GeoCLIPHead", "load_geoclip_head"]
+__all__ = [
+    "GeoCLIPBackbone",
+    "GeoCLIPHead",
+    "LocationEncoder",
+    "build_geoclip_backbone",
+    "equal_earth_projection",
+    "load_geoclip_head",
+]
 
-from .backbone import GeoCLIPBackbone, build_geoclip_backbone  # noqa: E402  (registers the backbone)
-from .head import GeoCLIPHead, load_geoclip_head  # noqa: E402  (registers the head)
+from .backbone import GeoCLIPBackbone, build_geoclip_backbone
+from .head import GeoCLIPHead, load_geoclip_head

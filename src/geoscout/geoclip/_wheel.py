@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import sys
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import MissingWeights
 
-__all__ = ["wheel_dir", "load_wheel_weights", "load_gallery_csv", "wheel_gallery", "weights_digest"]
+__all__ = ["load_gallery_csv", "load_wheel_weights", "weights_digest", "wheel_dir", "wheel_gallery"]
 
 _FILES = {
     "location_encoder": "weights/location_encoder_weights.pth",
@@ -50,7 +50,9 @@ def wheel_dir() -> Path:
 def wheel_file(key: str) -> Path:
     p = wheel_dir() / _FILES[key]
     if not p.is_file():
-        raise MissingWeights(f"the geoclip wheel is incomplete: {p} is missing; reinstall it (pip install --no-deps --force-reinstall geoclip)")
+        raise MissingWeights(
+            f"the geoclip wheel is incomplete: {p} is missing; reinstall it (pip install --no-deps --force-reinstall geoclip)"
+        )
     return p
 
 
@@ -63,7 +65,7 @@ def _load_tensor_file(path: Path) -> Any:
         raise MissingWeights(f"{path}: cannot read as plain tensors ({exc}); reinstall the geoclip wheel") from None
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_wheel_weights(key: str) -> Any:
     """``location_encoder`` / ``image_mlp``: a ``{name: tensor}`` state dict; ``logit_scale``: a 0-d tensor (log scale)."""
     import torch

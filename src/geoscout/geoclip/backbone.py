@@ -20,7 +20,7 @@ from ..backbones.base import Backbone, BackboneInfo, MissingDependency
 from ..errors import InvalidInput, MissingWeights
 from ._wheel import load_wheel_weights, weights_digest
 
-__all__ = ["GeoCLIPBackbone", "CLIP_REPO", "build_geoclip_backbone"]
+__all__ = ["CLIP_REPO", "GeoCLIPBackbone", "build_geoclip_backbone"]
 
 CLIP_REPO = "openai/clip-vit-large-patch14"
 
@@ -63,14 +63,17 @@ class GeoCLIPBackbone(Backbone):
         """PIL images -> (n, 512) float32, L2-normalised, in batches of ``batch_size``."""
         if not images:
             return np.zeros((0, self.dim), np.float32)
-        return np.concatenate([
-            self.encode_batch(np.stack([self.preprocess(im) for im in images[i:i + batch_size]]), tta=tta)
-            for i in range(0, len(images), batch_size)
-        ])
+        return np.concatenate(
+            [
+                self.encode_batch(np.stack([self.preprocess(im) for im in images[i : i + batch_size]]), tta=tta)
+                for i in range(0, len(images), batch_size)
+            ]
+        )
 
 
-def build_geoclip_backbone(weights: str | os.PathLike[str] | None = None, *, device: str = "cpu",
-                           runtime: str = "torch") -> GeoCLIPBackbone:
+def build_geoclip_backbone(
+    weights: str | os.PathLike[str] | None = None, *, device: str = "cpu", runtime: str = "torch"
+) -> GeoCLIPBackbone:
     """CLIP ViT-L/14 from the hub cache (or ``weights`` folder) + GeoCLIP's MLP from the geoclip wheel."""
     try:
         import torch
@@ -86,14 +89,17 @@ def build_geoclip_backbone(weights: str | os.PathLike[str] | None = None, *, dev
         raise MissingWeights(f"backbone 'geoclip' needs CLIP ViT-L/14 ({CLIP_REPO}): {exc}") from None
     safetensors = sorted(folder.glob("*.safetensors"))
     if not safetensors:
-        raise MissingWeights(f"{folder}: backbone 'geoclip' reads only safetensors weights (model.safetensors); "
-                             f"download them with `huggingface-cli download {CLIP_REPO} --local-dir DIR`")
+        raise MissingWeights(
+            f"{folder}: backbone 'geoclip' reads only safetensors weights (model.safetensors); "
+            f"download them with `huggingface-cli download {CLIP_REPO} --local-dir DIR`"
+        )
     with _quiet_transformers():
         vision = CLIPVisionModelWithProjection.from_pretrained(str(folder), use_safetensors=True).eval()
         processor = _image_processor(str(folder))
     if int(vision.config.projection_dim) != 768:
-        raise InvalidInput(f"{folder}: CLIP projection_dim is {vision.config.projection_dim}; "
-                           "GeoCLIP's MLP needs 768 (CLIP ViT-L/14)")
+        raise InvalidInput(
+            f"{folder}: CLIP projection_dim is {vision.config.projection_dim}; GeoCLIP's MLP needs 768 (CLIP ViT-L/14)"
+        )
     mlp_state = load_wheel_weights("image_mlp")
     mlp = torch.nn.Sequential(torch.nn.Linear(768, 768), torch.nn.ReLU(), torch.nn.Linear(768, 512))
     mlp.load_state_dict(mlp_state, strict=True)
@@ -112,10 +118,14 @@ def build_geoclip_backbone(weights: str | os.PathLike[str] | None = None, *, dev
     crop = _dim(getattr(processor, "crop_size", None), "height", 224)
     size = _dim(getattr(processor, "size", None), "shortest_edge", crop)
     info = BackboneInfo(
-        name="geoclip", dim=512, input_size=int(crop), resize_size=int(size),
+        name="geoclip",
+        dim=512,
+        input_size=int(crop),
+        resize_size=int(size),
         mean=tuple(float(v) * 255 for v in processor.image_mean),  # type: ignore[arg-type]
         std=tuple(float(v) * 255 for v in processor.image_std),  # type: ignore[arg-type]
-        interpolation="bicubic", license="CLIP: MIT (OpenAI); GeoCLIP MLP: MIT (VicenteVivan/geo-clip)",
+        interpolation="bicubic",
+        license="CLIP: MIT (OpenAI); GeoCLIP MLP: MIT (VicenteVivan/geo-clip)",
         source=f"CLIP {CLIP_REPO if weights is None else folder} + geoclip wheel image MLP",
     )
     sha = hashlib.sha256((weights_sha256(safetensors) + weights_digest(mlp_state)).encode()).hexdigest()
@@ -134,6 +144,8 @@ def _dim(value: Any, key: str, default: int) -> int:
     return int(v) if v else default
 
 
-@BACKBONES.register("geoclip", help="GeoCLIP image features: CLIP ViT-L/14 + GeoCLIP's MLP, 512-d (hub or --weights DIR)")
+@BACKBONES.register(
+    "geoclip", help="GeoCLIP image features: CLIP ViT-L/14 + GeoCLIP's MLP, 512-d (hub or --weights DIR)"
+)
 def _geoclip(*, weights: Any = None, device: str = "cpu", runtime: str = "torch") -> GeoCLIPBackbone:
     return build_geoclip_backbone(weights, device=device, runtime=runtime)

@@ -32,8 +32,9 @@ def _gallery_digest(gallery: NDArray[np.float32]) -> str:
     return hashlib.sha256(np.ascontiguousarray(gallery, dtype=np.float32).tobytes()).hexdigest()[:16]
 
 
-def gallery_features(encoder: Any, gallery: NDArray[Any], *, weights_hash: str, cache: bool = True,
-                     chunk: int = 8192) -> NDArray[np.float32]:
+def gallery_features(
+    encoder: Any, gallery: NDArray[Any], *, weights_hash: str, cache: bool = True, chunk: int = 8192
+) -> NDArray[np.float32]:
     """L2-normalised (M, D) location features of ``gallery`` (M, 2) degrees, from the disk cache when present.
 
     The cache file is ``cache_dir("geoclip")/gallery-<weights_hash>-<gallery_hash>.safetensors``.
@@ -49,12 +50,12 @@ def gallery_features(encoder: Any, gallery: NDArray[Any], *, weights_hash: str, 
             feats = data["features"]
             if feats.shape[0] == len(gal) and np.array_equal(data["gallery"], gal):
                 return feats
-        except Exception:  # noqa: BLE001 - a damaged cache file is recomputed and replaced
+        except Exception:
             pass
     parts = []
     with torch.inference_mode():
         for i in range(0, len(gal), chunk):
-            f = encoder(torch.from_numpy(gal[i:i + chunk]))
+            f = encoder(torch.from_numpy(gal[i : i + chunk]))
             parts.append(torch.nn.functional.normalize(f, dim=1).float().numpy())
     feats = np.ascontiguousarray(np.concatenate(parts, axis=0), dtype=np.float32)
     if path is not None:
@@ -63,7 +64,9 @@ def gallery_features(encoder: Any, gallery: NDArray[Any], *, weights_hash: str, 
     return feats
 
 
-@HEADS.register("geoclip", help="GeoCLIP's pretrained location encoder over its 100k GPS gallery (input: geoclip backbone features)")
+@HEADS.register(
+    "geoclip", help="GeoCLIP's pretrained location encoder over its 100k GPS gallery (input: geoclip backbone features)"
+)
 class GeoCLIPHead(GeoHead):
     """GeoCLIP's pretrained head; ready without ``fit`` (weights from the ``geoclip`` wheel or a saved state).
 
@@ -75,15 +78,20 @@ class GeoCLIPHead(GeoHead):
     name = "geoclip"
     _fitted_attr = "gallery_features_"
 
-    def __init__(self, gallery: str | os.PathLike[str] | NDArray[Any] | None = None, *, cache: bool = True,
-                 batch_size: int = 256) -> None:
+    def __init__(
+        self, gallery: str | os.PathLike[str] | NDArray[Any] | None = None, *, cache: bool = True, batch_size: int = 256
+    ) -> None:
         self.gallery = gallery
         self.cache = cache
         self.batch_size = batch_size
 
     # -- loading -------------------------------------------------------------------------
-    def _setup(self, loc_state: dict[str, Any] | None = None, logit_scale: float | None = None,
-               gallery: NDArray[Any] | None = None) -> None:
+    def _setup(
+        self,
+        loc_state: dict[str, Any] | None = None,
+        logit_scale: float | None = None,
+        gallery: NDArray[Any] | None = None,
+    ) -> None:
         import torch
 
         if loc_state is None:
@@ -106,7 +114,9 @@ class GeoCLIPHead(GeoHead):
             else:
                 gallery = np.asarray(g, dtype=np.float64)
                 if gallery.ndim != 2 or gallery.shape[1] != 2 or len(gallery) == 0:
-                    raise InvalidInput(f"gallery: expected (M, 2) latitude/longitude degrees, got shape {gallery.shape}")
+                    raise InvalidInput(
+                        f"gallery: expected (M, 2) latitude/longitude degrees, got shape {gallery.shape}"
+                    )
                 validate_latlon(gallery[:, 0], gallery[:, 1], what="gallery")
         gal32 = np.ascontiguousarray(gallery, dtype=np.float32)
         self.gallery_ = gal32
@@ -118,7 +128,7 @@ class GeoCLIPHead(GeoHead):
         if not hasattr(self, "gallery_features_"):
             self._setup()
 
-    def fit(self, X: Any = None, y: Any = None, **kwargs: Any) -> "GeoCLIPHead":
+    def fit(self, X: Any = None, y: Any = None, **kwargs: Any) -> GeoCLIPHead:
         """Pretrained: loads the weights and the (cached) gallery features; ``X``/``y`` are not used for training."""
         self.check_is_fitted()
         if X is not None:
@@ -136,7 +146,7 @@ class GeoCLIPHead(GeoHead):
         scale = torch.tensor(self.logit_scale_, dtype=torch.float32).exp()
         with torch.inference_mode():
             for i in range(0, len(Xc), max(1, int(self.batch_size))):
-                img = torch.nn.functional.normalize(torch.from_numpy(Xc[i:i + self.batch_size]), dim=1)
+                img = torch.nn.functional.normalize(torch.from_numpy(Xc[i : i + self.batch_size]), dim=1)
                 yield i, (scale * (img @ gal.T)).softmax(dim=-1)
 
     def predict_distribution(self, X: Any) -> Distribution:
@@ -164,8 +174,13 @@ class GeoCLIPHead(GeoHead):
     def predict_topk(self, X: Any, k: int = 5) -> list[list[Candidate]]:
         """The k most probable gallery points per input, best first."""
         idx, val = self.predict_topk_indices(X, k)
-        return [[Candidate(lat=float(self.gallery_[j, 0]), lon=float(self.gallery_[j, 1]), probability=float(p))
-                 for j, p in zip(row, prow)] for row, prow in zip(idx, val)]
+        return [
+            [
+                Candidate(lat=float(self.gallery_[j, 0]), lon=float(self.gallery_[j, 1]), probability=float(p))
+                for j, p in zip(row, prow)
+            ]
+            for row, prow in zip(idx, val)
+        ]
 
     # -- state ---------------------------------------------------------------------------
     def get_state(self) -> tuple[dict[str, Any], dict[str, NDArray[Any]]]:
@@ -174,12 +189,17 @@ class GeoCLIPHead(GeoHead):
         tensors = {f"loc.{k}": v.detach().cpu().numpy() for k, v in self.encoder_.state_dict().items()}
         tensors["logit_scale"] = np.asarray(self.logit_scale_, dtype=np.float32)
         tensors["gallery"] = self.gallery_
-        config = {"name": self.name, "cache": bool(self.cache), "batch_size": int(self.batch_size),
-                  "gallery": None if self.gallery is None else "stored", "weights_hash": self.weights_hash_}
+        config = {
+            "name": self.name,
+            "cache": bool(self.cache),
+            "batch_size": int(self.batch_size),
+            "gallery": None if self.gallery is None else "stored",
+            "weights_hash": self.weights_hash_,
+        }
         return config, tensors
 
     @classmethod
-    def from_state(cls, config: dict[str, Any], tensors: dict[str, NDArray[Any]]) -> "GeoCLIPHead":
+    def from_state(cls, config: dict[str, Any], tensors: dict[str, NDArray[Any]]) -> GeoCLIPHead:
         for key in ("logit_scale", "gallery"):
             if key not in tensors:
                 raise InvalidInput(f"geoclip head state lacks tensor {key!r}; re-save the bundle")
@@ -190,6 +210,8 @@ class GeoCLIPHead(GeoHead):
         return head
 
 
-def load_geoclip_head(gallery: str | os.PathLike[str] | NDArray[Any] | None = None, *, cache: bool = True) -> GeoCLIPHead:
+def load_geoclip_head(
+    gallery: str | os.PathLike[str] | NDArray[Any] | None = None, *, cache: bool = True
+) -> GeoCLIPHead:
     """GeoCLIP's pretrained head, ready to predict (gallery features loaded from or written to the cache)."""
     return GeoCLIPHead(gallery=gallery, cache=cache).fit()

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-__all__ = ["equal_earth_projection", "GaussianFourierFeatures", "LocationEncoder", "DEFAULT_SIGMAS"]
+__all__ = ["DEFAULT_SIGMAS", "GaussianFourierFeatures", "LocationEncoder", "equal_earth_projection"]
 
 DEFAULT_SIGMAS: tuple[float, ...] = (2.0**0, 2.0**4, 2.0**8)
 
@@ -42,8 +42,9 @@ class GaussianFourierFeatures(nn.Module):
     ``b`` is a buffer: saved in the state dict, never trained.
     """
 
-    def __init__(self, sigma: float, input_size: int = 2, encoded_size: int = 256,
-                 generator: torch.Generator | None = None) -> None:
+    def __init__(
+        self, sigma: float, input_size: int = 2, encoded_size: int = 256, generator: torch.Generator | None = None
+    ) -> None:
         super().__init__()
         self.sigma = float(sigma)
         self.register_buffer("b", torch.randn((encoded_size, input_size), generator=generator) * self.sigma)
@@ -56,8 +57,9 @@ class GaussianFourierFeatures(nn.Module):
 class _Branch(nn.Module):
     """One scale: RFF -> ``depth`` x (Linear, ReLU) -> Linear to ``out_dim`` (GeoCLIP's LocationEncoderCapsule)."""
 
-    def __init__(self, sigma: float, rff_dim: int, hidden: int, depth: int, out_dim: int,
-                 generator: torch.Generator | None) -> None:
+    def __init__(
+        self, sigma: float, rff_dim: int, hidden: int, depth: int, out_dim: int, generator: torch.Generator | None
+    ) -> None:
         super().__init__()
         layers: list[nn.Module] = [GaussianFourierFeatures(sigma, 2, rff_dim, generator)]
         width = 2 * rff_dim
@@ -78,8 +80,16 @@ class LocationEncoder(nn.Module):
     ``seed`` makes the random Fourier matrices and initial weights reproducible.
     """
 
-    def __init__(self, sigmas: Sequence[float] = DEFAULT_SIGMAS, *, rff_dim: int = 256, hidden: int = 1024,
-                 depth: int = 3, out_dim: int = 512, seed: int | None = 0) -> None:
+    def __init__(
+        self,
+        sigmas: Sequence[float] = DEFAULT_SIGMAS,
+        *,
+        rff_dim: int = 256,
+        hidden: int = 1024,
+        depth: int = 3,
+        out_dim: int = 512,
+        seed: int | None = 0,
+    ) -> None:
         super().__init__()
         if not sigmas:
             raise ValueError("LocationEncoder needs at least one sigma")
@@ -98,8 +108,13 @@ class LocationEncoder(nn.Module):
         """Constructor arguments (JSON-able), inferred from the layer shapes."""
         b0: _Branch = self.LocEnc0  # type: ignore[assignment]
         lin = [m for m in b0.capsule if isinstance(m, nn.Linear)]
-        return {"sigmas": list(self.sigmas), "rff_dim": int(b0.capsule[0].b.shape[0]),
-                "hidden": int(lin[0].out_features), "depth": len(lin), "out_dim": self.out_dim}
+        return {
+            "sigmas": list(self.sigmas),
+            "rff_dim": int(b0.capsule[0].b.shape[0]),
+            "hidden": int(lin[0].out_features),
+            "depth": len(lin),
+            "out_dim": self.out_dim,
+        }
 
     def forward(self, latlon: Tensor) -> Tensor:
         x = equal_earth_projection(latlon)
@@ -108,4 +123,3 @@ class LocationEncoder(nn.Module):
             f = self._modules[f"LocEnc{i}"](x)
             out = f if out is None else out + f
         return out  # type: ignore[return-value]
-

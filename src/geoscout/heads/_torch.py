@@ -20,7 +20,7 @@ from numpy.typing import NDArray
 from ..errors import InvalidInput
 from ..geo import haversine_km
 
-__all__ = ["available_cores", "torch_threads", "train_loop", "location_groups", "grouped_val_split"]
+__all__ = ["available_cores", "grouped_val_split", "location_groups", "torch_threads", "train_loop"]
 
 
 def available_cores() -> int:
@@ -70,8 +70,9 @@ def grouped_val_split(
     return idx[~is_val], idx[is_val]
 
 
-def column_mean_std(X: NDArray[np.float32], rows: NDArray[np.int64], *, chunk: int = 65_536,
-                    eps: float = 1e-6) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+def column_mean_std(
+    X: NDArray[np.float32], rows: NDArray[np.int64], *, chunk: int = 65_536, eps: float = 1e-6
+) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
     """Per-column mean and std (+ ``eps``) of ``X[rows]``, accumulated in float64 a chunk at a time.
 
     Never copies ``X`` whole (a 1M x 1280 float32 matrix is 5 GB; ``X[rows].std()`` needs three such
@@ -97,8 +98,9 @@ def column_mean_std(X: NDArray[np.float32], rows: NDArray[np.int64], *, chunk: i
     return mean.astype(np.float32), std.astype(np.float32)
 
 
-def standardized_rows(X: NDArray[np.float32], rows: NDArray[np.int64], mean: NDArray[np.float32],
-                      std: NDArray[np.float32]) -> Callable[[NDArray[np.int64]], Any]:
+def standardized_rows(
+    X: NDArray[np.float32], rows: NDArray[np.int64], mean: NDArray[np.float32], std: NDArray[np.float32]
+) -> Callable[[NDArray[np.int64]], Any]:
     """``get(batch)`` -> float32 tensor ``(X[rows[batch]] - mean) / std``, standardised batch by batch
     so training never holds a standardised copy of the whole embedding matrix."""
     import torch
@@ -113,8 +115,9 @@ def standardized_rows(X: NDArray[np.float32], rows: NDArray[np.int64], mean: NDA
     return get
 
 
-def split_train_val(X: NDArray[np.float32], y: NDArray[np.float64], X_val: Any, y_val: Any, groups: Any,
-                    val_fraction: float, seed: int) -> tuple[NDArray[np.int64], Any, Any]:
+def split_train_val(
+    X: NDArray[np.float32], y: NDArray[np.float64], X_val: Any, y_val: Any, groups: Any, val_fraction: float, seed: int
+) -> tuple[NDArray[np.int64], Any, Any]:
     """Training rows of ``X`` and the validation set: the given ``X_val``/``y_val``, else a location-grouped
     share of ``X`` (``groups`` (N,) location ids; default: rows with identical coordinates)."""
     from .base import check_embeddings, check_targets
@@ -129,16 +132,32 @@ def split_train_val(X: NDArray[np.float32], y: NDArray[np.float64], X_val: Any, 
     return (tr, X[va], y[va]) if va.size else (tr, None, None)
 
 
-def fit_head_network(head: Any, net: Any, batch_loss: Callable[[NDArray[np.int64]], Any], n_rows: int,
-                     n_features: int, val_score: Callable[[], float] | None, progress: bool) -> dict[str, Any]:
+def fit_head_network(
+    head: Any,
+    net: Any,
+    batch_loss: Callable[[NDArray[np.int64]], Any],
+    n_rows: int,
+    n_features: int,
+    val_score: Callable[[], float] | None,
+    progress: bool,
+) -> dict[str, Any]:
     """Run :func:`train_loop` with the head's hyper-parameters; ``head`` counts as fitted during training (its
     validation score predicts) and is reset to unfitted if training fails or is interrupted."""
     head.n_features_in_ = n_features
     try:
         return train_loop(
-            net, batch_loss, n_rows, epochs=int(head.epochs), batch_size=int(head.batch_size),
-            lr=float(head.lr), weight_decay=float(head.weight_decay), seed=int(head.seed),
-            val_score=val_score, patience=int(head.patience), progress=progress, desc=f"{head.name} head",
+            net,
+            batch_loss,
+            n_rows,
+            epochs=int(head.epochs),
+            batch_size=int(head.batch_size),
+            lr=float(head.lr),
+            weight_decay=float(head.weight_decay),
+            seed=int(head.seed),
+            val_score=val_score,
+            patience=int(head.patience),
+            progress=progress,
+            desc=f"{head.name} head",
         )
     except BaseException:
         del head.n_features_in_

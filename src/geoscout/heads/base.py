@@ -21,7 +21,15 @@ from ..geo import validate_latlon
 from ..types import Candidate
 from ._registry import HEADS
 
-__all__ = ["Distribution", "GeoHead", "check_embeddings", "check_targets", "head_from_state", "create_head", "list_heads"]
+__all__ = [
+    "Distribution",
+    "GeoHead",
+    "check_embeddings",
+    "check_targets",
+    "create_head",
+    "head_from_state",
+    "list_heads",
+]
 
 
 @dataclass
@@ -115,7 +123,7 @@ class GeoHead:
         """The constructor parameters (JSON-able values)."""
         return {k: getattr(self, k) for k in self._param_names()}
 
-    def set_params(self, **params: Any) -> "GeoHead":
+    def set_params(self, **params: Any) -> GeoHead:
         valid = set(self._param_names())
         for k, v in params.items():
             if k not in valid:
@@ -128,7 +136,7 @@ class GeoHead:
         return f"{type(self).__name__}({args})"
 
     # -- the contract ----------------------------------------------------------------------
-    def fit(self, X: Any, y: Any, **kwargs: Any) -> "GeoHead":  # pragma: no cover - abstract
+    def fit(self, X: Any, y: Any, **kwargs: Any) -> GeoHead:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def predict_distribution(self, X: Any) -> Distribution:  # pragma: no cover - abstract
@@ -138,7 +146,7 @@ class GeoHead:
         raise NotImplementedError
 
     @classmethod
-    def from_state(cls, config: dict[str, Any], tensors: dict[str, NDArray[Any]]) -> "GeoHead":  # pragma: no cover
+    def from_state(cls, config: dict[str, Any], tensors: dict[str, NDArray[Any]]) -> GeoHead:  # pragma: no cover
         raise NotImplementedError
 
     # -- derived ---------------------------------------------------------------------------
@@ -164,13 +172,17 @@ class GeoHead:
         out: list[list[Candidate]] = []
         for i in range(dist.n):
             lat, lon = dist.points(i)
-            out.append([
-                Candidate(
-                    lat=float(lat[j]), lon=float(lon[j]), probability=float(dist.prob[i, j]),
-                    cell=(dist.cell[j] if dist.cell is not None else None),
-                )
-                for j in idx[i]
-            ])
+            out.append(
+                [
+                    Candidate(
+                        lat=float(lat[j]),
+                        lon=float(lon[j]),
+                        probability=float(dist.prob[i, j]),
+                        cell=(dist.cell[j] if dist.cell is not None else None),
+                    )
+                    for j in idx[i]
+                ]
+            )
         return out
 
 

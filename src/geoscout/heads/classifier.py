@@ -19,8 +19,15 @@ from numpy.typing import NDArray
 from ..errors import InvalidInput, NotFittedError
 from ..geo import pairwise_haversine_km
 from ._registry import HEADS
-from ._torch import (available_cores, column_mean_std, fit_head_network, mean_geoguessr, split_train_val,
-                     standardized_rows, torch_threads)
+from ._torch import (
+    available_cores,
+    column_mean_std,
+    fit_head_network,
+    mean_geoguessr,
+    split_train_val,
+    standardized_rows,
+    torch_threads,
+)
 from .base import Distribution, GeoHead, check_embeddings, check_targets
 
 __all__ = ["CellClassifierHead", "haversine_smoothing"]
@@ -28,9 +35,7 @@ __all__ = ["CellClassifierHead", "haversine_smoothing"]
 _PREDICT_BATCH = 4096
 
 
-def haversine_smoothing(
-    lat: Any, lon: Any, centroids: Any, tau_km: float, labels: Any = None
-) -> NDArray[np.float64]:
+def haversine_smoothing(lat: Any, lon: Any, centroids: Any, tau_km: float, labels: Any = None) -> NDArray[np.float64]:
     """PIGEON's smoothed targets (N, C): ``exp(-(d_i - min_j d_j) / tau_km)`` normalised per row.
 
     ``lat``/``lon`` are the true points (degrees), ``centroids`` (C, 2) the cell centroids.
@@ -126,7 +131,9 @@ class CellClassifierHead(GeoHead):
     def _output_dims(self, n_cells: int) -> dict[str, int]:
         return {"cell": n_cells}
 
-    def _prepare_extra(self, y: NDArray[np.float64], labels: NDArray[np.int64], aux: Any, rows: NDArray[np.int64]) -> None:
+    def _prepare_extra(
+        self, y: NDArray[np.float64], labels: NDArray[np.int64], aux: Any, rows: NDArray[np.int64]
+    ) -> None:
         """Compute extra training targets for the training rows (``rows`` index into the full fit input)."""
 
     def _extra_loss(self, out: dict[str, Any], rows: NDArray[np.int64]) -> Any:
@@ -141,7 +148,9 @@ class CellClassifierHead(GeoHead):
     def _restore_extra(self, config: dict[str, Any], tensors: dict[str, NDArray[Any]]) -> None:
         pass
 
-    def _points_from_outputs(self, out: dict[str, NDArray[np.float64]]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    def _points_from_outputs(
+        self, out: dict[str, NDArray[np.float64]]
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """Support points (lat, lon) of the distribution: (C,) centroids for the plain classifier."""
         return self.centroids_[:, 0], self.centroids_[:, 1]
 
@@ -195,7 +204,7 @@ class CellClassifierHead(GeoHead):
         y_val: Any = None,
         groups: Any = None,
         progress: bool = False,
-    ) -> "CellClassifierHead":
+    ) -> CellClassifierHead:
         """Fit on embeddings ``X`` (N, D) and true ``y`` (N, 2) lat/lon degrees.
 
         ``partition`` is a (fitted or unfitted) geoscout Partition; ``groups`` (N,) marks rows
@@ -254,7 +263,7 @@ class CellClassifierHead(GeoHead):
                     return mean_geoguessr(self._predict_points_fitted(Xv), yv)
 
             self.history_ = fit_head_network(self, net, batch_loss, len(tr), X.shape[1], val_fn, progress)
-        self.history_["n_train"] = int(len(tr))
+        self.history_["n_train"] = len(tr)
         self.history_["n_val"] = int(0 if X_val is None else len(X_val))
         return self
 
@@ -320,7 +329,7 @@ class CellClassifierHead(GeoHead):
         return config, tensors
 
     @classmethod
-    def from_state(cls, config: dict[str, Any], tensors: dict[str, NDArray[Any]]) -> "CellClassifierHead":
+    def from_state(cls, config: dict[str, Any], tensors: dict[str, NDArray[Any]]) -> CellClassifierHead:
         """Rebuild a fitted head from :meth:`get_state` output; never unpickles."""
         import torch
 

@@ -25,8 +25,7 @@ from numpy.typing import NDArray
 from ..errors import InvalidInput
 from ..geo import validate_latlon
 from ._registry import HEADS
-from ._torch import (column_mean_std, fit_head_network, mean_geoguessr, split_train_val, standardized_rows,
-                     torch_threads)
+from ._torch import column_mean_std, fit_head_network, mean_geoguessr, split_train_val, standardized_rows, torch_threads
 from .base import Distribution, GeoHead, check_embeddings, check_targets
 
 __all__ = ["ContrastiveHead"]
@@ -57,9 +56,14 @@ def _build(d_in: int, image_hidden: int, loc_config: dict[str, Any], logit_scale
             super().__init__()
             out = int(loc_config["out_dim"])
             self.image = nn.Sequential(nn.Linear(d_in, image_hidden), nn.ReLU(), nn.Linear(image_hidden, out))
-            self.location = LocationEncoder(loc_config["sigmas"], rff_dim=int(loc_config["rff_dim"]),
-                                            hidden=int(loc_config["hidden"]), depth=int(loc_config["depth"]),
-                                            out_dim=out, seed=None)
+            self.location = LocationEncoder(
+                loc_config["sigmas"],
+                rff_dim=int(loc_config["rff_dim"]),
+                hidden=int(loc_config["hidden"]),
+                depth=int(loc_config["depth"]),
+                out_dim=out,
+                seed=None,
+            )
             self.logit_scale = nn.Parameter(torch.tensor(float(logit_scale)))
 
         def image_features(self, x: torch.Tensor) -> torch.Tensor:
@@ -71,7 +75,9 @@ def _build(d_in: int, image_hidden: int, loc_config: dict[str, Any], logit_scale
     return ContrastiveNet()
 
 
-@HEADS.register("contrastive", help="GeoCLIP-style contrastive location encoder + GPS gallery, trained on your embeddings")
+@HEADS.register(
+    "contrastive", help="GeoCLIP-style contrastive location encoder + GPS gallery, trained on your embeddings"
+)
 class ContrastiveHead(GeoHead):
     """Contrastive image/GPS head (GeoCLIP recipe) on backbone embeddings.
 
@@ -135,16 +141,22 @@ class ContrastiveHead(GeoHead):
         sig = [float(s) for s in self.sigmas]
         if not sig or any(s <= 0 for s in sig):
             raise InvalidInput(f"sigmas must be positive numbers, got {self.sigmas!r}")
-        return {"sigmas": sig, "rff_dim": int(self.rff_dim), "hidden": int(self.hidden), "depth": int(self.depth),
-                "out_dim": int(self.embed_dim)}
+        return {
+            "sigmas": sig,
+            "rff_dim": int(self.rff_dim),
+            "hidden": int(self.hidden),
+            "depth": int(self.depth),
+            "out_dim": int(self.embed_dim),
+        }
 
     def _encode_gallery(self, gallery: NDArray[np.float64], chunk: int = 8192) -> NDArray[np.float32]:
         import torch
 
         g = torch.from_numpy(np.ascontiguousarray(gallery, dtype=np.float32))
         with torch.inference_mode():
-            return np.concatenate([self.net_.location_features(g[i:i + chunk]).numpy()
-                                   for i in range(0, len(g), chunk)]).astype(np.float32)
+            return np.concatenate(
+                [self.net_.location_features(g[i : i + chunk]).numpy() for i in range(0, len(g), chunk)]
+            ).astype(np.float32)
 
     def _probs(self, X: NDArray[np.float32], gal_feats: NDArray[np.float32]) -> NDArray[np.float32]:
         import torch
@@ -155,8 +167,18 @@ class ContrastiveHead(GeoHead):
             return (scale * img @ torch.from_numpy(gal_feats).T).softmax(dim=-1).numpy()
 
     # -- fit -----------------------------------------------------------------------------
-    def fit(self, X: Any, y: Any, *, partition: Any = None, aux: Any = None, X_val: Any = None, y_val: Any = None,
-            groups: Any = None, progress: bool = False) -> "ContrastiveHead":
+    def fit(
+        self,
+        X: Any,
+        y: Any,
+        *,
+        partition: Any = None,
+        aux: Any = None,
+        X_val: Any = None,
+        y_val: Any = None,
+        groups: Any = None,
+        progress: bool = False,
+    ) -> ContrastiveHead:
         """Fit on embeddings ``X`` (N, D) and ``y`` (N, 2) latitude/longitude degrees; ``partition``/``aux`` unused.
 
         Without ``X_val`` a ``val_fraction`` of locations (``groups``, default identical coordinates)
@@ -244,7 +266,7 @@ class ContrastiveHead(GeoHead):
         """Probabilities over the GPS gallery: prob (N, M), support = gallery lat/lon degrees."""
         self.check_is_fitted()
         Xc = check_embeddings(X, dim=self.n_features_in_)
-        probs = np.concatenate([self._probs(Xc[i:i + 1024], self.gallery_features_) for i in range(0, len(Xc), 1024)])
+        probs = np.concatenate([self._probs(Xc[i : i + 1024], self.gallery_features_) for i in range(0, len(Xc), 1024)])
         return Distribution(lat=self.gallery_[:, 0], lon=self.gallery_[:, 1], prob=probs)
 
     # -- state ---------------------------------------------------------------------------
@@ -254,15 +276,20 @@ class ContrastiveHead(GeoHead):
         params = self.get_params()
         params["sigmas"] = [float(s) for s in params["sigmas"]]
         params["gallery"] = None if self.gallery is None else "stored"
-        config = {"name": self.name, "params": params, "n_features_in": int(self.n_features_in_),
-                  "location_encoder": self.loc_config_, "image_hidden": int(self.image_hidden),
-                  "history": {k: v for k, v in getattr(self, "history_", {}).items()}}
+        config = {
+            "name": self.name,
+            "params": params,
+            "n_features_in": int(self.n_features_in_),
+            "location_encoder": self.loc_config_,
+            "image_hidden": int(self.image_hidden),
+            "history": {k: v for k, v in getattr(self, "history_", {}).items()},
+        }
         tensors = {f"net.{k}": v.detach().cpu().numpy() for k, v in self.net_.state_dict().items()}
         tensors.update({"x_mean": self.x_mean_, "x_std": self.x_std_, "gallery": self.gallery_})
         return config, tensors
 
     @classmethod
-    def from_state(cls, config: dict[str, Any], tensors: dict[str, NDArray[Any]]) -> "ContrastiveHead":
+    def from_state(cls, config: dict[str, Any], tensors: dict[str, NDArray[Any]]) -> ContrastiveHead:
         import torch
 
         for key in ("x_mean", "x_std", "gallery"):
@@ -272,8 +299,9 @@ class ContrastiveHead(GeoHead):
         params["gallery"] = None
         head = cls(**{k: v for k, v in params.items() if k in cls._param_names()})
         net = _build(int(config["n_features_in"]), int(config["image_hidden"]), config["location_encoder"], 0.0)
-        net.load_state_dict({k[4:]: torch.as_tensor(np.asarray(v)) for k, v in tensors.items() if k.startswith("net.")},
-                            strict=True)
+        net.load_state_dict(
+            {k[4:]: torch.as_tensor(np.asarray(v)) for k, v in tensors.items() if k.startswith("net.")}, strict=True
+        )
         head.net_ = net.eval()
         head.loc_config_ = config["location_encoder"]
         head.x_mean_ = np.asarray(tensors["x_mean"], np.float32)

@@ -18,7 +18,7 @@ from ..geo import destination_point, haversine_km, initial_bearing_deg
 from ._registry import HEADS
 from .classifier import CellClassifierHead
 
-__all__ = ["HybridHead", "offset_east_north_km", "apply_offset_km"]
+__all__ = ["HybridHead", "apply_offset_km", "offset_east_north_km"]
 
 
 def offset_east_north_km(lat: Any, lon: Any, clat: Any, clon: Any) -> NDArray[np.float64]:
@@ -61,16 +61,28 @@ class HybridHead(CellClassifierHead):
         threads: int | None = None,
     ) -> None:
         super().__init__(
-            hidden=hidden, tau=tau, class_balanced=class_balanced, epochs=epochs, batch_size=batch_size, lr=lr,
-            weight_decay=weight_decay, dropout=dropout, patience=patience, val_fraction=val_fraction, seed=seed,
-            cells=cells, threads=threads,
+            hidden=hidden,
+            tau=tau,
+            class_balanced=class_balanced,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            weight_decay=weight_decay,
+            dropout=dropout,
+            patience=patience,
+            val_fraction=val_fraction,
+            seed=seed,
+            cells=cells,
+            threads=threads,
         )
         self.offset_weight = offset_weight
 
     def _output_dims(self, n_cells: int) -> dict[str, int]:
         return {"cell": n_cells, "offset": 2 * n_cells}
 
-    def _prepare_extra(self, y: NDArray[np.float64], labels: NDArray[np.int64], aux: Any, rows: NDArray[np.int64]) -> None:
+    def _prepare_extra(
+        self, y: NDArray[np.float64], labels: NDArray[np.int64], aux: Any, rows: NDArray[np.int64]
+    ) -> None:
         import torch
 
         lab = labels[rows]
@@ -97,7 +109,9 @@ class HybridHead(CellClassifierHead):
         chosen = pred[torch.arange(len(rows)), lab]
         return float(self.offset_weight) * torch.nn.functional.smooth_l1_loss(chosen, self._off_target[rows])
 
-    def _points_from_outputs(self, out: dict[str, NDArray[np.float64]]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    def _points_from_outputs(
+        self, out: dict[str, NDArray[np.float64]]
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """(N, C) support points: every centroid moved by its predicted, capped offset."""
         off = out["offset"].reshape(out["offset"].shape[0], -1, 2) * self.offset_scale_km_
         norm = np.hypot(off[..., 0], off[..., 1])
@@ -107,7 +121,7 @@ class HybridHead(CellClassifierHead):
         clon = np.broadcast_to(self.centroids_[None, :, 1], norm.shape)
         return apply_offset_km(clat, clon, off[..., 0], off[..., 1])
 
-    def fit(self, X: Any, y: Any, **kwargs: Any) -> "HybridHead":
+    def fit(self, X: Any, y: Any, **kwargs: Any) -> HybridHead:
         """Fit like :meth:`CellClassifierHead.fit`, plus the offset regression."""
         try:
             super().fit(X, y, **kwargs)

@@ -35,7 +35,7 @@ class KNNHead(GeoHead):
         self.k = k
         self.temperature = temperature
 
-    def fit(self, X: Any, y: Any, **kwargs: Any) -> "KNNHead":
+    def fit(self, X: Any, y: Any, **kwargs: Any) -> KNNHead:
         """Index the training embeddings ``X`` (N, D) with their lat/lon ``y`` (N, 2); other arguments are ignored."""
         if int(self.k) < 1:
             raise InvalidInput(f"k must be >= 1, got {self.k}")
@@ -92,7 +92,7 @@ class KNNHead(GeoHead):
         return config, {"vectors": np.ascontiguousarray(self.vectors_), "latlon": np.ascontiguousarray(self.latlon_)}
 
     @classmethod
-    def from_state(cls, config: dict[str, Any], tensors: dict[str, NDArray[Any]]) -> "KNNHead":
+    def from_state(cls, config: dict[str, Any], tensors: dict[str, NDArray[Any]]) -> KNNHead:
         if config.get("name") != cls.name:
             raise InvalidInput(f"head config is for {config.get('name')!r}, not {cls.name!r}")
         try:

@@ -22,7 +22,7 @@ from ._registry import HEADS
 from .base import check_embeddings
 from .classifier import CellClassifierHead
 
-__all__ = ["MultiTaskHead", "DEFAULT_AUX_WEIGHTS"]
+__all__ = ["DEFAULT_AUX_WEIGHTS", "MultiTaskHead"]
 
 DEFAULT_AUX_WEIGHTS: dict[str, float] = {"climate": 0.3, "elevation": 0.3, "population": 0.3, "month": 0.1}
 _TASKS = ("climate", "elevation", "population", "month")
@@ -67,9 +67,19 @@ class MultiTaskHead(CellClassifierHead):
         threads: int | None = None,
     ) -> None:
         super().__init__(
-            hidden=hidden, tau=tau, class_balanced=class_balanced, epochs=epochs, batch_size=batch_size, lr=lr,
-            weight_decay=weight_decay, dropout=dropout, patience=patience, val_fraction=val_fraction, seed=seed,
-            cells=cells, threads=threads,
+            hidden=hidden,
+            tau=tau,
+            class_balanced=class_balanced,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            weight_decay=weight_decay,
+            dropout=dropout,
+            patience=patience,
+            val_fraction=val_fraction,
+            seed=seed,
+            cells=cells,
+            threads=threads,
         )
         self.aux_weights = aux_weights
         self.aux_dir = aux_dir
@@ -113,7 +123,7 @@ class MultiTaskHead(CellClassifierHead):
                 cols["pop_density"] = r.population_density(y[:, 0], y[:, 1])
         return cols  # type: ignore[return-value]
 
-    def fit(self, X: Any, y: Any, **kwargs: Any) -> "MultiTaskHead":
+    def fit(self, X: Any, y: Any, **kwargs: Any) -> MultiTaskHead:
         """Fit like :meth:`CellClassifierHead.fit` plus the auxiliary losses (labels from ``aux`` or the rasters)."""
         X = check_embeddings(X)
         from .base import check_targets
@@ -127,7 +137,9 @@ class MultiTaskHead(CellClassifierHead):
         month = self._aux_cols.get("month")
         has_month = month is not None and np.isfinite(np.asarray(month, dtype=np.float64)).any()
         w = self._weights()
-        self.aux_tasks_ = [t for t in _TASKS if w[t] > 0 and (t != "month" or has_month) and (t != "climate" or self.climate_classes_)]
+        self.aux_tasks_ = [
+            t for t in _TASKS if w[t] > 0 and (t != "month" or has_month) and (t != "climate" or self.climate_classes_)
+        ]
         try:
             super().fit(X, yy, **kwargs)
         finally:
@@ -135,7 +147,9 @@ class MultiTaskHead(CellClassifierHead):
                 self.__dict__.pop(k, None)
         return self
 
-    def _prepare_extra(self, y: NDArray[np.float64], labels: NDArray[np.int64], aux: Any, rows: NDArray[np.int64]) -> None:
+    def _prepare_extra(
+        self, y: NDArray[np.float64], labels: NDArray[np.int64], aux: Any, rows: NDArray[np.int64]
+    ) -> None:
         import torch
 
         cols = self._aux_cols
@@ -143,9 +157,14 @@ class MultiTaskHead(CellClassifierHead):
         if "climate" in self.aux_tasks_:
             index = {c: i for i, c in enumerate(self.climate_classes_)}
             clim = np.asarray(cols["climate"], dtype=object)[rows]
-            t["climate"] = torch.from_numpy(np.array([index.get(str(c), -1) if isinstance(c, str) else -1 for c in clim], dtype=np.int64))
+            t["climate"] = torch.from_numpy(
+                np.array([index.get(str(c), -1) if isinstance(c, str) else -1 for c in clim], dtype=np.int64)
+            )
         self.aux_stats_: dict[str, list[float]] = {}
-        for task, col, transform in (("elevation", "elevation_m", lambda v: v), ("population", "pop_density", np.log1p)):
+        for task, col, transform in (
+            ("elevation", "elevation_m", lambda v: v),
+            ("population", "pop_density", np.log1p),
+        ):
             if task not in self.aux_tasks_:
                 continue
             v = np.asarray(cols[col], dtype=np.float64)[rows]
@@ -196,7 +215,11 @@ class MultiTaskHead(CellClassifierHead):
         return res
 
     def _extra_config(self) -> dict[str, Any]:
-        return {"aux_tasks": list(self.aux_tasks_), "climate_classes": list(self.climate_classes_), "aux_stats": self.aux_stats_}
+        return {
+            "aux_tasks": list(self.aux_tasks_),
+            "climate_classes": list(self.climate_classes_),
+            "aux_stats": self.aux_stats_,
+        }
 
     def _restore_extra(self, config: dict[str, Any], tensors: dict[str, NDArray[Any]]) -> None:
         self.aux_tasks_ = list(config["aux_tasks"])

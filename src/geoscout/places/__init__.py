@@ -28,17 +28,17 @@ if TYPE_CHECKING:
     from .label import label_dataset
 
 __all__ = [
-    "reverse_geocode",
+    "DEFAULT_COAST_KM",
+    "AuxRasters",
+    "CountryShape",
     "country_of",
     "country_polygons",
-    "CountryShape",
-    "world_outlines",
     "geonames_cities",
     "is_land",
-    "AuxRasters",
     "label_dataset",
+    "reverse_geocode",
     "season",
-    "DEFAULT_COAST_KM",
+    "world_outlines",
 ]
 
 REVERSE_GEOCODE_COLUMNS = ("country", "country_name", "continent", "admin1", "city", "on_land", "city_km")
@@ -98,6 +98,7 @@ def reverse_geocode(lat: ArrayLike, lon: ArrayLike, *, coast_km: float = DEFAULT
     city_col[ok] = names[ci[ok]]
     admin_col[ok] = admin1[ci[ok]]
     admin_col[admin_col == ""] = None
+
     def text(values: NDArray[np.object_]) -> Any:  # object dtype keeps None (pandas 3 would make str + NaN)
         return pd.Series(values, dtype=object)
 

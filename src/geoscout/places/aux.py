@@ -35,7 +35,7 @@ from numpy.typing import ArrayLike, NDArray
 from geoscout._io import atomic_path, cache_dir
 from geoscout.errors import InvalidInput, MissingWeights
 
-__all__ = ["AuxRasters", "AuxSource", "SOURCES", "season", "month_of", "KOPPEN_CLASSES"]
+__all__ = ["KOPPEN_CLASSES", "SOURCES", "AuxRasters", "AuxSource", "month_of", "season"]
 
 
 @dataclass(frozen=True)
@@ -187,7 +187,9 @@ def _download(name: str, target: Path) -> Path:
                 member = next(m for m in zf.namelist() if m.rsplit("/", 1)[-1] == src.member)
                 payload = zf.read(member)
         except (zipfile.BadZipFile, StopIteration):
-            raise MissingWeights(hint.format(why=f"the reply is not a zip holding {src.member} (a login page?)")) from None
+            raise MissingWeights(
+                hint.format(why=f"the reply is not a zip holding {src.member} (a login page?)")
+            ) from None
     if name.endswith(".gz") and payload[:2] != b"\x1f\x8b":
         raise MissingWeights(hint.format(why="the reply is not gzip data"))
     with atomic_path(target) as tmp:
@@ -289,9 +291,7 @@ class AuxRasters:
         """ETOPO20 elevation in metres of the nearest 20' cell (negative = ocean depth)."""
         la, lo, shape = _coords(lat, lon)
         lats_path, lons_path = self.path("etopo20lats.gz"), self.path("etopo20lons.gz")
-        z, glat, glon = _cached(
-            "ETOPO20", self.path("etopo20data.gz"), lambda p: _parse_etopo(p, lats_path, lons_path)
-        )
+        z, glat, glon = _cached("ETOPO20", self.path("etopo20data.gz"), lambda p: _parse_etopo(p, lats_path, lons_path))
         step_lat = (glat[-1] - glat[0]) / (glat.size - 1)
         step_lon = (glon[-1] - glon[0]) / (glon.size - 1)
         period = int(round(360.0 / step_lon))  # 1080 distinct columns; the last repeats the first

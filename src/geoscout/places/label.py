@@ -11,7 +11,7 @@ import numpy as np
 
 from geoscout.errors import InvalidInput, MissingWeights
 
-__all__ = ["label_dataset", "label_frame", "LabelReport", "PLACE_COLUMNS", "AUX_COLUMNS"]
+__all__ = ["AUX_COLUMNS", "PLACE_COLUMNS", "LabelReport", "label_dataset", "label_frame"]
 
 PLACE_COLUMNS = ("country", "country_name", "admin1", "city")
 AUX_COLUMNS = ("climate", "elevation_m", "pop_density")

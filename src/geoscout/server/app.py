@@ -27,7 +27,15 @@ from ..errors import GeoscoutError, InvalidInput
 __all__ = ["ServerSettings", "create_app"]
 
 STATIC_DIR = Path(__file__).parent / "static"
-ALLOWED_TYPES = {"image/jpeg", "image/png", "image/webp", "image/bmp", "image/tiff", "image/gif", "application/octet-stream"}
+ALLOWED_TYPES = {
+    "image/jpeg",
+    "image/png",
+    "image/webp",
+    "image/bmp",
+    "image/tiff",
+    "image/gif",
+    "application/octet-stream",
+}
 
 
 @dataclass
@@ -66,14 +74,17 @@ def create_app(settings: ServerSettings | None = None, *, locator: Any = None) -
         else:
             from ..locate import load_model
 
-            app.state.locator = await asyncio.to_thread(functools.partial(load_model, settings.model, weights=settings.weights))
+            app.state.locator = await asyncio.to_thread(
+                functools.partial(load_model, settings.model, weights=settings.weights)
+            )
         app.state.semaphore = asyncio.Semaphore(settings.concurrency)
         app.state.started = time.time()
         app.state.served = 0
         yield
 
-    app = FastAPI(title="geoscout", version=_version(), lifespan=lifespan,
-                  description="Tell where on Earth a photo was taken.")
+    app = FastAPI(
+        title="geoscout", version=_version(), lifespan=lifespan, description="Tell where on Earth a photo was taken."
+    )
     app.state.settings = settings
 
     @app.exception_handler(ApiError)
@@ -149,10 +160,11 @@ def _locate_router(settings: ServerSettings) -> APIRouter:
             # ``concurrency`` locate calls ever run at once, even when clients give up.
             await asyncio.wait_for(state.semaphore.acquire(), timeout=max(deadline - time.monotonic(), 0.001))
             job = asyncio.ensure_future(
-                asyncio.to_thread(_run_locate, state.locator, blobs, names, top_k, panorama, settings.max_pixels))
+                asyncio.to_thread(_run_locate, state.locator, blobs, names, top_k, panorama, settings.max_pixels)
+            )
             job.add_done_callback(functools.partial(_release_slot, state.semaphore))
             preds = await asyncio.wait_for(asyncio.shield(job), timeout=max(deadline - time.monotonic(), 0.001))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise ApiError(504, "timeout", f"locating took longer than {settings.request_timeout_s:g} s") from None
         except InvalidInput as exc:
             raise ApiError(400, "invalid_input", str(exc)) from None
@@ -166,13 +178,15 @@ def _locate_router(settings: ServerSettings) -> APIRouter:
     return router
 
 
-def _release_slot(semaphore: asyncio.Semaphore, job: "asyncio.Future[Any]") -> None:
+def _release_slot(semaphore: asyncio.Semaphore, job: asyncio.Future[Any]) -> None:
     semaphore.release()
     if not job.cancelled():
         job.exception()  # retrieved: a timed-out job's error was already answered as 504
 
 
-def _run_locate(locator: Any, blobs: list[bytes], names: list[str], top_k: int, panorama: bool, max_pixels: int) -> list[Any]:
+def _run_locate(
+    locator: Any, blobs: list[bytes], names: list[str], top_k: int, panorama: bool, max_pixels: int
+) -> list[Any]:
     """Locate uploads. Headers are checked first (size, pixel count) and the bytes themselves go to the
     locator, so served photos are decoded exactly as the training photos were (JPEG draft scaling)."""
     from ..imageio import probe_image
@@ -203,18 +217,29 @@ def _meta_router(settings: ServerSettings) -> APIRouter:
     @router.get("/health", summary="Liveness and model status")
     async def health(request: Request) -> dict[str, Any]:
         st = request.app.state
-        return {"status": "ok", "model": getattr(st.locator, "name", None), "uptime_s": round(time.time() - st.started, 1),
-                "images_served": st.served, "version": _version()}
+        return {
+            "status": "ok",
+            "model": getattr(st.locator, "name", None),
+            "uptime_s": round(time.time() - st.started, 1),
+            "images_served": st.served,
+            "version": _version(),
+        }
 
     @router.get("/models", summary="The loaded model and the ones this server knows")
     async def models(request: Request) -> dict[str, Any]:
         from ..locate import list_models
 
         loc = request.app.state.locator
-        return {"loaded": {"name": loc.name, "card": getattr(loc, "card", "")},
-                "available": list_models(),
-                "limits": {"max_upload_bytes": settings.max_upload_bytes, "max_files": settings.max_files,
-                           "max_pixels": settings.max_pixels, "max_top_k": settings.max_top_k}}
+        return {
+            "loaded": {"name": loc.name, "card": getattr(loc, "card", "")},
+            "available": list_models(),
+            "limits": {
+                "max_upload_bytes": settings.max_upload_bytes,
+                "max_files": settings.max_files,
+                "max_pixels": settings.max_pixels,
+                "max_top_k": settings.max_top_k,
+            },
+        }
 
     @router.get("/world", summary="Simplified country outlines (GeoJSON) for drawing maps offline")
     async def world() -> JSONResponse:
