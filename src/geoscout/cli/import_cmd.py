@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 
 import typer
@@ -10,7 +10,13 @@ import typer
 from ._app import app, fail
 
 
-class ManifestFormat(str, Enum):
+class OpenFormat(StrEnum):
+    osv5m = "osv5m"
+    mp16 = "mp16"
+    hf = "hf"
+
+
+class ManifestFormat(StrEnum):
     parquet = "parquet"
     csv = "csv"
 
@@ -45,6 +51,18 @@ def import_command(
     workers: int = typer.Option(
         None, "--workers", min=1, max=64, help="Threads for hashing and decoding (default: up to 4)."
     ),
+    from_: OpenFormat = typer.Option(
+        None,
+        "--from",
+        help="Read SRC as an open dataset: osv5m (train/test.csv + images/), mp16 (IMG_ID,LAT,LON CSV), "
+        "hf (datasets save_to_disk folder or Parquet shards). Streams with bounded memory.",
+    ),
+    only_split: str = typer.Option(
+        None, "--only-split", help="With --from: import only this split (train, val, test)."
+    ),
+    images: Path = typer.Option(None, "--images", help="With --from mp16: the folder the IMG_ID paths are under."),
+    limit: int = typer.Option(None, "--limit", min=1, help="With --from: stop after this many rows."),
+    chunk_size: int = typer.Option(4096, "--chunk-size", min=1, help="With --from: rows per streamed chunk."),
 ) -> None:
     """Import geotagged photos into a geoscout dataset; every skipped photo is reported with its reason."""
     from rich.console import Console
@@ -53,6 +71,28 @@ def import_command(
     from geoscout.data import Dataset, ImportReport, import_csv, import_exif_folder, split_dataset
     from geoscout.data.schema import MANIFEST_NAME
     from geoscout.errors import GeoscoutError
+
+    if from_ is not None:
+        if split or columns or copy or export_csv is not None:
+            raise fail(
+                "--from keeps the publisher's columns and splits; run `geoscout import OUT -o OUT --split ...` "
+                "afterwards to re-split, and drop --columns/--copy/--export-csv"
+            )
+        from .import_open import run_open_import
+
+        run_open_import(
+            from_.value,
+            src,
+            output,
+            only_split=only_split,
+            images=images,
+            limit=limit,
+            workers=workers,
+            chunk_size=chunk_size,
+        )
+        return
+    if only_split or images is not None or limit is not None:
+        raise fail("--only-split, --images and --limit apply to --from osv5m|mp16|hf")
 
     console = Console(highlight=False, soft_wrap=True)
     if output is None and export_csv is None and not (src.is_dir() and (src / MANIFEST_NAME).is_file()):

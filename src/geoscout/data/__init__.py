@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .dataset import Dataset, load_dataset
 from .importers import ImportReport, Problem, import_csv, import_exif_folder, parse_column_mapping, read_exif_location
+from .open_datasets import OpenImportReport, import_open_dataset
 from .schema import CORE_COLUMNS, MANIFEST_NAME, REQUIRED_COLUMNS, SPLIT_NAMES, normalize_frame, validate_frame
 from .splits import parse_fractions, split_dataset
 
@@ -14,9 +15,11 @@ __all__ = [
     "SPLIT_NAMES",
     "Dataset",
     "ImportReport",
+    "OpenImportReport",
     "Problem",
     "import_csv",
     "import_exif_folder",
+    "import_open_dataset",
     "load_dataset",
     "normalize_frame",
     "parse_column_mapping",
