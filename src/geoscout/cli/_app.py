@@ -17,15 +17,21 @@ app = typer.Typer(
 )
 
 
-@app.callback()
-def _root(
-    version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True),
-) -> None:
-    if version:
+def _print_version(value: bool) -> None:
+    if value:
         from geoscout import __version__
 
-        typer.echo(__version__)
+        typer.echo(f"geoscout {__version__}")
         raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", help="Print the version and exit.", is_eager=True, callback=_print_version
+    ),
+) -> None:
+    """Tell where on Earth a photo was taken: collect, label, embed, train, locate, evaluate, serve."""
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
