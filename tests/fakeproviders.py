@@ -20,6 +20,10 @@ Faults are queued per endpoint (``metadata``, ``image``, ``graph``, ``thumb`` or
 ``fs.fault("image", "429", count=3)``; kinds: ``429``, ``500``, ``503``, ``slow`` (``delay`` seconds),
 ``truncate`` (Content-Length larger than the body), ``corrupt`` (invalid JPEG, full length),
 ``zero`` (ZERO_RESULTS), ``over_query_limit``, ``deny``.
+
+``fs.hold("image", after=N)`` lets N requests to an endpoint through and then holds every further one
+(no answer) until ``fs.release()``; ``fs.held`` is set when the first is held, so a test can act at
+a point it controls (e.g. kill a client while it waits) instead of after a sleep.
 """
 
 from __future__ import annotations
@@ -105,6 +109,11 @@ class FakeState:
     faults: list[_Fault] = field(default_factory=list)
     log: list[Req] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    hold_endpoint: str | None = None
+    hold_after: int = 0
+    hold_seen: int = 0
+    held: threading.Event = field(default_factory=threading.Event)
+    released: threading.Event = field(default_factory=threading.Event)
 
 
 class FakeProviders:
@@ -145,7 +154,26 @@ class FakeProviders:
         with self.state.lock:
             self.state.faults.append(_Fault(endpoint, kind, count, delay))
 
+    def hold(self, endpoint: str, *, after: int) -> None:
+        """Answer ``after`` more requests to ``endpoint``, then hold each further one until :meth:`release`."""
+        with self.state.lock:
+            self.state.hold_endpoint, self.state.hold_after, self.state.hold_seen = endpoint, after, 0
+            self.state.held.clear()
+            self.state.released.clear()
+
+    @property
+    def held(self) -> threading.Event:
+        """Set when the first request is held (see :meth:`hold`)."""
+        return self.state.held
+
+    def release(self) -> None:
+        """Stop holding: held requests are closed unanswered, later ones are served."""
+        with self.state.lock:
+            self.state.hold_endpoint = None
+        self.state.released.set()
+
     def reset(self, **opts: Any) -> None:
+        self.release()
         with self.state.lock:
             self.state.faults.clear()
             self.state.log.clear()
@@ -234,6 +262,14 @@ class _Handler(BaseHTTPRequestHandler):
         req = Req(time.monotonic(), endpoint, path, q, dict(self.headers.items()), self.requestline)
         with self.st.lock:
             self.st.log.append(req)
+            hold = self.st.hold_endpoint == endpoint and self.st.hold_seen >= self.st.hold_after
+            self.st.hold_seen += self.st.hold_endpoint == endpoint
+        if hold:
+            req.fault = "hold"
+            self.st.held.set()
+            self.st.released.wait()
+            self.close_connection = True
+            return None
         f = self._take_fault(endpoint)
         if f is not None:
             req.fault = f.kind

@@ -9,7 +9,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -417,24 +416,28 @@ def test_kill_9_resume_no_duplicates_no_losses_and_key_never_leaks(fs, tmp_path)
         "--base-url",
         fs.streetview_url,
         "--timeout",
-        "2",
+        "30",
         "--backoff-base",
         "0.05",
         "--verbose",
     ]
     env = {"GOOGLE_MAPS_API_KEY": GOOGLE_KEY, "GEOSCOUT_KEYS_FILE": str(tmp_path / "none.toml")}
+    # 17 image requests are answered (2 x 429 and 1 truncated, retried, then 14 good images); the 18th is held
+    # unanswered, and the job (one request at a time, each step committed) is killed while it waits for it
+    fs.hold("image", after=17)
     proc = _cli(args, env)
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        if len(list((out / "images").rglob("*.jpg"))) >= 14 if (out / "images").is_dir() else False:
-            break
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    out1, err1 = proc.communicate(timeout=30)
+    try:
+        assert fs.held.wait(120), "the job never reached its 18th image request"
+        proc.send_signal(signal.SIGKILL)
+        out1, err1 = proc.communicate(timeout=30)
+    finally:
+        fs.release()
     assert proc.returncode == -signal.SIGKILL
+    served = [r for r in fs.requests("image") if r.status == 200 and r.fault is None]
+    assert len(served) == 14
     with sqlite3.connect(out / "collect_state.sqlite") as c:
         done_before = c.execute("SELECT COUNT(*) FROM images WHERE status = 'done'").fetchone()[0]
-    assert 14 <= done_before < 48, "the job was not killed mid-run"
+    assert done_before == len(served), "every image answered before the kill is kept, and only those"
     proc = _cli(args, env)
     out2, err2 = proc.communicate(timeout=120)
     assert proc.returncode == 0, err2
