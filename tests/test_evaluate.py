@@ -348,3 +348,28 @@ def test_report_with_no_answer_still_saves(tmp_path):
     data = json.loads((out / "report.json").read_text(encoding="utf-8"))
     assert data["metrics"]["acc@25km"] is None and data["metrics"]["coverage"] == 0.0
     assert (out / "error_cdf.png").stat().st_size > 1000 and (out / "error_map.png").stat().st_size > 1000
+
+
+def test_predictions_matched_by_their_path_relative_to_the_dataset(tmp_path):
+    """File names repeat (0.jpg in every panorama folder): a path ending in the dataset-relative path matches."""
+    truth = pd.DataFrame(
+        {
+            "image_id": ["i1", "i2", "i3", "i4"],
+            "path": ["images/a/0.jpg", "images/a/90.jpg", "images/b/0.jpg", "images/b/90.jpg"],
+            "lat": [1.0, 1.0, 2.0, 2.0],
+            "lon": [1.0, 1.0, 2.0, 2.0],
+        }
+    )
+    preds = [
+        Prediction("/mnt/elsewhere/copy/images/a/0.jpg", [Candidate(1.0, 1.0, 1.0)]),
+        Prediction("b/90.jpg", [Candidate(2.0, 2.0, 1.0)]),
+        Prediction("0.jpg", [Candidate(2.0, 2.0, 1.0)]),  # ambiguous: two truth images are called 0.jpg
+    ]
+    r = evaluate(preds, truth, places=False)
+    per = r.per_image.set_index("image_id")
+    assert per.loc["i1", "status"] == "ok" and per.loc["i4", "status"] == "ok"
+    assert r.unmatched_ids == ["0.jpg"] and r.metrics["n_matched_by_path"] == 2
+    with pytest.raises(InvalidInput, match=r"only 0 of 1 predictions match.*'0.jpg' matches none.*'images/a/0.jpg'"):
+        evaluate(preds[2:], truth, places=False)
+    with pytest.raises(InvalidInput, match="no predictions"):
+        evaluate([], truth, places=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -68,3 +69,65 @@ def test_evaluate_errors(setup, tmp_path):
     assert res.exit_code == 2 and "line 2" in res.output and "lon must be a number" in res.output
     res = runner.invoke(app, ["evaluate", "-p", str(path), "-t", str(tmp_path / "no-such-dataset")])
     assert res.exit_code != 0 and "no-such-dataset" in res.output
+
+
+@pytest.fixture()
+def linked_dataset(shared_data, tmp_path, monkeypatch):
+    """3 Street View panoramas (12 photos, file names 0.jpg .. 270.jpg repeat) reached through a symlinked folder."""
+    import shutil
+
+    import pandas as pd
+
+    src = shared_data("streetview-croatia")
+    m = pd.read_csv(src / "manifest.csv").head(12)
+    real = tmp_path / "disk" / "croatia"
+    for p in m["path"]:
+        (real / p).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src / p, real / p)
+    m.to_csv(real / "manifest.csv", index=False)
+    (tmp_path / "work").mkdir()
+    (tmp_path / "work" / "data").symlink_to(tmp_path / "disk", target_is_directory=True)
+    monkeypatch.chdir(tmp_path / "work")
+    return Path("data") / "croatia", m
+
+
+def test_locate_then_evaluate_through_a_symlinked_dataset(linked_dataset):
+    """The README's two commands on a dataset reached through a symlink: every photo is matched and scored."""
+    root, m = linked_dataset
+    runner = CliRunner()
+    res = runner.invoke(app, ["locate", "-r", str(root / "images"), "-f", "jsonl", "-o", "p.jsonl"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(Path("p.jsonl").read_text().splitlines()[0])["image_id"].startswith("data/croatia/images/")
+    res = runner.invoke(app, ["evaluate", "-p", "p.jsonl", "-t", str(root), "-f", "json", "--no-places"])
+    assert res.exit_code == 0, res.output
+    metrics = json.loads(res.stdout)["metrics"]
+    assert (metrics["n_answered"], metrics["n_truth"], metrics["n_unmatched"], metrics["coverage"]) == (12, 12, 0, 1.0)
+
+
+def test_evaluate_refuses_predictions_that_match_nothing(linked_dataset, tmp_path):
+    root, m = linked_dataset
+    preds = [Prediction(f"other/photo{i}.jpg", [Candidate(45.0, 16.0, 1.0)]) for i in range(5)]
+    path = write_predictions(preds, tmp_path / "other.jsonl")
+    res = CliRunner().invoke(app, ["evaluate", "-p", str(path), "-t", str(root), "--no-places"])
+    assert res.exit_code == 2, res.output
+    assert "only 0 of 5 predictions match" in res.output
+    assert "'other/photo0.jpg'" in res.output and repr(m["path"].iloc[0]) in res.output  # one id from each side
+    # one match in 12 is "almost nothing" by default; --min-matched 0 scores it anyway
+    one = [Prediction(str(root / m["path"].iloc[0]), [Candidate(45.0, 16.0, 1.0)])] + preds * 2
+    path = write_predictions(one, tmp_path / "one.jsonl")
+    res = CliRunner().invoke(app, ["evaluate", "-p", str(path), "-t", str(root), "--no-places"])
+    assert res.exit_code == 2 and "only 1 of 11 predictions" in res.output and "--min-matched" in res.output
+    res = CliRunner().invoke(
+        app, ["evaluate", "-p", str(path), "-t", str(root), "--no-places", "--min-matched", "0", "-f", "json"]
+    )
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["metrics"]["n_answered"] == 1
+
+
+def test_evaluate_exits_1_when_every_matched_prediction_failed(linked_dataset, tmp_path):
+    root, m = linked_dataset
+    preds = [Prediction(str(root / p), error="cannot decode") for p in m["path"]]
+    path = write_predictions(preds, tmp_path / "failed.jsonl")
+    res = CliRunner().invoke(app, ["evaluate", "-p", str(path), "-t", str(root), "--no-places", "-o", "rep"])
+    assert res.exit_code == 1 and "nothing was scored" in res.output
+    assert Path("rep/report.json").is_file()  # the report of what happened is still written

@@ -154,27 +154,57 @@ def _truth_frame(truth: Any) -> tuple[pd.DataFrame, str, dict[str, str]]:
     aliases: dict[str, str] = {}
     if "path" in frame.columns:
         paths = [str(p) for p in frame["path"]]
-        base_count: dict[str, int] = {}
+        out["path"] = paths
+        suffix_count: dict[str, int] = {}
+        suffixes = []
         for p in paths:
-            b = os.path.basename(p)
-            base_count[b] = base_count.get(b, 0) + 1
-        for iid, p in zip(ids, paths):
+            rel = _relative_parts(p, root)
+            sfx = ["/".join(rel[i:]) for i in range(len(rel))]
+            suffixes.append(sfx)
+            for x in sfx:
+                suffix_count[x] = suffix_count.get(x, 0) + 1
+        for iid, p, sfx in zip(ids, paths, suffixes):
             aliases.setdefault(p, iid)
             full = p if os.path.isabs(p) or root is None else str(root / p)
             aliases.setdefault(os.path.normpath(os.path.abspath(full)), iid)
-            b = os.path.basename(p)
-            if base_count[b] == 1:
-                aliases.setdefault(b, iid)
+            for x in sfx:  # the path relative to the dataset and each of its tails that is unique in the truth
+                if suffix_count[x] == 1:
+                    aliases.setdefault(_SUFFIX + x, iid)
     return out, name, aliases
 
 
+_SUFFIX = "\0tail:"  # marks path-tail aliases apart from ids and full paths
+
+
+def _relative_parts(path: str, root: Path | None) -> list[str]:
+    """A manifest path's components relative to the dataset root (all of them when it lies elsewhere)."""
+    p = Path(path)
+    if p.is_absolute() and root is not None and p.is_relative_to(root):
+        p = p.relative_to(root)
+    return [c for c in p.as_posix().split("/") if c not in ("", ".")]
+
+
 def _match(image_id: str, truth_ids: set[str], aliases: dict[str, str]) -> str | None:
-    """The truth image_id a prediction's id refers to: itself, its image path (as given, absolute) or unique file name."""
+    """The truth image_id a prediction's id refers to: itself, or its image's path.
+
+    A path matches as given, made absolute, with symlinks resolved, or by its last components when they
+    equal a truth image's path relative to the dataset (or a tail of it unique in the truth, down to a
+    unique file name).
+    """
     if image_id in truth_ids:
         return image_id
     if not aliases:
         return None
-    for key in (image_id, os.path.normpath(os.path.abspath(image_id)), os.path.basename(image_id)):
+    for key in (image_id, os.path.normpath(os.path.abspath(image_id))):
+        if key in aliases:
+            return aliases[key]
+    if os.path.exists(image_id):
+        key = os.path.realpath(image_id)
+        if key in aliases:
+            return aliases[key]
+    parts = [c for c in image_id.replace("\\", "/").split("/") if c not in ("", ".")]
+    for i in range(len(parts)):
+        key = _SUFFIX + "/".join(parts[i:])
         if key in aliases:
             return aliases[key]
     return None
@@ -429,12 +459,16 @@ def evaluate(
     places: bool = True,
     name: str | None = None,
     unit: str = "image",
+    min_matched: float = 0.1,
 ) -> EvaluationReport:
     """Compare predictions with the ground truth, joined on ``image_id``.
 
     A prediction whose ``image_id`` is not a truth id but names a truth image's file (the
-    manifest ``path``, its absolute path, or a file name unique in the truth) is matched to
-    it, so ``geoscout locate DATASET/images/*.jpg`` output evaluates directly.
+    manifest ``path``, its absolute or symlink-resolved path, a path ending in the image's path
+    relative to the dataset, or a file name unique in the truth) is matched to it, so
+    ``geoscout locate DATASET/images`` output evaluates directly. When fewer than ``min_matched``
+    of the predictions (and always when none) match a truth row, :class:`InvalidInput` names one
+    unmatched id from each side: a report on nothing is never returned.
 
     ``predictions``: a list of :class:`Prediction` or a predictions file. ``truth``: a
     :class:`geoscout.data.Dataset`, a DataFrame with ``image_id, lat, lon``, or anything
@@ -468,19 +502,17 @@ def evaluate(
     loc_ids = set(truth_df["location_id"])
 
     def find(pid: str) -> str | None:
+        if "+" in pid and pid not in truth_ids and pid not in loc_ids:
+            views = [_match(v, truth_ids, aliases) for v in pid.split("+")]
+            if None not in views:  # the views of a panorama ('v1+v2+...', as `locate -p` names it)
+                locs = {img2loc[v] for v in views if v is not None}
+                return locs.pop() if unit == "location" and len(locs) == 1 else None
         key = _match(pid, truth_ids, aliases)
         if unit == "image":
             return key
         if key is not None:
             return img2loc[key]
-        if pid in loc_ids:
-            return pid
-        if "+" in pid:
-            views = [_match(v, truth_ids, aliases) for v in pid.split("+")]
-            locs = {img2loc[v] for v in views if v is not None}
-            if None not in views and len(locs) == 1:
-                return locs.pop()
-        return None
+        return pid if pid in loc_ids else None
 
     by_id: dict[str, Prediction] = {}
     n_dup = 0
@@ -496,6 +528,8 @@ def evaluate(
             continue
         by_id[key] = p
         n_by_path += key != p.image_id
+
+    _check_matched(preds, by_id, unmatched, truth_df, truth_name, min_matched)
 
     max_k = max((len(p.candidates) for p in by_id.values() if p.ok), default=0)
     top_k = max_k if k is None else max(1, min(int(k), max_k)) if max_k else 0
@@ -599,6 +633,36 @@ def evaluate(
         name=name or truth_name,
         thresholds=thresholds,
         unmatched_ids=unmatched,
+    )
+
+
+def _check_matched(
+    preds: list[Prediction],
+    by_id: dict[str, Prediction],
+    unmatched: list[str],
+    truth_df: pd.DataFrame,
+    truth_name: str,
+    min_matched: float,
+) -> None:
+    """Refuse to score predictions that (almost) all miss the truth: name one unmatched id from each side."""
+    if not preds:
+        raise InvalidInput(f"evaluate: there are no predictions to score against {truth_name!r}")
+    n_matched = len(preds) - len(unmatched)
+    if n_matched and n_matched >= min_matched * len(preds):
+        return
+    unpredicted = truth_df[~truth_df["image_id"].isin(by_id)]
+    example = ""
+    if len(unpredicted):
+        row = unpredicted.iloc[0]
+        where = f"{row['path']!r} (image_id {row['image_id']!r})" if "path" in row.index else repr(row["image_id"])
+        example = f"; e.g. truth image {where} has no prediction"
+    raise InvalidInput(
+        f"evaluate: only {n_matched} of {len(preds)} predictions match an image of {truth_name!r} "
+        f"({len(truth_df)} truth {'rows' if len(truth_df) != 1 else 'row'}); e.g. prediction {unmatched[0]!r} "
+        f"matches none{example}. Predictions are matched by image_id, by the image's path (as given, absolute, "
+        "with symlinks resolved, or ending in its path relative to the dataset folder) or by a file name unique "
+        "in the dataset: check that the predictions and the truth describe the same photos"
+        + (f" (to score them anyway, lower min_matched / --min-matched, now {min_matched:g})" if n_matched else "")
     )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 
 import typer
@@ -10,13 +10,13 @@ import typer
 from ._app import app, fail
 
 
-class _Format(str, Enum):
+class _Format(StrEnum):
     table = "table"
     json = "json"
     markdown = "markdown"
 
 
-class _Unit(str, Enum):
+class _Unit(StrEnum):
     image = "image"
     location = "location"
 
@@ -47,6 +47,13 @@ def evaluate_command(
     unit: _Unit = typer.Option(
         _Unit.image, "--unit", help="Score each image, or each location (one answer per panorama, by location_id)."
     ),
+    min_matched: float = typer.Option(
+        0.1,
+        "--min-matched",
+        min=0.0,
+        max=1.0,
+        help="Fail when fewer than this share of the predictions match a truth image (none matching always fails).",
+    ),
 ) -> None:
     """Distance accuracies (1/25/200/750/2500 km), GeoGuessr score, country and admin-1 accuracy, coverage."""
     from geoscout.errors import GeoscoutError
@@ -55,7 +62,7 @@ def evaluate_command(
     if not predictions.is_file():
         raise fail(f"--predictions {predictions}: no such file")
     try:
-        report = evaluate(predictions, truth, k=top_k, places=not no_places, unit=unit.value)
+        report = evaluate(predictions, truth, k=top_k, places=not no_places, unit=unit.value, min_matched=min_matched)
     except GeoscoutError as exc:
         raise fail(str(exc)) from None
     if output is not None:
@@ -68,6 +75,8 @@ def evaluate_command(
         _print_table(report)
     if output is not None:
         typer.echo(f"report written to {output}", err=True)
+    if report.metrics["n_answered"] == 0:
+        raise fail("no prediction answered a truth image (every matched prediction failed); nothing was scored", 1)
 
 
 def _print_table(report) -> None:  # type: ignore[no-untyped-def]
