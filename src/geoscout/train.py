@@ -65,12 +65,14 @@ def load_training_data(
     workers: int = 2,
     progress: bool = True,
     embed_missing: bool = True,
+    columns: Sequence[str] = (),
 ) -> TrainingData:
     """Load and embed ``datasets`` (paths or :class:`~geoscout.data.Dataset`), resumably.
 
     Stores go to ``store_dir/<dataset>-<backbone>`` when given, else to the embeddings module's
     default cache path. Images that failed to embed are skipped and counted; with
     ``embed_missing=False`` nothing is embedded and images absent from the stores are skipped too.
+    ``columns`` are further manifest columns to carry (auxiliary labels such as OSV-5M's ``land_cover``).
     """
     import pandas as pd
 
@@ -127,7 +129,7 @@ def load_training_data(
         )
         if "split" in f.columns:
             g["split"] = f["split"].astype(object)
-        for c in _AUX_COLUMNS:
+        for c in dict.fromkeys((*_AUX_COLUMNS, *columns)):
             if c in f.columns:
                 g[c] = f[c].to_numpy()
         frames.append(g)
@@ -240,7 +242,13 @@ def train_model(
         data
         if data is not None
         else load_training_data(
-            datasets, backbone=backbone, store_dir=store_dir, batch_size=batch_size, workers=workers, progress=progress
+            datasets,
+            backbone=backbone,
+            store_dir=store_dir,
+            batch_size=batch_size,
+            workers=workers,
+            progress=progress,
+            columns=list((head_params or {}).get("aux_columns") or {}),
         )
     )
     frame = td.frame
@@ -272,7 +280,8 @@ def train_model(
     kw = _head_kwargs(head, wanted, head_params)
     model = create_head(head, **kw)
     aux = None
-    have_aux = [c for c in _AUX_COLUMNS if c in frame.columns]
+    extra_cols = list((head_params or {}).get("aux_columns") or {})
+    have_aux = [c for c in dict.fromkeys((*_AUX_COLUMNS, *extra_cols)) if c in frame.columns]
     if have_aux:
         aux = {c: frame[c].to_numpy()[tr] for c in have_aux}
     fit_kw: dict[str, Any] = {

@@ -41,6 +41,31 @@ def _column(aux: Any, name: str, n: int) -> NDArray[Any] | None:
     return arr
 
 
+def _class_labels(col: NDArray[Any]) -> NDArray[Any]:
+    """Category labels as strings (integral floats as ints: 3.0 -> "3"); None where missing."""
+
+    def one(v: Any) -> str | None:
+        if v is None or (isinstance(v, float) and not np.isfinite(v)):
+            return None
+        if isinstance(v, (float, np.floating)) and float(v).is_integer():
+            return str(int(v))
+        s = str(v).strip()
+        return s or None
+
+    return np.array([one(v) for v in col], dtype=object)
+
+
+def _numbers(col: NDArray[Any], name: str) -> NDArray[np.float64]:
+    try:
+        import pandas as pd
+
+        return pd.to_numeric(pd.Series(col), errors="raise").to_numpy(dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(
+            f"aux_columns[{name!r}] = 'value' needs numbers ({exc}); use 'class' for categories"
+        ) from None
+
+
 @HEADS.register("multitask", help="Geocell classifier + auxiliary climate/elevation/population/month heads (PIGEON)")
 class MultiTaskHead(CellClassifierHead):
     """:class:`CellClassifierHead` with auxiliary tasks on the shared trunk (``hidden`` > 0 recommended)."""
@@ -55,6 +80,7 @@ class MultiTaskHead(CellClassifierHead):
         class_balanced: bool = False,
         aux_weights: dict[str, float] | None = None,
         aux_dir: str | None = None,
+        aux_columns: dict[str, str] | None = None,
         epochs: int = 30,
         batch_size: int = 256,
         lr: float = 1e-3,
@@ -83,12 +109,24 @@ class MultiTaskHead(CellClassifierHead):
         )
         self.aux_weights = aux_weights
         self.aux_dir = aux_dir
+        self.aux_columns = aux_columns
+
+    def _columns(self) -> dict[str, str]:
+        cols = dict(self.aux_columns or {})
+        for c, kind in cols.items():
+            if kind not in ("class", "value"):
+                raise InvalidInput(f"aux_columns[{c!r}] = {kind!r}: expected 'class' (categories) or 'value' (numbers)")
+            if c in ("climate", "elevation_m", "pop_density", "month"):
+                raise InvalidInput(f"aux_columns: {c!r} is a built-in task already; leave it out of aux_columns")
+        return cols
 
     def _weights(self) -> dict[str, float]:
         w = dict(DEFAULT_AUX_WEIGHTS)
+        cols = self._columns()
+        w.update(dict.fromkeys(cols, 0.3))
         for k, v in (self.aux_weights or {}).items():
-            if k not in _TASKS:
-                raise InvalidInput(f"aux_weights: unknown task {k!r}; valid: {', '.join(_TASKS)}")
+            if k not in _TASKS and k not in cols:
+                raise InvalidInput(f"aux_weights: unknown task {k!r}; valid: {', '.join([*_TASKS, *cols])}")
             w[k] = float(v)
         return w
 
@@ -105,21 +143,28 @@ class MultiTaskHead(CellClassifierHead):
             dims["population"] = 1
         if "month" in tasks:
             dims["month"] = 12
+        for i, t in enumerate(getattr(self, "extra_tasks_", [])):
+            dims[f"x{i}"] = max(1, len(t["classes"])) if t["kind"] == "class" else 1
         return dims
 
     def _labels_from(self, y: NDArray[np.float64], aux: Any) -> dict[str, NDArray[Any]]:
         n = y.shape[0]
         cols = {k: _column(aux, k, n) for k in ("climate", "elevation_m", "pop_density", "month")}
-        need = [k for k in ("climate", "elevation_m", "pop_density") if cols[k] is None]
+        w = self._weights()
+        task_of = {"climate": "climate", "elevation_m": "elevation", "pop_density": "population"}
+        need = [k for k in ("climate", "elevation_m", "pop_density") if cols[k] is None and w[task_of[k]] > 0]
+        for k in ("climate", "elevation_m", "pop_density"):
+            if cols[k] is None and k not in need:  # a task switched off (weight 0) needs no rasters
+                cols[k] = np.full(n, None if k == "climate" else np.nan, dtype=object if k == "climate" else np.float64)
         if need:
             from ..places.aux import AuxRasters
 
             r = AuxRasters(self.aux_dir)
-            if cols["climate"] is None:
+            if "climate" in need:
                 cols["climate"] = r.climate(y[:, 0], y[:, 1])
-            if cols["elevation_m"] is None:
+            if "elevation_m" in need:
                 cols["elevation_m"] = r.elevation_m(y[:, 0], y[:, 1])
-            if cols["pop_density"] is None:
+            if "pop_density" in need:
                 cols["pop_density"] = r.population_density(y[:, 0], y[:, 1])
         return cols  # type: ignore[return-value]
 
@@ -140,6 +185,22 @@ class MultiTaskHead(CellClassifierHead):
         self.aux_tasks_ = [
             t for t in _TASKS if w[t] > 0 and (t != "month" or has_month) and (t != "climate" or self.climate_classes_)
         ]
+        self.extra_tasks_ = []
+        for c, kind in self._columns().items():
+            col = _column(kwargs.get("aux"), c, yy.shape[0])
+            if col is None:
+                raise InvalidInput(
+                    f"aux_columns: no column {c!r} in the training data; pass it in aux= (geoscout train carries "
+                    "the manifests' columns named in aux_columns)"
+                )
+            if kind == "class":
+                vals = _class_labels(col)
+                classes = sorted({v for v in vals if v is not None})
+                self._aux_cols[c] = vals
+                self.extra_tasks_.append({"column": c, "kind": "class", "classes": classes})
+            else:
+                self._aux_cols[c] = _numbers(col, c)
+                self.extra_tasks_.append({"column": c, "kind": "value", "stats": [0.0, 1.0]})
         try:
             super().fit(X, yy, **kwargs)
         finally:
@@ -177,6 +238,19 @@ class MultiTaskHead(CellClassifierHead):
         if "month" in self.aux_tasks_:
             m = np.asarray(cols["month"], dtype=np.float64)[rows]
             t["month"] = torch.from_numpy(np.where(np.isfinite(m) & (m >= 1) & (m <= 12), m - 1, -1).astype(np.int64))
+        for i, task in enumerate(self.extra_tasks_):
+            col = cols[task["column"]]
+            if task["kind"] == "class":
+                index = {c: j for j, c in enumerate(task["classes"])}
+                t[f"x{i}"] = torch.from_numpy(
+                    np.array([index.get(v, -1) if v is not None else -1 for v in col[rows]], dtype=np.int64)
+                )
+            else:
+                v = np.asarray(col, dtype=np.float64)[rows]
+                ok = np.isfinite(v)
+                mu, sd = (float(v[ok].mean()), float(v[ok].std() + 1e-6)) if ok.any() else (0.0, 1.0)
+                task["stats"] = [mu, sd]
+                t[f"x{i}"] = torch.from_numpy(np.where(ok, (v - mu) / sd, np.nan).astype(np.float32))
         self._aux_t = t
 
     def _extra_loss(self, out: dict[str, Any], rows: NDArray[np.int64]) -> Any:
@@ -184,17 +258,22 @@ class MultiTaskHead(CellClassifierHead):
         import torch.nn.functional as F
 
         w = self._weights()
+        kinds = {f"x{i}": t["kind"] for i, t in enumerate(self.extra_tasks_)}
+        names = {f"x{i}": t["column"] for i, t in enumerate(self.extra_tasks_)}
         total = out["cell"].new_zeros(())
         for task, target in self._aux_t.items():
             tgt = target[rows]
-            if task in ("climate", "month"):
+            weight = w[names.get(task, task)]
+            if weight <= 0:
+                continue
+            if task in ("climate", "month") or kinds.get(task) == "class":
                 ok = tgt >= 0
                 if ok.any():
-                    total = total + w[task] * F.cross_entropy(out[task][ok], tgt[ok])
+                    total = total + weight * F.cross_entropy(out[task][ok], tgt[ok])
             else:
                 ok = torch.isfinite(tgt)
                 if ok.any():
-                    total = total + w[task] * F.smooth_l1_loss(out[task][ok, 0], tgt[ok])
+                    total = total + weight * F.smooth_l1_loss(out[task][ok, 0], tgt[ok])
         return total
 
     def predict_aux(self, X: Any) -> dict[str, NDArray[Any]]:
@@ -212,6 +291,13 @@ class MultiTaskHead(CellClassifierHead):
             res["pop_density"] = np.expm1(out["population"][:, 0] * sd + mu)
         if "month" in out:
             res["month"] = out["month"].argmax(axis=1) + 1
+        for i, t in enumerate(getattr(self, "extra_tasks_", [])):
+            o = out[f"x{i}"]
+            if t["kind"] == "class":
+                res[t["column"]] = np.asarray(t["classes"] or [None], dtype=object)[o.argmax(axis=1)]
+            else:
+                mu, sd = t["stats"]
+                res[t["column"]] = o[:, 0] * sd + mu
         return res
 
     def _extra_config(self) -> dict[str, Any]:
@@ -219,9 +305,11 @@ class MultiTaskHead(CellClassifierHead):
             "aux_tasks": list(self.aux_tasks_),
             "climate_classes": list(self.climate_classes_),
             "aux_stats": self.aux_stats_,
+            "extra_tasks": list(self.extra_tasks_),
         }
 
     def _restore_extra(self, config: dict[str, Any], tensors: dict[str, NDArray[Any]]) -> None:
         self.aux_tasks_ = list(config["aux_tasks"])
         self.climate_classes_ = list(config["climate_classes"])
         self.aux_stats_ = {k: list(v) for k, v in config["aux_stats"].items()}
+        self.extra_tasks_ = [dict(t) for t in config.get("extra_tasks", [])]
