@@ -105,3 +105,14 @@ def test_osv5m_labels_flow_from_import_to_a_trained_bundle(shared_data, tmp_path
     bundle.save(tmp_path / "b")
     back = ModelBundle.load(tmp_path / "b")
     assert [t["column"] for t in back.head.extra_tasks_] == cols
+
+
+def test_cli_aux_column_is_checked():
+    from typer.testing import CliRunner
+
+    from geoscout.cli import app
+
+    res = CliRunner().invoke(app, ["train", "ds", "-o", "b", "--head", "multitask", "--aux-column", "soil:cat"])
+    assert res.exit_code == 2 and "COLUMN:class or COLUMN:value" in res.output
+    res = CliRunner().invoke(app, ["train", "ds", "-o", "b", "--aux-column", "osv5m"])
+    assert res.exit_code == 2 and "--head multitask" in res.output

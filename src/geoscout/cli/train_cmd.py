@@ -31,6 +31,12 @@ def train(
     param: list[str] = typer.Option(
         [], "--param", "-p", help="Extra head parameter KEY=VALUE (JSON value), repeatable."
     ),
+    aux_column: list[str] = typer.Option(
+        [],
+        "--aux-column",
+        help="Multitask head: a manifest column as an auxiliary task, COLUMN:class or COLUMN:value (repeatable); "
+        "'osv5m' adds OSV-5M's land_cover, climate_code, soil, drive_side, road_index, dist_sea.",
+    ),
     store_dir: Path | None = typer.Option(None, "--store-dir", help="Where embedding stores go (default: the cache)."),
     no_retrieval: bool = typer.Option(
         False, "--no-retrieval", help="Do not store training embeddings for retrieval refinement."
@@ -49,6 +55,21 @@ def train(
             params[key.strip()] = json.loads(value)
         except json.JSONDecodeError:
             params[key.strip()] = value
+    if aux_column:
+        from geoscout.data.open_datasets import OSV5M_AUX_TASKS
+
+        cols: dict[str, str] = dict(params.get("aux_columns") or {})
+        for item in aux_column:
+            if item == "osv5m":
+                cols.update(OSV5M_AUX_TASKS)
+                continue
+            name, _, kind = item.rpartition(":")
+            if not name or kind not in ("class", "value"):
+                raise fail(f"--aux-column {item!r}: expected COLUMN:class or COLUMN:value (or osv5m)")
+            cols[name] = kind
+        params["aux_columns"] = cols
+        if head != "multitask":
+            raise fail("--aux-column needs --head multitask")
     bundle = train_model(
         [str(d) for d in datasets],
         backbone=backbone,
