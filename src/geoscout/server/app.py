@@ -3,7 +3,9 @@
 One router per resource (``/v1/locate``, ``/v1/models``, ``/v1/health``, ``/v1/world``);
 the model loads once in the lifespan; locate calls run in a bounded thread pool with a
 timeout; every error is JSON ``{"error": {"code", "message"}}`` with the right status.
-Uploads are read into memory within the size limit and never written to disk by us.
+Request bodies are bounded while they arrive (:mod:`.limits`: bytes, parts, bytes in flight);
+uploads are read into memory within the size limit and never written to disk by us. ``/docs``
+serves Swagger UI from a local copy (package ``swagger-ui-bundle``): no CDN, works offline.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from ..errors import GeoscoutError, InvalidInput
+from .limits import BodyLimit, BodyLimitExceeded, SecurityHeaders
 
 __all__ = ["ServerSettings", "create_app"]
 
@@ -49,6 +52,7 @@ class ServerSettings:
     max_top_k: int = 50
     request_timeout_s: float = 60.0
     concurrency: int = 2  # locate calls running at once; others wait
+    max_inflight_bytes: int = 512 * 1024 * 1024  # request bodies held at once (memory + spooled temp files)
     weights: str | None = None
     extra_models: dict[str, str] = field(default_factory=dict)
 
@@ -83,9 +87,28 @@ def create_app(settings: ServerSettings | None = None, *, locator: Any = None) -
         yield
 
     app = FastAPI(
-        title="geoscout", version=_version(), lifespan=lifespan, description="Tell where on Earth a photo was taken."
+        title="geoscout",
+        version=_version(),
+        lifespan=lifespan,
+        description="Tell where on Earth a photo was taken.",
+        docs_url=None,  # FastAPI's own pages load Swagger UI / ReDoc from a CDN; ours are local
+        redoc_url=None,
     )
     app.state.settings = settings
+    body_limit = max_body_bytes(settings)
+    app.add_middleware(
+        BodyLimit,
+        max_body_bytes=body_limit,
+        max_parts=settings.max_files + _FORM_FIELDS,
+        max_inflight_bytes=max(settings.max_inflight_bytes, body_limit),
+    )
+    app.add_middleware(SecurityHeaders)  # outermost: the middleware's own 413/503 answers get the headers too
+
+    @app.exception_handler(BodyLimitExceeded)
+    async def _body_limit(_: Request, exc: BodyLimitExceeded) -> JSONResponse:
+        return JSONResponse(
+            status_code=exc.status, content={"error": {"code": exc.code, "message": exc.message}}, headers=exc.headers
+        )
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -113,7 +136,43 @@ def create_app(settings: ServerSettings | None = None, *, locator: Any = None) -
     async def index() -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
 
+    _mount_docs(app)
     return app
+
+
+_FORM_FIELDS = 4  # non-file multipart fields a locate request may carry (top_k, panorama, and slack)
+_MULTIPART_OVERHEAD = 64 * 1024  # part headers and boundaries
+
+
+def max_body_bytes(settings: ServerSettings) -> int:
+    """The largest request body the server reads: every file at its limit plus the multipart framing."""
+    return settings.max_upload_bytes * settings.max_files + _MULTIPART_OVERHEAD
+
+
+_DOCS_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>geoscout API</title>
+<link rel="stylesheet" href="/docs-assets/swagger-ui.css"></head>
+<body><div id="swagger-ui"></div>
+<script src="/docs-assets/swagger-ui-bundle.js"></script>
+<script src="/static/docs.js"></script></body></html>
+"""
+
+
+def _mount_docs(app: FastAPI) -> None:
+    """Serve Swagger UI at ``/docs`` from the local ``swagger-ui-bundle`` files (no CDN)."""
+    from fastapi.responses import HTMLResponse
+
+    try:
+        from swagger_ui_bundle import swagger_ui_path
+    except ImportError:  # the server extra installs it; without it, say where the schema is
+        page = '<!doctype html><title>geoscout API</title><p>The API schema is at <a href="/openapi.json">/openapi.json</a> (install <code>swagger-ui-bundle</code> for an interactive page).</p>'
+    else:
+        app.mount("/docs-assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")
+        page = _DOCS_PAGE
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return HTMLResponse(page)
 
 
 def _version() -> str:
@@ -132,9 +191,6 @@ def _locate_router(settings: ServerSettings) -> APIRouter:
         top_k: int = Form(5, ge=1, description="Candidates per photo."),
         panorama: bool = Form(False, description="All files are views of one place: fuse them."),
     ) -> dict[str, Any]:
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > settings.max_upload_bytes * settings.max_files + 65536:
-            raise ApiError(413, "too_large", f"request body of {length} bytes exceeds the limit")
         if not files:
             raise ApiError(400, "no_files", "send at least one photo in the 'files' field")
         if len(files) > settings.max_files:
