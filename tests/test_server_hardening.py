@@ -69,7 +69,7 @@ class Server:
         self.thread.join(timeout=30)
 
 
-SETTINGS = dict(max_upload_bytes=256 * 1024, max_files=4)
+SETTINGS: dict[str, Any] = {"max_upload_bytes": 256 * 1024, "max_files": 4}
 
 
 def _connect(port: int) -> socket.socket:
