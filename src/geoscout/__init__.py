@@ -39,6 +39,8 @@ _EXPORTS: dict[str, str] = {
     "Locator": "geoscout.locate",
     "locate": "geoscout.locate",
     "evaluate": "geoscout.evaluate",
+    "zeroshot_head": "geoscout.zeroshot",
+    "fuse_with_prior": "geoscout.zeroshot",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

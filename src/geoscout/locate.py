@@ -39,6 +39,8 @@ BUILTIN_MODELS = {
     "Street View / Mapillary photos; ships inside the package, runs offline on a CPU",
     "geoclip": "GeoCLIP (NeurIPS 2023): CLIP ViT-L/14 + the pretrained location encoder over its 100k GPS gallery "
     "(needs the CLIP weights from the Hugging Face hub, or --weights DIR)",
+    "zeroshot:<backbone>": "zero-shot places (StreetCLIP, PIGEON): a CLIP backbone with a text tower scores the photo "
+    "against prompts for countries, admin-1 regions or your own places (e.g. zeroshot:streetclip, zeroshot:hf:DIR)",
 }
 
 
@@ -270,12 +272,18 @@ class Locator:
                     la, lo = self._refiner.refine(X[i], cell_idx, la, lo)
                 cands.append(Candidate(lat=la, lon=lo, probability=float(prob[j]), cell=cell_name))
             best = (cands[0].lat, cands[0].lon)
+            summarize = getattr(self.head, "summarize", None)  # heads whose support points stand for areas
+            radius, expected = (
+                summarize(prob, best)
+                if summarize is not None
+                else (uncertainty_radius_km(lat, lon, prob, best), expected_geoguessr_score(lat, lon, prob, best))
+            )
             preds.append(
                 Prediction(
                     image_id=str(image_id),
                     candidates=cands,
-                    radius_km=uncertainty_radius_km(lat, lon, prob, best),
-                    expected_score=expected_geoguessr_score(lat, lon, prob, best),
+                    radius_km=radius,
+                    expected_score=expected,
                     source=(sources[i] if sources is not None else None),
                     heatmap=_heatmap(lat, lon, prob, self.heatmap_points),
                 )
@@ -399,16 +407,33 @@ def load_model(
     refine: RefineConfig | str | None = None,
     geocode: bool = True,
     device: str = "cpu",
+    places: Any = "countries",
+    prompts: str | os.PathLike[str] | None = None,
 ) -> Locator:
-    """A ready :class:`Locator`: ``"geoscout-lite"`` (shipped), ``"geoclip"``, or a bundle directory.
+    """A ready :class:`Locator`: ``"geoscout-lite"`` (shipped), ``"geoclip"``, ``"zeroshot:<backbone>"``
+    or a bundle directory.
 
-    ``weights`` points the backbone at a local weights folder (for hub models offline).
+    ``weights`` points the backbone at a local weights folder (for hub models offline). ``places``
+    (``countries``, ``admin1``, ``countries:HR,SI``, a places file) and ``prompts`` (a TOML templates file)
+    apply to ``zeroshot:`` models (see :mod:`geoscout.zeroshot`).
     """
     from .backbones import create_backbone
 
     if isinstance(refine, str):
         refine = RefineConfig(method=refine)
     key = str(model)
+    if key.startswith("zeroshot:"):
+        from .zeroshot import zeroshot_head
+
+        backbone = create_backbone(key[len("zeroshot:") :], weights=weights, device=device, runtime=runtime)
+        return Locator(
+            backbone,
+            zeroshot_head(backbone, places, prompts=prompts),
+            refine=RefineConfig(method="none"),
+            name=key,
+            card=BUILTIN_MODELS["zeroshot:<backbone>"],
+            geocode=geocode,
+        )
     if key == "geoclip":
         from .geoclip import load_geoclip_head
 

