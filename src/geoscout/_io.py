@@ -1,4 +1,8 @@
-"""Atomic file writing and the user cache directory.
+"""Atomic file writing, bounded reading of users' files, and the user cache directory.
+
+Every read of a file a user names goes through :func:`open_user_file` (or
+:func:`read_user_file`): it refuses anything but a regular file (a named pipe would hang,
+``/dev/zero`` would never end) before reading a byte, and never reads past a size limit.
 
 Every file geoscout writes goes through :func:`atomic_path` (or the helpers built on
 it): data lands in a temporary file in the same directory, is flushed and fsynced,
@@ -11,10 +15,13 @@ import contextlib
 import hashlib
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
+
+from .errors import InvalidInput
 
 __all__ = [
     "atomic_path",
@@ -22,8 +29,91 @@ __all__ = [
     "atomic_write_json",
     "atomic_write_text",
     "cache_dir",
+    "check_user_file",
+    "open_user_file",
+    "read_user_file",
     "sha256_file",
 ]
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "is a folder, not a file"
+    if stat.S_ISFIFO(mode):
+        return "is a named pipe (FIFO), not a regular file; geoscout reads only regular files"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "is a device, not a regular file; geoscout reads only regular files"
+    if stat.S_ISSOCK(mode):
+        return "is a socket, not a regular file; geoscout reads only regular files"
+    return "is not a regular file; geoscout reads only regular files"
+
+
+def _os_reason(exc: OSError) -> str:
+    import errno
+
+    if isinstance(exc, FileNotFoundError):
+        return "file not found; check the path"
+    if exc.errno == errno.ELOOP:
+        return "symlink loop (the link points back at itself); fix or remove the link"
+    if isinstance(exc, PermissionError):
+        return "permission denied; check the file's permissions"
+    return f"cannot read the file ({exc.strerror or exc})"
+
+
+def _refuse(name: str, reason: str) -> InvalidInput:
+    return InvalidInput(f"{name}: {reason}")
+
+
+def check_user_file(path: str | os.PathLike[str], *, max_bytes: int | None = None) -> os.stat_result:
+    """``os.stat`` of a user's file after checking it is a regular file within ``max_bytes``.
+
+    Raises :class:`~geoscout.errors.InvalidInput` (``"<path>: <reason>"``) for a missing file,
+    a folder, a FIFO, a device, a socket, a symlink loop or an over-large file. Opens nothing.
+    """
+    name = str(path)
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise _refuse(name, _os_reason(exc)) from None
+    _check_stat(name, st, max_bytes)
+    return st
+
+
+def _check_stat(name: str, st: os.stat_result, max_bytes: int | None) -> None:
+    if not stat.S_ISREG(st.st_mode):
+        raise _refuse(name, _kind(st.st_mode))
+    if max_bytes is not None and st.st_size > max_bytes:
+        raise _refuse(name, f"file is {st.st_size} bytes, over the {max_bytes}-byte limit")
+
+
+def open_user_file(path: str | os.PathLike[str], *, max_bytes: int | None = None) -> BinaryIO:
+    """Open a user's file for binary reading, refusing anything but a regular file within ``max_bytes``.
+
+    The file is opened non-blocking and checked with ``fstat`` on the open descriptor, so a
+    FIFO cannot hang the caller and a file swapped after a check is still caught. Reading past
+    ``max_bytes`` is the caller's to avoid (:func:`read_user_file` does).
+    """
+    name = str(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise _refuse(name, _os_reason(exc)) from None
+    try:
+        _check_stat(name, os.fstat(fd), max_bytes)
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_user_file(path: str | os.PathLike[str], *, max_bytes: int) -> bytes:
+    """All bytes of a user's regular file, never more than ``max_bytes`` (a growing file is refused)."""
+    with open_user_file(path, max_bytes=max_bytes) as fh:
+        data = fh.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise _refuse(str(path), f"file grew past the {max_bytes}-byte limit while being read")
+    return data
 
 
 @contextlib.contextmanager
@@ -83,10 +173,7 @@ def atomic_write_json(target: str | os.PathLike[str], obj: Any, *, indent: int =
 def cache_dir(*parts: str) -> Path:
     """geoscout's cache folder: ``$GEOSCOUT_HOME``, else ``$XDG_CACHE_HOME/geoscout``, else ``~/.cache/geoscout``."""
     root = os.environ.get("GEOSCOUT_HOME")
-    if root:
-        base = Path(root)
-    else:
-        base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "geoscout"
+    base = Path(root) if root else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "geoscout"
     p = base.joinpath(*parts)
     p.mkdir(parents=True, exist_ok=True)
     return p

@@ -13,12 +13,12 @@ import io
 import os
 import warnings
 from collections.abc import Iterator
-from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ._io import open_user_file
 from .errors import InvalidInput
 
 __all__ = ["DEFAULT_MAX_PIXELS", "MAX_FILE_BYTES", "describe_source", "load_image", "probe_image"]
@@ -86,10 +86,8 @@ def load_image(
                     "truncated or corrupt image data" if "truncat" in str(exc).lower() else f"cannot decode ({exc})"
                 )
                 raise InvalidInput(f"{name}: {reason}; re-download or remove it") from None
-            try:
+            with contextlib.suppress(Exception):  # a broken EXIF block must not lose the picture itself
                 im = ImageOps.exif_transpose(im) or im
-            except Exception:  # a broken EXIF block must not lose the picture itself
-                pass
             out = _to_rgb(im)
             out.load()
             return out if out is not src else out.copy()
@@ -127,17 +125,10 @@ def _open(
     """
     owned: BinaryIO | None = None
     if isinstance(src, (str, os.PathLike)):
-        p = Path(src)
-        if not p.exists():
-            raise InvalidInput(f"{name}: file not found; check the path")
-        if p.is_dir():
-            raise InvalidInput(f"{name}: is a folder, not an image file")
-        size = p.stat().st_size
-        if size == 0:
+        owned = stream = open_user_file(src, max_bytes=max_bytes)  # regular files only: no FIFO, no device
+        if os.fstat(stream.fileno()).st_size == 0:
+            _close(owned)
             raise InvalidInput(f"{name}: empty file (0 bytes); re-download or remove it")
-        if size > max_bytes:
-            raise InvalidInput(f"{name}: file is {size} bytes, over the {max_bytes}-byte limit")
-        owned = stream = open(p, "rb")
     elif isinstance(src, (bytes, bytearray, memoryview)):
         if len(src) == 0:
             raise InvalidInput(f"{name}: empty upload (0 bytes)")
@@ -173,10 +164,8 @@ def _reasons(name: str, failure: str) -> Iterator[None]:
 
 def _close(stream: BinaryIO | None) -> None:
     if stream is not None:
-        try:
+        with contextlib.suppress(Exception):
             stream.close()
-        except Exception:
-            pass
 
 
 def _check_size(name: str, w: int, h: int, max_pixels: int) -> None:

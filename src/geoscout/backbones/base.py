@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -93,10 +94,8 @@ def weights_sha256(paths: list[Path]) -> str:
                     digest = None
             if digest is None:
                 digest = sha256_file(p)
-                try:
+                with contextlib.suppress(OSError):
                     atomic_write_json(memo_file, {"path": str(p), "sha256": digest})
-                except OSError:
-                    pass
             _HASH_MEMO[key] = digest
         digests.append(_HASH_MEMO[key])
     if len(digests) == 1:
@@ -174,29 +173,32 @@ class Backbone:
         but let libjpeg decode a JPEG file or bytes at the smallest 1/2, 1/4 or 1/8 scale whose shorter side still
         covers ``resize_size`` (about 2x faster for photos bigger than the network input; embeddings
         agree with a full decode to cosine ~0.99, so use this same decoder for gallery and queries). Failures re-run the plain decoder for its error message."""
-        from geoscout.imageio import DEFAULT_MAX_PIXELS
+        from geoscout._io import open_user_file
+        from geoscout.imageio import DEFAULT_MAX_PIXELS, MAX_FILE_BYTES
         from geoscout.imageio import load_image as _load
 
         limit = max_pixels or DEFAULT_MAX_PIXELS
         if isinstance(src, (str, os.PathLike, bytes, bytearray, memoryview)):
-            try:
-                im = Image.open(src if isinstance(src, (str, os.PathLike)) else io.BytesIO(bytes(src)))
+            fh: Any = None
+            im = None
+            try:  # a path is opened like every user's file (regular files only, size-bounded): a FIFO cannot hang us
+                fh = open_user_file(src, max_bytes=MAX_FILE_BYTES) if isinstance(src, (str, os.PathLike)) else None
+                im = Image.open(fh if fh is not None else io.BytesIO(bytes(src)))  # type: ignore[arg-type]
+                if (
+                    im.format == "JPEG"
+                    and 0 < im.width * im.height <= limit
+                    and min(im.size) >= 2 * self.info.resize_size
+                ):
+                    t = self.info.resize_size
+                    im.draft("RGB", (t, t))
+                    return _load(im, max_pixels=limit)
             except Exception:
-                im = None
-            if im is not None:
-                try:
-                    if (
-                        im.format == "JPEG"
-                        and 0 < im.width * im.height <= limit
-                        and min(im.size) >= 2 * self.info.resize_size
-                    ):
-                        t = self.info.resize_size
-                        im.draft("RGB", (t, t))
-                        return _load(im, max_pixels=limit)
-                except Exception:
-                    pass
-                finally:
+                pass  # the plain decoder below words the error
+            finally:
+                if im is not None:
                     im.close()
+                if fh is not None:
+                    fh.close()
         return _load(src, max_pixels=limit)
 
     def preprocess(self, image: Image.Image) -> np.ndarray:

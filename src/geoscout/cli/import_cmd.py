@@ -63,6 +63,9 @@ def import_command(
     images: Path = typer.Option(None, "--images", help="With --from mp16: the folder the IMG_ID paths are under."),
     limit: int = typer.Option(None, "--limit", min=1, help="With --from: stop after this many rows."),
     chunk_size: int = typer.Option(4096, "--chunk-size", min=1, help="With --from: rows per streamed chunk."),
+    strict: bool = typer.Option(
+        False, "--strict", help="Refuse a CSV with any unreadable row (default: report such rows and import the rest)."
+    ),
 ) -> None:
     """Import geotagged photos into a geoscout dataset; every skipped photo is reported with its reason."""
     from rich.console import Console
@@ -115,7 +118,7 @@ def import_command(
         report = ImportReport(ds, [], len(ds))
         what = f"opened dataset {ds.root}"
     elif src.is_dir() and (src / "manifest.csv").is_file():
-        report = import_csv(src / "manifest.csv", output, columns=columns, copy=copy, workers=workers)
+        report = import_csv(src / "manifest.csv", output, columns=columns, copy=copy, workers=workers, strict=strict)
         what = f"imported {src / 'manifest.csv'}"
     elif src.is_dir():
         if columns:
@@ -123,7 +126,7 @@ def import_command(
         report = import_exif_folder(src, output, copy=copy, workers=workers)
         what = f"imported photos (EXIF GPS) from {src}"
     else:
-        report = import_csv(src, output, columns=columns, copy=copy, workers=workers)
+        report = import_csv(src, output, columns=columns, copy=copy, workers=workers, strict=strict)
         what = f"imported {src}"
 
     ds = report.dataset

@@ -29,7 +29,8 @@ def _expand(inputs: list[Path], recursive: bool) -> list[Path]:
             files = sorted(
                 f
                 for f in (p.rglob("*") if recursive else p.iterdir())
-                if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
+                # not only regular files: a pipe or a symlink loop named *.jpg is reported per photo, not skipped
+                if f.suffix.lower() in IMAGE_SUFFIXES and not f.is_dir()
             )
             if not files:
                 raise fail(

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from geoscout._io import atomic_path
+from geoscout._io import atomic_path, check_user_file, read_user_file
 from geoscout.errors import InvalidInput
 
 from .dataset import Dataset
@@ -60,7 +60,7 @@ _FORMAT_EXT = {
 class Problem:
     """One input that was not imported: its ``path``, the ``reason``, the CSV ``row`` (file line, header = 1)
     when it came from a CSV, and a short ``kind`` (missing_file, unreadable_image, duplicate,
-    bad_coordinates, bad_value, no_gps, not_image) for summaries."""
+    bad_coordinates, bad_value, no_gps, not_image, not_a_file, bad_row) for summaries."""
 
     path: str
     reason: str
@@ -127,14 +127,14 @@ _CACHE_MAX = 500_000
 
 
 def _inspect(path: Path, *, want_exif: bool, max_pixels: int | None) -> _FileInfo:
-    try:
-        st = path.stat()
-    except FileNotFoundError:
+    from geoscout.imageio import MAX_FILE_BYTES
+
+    if not os.path.lexists(path):
         return _FileInfo(error=f"file not found: {path}", kind="missing_file")
-    except OSError as exc:
-        return _FileInfo(error=f"cannot read file: {exc}", kind="missing_file")
-    if path.is_dir():
-        return _FileInfo(error=f"is a folder, not an image file: {path}", kind="missing_file")
+    try:  # a FIFO, a device, a folder, a symlink loop or a huge file is named before a byte is read
+        st = check_user_file(path, max_bytes=MAX_FILE_BYTES)
+    except InvalidInput as exc:
+        return _FileInfo(error=str(exc), kind="missing_file" if "file not found" in str(exc) else "not_a_file")
     key = (str(path), st.st_size, st.st_mtime_ns, want_exif)
     hit = _CACHE.get(key)
     if hit is not None and max_pixels is None:
@@ -160,13 +160,13 @@ def _inspect_uncached(path: Path, *, want_exif: bool, max_pixels: int | None) ->
     """
     from PIL import Image
 
-    from geoscout.imageio import DEFAULT_MAX_PIXELS, load_image
+    from geoscout.imageio import DEFAULT_MAX_PIXELS, MAX_FILE_BYTES, load_image
 
     limit = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        return _FileInfo(error=f"cannot read file: {exc}", kind="missing_file")
+        data = read_user_file(path, max_bytes=MAX_FILE_BYTES)
+    except InvalidInput as exc:
+        return _FileInfo(error=str(exc), kind="not_a_file")
     sha = hashlib.sha256(data).hexdigest()
 
     def bad(msg: str) -> _FileInfo:
@@ -424,18 +424,99 @@ def _finish(
     return ImportReport(ds, problems, total)
 
 
-def _read_csv(csv: Path) -> pd.DataFrame:
+@dataclass
+class CsvRows:
+    """A CSV read row by row: the good rows as a string DataFrame, the file line of each, and the bad rows."""
+
+    frame: pd.DataFrame
+    lines: list[int]  #: file line (header = 1) where each row of ``frame`` starts
+    bad: list[tuple[int, str]]  #: (file line, reason) of rows that could not be read
+
+
+def read_csv_rows(csv: Path, *, strict: bool = False) -> CsvRows:
+    """Read a CSV (``.tsv``: tab-separated) tolerantly: a row with bytes that are not UTF-8, the wrong
+    number of fields or an unterminated quote is reported with its line number and the rest is read.
+    ``strict=True`` refuses the file at the first bad row instead. Empty fields become missing values;
+    other text, including ``NaN``, is kept as written."""
+    import csv as csvmod
+
     import pandas as pd
 
-    if not csv.is_file():
-        raise InvalidInput(f"{csv}: no such CSV file")
+    data = read_user_file(csv, max_bytes=MAX_CSV_BYTES)
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    text = data.decode("utf-8", errors="surrogateescape")
+    physical = [ln + "\n" for ln in text.split("\n")]
+    if physical[-1] == "\n":
+        physical.pop()
     sep = "\t" if csv.suffix.lower() == ".tsv" else ","
-    try:
-        return pd.read_csv(csv, dtype=str, sep=sep, skipinitialspace=True, encoding="utf-8-sig")
-    except pd.errors.EmptyDataError:
-        raise InvalidInput(f"{csv}: the file is empty; expected a header line such as path,lat,lon") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"{csv}: not a readable CSV ({exc})") from None
+    src = _LineCursor(physical)
+    bad: list[tuple[int, str]] = []
+    records: list[list[Any]] = []
+    lines: list[int] = []
+    header: list[str] | None = None
+    reader = csvmod.reader(src, delimiter=sep, skipinitialspace=True, strict=True)
+    while src.pos < len(physical):
+        begin = src.pos
+        try:
+            fields = next(reader)
+        except StopIteration:
+            break
+        except csvmod.Error:  # an unterminated quote runs to the end of the file
+            fields = None
+        start, used = begin + 1, src.pos - begin
+        if fields is not None and (not fields or (len(fields) == 1 and not fields[0].strip())):
+            continue  # blank line
+        reason = None
+        if fields is None or (header is not None and len(fields) != len(header) and used > 1):
+            reason = 'an unterminated quote (a field\'s closing " is missing); fix the quoting'
+        elif header is not None and len(fields) != len(header):
+            reason = f"{len(fields)} fields where the header has {len(header)}; fix the row's separators or quoting"
+        elif any(_not_utf8(f) for f in fields):
+            reason = "bytes that are not UTF-8 text; save the file as UTF-8"
+        if reason is not None:
+            if header is None:
+                raise InvalidInput(f"{csv}: line {start} (the header) has {reason}")
+            if strict:
+                raise InvalidInput(f"{csv}: line {start} has {reason} (without --strict such rows are skipped)")
+            bad.append((start, reason))
+            if used != 1:  # resume on the line after the bad one, with a fresh parser state
+                src.pos = begin + 1
+                reader = csvmod.reader(src, delimiter=sep, skipinitialspace=True, strict=True)
+            continue
+        assert fields is not None
+        if header is None:
+            header = [f.strip() for f in fields]
+            continue
+        records.append([f if f.strip() else math.nan for f in fields])  # empty -> missing, as pandas reads it
+        lines.append(start)
+    if header is None:
+        raise InvalidInput(f"{csv}: the file is empty; expected a header line such as path,lat,lon")
+    frame = pd.DataFrame(records, columns=header, dtype=object)
+    return CsvRows(frame, lines, bad)
+
+
+MAX_CSV_BYTES = 4 * 1024**3  # a CSV is read whole; OSV-5M's largest is ~1 GB
+
+
+class _LineCursor:
+    """An iterator over lines that knows how many it handed out (the csv reader asks one at a time)."""
+
+    def __init__(self, lines: list[str]) -> None:
+        self.lines, self.pos = lines, 0
+
+    def __iter__(self) -> _LineCursor:
+        return self
+
+    def __next__(self) -> str:
+        if self.pos >= len(self.lines):
+            raise StopIteration
+        self.pos += 1
+        return self.lines[self.pos - 1]
+
+
+def _not_utf8(field: str) -> bool:
+    return any("\udc80" <= ch <= "\udcff" for ch in field)
 
 
 def _map_columns(df: pd.DataFrame, mapping: dict[str, str], csv: Path) -> pd.DataFrame:
@@ -508,6 +589,7 @@ def import_csv(
     copy: bool = False,
     workers: int | None = None,
     source: str | None = None,
+    strict: bool = False,
 ) -> ImportReport:
     """Import a CSV of images with coordinates; returns an :class:`ImportReport`.
 
@@ -518,13 +600,15 @@ def import_csv(
     columns are kept. With ``out`` the dataset is written to ``out/manifest.parquet`` (and problems to
     ``out/problems.csv``); images stay in place (``copy=False``; paths absolute when outside ``out``) or
     are copied to ``out/images/<image_id><ext>``. Without ``out`` the dataset lives in memory, rooted at
-    the CSV's folder.
+    the CSV's folder. A row that cannot be read as CSV (not UTF-8, wrong number of fields, unterminated
+    quote) is a problem of kind ``bad_row`` with its line number; ``strict=True`` refuses the file instead.
     """
     import pandas as pd
 
     csv = Path(csv).expanduser().resolve()
     out_dir = _resolve_out(out)
-    df = _map_columns(_read_csv(csv), parse_column_mapping(columns), csv)
+    table = read_csv_rows(csv, strict=strict)
+    df = _map_columns(table.frame, parse_column_mapping(columns), csv)
     root = csv.parent
     name = csv.parent.name if csv.stem == "manifest" else csv.stem
     src_name = source or name
@@ -549,7 +633,7 @@ def import_csv(
     if "image_id" in df.columns:  # always recomputed from content
         df = df.drop(columns=["image_id"])
     records = df.to_dict("records")
-    problems: list[Problem] = []
+    problems = [Problem("(unreadable row)", reason, line, "bad_row") for line, reason in table.bad]
     checks = []
     paths: list[Path | None] = []
     for i, rec in enumerate(records):
@@ -570,7 +654,7 @@ def import_csv(
     rows, srcs, exts, lines = [], [], [], []
     first_by_hash: dict[str, tuple[str, int]] = {}
     for i, (rec, issues, p, info) in enumerate(zip(records, checks, paths, infos)):
-        line = i + 2  # header is line 1
+        line = table.lines[i]  # file line where the row starts (header = 1)
         shown = str(rec.get("path", "")).strip() if p is not None else "(empty)"
         if info is not None and info.error:
             issues.insert(0, (info.kind, info.error))
@@ -598,7 +682,17 @@ def import_csv(
         exts.append(info.ext)
         lines.append(line)
     return _finish(
-        rows, srcs, exts, lines, problems, len(records), root=root, out=out_dir, copy=copy, workers=nw, name=name
+        rows,
+        srcs,
+        exts,
+        lines,
+        problems,
+        len(records) + len(table.bad),
+        root=root,
+        out=out_dir,
+        copy=copy,
+        workers=nw,
+        name=name,
     )
 
 
