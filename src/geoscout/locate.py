@@ -410,8 +410,9 @@ def load_model(
     places: Any = "countries",
     prompts: str | os.PathLike[str] | None = None,
 ) -> Locator:
-    """A ready :class:`Locator`: ``"geoscout-lite"`` (shipped), ``"geoclip"``, ``"zeroshot:<backbone>"``
-    or a bundle directory.
+    """A ready :class:`Locator`: ``"geoscout-lite"`` (shipped), ``"geoclip"``, ``"zeroshot:<backbone>"``,
+    a bundle directory, or a bundle on the Hugging Face hub, ``"hf-bundle:user/name[@revision]"`` (through its
+    cache; files SHA-256 verified).
 
     ``weights`` points the backbone at a local weights folder (for hub models offline). ``places``
     (``countries``, ``admin1``, ``countries:HR,SI``, a places file) and ``prompts`` (a TOML templates file)
@@ -447,6 +448,15 @@ def load_model(
             card=BUILTIN_MODELS["geoclip"],
             geocode=geocode,
         )
+    from .bundle import ModelBundle
+
+    if key.startswith("hf-bundle:"):  # a bundle on the Hugging Face hub (or in its cache), SHA-256 verified
+        from .hub import load_hub_bundle
+
+        bundle, _ = load_hub_bundle(key)
+        return _locator_from_bundle(
+            bundle, key, weights=weights, device=device, runtime=runtime, refine=refine, geocode=geocode
+        )
     path = _builtin_dir(key) if key in BUILTIN_MODELS else Path(key)
     if not (path / "config.json").is_file():
         if key in BUILTIN_MODELS:
@@ -455,9 +465,16 @@ def load_model(
             f"model {key!r} is neither a built-in model ({', '.join(BUILTIN_MODELS)}) nor a bundle folder with "
             "config.json; train one with `geoscout train` or pass --model geoscout-lite"
         )
-    from .bundle import ModelBundle
+    return _locator_from_bundle(
+        ModelBundle.load(path), key, weights=weights, device=device, runtime=runtime, refine=refine, geocode=geocode
+    )
 
-    bundle = ModelBundle.load(path)
+
+def _locator_from_bundle(
+    bundle: Any, name: str, *, weights: str | None, device: str, runtime: str, refine: Any, geocode: bool
+) -> Locator:
+    from .backbones import create_backbone
+
     backbone = create_backbone(bundle.backbone_name, weights=weights, device=device, runtime=runtime)
     return Locator(
         backbone,
@@ -465,7 +482,7 @@ def load_model(
         partition=bundle.partition,
         retrieval=bundle.retrieval,
         refine=refine,
-        name=key,
+        name=name,
         card=getattr(bundle, "card", ""),
         geocode=geocode,
     )

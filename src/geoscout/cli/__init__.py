@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "serve_cmd",
     "watch_cmd",
     "list_cmd",
+    "hub_cmd",
 )
 
 for _name in COMMAND_MODULES:
