@@ -20,6 +20,8 @@ COMMAND_MODULES = (
     "watch_cmd",
     "list_cmd",
     "hub_cmd",
+    "compare_cmd",
+    "play_cmd",
 )
 
 for _name in COMMAND_MODULES:

@@ -19,11 +19,16 @@ def serve_command(
     timeout: float = typer.Option(60.0, "--timeout", min=1, help="Seconds before a request is answered 504."),
     concurrency: int = typer.Option(2, "--concurrency", min=1, help="Locate calls running at once."),
     weights: str = typer.Option(None, "--weights", help="Local backbone weights folder (offline hub models)."),
+    game: str = typer.Option(
+        None, "--game", help="Dataset for the play mode (GeoGuessr-style rounds at /game; API under /v1/game)."
+    ),
+    game_rounds: int = typer.Option(5, "--game-rounds", min=1, max=50, help="Rounds of a game."),
 ) -> None:
     """Serve the web page (drop a photo, see the map) and the REST API (/v1/locate, /docs)."""
     try:
         import uvicorn
 
+        from geoscout.errors import GeoscoutError
         from geoscout.server import ServerSettings, create_app
     except ImportError as exc:
         raise fail(f"the server needs the [server] extra: pip install 'geoscout[server]' ({exc})") from None
@@ -34,10 +39,18 @@ def serve_command(
         request_timeout_s=timeout,
         concurrency=concurrency,
         weights=weights,
+        game=game,
+        game_rounds=game_rounds,
     )
+    try:
+        application = create_app(settings)
+    except GeoscoutError as exc:
+        raise fail(f"--game {game}: {exc}") from None
     _limit_malloc_arenas()
     typer.echo(f"geoscout: serving {model} on http://{host}:{port}/  (API docs: /docs; Ctrl-C to stop)", err=True)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    if game:
+        typer.echo(f"geoscout: play mode on {game}: http://{host}:{port}/game", err=True)
+    uvicorn.run(application, host=host, port=port, log_level="info")
 
 
 def _limit_malloc_arenas(n: int = 2) -> None:

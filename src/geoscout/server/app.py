@@ -55,6 +55,9 @@ class ServerSettings:
     max_inflight_bytes: int = 512 * 1024 * 1024  # request bodies held at once (memory + spooled temp files)
     weights: str | None = None
     extra_models: dict[str, str] = field(default_factory=dict)
+    game: str | None = None  # dataset of the play mode (``serve --game DATASET``); None: no game
+    game_rounds: int = 5
+    max_games: int = 1000  # games kept in memory; the least recently used go first
 
 
 class ApiError(Exception):
@@ -130,6 +133,10 @@ def create_app(settings: ServerSettings | None = None, *, locator: Any = None) -
 
     app.include_router(_locate_router(settings))
     app.include_router(_meta_router(settings))
+    if settings.game is not None:
+        from .game import game_router
+
+        app.include_router(game_router(settings, STATIC_DIR))
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.get("/", include_in_schema=False)

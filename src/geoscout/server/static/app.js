@@ -136,6 +136,7 @@ function init() {
   input.addEventListener("change", () => locate(input.files));
   $("form").addEventListener("submit", (e) => { e.preventDefault(); locate(input.files); });
   fetch("/v1/models").then((r) => r.json()).then((m) => { $("model").textContent = m.loaded.name; }).catch(() => {});
+  fetch("/v1/game").then((r) => { if (r.ok) $("play-link").hidden = false; }).catch(() => {});
   fetch("/v1/world").then((r) => r.json()).then((w) => { world = w; drawMap(null); }).catch(() => drawMap(null));
 }
 
