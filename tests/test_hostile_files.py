@@ -53,9 +53,9 @@ def test_the_shared_helper_refuses_pipes_devices_folders_loops_and_big_files(tmp
     }
     for path, words in cases.items():
         for call in (
-            lambda p: open_user_file(p),
+            open_user_file,
             lambda p: read_user_file(p, max_bytes=10),
-            lambda p: check_user_file(p),
+            check_user_file,
         ):
             with pytest.raises(InvalidInput, match=words) as err:
                 call(path)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 
 import typer
@@ -12,7 +12,7 @@ import typer
 from ._app import app, fail
 
 
-class OutputFormat(str, Enum):
+class OutputFormat(StrEnum):
     table = "table"
     json = "json"
     jsonl = "jsonl"
@@ -101,7 +101,7 @@ def locate_command(
     from geoscout.predictions import write_predictions
 
     if example:
-        photos = list(photos or []) + [_example_photo()]
+        photos = [*list(photos or []), _example_photo()]
     if not photos and not panorama:
         raise fail("give at least one photo, a folder, or --panorama V1 --panorama V2 ...")
     zeroshot = model.startswith("zeroshot:")

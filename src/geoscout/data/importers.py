@@ -7,6 +7,7 @@ bad heading/date, no GPS in EXIF. A bad row never aborts the import.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import math
@@ -287,10 +288,8 @@ def read_exif_location(image: Any) -> dict[str, Any] | None:
             captured = None
         offset = sub.get(0x9011)
         if captured and sub.get(0x9003) and isinstance(offset, str) and len(offset.strip("\x00 ")) == 6:
-            try:
+            with contextlib.suppress(ValueError):
                 captured = parse_timestamp(captured + offset.strip("\x00 "))
-            except ValueError:
-                pass
 
     def text(tag: int) -> str:
         v = exif.get(tag)
@@ -636,7 +635,7 @@ def import_csv(
     problems = [Problem("(unreadable row)", reason, line, "bad_row") for line, reason in table.bad]
     checks = []
     paths: list[Path | None] = []
-    for i, rec in enumerate(records):
+    for rec in records:
         issues = _row_checks(rec)
         raw = rec.get("path")
         if raw is None or (isinstance(raw, float) and math.isnan(raw)) or not str(raw).strip():
