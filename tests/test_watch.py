@@ -76,3 +76,94 @@ def test_ctrl_c_while_the_model_loads_stops_quietly(monkeypatch, tmp_path):
     result = CliRunner().invoke(app, ["watch", str(tmp_path)])
     assert result.exit_code == 130 and "stopped" in result.output
     assert not isinstance(result.exception, KeyboardInterrupt)
+
+
+def _screenshot_bytes(photo_path) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    Image.open(photo_path).convert("RGB").resize((1280, 720)).save(buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
+def _watch_in_thread(folder, locator, **kw):
+    seen: list = []
+    # include_existing: the folder starts empty, so a file the test creates before the watcher's first
+    # look is still new to it (no race on when the thread starts)
+    t = threading.Thread(
+        target=lambda: seen.extend(watch_folder(folder, locator, include_existing=True, **kw)), daemon=True
+    )
+    t.start()
+    return t, seen
+
+
+def test_a_screenshot_written_in_slow_chunks_is_located_once_complete(tiny_locator, small_world_sample, tmp_path):
+    """The writer pauses far longer than the settle time: the half-written file fails to decode, the
+    watcher says so and waits; once the writer finishes, the same file is located (not lost)."""
+    folder = tmp_path / "shots"
+    folder.mkdir()
+    data = _screenshot_bytes(small_world_sample[0][1])
+    saw_partial, stop = threading.Event(), threading.Event()
+    partial_reasons, results = [], []
+
+    def incomplete(path, reason):
+        partial_reasons.append((path.name, reason))
+        saw_partial.set()
+
+    t, seen = _watch_in_thread(
+        folder,
+        tiny_locator,
+        interval_s=0.02,
+        settle_s=0.05,
+        give_up_s=3600,  # this test never waits for a give-up: the writer controls when the file is whole
+        on_incomplete=incomplete,
+        on_result=lambda p, pred: results.append(pred),
+        stop=stop,
+        max_events=1,
+    )
+    with open(folder / "slow.jpg", "wb") as fh:
+        fh.write(data[: len(data) // 2])
+        fh.flush()
+        assert saw_partial.wait(120), "the watcher never looked at the partial file"  # the writer's pause
+        fh.write(data[len(data) // 2 :])
+    t.join(timeout=120)
+    stop.set()
+    assert not t.is_alive()
+    assert partial_reasons and partial_reasons[0][0] == "slow.jpg"
+    assert "truncated" in partial_reasons[0][1]
+    assert [p.image_id for p in seen] == ["slow.jpg"] and seen[0].ok, seen
+    assert results == seen  # reported once, and only when whole
+
+
+def test_a_broken_file_that_stays_broken_is_reported_once(tiny_locator, small_world_sample, tmp_path):
+    folder = tmp_path / "shots"
+    folder.mkdir()
+    data = _screenshot_bytes(small_world_sample[0][1])
+    gave_up, stop = threading.Event(), threading.Event()
+    results = []
+
+    def on_result(path, pred):
+        results.append(pred)
+        if path.name == "broken.jpg":
+            gave_up.set()
+
+    t, _ = _watch_in_thread(
+        folder,
+        tiny_locator,
+        interval_s=0.02,
+        settle_s=0.05,
+        give_up_s=0.3,
+        on_result=on_result,
+        stop=stop,
+        max_events=2,
+    )
+    (folder / "broken.jpg").write_bytes(data[: len(data) // 3])
+    assert gave_up.wait(120)
+    # many more rounds pass before the next screenshot settles: the broken one must not be reported again
+    (folder / "next.jpg").write_bytes(data)
+    t.join(timeout=120)
+    stop.set()
+    assert not t.is_alive()
+    assert [p.image_id for p in results] == ["broken.jpg", "next.jpg"]
+    assert "truncated" in results[0].error and "unchanged for 0.3 s" in results[0].error
+    assert results[1].ok

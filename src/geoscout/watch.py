@@ -65,7 +65,9 @@ def watch_folder(
     top_k: int = 5,
     interval_s: float = 1.0,
     settle_s: float = 0.5,
+    give_up_s: float = 3.0,
     on_result: Callable[[Path, Prediction], None] | None = None,
+    on_incomplete: Callable[[Path, str], None] | None = None,
     map_path: str | Path | None = None,
     stop: threading.Event | None = None,
     include_existing: bool = False,
@@ -73,8 +75,12 @@ def watch_folder(
 ) -> list[Prediction]:
     """Poll ``folder`` for new image files and locate each once it has stopped growing.
 
+    A file that does not decode (often one still being written in chunks, with pauses longer
+    than ``settle_s``) is not given up at once: ``on_incomplete(path, reason)`` is called and the
+    file is tried again whenever its size or modification time changes. Only when it stays
+    unchanged and broken for ``give_up_s`` is it reported, once, as a failed prediction.
     Runs until ``stop`` is set (or ``max_events`` screenshots were handled, or Ctrl-C).
-    Returns the predictions made. A screenshot that cannot be read is reported, not fatal.
+    Returns the predictions made.
     """
     from .locate import IMAGE_SUFFIXES
 
@@ -82,38 +88,64 @@ def watch_folder(
     if not folder.is_dir():
         raise InvalidInput(f"{folder}: not a folder; create it or point --watch at your screenshot folder")
     stop = stop or threading.Event()
-    seen: dict[Path, tuple[int, float]] = {}
-    done: set[Path] = set()
+    seen: dict[Path, tuple[int, int]] = {}
+    broken: dict[Path, tuple[tuple[int, int], float, str]] = {}  # signature, first failure (monotonic), reason
+    done: dict[Path, tuple[int, int] | None] = {}  # handled files and the signature they had then
     if not include_existing:
-        done = {p for p in folder.iterdir() if p.is_file()}
+        done = {p: None for p in folder.iterdir() if p.is_file()}
     results: list[Prediction] = []
     history: list[Prediction] = []
+
+    def report(p: Path, pred: Prediction) -> bool:
+        nonlocal history
+        results.append(pred)
+        if pred.ok:
+            history = ([pred, *history])[:10]
+            if map_path is not None:
+                from .maps import prediction_map_html
+
+                prediction_map_html(history, map_path)
+        if on_result is not None:
+            on_result(p, pred)
+        return max_events is not None and len(results) >= max_events
+
     try:
         while not stop.is_set():
             for p in sorted(folder.iterdir()):
-                if p in done or not p.is_file() or p.suffix.lower() not in IMAGE_SUFFIXES or p.name.startswith("."):
+                if p.suffix.lower() not in IMAGE_SUFFIXES or p.name.startswith("."):
                     continue
-                st = p.stat()
-                sig = (st.st_size, st.st_mtime)
+                try:
+                    st = p.stat()
+                except OSError:  # removed meanwhile, or a symlink loop: judged if it comes back
+                    continue
+                sig = (st.st_size, st.st_mtime_ns)
+                if p in done and (done[p] is None or done[p] == sig):
+                    continue  # handled, and unchanged since (a file changed after a give-up is tried again)
                 if seen.get(p) != sig or time.time() - st.st_mtime < settle_s:
                     seen[p] = sig  # still being written: look again next round
                     continue
-                done.add(p)
+                if p in broken and broken[p][0] == sig:  # failed before and unchanged since
+                    first, reason = broken[p][1], broken[p][2]
+                    if time.monotonic() - first < give_up_s:
+                        continue
+                    del broken[p]
+                    done[p] = sig
+                    if report(p, Prediction(image_id=p.name, error=f"{reason} (unchanged for {give_up_s:g} s)")):
+                        return results
+                    continue
                 try:
                     im = crop_screenshot(p, crop) if crop is not None else p
                     pred = locator.locate([im], top_k=top_k, ids=[p.name])[0]
                 except InvalidInput as exc:
                     pred = Prediction(image_id=p.name, error=str(exc))
-                results.append(pred)
-                if pred.ok:
-                    history = ([pred] + history)[:10]
-                    if map_path is not None:
-                        from .maps import prediction_map_html
-
-                        prediction_map_html(history, map_path)
-                if on_result is not None:
-                    on_result(p, pred)
-                if max_events is not None and len(results) >= max_events:
+                if not pred.ok:  # maybe still being written: try again when it changes
+                    broken[p] = (sig, time.monotonic(), pred.error or "unreadable")
+                    if on_incomplete is not None:
+                        on_incomplete(p, pred.error or "unreadable")
+                    continue
+                broken.pop(p, None)
+                done[p] = sig
+                if report(p, pred):
                     return results
             stop.wait(interval_s)
     except KeyboardInterrupt:

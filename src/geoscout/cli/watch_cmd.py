@@ -24,6 +24,9 @@ def watch_command(
     ),
     interval: float = typer.Option(1.0, "--interval", min=0.05, help="Seconds between looks at the folder."),
     existing: bool = typer.Option(False, "--existing", help="Also locate screenshots already in the folder."),
+    give_up: float = typer.Option(
+        3.0, "--give-up-after", min=0.0, help="Seconds an unreadable file must stay unchanged before it is reported."
+    ),
 ) -> None:
     """Watch a folder for new screenshots, locate each, print the top guesses, refresh a map (Ctrl-C stops)."""
     from rich.console import Console
@@ -51,13 +54,18 @@ def watch_command(
         )
         console.print(f"[bold]{path.name}[/bold] -> {guesses}  [dim]±{pred.radius_km:,.0f} km[/dim]")
 
+    def waiting(path, reason) -> None:
+        console.print(f"[dim]{path.name}: not readable yet ({reason}); trying again when it changes[/dim]")
+
     watch_folder(
         folder,
         loc,
         crop=box,
         top_k=top_k,
         interval_s=interval,
+        give_up_s=give_up,
         on_result=show,
+        on_incomplete=waiting,
         map_path=map_path,
         include_existing=existing,
     )
