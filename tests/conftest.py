@@ -77,3 +77,12 @@ def tiny_locator(small_world_sample):
     assert not failures, failures
     head = create_head("knn", k=5).fit(X, np.stack([lat, lon], axis=1))
     return Locator(backbone, head, name="tiny-knn")
+
+
+@pytest.fixture(scope="session")
+def tiny_clip(tmp_path_factory) -> Path:
+    """A tiny CLIP folder with both towers and a BPE tokenizer (random weights; see tests/tinyclip.py)."""
+    pytest.importorskip("transformers")
+    from tinyclip import build_tiny_clip
+
+    return build_tiny_clip(tmp_path_factory.mktemp("tinyclip") / "clip")

@@ -17,14 +17,6 @@ PHOTOS = (
 
 
 @pytest.fixture(scope="module")
-def tiny_clip(tmp_path_factory):
-    pytest.importorskip("transformers")
-    from tinyclip import build_tiny_clip
-
-    return build_tiny_clip(tmp_path_factory.mktemp("tinyclip") / "clip")
-
-
-@pytest.fixture(scope="module")
 def photos(shared_dir):
     paths = [shared_dir / "data" / p for p in PHOTOS]
     for p in paths:

@@ -41,6 +41,8 @@ _EXPORTS: dict[str, str] = {
     "evaluate": "geoscout.evaluate",
     "zeroshot_head": "geoscout.zeroshot",
     "fuse_with_prior": "geoscout.zeroshot",
+    "finetune": "geoscout.finetune",
+    "FinetuneConfig": "geoscout.finetune",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

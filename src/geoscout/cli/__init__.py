@@ -13,6 +13,7 @@ COMMAND_MODULES = (
     "label_cmd",
     "embed_cmd",
     "train_cmd",
+    "finetune_cmd",
     "locate_cmd",
     "evaluate_cmd",
     "collect_cmd",
