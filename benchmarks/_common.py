@@ -37,8 +37,7 @@ class Timer:
 def markdown_table(rows: list[dict], columns: Iterable[str] | None = None) -> str:
     cols = list(columns or (rows[0].keys() if rows else []))
     out = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
-    for r in rows:
-        out.append("| " + " | ".join(_fmt(r.get(c, "")) for c in cols) + " |")
+    out.extend("| " + " | ".join(_fmt(r.get(c, "")) for c in cols) + " |" for r in rows)
     return "\n".join(out)
 
 

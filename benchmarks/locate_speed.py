@@ -51,24 +51,24 @@ def _make_clip(folder: Path) -> None:
     cfg = CLIPConfig(
         projection_dim=768,
         # the text tower is never used by predict; keep it small to save time and disk
-        text_config=dict(
-            hidden_size=64,
-            intermediate_size=128,
-            num_attention_heads=2,
-            num_hidden_layers=1,
-            projection_dim=768,
-            bos_token_id=0,
-            eos_token_id=2,
-        ),
-        vision_config=dict(
-            hidden_size=1024,
-            intermediate_size=4096,
-            num_hidden_layers=24,
-            num_attention_heads=16,
-            patch_size=14,
-            image_size=224,
-            projection_dim=768,
-        ),
+        text_config={
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_attention_heads": 2,
+            "num_hidden_layers": 1,
+            "projection_dim": 768,
+            "bos_token_id": 0,
+            "eos_token_id": 2,
+        },
+        vision_config={
+            "hidden_size": 1024,
+            "intermediate_size": 4096,
+            "num_hidden_layers": 24,
+            "num_attention_heads": 16,
+            "patch_size": 14,
+            "image_size": 224,
+            "projection_dim": 768,
+        },
     )
     torch.manual_seed(0)
     CLIPModel(cfg).eval().save_pretrained(folder)
@@ -184,7 +184,7 @@ def cold_start(runs: int = 5, photo: str | None = None) -> dict:
             raise SystemExit(f"{' '.join(cmd)} exited with {proc.returncode}")
         peak = max(peak, usage.ru_maxrss / 1024)
     return {
-        "cmd": " ".join(["geoscout"] + cmd[1:]),
+        "cmd": " ".join(["geoscout", *cmd[1:]]),
         "first_s": walls[0],
         "walls": walls[1:],
         "median_s": statistics.median(walls[1:]),

@@ -353,10 +353,11 @@ def main() -> None:
     import json
 
     state = json.loads(args.state.read_text()) if args.state is not None and args.state.is_file() else {}
-    runs = state.get("runs", []) + [
+    runs = [
+        *state.get("runs", []),
         f"- `python benchmarks/scale.py {' '.join(sys.argv[1:])}` on {platform.machine()}, {os.cpu_count()} cores, "
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; load average at start "
-        f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1/5/15 min)" + (f"; {args.note}" if args.note else "")
+        f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1/5/15 min)" + (f"; {args.note}" if args.note else ""),
     ]
     header = ["## Scale", "", "Runs:", "", *runs]
     # Small sizes first; the section is rewritten after every measurement, so a run stopped
@@ -378,7 +379,7 @@ def main() -> None:
     def keep(rows: list[dict], key: str, value: str) -> list[dict]:
         return [r for r in rows if r[key] != value]
 
-    for i, (kind, label, n) in enumerate(jobs):
+    for i, (kind, _label, n) in enumerate(jobs):
         try:
             if kind == "embed":
                 emb = bench_embedding(n, args.batch_size, args.backbone)
@@ -391,7 +392,7 @@ def main() -> None:
             else:
                 row = bench_head(n, 1280)
                 heads = sorted(
-                    keep(heads, "embeddings", row["embeddings"]) + [row],
+                    [*keep(heads, "embeddings", row["embeddings"]), row],
                     key=lambda r: int(r["embeddings"].replace(",", "")),
                 )
         except Skipped as exc:

@@ -258,7 +258,7 @@ def main() -> int:
             "--timeout",
             "300",
         ]
-        log = open(tmp / "server.log", "w+")
+        log = open(tmp / "server.log", "w+")  # noqa: SIM115 - read back and closed in the finally below
         server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=tmp)
         sampler = RssSampler(server.pid)
         try:

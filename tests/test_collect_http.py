@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import random
 
@@ -32,7 +33,7 @@ def test_backoff_grows_with_jitter_and_respects_retry_after():
     p = RetryPolicy(base=1.0, max_delay=30.0, jitter=0.25)
     rng = random.Random(0)
     d = [p.delay(k, rng) for k in range(8)]
-    assert all(b > a for a, b in zip(d, d[1:5]))
+    assert all(b > a for a, b in itertools.pairwise(d))
     assert all(1.0 * 2**k <= x <= 1.25 * 2**k for k, x in enumerate(d[:5]))
     assert max(d) <= 30 * 1.25
     assert p.delay(0, rng, retry_after=7.0) >= 7.0

@@ -26,17 +26,17 @@ def _synthetic(n: int, k: int = 12, d: int = 64, seed: int = 0):
     return X, y
 
 
-SMALL = dict(
-    rff_dim=64,
-    hidden=128,
-    depth=2,
-    embed_dim=64,
-    image_hidden=128,
-    queue_size=256,
-    epochs=6,
-    batch_size=128,
-    patience=3,
-)
+SMALL = {
+    "rff_dim": 64,
+    "hidden": 128,
+    "depth": 2,
+    "embed_dim": 64,
+    "image_hidden": 128,
+    "queue_size": 256,
+    "epochs": 6,
+    "batch_size": 128,
+    "patience": 3,
+}
 
 
 @pytest.fixture(scope="module")

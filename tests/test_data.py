@@ -278,7 +278,7 @@ def test_bad_inputs_reported_good_rows_kept(bad_csv, tmp_path):
     assert got[9][0] == "unreadable_image" and "not an image" in got[9][1]
     written = pd.read_csv(tmp_path / "ds" / "problems.csv")
     assert list(written["row"]) == [3, 4, 5, 6, 7, 8, 9]
-    assert list(written["path"])[0] == "img/does_not_exist.jpg"
+    assert next(iter(written["path"])) == "img/does_not_exist.jpg"
 
 
 def test_parquet_round_trip_and_csv_export(bad_csv, tmp_path):

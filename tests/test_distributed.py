@@ -147,7 +147,7 @@ def test_cli_ray_resumes_a_killed_store_without_duplicates(ray_local, small_data
         ],
     )
     assert res.exit_code == 0, res.output
-    store = EmbeddingStore.open(out)
+    EmbeddingStore.open(out)
     reopened = EmbeddingStore.open(out)
     assert reopened.ids.tolist()[: len(first)] == first and len(first) == 6  # + 1 failure
     _assert_same_store(reopened, reference_store)

@@ -53,26 +53,26 @@ def tiny_clip_dir(tmp_path_factory) -> Path:
     hf_logging.set_verbosity_error()
     cfg = CLIPConfig(
         projection_dim=768,
-        text_config=dict(
-            hidden_size=32,
-            intermediate_size=37,
-            num_attention_heads=4,
-            num_hidden_layers=2,
-            vocab_size=99,
-            projection_dim=768,
-            bos_token_id=0,
-            eos_token_id=2,
-            pad_token_id=1,
-        ),
-        vision_config=dict(
-            hidden_size=32,
-            intermediate_size=37,
-            num_attention_heads=4,
-            num_hidden_layers=2,
-            image_size=224,
-            patch_size=32,
-            projection_dim=768,
-        ),
+        text_config={
+            "hidden_size": 32,
+            "intermediate_size": 37,
+            "num_attention_heads": 4,
+            "num_hidden_layers": 2,
+            "vocab_size": 99,
+            "projection_dim": 768,
+            "bos_token_id": 0,
+            "eos_token_id": 2,
+            "pad_token_id": 1,
+        },
+        vision_config={
+            "hidden_size": 32,
+            "intermediate_size": 37,
+            "num_attention_heads": 4,
+            "num_hidden_layers": 2,
+            "image_size": 224,
+            "patch_size": 32,
+            "projection_dim": 768,
+        },
     )
     torch.manual_seed(0)
     d = tmp_path_factory.mktemp("tinyclip")

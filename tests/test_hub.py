@@ -64,7 +64,8 @@ def test_round_trip_through_the_hub_cache(bundle_dir, tmp_path, shared_data, mon
     via_hub = load_model(f"hf-bundle:{REPO}", geocode=False).locate([str(photo)], top_k=3)[0]
     local = load_model(str(bundle_dir), geocode=False).locate([str(photo)], top_k=3)[0]
     assert np.allclose(
-        [(c.lat, c.lon, c.probability) for c in via_hub.candidates], [(c.lat, c.lon, c.probability) for c in local.candidates]
+        [(c.lat, c.lon, c.probability) for c in via_hub.candidates],
+        [(c.lat, c.lon, c.probability) for c in local.candidates],
     )
 
 

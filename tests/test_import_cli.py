@@ -57,7 +57,8 @@ def test_import_croatia_with_spatial_split_and_csv(shared_data, tmp_path):
 
 def test_import_bad_csv_reports_and_exits_zero(shared_data, tmp_path):
     root = shared_data("streetview-strips")
-    rows = list(csv.DictReader(open(root / "manifest.csv")))[:3]
+    with open(root / "manifest.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))[:3]
     src = tmp_path / "in.csv"
     with open(src, "w", newline="") as fh:
         w = csv.writer(fh)

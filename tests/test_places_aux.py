@@ -9,6 +9,7 @@ import io
 import threading
 import zipfile
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -112,7 +113,7 @@ def test_flat_aux_dir_and_1deg_fallback(tmp_path, shared_geo):
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
-    files: dict[str, bytes] = {}
+    files: ClassVar[dict[str, bytes]] = {}
 
     def do_GET(self) -> None:
         body = self.files.get(self.path)

@@ -368,7 +368,7 @@ class EmbedRun:
             f"{self.store}: {self.embedded} embedded, {len(self.failed)} failed, {self.already} already done "
             f"(of {self.total}) in {self.seconds:.1f} s ({self.images_per_s:.1f} images/s)"
         ]
-        for image_id, path, reason in self.failed[:20]:
+        for _image_id, path, reason in self.failed[:20]:
             if reason.startswith(f"{path}: "):  # decoder messages already name the file
                 reason = reason[len(path) + 2 :]
             lines.append(f"  skipped {path}: {reason}")

@@ -197,7 +197,7 @@ def geohash_encode(lat: ArrayLike, lon: ArrayLike, precision: int = 12) -> Any:
             b = (qlat >> np.uint64(ilat)) & np.uint64(1)
         code = (code << np.uint64(1)) | b
     alphabet = np.frombuffer(GEOHASH_ALPHABET.encode(), dtype="S1")
-    chars = np.empty(la.shape + (precision,), dtype="S1")
+    chars = np.empty((*la.shape, precision), dtype="S1")
     for k in range(precision):
         shift = np.uint64(5 * (precision - 1 - k))
         chars[..., k] = alphabet[((code >> shift) & np.uint64(31)).astype(np.intp)]

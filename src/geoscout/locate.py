@@ -130,7 +130,7 @@ class _Refiner:
     def __post_init__(self) -> None:
         order = np.argsort(self.cell, kind="stable")
         cells, starts = np.unique(self.cell[order], return_index=True)
-        bounds = list(starts[1:]) + [len(order)]
+        bounds = [*list(starts[1:]), len(order)]
         self._by_cell = {int(c): order[s:e] for c, s, e in zip(cells, starts, bounds)}
 
     def prototypes(self) -> _Prototypes:

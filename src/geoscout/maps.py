@@ -55,7 +55,7 @@ def _ramp(v: NDArray[np.float64]) -> list[str]:
     i = np.minimum(np.floor(v).astype(int), len(_RAMP) - 2)
     f = (v - i)[:, None]
     rgb = _RAMP[i] * (1 - f) + _RAMP[i + 1] * f
-    return ["#%02x%02x%02x" % tuple(int(round(c)) for c in row) for row in rgb]
+    return ["#{:02x}{:02x}{:02x}".format(*tuple(round(c) for c in row)) for row in rgb]
 
 
 # --------------------------------------------------------------------------- geometry helpers
@@ -391,8 +391,7 @@ def _outline_paths(view: View) -> str:
                 )
                 if g.is_empty:
                     continue
-            for r in _rings(g):
-                rings.append(r + np.array([off, 0.0]) if off else r)
+            rings.extend(r + np.array([off, 0.0]) if off else r for r in _rings(g))
         if not rings:
             continue
         d = _path_d(view, rings)
@@ -513,11 +512,11 @@ def prediction_map_svg(
         v = np.sqrt(p / pmax)  # sqrt so small probabilities stay visible
         cols = _ramp(v)
         out.append('<g class="heat" stroke="none">')
-        for j in np.argsort(p, kind="stable"):  # most probable drawn last (on top)
-            out.append(
-                f'<circle cx="{x[j]:.1f}" cy="{y[j]:.1f}" r="{r:.1f}" fill="{cols[j]}" fill-opacity="{0.25 + 0.55 * v[j]:.2f}">'
-                f"<title>{100 * p[j]:.2f} % at ({la[j]:.3f}, {lo[j]:.3f})</title></circle>"
-            )
+        out.extend(  # most probable drawn last (on top)
+            f'<circle cx="{x[j]:.1f}" cy="{y[j]:.1f}" r="{r:.1f}" fill="{cols[j]}" fill-opacity="{0.25 + 0.55 * v[j]:.2f}">'
+            f"<title>{100 * p[j]:.2f} % at ({la[j]:.3f}, {lo[j]:.3f})</title></circle>"
+            for j in np.argsort(p, kind="stable")
+        )
         out.append("</g>")
 
     if cands and radius:

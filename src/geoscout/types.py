@@ -1,29 +1,14 @@
-"""The small value types that cross layers: LatLon, Candidate, Prediction.
+"""The small value types that cross layers: Candidate, Prediction.
 
 All coordinates are WGS84 degrees, latitude first. Distances are kilometres.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["Candidate", "LatLon", "Prediction"]
-
-
-@dataclass(frozen=True, slots=True)
-class LatLon:
-    """A point on Earth: latitude and longitude in degrees (WGS84)."""
-
-    lat: float
-    lon: float
-
-    def __post_init__(self) -> None:
-        if not (math.isfinite(self.lat) and -90.0 <= self.lat <= 90.0):
-            raise ValueError(f"latitude must be in [-90, 90] degrees, got {self.lat!r}")
-        if not (math.isfinite(self.lon) and -180.0 <= self.lon <= 180.0):
-            raise ValueError(f"longitude must be in [-180, 180] degrees, got {self.lon!r}")
+__all__ = ["Candidate", "Prediction"]
 
 
 @dataclass(slots=True)
@@ -48,7 +33,7 @@ class Candidate:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Candidate:
-        names = {f for f in cls.__dataclass_fields__}
+        names = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in d.items() if k in names})
 
 

@@ -78,12 +78,7 @@ for _alias, _repo in HF_ALIASES.items():
 
 def _load_plugins() -> None:
     """Import modules of other areas that register backbones (``geoscout.geoclip``)."""
-    for mod in ("geoscout.geoclip",):
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as exc:
-            if exc.name is None or not mod.startswith(exc.name):
-                raise
+    importlib.import_module("geoscout.geoclip")
 
 
 def create_backbone(

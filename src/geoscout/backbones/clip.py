@@ -47,7 +47,9 @@ def _has_weights(d: Path) -> bool:
 
 
 def _missing_in(d: Path | None) -> list[str]:
-    have = lambda f: d is not None and (d / f).is_file()
+    def have(f):
+        return d is not None and (d / f).is_file()
+
     missing = [f for f in HF_REQUIRED if not have(f)]
     if d is None or not _has_weights(d):
         missing.append("model.safetensors (or pytorch_model.bin)")

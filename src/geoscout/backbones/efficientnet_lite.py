@@ -137,7 +137,7 @@ class EfficientNetLite(nn.Module):
             cout = _round_filters(cout, config.width)
             # Lite keeps the first and last stage at one block
             if si not in (0, n_stages - 1):
-                reps = int(math.ceil(config.depth * reps))
+                reps = math.ceil(config.depth * reps)
             for r in range(reps):
                 blk = _MBConv(cin if r == 0 else cout, cout, k, s if r == 0 else 1, e, size)
                 size = blk.out_size

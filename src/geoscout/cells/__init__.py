@@ -10,19 +10,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import cities as _cities  # noqa: F401  (registers cities)
 from . import fixed as _fixed  # noqa: F401  (registers geohash, grid, h3)
+from . import quadtree as _quadtree  # noqa: F401  (registers quadtree)
 from . import regions as _regions  # noqa: F401  (registers country, admin1)
+from . import semantic as _semantic  # noqa: F401  (registers semantic)
 from ._registry import PARTITIONS
 from .base import Partition, load_partition
 
 __all__ = ["PARTITIONS", "Partition", "create_partition", "list_partitions", "load_partition"]
-
-for _mod in ("quadtree", "cities", "semantic"):
-    try:
-        __import__(f"{__name__}.{_mod}")
-    except ModuleNotFoundError as _exc:  # module not written yet
-        if _exc.name != f"{__name__}.{_mod}":
-            raise
 
 
 def create_partition(spec: str, **kw: Any) -> Partition:

@@ -18,6 +18,7 @@ Point on a shared border: the cell with the lower index wins.
 from __future__ import annotations
 
 import functools
+import itertools
 from typing import Any
 
 import numpy as np
@@ -80,7 +81,7 @@ def _cities() -> Any:
 
     df = geonames_cities()
     df = df[df["admin1"].astype(str).str.len() > 0]
-    return {code: g for code, g in df.groupby("country", sort=False)}
+    return dict(df.groupby("country", sort=False))
 
 
 @functools.lru_cache(maxsize=512)
@@ -211,7 +212,7 @@ def _locate_in(geoms: NDArray[Any], tree: Any, la: NDArray[np.float64], lo: NDAr
         pi, ti = pi[order], ti[order]
         starts = np.concatenate([[0], np.flatnonzero(np.diff(ti)) + 1, [ti.size]])
         hit = np.zeros(pi.size, dtype=bool)
-        for a, b in zip(starts[:-1], starts[1:]):
+        for a, b in itertools.pairwise(starts):
             p = pi[a:b]
             hit[a:b] = shapely.intersects_xy(geoms[ti[a]], lo[p], la[p])
         np.minimum.at(out, pi[hit], ti[hit])

@@ -61,9 +61,7 @@ def collect_command(
     bbox: str | None = typer.Option(None, "--bbox", help="bbox/land/grid/population: W,S,E,N degrees."),
     polygon: str | None = typer.Option(None, "--polygon", help="polygon sampler: GeoJSON file or ISO country code."),
     spacing: str | None = typer.Option(None, "--spacing", help="grid sampler: spacing, e.g. 10km or 0.5deg."),
-    cities: str | None = typer.Option(
-        None, "--cities", help="citybox sampler: city names, e.g. 'London,Manchester'."
-    ),
+    cities: str | None = typer.Option(None, "--cities", help="citybox sampler: city names, e.g. 'London,Manchester'."),
     aux_dir: Path | None = typer.Option(None, "--aux-dir", help="population sampler: folder with gpw/<GPWv4 grid>."),
     min_population: int | None = typer.Option(None, "--min-population", help="cities sampler: smallest place size."),
     jitter_km: float | None = typer.Option(None, "--jitter-km", help="cities sampler: jitter radius, km."),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib
-from enum import Enum
+from enum import StrEnum
 
 import typer
 
@@ -16,7 +16,7 @@ _SOURCES = {
 }
 
 
-class Kind(str, Enum):
+class Kind(StrEnum):
     backbones = "backbones"
     partitions = "partitions"
     heads = "heads"

@@ -60,13 +60,12 @@ def _limit_malloc_arenas(n: int = 2) -> None:
     server's RSS sits higher and creeps up (benchmarks/serve_load.py, 300 requests: ~720 -> 734 MiB
     without the cap, ~650 -> 653 MiB with MALLOC_ARENA_MAX=2). No-op off glibc.
     """
+    import contextlib
     import ctypes
     import os
     import sys
 
     if not sys.platform.startswith("linux") or "MALLOC_ARENA_MAX" in os.environ:
         return
-    try:
+    with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").mallopt(-8, n)  # -8 = M_ARENA_MAX
-    except (OSError, AttributeError):
-        pass

@@ -301,9 +301,8 @@ class CollectJob:
             if db.n_locations() >= self.n:
                 idx -= 1
                 break
-            if quotas and pt.group is not None:
-                if db.n_locations(pt.group) >= quotas.get(pt.group, 0):
-                    continue  # this group is full; the stream position is recorded with the next used point
+            if quotas and pt.group is not None and db.n_locations(pt.group) >= quotas.get(pt.group, 0):
+                continue  # this group is full; the stream position is recorded with the next used point
             if asked >= self.max_points:
                 db.set_meta("points_drawn", idx)
                 return "max_points", (

@@ -6,6 +6,7 @@ Built-in heads register themselves in :data:`HEADS` when their module is importe
 
 from __future__ import annotations
 
+import functools
 import importlib
 
 from ._registry import HEADS
@@ -21,17 +22,9 @@ _BUILTIN_MODULES = (
     "geoscout.heads.contrastive",
     "geoscout.geoclip.head",
 )
-_loaded = False
 
 
+@functools.cache
 def _load_builtin_heads() -> None:
-    global _loaded
-    if _loaded:
-        return
     for mod in _BUILTIN_MODULES:
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as exc:  # a head module not built in this checkout
-            if exc.name is None or not mod.startswith(exc.name):
-                raise
-    _loaded = True
+        importlib.import_module(mod)

@@ -61,7 +61,7 @@ def grouped_val_split(
     idx = np.arange(n)
     _, g = np.unique(np.asarray(groups), return_inverse=True)
     n_groups = int(g.max()) + 1 if n else 0
-    n_val = int(round(fraction * n_groups))
+    n_val = round(fraction * n_groups)
     if fraction <= 0 or n_groups < min_groups or n_val < 1:
         return idx, idx[:0]
     rng = np.random.default_rng(seed)

@@ -194,10 +194,7 @@ class ContrastiveHead(GeoHead):
         ytr = y[tr]
         self.x_mean_, self.x_std_ = column_mean_std(X, tr)
         # the gallery: given, else the deduplicated training coordinates (all of y: no labels of X_val)
-        if self.gallery is not None:
-            gallery = _gallery_array(self.gallery)
-        else:
-            gallery = np.unique(np.round(y, 6), axis=0)
+        gallery = _gallery_array(self.gallery) if self.gallery is not None else np.unique(np.round(y, 6), axis=0)
         self.gallery_ = gallery
         loc_cfg = self._loc_config()
         self.loc_config_ = loc_cfg
@@ -282,7 +279,7 @@ class ContrastiveHead(GeoHead):
             "n_features_in": int(self.n_features_in_),
             "location_encoder": self.loc_config_,
             "image_hidden": int(self.image_hidden),
-            "history": {k: v for k, v in getattr(self, "history_", {}).items()},
+            "history": dict(getattr(self, "history_", {}).items()),
         }
         tensors = {f"net.{k}": v.detach().cpu().numpy() for k, v in self.net_.state_dict().items()}
         tensors.update({"x_mean": self.x_mean_, "x_std": self.x_std_, "gallery": self.gallery_})

@@ -284,7 +284,7 @@ class AuxRasters:
                     best = np.where(better, c, best)
                     best_d = np.where(better, d, best_d)
             cls[miss] = best
-        names = np.array(("",) + KOPPEN_CLASSES)
+        names = np.array(("", *KOPPEN_CLASSES))
         return names[cls].reshape(shape)
 
     def elevation_m(self, lat: ArrayLike, lon: ArrayLike) -> NDArray[np.float64]:
@@ -294,7 +294,7 @@ class AuxRasters:
         z, glat, glon = _cached("ETOPO20", self.path("etopo20data.gz"), lambda p: _parse_etopo(p, lats_path, lons_path))
         step_lat = (glat[-1] - glat[0]) / (glat.size - 1)
         step_lon = (glon[-1] - glon[0]) / (glon.size - 1)
-        period = int(round(360.0 / step_lon))  # 1080 distinct columns; the last repeats the first
+        period = round(360.0 / step_lon)  # 1080 distinct columns; the last repeats the first
         i = np.clip(np.rint((la - glat[0]) / step_lat).astype(np.int64), 0, glat.size - 1)
         j = np.rint(((lo - glon[0]) % 360.0) / step_lon).astype(np.int64) % period
         return z[i, j].astype(np.float64).reshape(shape)

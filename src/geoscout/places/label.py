@@ -120,7 +120,7 @@ def label_frame(
             continue
         part = create_partition(spec).fit(la, lo)
         idx = np.asarray(part.assign(la, lo))
-        ids = np.array(list(part.cell_ids) + [None], dtype=object)
+        ids = np.array([*list(part.cell_ids), None], dtype=object)
         put(f"cell:{spec}", ids[np.where(idx >= 0, idx, len(ids) - 1)], None)
     return df, report
 

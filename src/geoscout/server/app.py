@@ -15,7 +15,7 @@ import contextlib
 import functools
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +54,6 @@ class ServerSettings:
     concurrency: int = 2  # locate calls running at once; others wait
     max_inflight_bytes: int = 512 * 1024 * 1024  # request bodies held at once (memory + spooled temp files)
     weights: str | None = None
-    extra_models: dict[str, str] = field(default_factory=dict)
     game: str | None = None  # dataset of the play mode (``serve --game DATASET``); None: no game
     game_rounds: int = 5
     max_games: int = 1000  # games kept in memory; the least recently used go first
