@@ -81,7 +81,7 @@ def _cities() -> Any:
 
     df = geonames_cities()
     df = df[df["admin1"].astype(str).str.len() > 0]
-    return dict(df.groupby("country", sort=False))
+    return {code: g for code, g in df.groupby("country", sort=False)}  # noqa: C416 - dict(groupby) calls its .keys
 
 
 @functools.lru_cache(maxsize=512)
