@@ -19,7 +19,8 @@ Pillow-made images, each made unique by a JPEG comment naming the pano and headi
 Faults are queued per endpoint (``metadata``, ``image``, ``graph``, ``thumb`` or ``any``):
 ``fs.fault("image", "429", count=3)``; kinds: ``429``, ``500``, ``503``, ``slow`` (``delay`` seconds),
 ``truncate`` (Content-Length larger than the body), ``corrupt`` (invalid JPEG, full length),
-``zero`` (ZERO_RESULTS), ``over_query_limit``, ``deny``.
+``zero`` (ZERO_RESULTS), ``over_query_limit``, ``deny``. ``fs.reset(fail_pct=97)`` makes that share of
+all requests (chosen by a hash of the request's number, so runs repeat) answer 500.
 
 ``fs.hold("image", after=N)`` lets N requests to an endpoint through and then holds every further one
 (no answer) until ``fs.release()``; ``fs.held`` is set when the first is held, so a test can act at
@@ -106,6 +107,7 @@ class FakeState:
     user_pct: int = 10
     lattice_deg: float = 0.0004
     mly_pano_pct: int = 20
+    fail_pct: int = 0  # this share of all requests (picked by a hash of the request's number) answers 500
     faults: list[_Fault] = field(default_factory=list)
     log: list[Req] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -177,7 +179,14 @@ class FakeProviders:
         with self.state.lock:
             self.state.faults.clear()
             self.state.log.clear()
-            for k, v in {"hit_pct": 70, "user_pct": 10, "key": GOOGLE_KEY, "token": MAPILLARY_TOKEN, **opts}.items():
+            for k, v in {
+                "hit_pct": 70,
+                "user_pct": 10,
+                "fail_pct": 0,
+                "key": GOOGLE_KEY,
+                "token": MAPILLARY_TOKEN,
+                **opts,
+            }.items():
                 setattr(self.state, k, v)
 
     # -- the synthetic world ------------------------------------------------------------------------
@@ -270,6 +279,11 @@ class _Handler(BaseHTTPRequestHandler):
             self.st.released.wait()
             self.close_connection = True
             return None
+        with self.st.lock:
+            flaky = self.st.fail_pct and _h("fail", len(self.st.log)) % 100 < self.st.fail_pct
+        if flaky:
+            req.fault = "500"
+            return self._json(500, {"error_message": "flaky provider"}, req)
         f = self._take_fault(endpoint)
         if f is not None:
             req.fault = f.kind

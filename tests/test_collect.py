@@ -637,3 +637,60 @@ def test_cli_quota_stop_exits_3_and_resumes(fs, tmp_path):
     assert res.exit_code == 0 and "2/2 locations, 4 images" in res.output
     _check_dataset(tmp_path / "ds", 2, 2)
     assert len(fs.requests()) == 6
+
+
+def test_a_provider_failing_97_percent_stops_on_the_failure_rate(fs, tmp_path, box_sampler):
+    """Rare successes interleave with the failures, so no run of 25 failures in a row ever comes; the
+    failure rate over the last requests stops the run, and the report counts the missing images."""
+    fs.reset(hit_pct=100, user_pct=0, fail_pct=97)
+    retry = RetryPolicy(max_retries=2, base=0.001, max_delay=0.01, timeout=0.5)
+    rep = collect(tmp_path / "ds", provider=_sv(fs), sampler=box_sampler, n=5, rate=1000, retry=retry, progress=False)
+    assert rep.stopped == "failures", rep.summary()
+    assert "of the last 40 requests failed" in rep.message and "unreliable" in rep.message
+    failed_requests = sum(r.fault == "500" for r in fs.requests())
+    assert failed_requests / len(fs.requests()) > 0.9
+    if rep.locations:
+        assert rep.missing_images == rep.locations * 4 - rep.images
+        assert f"{rep.missing_images} image(s) missing" in rep.summary()
+
+
+def test_cli_exit_codes_for_a_failing_provider_and_for_missing_images(fs, tmp_path):
+    from typer.testing import CliRunner
+
+    from geoscout.cli import app
+
+    base = [
+        "collect",
+        "--sampler",
+        "polygon",
+        "--polygon",
+        str(_polygon_file(tmp_path)),
+        "--n",
+        "2",
+        "--headings",
+        "2",
+        "--base-url",
+        fs.streetview_url,
+        "--no-progress",
+        "--rate",
+        "1000/s",
+        "--max-retries",
+        "2",
+        "--backoff-base",
+        "0.001",
+    ]
+    env = {"GOOGLE_MAPS_API_KEY": GOOGLE_KEY}
+    fs.reset(hit_pct=100, user_pct=0, fail_pct=97)
+    res = CliRunner().invoke(app, [*base, "-o", str(tmp_path / "flaky")], env=env)
+    # never 0: stopped by the failure rate (3), or the 2 locations were found but images are missing (4)
+    assert res.exit_code in (3, 4), res.output
+    assert "image(s) missing" in res.output
+    # the target is reached but one image fails for good: not a success (exit 4), and the summary says so
+    fs.reset(hit_pct=100, user_pct=0)
+    fs.fault("image", "500", count=3)
+    res = CliRunner().invoke(app, [*base, "-o", str(tmp_path / "ds")], env=env)
+    assert res.exit_code == 4, res.output
+    assert "2/2 locations, 3 images" in res.output and "1 image(s) missing" in res.output
+    res = CliRunner().invoke(app, [*base, "-o", str(tmp_path / "ds")], env=env)  # the rerun fetches it
+    assert res.exit_code == 0, res.output
+    assert "2/2 locations, 4 images" in res.output and "missing" not in res.output

@@ -81,8 +81,9 @@ def collect_command(
 ) -> None:
     """Collect geotagged imagery into a dataset; rerun the same command to resume after a stop or a crash.
 
-    Exit status: 0 when n locations are collected, 3 when stopped early (daily quota, sampler exhausted,
-    provider failing), 2 on errors (refused key, bad options).
+    Exit status: 0 when n locations are collected with all their images, 3 when stopped early (daily
+    quota, sampler exhausted, provider failing), 4 when the locations are there but images are still
+    missing after retries (rerun to retry them), 2 on errors (refused key, bad options).
     """
     import logging
 
@@ -146,6 +147,9 @@ def collect_command(
         typer.echo(f"  ... and {len(report.problems) - 10} more", err=True)
     if report.stopped:
         raise typer.Exit(3)
+    if report.missing_images:
+        typer.echo(f"{report.missing_images} image(s) still missing after retries; rerun to retry them", err=True)
+        raise typer.Exit(4)
 
 
 def _dry_run(provider: str, samp, n: int | None, seed: int, headings: int, price: float | None) -> None:

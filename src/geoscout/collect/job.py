@@ -18,6 +18,7 @@ import logging
 import os
 import re
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,7 +66,13 @@ class CollectReport:
 
     @property
     def complete(self) -> bool:
+        """The run reached its target of locations (some images may still be missing: see ``missing_images``)."""
         return self.stopped is None
+
+    @property
+    def missing_images(self) -> int:
+        """Views of collected locations still without an image (failed after retries, or not fetched yet)."""
+        return self.image_status.get("failed", 0) + self.image_status.get("pending", 0)
 
     def summary(self) -> str:
         hr = "n/a" if np.isnan(self.hit_rate) else f"{self.hit_rate:.1%}"
@@ -73,6 +80,8 @@ class CollectReport:
             f"{self.locations}/{self.target} locations, {self.images} images, hit rate {hr}, "
             f"{self.requests_today} requests today, billable {self.billable_requests} (~${self.cost_usd:.2f})"
         )
+        if self.missing_images:
+            line += f", {self.missing_images} image(s) missing (rerun the same command to retry them)"
         if self.problems:
             line += f", {len(self.problems)} problem(s)"
         return line + (f"; stopped: {self.message}" if self.stopped else "")
@@ -116,7 +125,8 @@ class CollectJob:
     (metadata, images and retries all count; persisted, so restarts do not reset it),
     ``price_per_1000`` (US$) overrides the provider's price for the cost estimate, ``max_points`` bounds
     how many points one run asks (default ``100 * n + 1000``), ``max_consecutive_failures`` stops a run
-    against a provider that keeps failing. ``n=None`` with a quota sampler means the sum of its quotas.
+    against a provider that keeps failing, and ``max_failure_rate`` one where at least that share of the
+    last ``failure_window`` requests failed (after their retries), even with rare successes in between. ``n=None`` with a quota sampler means the sum of its quotas.
     """
 
     def __init__(
@@ -134,6 +144,8 @@ class CollectJob:
         max_points: int | None = None,
         progress: bool = True,
         max_consecutive_failures: int = 25,
+        max_failure_rate: float = 0.5,
+        failure_window: int = 40,
         checkpoint_every: int = 100,
     ) -> None:
         self.root = Path(out).expanduser()
@@ -155,8 +167,15 @@ class CollectJob:
         self.max_points = int(max_points) if max_points is not None else 100 * self.n + 1000
         self.progress, self.max_fail = bool(progress), int(max_consecutive_failures)
         self.checkpoint_every = int(checkpoint_every)
+        if not 0 < max_failure_rate <= 1 or failure_window < 1:
+            raise InvalidInput(
+                f"max_failure_rate={max_failure_rate}, failure_window={failure_window}: need a rate in (0, 1] "
+                "and a window of at least 1 request"
+            )
+        self.max_rate, self.window = float(max_failure_rate), int(failure_window)
         self.problems: list[str] = []
         self._fails = 0
+        self._recent: deque[bool] = deque(maxlen=self.window)  # True = the request failed for good
 
     # -- public ---------------------------------------------------------------------------------------
     def config(self) -> dict[str, Any]:
@@ -334,10 +353,21 @@ class CollectJob:
         self.problems.append(f"{what}: {msg}")
         log.warning(msg)
         self._fails += 1
+        self._recent.append(True)
         if self._fails >= self.max_fail:
             raise _TooManyFailures(
                 f"{self._fails} requests in a row failed (last: {msg}); the provider seems down — rerun later to resume"
             )
+        failed = sum(self._recent)
+        if len(self._recent) == self.window and failed >= self.max_rate * self.window:
+            raise _TooManyFailures(
+                f"{failed} of the last {self.window} requests failed (last: {msg}); the provider seems unreliable "
+                "— rerun later to resume"
+            )
+
+    def _success(self) -> None:
+        self._fails = 0
+        self._recent.append(False)
 
     def _process_point(self, idx: int, pt: SamplePoint) -> None:
         try:
@@ -347,7 +377,7 @@ class CollectJob:
             self._failure(f"point {idx}", exc)
             self._tick()
             return
-        self._fails = 0
+        self._success()
         if isinstance(res, Skip):
             self._set_point(idx, res.reason, detail=res.detail)
         elif self.db.has_location(res.location_id):
@@ -412,7 +442,7 @@ class CollectJob:
                 )
                 self._failure(f"image {location_id}/{view.view}", exc)
                 continue
-            self._fails = 0
+            self._success()
             sha = hashlib.sha256(data).hexdigest()
             image_id = sha[:16]
             clash = self.db.conn.execute(
