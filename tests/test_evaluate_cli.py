@@ -131,3 +131,15 @@ def test_evaluate_exits_1_when_every_matched_prediction_failed(linked_dataset, t
     res = CliRunner().invoke(app, ["evaluate", "-p", str(path), "-t", str(root), "--no-places", "-o", "rep"])
     assert res.exit_code == 1 and "nothing was scored" in res.output
     assert Path("rep/report.json").is_file()  # the report of what happened is still written
+
+
+def test_evaluate_table_reads_at_80_columns(setup):
+    """Metrics are rows: nothing is cut ('…') in an 80-column terminal."""
+    root, path, _, acc25, n = setup
+    res = CliRunner(env={"COLUMNS": "80"}).invoke(app, ["evaluate", "-p", str(path), "-t", str(root), "--no-places"])
+    assert res.exit_code == 0, res.output
+    lines = res.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80 and "…" not in res.stdout
+    row = next(line for line in lines if "within 25 km (city)" in line)
+    assert f"{100 * acc25:.1f}%" in row
+    assert any("GeoGuessr" in line for line in lines) and any(f"{n - 1}" in line for line in lines)

@@ -90,49 +90,38 @@ def _print_table(report) -> None:  # type: ignore[no-untyped-def]
     def pct(x: float | None) -> str:
         return "–" if x is None or x != x else f"{100 * x:.1f}%"
 
-    t = Table(title=f"geoscout evaluation: {report.name}", title_justify="left")
-    t.add_column("")
-    t.add_column("n", justify="right")
-    for th in report.thresholds:
-        t.add_column(f"{th:g} km\n{THRESHOLD_NAMES.get(th, '')}", justify="right")
-    t.add_column("median km", justify="right")
-    t.add_column("GeoGuessr", justify="right")
-    t.add_column("country", justify="right")
-    t.add_column("admin-1", justify="right")
-    med = "–" if m["median_km"] != m["median_km"] else f"{m['median_km']:,.1f}"
-    geo = "–" if m["geoguessr"] != m["geoguessr"] else f"{m['geoguessr']:,.0f}"
-    t.add_row(
-        "top-1",
-        str(m["n"]),
-        *[pct(m[accuracy_key(th)]) for th in report.thresholds],
-        med,
-        geo,
-        pct(m.get("country_acc")),
-        pct(m.get("admin1_acc")),
-    )
+    def km(x: float | None) -> str:
+        return "–" if x is None or x != x else f"{x:,.1f}"
+
+    # metrics as rows, answer sets as columns: fits an 80-column terminal with any number of thresholds
+    unit = m.get("unit", "image")
+    cols = [("top-1", "acc", m["n"])]
     k = m.get("top_k", 1)
     if k > 1:
-        t.add_row(
-            f"best of top-{k}",
-            str(m["n"]),
-            *[pct(m[accuracy_key(th, f'top{k}_acc')]) for th in report.thresholds],
-            "",
-            "",
-            "",
-            "",
-        )
+        cols.append((f"best of top-{k}", f"top{k}_acc", m["n"]))
     if m["n_answered"] < m["n_truth"]:
+        cols.append(("all truth¹", "acc_all", m["n_truth"]))
+    t = Table(title=f"geoscout evaluation: {report.name}", title_justify="left")
+    t.add_column("metric")
+    for head, _, _ in cols:
+        t.add_column(head, justify="right")
+    t.add_row(f"{unit}s scored", *[f"{n:,}" for _, _, n in cols], end_section=True)
+    for th in report.thresholds:
         t.add_row(
-            "all truth",
-            str(m["n_truth"]),
-            *[pct(m[accuracy_key(th, 'acc_all')]) for th in report.thresholds],
-            "",
-            "",
-            "",
-            "",
+            f"within {th:g} km ({THRESHOLD_NAMES.get(th, '')})".replace(" ()", ""),
+            *[pct(m.get(accuracy_key(th, prefix))) for _, prefix, _ in cols],
         )
+    med_k = m.get(f"top{k}_median_km") if k > 1 else None
+    t.add_row("median error (km)", km(m["median_km"]), *([km(med_k)] if k > 1 else []))
+    t.add_row("mean error (km)", km(m["mean_km"]))
+    t.add_row("GeoGuessr (mean)", "–" if m["geoguessr"] != m["geoguessr"] else f"{m['geoguessr']:,.0f}")
+    if "country_acc" in m:
+        t.add_row("country accuracy", pct(m.get("country_acc")))
+        t.add_row("admin-1 accuracy", pct(m.get("admin1_acc")))
     console = Console()
     console.print(t)
+    if m["n_answered"] < m["n_truth"]:
+        console.print(f"¹ every truth {unit} counts; unanswered ones count as misses")
     console.print(
         f"coverage {pct(m['coverage'])}: {m['n_answered']} answered of {m['n_truth']} truth {m.get('unit', 'image')}s; "
         f"failed {m['n_failed']}, missing {m['n_missing']}, predictions without truth {m['n_unmatched']}"
