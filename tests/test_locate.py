@@ -145,3 +145,22 @@ def test_failed_in_memory_input_is_named_by_its_id(tiny_locator, small_world_sam
     good, bad = tiny_locator.locate([data, data[: len(data) // 3]], top_k=2, ids=["whole.jpg", "cut.jpg"])
     assert good.candidates and not good.error
     assert bad.error.startswith("cut.jpg: ") and "bytes>" not in bad.error
+
+
+def test_locate_in_steps_with_progress_gives_the_same_answers(tiny_locator, small_world_sample, capsys):
+    """Many photos are located a few batches at a time (so a progress bar can move): same answers as one pass."""
+    paths = [*(str(p) for p in small_world_sample[0][:6]), "no/such/photo.jpg"]
+    whole = tiny_locator.locate(paths, top_k=3)
+    old = tiny_locator.batch_size
+    tiny_locator.batch_size = 1  # steps of 4 photos
+    try:
+        stepped = tiny_locator.locate(paths, top_k=3, progress=True)
+    finally:
+        tiny_locator.batch_size = old
+    assert [p.image_id for p in stepped] == [p.image_id for p in whole]
+    for a, b in zip(stepped[:-1], whole[:-1]):  # batch size 1 vs 16 moves the float32 features by rounding only
+        assert [(c.lat, c.lon, c.country) for c in a.candidates] == [(c.lat, c.lon, c.country) for c in b.candidates]
+        assert [c.probability for c in a.candidates] == pytest.approx([c.probability for c in b.candidates], abs=1e-4)
+    assert stepped[-1].error and "no/such/photo.jpg" in stepped[-1].error and not whole[-1].ok
+    err = capsys.readouterr().err
+    assert "7/7" in err and "photo" in err

@@ -425,7 +425,7 @@ def locate_ray(
     runtime: str = "torch",
     refine: Any = None,
     geocode: bool = True,
-    progress: bool = False,
+    progress: bool | None = False,
 ) -> list[Prediction]:
     """:meth:`Locator.locate` for many photos on a Ray cluster; one prediction per path, in input order.
 
@@ -472,16 +472,9 @@ def locate_ray(
             num_cpus=num_cpus_per_worker,
             num_gpus=gpus or None,
         )
-        from tqdm.auto import tqdm
+        from ._progress import progress_bar
 
-        with tqdm(
-            total=len(paths),
-            unit="img",
-            desc=f"locate on Ray x{num_workers}",
-            disable=not progress,
-            file=sys.stderr,
-            dynamic_ncols=True,
-        ) as bar:
+        with progress_bar(len(paths), f"locate on Ray x{num_workers}", unit="photo", enabled=progress) as bar:
             for b in ds.iter_batches(batch_size=None, batch_format="numpy"):
                 for idx, js in zip(b["index"], b["prediction"]):
                     out[int(idx)] = Prediction.from_dict(json.loads(str(js)))

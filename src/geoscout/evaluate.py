@@ -117,7 +117,7 @@ def distance_metrics(distances_km: ArrayLike, thresholds: Sequence[float] = ACCU
 # --------------------------------------------------------------------------- inputs
 
 
-def _truth_frame(truth: Any) -> tuple[pd.DataFrame, str, dict[str, str]]:
+def _truth_frame(truth: Any, progress: bool | None = False) -> tuple[pd.DataFrame, str, dict[str, str]]:
     """The truth as ``image_id, true_lat, true_lon``, its name, and path aliases -> image_id."""
     import pandas as pd
 
@@ -126,7 +126,7 @@ def _truth_frame(truth: Any) -> tuple[pd.DataFrame, str, dict[str, str]]:
     if isinstance(truth, (str, os.PathLike)):
         from .data import load_dataset
 
-        truth = load_dataset(truth)
+        truth = load_dataset(truth, progress=progress)
     if hasattr(truth, "frame") and isinstance(truth.frame, pd.DataFrame):
         name = str(getattr(truth, "name", None) or name)
         root = Path(truth.root) if getattr(truth, "root", None) is not None else None
@@ -368,16 +368,32 @@ class EvaluationReport:
         return "\n".join(lines) + "\n"
 
     # ---- files
-    def save(self, directory: str | os.PathLike[str]) -> Path:
-        """Write report.json, report.md, per_image.csv, error_cdf.png and error_map.png into ``directory``."""
+    def save(self, directory: str | os.PathLike[str], *, progress: bool | None = False) -> Path:
+        """Write report.json, report.md, per_image.csv, error_cdf.png and error_map.png into ``directory``.
+
+        ``progress``: a bar on stderr, one step per file (None: only when stderr is a terminal).
+        """
+        from ._progress import progress_bar
+
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(d / "report.json", self.to_dict())
-        atomic_write_text(d / "report.md", self.to_markdown())
-        with atomic_path(d / "per_image.csv") as tmp:
-            self.per_image.to_csv(tmp, index=False)
-        self.plot_error_cdf(d / "error_cdf.png")
-        self.plot_error_map(d / "error_map.png")
+
+        def per_image_csv(path: Path) -> None:
+            with atomic_path(path) as tmp:
+                self.per_image.to_csv(tmp, index=False)
+
+        files = {
+            "report.json": lambda path: atomic_write_json(path, self.to_dict()),
+            "report.md": lambda path: atomic_write_text(path, self.to_markdown()),
+            "per_image.csv": per_image_csv,
+            "error_cdf.png": self.plot_error_cdf,
+            "error_map.png": self.plot_error_map,
+        }
+        with progress_bar(len(files), "write report", unit="file", enabled=progress) as bar:
+            for name, write in files.items():
+                bar.set_postfix_str(name, refresh=False)
+                write(d / name)
+                bar.update(1)
         return d
 
     def plot_error_cdf(self, path: str | os.PathLike[str]) -> Path:
@@ -460,6 +476,7 @@ def evaluate(
     name: str | None = None,
     unit: str = "image",
     min_matched: float = 0.1,
+    progress: bool | None = False,
 ) -> EvaluationReport:
     """Compare predictions with the ground truth, joined on ``image_id``.
 
@@ -476,6 +493,8 @@ def evaluate(
     accuracy (default: the most any prediction carries). ``places=False`` skips the
     country / admin-1 metrics (no reverse geocoding). See :data:`POLICY`.
 
+    ``progress``: a bar on stderr while a truth folder's photos are checked (None: only in a terminal).
+
     ``unit="location"`` scores one answer per place (PIGEON's panorama setting): truth rows
     sharing a ``location_id`` become one row (the first view's coordinates, id =
     location_id), and a prediction is matched by the location_id itself, by any of its views
@@ -483,7 +502,7 @@ def evaluate(
     """
     import pandas as pd
 
-    truth_df, truth_name, aliases = _truth_frame(truth)
+    truth_df, truth_name, aliases = _truth_frame(truth, progress)
     preds = _predictions_list(predictions)
     thresholds = tuple(float(t) for t in thresholds)
 

@@ -316,13 +316,20 @@ class Locator:
             c.city = _none(getattr(row, "city", None))
 
     def locate(
-        self, images: Sequence[Any], *, top_k: int = 5, panorama: bool = False, ids: Sequence[str] | None = None
+        self,
+        images: Sequence[Any],
+        *,
+        top_k: int = 5,
+        panorama: bool = False,
+        ids: Sequence[str] | None = None,
+        progress: bool | None = False,
     ) -> list[Prediction]:
         """Locate photos (paths, bytes or PIL images), batched.
 
         With ``panorama=True`` all ``images`` are views of one place: their embeddings are
         averaged (PIGEON) and one prediction is returned. A photo that cannot be read gets
-        a prediction with ``error`` set; the others are answered.
+        a prediction with ``error`` set; the others are answered. ``progress``: a bar on
+        stderr (True), none (False), or one only when stderr is a terminal (None).
         """
         images = list(images)
         if not images:
@@ -330,21 +337,37 @@ class Locator:
         if top_k < 1:
             raise InvalidInput(f"top_k must be >= 1, got {top_k}")
         names = list(ids) if ids is not None else [_name_of(im, i) for i, im in enumerate(images)]
+        if panorama:
+            return [self._locate_panorama(images, names, top_k)]
+        from ._progress import progress_bar
+
+        out: list[Prediction] = []
+        step = max(1, self.batch_size) * 4  # a few batches per step: the bar moves, the work stays batched
+        with progress_bar(len(images), f"locate {self.name}", unit="photo", enabled=progress) as bar:
+            for s in range(0, len(images), step):
+                out += self._locate_chunk(images[s : s + step], names[s : s + step], top_k)
+                bar.update(min(step, len(images) - s))
+        return out
+
+    def _locate_panorama(self, images: list[Any], names: list[str], top_k: int) -> Prediction:
         X, failures = self.embed(images)
         failures = {i: _named_reason(r, images[i], names[i]) for i, r in failures.items()}
-        if panorama:
-            good = [i for i in range(len(images)) if i not in failures]
-            if not good:
-                reasons = "; ".join(failures.values())
-                return [Prediction(image_id=names[0] if len(names) == 1 else "panorama", error=reasons)]
-            v = X[good].mean(axis=0)
-            v /= max(float(np.linalg.norm(v)), 1e-12)
-            pid = "+".join(names) if len(names) <= 4 else f"panorama of {len(names)} views"
-            pred = self.locate_embeddings(v[None, :], [pid], top_k=top_k)[0]
-            if failures:
-                pred.error = None
-                pred.source = f"{len(good)} of {len(images)} views used; skipped: " + "; ".join(failures.values())
-            return [pred]
+        good = [i for i in range(len(images)) if i not in failures]
+        if not good:
+            reasons = "; ".join(failures.values())
+            return Prediction(image_id=names[0] if len(names) == 1 else "panorama", error=reasons)
+        v = X[good].mean(axis=0)
+        v /= max(float(np.linalg.norm(v)), 1e-12)
+        pid = "+".join(names) if len(names) <= 4 else f"panorama of {len(names)} views"
+        pred = self.locate_embeddings(v[None, :], [pid], top_k=top_k)[0]
+        if failures:
+            pred.error = None
+            pred.source = f"{len(good)} of {len(images)} views used; skipped: " + "; ".join(failures.values())
+        return pred
+
+    def _locate_chunk(self, images: list[Any], names: list[str], top_k: int) -> list[Prediction]:
+        X, failures = self.embed(images)
+        failures = {i: _named_reason(r, images[i], names[i]) for i, r in failures.items()}
         good = [i for i in range(len(images)) if i not in failures]
         answered = dict(zip(good, self.locate_embeddings(X[good], [names[i] for i in good], top_k=top_k)))
         return [

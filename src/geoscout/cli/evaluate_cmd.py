@@ -54,6 +54,7 @@ def evaluate_command(
         max=1.0,
         help="Fail when fewer than this share of the predictions match a truth image (none matching always fails).",
     ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars (shown on stderr in a terminal)."),
 ) -> None:
     """Distance accuracies (1/25/200/750/2500 km), GeoGuessr score, country and admin-1 accuracy, coverage."""
     from geoscout.errors import GeoscoutError
@@ -61,12 +62,21 @@ def evaluate_command(
 
     if not predictions.is_file():
         raise fail(f"--predictions {predictions}: no such file")
+    progress = False if quiet else None  # None: bars on stderr only when it is a terminal
     try:
-        report = evaluate(predictions, truth, k=top_k, places=not no_places, unit=unit.value, min_matched=min_matched)
+        report = evaluate(
+            predictions,
+            truth,
+            k=top_k,
+            places=not no_places,
+            unit=unit.value,
+            min_matched=min_matched,
+            progress=progress,
+        )
     except GeoscoutError as exc:
         raise fail(str(exc)) from None
     if output is not None:
-        report.save(output)
+        report.save(output, progress=progress)
     if fmt is _Format.json:
         typer.echo(report.to_json())
     elif fmt is _Format.markdown:

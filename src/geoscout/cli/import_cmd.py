@@ -66,6 +66,7 @@ def import_command(
     strict: bool = typer.Option(
         False, "--strict", help="Refuse a CSV with any unreadable row (default: report such rows and import the rest)."
     ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar (shown on stderr in a terminal)."),
 ) -> None:
     """Import geotagged photos into a geoscout dataset; every skipped photo is reported with its reason."""
     from rich.console import Console
@@ -98,6 +99,7 @@ def import_command(
         raise fail("--only-split, --images and --limit apply to --from osv5m|mp16|hf")
 
     console = Console(highlight=False, soft_wrap=True)
+    progress = False if quiet else None  # None: a bar on stderr only when it is a terminal
     if output is None and export_csv is None and not (src.is_dir() and (src / MANIFEST_NAME).is_file()):
         raise fail("give an output dataset folder with -o OUT (or --export-csv FILE to get a CSV only)")
     if spatial_block is not None and not split:
@@ -118,15 +120,23 @@ def import_command(
         report = ImportReport(ds, [], len(ds))
         what = f"opened dataset {ds.root}"
     elif src.is_dir() and (src / "manifest.csv").is_file():
-        report = import_csv(src / "manifest.csv", output, columns=columns, copy=copy, workers=workers, strict=strict)
+        report = import_csv(
+            src / "manifest.csv",
+            output,
+            columns=columns,
+            copy=copy,
+            workers=workers,
+            strict=strict,
+            progress=progress,
+        )
         what = f"imported {src / 'manifest.csv'}"
     elif src.is_dir():
         if columns:
             raise fail("--columns applies to CSV input; a folder of photos is read from EXIF")
-        report = import_exif_folder(src, output, copy=copy, workers=workers)
+        report = import_exif_folder(src, output, copy=copy, workers=workers, progress=progress)
         what = f"imported photos (EXIF GPS) from {src}"
     else:
-        report = import_csv(src, output, columns=columns, copy=copy, workers=workers, strict=strict)
+        report = import_csv(src, output, columns=columns, copy=copy, workers=workers, strict=strict, progress=progress)
         what = f"imported {src}"
 
     ds = report.dataset

@@ -39,6 +39,7 @@ def label_command(
         False, "--strict", help="Fail when an aux file is missing instead of skipping that label."
     ),
     force: bool = typer.Option(False, "--force", help="Replace an existing dataset at -o OUT."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars (shown on stderr in a terminal)."),
 ) -> None:
     """Label every image of DATASET from its coordinates: written into the manifest (atomically) or into -o OUT."""
     import warnings
@@ -62,11 +63,20 @@ def label_command(
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        ds = load_dataset(dataset)
+        progress = False if quiet else None  # None: bars on stderr only when it is a terminal
+        ds = load_dataset(dataset, progress=progress)
         if out_root is None and not ds.writable:
             raise fail(f"{dataset} is read-only (or a CSV imported in memory): pass -o OUT to write a labelled copy")
         spec_list = [s.strip() for s in cells.split(",") if s.strip()]
-        ds = label_dataset(ds, aux_dir=aux_dir, aux=not no_aux, cells=spec_list, coast_km=coast_km, strict_aux=strict)
+        ds = label_dataset(
+            ds,
+            aux_dir=aux_dir,
+            aux=not no_aux,
+            cells=spec_list,
+            coast_km=coast_km,
+            strict_aux=strict,
+            progress=progress,
+        )
     for w in caught:
         if str(w.message).startswith("label:"):  # reported from the label report below
             continue

@@ -20,6 +20,9 @@ class OutputFormat(StrEnum):
     geojson = "geojson"
 
 
+_FEW = 5  # up to this many photos need no progress bar
+
+
 def _expand(inputs: list[Path], recursive: bool) -> list[Path]:
     from geoscout.locate import IMAGE_SUFFIXES
 
@@ -95,6 +98,7 @@ def locate_command(
         help="Locate the photos on Ray: auto, HOST:PORT / ray://HOST:10001, or local (needs geoscout[ray]; --panorama/--strip run here).",
     ),
     ray_workers: int = typer.Option(2, "--ray-workers", min=1, help="Ray actors, each loading the model once."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar (shown on stderr for many photos)."),
 ) -> None:
     """Say where each photo was taken: top-k places with probabilities, names, an uncertainty radius."""
     from geoscout.locate import load_model, split_strip
@@ -131,18 +135,24 @@ def locate_command(
         preds += loc.locate([str(p) for p in panorama], top_k=top_k, panorama=True)
     if photos:
         files = _expand(list(photos), recursive)
+        # a bar on stderr (only in a terminal) once there are more than a few photos; stdout stays clean
+        progress = None if not quiet and len(files) > _FEW else False
         if strip:
+            from geoscout._progress import progress_bar
             from geoscout.errors import InvalidInput
             from geoscout.types import Prediction
 
-            for f in files:
-                try:
-                    views = split_strip(f)
-                except InvalidInput as exc:
-                    preds.append(Prediction(image_id=str(f), error=str(exc)))
-                    continue
-                preds += loc.locate(views, top_k=top_k, panorama=True, ids=[f"{f}#{i}" for i in range(len(views))])
-                preds[-1].image_id = str(f)
+            with progress_bar(len(files), f"locate {loc.name}", unit="strip", enabled=progress) as bar:
+                for f in files:
+                    bar.update(1)
+                    try:
+                        views = split_strip(f)
+                    except InvalidInput as exc:
+                        preds.append(Prediction(image_id=str(f), error=str(exc)))
+                        continue
+                    ids = [f"{f}#{i}" for i in range(len(views))]
+                    preds += loc.locate(views, top_k=top_k, panorama=True, ids=ids)
+                    preds[-1].image_id = str(f)
         elif ray:
             from geoscout.distributed import locate_ray
 
@@ -155,10 +165,10 @@ def locate_command(
                 weights=weights,
                 runtime=runtime,
                 refine=refine,
-                progress=fmt is OutputFormat.table,
+                progress=progress,
             )
         else:
-            preds += loc.locate([str(f) for f in files], top_k=top_k)
+            preds += loc.locate([str(f) for f in files], top_k=top_k, progress=progress)
     for m in map_path or []:
         _draw_map(preds, m)
     if output is not None and fmt is not OutputFormat.table:

@@ -163,20 +163,21 @@ class Dataset:
         return [self._abs(p) for p in self.frame["path"]]
 
 
-def load_dataset(path: str | os.PathLike[str]) -> Dataset:
+def load_dataset(path: str | os.PathLike[str], *, progress: bool | None = False) -> Dataset:
     """Open ``path`` as a :class:`Dataset`.
 
     ``path`` may be a geoscout dataset folder (``manifest.parquet``), a folder holding ``manifest.csv``
     (columns ``path,lat,lon`` first, paths relative to the folder), or a CSV file. The latter two are
     imported in memory (images hashed and checked, nothing written); rows that fail the checks are left
     out with a :class:`UserWarning` naming each (use :func:`geoscout.data.import_csv` for the full report).
+    ``progress``: a bar on stderr while those images are checked (None: only when stderr is a terminal).
     """
     p = Path(path).expanduser()
     if p.is_dir():
         if (p / MANIFEST_NAME).is_file():
             return Dataset.open(p)
         if (p / "manifest.csv").is_file():
-            return _in_memory(p / "manifest.csv", name=p.resolve().name)
+            return _in_memory(p / "manifest.csv", name=p.resolve().name, progress=progress)
         raise InvalidInput(
             f"{p}: neither a geoscout dataset ({MANIFEST_NAME}) nor a folder with manifest.csv; "
             f"for a folder of geotagged photos run `geoscout import {p} -o OUT`"
@@ -185,15 +186,15 @@ def load_dataset(path: str | os.PathLike[str]) -> Dataset:
         if p.name == MANIFEST_NAME:
             return Dataset.open(p.parent)
         if p.suffix.lower() in {".csv", ".tsv", ".txt"}:
-            return _in_memory(p, name=p.parent.resolve().name if p.stem == "manifest" else p.stem)
+            return _in_memory(p, name=p.parent.resolve().name if p.stem == "manifest" else p.stem, progress=progress)
         raise InvalidInput(f"{p}: expected a dataset folder, a folder with manifest.csv, or a .csv file")
     raise InvalidInput(f"{p}: no such file or folder")
 
 
-def _in_memory(csv: Path, *, name: str) -> Dataset:
+def _in_memory(csv: Path, *, name: str, progress: bool | None = False) -> Dataset:
     from .importers import import_csv
 
-    report = import_csv(csv)
+    report = import_csv(csv, progress=progress)
     if report.problems:
         shown = "; ".join(str(pr) for pr in report.problems[:5])
         more = f" (+{len(report.problems) - 5} more)" if len(report.problems) > 5 else ""

@@ -580,6 +580,24 @@ def _row_checks(rec: dict[str, Any]) -> list[tuple[str, str]]:
     return issues
 
 
+def _inspect_all(paths: list[Any], *, want_exif: bool, workers: int, progress: bool | None) -> list[Any]:
+    """Check every image (decode, hash, EXIF) on ``workers`` threads, with a progress bar on stderr."""
+    from geoscout._progress import progress_bar
+
+    def one(p: Path | None) -> Any:
+        return None if p is None else _inspect(p, want_exif=want_exif, max_pixels=None)
+
+    with (
+        ThreadPoolExecutor(workers) as ex,
+        progress_bar(len(paths), "check images", unit="img", enabled=progress) as bar,
+    ):
+        infos = []
+        for info in ex.map(one, paths):
+            infos.append(info)
+            bar.update(1)
+    return infos
+
+
 def import_csv(
     csv: str | os.PathLike[str],
     out: str | os.PathLike[str] | None = None,
@@ -589,6 +607,7 @@ def import_csv(
     workers: int | None = None,
     source: str | None = None,
     strict: bool = False,
+    progress: bool | None = False,
 ) -> ImportReport:
     """Import a CSV of images with coordinates; returns an :class:`ImportReport`.
 
@@ -601,6 +620,7 @@ def import_csv(
     are copied to ``out/images/<image_id><ext>``. Without ``out`` the dataset lives in memory, rooted at
     the CSV's folder. A row that cannot be read as CSV (not UTF-8, wrong number of fields, unterminated
     quote) is a problem of kind ``bad_row`` with its line number; ``strict=True`` refuses the file instead.
+    ``progress``: a bar on stderr while the images are checked (None: only in a terminal).
     """
     import pandas as pd
 
@@ -647,8 +667,7 @@ def import_csv(
         checks.append(issues)
 
     nw = workers or _default_workers()
-    with ThreadPoolExecutor(nw) as ex:
-        infos = list(ex.map(lambda p: None if p is None else _inspect(p, want_exif=False, max_pixels=None), paths))
+    infos = _inspect_all(paths, want_exif=False, workers=nw, progress=progress)
 
     rows, srcs, exts, lines = [], [], [], []
     first_by_hash: dict[str, tuple[str, int]] = {}
@@ -702,6 +721,7 @@ def import_exif_folder(
     copy: bool = False,
     workers: int | None = None,
     source: str = "exif",
+    progress: bool | None = False,
 ) -> ImportReport:
     """Import every photo under ``folder`` (recursively) that carries EXIF GPS; returns an :class:`ImportReport`.
 
@@ -737,8 +757,7 @@ def import_exif_folder(
                     )
                 )
     nw = workers or _default_workers()
-    with ThreadPoolExecutor(nw) as ex:
-        infos = list(ex.map(lambda p: _inspect(p, want_exif=True, max_pixels=None), files))
+    infos = _inspect_all(files, want_exif=True, workers=nw, progress=progress)
     rows, srcs, exts, lines = [], [], [], []
     first_by_hash: dict[str, str] = {}
     for p, info in zip(files, infos):

@@ -45,6 +45,7 @@ def label_frame(
     cells: tuple[str, ...] | list[str] = (),
     coast_km: float | None = None,
     strict_aux: bool = False,
+    progress: bool | None = False,
 ) -> tuple[Any, LabelReport]:
     """Return a copy of ``frame`` (columns ``lat``, ``lon``, optional ``captured_at``) with labels, and a report.
 
@@ -55,6 +56,7 @@ def label_frame(
     partition fitted on these coordinates. Rows with missing/invalid coordinates get empty
     labels and are listed in ``report.invalid_rows``. An aux layer whose file is missing is
     skipped and its reason put in ``report.skipped`` (and warned), unless ``strict_aux``.
+    ``progress``: a bar on stderr, one step per layer (None: only when stderr is a terminal).
     """
     import pandas as pd
 
@@ -78,15 +80,26 @@ def label_frame(
         df[col] = out
         report.columns.append(col)
 
+    from geoscout._progress import progress_bar
+
+    cells = [str(spec).strip() for spec in cells if str(spec).strip()]
+    bar = progress_bar(2 + 3 * bool(aux) + len(cells), f"label {len(df)} points", unit="layer", enabled=progress)
+
+    def step(name: str) -> None:
+        bar.set_postfix_str(name, refresh=False)
+        bar.update(1)
+
     places = reverse_geocode(la, lo, coast_km=DEFAULT_COAST_KM if coast_km is None else coast_km)
     for col in PLACE_COLUMNS:
         put(col, places[col].to_numpy(dtype=object), None)
+    step("places")
 
     if "captured_at" in df.columns:
         df["month"] = month_of(df["captured_at"].to_numpy(dtype=object)).set_axis(df.index)
     else:
         df["month"] = pd.Series(pd.NA, index=df.index, dtype="Int8")
     report.columns.append("month")
+    step("month")
 
     if aux:
         rasters = AuxRasters(aux_dir)
@@ -103,25 +116,27 @@ def label_frame(
                     raise
                 report.skipped[col] = str(exc)
                 warnings.warn(f"label: {col} skipped: {exc}", UserWarning, stacklevel=2)
+                step(col)
                 continue
             if col == "climate":
                 values = np.where(values == "", None, values).astype(object)
             put(col, values, empty, dtype)
+            step(col)
 
     for spec in cells:
-        spec = str(spec).strip()
-        if not spec:
-            continue
         try:
             from geoscout.cells import create_partition
         except ImportError as exc:  # cells package absent or incomplete in this checkout
             report.skipped[f"cell:{spec}"] = f"geoscout.cells.create_partition is unavailable ({exc})"
             warnings.warn(f"label: cell:{spec} skipped: {report.skipped[f'cell:{spec}']}", UserWarning, stacklevel=2)
+            step(f"cell:{spec}")
             continue
         part = create_partition(spec).fit(la, lo)
         idx = np.asarray(part.assign(la, lo))
         ids = np.array([*list(part.cell_ids), None], dtype=object)
         put(f"cell:{spec}", ids[np.where(idx >= 0, idx, len(ids) - 1)], None)
+        step(f"cell:{spec}")
+    bar.close()
     return df, report
 
 
@@ -133,6 +148,7 @@ def label_dataset(
     cells: tuple[str, ...] | list[str] = (),
     coast_km: float | None = None,
     strict_aux: bool = False,
+    progress: bool | None = False,
 ) -> Any:
     """Fill the derived label columns of ``dataset`` (a geoscout ``Dataset`` or a DataFrame) in memory.
 
@@ -144,7 +160,9 @@ def label_dataset(
     import pandas as pd
 
     frame = _frame_of(dataset)
-    df, report = label_frame(frame, aux_dir=aux_dir, aux=aux, cells=cells, coast_km=coast_km, strict_aux=strict_aux)
+    df, report = label_frame(
+        frame, aux_dir=aux_dir, aux=aux, cells=cells, coast_km=coast_km, strict_aux=strict_aux, progress=progress
+    )
     if report.invalid_rows:
         warnings.warn(
             f"label: {len(report.invalid_rows)} row(s) with missing or invalid lat/lon left unlabelled "
