@@ -60,7 +60,9 @@ def test_csv_layout_is_one_row_per_candidate(tmp_path):
     assert lines[0].split(",") == list(CSV_COLUMNS)
     assert len(lines) == 1 + 3 + 1 + 1
     assert lines[1].startswith("a1b2c3d4e5f60718,1,45.815,15.9819,0.61,HR,")
-    assert lines[4].startswith("broken.jpg,,,,") and lines[4].endswith("truncated JPEG: cannot decode")
+    assert lines[4].startswith("broken.jpg,,,,") and lines[4].endswith(
+        "truncated JPEG: cannot decode,"
+    )  # the last column (cues) is empty
 
 
 def test_minimal_csv_orders_by_rank_and_fills_probability(tmp_path):

@@ -210,6 +210,8 @@ class Locator:
         batch_size: int = 16,
         tta: bool = False,
         heatmap_points: int = 200,
+        cues: Any = None,
+        cue_fuser: Any = None,
     ) -> None:
         self.backbone = backbone
         self.head = head
@@ -220,6 +222,9 @@ class Locator:
         self.batch_size = batch_size
         self.tta = tta
         self.heatmap_points = heatmap_points
+        #: a :class:`geoscout.cues.CueReader` (or its mode: "none", "text", "metadata", "all"); None reads no cues
+        self.cues = _cue_reader(cues)
+        self.cue_fuser = cue_fuser
         self.refine_config = refine or RefineConfig(method="retrieval" if retrieval is not None else "none")
         self._refiner: _Refiner | None = None
         if retrieval is not None and partition is not None and self.refine_config.method != "none":
@@ -248,9 +253,19 @@ class Locator:
 
     # ----------------------------------------------------------------------- predict
     def locate_embeddings(
-        self, X: NDArray[np.float32], ids: Sequence[str], *, top_k: int = 5, sources: Sequence[str | None] | None = None
+        self,
+        X: NDArray[np.float32],
+        ids: Sequence[str],
+        *,
+        top_k: int = 5,
+        sources: Sequence[str | None] | None = None,
+        evidence: Sequence[Sequence[Any]] | None = None,
     ) -> list[Prediction]:
-        """Predictions for ready embeddings (one row per photo or pooled panorama)."""
+        """Predictions for ready embeddings (one row per photo or pooled panorama).
+
+        ``evidence``: per row, the :class:`geoscout.cues.Evidence` read from the photo; it is fused
+        with the head's distribution (:func:`geoscout.cues.apply_cues`) and explained in ``cues``.
+        """
         X = np.asarray(X, dtype=np.float32)
         if len(ids) != len(X):
             raise InvalidInput(f"{len(ids)} ids for {len(X)} embeddings")
@@ -263,11 +278,20 @@ class Locator:
         for i, image_id in enumerate(ids):
             lat, lon = dist.points(i)
             prob = dist.prob[i]
+            order, n_visual, cues = top[i], len(prob), []
+            if evidence is not None and evidence[i]:
+                from .cues import apply_cues, default_fuser
+
+                self.cue_fuser = self.cue_fuser or default_fuser()
+                c = apply_cues(lat, lon, prob, evidence[i], self.cue_fuser, k_support)
+                lat, lon, prob, order, n_visual, cues = c.lat, c.lon, c.prob, c.order, c.n_visual, c.cues
             cands: list[Candidate] = []
-            for rank, j in enumerate(top[i][:top_k]):
+            for rank, j in enumerate(order[:top_k]):
                 la, lo = float(lat[j]), float(lon[j])
-                cell_name = dist.cell[j] if dist.cell is not None else None
-                if self._refiner is not None and rank < self.refine_config.top_cells and self.partition is not None:
+                cell_name = dist.cell[j] if dist.cell is not None and j < n_visual else None
+                if j >= n_visual:
+                    pass  # a point added by a cue (a town read on a sign, the EXIF position): no cell to refine
+                elif self._refiner is not None and rank < self.refine_config.top_cells and self.partition is not None:
                     cell_idx = self._cell_index(j, dist, la, lo)
                     la, lo = self._refiner.refine(X[i], cell_idx, la, lo)
                 cands.append(Candidate(lat=la, lon=lo, probability=float(prob[j]), cell=cell_name))
@@ -286,6 +310,7 @@ class Locator:
                     expected_score=expected,
                     source=(sources[i] if sources is not None else None),
                     heatmap=_heatmap(lat, lon, prob, self.heatmap_points),
+                    cues=cues,
                 )
             )
         if self.geocode:
@@ -349,8 +374,19 @@ class Locator:
                 bar.update(min(step, len(images) - s))
         return out
 
+    def _embed_and_read(self, images: list[Any], panorama: bool) -> tuple[Any, dict[int, str], Any]:
+        """Embeddings, failures and (when cues are on) the evidence read from the photos, read while the backbone runs."""
+        if self.cues is None or not self.cues.active:
+            return (*self.embed(images), None)
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(1) as pool:
+            job = pool.submit(self.cues.read_panorama if panorama else self.cues.read, images)
+            X, failures = self.embed(images)
+            return X, failures, job.result()
+
     def _locate_panorama(self, images: list[Any], names: list[str], top_k: int) -> Prediction:
-        X, failures = self.embed(images)
+        X, failures, evidence = self._embed_and_read(images, True)
         failures = {i: _named_reason(r, images[i], names[i]) for i, r in failures.items()}
         good = [i for i in range(len(images)) if i not in failures]
         if not good:
@@ -359,17 +395,20 @@ class Locator:
         v = X[good].mean(axis=0)
         v /= max(float(np.linalg.norm(v)), 1e-12)
         pid = "+".join(names) if len(names) <= 4 else f"panorama of {len(names)} views"
-        pred = self.locate_embeddings(v[None, :], [pid], top_k=top_k)[0]
+        pred = self.locate_embeddings(
+            v[None, :], [pid], top_k=top_k, evidence=[evidence] if evidence is not None else None
+        )[0]
         if failures:
             pred.error = None
             pred.source = f"{len(good)} of {len(images)} views used; skipped: " + "; ".join(failures.values())
         return pred
 
     def _locate_chunk(self, images: list[Any], names: list[str], top_k: int) -> list[Prediction]:
-        X, failures = self.embed(images)
+        X, failures, evidence = self._embed_and_read(images, False)
         failures = {i: _named_reason(r, images[i], names[i]) for i, r in failures.items()}
         good = [i for i in range(len(images)) if i not in failures]
-        answered = dict(zip(good, self.locate_embeddings(X[good], [names[i] for i in good], top_k=top_k)))
+        ev = [evidence[i] for i in good] if evidence is not None else None
+        answered = dict(zip(good, self.locate_embeddings(X[good], [names[i] for i in good], top_k=top_k, evidence=ev)))
         return [
             answered[i] if i in answered else Prediction(image_id=names[i], error=failures[i])
             for i in range(len(images))
@@ -386,6 +425,17 @@ def _heatmap(
     idx = np.argpartition(-prob, n - 1)[:n]
     idx = idx[np.argsort(-prob[idx], kind="stable")]
     return [[round(float(lat[j]), 5), round(float(lon[j]), 5), float(prob[j])] for j in idx if prob[j] > 0]
+
+
+def _cue_reader(cues: Any) -> Any:
+    """None, a mode string or a CueReader -> a CueReader (or None when no cues are wanted)."""
+    if cues is None or cues == "none":
+        return None
+    if isinstance(cues, str):
+        from .cues import CueReader
+
+        return CueReader(cues)
+    return cues
 
 
 def _none(v: Any) -> Any:
@@ -432,6 +482,7 @@ def load_model(
     device: str = "cpu",
     places: Any = "countries",
     prompts: str | os.PathLike[str] | None = None,
+    cues: Any = "none",
 ) -> Locator:
     """A ready :class:`Locator`: ``"geoscout-lite"`` (shipped), ``"geoclip"``, ``"zeroshot:<backbone>"``,
     a bundle directory, or a bundle on the Hugging Face hub, ``"hf-bundle:user/name[@revision]"`` (through its
@@ -440,6 +491,10 @@ def load_model(
     ``weights`` points the backbone at a local weights folder (for hub models offline). ``places``
     (``countries``, ``admin1``, ``countries:HR,SI``, a places file) and ``prompts`` (a TOML templates file)
     apply to ``zeroshot:`` models (see :mod:`geoscout.zeroshot`).
+    ``cues``: what besides the pixels' look is read (``"all"``, ``"text"``, ``"metadata"``,
+    ``"none"`` or a :class:`geoscout.cues.CueReader`); see :mod:`geoscout.cues`. The library
+    default is ``"none"`` so that batch evaluation never sees EXIF positions; the CLI, the
+    server and :func:`locate` read ``"all"``.
     """
     from .backbones import create_backbone
 
@@ -457,6 +512,7 @@ def load_model(
             name=key,
             card=BUILTIN_MODELS["zeroshot:<backbone>"],
             geocode=geocode,
+            cues=cues,
         )
     if key == "geoclip":
         from .geoclip import load_geoclip_head
@@ -470,6 +526,7 @@ def load_model(
             name="geoclip",
             card=BUILTIN_MODELS["geoclip"],
             geocode=geocode,
+            cues=cues,
         )
     from .bundle import ModelBundle
 
@@ -478,7 +535,7 @@ def load_model(
 
         bundle, _ = load_hub_bundle(key)
         return _locator_from_bundle(
-            bundle, key, weights=weights, device=device, runtime=runtime, refine=refine, geocode=geocode
+            bundle, key, weights=weights, device=device, runtime=runtime, refine=refine, geocode=geocode, cues=cues
         )
     path = _builtin_dir(key) if key in BUILTIN_MODELS else Path(key)
     if not (path / "config.json").is_file():
@@ -489,12 +546,27 @@ def load_model(
             "config.json; train one with `geoscout train` or pass --model geoscout-lite"
         )
     return _locator_from_bundle(
-        ModelBundle.load(path), key, weights=weights, device=device, runtime=runtime, refine=refine, geocode=geocode
+        ModelBundle.load(path),
+        key,
+        weights=weights,
+        device=device,
+        runtime=runtime,
+        refine=refine,
+        geocode=geocode,
+        cues=cues,
     )
 
 
 def _locator_from_bundle(
-    bundle: Any, name: str, *, weights: str | None, device: str, runtime: str, refine: Any, geocode: bool
+    bundle: Any,
+    name: str,
+    *,
+    weights: str | None,
+    device: str,
+    runtime: str,
+    refine: Any,
+    geocode: bool,
+    cues: Any = "none",
 ) -> Locator:
     from .backbones import create_backbone
 
@@ -508,14 +580,21 @@ def _locator_from_bundle(
         name=name,
         card=getattr(bundle, "card", ""),
         geocode=geocode,
+        cues=cues,
     )
 
 
 def locate(
-    images: Sequence[Any] | Any, model: str | Locator = "geoscout-lite", *, top_k: int = 5, panorama: bool = False
+    images: Sequence[Any] | Any,
+    model: str | Locator = "geoscout-lite",
+    *,
+    top_k: int = 5,
+    panorama: bool = False,
+    cues: Any = "all",
 ) -> list[Prediction]:
-    """One-call API: ``locate(["photo.jpg"])`` -> list of :class:`Prediction`."""
+    """One-call API: ``locate(["photo.jpg"])`` -> list of :class:`Prediction` (reading text and EXIF cues;
+    ``cues="none"`` for the pixels alone)."""
     if isinstance(images, (str, os.PathLike, bytes)) or not isinstance(images, Sequence):
         images = [images]
-    loc = model if isinstance(model, Locator) else load_model(model)
+    loc = model if isinstance(model, Locator) else load_model(model, cues=cues)
     return loc.locate(images, top_k=top_k, panorama=panorama)

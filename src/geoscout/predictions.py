@@ -9,7 +9,8 @@
 - ``.geojson``: a FeatureCollection with one Point feature per candidate (properties as the
   CSV columns); a failed prediction is a feature with ``geometry: null`` and its ``error``.
 
-The heat map (``Prediction.heatmap``) is kept by ``.jsonl`` and ``.json`` only.
+The heat map (``Prediction.heatmap``) and the cues' boxes and effects (``Prediction.cues``) are
+kept by ``.jsonl`` and ``.json`` only; CSV and GeoJSON carry the cues as one line of text.
 
 Coordinates are WGS84 degrees, distances kilometres. Every write is atomic; every read
 error names the file and the line (and column) at fault.
@@ -28,7 +29,7 @@ from typing import Any
 
 from ._io import atomic_write_text
 from .errors import InvalidInput
-from .types import Candidate, Prediction
+from .types import Candidate, Cue, Prediction
 
 __all__ = ["CSV_COLUMNS", "FORMATS", "predictions_to_rows", "read_predictions", "write_predictions"]
 
@@ -48,6 +49,7 @@ CSV_COLUMNS: tuple[str, ...] = (
     "expected_score",
     "source",
     "error",
+    "cues",
 )
 FORMATS = (".jsonl", ".json", ".csv", ".geojson")
 _CANDIDATE_TEXT = ("cell", "country", "country_name", "admin1", "city")
@@ -81,6 +83,7 @@ def predictions_to_rows(preds: Iterable[Prediction]) -> list[dict[str, Any]]:
             "expected_score": p.expected_score,
             "source": p.source,
             "error": p.error,
+            "cues": "; ".join(c.summary() for c in p.cues) or None,
         }
         if not p.candidates:
             rows.append({**common, "rank": None, "lat": None, "lon": None, "probability": None})
@@ -213,6 +216,9 @@ def _prediction_from_obj(d: Any, where: str) -> Prediction:
     _fill_probabilities(candidates)
     err = d.get("error")
     heat = _heatmap(d.get("heatmap"), where)
+    cues = d.get("cues") or []
+    if not (isinstance(cues, list) and all(isinstance(c, dict) and "kind" in c and "text" in c for c in cues)):
+        raise _bad(where, "cues must be a list of objects with kind and text")
     return Prediction(
         image_id=str(image_id),
         candidates=candidates,
@@ -221,6 +227,7 @@ def _prediction_from_obj(d: Any, where: str) -> Prediction:
         source=None if d.get("source") in (None, "") else str(d.get("source")),
         error=None if err in (None, "") else str(err),
         heatmap=heat,
+        cues=[Cue.from_dict(c) for c in cues],
     )
 
 

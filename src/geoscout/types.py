@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["Candidate", "Prediction"]
+__all__ = ["Candidate", "Cue", "Prediction"]
 
 
 @dataclass(slots=True)
@@ -38,6 +38,43 @@ class Candidate:
 
 
 @dataclass(slots=True)
+class Cue:
+    """One piece of evidence read from a photo besides its pixels' look: text, script, a phone number, EXIF.
+
+    ``kind``: ``text`` (a line read, no place evidence of its own), ``script``, ``language``,
+    ``place`` (a gazetteer hit), ``phone``, ``domain``, ``currency``, ``gps`` (EXIF position,
+    answers directly) or ``utc_offset`` (EXIF time-zone offset, constrains longitude).
+    ``text`` is what was read; ``box`` its ``[x0, y0, x1, y1]`` pixels in the upright photo
+    (``view`` = index of the panorama view it came from); ``evidence`` says in words what it
+    suggests; ``effect`` how it moved the answer: ``weight`` (the tempering exponent fitted on
+    validation data), ``top`` (``[[country, likelihood ratio], ...]`` best first) and, for
+    point cues, ``point`` = ``[lat, lon, radius_km]``.
+    """
+
+    kind: str
+    text: str
+    evidence: str = ""
+    box: list[float] | None = None
+    view: int | None = None
+    effect: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Cue:
+        names = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    def summary(self) -> str:
+        """One short phrase for tables: ``phone "+385 1 234 5678" -> HR x40``."""
+        top = (self.effect or {}).get("top") or []
+        moved = ", ".join(f"{c} x{r:.3g}" for c, r in top[:2])
+        text = self.text if len(self.text) <= 24 else self.text[:23] + "…"
+        return f'{self.kind} "{text}"' + (f" -> {moved}" if moved else (f" ({self.evidence})" if self.evidence else ""))
+
+
+@dataclass(slots=True)
 class Prediction:
     """The answer for one photo (or one panorama): ranked candidates and summaries.
 
@@ -55,6 +92,8 @@ class Prediction:
     error: str | None = None
     #: optional probability heat map for drawing: up to a few hundred ``[lat, lon, probability]`` rows
     heatmap: list[list[float]] | None = None
+    #: evidence read from the photo (text, script, phone numbers, EXIF...) and how it moved the answer
+    cues: list[Cue] = field(default_factory=list)
 
     @property
     def top(self) -> Candidate:
@@ -75,6 +114,7 @@ class Prediction:
             "error": self.error,
             "candidates": [c.to_dict() for c in self.candidates],
             **({"heatmap": self.heatmap} if self.heatmap is not None else {}),
+            **({"cues": [c.to_dict() for c in self.cues]} if self.cues else {}),
         }
 
     @classmethod
@@ -87,4 +127,5 @@ class Prediction:
             source=d.get("source"),
             error=d.get("error"),
             heatmap=d.get("heatmap"),
+            cues=[Cue.from_dict(c) for c in d.get("cues") or []],
         )

@@ -12,6 +12,13 @@ import typer
 from ._app import app, fail
 
 
+class CueMode(StrEnum):
+    all = "all"
+    text = "text"
+    metadata = "metadata"
+    none = "none"
+
+
 class OutputFormat(StrEnum):
     table = "table"
     json = "json"
@@ -99,6 +106,15 @@ def locate_command(
     ),
     ray_workers: int = typer.Option(2, "--ray-workers", min=1, help="Ray actors, each loading the model once."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar (shown on stderr for many photos)."),
+    cues: CueMode = typer.Option(
+        CueMode.all,
+        "--cues",
+        help="Evidence read besides the pixels' look: text on signs (script, language, place names, phone "
+        "numbers, web domains, prices), EXIF metadata (GPS, UTC offset), all, or none.",
+    ),
+    ignore_metadata: bool = typer.Option(
+        False, "--ignore-metadata", help="Ignore EXIF GPS and time-zone offsets (for evaluation)."
+    ),
 ) -> None:
     """Say where each photo was taken: top-k places with probabilities, names, an uncertainty radius."""
     from geoscout.locate import load_model, split_strip
@@ -115,12 +131,14 @@ def locate_command(
         raise fail("--places and --prompts apply to -m zeroshot:BACKBONE or --prior zeroshot")
     if ray and (places or prompts or prior):
         raise fail("--places, --prompts and --prior run here; drop --ray (or use -m zeroshot:BACKBONE alone)")
+    from geoscout.cues import CueReader
     from geoscout.errors import GeoscoutError
 
+    reader = CueReader(cues.value, ignore_metadata=ignore_metadata)
     opts = {"places": places or "countries", "prompts": prompts} if zeroshot else {}
     try:
         loc = (
-            load_model(model, weights=weights, runtime=runtime, refine=refine, **opts)
+            load_model(model, weights=weights, runtime=runtime, refine=refine, cues=reader, **opts)
             if not ray or panorama or strip
             else None
         )
@@ -169,6 +187,8 @@ def locate_command(
             )
         else:
             preds += loc.locate([str(f) for f in files], top_k=top_k, progress=progress)
+    for note in reader.notes:
+        typer.secho(note, fg="yellow", err=True)
     for m in map_path or []:
         _draw_map(preds, m)
     if output is not None and fmt is not OutputFormat.table:
@@ -241,11 +261,12 @@ def _render(preds, fmt: OutputFormat) -> str:
             "radius_km",
             "expected_score",
             "error",
+            "cues",
         ]
     )
     for p in preds:
         if not p.candidates:
-            w.writerow([p.image_id, "", "", "", "", "", "", "", "", "", p.error])
+            w.writerow([p.image_id, "", "", "", "", "", "", "", "", "", p.error, ""])
         for rank, c in enumerate(p.candidates, 1):
             w.writerow(
                 [
@@ -260,6 +281,7 @@ def _render(preds, fmt: OutputFormat) -> str:
                     f"{p.radius_km:.1f}" if p.radius_km is not None else "",
                     f"{p.expected_score:.0f}" if p.expected_score is not None else "",
                     p.error or "",
+                    "; ".join(c.summary() for c in p.cues),
                 ]
             )
     return buf.getvalue()
@@ -294,6 +316,8 @@ def _print_table(preds) -> None:
                 c.city or "",
             )
         console.print(t)
+        if p.cues:
+            console.print("cues: " + escape("; ".join(c.summary() for c in p.cues)), highlight=False)
 
 
 def _draw_map(preds, path: Path) -> None:

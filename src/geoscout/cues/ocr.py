@@ -1,0 +1,254 @@
+"""Read the text in a photo: detect lines, recognise them, drop watermarks and overlays.
+
+Readers, best available first, none required:
+
+- ``rapidocr-onnxruntime`` (Apache-2.0): PP-OCRv4 detection + recognition ONNX models inside
+  the wheel (Latin letters, digits, Chinese/Japanese Han). Detection runs on a copy downscaled to
+  :data:`DETECT_SIDE` pixels; recognition only on the detected boxes, cropped from the full photo.
+- Debian's ``tesseract`` (with its script packs), run once per photo on a mosaic of the detected
+  boxes, re-reads lines in scripts the bundled recogniser cannot read (Cyrillic, Greek, Arabic,
+  Hebrew, Thai, Devanagari, Hangul): a box whose Tesseract reading is mostly such letters takes it.
+
+With no reader installed :func:`read_text` returns nothing and :func:`ocr_status` says why.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import shutil
+import subprocess
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["DETECT_SIDE", "TextLine", "is_overlay", "ocr_status", "read_text"]
+
+#: longest side (pixels) of the copy text detection runs on
+DETECT_SIDE = 800
+#: lowest recognition score kept
+MIN_SCORE = 0.6
+#: Tesseract language packs used for re-reading (those installed are used)
+TESSERACT_LANGS = ("eng", "rus", "ell", "ara", "heb", "tha", "hin", "kor")
+#: the Tesseract run may take this long per photo before it is abandoned
+TESSERACT_TIMEOUT_S = 20.0
+_DEBUG_DIR = __import__("os").environ.get("GEOSCOUT_OCR_DEBUG")
+_NON_LATIN_SCRIPTS = {"Cyrl", "Grek", "Arab", "Hebr", "Thai", "Deva", "Hang"}
+
+
+@dataclass(frozen=True)
+class TextLine:
+    """One line of text: what was read, its ``[x0, y0, x1, y1]`` box in pixels, score in [0, 1], engine."""
+
+    text: str
+    box: tuple[float, float, float, float]
+    score: float
+    engine: str = "rapidocr"
+
+
+# --------------------------------------------------------------------------- watermark / overlay filter
+_OVERLAY_PATTERNS = [
+    r"©",
+    r"\(c\)\s*\d{4}",
+    r"\bgoogle\b",
+    r"^(g[o0]{1,2}g?([l1]e?)?|[o0]{1,2}g[l1]e)$",  # a Google logo cut by the frame: "Goog", "oogle"
+    r"mapillary",
+    r"street\s*view",
+    r"openstreetmap",
+    r"\bbing\b",
+    r"yandex",
+    r"maxar",
+    r"copyright",
+    r"all rights reserved",
+    r"shutterstock",
+    r"getty\s*images",
+    r"istock",
+    r"flickr",
+    r"photo(graph)?\s*(by|:)",
+    r"image capture",
+    r"imagery",
+    r"report a problem",
+    r"\bterms\b",
+    r"\bprivacy\b",
+    r"\bsearch\b",
+    r"\bmenu\b",
+    # camera date stamps and clocks: 12/05/2019, 2019-05-12, '05 12 2008, 12:34
+    r"^\W*\d{1,4}\s*[-/.' ]\s*\d{1,2}\s*[-/.' ]\s*\d{2,4}\W*$",
+    r"^\W*\d{1,2}:\d{2}(:\d{2})?\W*$",
+    r"^\W*(19|20)\d{2}\W*$",
+]
+_OVERLAY = re.compile("|".join(f"(?:{p})" for p in _OVERLAY_PATTERNS), re.IGNORECASE)
+
+
+def is_overlay(text: str) -> bool:
+    """True for provider watermarks and overlays that say nothing about the place.
+
+    Google / Mapillary / Bing / stock-photo credits, ``©`` lines, camera date stamps and
+    clocks, map-viewer UI words, and strings with fewer than two letters or digits.
+    """
+    t = text.strip()
+    if sum(ch.isalnum() for ch in t) < 2:
+        return True
+    return _OVERLAY.search(t) is not None
+
+
+# --------------------------------------------------------------------------- readers
+_lock = threading.Lock()
+
+
+@functools.cache
+def _rapidocr() -> Any:
+    """The PP-OCRv4 engine (built once per process), or None when the package is missing."""
+    try:
+        from rapidocr_onnxruntime import RapidOCR
+    except ImportError:
+        return None
+    import logging
+
+    logging.getLogger("RapidOCR").setLevel(logging.ERROR)
+    # limit_type "min" with a tiny side: the detector never upscales what we hand it
+    return RapidOCR(use_cls=False, det_limit_type="min", det_limit_side_len=32, intra_op_num_threads=2)
+
+
+@functools.cache
+def _tesseract_langs() -> tuple[str, str] | None:
+    """(path to tesseract, "+"-joined installed language packs) or None when Tesseract is missing."""
+    exe = shutil.which("tesseract")
+    if exe is None:
+        return None
+    try:
+        out = subprocess.run([exe, "--list-langs"], capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    have = set(out.stdout.split())
+    langs = [lang for lang in TESSERACT_LANGS if lang in have]
+    if len(langs) < 2:  # eng alone reads nothing the bundled recogniser cannot
+        return None
+    return exe, "+".join(langs)
+
+
+def ocr_status() -> dict[str, str | None]:
+    """Which readers are usable: ``{"rapidocr": version or None, "tesseract": languages or None}``."""
+    try:
+        from importlib.metadata import version
+
+        rv: str | None = version("rapidocr-onnxruntime")
+    except Exception:
+        rv = None
+    tess = _tesseract_langs()
+    return {"rapidocr": rv, "tesseract": tess[1] if tess else None}
+
+
+def read_text(image: Any, *, tesseract: bool = True) -> list[TextLine]:
+    """Lines of text in an upright RGB Pillow ``image``, watermarks and overlays removed.
+
+    Empty when no text is found or no reader is installed (see :func:`ocr_status`).
+    """
+    engine = _rapidocr()
+    if engine is None:
+        return []
+    rgb = np.asarray(image.convert("RGB"))[:, :, ::-1]  # the engine wants BGR (OpenCV order)
+    h, w = rgb.shape[:2]
+    if min(h, w) < 16:
+        return []
+    scale = min(1.0, DETECT_SIDE / max(h, w))
+    small = rgb if scale == 1.0 else _resize(rgb, scale)
+    with _lock:  # one ONNX session per process; concurrent calls queue
+        boxes, _ = engine.text_det(small)
+        if boxes is None or len(boxes) == 0:
+            return []
+        boxes = engine.sorted_boxes(boxes)
+        quads = [np.asarray(b, dtype=np.float32) / scale for b in boxes]
+        crops = engine.get_crop_img_list(rgb, quads)
+        rec, _ = engine.text_rec(crops)
+    lines = []
+    for quad, crop, (text, score) in zip(quads, crops, rec):
+        x0, y0 = quad.min(axis=0)
+        x1, y1 = quad.max(axis=0)
+        lines.append((TextLine(str(text).strip(), (float(x0), float(y0), float(x1), float(y1)), float(score)), crop))
+    if tesseract and _tesseract_langs() is not None and lines:
+        lines = _reread_with_tesseract(lines)
+    return [ln for ln, _ in lines if ln.score >= MIN_SCORE and not is_overlay(ln.text)]
+
+
+def _resize(bgr: np.ndarray, scale: float) -> np.ndarray:
+    from PIL import Image
+
+    h, w = bgr.shape[:2]
+    im = Image.fromarray(np.ascontiguousarray(bgr)).resize(
+        (max(1, round(w * scale)), max(1, round(h * scale))), Image.BILINEAR
+    )
+    return np.asarray(im)
+
+
+def _reread_with_tesseract(lines: list[tuple[TextLine, np.ndarray]]) -> list[tuple[TextLine, np.ndarray]]:
+    """Re-read every box with Tesseract in one call on a mosaic; keep its reading where it is a non-Latin script."""
+    from PIL import Image
+
+    from .text import dominant_script
+
+    tess = _tesseract_langs()
+    assert tess is not None
+    exe, langs = tess
+    height = 48
+    rows, spans, y = [], [], 16
+    for _, crop in lines[:24]:
+        ch, cw = crop.shape[:2]
+        if ch < 4 or cw < 4:
+            spans.append(None)
+            continue
+        ww = max(8, min(1600, round(cw * height / ch)))
+        gray = np.asarray(Image.fromarray(np.ascontiguousarray(crop[:, :, ::-1])).convert("L"), dtype=np.float32)
+        if np.median(gray) < 0.5 * (float(gray.min()) + float(gray.max())):
+            gray = 255.0 - gray  # light letters on a dark sign: Tesseract wants dark on light
+        lo, hi = np.percentile(gray, (2, 98))
+        gray = np.clip((gray - lo) * 255.0 / max(hi - lo, 1.0), 0, 255)
+        rows.append((Image.fromarray(gray.astype(np.uint8), "L").resize((ww, height)), y))
+        spans.append((y, y + height))
+        y += height + 24
+    if not rows:
+        return lines
+    mosaic = Image.new("L", (max(r.size[0] for r, _ in rows) + 32, y), 255)
+    for r, yy in rows:
+        mosaic.paste(r, (16, yy))
+    with tempfile.TemporaryDirectory(prefix="geoscout-ocr-") as tmp:
+        src = Path(tmp) / "lines.png"
+        mosaic.save(src)
+        if _DEBUG_DIR:
+            mosaic.save(Path(_DEBUG_DIR) / "mosaic.png")
+        try:
+            out = subprocess.run(
+                [exe, str(src), "-", "-l", langs, "--psm", "4", "tsv"],
+                capture_output=True,
+                text=True,
+                timeout=TESSERACT_TIMEOUT_S,
+                check=False,
+            )
+        except (OSError, subprocess.SubprocessError):
+            return lines
+    words: list[list[tuple[str, float]]] = [[] for _ in spans]
+    for row in out.stdout.splitlines()[1:]:
+        f = row.split("\t")
+        if len(f) < 12 or not f[11].strip():
+            continue
+        try:
+            top, hh, conf = int(f[7]), int(f[9]), float(f[10])
+        except ValueError:
+            continue
+        mid = top + hh / 2
+        for k, span in enumerate(spans):
+            if span is not None and span[0] - 12 <= mid <= span[1] + 12:
+                words[k].append((f[11].strip(), conf))
+                break
+    out_lines = []
+    for (line, crop), ws in zip(lines, words + [[]] * (len(lines) - len(words))):
+        text = " ".join(w for w, _ in ws)
+        conf = float(np.mean([c for _, c in ws])) / 100.0 if ws else 0.0
+        if ws and conf >= MIN_SCORE and dominant_script(text) in _NON_LATIN_SCRIPTS:
+            line = TextLine(text, line.box, conf, "tesseract")
+        out_lines.append((line, crop))
+    return out_lines

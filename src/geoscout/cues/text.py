@@ -1,0 +1,602 @@
+"""From lines of text to evidence: script, language, place names, phone numbers, web domains, currencies.
+
+Each finding is an :class:`Evidence`: a likelihood over countries (``countries``) and/or
+places on the map (``points``: ``(lat, lon, radius_km, weight)``), with the text and box it
+came from. Rules against false positives:
+
+- script: at least :data:`MIN_SCRIPT_LETTERS` letters of it in the photo; one cue per script;
+- language: only on at least :data:`MIN_LANGUAGE_LETTERS` letters and 3 words, and only
+  when ``py3langid``'s normalised probability is at least :data:`MIN_LANGUAGE_PROB`;
+- place names: whole words only, at least 4 letters, never a word of :data:`COMMON_WORDS`
+  (sign and shop words that are also town names: Bar, Split, Police, Nice...); a one-word
+  town name must be capitalised in the photo and belong to a town of at least
+  :data:`MIN_POPULATION_ONE_WORD` people; ambiguous names share their weight by population;
+- phone numbers: international form only (``+385 ...``), valid for ``phonenumbers``;
+- domains: country-code TLDs only, minus those sold as generic names (``.io``, ``.tv``...);
+- currencies: a currency sign or ISO code next to a number.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import tables
+
+__all__ = [
+    "COMMON_WORDS",
+    "Evidence",
+    "dominant_script",
+    "find_currencies",
+    "find_domains",
+    "find_languages",
+    "find_phones",
+    "find_places",
+    "find_scripts",
+    "script_counts",
+]
+
+MIN_SCRIPT_LETTERS = 2
+MIN_LANGUAGE_LETTERS = 20
+MIN_LANGUAGE_PROB = 0.9
+MIN_POPULATION_ONE_WORD = 15_000
+MIN_POPULATION_MULTI_WORD = 1_000
+
+#: words common on signs and in shop names that are also names of places somewhere
+COMMON_WORDS = frozenset(
+    """
+    bar bank best cafe café hotel police post sale split nice mobile open shop stop park center centre city
+    street road avenue market plaza grand royal central union victoria georgetown hope paradise eden welcome
+    home house garden gardens beach hill hills lake river bay port north south east west new old main king
+    queen prince princess saint santa sankt san star sun moon gold golden silver green white black red blue
+    rose lily orange apple lemon bread pizza pasta coffee tea beer wine food restaurant bistro pub club cinema
+    theatre theater museum church school college university station airport taxi bus train metro exit entrance
+    info information toilet parking free new york only one way love life time world global national
+    international express super mega auto service services tours travel bridge castle tower villa sport sports
+    fashion style beauty salon hair spa lounge grill kitchen house motel inn hostel apartments pharmacy
+    apotheke farmacia apteka supermarket mini mart store stores outlet mall gallery studio design media radio
+    news press bay sea ocean island islands mountain valley forest field fields springs falls come more most
+    much many good great best first last little big long short high low fair clear alpha omega delta sigma
+    nova vista bella bello linda mar sol luna casa villa roma
+    """.split()  # noqa: SIM905
+)
+
+_SCRIPT_PREFIX = {
+    "LATIN": "Latn",
+    "CYRILLIC": "Cyrl",
+    "GREEK": "Grek",
+    "ARABIC": "Arab",
+    "HEBREW": "Hebr",
+    "THAI": "Thai",
+    "DEVANAGARI": "Deva",
+    "HANGUL": "Hang",
+    "HIRAGANA": "Kana",
+    "KATAKANA": "Kana",
+    "CJK": "Hani",
+    "ARMENIAN": "Armn",
+    "GEORGIAN": "Geor",
+    "BENGALI": "Beng",
+    "TAMIL": "Taml",
+    "TELUGU": "Telu",
+    "KANNADA": "Knda",
+    "MALAYALAM": "Mlym",
+    "GUJARATI": "Gujr",
+    "GURMUKHI": "Guru",
+    "ETHIOPIC": "Ethi",
+    "KHMER": "Khmr",
+    "LAO": "Laoo",
+    "MYANMAR": "Mymr",
+    "SINHALA": "Sinh",
+    "TIBETAN": "Tibt",
+}
+SCRIPT_NAMES = {
+    "Latn": "Latin",
+    "Cyrl": "Cyrillic",
+    "Grek": "Greek",
+    "Arab": "Arabic",
+    "Hebr": "Hebrew",
+    "Thai": "Thai",
+    "Deva": "Devanagari",
+    "Hang": "Hangul",
+    "Kana": "Japanese kana",
+    "Hani": "Han (Chinese characters)",
+    "Armn": "Armenian",
+    "Geor": "Georgian",
+    "Beng": "Bengali",
+    "Taml": "Tamil",
+    "Telu": "Telugu",
+    "Knda": "Kannada",
+    "Mlym": "Malayalam",
+    "Gujr": "Gujarati",
+    "Guru": "Gurmukhi",
+    "Ethi": "Ethiopic",
+    "Khmr": "Khmer",
+    "Laoo": "Lao",
+    "Mymr": "Myanmar",
+    "Sinh": "Sinhala",
+    "Tibt": "Tibetan",
+}
+
+
+@dataclass
+class Evidence:
+    """One cue's evidence: a likelihood over countries and/or points, with where it was read."""
+
+    kind: str
+    text: str
+    evidence: str
+    countries: dict[str, float] | None = None
+    points: list[tuple[float, float, float, float]] = field(default_factory=list)
+    box: tuple[float, float, float, float] | None = None
+    view: int | None = None
+    #: for ``utc_offset``: the camera clock's offset from UTC in hours
+    utc_hours: float | None = None
+
+
+# --------------------------------------------------------------------------- script
+@functools.lru_cache(maxsize=4096)
+def _char_script(ch: str) -> str:
+    if not ch.isalpha():
+        return ""
+    try:
+        name = unicodedata.name(ch)
+    except ValueError:
+        return ""
+    return _SCRIPT_PREFIX.get(name.split(" ")[0], "")
+
+
+def script_counts(text: str) -> dict[str, int]:
+    """Letters of each ISO 15924 script in ``text`` (``{"Cyrl": 7, "Latn": 2}``)."""
+    out: dict[str, int] = {}
+    for ch in text:
+        s = _char_script(ch)
+        if s:
+            out[s] = out.get(s, 0) + 1
+    return out
+
+
+def dominant_script(text: str) -> str:
+    """The script with most letters in ``text`` ('' when it has none)."""
+    counts = script_counts(text)
+    return max(counts, key=lambda s: counts[s]) if counts else ""
+
+
+def find_scripts(lines: list[Any]) -> list[Evidence]:
+    """One script cue per script with at least :data:`MIN_SCRIPT_LETTERS` letters across the lines."""
+    letters: dict[str, int] = {}
+    first: dict[str, Any] = {}
+    for ln in lines:
+        for s, n in script_counts(ln.text).items():
+            letters[s] = letters.get(s, 0) + n
+            if s not in first or n > script_counts(first[s].text).get(s, 0):
+                first[s] = ln
+    out = []
+    for s, n in sorted(letters.items(), key=lambda kv: -kv[1]):
+        if n < MIN_SCRIPT_LETTERS:
+            continue
+        if s == "Kana":  # kana only ever means Japanese; Han with kana is Japanese too
+            pass
+        ln = first[s]
+        out.append(
+            Evidence(
+                "script",
+                ln.text,
+                f"{SCRIPT_NAMES.get(s, s)} script ({n} letters)",
+                countries=tables.script_likelihood(s),
+                box=ln.box,
+                view=getattr(ln, "view", None),
+            )
+        )
+    return out
+
+
+# --------------------------------------------------------------------------- language
+@functools.cache
+def _langid() -> Any:
+    try:
+        from py3langid.langid import MODEL_FILE, LanguageIdentifier
+    except ImportError:
+        return None
+    return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)  # npz, no pickle
+
+
+def find_languages(lines: list[Any]) -> list[Evidence]:
+    """A language cue for the photo's text when it is long enough to trust (see module doc)."""
+    ident = _langid()
+    if ident is None:
+        return []
+    text = " ".join(ln.text for ln in lines)
+    letters = sum(ch.isalpha() for ch in text)
+    words = [w for w in re.split(r"\W+", text) if len(w) >= 2]
+    if letters < MIN_LANGUAGE_LETTERS or len(words) < 3:
+        return []
+    lang, prob = ident.classify(text)
+    if prob < MIN_LANGUAGE_PROB:
+        return []
+    lik = tables.language_likelihood(lang)
+    if max(lik.values()) <= min(lik.values()):
+        return []
+    from babel import Locale
+
+    try:
+        name = Locale.parse(lang).english_name or lang
+    except Exception:
+        name = lang
+    longest = max(lines, key=lambda ln: len(ln.text))
+    return [
+        Evidence(
+            "language",
+            text if len(text) <= 80 else text[:79] + "…",
+            f"{name} language (p={prob:.2f})",
+            countries=lik,
+            box=longest.box,
+            view=getattr(longest, "view", None),
+        )
+    ]
+
+
+# --------------------------------------------------------------------------- phone numbers
+def find_phones(lines: list[Any]) -> list[Evidence]:
+    """Phone numbers written with their calling code (``+385 1 234 5678`` -> Croatia)."""
+    import phonenumbers
+
+    out, seen = [], set()
+    for ln in lines:
+        if "+" not in ln.text and "00" not in ln.text:
+            continue
+        text = re.sub(r"(?<![\d+])00(?=[1-9]\d)", "+", ln.text)  # 00385 ... is +385 ...
+        for m in phonenumbers.PhoneNumberMatcher(text, None):
+            code = m.number.country_code
+            regions = phonenumbers.region_codes_for_country_code(code)
+            if not regions or regions == ("001",) or code in seen:
+                continue
+            seen.add(code)
+            out.append(
+                Evidence(
+                    "phone",
+                    m.raw_string,
+                    f"calling code +{code} ({', '.join(regions[:4])}{'...' if len(regions) > 4 else ''})",
+                    countries=tables.calling_code_likelihood(code),
+                    box=ln.box,
+                    view=getattr(ln, "view", None),
+                )
+            )
+    return out
+
+
+# --------------------------------------------------------------------------- domains
+_DOMAIN = re.compile(r"(?<![\w@.-])(?:[a-z0-9][a-z0-9-]{1,62}\.)+([a-z]{2})(?![\w-])", re.IGNORECASE)
+
+
+def find_domains(lines: list[Any]) -> list[Evidence]:
+    """Web and mail addresses under a country-code TLD (``www.zagreb.hr`` -> Croatia)."""
+    out, seen = [], set()
+    for ln in lines:
+        for m in _DOMAIN.finditer(ln.text.replace(" .", ".").replace(". ", ".")):
+            host = m.group(0).lower()
+            tld = m.group(1).lower()
+            first = host.split(".")[0]
+            cc = tables.tld_country(tld)
+            if cc is None or len(first) < 3 or tld in seen or (first == "www" and host.count(".") < 2):
+                continue
+            seen.add(tld)
+            out.append(
+                Evidence(
+                    "domain",
+                    m.group(0),
+                    f"country-code domain .{tld} ({cc})",
+                    countries=tables.tld_likelihood(tld),
+                    box=ln.box,
+                    view=getattr(ln, "view", None),
+                )
+            )
+    return out
+
+
+# --------------------------------------------------------------------------- currencies
+_CURRENCY_SIGNS = {
+    "€": ("EUR",),
+    "£": ("GBP",),
+    "¥": ("JPY", "CNY"),
+    "₹": ("INR",),
+    "₽": ("RUB",),
+    "₩": ("KRW",),
+    "₺": ("TRY",),
+    "₴": ("UAH",),
+    "₪": ("ILS",),
+    "฿": ("THB",),
+    "₫": ("VND",),
+    "₱": ("PHP",),
+    "₦": ("NGN",),
+    "₸": ("KZT",),
+    "₾": ("GEL",),
+    "zł": ("PLN",),
+    "Kč": ("CZK",),
+    "R$": ("BRL",),
+    "лв": ("BGN",),
+    "руб": ("RUB",),
+}
+_CODES = (
+    "EUR",
+    "GBP",
+    "JPY",
+    "CNY",
+    "INR",
+    "RUB",
+    "KRW",
+    "TRY",
+    "UAH",
+    "ILS",
+    "THB",
+    "VND",
+    "PHP",
+    "CHF",
+    "PLN",
+    "CZK",
+)
+_SIGN_RE = "|".join(re.escape(s) for s in sorted(_CURRENCY_SIGNS, key=len, reverse=True))
+_CURRENCY = re.compile(
+    rf"(?:({_SIGN_RE}|\b(?:{'|'.join(_CODES)})\b)\s?\d)|(?:\d\s?({_SIGN_RE}|\b(?:{'|'.join(_CODES)})\b))"
+)
+
+
+def find_currencies(lines: list[Any]) -> list[Evidence]:
+    """Prices: a currency sign or ISO code next to a number (``€ 3,50``, ``120 ₽``)."""
+    out, seen = [], set()
+    for ln in lines:
+        for m in _CURRENCY.finditer(ln.text):
+            sign = m.group(1) or m.group(2)
+            codes = _CURRENCY_SIGNS.get(sign, (sign,))
+            if codes in seen:
+                continue
+            seen.add(codes)
+            liks = [tables.currency_likelihood(c) for c in codes]
+            lik = {cc: max(li[cc] for li in liks) for cc in liks[0]}
+            out.append(
+                Evidence(
+                    "currency",
+                    m.group(0),
+                    f"currency {'/'.join(codes)}",
+                    countries=lik,
+                    box=ln.box,
+                    view=getattr(ln, "view", None),
+                )
+            )
+    return out
+
+
+# --------------------------------------------------------------------------- gazetteer
+def _fold(s: str) -> str:
+    """Case- and accent-folded form used for matching (``Zürich`` -> ``zurich``)."""
+    s = unicodedata.normalize("NFKD", s.casefold())
+    return "".join(ch for ch in s if not unicodedata.combining(ch)).replace("ß", "ss")
+
+
+@dataclass(frozen=True)
+class _Entry:
+    kind: str  # city | admin1 | country
+    name: str
+    lat: float
+    lon: float
+    country: str
+    population: float
+    radius_km: float
+
+
+class _Gazetteer:
+    """Folded name -> rows of a table of places: GeoNames towns (>= 1000 people), their admin-1
+    regions (at the population-weighted centre of their towns) and country names (English + local).
+
+    Built once (tens of seconds) and kept as Parquet in ``cache_dir("places")``, keyed by the
+    package versions it came from.
+    """
+
+    VERSION = 1
+
+    def __init__(self) -> None:
+        import pandas as pd
+
+        t = _cached_table(self.VERSION)
+        self.table = t
+        keys = t["key"].to_numpy(dtype=object).astype(str)
+        self.order = np.argsort(keys, kind="stable")
+        self.keys = keys[self.order]
+        self._pd = pd
+
+    def __contains__(self, key: str) -> bool:
+        i = int(np.searchsorted(self.keys, key))
+        return i < len(self.keys) and self.keys[i] == key
+
+    def __getitem__(self, key: str) -> list[_Entry]:
+        lo, hi = np.searchsorted(self.keys, key, "left"), np.searchsorted(self.keys, key, "right")
+        rows = self.table.iloc[self.order[lo:hi]]
+        return [
+            _Entry(r.kind, r.name, float(r.lat), float(r.lon), r.country, float(r.population), float(r.radius_km))
+            for r in rows.itertuples(index=False)
+        ]
+
+
+def _fold_series(names: Any) -> Any:
+    """:func:`_fold` over a pandas Series of strings, vectorised."""
+    s = names.astype(str).str.casefold().str.normalize("NFKD")
+    return s.str.replace(r"[\u0300-\u036f]", "", regex=True).str.replace("ß", "ss").str.strip()
+
+
+def _cached_table(version: int) -> Any:
+    import importlib.metadata as md
+
+    import pandas as pd
+
+    from .._io import atomic_path, cache_dir
+
+    tag = "-".join(md.version(p) for p in ("reverse-geocode", "babel"))
+    target = None
+    try:
+        target = cache_dir("places") / f"gazetteer_v{version}_{tag}.parquet"
+        if target.is_file():
+            return pd.read_parquet(target)
+    except (OSError, ValueError, md.PackageNotFoundError):
+        pass
+    t = _build_table()
+    if target is not None:
+        try:
+            with atomic_path(target) as tmp:
+                t.to_parquet(tmp, index=False)
+        except (OSError, ValueError):
+            pass
+    return t
+
+
+def _build_table() -> Any:
+    import pandas as pd
+
+    from ..places import geonames_cities
+
+    df = geonames_cities(min_population=MIN_POPULATION_MULTI_WORD)
+    pop = np.maximum(np.nan_to_num(df["population"].to_numpy(dtype=np.float64), nan=1000.0), 1.0)
+    towns = pd.DataFrame(
+        {
+            "kind": "city",
+            "name": df["name"].astype(str),
+            "lat": df["lat"],
+            "lon": df["lon"],
+            "country": df["country"].astype(str),
+            "population": pop,
+            "radius_km": 10.0 + 15.0 * (np.log10(np.maximum(pop, 1000.0)) - 3.0),  # ~10 km .. ~70 km
+        }
+    )
+    g = pd.DataFrame({"a": df["admin1"].astype(str), "c": df["country"].astype(str), "w": pop})
+    g["la"] = df["lat"].to_numpy() * pop
+    g["lo"] = df["lon"].to_numpy() * pop
+    g = g[g["a"].str.len() > 0].groupby(["c", "a"], sort=False)[["w", "la", "lo"]].sum().reset_index()
+    regions = pd.DataFrame(
+        {
+            "kind": "admin1",
+            "name": g["a"],
+            "lat": g["la"] / g["w"],
+            "lon": g["lo"] / g["w"],
+            "country": g["c"],
+            "population": g["w"],
+            "radius_km": 150.0,
+        }
+    )
+    names = [(cc, n) for cc, ns in _country_names().items() for n in sorted(ns)]
+    nations = pd.DataFrame(
+        {
+            "kind": "country",
+            "name": [n for _, n in names],
+            "lat": np.nan,
+            "lon": np.nan,
+            "country": [cc for cc, _ in names],
+            "population": np.inf,
+            "radius_km": 0.0,
+        }
+    )
+    t = pd.concat([towns, regions, nations], ignore_index=True)
+    t["key"] = _fold_series(t["name"])
+    return t[t["key"].str.replace(" ", "").str.len() >= 4].reset_index(drop=True)
+
+
+@functools.cache
+def _gazetteer() -> _Gazetteer:
+    return _Gazetteer()
+
+
+@functools.cache
+def _country_names() -> dict[str, set[str]]:
+    """Country code -> its English name and its names in the country's own main languages (CLDR)."""
+    from babel import Locale
+
+    en = Locale("en").territories
+    out: dict[str, set[str]] = {}
+    for cc in tables.countries():
+        names = {en[cc]} if cc in en else set()
+        for lang, share in sorted(tables._shares()[cc].items(), key=lambda kv: -kv[1])[:2]:
+            if share < 0.2:
+                continue
+            try:
+                local = Locale.parse(lang).territories.get(cc)
+            except Exception:
+                local = None
+            if local:
+                names.add(local)
+        out[cc] = names
+    return out
+
+
+_WORD = re.compile(r"[^\W\d_]+(?:['’-][^\W\d_]+)*", re.UNICODE)
+
+
+def find_places(lines: list[Any]) -> list[Evidence]:
+    """Names of towns, regions and countries read in the photo (see the module doc for the rules)."""
+    gaz = _gazetteer()
+    out: list[Evidence] = []
+    seen: set[str] = set()
+    for ln in lines:
+        words = _WORD.findall(ln.text)
+        used = [False] * len(words)
+        for n in (3, 2, 1):  # longest names first; a word is used once
+            for i in range(len(words) - n + 1):
+                if any(used[i : i + n]):
+                    continue
+                raw = " ".join(words[i : i + n])
+                key = _fold(raw)
+                if key in seen or key not in gaz or (n == 1 and key in COMMON_WORDS):
+                    continue
+                entries = _plausible(gaz[key], raw, n)
+                if not entries:
+                    continue
+                seen.add(key)
+                for k in range(i, i + n):
+                    used[k] = True
+                out.append(_place_evidence(raw, entries, ln))
+    return out
+
+
+def _plausible(entries: list[_Entry], raw: str, n_words: int) -> list[_Entry]:
+    countries = [e for e in entries if e.kind == "country"]
+    if countries:
+        return countries
+    if n_words == 1:
+        if not raw[:1].isupper():
+            return []
+        return [e for e in entries if e.kind == "admin1" or e.population >= MIN_POPULATION_ONE_WORD]
+    return entries
+
+
+def _place_evidence(raw: str, entries: list[_Entry], ln: Any) -> Evidence:
+    if entries[0].kind == "country":
+        cc = sorted({e.country for e in entries})
+        lik = {c: 1.0 if c in cc else 0.05 for c in tables.countries()}
+        return Evidence(
+            "place",
+            raw,
+            f"country name ({', '.join(cc)})",
+            countries=lik,
+            box=ln.box,
+            view=getattr(ln, "view", None),
+        )
+    entries = sorted(entries, key=lambda e: -e.population)[:8]
+    towns = [e for e in entries if e.kind == "city" and e.country == entries[0].country]
+    if towns and entries[0].kind == "admin1":  # name the town rather than its region ("Zagreb", not "Grad Zagreb")
+        entries.remove(towns[0])
+        entries.insert(0, towns[0])
+    w = np.sqrt(np.array([e.population for e in entries]))
+    w = w / w.sum()
+    pts = [(e.lat, e.lon, e.radius_km, float(wi)) for e, wi in zip(entries, w)]
+    best = entries[0]
+    more = f" and {len(entries) - 1} more" if len(entries) > 1 else ""
+    kind = "town" if best.kind == "city" else "region"
+    return Evidence(
+        "place",
+        raw,
+        f"{kind} {best.name}, {best.country}{more}",
+        points=pts,
+        box=ln.box,
+        view=getattr(ln, "view", None),
+    )

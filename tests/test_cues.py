@@ -1,0 +1,333 @@
+"""geoscout.cues: likelihood tables, fusion, the watermark filter, EXIF, and text read end to end
+from signs drawn with a Debian font on real photos from ../shared/data."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from geoscout.cues import CueFuser, CueReader, Evidence, apply_cues, is_overlay, tables, text_evidence
+from geoscout.cues.metadata import exif_cues, offset_likelihood
+
+FONT_DIRS = (Path("/usr/share/fonts/truetype/dejavu"), Path("/usr/share/fonts/truetype/noto"))
+
+
+# --------------------------------------------------------------------------- likelihood tables
+def test_calling_code_table_is_one_for_its_regions_and_the_floor_elsewhere():
+    lik = tables.calling_code_likelihood(385)
+    assert lik["HR"] == 1.0 and lik["RS"] == tables.FLOOR and lik["US"] == tables.FLOOR
+    nanp = tables.calling_code_likelihood(1)
+    assert nanp["US"] == nanp["CA"] == nanp["JM"] == 1.0 and nanp["MX"] == tables.FLOOR
+
+
+def test_language_table_matches_hand_computed_cldr_shares():
+    # CLDR: Croatian is spoken by 99 % of Croatia and 0.93 % of Serbia; floor 0.02
+    lik = tables.language_likelihood("hr")
+    assert lik["HR"] == pytest.approx(0.02 + 0.98 * 0.99)
+    assert lik["RS"] == pytest.approx(0.02 + 0.98 * 0.0093)
+    assert lik["JP"] == pytest.approx(0.02)
+    # English is on signs everywhere: a higher floor
+    assert min(tables.language_likelihood("en").values()) == pytest.approx(0.2)
+
+
+def test_script_table_uses_each_language_script():
+    cyrl = tables.script_likelihood("Cyrl")
+    assert cyrl["RS"] == pytest.approx(0.02 + 0.98 * 0.99)  # Serbian (sr -> Cyrl), 99 %
+    assert cyrl["RU"] > 0.9 and cyrl["BG"] > 0.9
+    assert cyrl["HR"] == pytest.approx(0.02)  # no Cyrillic-script language in Croatia's CLDR entry
+    latn = tables.script_likelihood("Latn")
+    assert latn["HR"] == pytest.approx(0.25 + 0.75 * 0.99)  # Latin letters are everywhere: floor 0.25
+    assert tables.script_likelihood("Hang")["KR"] > 0.9 and tables.script_likelihood("Hang")["CN"] < 0.1
+
+
+def test_currency_and_domain_tables():
+    eur = tables.currency_likelihood("EUR")
+    assert eur["HR"] == eur["DE"] == 1.0 and eur["US"] == pytest.approx(0.05)
+    assert tables.tld_country("uk") == "GB" and tables.tld_country("hr") == "HR"
+    assert tables.tld_country("io") is None and tables.tld_country("com") is None
+
+
+# --------------------------------------------------------------------------- fusion
+ZAGREB, BELGRADE, PARIS, SPLIT = (45.815, 15.982), (44.804, 20.465), (48.857, 2.352), (43.508, 16.440)
+
+
+def _support():
+    lat = np.array([ZAGREB[0], BELGRADE[0], PARIS[0]])
+    lon = np.array([ZAGREB[1], BELGRADE[1], PARIS[1]])
+    return lat, lon, np.array([0.2, 0.3, 0.5])
+
+
+def test_fusion_matches_a_hand_worked_example():
+    lat, lon, p = _support()
+    phone = Evidence("phone", "+385 1 234 5678", "", countries=tables.calling_code_likelihood(385))
+    # weight 1: posterior ∝ [0.2 * 1, 0.3 * 0.02, 0.5 * 0.02] = [0.2, 0.006, 0.01] / 0.216
+    f = CueFuser({"phone": 1.0}).fuse(lat, lon, p, [phone])
+    np.testing.assert_allclose(f.prob, [0.2 / 0.216, 0.006 / 0.216, 0.01 / 0.216], rtol=1e-9)
+    # weight 0.5 tempers: ∝ [0.2, 0.3 * 0.02**0.5, 0.5 * 0.02**0.5]
+    f = CueFuser({"phone": 0.5}).fuse(lat, lon, p, [phone])
+    expect = np.array([0.2, 0.3 * math.sqrt(0.02), 0.5 * math.sqrt(0.02)])
+    np.testing.assert_allclose(f.prob, expect / expect.sum(), rtol=1e-9)
+    # two cues multiply: phone (w=1) and Cyrillic script (w=1)
+    cyr = Evidence("script", "Београд", "", countries=tables.script_likelihood("Cyrl"))
+    f = CueFuser({"phone": 1.0, "script": 1.0}).fuse(lat, lon, p, [phone, cyr])
+    c = tables.script_likelihood("Cyrl")
+    expect = np.array([0.2 * c["HR"], 0.3 * 0.02 * c["RS"], 0.5 * 0.02 * c["FR"]])
+    np.testing.assert_allclose(f.prob, expect / expect.sum(), rtol=1e-9)
+    assert f.effects[0]["top"][0][0] == "HR" and f.effects[0]["weight"] == 1.0
+    # a kind with weight 0 changes nothing
+    f = CueFuser({"phone": 0.0}).fuse(lat, lon, p, [phone])
+    np.testing.assert_array_equal(f.prob, p)
+
+
+def test_a_place_hit_adds_its_point_and_wins():
+    lat, lon, p = _support()
+    split = Evidence("place", "Split", "town Split, HR", points=[(SPLIT[0], SPLIT[1], 20.0, 1.0)])
+    f = CueFuser({"place": 1.0}).fuse(lat, lon, p, [split])
+    assert f.n_visual == 3 and len(f.prob) == 4
+    assert (f.lat[3], f.lon[3]) == SPLIT and f.countries[3] == "HR"
+    assert int(np.argmax(f.prob)) == 3  # the town read on the sign beats every cell
+    assert f.prob.sum() == pytest.approx(1.0)
+    assert f.effects[0]["point"][:2] == [SPLIT[0], SPLIT[1]]
+
+
+def test_exif_gps_answers_directly():
+    lat, lon, p = _support()
+    gps = Evidence("gps", "10.0, 20.0", "EXIF", points=[(10.0, 20.0, 0.05, 1.0)])
+    out = apply_cues(lat, lon, p, [gps], CueFuser({}), k=5)
+    assert list(out.lat) == [10.0] and list(out.prob) == [1.0] and out.n_visual == 0
+    assert out.cues[0].kind == "gps" and out.cues[0].effect["answer"] == "direct"
+
+
+def test_fit_learns_to_trust_an_informative_cue_and_to_ignore_a_misleading_one():
+    lat, lon, p = _support()
+    good = Evidence("phone", "+385", "", countries=tables.calling_code_likelihood(385))
+    bad = Evidence("domain", "x.fr", "", countries=tables.tld_likelihood("fr"))
+    # the truth is in Croatia every time; the phone says Croatia, the domain says France
+    items = [(lat, lon, p, [good, bad], *ZAGREB) for _ in range(4)]
+    fuser = CueFuser({"phone": 0.0, "domain": 1.0}).fit(items)
+    assert fuser.weights_["phone"] >= 1.0 and fuser.weights_["domain"] == 0.0
+    assert "script" in fuser.unfitted_ and fuser.counts_["phone"] == 4
+
+
+def test_utc_offset_likelihood_hand_computed():
+    # UTC+1: full likelihood within 22.5 degrees of 15 E or (DST) of 0; falls off beyond
+    assert offset_likelihood(1.0, [15.0, 0.0, 37.5, -22.5]).tolist() == [1.0, 1.0, 1.0, 1.0]
+    far = float(offset_likelihood(1.0, [100.0])[0])  # 85 degrees away: 62.5 beyond the tolerance
+    assert far == pytest.approx(0.02 + 0.98 * math.exp(-0.5 * (62.5 / 15.0) ** 2))
+
+
+# --------------------------------------------------------------------------- watermark filter
+@pytest.mark.parametrize(
+    "text",
+    [
+        "© Google",
+        "Google",
+        "Goog",
+        "© 2023 Mapillary",
+        "Image capture: May 2019",
+        "2019-05-12",
+        "12:34",
+        "'08 5 12",
+        "x",
+    ],
+)
+def test_watermarks_and_overlays_are_dropped(text):
+    assert is_overlay(text)
+
+
+@pytest.mark.parametrize("text", ["Zagreb 12 km", "РЕСТОРАН", "+385 1 234 5678", "Pekara Dubravica", "www.zagreb.hr"])
+def test_real_text_is_kept(text):
+    assert not is_overlay(text)
+
+
+# --------------------------------------------------------------------------- evidence from text
+class _Line:
+    def __init__(self, text):
+        self.text, self.box, self.score = text, (0.0, 0.0, 10.0, 10.0), 1.0
+
+
+def _kinds(texts):
+    return {(e.kind, e.evidence.split(" (")[0]) for e in text_evidence([_Line(t) for t in texts])}
+
+
+def test_text_evidence_finds_places_phones_domains_currencies_and_scripts():
+    evs = text_evidence([_Line(t) for t in ["Dobrodošli u Zagreb", "+385 1 234 5678", "www.visit-zagreb.hr", "€ 3,50"]])
+    by = {e.kind: e for e in evs}
+    assert by["place"].text == "Zagreb" and by["place"].points[0][:2] == pytest.approx(ZAGREB, abs=0.1)
+    assert by["phone"].countries["HR"] == 1.0
+    assert by["domain"].countries["HR"] == 1.0
+    assert by["currency"].countries["DE"] == 1.0
+    assert by["script"].evidence.startswith("Latin script")
+
+
+def test_gazetteer_rules_against_common_words():
+    # shop words that are also towns (Split, Bar, Nice) and lower-case words never count
+    assert not [
+        e for e in text_evidence([_Line(t) for t in ["Split", "BAR", "Nice view", "paris"]]) if e.kind == "place"
+    ]
+    assert [e.text for e in text_evidence([_Line("HRVATSKA")]) if e.kind == "place"] == ["HRVATSKA"]
+
+
+# --------------------------------------------------------------------------- end to end on real photos
+def _font(size):
+    for d in FONT_DIRS:
+        for name in ("DejaVuSans-Bold.ttf", "NotoSans-Bold.ttf"):
+            if (d / name).is_file():
+                from PIL import ImageFont
+
+                return ImageFont.truetype(str(d / name), size)
+    pytest.skip("needs a Debian font (fonts-dejavu-core)")
+
+
+def _needs_ocr():
+    from geoscout.cues import ocr_status
+
+    if ocr_status()["rapidocr"] is None:
+        pytest.skip("needs rapidocr-onnxruntime (pip install 'geoscout[cues]')")
+
+
+def _croatia_photos(shared_data, n):
+    import pandas as pd
+
+    root = shared_data("streetview-croatia")
+    df = pd.read_csv(root / "manifest.csv")
+    return [root / p for p in df["path"].iloc[:n]]
+
+
+def _sign(background, lines, size=34):
+    from PIL import Image, ImageDraw
+
+    im = Image.open(background).convert("RGB")
+    d = ImageDraw.Draw(im)
+    font = _font(size)
+    h = len(lines) * (size + 16) + 20
+    d.rectangle((40, 100, 600, 100 + h), fill=(20, 60, 140))
+    for k, text in enumerate(lines):
+        d.text((60, 110 + k * (size + 16)), text, font=font, fill="white")
+    return im
+
+
+@pytest.fixture(scope="module")
+def lite():
+    from geoscout.locate import load_model
+
+    return load_model("geoscout-lite", cues=CueReader("all", ignore_metadata=True))
+
+
+@pytest.mark.slow
+def test_signs_on_real_photos_are_read_and_move_the_answer(shared_data, lite, tmp_path):
+    _needs_ocr()
+    bg = _croatia_photos(shared_data, 1)[0]
+    photo = tmp_path / "sign.jpg"
+    _sign(bg, ["Zagreb 12 km", "+385 1 234 5678", "РЕСТОРАН Москва"]).save(photo, quality=92)
+    pred = lite.locate([str(photo)], top_k=3)[0]
+    kinds = {c.kind: c for c in pred.cues}
+    assert kinds["place"].text == "Zagreb" and kinds["place"].effect["top"][0][0] == "HR"
+    assert kinds["phone"].effect["top"][0][0] == "HR"
+    x0, y0, x1, y1 = kinds["place"].box
+    assert 40 <= x0 < x1 <= 600 and 100 <= y0 < y1 <= 300  # the box is where the sign was drawn
+    from geoscout.cues.ocr import _tesseract_langs
+
+    if _tesseract_langs() is not None:  # Debian tesseract with rus: the Cyrillic line is read as Cyrillic
+        scripts = [c for c in pred.cues if c.kind == "script"]
+        assert any("Cyrillic" in c.evidence for c in scripts), [c.evidence for c in scripts]
+    # the town read on the sign is the top answer, within a few km of Zagreb
+    from geoscout.geo import haversine_km
+
+    assert float(haversine_km(pred.top.lat, pred.top.lon, *ZAGREB)) < 10
+    # JSON carries the cues with their boxes and effects; reading it back keeps them
+    from geoscout.predictions import read_predictions, write_predictions
+
+    out = write_predictions([pred], tmp_path / "p.jsonl")
+    back = read_predictions(out)[0]
+    assert [c.kind for c in back.cues] == [c.kind for c in pred.cues] and back.cues[0].box == pred.cues[0].box
+
+
+@pytest.mark.slow
+def test_sign_on_another_real_background_a_different_country(shared_data, lite):
+    _needs_ocr()
+    import pandas as pd
+
+    root = shared_data("osv5m-sample")
+    bg = root / pd.read_csv(root / "manifest.csv")["path"].iloc[0]
+    im = _sign(bg, ["Rotterdam Centrum 5", "www.rotterdam.nl"])
+    buf = io.BytesIO()
+    im.save(buf, format="JPEG", quality=92)
+    pred = lite.locate([buf.getvalue()], top_k=3)[0]
+    assert {"place", "domain"} <= {c.kind for c in pred.cues}
+    assert pred.top.country == "NL"
+
+
+@pytest.mark.slow
+def test_a_photo_without_text_gives_exactly_the_visual_answer(shared_data, lite):
+    _needs_ocr()
+    from geoscout.cues import read_text
+    from geoscout.imageio import load_image
+    from geoscout.locate import load_model
+
+    photo = _croatia_photos(shared_data, 1)[0]
+    assert read_text(load_image(photo)) == []  # a Street View photo: only the (filtered) Google watermark
+    visual = load_model("geoscout-lite", cues="none").locate([str(photo)])[0]
+    cued = lite.locate([str(photo)])[0]
+    assert cued.cues == [] and cued.to_dict() == visual.to_dict()
+
+
+def test_exif_gps_and_offset_are_read_and_ignore_metadata_drops_them(shared_data, tmp_path):
+    from PIL import Image
+
+    bg = _croatia_photos(shared_data, 1)[0]
+    im = Image.open(bg).convert("RGB")
+    exif = Image.Exif()
+    gps = exif.get_ifd(0x8825)
+    gps.update({1: "N", 2: (43.0, 30.0, 28.8), 3: "E", 4: (16.0, 26.0, 24.0)})  # 43.508 N, 16.44 E (Split)
+    exif.get_ifd(0x8769)[0x9011] = "+02:00"
+    photo = tmp_path / "gps.jpg"
+    im.save(photo, exif=exif)
+    evs = {e.kind: e for e in exif_cues(str(photo))}
+    assert evs["gps"].points[0][:2] == pytest.approx(SPLIT, abs=1e-3)
+    assert evs["utc_offset"].utc_hours == 2.0
+    from geoscout.locate import load_model
+
+    pred = load_model("geoscout-lite", cues="metadata").locate([str(photo)])[0]
+    assert (pred.top.lat, pred.top.lon) == pytest.approx(SPLIT, abs=1e-3) and pred.top.probability == 1.0
+    assert pred.cues[0].kind == "gps" and pred.top.country == "HR"
+    ignored = load_model("geoscout-lite", cues=CueReader("all", ignore_metadata=True)).locate([str(photo)])[0]
+    assert not [c for c in ignored.cues if c.kind in ("gps", "utc_offset")]
+
+
+def test_missing_ocr_skips_text_cues_with_one_note(monkeypatch, shared_data):
+    import geoscout.cues as cues
+
+    monkeypatch.setattr(cues, "ocr_status", lambda: {"rapidocr": None, "tesseract": None})
+    reader = CueReader("text")
+    photos = _croatia_photos(shared_data, 2)
+    assert reader.read([str(p) for p in photos]) == [[], []]
+    assert len(reader.notes) == 1 and "no OCR" in reader.notes[0]
+
+
+@pytest.mark.slow
+def test_cli_locate_prints_cues_and_writes_them_to_json(shared_data, tmp_path):
+    _needs_ocr()
+    from typer.testing import CliRunner
+
+    from geoscout.cli import app
+
+    bg = _croatia_photos(shared_data, 1)[0]
+    photo = tmp_path / "sign.jpg"
+    _sign(bg, ["+385 1 234 5678"]).save(photo, quality=92)
+    runner = CliRunner()
+    res = runner.invoke(app, ["locate", str(photo), "-k", "2"])
+    assert res.exit_code == 0, res.output
+    assert "cues: phone" in res.output and "HR" in res.output
+    out = tmp_path / "p.json"
+    res = runner.invoke(app, ["locate", str(photo), "-f", "json", "-o", str(out), "--cues", "text"])
+    assert res.exit_code == 0, res.output
+    (pred,) = json.loads(out.read_text())
+    assert pred["cues"][0]["kind"] == "phone" and pred["cues"][0]["box"]
+    res = runner.invoke(app, ["locate", str(photo), "-f", "csv", "--cues", "none"])
+    assert res.exit_code == 0 and "phone" not in res.output
