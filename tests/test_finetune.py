@@ -14,8 +14,15 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from geoscout.clip_finetune import FinetuneConfig, build_captions, caption, finetune
 from geoscout.errors import InvalidInput
-from geoscout.finetune import FinetuneConfig, build_captions, caption, finetune
+
+
+def test_public_api():
+    import geoscout
+
+    assert geoscout.finetune is finetune and geoscout.FinetuneConfig is FinetuneConfig
+    assert "finetune" in geoscout.__all__
 
 
 def test_caption_leaves_out_missing_parts():
@@ -92,7 +99,7 @@ _KILLABLE = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from geoscout.finetune import FinetuneConfig, finetune
+    from geoscout.clip_finetune import FinetuneConfig, finetune
 
     csv, clip, out, flag = sys.argv[1:5]
 

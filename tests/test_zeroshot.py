@@ -96,6 +96,13 @@ def test_places_file_names_and_coordinates(tmp_path):
         place_set("countries:HR,XX")
 
 
+def test_public_api():
+    import geoscout
+    from geoscout.zeroshot import fuse_with_prior, zeroshot_head
+
+    assert geoscout.zeroshot_head is zeroshot_head and geoscout.fuse_with_prior is fuse_with_prior
+
+
 def test_prompt_files(tmp_path):
     from geoscout.zeroshot import DEFAULT_PROMPTS, load_prompts
 

@@ -45,8 +45,8 @@ _EXPORTS: dict[str, str] = {
     "evaluate": "geoscout.evaluate",
     "zeroshot_head": "geoscout.zeroshot",
     "fuse_with_prior": "geoscout.zeroshot",
-    "finetune": "geoscout.finetune",
-    "FinetuneConfig": "geoscout.finetune",
+    "finetune": "geoscout.clip_finetune",
+    "FinetuneConfig": "geoscout.clip_finetune",
 }
 
 __all__ = [

@@ -46,8 +46,8 @@ def finetune_command(
     log_every: int = typer.Option(10, "--log-every", min=1, help="Print the loss every N steps."),
 ) -> None:
     """Fine-tune a CLIP backbone on captions built from each photo's labels (PIGEON's caption pretraining)."""
+    from geoscout.clip_finetune import FinetuneConfig, finetune
     from geoscout.errors import GeoscoutError
-    from geoscout.finetune import FinetuneConfig, finetune
 
     try:
         config = FinetuneConfig(
@@ -65,7 +65,7 @@ def finetune_command(
             device=device,
         )
         if dry_run:
-            from geoscout.finetune import _training_rows
+            from geoscout.clip_finetune import _training_rows
 
             tr, va = _training_rows([str(d) for d in datasets], config, aux_dir)
             steps = config.max_steps or config.epochs * max(1, len(tr) // config.batch_size)
@@ -92,7 +92,11 @@ def finetune_command(
     except GeoscoutError as exc:
         raise fail(str(exc)) from None
     losses = [v for v in res.losses if v is not None]
-    note = f" (resumed at step {res.resumed_from})" if res.resumed_from else ""
+    note = (
+        " (already finished: nothing to do)"
+        if res.resumed_from == res.steps
+        else (f" (resumed at step {res.resumed_from})" if res.resumed_from else "")
+    )
     typer.echo(
         f"wrote {res.out}: {res.steps} steps on {res.n_train} photos{note}; "
         f"loss {losses[0]:.4f} at the first step, {losses[-1]:.4f} at the last"
