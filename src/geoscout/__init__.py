@@ -54,6 +54,7 @@ __all__ = [
     "Candidate",
     "Dataset",
     "EmbeddingStore",
+    "FinetuneConfig",
     "GeoHead",
     "GeoscoutError",
     "InvalidInput",
@@ -71,6 +72,8 @@ __all__ = [
     "create_partition",
     "embed_dataset",
     "evaluate",
+    "finetune",
+    "fuse_with_prior",
     "geoguessr_score",
     "haversine_km",
     "list_backbones",
@@ -81,6 +84,7 @@ __all__ = [
     "locate",
     "reverse_geocode",
     "train_model",
+    "zeroshot_head",
 ]
 
 
