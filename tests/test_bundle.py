@@ -164,3 +164,37 @@ def test_retrieval_data_validates_shapes():
         RetrievalData(vectors=np.zeros((3, 4)), lat=np.zeros(2), lon=np.zeros(3))
     with pytest.raises(InvalidInput, match="ids"):
         RetrievalData(vectors=np.zeros((3, 4)), lat=np.zeros(3), lon=np.zeros(3), ids=["a"])
+
+
+@pytest.mark.parametrize("name", ["../../../etc/passwd", "/etc/passwd", "sub/../../x", "..", "", "a\\..\\b", "."])
+def test_bundle_file_names_must_be_plain_names_inside_it(fitted, tmp_path, name):
+    bundle, *_ = fitted
+    out = bundle.save(tmp_path / "m")
+    cfg = json.loads((out / "config.json").read_text())
+    cfg["files"][name] = "0" * 64
+    (out / "config.json").write_text(json.dumps(cfg))
+    for verify in (True, False):
+        with pytest.raises(InvalidInput, match="not a plain file name inside the bundle"):
+            ModelBundle.load(out, verify=verify)
+
+
+def test_bundle_files_linking_outside_are_refused(fitted, tmp_path):
+    import hashlib
+    import shutil
+
+    bundle, *_ = fitted
+    out = bundle.save(tmp_path / "m")
+    outside = tmp_path / "elsewhere.safetensors"
+    shutil.move(out / "weights.safetensors", outside)
+    (out / "weights.safetensors").symlink_to(outside)  # same bytes, same checksum: only the link is wrong
+    assert (
+        hashlib.sha256(outside.read_bytes()).hexdigest()
+        == json.loads((out / "config.json").read_text())["files"]["weights.safetensors"]
+    )
+    with pytest.raises(InvalidInput, match="a link to a file outside the bundle"):
+        ModelBundle.load(out)
+    # a link inside the bundle is fine
+    (out / "weights.safetensors").unlink()
+    shutil.move(outside, out / "real.safetensors")
+    (out / "weights.safetensors").symlink_to("real.safetensors")
+    assert ModelBundle.load(out, verify=True).backbone_name == "effnet-lite2"

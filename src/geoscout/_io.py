@@ -182,7 +182,7 @@ def cache_dir(*parts: str) -> Path:
 def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
     """Hex SHA-256 of a file's bytes."""
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
+    with open_user_file(path) as fh:  # regular files only: a FIFO or a device must not hang or run forever
         while block := fh.read(chunk):
             h.update(block)
     return h.hexdigest()

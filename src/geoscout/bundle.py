@@ -121,6 +121,30 @@ def _load_tensors(path: Path) -> dict[str, NDArray[Any]]:
         ) from None
 
 
+def _member(root: Path, name: object) -> Path:
+    """``root / name`` for a bundle file name that is one plain component whose file (if any) lies inside ``root``."""
+    bad = (
+        not isinstance(name, str)
+        or not name
+        or name in (".", "..")
+        or "/" in name
+        or "\\" in name
+        or "\x00" in name
+        or Path(name).is_absolute()
+    )
+    if bad:
+        raise InvalidInput(
+            f"{root / CONFIG}: file entry {name!r} is not a plain file name inside the bundle; "
+            "the bundle is damaged or hostile: do not use it"
+        )
+    p = root / name
+    if p.is_symlink() and not p.resolve().is_relative_to(root.resolve()):
+        raise InvalidInput(
+            f"{p}: a link to a file outside the bundle; a bundle holds its own files (copy them in instead)"
+        )
+    return p
+
+
 @dataclass
 class ModelBundle:
     """A trained model: ``head`` + ``partition`` + ``retrieval`` data + the backbone's name.
@@ -228,6 +252,10 @@ class ModelBundle:
                 f"{root}: bundle format_version {version!r} is newer than this geoscout reads ({FORMAT_VERSION}); upgrade geoscout"
             )
         files = config.get("files") or {}
+        if not isinstance(files, dict):
+            raise InvalidInput(f"{cfg_path}: 'files' must map file names to SHA-256 digests; the bundle is damaged")
+        for name in (*files, WEIGHTS, PARTITION, RETRIEVAL, CARD):
+            _member(root, name)  # plain names of files inside the bundle only: no ../, no absolute path, no link out
         if verify:
             for name, digest in files.items():
                 p = root / name
