@@ -254,3 +254,54 @@ def test_list_command():
     for kind, name in (("heads", "knn"), ("partitions", "geohash")):
         res = CliRunner().invoke(app, ["list", kind])
         assert res.exit_code == 0 and name in res.output, res.output
+
+
+class _NotATensor:
+    """Pickled into a checkpoint: torch's weights_only loader refuses to build it (as it would any code)."""
+
+
+def _hostile_checkpoint(path):
+    import torch
+
+    torch.save({"weight": _NotATensor()}, path)  # a real pickle that names a non-tensor class
+
+
+def test_hf_folder_prefers_safetensors_and_a_refused_pickle_is_one_line(tiny_clip_dir, tmp_path, photos):
+    import shutil
+
+    src, _ = tiny_clip_dir
+    both = tmp_path / "both"
+    shutil.copytree(src, both)
+    _hostile_checkpoint(both / "pytorch_model.bin")  # beside model.safetensors: must never be read
+    bb = create_backbone(f"hf:{both}")
+    assert bb.encode([photos["road"]]).shape == (1, 16)
+    only_bin = tmp_path / "only_bin"
+    shutil.copytree(src, only_bin)
+    (only_bin / "model.safetensors").unlink()
+    _hostile_checkpoint(only_bin / "pytorch_model.bin")
+    with pytest.raises(InvalidInput) as err:
+        create_backbone(f"hf:{only_bin}")
+    msg = str(err.value)
+    assert "\n" not in msg and msg.startswith(f"{only_bin / 'pytorch_model.bin'}: this pickle checkpoint was refused")
+    assert "safetensors" in msg
+
+
+def test_weights_folder_prefers_safetensors_and_a_refused_pth_is_one_line(tmp_path, photos):
+    from safetensors.torch import save_file
+
+    from geoscout.backbones.efficientnet_lite import LITE_CONFIGS, load_lite
+
+    model, _ = load_lite(LITE_CONFIGS["lite0"])
+    d = tmp_path / "weights"
+    d.mkdir()
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(d / "lite0.safetensors"))
+    _hostile_checkpoint(d / "a_first_by_name.pth")
+    bb = create_backbone("effnet-lite0", weights=d)
+    ref = create_backbone("effnet-lite0")
+    im = photos["road"]
+    np.testing.assert_allclose(bb.encode([im]), ref.encode([im]), atol=1e-5)
+    (d / "lite0.safetensors").unlink()
+    with pytest.raises(InvalidInput) as err:
+        create_backbone("effnet-lite0", weights=d)
+    msg = str(err.value)
+    assert "\n" not in msg and msg.startswith(f"{d / 'a_first_by_name.pth'}: this pickle checkpoint was refused")

@@ -75,6 +75,17 @@ def safe_name(name: str) -> str:
 _HASH_MEMO: dict[tuple[str, int, int], str] = {}
 
 
+def pickle_refusal(files: list[Path], exc: BaseException) -> InvalidInput:
+    """A one-line error for a pickle checkpoint (``.bin``/``.pth``) that torch's ``weights_only`` loader
+    (or the library around it) refused: names the file and says what to do instead of a long traceback."""
+    first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
+    return InvalidInput(
+        f"{files[0]}: this pickle checkpoint was refused ({type(exc).__name__}: {first[:200]}); geoscout loads "
+        "weights only as plain tensors. Use a .safetensors copy (put model.safetensors next to it, or convert "
+        "a checkpoint you trust with safetensors.torch.save_file) or re-download the model"
+    )
+
+
 def weights_sha256(paths: list[Path]) -> str:
     """SHA-256 over the weight files (one file: its own SHA-256). Memoised by path, size and mtime,
     in memory and in ``cache_dir("hashes")``, because hashing a 1.7 GB checkpoint takes seconds."""

@@ -16,7 +16,7 @@ import numpy as np
 
 from geoscout.errors import InvalidInput, MissingWeights
 
-from .base import Backbone, BackboneInfo, MissingDependency, weights_sha256
+from .base import Backbone, BackboneInfo, MissingDependency, pickle_refusal, weights_sha256
 
 __all__ = ["HF_REQUIRED", "HF_WEIGHT_PATTERNS", "build_hf_clip", "build_open_clip", "resolve_hf_files"]
 
@@ -148,7 +148,13 @@ def build_hf_clip(
         from transformers import CLIPModel
     except ModuleNotFoundError:
         raise MissingDependency("hf: backbones need transformers: pip install 'geoscout[hf]'") from None
-    model = CLIPModel.from_pretrained(str(d), use_safetensors=any(d.glob("*.safetensors")) or None)
+    has_safetensors = any(d.glob("*.safetensors"))
+    try:  # safetensors whenever the folder has them; a pickle checkpoint only through torch's weights_only loader
+        model = CLIPModel.from_pretrained(str(d), use_safetensors=True if has_safetensors else None)
+    except Exception as exc:
+        if has_safetensors:
+            raise
+        raise pickle_refusal(sorted(d.glob("pytorch_model*.bin")) or [d], exc) from None
     model.eval()
     pp = _read_preprocessor(d, model.config.vision_config.image_size)
     files = sorted(d.glob("*.safetensors")) or sorted(d.glob("pytorch_model*.bin"))

@@ -19,7 +19,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from geoscout.errors import MissingWeights
+from geoscout._io import check_user_file
+from geoscout.errors import InvalidInput, MissingWeights
 
 __all__ = ["LITE_CONFIGS", "EfficientNetLite", "LiteConfig", "packaged_weights_path"]
 
@@ -181,25 +182,40 @@ def packaged_weights_path(config: LiteConfig) -> Path:
 
 
 def load_lite(config: LiteConfig, weights: str | Path | None = None) -> tuple[EfficientNetLite, Path]:
-    """Build the model and load its ImageNet state dict (``torch.load(weights_only=True)``, strict)."""
+    """Build the model and load its ImageNet state dict (safetensors, else ``torch.load(weights_only=True)``; strict)."""
+    from .base import pickle_refusal
+
     path = Path(weights) if weights is not None else packaged_weights_path(config)
-    if path.is_dir():
-        cands = sorted(path.glob("*.pth")) + sorted(path.glob("*.safetensors"))
+    if path.is_dir():  # safetensors first: a .pth is a pickle, loaded only when nothing else is there
+        cands = sorted(path.glob("*.safetensors")) + sorted(path.glob("*.pth"))
         if not cands:
             raise MissingWeights(
                 f"{path}: no .pth or .safetensors weights for EfficientNet-{config.name} in this folder"
             )
         path = cands[0]
-    if not path.is_file():
+    if not path.exists():
         raise MissingWeights(f"{path}: weights file not found")
+    check_user_file(path)  # a regular file: not a pipe, a device or a folder
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        state = load_file(str(path))
+        try:
+            state = load_file(str(path))
+        except Exception as exc:
+            raise InvalidInput(
+                f"{path}: not a readable safetensors file ({exc}); re-download or re-convert it"
+            ) from None
     else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # weights_only refuses code (UnpicklingError); also a damaged file
+            raise pickle_refusal([path], exc) from None
     model = EfficientNetLite(config)
-    model.load_state_dict(state, strict=True)
+    try:
+        model.load_state_dict(state, strict=True)
+    except (RuntimeError, TypeError, AttributeError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InvalidInput(f"{path}: not EfficientNet-{config.name} weights ({first[:200]})") from None
     model.eval()
     return model, path
 
