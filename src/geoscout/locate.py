@@ -296,7 +296,8 @@ class Locator:
                     la, lo = self._refiner.refine(X[i], cell_idx, la, lo)
                 cands.append(Candidate(lat=la, lon=lo, probability=float(prob[j]), cell=cell_name))
             best = (cands[0].lat, cands[0].lon)
-            summarize = getattr(self.head, "summarize", None)  # heads whose support points stand for areas
+            # heads whose support points stand for areas spread them (not when cues added points)
+            summarize = getattr(self.head, "summarize", None) if len(prob) == dist.prob.shape[1] else None
             radius, expected = (
                 summarize(prob, best)
                 if summarize is not None
