@@ -162,3 +162,31 @@ def test_import_cli_strict_flag(photos, tmp_path):
     res = CliRunner().invoke(app, ["import", str(csv), "-o", str(tmp_path / "ds2"), "--strict"])
     assert isinstance(res.exception, InvalidInput)  # `geoscout` prints it as "error: ..." and exits 2
     assert "photos.csv: line 3 has 1 fields where the header has 3" in str(res.exception)
+
+
+def test_evaluate_skips_bad_prediction_lines_and_strict_refuses(shared_data, tmp_path):
+    import json
+
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from geoscout.cli import app
+
+    root = shared_data("im2gps")
+    m = pd.read_csv(root / "manifest.csv").head(20)
+    lines = [
+        json.dumps({"image_id": p, "candidates": [{"lat": la, "lon": lo}]})
+        for p, la, lo in zip(m["path"], m["lat"], m["lon"])
+    ]
+    lines.insert(5, '{"image_id": "broken", "candidates": [')  # one bad line among 20 good ones
+    preds = tmp_path / "preds.jsonl"
+    preds.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    runner = CliRunner()
+    res = runner.invoke(app, ["evaluate", "-p", str(preds), "-t", str(root), "--no-places", "-f", "json"])
+    assert res.exit_code == 0, res.output
+    assert f"skipped 1 malformed line(s) of {preds}" in res.output and "line 6: not valid JSON" in res.output
+    report = json.loads(res.stdout[res.stdout.index("{") :])
+    assert report["metrics"]["n_predictions"] == 20 and report["metrics"]["n_bad_prediction_rows"] == 1
+    assert report["metrics"]["acc@1km"] > 0  # the 20 readable lines were scored (exact answers)
+    res = runner.invoke(app, ["evaluate", "-p", str(preds), "-t", str(root), "--no-places", "--strict"])
+    assert res.exit_code == 2 and "line 6: not valid JSON" in res.output

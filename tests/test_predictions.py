@@ -165,3 +165,38 @@ def test_geojson_layout_and_errors(tmp_path):
     bad.write_text('{"type": "Feature"}', encoding="utf-8")
     with pytest.raises(InvalidInput, match="FeatureCollection"):
         read_predictions(bad)
+
+
+def test_bad_lines_are_skipped_and_listed_when_asked(tmp_path):
+    """One bad line must not refuse a whole file: with ``bad_rows`` it is listed (file, line, reason)."""
+    csv_path = tmp_path / "p.csv"
+    csv_path.write_bytes(
+        b"image_id,lat,lon\n"
+        b"a,45.0,15.0\n"
+        b"b,1,north\n"  # not a number
+        b"c,45.0,15.0,extra\n"  # ragged
+        b"d\xff,45.0,15.0\n"  # not UTF-8
+        b"e,46.0,16.0\n"
+    )
+    bad: list[str] = []
+    preds = read_predictions(csv_path, bad_rows=bad)
+    assert [p.image_id for p in preds] == ["a", "e"]
+    by_line = {int(b.split(" line ")[1].split(":")[0]): b for b in bad}
+    assert sorted(by_line) == [3, 4, 5] and all(b.startswith(f"{csv_path} line ") for b in bad)
+    assert "lon must be a number" in by_line[3]
+    assert "4 fields but the header has 3" in by_line[4]
+    assert "not UTF-8" in by_line[5]
+    with pytest.raises(InvalidInput, match=r"p\.csv: not UTF-8 text .* at line 5"):
+        read_predictions(csv_path)  # strict: the old refusal
+    jl = tmp_path / "p.jsonl"
+    jl.write_text(
+        '{"image_id": "a", "candidates": [{"lat": 1, "lon": 2}]}\n{"image_id": "b", "candid\n'
+        '{"image_id": "c", "candidates": [{"lat": 1, "lon": 500}]}\n{"image_id": "d", "error": "unreadable"}\n',
+        encoding="utf-8",
+    )
+    bad = []
+    preds = read_predictions(jl, bad_rows=bad)
+    assert [p.image_id for p in preds] == ["a", "d"]
+    assert [b.split(": ")[0] for b in bad] == [f"{jl} line 2", f"{jl} line 3"]
+    with pytest.raises(InvalidInput, match=r"p\.jsonl line 2: not valid JSON"):
+        read_predictions(jl)

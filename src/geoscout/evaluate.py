@@ -210,11 +210,11 @@ def _match(image_id: str, truth_ids: set[str], aliases: dict[str, str]) -> str |
     return None
 
 
-def _predictions_list(predictions: Any) -> list[Prediction]:
+def _predictions_list(predictions: Any, bad_rows: list[str] | None = None) -> list[Prediction]:
     if isinstance(predictions, (str, os.PathLike)):
         from .predictions import read_predictions
 
-        return read_predictions(predictions)
+        return read_predictions(predictions, bad_rows=bad_rows)
     preds = list(predictions)
     for i, p in enumerate(preds):
         if not isinstance(p, Prediction):
@@ -277,6 +277,7 @@ class EvaluationReport:
     thresholds: tuple[float, ...] = ACCURACY_THRESHOLDS_KM
     unmatched_ids: list[str] = field(default_factory=list)
     policy: str = POLICY
+    bad_prediction_rows: list[str] = field(default_factory=list)  #: skipped lines of a predictions file, with reasons
 
     # ---- serialisation
     def to_dict(self) -> dict[str, Any]:
@@ -290,6 +291,7 @@ class EvaluationReport:
                 "metrics": self.metrics,
                 "by_country": by_country,
                 "unmatched_ids": self.unmatched_ids,
+                "bad_prediction_rows": self.bad_prediction_rows,
             }
         )
 
@@ -477,6 +479,7 @@ def evaluate(
     unit: str = "image",
     min_matched: float = 0.1,
     progress: bool | None = False,
+    strict: bool = False,
 ) -> EvaluationReport:
     """Compare predictions with the ground truth, joined on ``image_id``.
 
@@ -495,6 +498,9 @@ def evaluate(
 
     ``progress``: a bar on stderr while a truth folder's photos are checked (None: only in a terminal).
 
+    A malformed line of a predictions file is skipped and listed (file, line, reason) in the report's
+    ``bad_prediction_rows`` (and counted in ``n_bad_prediction_rows``); ``strict=True`` refuses the file instead.
+
     ``unit="location"`` scores one answer per place (PIGEON's panorama setting): truth rows
     sharing a ``location_id`` become one row (the first view's coordinates, id =
     location_id), and a prediction is matched by the location_id itself, by any of its views
@@ -503,7 +509,10 @@ def evaluate(
     import pandas as pd
 
     truth_df, truth_name, aliases = _truth_frame(truth, progress)
-    preds = _predictions_list(predictions)
+    bad_rows: list[str] | None = None if strict else []
+    preds = _predictions_list(predictions, bad_rows)
+    if bad_rows and not preds:
+        raise InvalidInput(f"{predictions}: no line could be read as a prediction; e.g. {bad_rows[0]}")
     thresholds = tuple(float(t) for t in thresholds)
 
     if unit not in ("image", "location"):
@@ -627,6 +636,7 @@ def evaluate(
             "n_duplicate_predictions": n_dup,
             "n_matched_by_path": n_by_path,
             "n_duplicate_truth": n_dup_truth,
+            "n_bad_prediction_rows": len(bad_rows or []),
             "coverage": float(ok.sum() / n) if n else float("nan"),
             "unit": unit,
         }
@@ -652,6 +662,7 @@ def evaluate(
         name=name or truth_name,
         thresholds=thresholds,
         unmatched_ids=unmatched,
+        bad_prediction_rows=list(bad_rows or []),
     )
 
 

@@ -18,16 +18,17 @@ error names the file and the line (and column) at fault.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import math
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from ._io import atomic_write_text
+from ._io import atomic_write_text, read_user_file
 from .errors import InvalidInput
 from .types import Candidate, Cue, Prediction
 
@@ -259,21 +260,24 @@ def _fill_probabilities(cands: list[Candidate]) -> None:
             c.probability = rest / len(missing)
 
 
-def _read_jsonl(path: Path, text: str) -> list[Prediction]:
+def _read_jsonl(path: Path, text: str, skip: _Skip) -> list[Prediction]:
     out = []
     for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         where = f"{path} line {lineno}"
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise _bad(where, f"not valid JSON ({exc.msg} at column {exc.colno})") from None
-        out.append(_prediction_from_obj(obj, where))
+        with skip(where):
+            if _not_utf8(line):
+                raise _bad(where, "bytes that are not UTF-8 text")
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise _bad(where, f"not valid JSON ({exc.msg} at column {exc.colno})") from None
+            out.append(_prediction_from_obj(obj, where))
     return out
 
 
-def _read_json(path: Path, text: str) -> list[Prediction]:
+def _read_json(path: Path, text: str, skip: _Skip) -> list[Prediction]:
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -285,10 +289,14 @@ def _read_json(path: Path, text: str) -> list[Prediction]:
             str(path),
             f"expected a JSON list of predictions, got {type(obj).__name__} (use .jsonl for one object per line)",
         )
-    return [_prediction_from_obj(o, f"{path} item {i}") for i, o in enumerate(obj)]
+    out = []
+    for i, o in enumerate(obj):
+        with skip(f"{path} item {i}"):
+            out.append(_prediction_from_obj(o, f"{path} item {i}"))
+    return out
 
 
-def _read_csv(path: Path, text: str) -> list[Prediction]:
+def _read_csv(path: Path, text: str, skip: _Skip) -> list[Prediction]:
     reader = csv.DictReader(io.StringIO(text))
     header = reader.fieldnames or []
     header = [h.strip() for h in header]
@@ -301,44 +309,55 @@ def _read_csv(path: Path, text: str) -> list[Prediction]:
             f"Expected at least image_id, lat, lon (full set: {', '.join(CSV_COLUMNS)})",
         )
     rows = []
-    for row in reader:
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:  # e.g. an unterminated quote at the end of the file
+            with skip(f"{path} line {reader.line_num}"):
+                raise _bad(f"{path} line {reader.line_num}", f"not readable as CSV ({exc})") from None
+            break
         where = f"{path} line {reader.line_num}"
-        if None in row:
-            raise _bad(where, f"has {len(header) + len(row[None])} fields but the header has {len(header)}")
-        rows.append((where, row))
-    return _group_rows(rows)
+        with skip(where):
+            if None in row:
+                raise _bad(where, f"has {len(header) + len(row[None])} fields but the header has {len(header)}")
+            if any(isinstance(v, str) and _not_utf8(v) for v in row.values()):
+                raise _bad(where, "bytes that are not UTF-8 text")
+            rows.append((where, row))
+    return _group_rows(rows, skip)
 
 
 def _text(v: Any) -> str:
     return "" if v is None else str(v).strip()
 
 
-def _group_rows(rows: list[tuple[str, dict[str, Any]]]) -> list[Prediction]:
+def _group_rows(rows: list[tuple[str, dict[str, Any]]], skip: _Skip) -> list[Prediction]:
     """Candidate rows (CSV lines, GeoJSON features) -> predictions, grouped by image_id in file order."""
     groups: dict[str, dict[str, Any]] = {}
     for order, (where, row) in enumerate(rows):
-        image_id = _text(row.get("image_id"))
-        if not image_id:
-            raise _bad(where, "image_id is empty")
-        g = groups.setdefault(image_id, {"cands": []})
-        err = _text(row.get("error"))
-        if err:
-            g["error"] = err
-        for key in ("radius_km", "expected_score"):
-            v = _float(row.get(key), where, key, required=False)
-            if v is not None:
-                g[key] = v
-        if _text(row.get("source")):
-            g["source"] = _text(row.get("source"))
-        if _text(row.get("lat")) == "" and _text(row.get("lon")) == "":
-            if not err:
+        with skip(where):  # every check before the group is touched: a skipped row leaves no trace
+            image_id = _text(row.get("image_id"))
+            if not image_id:
+                raise _bad(where, "image_id is empty")
+            n_cands = len(groups[image_id]["cands"]) if image_id in groups else 0
+            err = _text(row.get("error"))
+            values = {key: _float(row.get(key), where, key, required=False) for key in ("radius_km", "expected_score")}
+            failed_row = _text(row.get("lat")) == "" and _text(row.get("lon")) == ""
+            if failed_row and not err:
                 raise _bad(
                     where, "lat and lon are empty but no error is given; a failed prediction needs its error text"
                 )
-            continue
-        cand = _candidate(row, where, len(g["cands"]) + 1)
-        rank = _float(row.get("rank"), where, "rank", required=False)
-        g["cands"].append((rank if rank is not None else float(len(g["cands"]) + 1), order, cand))
+            cand = None if failed_row else _candidate(row, where, n_cands + 1)
+            rank = None if failed_row else _float(row.get("rank"), where, "rank", required=False)
+            g = groups.setdefault(image_id, {"cands": []})
+            if err:
+                g["error"] = err
+            g.update({k: v for k, v in values.items() if v is not None})
+            if _text(row.get("source")):
+                g["source"] = _text(row.get("source"))
+            if cand is not None:
+                g["cands"].append((rank if rank is not None else float(n_cands + 1), order, cand))
     out = []
     for image_id, g in groups.items():
         ranked = sorted(g["cands"], key=lambda t: (t[0], t[1]))
@@ -357,32 +376,66 @@ def _group_rows(rows: list[tuple[str, dict[str, Any]]]) -> list[Prediction]:
     return out
 
 
-def read_predictions(path: str | os.PathLike[str], *, format: str | None = None) -> list[Prediction]:
+MAX_PREDICTIONS_BYTES = 2 * 1024**3
+
+
+def read_predictions(
+    path: str | os.PathLike[str], *, format: str | None = None, bad_rows: list[str] | None = None
+) -> list[Prediction]:
     """Read a predictions file written by :func:`write_predictions` (or by hand).
 
     Raises :class:`InvalidInput` naming the file and line for malformed content
-    (missing column, bad number, latitude/longitude out of range).
+    (missing column, bad number, latitude/longitude out of range). Given a list as ``bad_rows``,
+    a malformed line (CSV row, JSONL line, JSON item, GeoJSON feature) is appended to it as
+    ``"<file> line N: <reason>"`` and skipped instead, and the rest is read.
     """
     path = Path(path)
     fmt = _format_of(path, format)
-    if not path.is_file():
+    if not path.exists():
         raise InvalidInput(f"{path}: predictions file not found")
+    data = read_user_file(path, max_bytes=MAX_PREDICTIONS_BYTES)  # a regular file, bounded
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise InvalidInput(
-            f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); is this a predictions file?"
-        ) from None
+        if bad_rows is None or fmt in (".json", ".geojson"):  # one JSON document: no row to skip
+            line = data[: exc.start].count(b"\n") + 1
+            raise InvalidInput(
+                f"{path}: not UTF-8 text ({exc.reason} at line {line}); is this a predictions file?"
+            ) from None
+        text = data.decode("utf-8", errors="surrogateescape")  # the rows holding such bytes are skipped
+    skip = _Skip(bad_rows)
     if fmt == ".jsonl":
-        return _read_jsonl(path, text)
+        return _read_jsonl(path, text, skip)
     if fmt == ".json":
-        return _read_json(path, text)
+        return _read_json(path, text, skip)
     if fmt == ".geojson":
-        return _read_geojson(path, text)
-    return _read_csv(path, text)
+        return _read_geojson(path, text, skip)
+    return _read_csv(path, text, skip)
 
 
-def _read_geojson(path: Path, text: str) -> list[Prediction]:
+class _Skip:
+    """``with skip(where):`` re-raises a row's :class:`InvalidInput`, or records it when skipping bad rows."""
+
+    def __init__(self, bad_rows: list[str] | None) -> None:
+        self.bad_rows = bad_rows
+
+    @contextlib.contextmanager
+    def __call__(self, where: str) -> Iterator[None]:
+        try:
+            yield
+        except InvalidInput as exc:
+            if self.bad_rows is None:
+                raise
+            self.bad_rows.append(str(exc))
+
+
+def _not_utf8(text: str) -> bool:
+    return any("\udc80" <= ch <= "\udcff" for ch in text)
+
+
+def _read_geojson(path: Path, text: str, skip: _Skip) -> list[Prediction]:
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -392,17 +445,18 @@ def _read_geojson(path: Path, text: str) -> list[Prediction]:
     rows = []
     for i, f in enumerate(obj["features"]):
         where = f"{path} feature {i}"
-        if not isinstance(f, dict):
-            raise _bad(where, f"expected a GeoJSON Feature object, got {type(f).__name__}")
-        props = f.get("properties") or {}
-        geom = f.get("geometry")
-        row = {k: ("" if v is None else v) for k, v in props.items()}
-        if geom is not None:
-            coords = geom.get("coordinates") if isinstance(geom, dict) and geom.get("type") == "Point" else None
-            if not (isinstance(coords, list) and len(coords) >= 2):
-                raise _bad(
-                    where, "geometry must be a Point with [lon, lat] coordinates (or null for a failed prediction)"
-                )
-            row["lon"], row["lat"] = coords[0], coords[1]
-        rows.append((where, row))
-    return _group_rows(rows)
+        with skip(where):
+            if not isinstance(f, dict):
+                raise _bad(where, f"expected a GeoJSON Feature object, got {type(f).__name__}")
+            props = f.get("properties") or {}
+            geom = f.get("geometry")
+            row = {k: ("" if v is None else v) for k, v in props.items()}
+            if geom is not None:
+                coords = geom.get("coordinates") if isinstance(geom, dict) and geom.get("type") == "Point" else None
+                if not (isinstance(coords, list) and len(coords) >= 2):
+                    raise _bad(
+                        where, "geometry must be a Point with [lon, lat] coordinates (or null for a failed prediction)"
+                    )
+                row["lon"], row["lat"] = coords[0], coords[1]
+            rows.append((where, row))
+    return _group_rows(rows, skip)

@@ -55,6 +55,9 @@ def evaluate_command(
         help="Fail when fewer than this share of the predictions match a truth image (none matching always fails).",
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars (shown on stderr in a terminal)."),
+    strict: bool = typer.Option(
+        False, "--strict", help="Refuse a predictions file with any malformed line (default: skip and list them)."
+    ),
 ) -> None:
     """Distance accuracies (1/25/200/750/2500 km), GeoGuessr score, country and admin-1 accuracy, coverage."""
     from geoscout.errors import GeoscoutError
@@ -72,9 +75,17 @@ def evaluate_command(
             unit=unit.value,
             min_matched=min_matched,
             progress=progress,
+            strict=strict,
         )
     except GeoscoutError as exc:
         raise fail(str(exc)) from None
+    bad = report.bad_prediction_rows
+    if bad:
+        typer.echo(f"skipped {len(bad)} malformed line(s) of {predictions} (--strict refuses the file):", err=True)
+        for line in bad[:10]:
+            typer.echo(f"  {line}", err=True)
+        if len(bad) > 10:
+            typer.echo(f"  ... and {len(bad) - 10} more (all in the JSON report's bad_prediction_rows)", err=True)
     if output is not None:
         report.save(output, progress=progress)
     if fmt is _Format.json:
