@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from geoscout.bundle import ModelBundle
+from geoscout.errors import InvalidInput
 from geoscout.geo import haversine_km, spherical_mean
 
 N_LOCATIONS = 150
@@ -165,3 +166,33 @@ def test_cli_train_end_to_end(small_csv, tmp_path):
         ["train", str(small_csv), "-o", str(tmp_path / "x"), "--head", "nosuch", "--store-dir", str(store_dir), "-q"],
     )
     assert bad.exit_code != 0 and "unknown head 'nosuch'" in str(bad.exception)
+
+
+def test_a_dataset_without_split_column_is_trained_on_not_dropped(croatia, tmp_path):
+    """Two datasets, one with a split column and one without: both train; test rows are left out, and said so."""
+    from geoscout.train import TrainingData, train_model
+
+    td = croatia[0]
+    f = td.frame.copy()
+    half = len(f) // 2
+    f["dataset"] = ["with-split"] * half + ["no-split"] * (len(f) - half)
+    f["location_id"] = f["dataset"] + "/" + f["location_id"]
+    f["split"] = [["train", "train", "val", "test"][i % 4] for i in range(half)] + [None] * (len(f) - half)
+    two = TrainingData(td.X, f, td.fingerprint, 0)
+    s = train_model(None, data=two, cells="country", head="knn", val_fraction=0.2, progress=False).training
+    n_with_train = sum(1 for i in range(half) if i % 4 < 2)
+    assert s["datasets"]["with-split"] == (n_with_train, sum(1 for i in range(half) if i % 4 == 2))
+    ntr, nva = s["datasets"]["no-split"]
+    assert ntr + nva == len(f) - half and nva > 0 and ntr > nva  # used: ~20 % of its locations validate
+    assert s["test_left_out"] == {"with-split": sum(1 for i in range(half) if i % 4 == 3), "no-split": 0}
+    assert "with-split: the manifest's split column" in s["split"] and "rows without a split of no-split" in s["split"]
+    # a split column without val rows: validation locations come from its train rows, test rows stay out
+    f2 = f.assign(split=["train" if i % 4 < 3 else "test" for i in range(len(f))])
+    s2 = train_model(
+        None, data=TrainingData(td.X, f2, td.fingerprint, 0), cells="country", head="knn", progress=False
+    ).training
+    assert s2["n_val"] > 0 and s2["n_train"] + s2["n_val"] == sum(1 for i in range(len(f)) if i % 4 < 3)
+    # a split value that is not train / val / test is refused, naming the dataset
+    f3 = f.assign(split=["validation"] * len(f))
+    with pytest.raises(InvalidInput, match=r"'with-split'.*'validation'.*rename"):
+        train_model(None, data=TrainingData(td.X, f3, td.fingerprint, 0), cells="country", head="knn", progress=False)

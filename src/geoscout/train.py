@@ -14,7 +14,7 @@ import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -22,6 +22,9 @@ from numpy.typing import NDArray
 from .bundle import ModelBundle, RetrievalData
 from .errors import InvalidInput
 from .geo import haversine_km, spherical_mean
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
 
 __all__ = ["TrainingData", "load_training_data", "train_model"]
 
@@ -152,6 +155,56 @@ def _head_kwargs(head_name: str, wanted: dict[str, Any], extra: dict[str, Any] |
     return kw
 
 
+_SPLITS = ("train", "val", "test")
+
+
+def _choose_split(frame: pd.DataFrame, val_fraction: float, seed: int) -> tuple[np.ndarray, str]:
+    """Each row's split and a description of how it was chosen; no dataset is ever left out silently.
+
+    A row keeps the manifest's ``split`` (train / val / test; test rows are left out of training). Rows
+    without one (a dataset with no split column, or empty cells) are split by location: ``val_fraction``
+    of their locations are held out for validation. When the given splits hold no val row, validation
+    locations are drawn from the given train rows too. Any other split value is refused.
+    """
+    import pandas as pd
+
+    from .data import split_dataset
+
+    given = frame["split"] if "split" in frame.columns else pd.Series(None, index=frame.index, dtype=object)
+    known = given.notna() & given.astype(str).str.strip().ne("")
+    bad = known & ~given.astype(str).isin(_SPLITS)
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        values = sorted(set(given[bad].astype(str)))
+        raise InvalidInput(
+            f"dataset {frame['dataset'].iloc[i]!r}: split column has value(s) {', '.join(map(repr, values[:5]))}; "
+            f"expected {', '.join(_SPLITS)}: rename them (e.g. validation -> val) or drop the column to split by location"
+        )
+    split = np.where(known, given.astype(str), None).astype(object)
+    has_val = bool((split == "val").any())
+    pool = ~known.to_numpy()
+    if not has_val and val_fraction > 0:
+        pool |= split == "train"
+    parts = []
+    with_column = list(dict.fromkeys(frame["dataset"][known]))
+    if with_column:
+        parts.append(f"{', '.join(with_column)}: the manifest's split column (test rows left out)")
+    if pool.any():
+        sub = frame.loc[pool]
+        if val_fraction > 0:
+            split[pool] = split_dataset(
+                sub, fractions=(1.0 - val_fraction, val_fraction, 0.0), seed=seed, method="location"
+            ).to_numpy()
+            how = f"by location, {val_fraction:.0%} of locations held out for validation (seed {seed})"
+        else:
+            split[pool] = "train"
+            how = "all images used for training (no validation)"
+        pooled = list(dict.fromkeys(sub["dataset"]))
+        rows = "rows without a split" if with_column else "images"
+        parts.append(f"{how}: the {rows} of {', '.join(pooled)}")
+    return split, "; ".join(parts)
+
+
 def _model_card(summary: dict[str, Any]) -> str:
     m = summary.get("val_metrics") or {}
     lines = [
@@ -161,11 +214,12 @@ def _model_card(summary: dict[str, Any]) -> str:
         "",
         "## Data",
         "",
-        "| dataset | images (train / val) |",
-        "|---|---|",
+        "| dataset | images (train / val) | test rows left out |",
+        "|---|---|---|",
     ]
+    left_out = summary.get("test_left_out") or {}
     for name, (ntr, nva) in summary["datasets"].items():
-        lines.append(f"| {name} | {ntr} / {nva} |")
+        lines.append(f"| {name} | {ntr} / {nva} | {left_out.get(name, 0)} |")
     lines += [
         "",
         f"Split: {summary['split']}. Images that failed to embed (skipped): {summary['skipped_images']}.",
@@ -229,7 +283,6 @@ def train_model(
     """
     from . import __version__
     from .cells import create_partition
-    from .data import split_dataset
     from .evaluate import distance_metrics
     from .heads import create_head
 
@@ -252,17 +305,7 @@ def train_model(
         )
     )
     frame = td.frame
-    if "split" in frame.columns and (frame["split"] == "train").any() and (frame["split"] == "val").any():
-        split = frame["split"].astype(str).to_numpy()
-        split_desc = "the manifests' split column (train / val; test rows left out)"
-    elif val_fraction > 0:
-        split = split_dataset(
-            frame, fractions=(1.0 - val_fraction, val_fraction, 0.0), seed=seed, method="location"
-        ).to_numpy()
-        split_desc = f"by location, {val_fraction:.0%} of locations held out for validation (seed {seed})"
-    else:
-        split = np.full(len(frame), "train", dtype=object)
-        split_desc = "all images used for training (no validation)"
+    split, split_desc = _choose_split(frame, val_fraction, seed)
     tr = np.flatnonzero(split == "train")
     va = np.flatnonzero(split == "val")
     if tr.size == 0:
@@ -310,10 +353,12 @@ def train_model(
         n: (int(((frame["dataset"] == n).to_numpy()[tr]).sum()), int(((frame["dataset"] == n).to_numpy()[va]).sum()))
         for n in names
     }
+    left_out = {n: int(((frame["dataset"] == n).to_numpy() & (split == "test")).sum()) for n in names}
     summary: dict[str, Any] = {
         "trained_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "geoscout_version": __version__,
         "datasets": counts,
+        "test_left_out": left_out,
         "n_train": int(tr.size),
         "n_val": int(va.size),
         "n_train_locations": int(frame["location_id"].iloc[tr].nunique()),
