@@ -406,3 +406,32 @@ def test_oversized_image_and_failed_copy_are_reported(shared_data, tmp_path, mon
     assert got[4][0] == "copy_failed" and "No space left" in got[4][1]
     assert rep.n_imported == 2 and len(list((tmp_path / "ds" / "images").iterdir())) == 2
     assert len(Dataset.open(tmp_path / "ds")) == 2
+
+
+def test_split_for_training_keeps_given_splits_and_splits_the_rest():
+    import pandas as pd
+
+    from geoscout.data import split_for_training
+
+    f = pd.DataFrame(
+        {
+            "dataset": ["a"] * 8 + ["b"] * 40,
+            "location_id": [f"a{i // 2}" for i in range(8)] + [f"b{i // 4}" for i in range(40)],
+            "split": ["train", "train", "val", "val", "test", "test", "train", "train"] + [None] * 40,
+        }
+    )
+    split, desc = split_for_training(f, val_fraction=0.2, seed=3)
+    assert list(split[:8]) == list(f["split"][:8])
+    b = split[8:]
+    assert set(b) == {"train", "val"} and (b == "val").sum() == 8  # 2 of its 10 locations, 4 views each
+    for loc in set(f["location_id"][8:]):  # views of one place stay together
+        assert len(set(split[(f["location_id"] == loc).to_numpy()])) == 1
+    assert desc.startswith("a: the manifest's split column") and "rows without a split of b" in desc
+    split0, desc0 = split_for_training(f, val_fraction=0.0)
+    assert set(split0[8:]) == {"train"} and "no validation" in desc0
+    no_val = f.assign(split=["train"] * 6 + ["test"] * 2 + [None] * 40)[:14]  # a: train/test only; b: 6 views
+    split1, _ = split_for_training(no_val, val_fraction=0.5, seed=0)
+    assert set(split1[:6]) <= {"train", "val"} and list(split1[6:8]) == ["test", "test"]
+    assert (split1 == "val").sum() >= 4  # validation drawn from a's train rows and b together
+    with pytest.raises(InvalidInput, match=r"dataset 'a'.*'dev'"):
+        split_for_training(f.assign(split=["dev"] * 48), val_fraction=0.2)

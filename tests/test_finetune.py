@@ -259,3 +259,20 @@ def test_finetune_on_cuda(tiny_clip, world_csv, tmp_path):
     res = finetune([world_csv], f"hf:{tiny_clip}", tmp_path / "gpu", cfg)
     assert res.steps == 4 and all(v is not None for v in res.losses)
     assert (tmp_path / "gpu" / "model.safetensors").is_file()
+
+
+def test_training_rows_keep_a_dataset_without_split(world_csv, tmp_path):
+    """Two datasets, one with a split column, one without: the second trains too (it was dropped before)."""
+    import pandas as pd
+
+    from geoscout.clip_finetune import _training_rows
+
+    df = pd.read_csv(world_csv)
+    a, b = df.head(16).copy(), df.iloc[16:].copy()
+    a["split"] = ["train"] * 12 + ["val"] * 2 + ["test"] * 2
+    a.to_csv(tmp_path / "a.csv", index=False)
+    b.to_csv(tmp_path / "b.csv", index=False)
+    train, val = _training_rows([tmp_path / "a.csv", tmp_path / "b.csv"], FinetuneConfig(batch_size=4), None)
+    assert (train["dataset"] == "a").sum() == 12 and (val["dataset"] == "a").sum() == 2
+    assert (train["dataset"] == "b").sum() + (val["dataset"] == "b").sum() == len(b) and (train["dataset"] == "b").any()
+    assert not set(train["image_id"]) & set(val["image_id"])

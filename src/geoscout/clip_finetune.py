@@ -248,7 +248,7 @@ def _training_rows(datasets: Sequence[Any], config: FinetuneConfig, aux_dir: Any
     """(train frame, val frame) with ``abs_path``, ``image_id`` and ``caption`` columns."""
     import pandas as pd
 
-    from .data import Dataset, load_dataset, split_dataset
+    from .data import Dataset, load_dataset, split_for_training
 
     frames = []
     for item in datasets:
@@ -263,17 +263,8 @@ def _training_rows(datasets: Sequence[Any], config: FinetuneConfig, aux_dir: Any
     if not frames:
         raise InvalidInput("no datasets given; pass at least one dataset folder or CSV")
     frame = pd.concat(frames, ignore_index=True)
-    if "split" in frame.columns and frame["split"].isin(["val"]).any():
-        split = frame["split"].astype(str)
-    elif config.val_fraction > 0:
-        split = split_dataset(
-            frame.assign(location_id=frame["group"]),
-            fractions=(1 - config.val_fraction, config.val_fraction, 0.0),
-            seed=config.seed,
-        )
-    else:
-        split = pd.Series("train", index=frame.index)
-    train = frame[split.isin(["train"]) | split.isna()].reset_index(drop=True)
+    split, _ = split_for_training(frame, val_fraction=config.val_fraction, seed=config.seed, group_column="group")
+    train = frame[split == "train"].reset_index(drop=True)
     val = frame[split == "val"].reset_index(drop=True)
     if len(train) < config.batch_size:
         raise InvalidInput(

@@ -14,7 +14,7 @@ import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -22,9 +22,6 @@ from numpy.typing import NDArray
 from .bundle import ModelBundle, RetrievalData
 from .errors import InvalidInput
 from .geo import haversine_km, spherical_mean
-
-if TYPE_CHECKING:  # pragma: no cover
-    import pandas as pd
 
 __all__ = ["TrainingData", "load_training_data", "train_model"]
 
@@ -155,56 +152,6 @@ def _head_kwargs(head_name: str, wanted: dict[str, Any], extra: dict[str, Any] |
     return kw
 
 
-_SPLITS = ("train", "val", "test")
-
-
-def _choose_split(frame: pd.DataFrame, val_fraction: float, seed: int) -> tuple[np.ndarray, str]:
-    """Each row's split and a description of how it was chosen; no dataset is ever left out silently.
-
-    A row keeps the manifest's ``split`` (train / val / test; test rows are left out of training). Rows
-    without one (a dataset with no split column, or empty cells) are split by location: ``val_fraction``
-    of their locations are held out for validation. When the given splits hold no val row, validation
-    locations are drawn from the given train rows too. Any other split value is refused.
-    """
-    import pandas as pd
-
-    from .data import split_dataset
-
-    given = frame["split"] if "split" in frame.columns else pd.Series(None, index=frame.index, dtype=object)
-    known = given.notna() & given.astype(str).str.strip().ne("")
-    bad = known & ~given.astype(str).isin(_SPLITS)
-    if bad.any():
-        i = int(np.flatnonzero(bad.to_numpy())[0])
-        values = sorted(set(given[bad].astype(str)))
-        raise InvalidInput(
-            f"dataset {frame['dataset'].iloc[i]!r}: split column has value(s) {', '.join(map(repr, values[:5]))}; "
-            f"expected {', '.join(_SPLITS)}: rename them (e.g. validation -> val) or drop the column to split by location"
-        )
-    split = np.where(known, given.astype(str), None).astype(object)
-    has_val = bool((split == "val").any())
-    pool = ~known.to_numpy()
-    if not has_val and val_fraction > 0:
-        pool |= split == "train"
-    parts = []
-    with_column = list(dict.fromkeys(frame["dataset"][known]))
-    if with_column:
-        parts.append(f"{', '.join(with_column)}: the manifest's split column (test rows left out)")
-    if pool.any():
-        sub = frame.loc[pool]
-        if val_fraction > 0:
-            split[pool] = split_dataset(
-                sub, fractions=(1.0 - val_fraction, val_fraction, 0.0), seed=seed, method="location"
-            ).to_numpy()
-            how = f"by location, {val_fraction:.0%} of locations held out for validation (seed {seed})"
-        else:
-            split[pool] = "train"
-            how = "all images used for training (no validation)"
-        pooled = list(dict.fromkeys(sub["dataset"]))
-        rows = "rows without a split" if with_column else "images"
-        parts.append(f"{how}: the {rows} of {', '.join(pooled)}")
-    return split, "; ".join(parts)
-
-
 def _model_card(summary: dict[str, Any]) -> str:
     m = summary.get("val_metrics") or {}
     lines = [
@@ -277,12 +224,13 @@ def train_model(
     """Train a model on ``datasets`` and return (and, with ``out``, write) its :class:`ModelBundle`.
 
     ``tau`` is the label-smoothing temperature in km, ``val_fraction`` the share of locations
-    held out for early stopping and the model card's metrics (a ``split`` column in the
-    manifests is used instead when it has train and val rows), ``head_params`` extra head
-    parameters. ``data`` skips loading/embedding (already embedded :class:`TrainingData`).
+    held out for early stopping and the model card's metrics, from the rows whose manifest has no
+    ``split`` (rows that have one keep it; see :func:`geoscout.data.split_for_training`), ``head_params``
+    extra head parameters. ``data`` skips loading/embedding (already embedded :class:`TrainingData`).
     """
     from . import __version__
     from .cells import create_partition
+    from .data import split_for_training
     from .evaluate import distance_metrics
     from .heads import create_head
 
@@ -305,7 +253,7 @@ def train_model(
         )
     )
     frame = td.frame
-    split, split_desc = _choose_split(frame, val_fraction, seed)
+    split, split_desc = split_for_training(frame, val_fraction=val_fraction, seed=seed)
     tr = np.flatnonzero(split == "train")
     va = np.flatnonzero(split == "val")
     if tr.size == 0:

@@ -6,7 +6,7 @@ from .dataset import Dataset, load_dataset
 from .importers import ImportReport, Problem, import_csv, import_exif_folder, parse_column_mapping, read_exif_location
 from .open_datasets import OpenImportReport, import_open_dataset
 from .schema import CORE_COLUMNS, MANIFEST_NAME, REQUIRED_COLUMNS, SPLIT_NAMES, normalize_frame, validate_frame
-from .splits import parse_fractions, split_dataset
+from .splits import parse_fractions, split_dataset, split_for_training
 
 __all__ = [
     "CORE_COLUMNS",
@@ -26,5 +26,6 @@ __all__ = [
     "parse_fractions",
     "read_exif_location",
     "split_dataset",
+    "split_for_training",
     "validate_frame",
 ]

@@ -17,7 +17,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from .dataset import Dataset
 
-__all__ = ["parse_fractions", "split_dataset"]
+__all__ = ["parse_fractions", "split_dataset", "split_for_training"]
 
 
 def parse_fractions(text: str | Sequence[float]) -> tuple[float, float, float]:
@@ -95,3 +95,63 @@ def split_dataset(
         assigned[k] += counts[g]
     names = np.array(SPLIT_NAMES, dtype=object)
     return pd.Series(names[group_split[inverse.ravel()]], index=frame.index, dtype=object, name="split")
+
+
+def split_for_training(
+    frame: pd.DataFrame,
+    *,
+    val_fraction: float,
+    seed: int = 0,
+    dataset_column: str = "dataset",
+    group_column: str = "location_id",
+) -> tuple[np.ndarray, str]:
+    """Each row's split (train / val / test) for training on one or more datasets, and how it was chosen.
+
+    No dataset is ever left out silently: a row keeps its manifest ``split`` (test rows are left out of
+    training by the caller); rows without one (a dataset with no split column, or empty cells) are split
+    by ``group_column`` with ``val_fraction`` of their groups held out for validation. When no row is
+    given as val, validation groups are drawn from the given train rows too. Any split value other than
+    train / val / test raises :class:`InvalidInput` naming the dataset (``dataset_column``).
+    """
+    import pandas as pd
+
+    given = frame["split"] if "split" in frame.columns else pd.Series(None, index=frame.index, dtype=object)
+    known = given.notna() & given.astype(str).str.strip().ne("")
+    bad = known & ~given.astype(str).isin(SPLIT_NAMES)
+    names = frame[dataset_column] if dataset_column in frame.columns else pd.Series("dataset", index=frame.index)
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        values = sorted(set(given[bad].astype(str)))
+        raise InvalidInput(
+            f"dataset {names.iloc[i]!r}: split column has value(s) {', '.join(map(repr, values[:5]))}; expected "
+            f"{', '.join(SPLIT_NAMES)}: rename them (e.g. validation -> val) or drop the column to split by location"
+        )
+    split = np.where(known, given.astype(str), None).astype(object)
+    has_val = bool((split == "val").any())
+    pool = ~known.to_numpy()
+    if not has_val and val_fraction > 0:
+        pool |= split == "train"
+    parts = []
+    with_column = list(dict.fromkeys(names[known]))
+    if with_column:
+        parts.append(f"{', '.join(map(str, with_column))}: the manifest's split column (test rows left out)")
+    if pool.any():
+        sub = frame.loc[pool]
+        if val_fraction > 0:
+            groups = sub.assign(location_id=sub[group_column]) if group_column in sub.columns else sub
+            split[pool] = split_dataset(
+                groups, fractions=(1.0 - val_fraction, val_fraction, 0.0), seed=seed, method="location"
+            ).to_numpy()
+            how = f"by location, {val_fraction:.0%} of locations held out for validation (seed {seed})"
+        else:
+            split[pool] = "train"
+            how = "all images used for training (no validation)"
+        unset = list(dict.fromkeys(names[~known.to_numpy()]))
+        reused = list(dict.fromkeys(names[pool & known.to_numpy()]))
+        what = []
+        if unset:
+            what.append(f"the {'rows without a split' if with_column else 'images'} of {', '.join(map(str, unset))}")
+        if reused:
+            what.append(f"the train rows of {', '.join(map(str, reused))} (no val rows given)")
+        parts.append(f"{how}: {' and '.join(what)}")
+    return split, "; ".join(parts)
