@@ -130,7 +130,11 @@ async function submitGuess(e) {
       `The model: ${fmt(r.model.distance_km)} km away, ${fmt(r.model.score)} points.`;
     const legend = document.createElement("p");
     legend.className = "legend";
-    legend.innerHTML = '<span style="border:3px solid #27ae60"></span>truth<span style="background:#2e86de"></span>you<span style="background:#c0392b"></span>model';
+    for (const [cls, label] of [["truth", "truth"], ["you", "you"], ["model", "model"]]) {
+      const dotEl = document.createElement("span");
+      dotEl.className = `key ${cls}`;
+      legend.append(dotEl, label);
+    }
     $("round-result").replaceChildren(p, legend);
     $("guess").hidden = true;
     if (game.finished) {
