@@ -50,8 +50,18 @@ def game_url(shared_data, tiny_locator):
     t.join(timeout=10)
 
 
+def _photo_shown(page) -> None:
+    """The round's photo has loaded (polled by Playwright without eval: the page's CSP forbids it)."""
+    from playwright.sync_api import expect
+
+    expect(page.locator("#photo")).to_have_js_property("complete", True, timeout=20000)
+    assert page.locator("#photo").evaluate("img => img.naturalWidth") > 0
+
+
 def test_play_five_rounds_in_the_browser(game_url):
     playwright = pytest.importorskip("playwright.sync_api")
+    from playwright.sync_api import expect
+
     ARTIFACTS.mkdir(exist_ok=True)
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
@@ -62,7 +72,7 @@ def test_play_five_rounds_in_the_browser(game_url):
             page.click("#play-link a")
             page.wait_for_url(re.compile(r"/game$"))
             page.wait_for_selector("#game-map svg path.country", timeout=20000)  # offline outlines drawn
-            page.wait_for_function("document.getElementById('photo').naturalWidth > 0", timeout=20000)
+            _photo_shown(page)
             assert "Round 1 of 5" in page.locator("#game-status").inner_text()
             assert page.locator("#guess").is_disabled()
             for n in range(1, 6):
@@ -85,10 +95,8 @@ def test_play_five_rounds_in_the_browser(game_url):
                     page.screenshot(path=str(ARTIFACTS / "game_round.png"), full_page=True)
                 if n < 5:
                     page.click("#next")
-                    page.wait_for_function(
-                        f"document.getElementById('game-status').textContent.startsWith('Round {n + 1} of 5')"
-                    )
-                    page.wait_for_function("document.getElementById('photo').naturalWidth > 0", timeout=20000)
+                    expect(page.locator("#game-status")).to_have_text(re.compile(rf"^Round {n + 1} of 5"))
+                    _photo_shown(page)
             status = page.locator("#game-status").inner_text()
             assert status.startswith("Game over: you scored") and "of 25,000" in status
             row_scores = [
