@@ -157,10 +157,11 @@ class EmbedActor:
         tta: bool = False,
         decode_threads: int = 1,
         max_pixels: int | None = None,
+        precision: str = "auto",
     ) -> None:
         from .backbones import create_backbone
 
-        self.backbone = create_backbone(backbone, weights=weights, device=device, runtime=runtime)
+        self.backbone = create_backbone(backbone, weights=weights, device=device, runtime=runtime, precision=precision)
         self.fingerprint = self.backbone.fingerprint_hash()
         self.tta = bool(tta)
         self.decode_threads = int(decode_threads)
@@ -207,6 +208,7 @@ def embed_dataset_ray(
     decode_threads: int = 1,
     progress: bool = True,
     on_batch: Callable[[int], None] | None = None,
+    precision: str = "auto",
 ) -> EmbeddingStore:
     """Embed ``dataset`` on a Ray cluster into the same store :func:`~geoscout.embeddings.embed_dataset` writes.
 
@@ -216,7 +218,8 @@ def embed_dataset_ray(
     store (and not recorded as failures, unless ``retry_failed``) are sent; every batch is
     committed as it arrives, so a killed run resumes without duplicates. Same options and
     fingerprint checks as ``embed_dataset``; statistics in ``store.last_run``. Image paths must
-    be readable from every node (a shared file system) on a multi-node cluster.
+    be readable from every node (a shared file system) on a multi-node cluster. ``precision`` is the GPU
+    actors' autocast (auto = bf16 where supported, else fp16; CPU actors run fp32).
     """
     from .backbones import create_backbone
     from .embeddings import _writer_lock, default_store_path
@@ -250,6 +253,7 @@ def embed_dataset_ray(
             decode_threads=decode_threads,
             progress=progress,
             on_batch=on_batch,
+            precision=precision,
         )
 
 
@@ -274,6 +278,7 @@ def _embed_ray_locked(
     decode_threads: int,
     progress: bool,
     on_batch: Callable[[int], None] | None,
+    precision: str = "auto",
 ) -> EmbeddingStore:
     import pandas as pd
 
@@ -330,6 +335,7 @@ def _embed_ray_locked(
                     "tta": tta,
                     "decode_threads": decode_threads,
                     "max_pixels": max_pixels,
+                    "precision": precision if gpus > 0 else "fp32",
                 },
                 batch_size=batch_size,
                 batch_format="numpy",

@@ -464,6 +464,8 @@ def embed_dataset(
     max_pixels: int | None = None,
     limit: int | None = None,
     on_batch: Callable[[int], None] | None = None,
+    device: str = "cpu",
+    precision: str = "auto",
 ) -> EmbeddingStore:
     """Embed every image of ``dataset`` into a store (default :func:`default_store_path`) and return it.
 
@@ -472,7 +474,8 @@ def embed_dataset(
     A store made with another backbone fingerprint or TTA setting raises unless ``overwrite``.
     Images that cannot be decoded are recorded in ``store.failures`` and the summary; the run goes on.
     ``limit`` embeds at most that many new images (for smoke tests); ``on_batch(n_done)`` is called
-    after each commit. The run's statistics are in ``store.last_run``.
+    after each commit. The run's statistics are in ``store.last_run``. ``device`` (cpu, cuda, cuda:N, auto) and
+    ``precision`` (auto = bf16/fp16 autocast on a GPU) apply when ``backbone`` is a name.
     """
     from geoscout.backbones import Backbone, create_backbone
 
@@ -482,7 +485,11 @@ def embed_dataset(
         dataset = load_dataset(dataset)  # type: ignore[arg-type]
     if batch_size < 1:
         raise InvalidInput(f"batch_size must be >= 1, got {batch_size}")
-    bb = backbone if isinstance(backbone, Backbone) else create_backbone(backbone, weights=weights, runtime=runtime)
+    bb = (
+        backbone
+        if isinstance(backbone, Backbone)
+        else create_backbone(backbone, weights=weights, runtime=runtime, device=device, precision=precision)
+    )
     path = Path(out) if out is not None else default_store_path(dataset, bb.name)  # type: ignore[arg-type]
     with _writer_lock(path, progress=progress):
         return _embed_locked(

@@ -484,12 +484,14 @@ def load_model(
     places: Any = "countries",
     prompts: str | os.PathLike[str] | None = None,
     cues: Any = "none",
+    precision: str = "auto",
 ) -> Locator:
     """A ready :class:`Locator`: ``"geoscout-lite"`` (shipped), ``"geoclip"``, ``"zeroshot:<backbone>"``,
     a bundle directory, or a bundle on the Hugging Face hub, ``"hf-bundle:user/name[@revision]"`` (through its
     cache; files SHA-256 verified).
 
-    ``weights`` points the backbone at a local weights folder (for hub models offline). ``places``
+    ``weights`` points the backbone at a local weights folder (for hub models offline). ``device`` (cpu, cuda,
+    cuda:N, auto) and ``precision`` (auto = bf16/fp16 autocast on a GPU) place the backbone. ``places``
     (``countries``, ``admin1``, ``countries:HR,SI``, a places file) and ``prompts`` (a TOML templates file)
     apply to ``zeroshot:`` models (see :mod:`geoscout.zeroshot`).
     ``cues``: what besides the pixels' look is read (``"all"``, ``"text"``, ``"metadata"``,
@@ -505,7 +507,9 @@ def load_model(
     if key.startswith("zeroshot:"):
         from .zeroshot import zeroshot_head
 
-        backbone = create_backbone(key[len("zeroshot:") :], weights=weights, device=device, runtime=runtime)
+        backbone = create_backbone(
+            key[len("zeroshot:") :], weights=weights, device=device, runtime=runtime, precision=precision
+        )
         return Locator(
             backbone,
             zeroshot_head(backbone, places, prompts=prompts),
@@ -519,7 +523,7 @@ def load_model(
         from .geoclip import load_geoclip_head
 
         head = load_geoclip_head()
-        backbone = create_backbone("geoclip", weights=weights, device=device)
+        backbone = create_backbone("geoclip", weights=weights, device=device, precision=precision)
         return Locator(
             backbone,
             head,
@@ -536,7 +540,15 @@ def load_model(
 
         bundle, _ = load_hub_bundle(key)
         return _locator_from_bundle(
-            bundle, key, weights=weights, device=device, runtime=runtime, refine=refine, geocode=geocode, cues=cues
+            bundle,
+            key,
+            weights=weights,
+            device=device,
+            runtime=runtime,
+            refine=refine,
+            geocode=geocode,
+            cues=cues,
+            precision=precision,
         )
     path = _builtin_dir(key) if key in BUILTIN_MODELS else Path(key)
     if not (path / "config.json").is_file():
@@ -555,6 +567,7 @@ def load_model(
         refine=refine,
         geocode=geocode,
         cues=cues,
+        precision=precision,
     )
 
 
@@ -568,10 +581,13 @@ def _locator_from_bundle(
     refine: Any,
     geocode: bool,
     cues: Any = "none",
+    precision: str = "auto",
 ) -> Locator:
     from .backbones import create_backbone
 
-    backbone = create_backbone(bundle.backbone_name, weights=weights, device=device, runtime=runtime)
+    backbone = create_backbone(
+        bundle.backbone_name, weights=weights, device=device, runtime=runtime, precision=precision
+    )
     return Locator(
         backbone,
         bundle.head,

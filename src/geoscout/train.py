@@ -66,6 +66,8 @@ def load_training_data(
     progress: bool = True,
     embed_missing: bool = True,
     columns: Sequence[str] = (),
+    device: str = "cpu",
+    precision: str = "auto",
 ) -> TrainingData:
     """Load and embed ``datasets`` (paths or :class:`~geoscout.data.Dataset`), resumably.
 
@@ -97,7 +99,16 @@ def load_training_data(
         bb_name = backbone if isinstance(backbone, str) else getattr(backbone, "name", "backbone")
         out = None if store_dir is None else Path(store_dir) / f"{name}-{bb_name}".replace("/", "_").replace(":", "_")
         if embed_missing:
-            store = embed_dataset(ds, backbone, out, batch_size=batch_size, workers=workers, progress=progress)
+            store = embed_dataset(
+                ds,
+                backbone,
+                out,
+                batch_size=batch_size,
+                workers=workers,
+                progress=progress,
+                device=device,
+                precision=precision,
+            )
         else:
             path = out if out is not None else default_store_path(ds, bb_name)
             if not EmbeddingStore.exists(path):
@@ -220,13 +231,16 @@ def train_model(
     retrieval: bool = True,
     progress: bool = True,
     data: TrainingData | None = None,
+    device: str = "cpu",
+    precision: str = "auto",
 ) -> ModelBundle:
     """Train a model on ``datasets`` and return (and, with ``out``, write) its :class:`ModelBundle`.
 
     ``tau`` is the label-smoothing temperature in km, ``val_fraction`` the share of locations
     held out for early stopping and the model card's metrics, from the rows whose manifest has no
     ``split`` (rows that have one keep it; see :func:`geoscout.data.split_for_training`), ``head_params``
-    extra head parameters. ``data`` skips loading/embedding (already embedded :class:`TrainingData`).
+    extra head parameters. ``data`` skips loading/embedding (already embedded :class:`TrainingData`). ``device`` and
+    ``precision`` are the backbone's for the embedding step (see :mod:`geoscout.devices`); heads train on the CPU.
     """
     from . import __version__
     from .cells import create_partition
@@ -250,6 +264,8 @@ def train_model(
             workers=workers,
             progress=progress,
             columns=list((head_params or {}).get("aux_columns") or {}),
+            device=device,
+            precision=precision,
         )
     )
     frame = td.frame

@@ -82,13 +82,26 @@ def _load_plugins() -> None:
 
 
 def create_backbone(
-    name: str = DEFAULT_BACKBONE, *, weights: Any = None, device: str = "cpu", runtime: str = "torch"
+    name: str = DEFAULT_BACKBONE,
+    *,
+    weights: Any = None,
+    device: str = "cpu",
+    runtime: str = "torch",
+    precision: str = "auto",
 ) -> Backbone:
     """Build a backbone by name. ``weights`` overrides where its weights come from (file or folder);
-    ``runtime`` is ``"torch"`` or ``"onnx"`` (ONNX Runtime on the CPU, exported and cached on first use)."""
+    ``runtime`` is ``"torch"`` or ``"onnx"`` (ONNX Runtime on the CPU, exported and cached on first use);
+    ``device`` is ``cpu``, ``cuda``, ``cuda:N`` or ``auto``; ``precision`` ``auto`` (bf16/fp16 autocast on a
+    GPU, fp32 on the CPU), ``fp32``, ``fp16`` or ``bf16`` (see :mod:`geoscout.devices`)."""
+    from geoscout.devices import resolve_device, resolve_precision
+
+    device = resolve_device(device)
+    prec = resolve_precision(precision, device)
     if isinstance(name, str) and name not in BACKBONES:
         _load_plugins()
-    return BACKBONES.create(name, weights=weights, device=device, runtime=runtime)
+    bb = BACKBONES.create(name, weights=weights, device=device, runtime=runtime)
+    bb.precision = prec
+    return bb
 
 
 def list_backbones(pattern: str = "*") -> list[str]:

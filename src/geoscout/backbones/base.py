@@ -137,10 +137,14 @@ class Backbone:
     ) -> None:
         if runtime not in RUNTIMES:
             raise InvalidInput(f"runtime {runtime!r}: expected one of {', '.join(RUNTIMES)}")
+        from geoscout.devices import resolve_device
+
         self.name = name
         self.info = info
         self.weights_sha = weights_sha
-        self.device = device
+        self.device = resolve_device(device)
+        device = self.device
+        self.precision = "fp32"  #: fp32, fp16 or bf16 (autocast on a GPU); create_backbone(precision=...) sets it
         self.runtime = runtime
         self.module = module.eval().to(device)
         self._ort = None
@@ -176,7 +180,10 @@ class Backbone:
         return hashlib.sha256(json.dumps(self.fingerprint(), sort_keys=True).encode()).hexdigest()[:16]
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(name={self.name!r}, dim={self.dim}, runtime={self.runtime!r})"
+        return (
+            f"{type(self).__name__}(name={self.name!r}, dim={self.dim}, runtime={self.runtime!r}, "
+            f"device={self.device!r}, precision={self.precision!r})"
+        )
 
     # -- decoding and preprocessing --------------------------------------------------------------
     def load_image(self, src: Any, *, max_pixels: int | None = None) -> Image.Image:
@@ -243,8 +250,10 @@ class Backbone:
             return self._ort.run(None, {"pixels": batch})[0].astype(np.float32, copy=False)
         import torch
 
-        with torch.inference_mode():
-            out = self.module(torch.from_numpy(batch).to(self.device))
+        from geoscout.devices import autocast
+
+        with torch.inference_mode(), autocast(self.device, self.precision):
+            out = self.module(torch.from_numpy(batch).to(self.device, non_blocking=True))
         return out.float().cpu().numpy()
 
     def encode_batch(self, batch: np.ndarray, *, tta: bool = False) -> np.ndarray:

@@ -43,6 +43,21 @@ def embed_command(
         min=1,
         help="Ray actors, each loading the backbone once (one GPU each when the cluster has GPUs).",
     ),
+    ray_gpus: float = typer.Option(
+        None,
+        "--ray-gpus",
+        min=0.0,
+        help="GPUs per Ray actor (e.g. 1, or 0.5 to put two actors on a GPU; 0 = CPU actors). Default: one each "
+        "when the cluster has GPUs.",
+    ),
+    device: str = typer.Option(
+        "cpu", "--device", help="Where the backbone runs: cpu, cuda, cuda:N or auto (a GPU when torch sees one)."
+    ),
+    precision: str = typer.Option(
+        "auto",
+        "--precision",
+        help="Backbone precision: auto (bf16/fp16 autocast on a GPU, fp32 on CPU), fp32, fp16, bf16.",
+    ),
 ) -> None:
     """Embed a dataset's images with a backbone; a re-run only embeds what is missing."""
     from geoscout.data import load_dataset
@@ -50,6 +65,16 @@ def embed_command(
 
     if runtime not in ("torch", "onnx"):
         raise fail(f"--runtime {runtime!r}: choose torch or onnx")
+    if ray_gpus is not None and not ray:
+        raise fail("--ray-gpus applies to --ray; on this machine use --device cuda (or auto)")
+    if not ray:
+        from geoscout.devices import resolve_device, resolve_precision
+        from geoscout.errors import GeoscoutError
+
+        try:
+            resolve_precision(precision, resolve_device(device))
+        except GeoscoutError as exc:
+            raise fail(str(exc)) from None
     ds = load_dataset(dataset)
     if ray:
         from geoscout.distributed import embed_dataset_ray
@@ -60,6 +85,8 @@ def embed_command(
             out,
             address=ray,
             num_workers=ray_workers,
+            num_gpus_per_worker=ray_gpus,
+            precision=precision,
             batch_size=batch_size,
             tta=tta,
             progress=not quiet,
@@ -83,6 +110,8 @@ def embed_command(
             runtime=runtime,
             weights=weights,
             limit=limit,
+            device=device,
+            precision=precision,
         )
     if pool_panoramas:
         path = write_pooled(store, ds)

@@ -115,6 +115,14 @@ def locate_command(
     ignore_metadata: bool = typer.Option(
         False, "--ignore-metadata", help="Ignore EXIF GPS and time-zone offsets (for evaluation)."
     ),
+    device: str = typer.Option(
+        "cpu", "--device", help="Where the backbone runs: cpu, cuda, cuda:N or auto (a GPU when torch sees one)."
+    ),
+    precision: str = typer.Option(
+        "auto",
+        "--precision",
+        help="Backbone precision: auto (bf16/fp16 autocast on a GPU, fp32 on CPU), fp32, fp16, bf16.",
+    ),
 ) -> None:
     """Say where each photo was taken: top-k places with probabilities, names, an uncertainty radius."""
     from geoscout.locate import load_model, split_strip
@@ -138,7 +146,16 @@ def locate_command(
     opts = {"places": places or "countries", "prompts": prompts} if zeroshot else {}
     try:
         loc = (
-            load_model(model, weights=weights, runtime=runtime, refine=refine, cues=reader, **opts)
+            load_model(
+                model,
+                weights=weights,
+                runtime=runtime,
+                refine=refine,
+                cues=reader,
+                device=device,
+                precision=precision,
+                **opts,
+            )
             if not ray or panorama or strip
             else None
         )

@@ -23,6 +23,14 @@ def serve_command(
         None, "--game", help="Dataset for the play mode (GeoGuessr-style rounds at /game; API under /v1/game)."
     ),
     game_rounds: int = typer.Option(5, "--game-rounds", min=1, max=50, help="Rounds of a game."),
+    device: str = typer.Option(
+        "cpu", "--device", help="Where the backbone runs: cpu, cuda, cuda:N or auto (a GPU when torch sees one)."
+    ),
+    precision: str = typer.Option(
+        "auto",
+        "--precision",
+        help="Backbone precision: auto (bf16/fp16 autocast on a GPU, fp32 on CPU), fp32, fp16, bf16.",
+    ),
 ) -> None:
     """Serve the web page (drop a photo, see the map) and the REST API (/v1/locate, /docs)."""
     try:
@@ -41,7 +49,16 @@ def serve_command(
         weights=weights,
         game=game,
         game_rounds=game_rounds,
+        device=device,
+        precision=precision,
     )
+    from geoscout.devices import resolve_device, resolve_precision
+
+    try:
+        settings.device = resolve_device(device)
+        resolve_precision(precision, settings.device)
+    except GeoscoutError as exc:
+        raise fail(str(exc)) from None
     try:
         application = create_app(settings)
     except GeoscoutError as exc:

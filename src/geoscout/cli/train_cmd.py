@@ -42,9 +42,24 @@ def train(
         False, "--no-retrieval", help="Do not store training embeddings for retrieval refinement."
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    device: str = typer.Option(
+        "cpu", "--device", help="Where the backbone runs: cpu, cuda, cuda:N or auto (a GPU when torch sees one)."
+    ),
+    precision: str = typer.Option(
+        "auto",
+        "--precision",
+        help="Backbone precision: auto (bf16/fp16 autocast on a GPU, fp32 on CPU), fp32, fp16, bf16.",
+    ),
 ) -> None:
     """Train a geolocation model and write a bundle usable by `geoscout locate -m BUNDLE`."""
+    from geoscout.devices import resolve_device, resolve_precision
+    from geoscout.errors import GeoscoutError
     from geoscout.train import train_model
+
+    try:
+        resolve_precision(precision, resolve_device(device))
+    except GeoscoutError as exc:
+        raise fail(str(exc)) from None
 
     params = {}
     for item in param:
@@ -85,6 +100,8 @@ def train(
         store_dir=store_dir,
         retrieval=not no_retrieval,
         progress=not quiet,
+        device=device,
+        precision=precision,
     )
     s = bundle.training
     typer.echo(

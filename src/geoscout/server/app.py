@@ -57,6 +57,8 @@ class ServerSettings:
     game: str | None = None  # dataset of the play mode (``serve --game DATASET``); None: no game
     game_rounds: int = 5
     max_games: int = 1000  # games kept in memory; the least recently used go first
+    device: str = "cpu"  # cpu, cuda, cuda:N or auto (the backbone's)
+    precision: str = "auto"  # bf16/fp16 autocast on a GPU, fp32 on the CPU
 
 
 class ApiError(Exception):
@@ -81,7 +83,13 @@ def create_app(settings: ServerSettings | None = None, *, locator: Any = None) -
             from ..locate import load_model
 
             app.state.locator = await asyncio.to_thread(
-                functools.partial(load_model, settings.model, weights=settings.weights)
+                functools.partial(
+                    load_model,
+                    settings.model,
+                    weights=settings.weights,
+                    device=settings.device,
+                    precision=settings.precision,
+                )
             )
         app.state.semaphore = asyncio.Semaphore(settings.concurrency)
         app.state.started = time.time()
