@@ -116,3 +116,27 @@ def test_cli_aux_column_is_checked():
     assert res.exit_code == 2 and "COLUMN:class or COLUMN:value" in res.output
     res = CliRunner().invoke(app, ["train", "ds", "-o", "b", "--aux-column", "osv5m"])
     assert res.exit_code == 2 and "--head multitask" in res.output
+
+
+def test_train_never_uses_a_manifests_test_rows():
+    """OSV-5M imports carry split = train / test; the validation split drawn by train_model leaves test rows out."""
+    import pandas as pd
+
+    from geoscout.train import TrainingData, train_model
+
+    rng = np.random.default_rng(1)
+    n = 60
+    frame = pd.DataFrame(
+        {
+            "dataset": "osv",
+            "image_id": [f"i{i}" for i in range(n)],
+            "location_id": [f"osv/l{i}" for i in range(n)],
+            "lat": rng.uniform(-50, 50, n),
+            "lon": rng.uniform(-150, 150, n),
+            "split": ["test" if i % 3 == 0 else "train" for i in range(n)],
+        }
+    )
+    td = TrainingData(rng.normal(size=(n, 8)).astype(np.float32), frame, {"backbone": "x"}, 0)
+    bundle = train_model(None, data=td, cells="grid:30", head="knn", val_fraction=0.2, progress=False)
+    s = bundle.training
+    assert s["n_train"] + s["n_val"] == 40 and s["n_val"] > 0

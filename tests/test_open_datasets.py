@@ -134,6 +134,9 @@ def test_osv5m_import_keeps_labels_and_reports_bad_rows(osv5m_dir, tmp_path):
     got = f[f["split"] == "train"].set_index("mapillary_image_id")
     assert np.allclose(got.loc[src["id"], "lat"].to_numpy(), src["latitude"].astype(float).to_numpy())
     assert all(Path(p).is_file() for p in ds.image_paths())
+    import pyarrow.parquet as pq
+
+    assert pq.ParquetFile(tmp_path / "ds" / "manifest.parquet").num_row_groups >= 4  # written chunk by chunk
     problems = pd.read_csv(tmp_path / "ds" / "problems.csv")
     assert list(problems["row"]) == [10, 11, 12]
 
