@@ -161,3 +161,14 @@ def test_cli_push_to_cache_then_locate(bundle_dir, tmp_path, shared_data):
     assert json.loads(res.output)[0]["candidates"]
     res = CliRunner().invoke(app, ["locate", "-m", "hf-bundle:nobody/nothing", str(photo)], env=env)
     assert res.exit_code == 2 and "nobody/nothing" in res.output and "HF_HUB_OFFLINE" in res.output
+
+
+def test_cache_link_outside_the_repository_is_refused(bundle_dir, tmp_path):
+    cache = tmp_path / "hub"
+    snap = export_to_cache(bundle_dir, REPO, cache)
+    outside = tmp_path / "elsewhere.safetensors"
+    outside.write_bytes((snap / "weights.safetensors").read_bytes())
+    (snap / "weights.safetensors").unlink()
+    (snap / "weights.safetensors").symlink_to(outside)
+    with pytest.raises(InvalidInput, match="outside the bundle"):
+        load_hub_bundle(f"hf-bundle:{REPO}", cache_dir=cache, local_files_only=True)

@@ -121,8 +121,9 @@ def _load_tensors(path: Path) -> dict[str, NDArray[Any]]:
         ) from None
 
 
-def _member(root: Path, name: object) -> Path:
-    """``root / name`` for a bundle file name that is one plain component whose file (if any) lies inside ``root``."""
+def _member(root: Path, name: object, links_within: Path | None = None) -> Path:
+    """``root / name`` for a bundle file name that is one plain component whose file (if any) lies inside ``root``
+    (or, for a link, inside ``links_within``: the hub cache links a snapshot's files to its ``blobs/``)."""
     bad = (
         not isinstance(name, str)
         or not name
@@ -138,7 +139,7 @@ def _member(root: Path, name: object) -> Path:
             "the bundle is damaged or hostile: do not use it"
         )
     p = root / name
-    if p.is_symlink() and not p.resolve().is_relative_to(root.resolve()):
+    if p.is_symlink() and not p.resolve().is_relative_to((links_within or root).resolve()):
         raise InvalidInput(
             f"{p}: a link to a file outside the bundle; a bundle holds its own files (copy them in instead)"
         )
@@ -228,7 +229,9 @@ class ModelBundle:
 
     # -- reading -----------------------------------------------------------------------------
     @classmethod
-    def load(cls, path: str | os.PathLike[str], *, verify: bool = True) -> ModelBundle:
+    def load(
+        cls, path: str | os.PathLike[str], *, verify: bool = True, links_within: str | os.PathLike[str] | None = None
+    ) -> ModelBundle:
         """Read a bundle directory; never unpickles. ``verify`` checks every file's SHA-256 against config.json."""
         from .heads import head_from_state
 
@@ -255,7 +258,9 @@ class ModelBundle:
         if not isinstance(files, dict):
             raise InvalidInput(f"{cfg_path}: 'files' must map file names to SHA-256 digests; the bundle is damaged")
         for name in (*files, WEIGHTS, PARTITION, RETRIEVAL, CARD):
-            _member(root, name)  # plain names of files inside the bundle only: no ../, no absolute path, no link out
+            _member(
+                root, name, None if links_within is None else Path(links_within)
+            )  # plain names of files inside the bundle only: no ../, no absolute path, no link out
         if verify:
             for name, digest in files.items():
                 p = root / name

@@ -142,8 +142,8 @@ def download_bundle(
 def load_hub_bundle(ref: str, **kwargs: Any) -> tuple[ModelBundle, Path]:
     """:func:`download_bundle` then :meth:`ModelBundle.load` with SHA-256 verification; returns (bundle, folder)."""
     folder = download_bundle(ref, **kwargs)
-    try:
-        return ModelBundle.load(folder, verify=True), folder
+    try:  # the cache links snapshots/<commit>/<file> to the repository's blobs/: links may point there
+        return ModelBundle.load(folder, verify=True, links_within=folder.parent.parent), folder
     except InvalidInput as exc:
         raise InvalidInput(f"{ref}: {exc}") from None
 
