@@ -61,9 +61,9 @@ def main() -> None:
 
     import pandas as pd
 
-    from geoscout.compare import compare_embeddings, distance_distribution
     from geoscout.geo import haversine_km
     from geoscout.locate import load_model, split_strip
+    from geoscout.photo_distance import compare_embeddings, distance_distribution
     from geoscout.places import reverse_geocode
 
     root = shared / "data" / "streetview-panoramas"

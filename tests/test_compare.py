@@ -11,8 +11,8 @@ import pytest
 from geographiclib.geodesic import Geodesic
 from typer.testing import CliRunner
 
-from geoscout.compare import compare, distance_distribution
 from geoscout.errors import InvalidInput
+from geoscout.photo_distance import compare, distance_distribution
 
 SPHERE = Geodesic(6_371_000.0, 0.0)
 
@@ -126,3 +126,9 @@ def test_cli_compare_table_and_json(photos):
     assert d["distance"]["level"] == 0.5 and 0 <= d["same_country"] <= 1
     res = CliRunner().invoke(app, ["compare", str(a), "missing.jpg"])
     assert res.exit_code == 2 and "missing.jpg" in res.output
+
+
+def test_public_api_names():
+    import geoscout
+
+    assert geoscout.compare is compare and "compare" in geoscout.__all__ and "Comparison" in geoscout.__all__

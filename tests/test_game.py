@@ -225,3 +225,11 @@ def test_cli_play(osv, two_places):
     assert np.all(np.array(scores) >= 0)
     bad = CliRunner().invoke(app, ["play", str(two_places), "--rounds", "3"])
     assert bad.exit_code == 2 and "distinct location" in bad.output
+
+
+def test_public_play_loads_a_model_by_name(two_places):
+    import geoscout
+
+    game = geoscout.play(two_places, "geoscout-lite", rounds=2, seed=0)
+    assert game.finished and len({r.image_id for r in game.results}) == 2
+    assert all(r.player is None and 0 <= r.model.score <= 5000 for r in game.results)

@@ -46,12 +46,16 @@ _EXPORTS: dict[str, str] = {
     "zeroshot_head": "geoscout.zeroshot",
     "fuse_with_prior": "geoscout.zeroshot",
     "finetune": "geoscout.clip_finetune",
+    "compare": "geoscout.photo_distance",
+    "Comparison": "geoscout.photo_distance",
+    "play": "geoscout.game",
     "FinetuneConfig": "geoscout.clip_finetune",
 }
 
 __all__ = [
     "Backbone",
     "Candidate",
+    "Comparison",
     "Dataset",
     "EmbeddingStore",
     "FinetuneConfig",
@@ -67,6 +71,7 @@ __all__ = [
     "ProviderError",
     "UnknownName",
     "__version__",
+    "compare",
     "create_backbone",
     "create_head",
     "create_partition",
@@ -82,6 +87,7 @@ __all__ = [
     "load_dataset",
     "load_model",
     "locate",
+    "play",
     "reverse_geocode",
     "train_model",
     "zeroshot_head",

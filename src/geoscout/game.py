@@ -209,8 +209,13 @@ class Game:
         }
 
 
-def play(dataset: Any, locator: Any, *, rounds: int = 5, seed: int | None = None) -> Game:
-    """The model plays a whole game alone; returns the finished :class:`Game`."""
+def play(dataset: Any, locator: Any = "geoscout-lite", *, rounds: int = 5, seed: int | None = None) -> Game:
+    """The model (a loaded Locator, or a name for :func:`~geoscout.locate.load_model`) plays a whole game alone;
+    returns the finished :class:`Game` (``game.results``, ``game.total("model")``)."""
+    if isinstance(locator, (str, Path)):
+        from .locate import load_model
+
+        locator = load_model(locator)
     game = Game(pick_rounds(dataset, rounds, seed=seed))
     for rnd in game.rounds:
         game.play_round(model_guess(locator, rnd.path))
