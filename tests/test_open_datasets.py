@@ -141,9 +141,11 @@ def test_osv5m_import_keeps_labels_and_reports_bad_rows(osv5m_dir, tmp_path):
     assert list(problems["row"]) == [10, 11, 12]
 
 
-def test_osv5m_split_and_limit(osv5m_dir, tmp_path):
-    rep = import_open_dataset("osv5m", osv5m_dir, tmp_path / "t", split="test")
+def test_osv5m_split_and_limit(osv5m_dir, tmp_path, capsys):
+    rep = import_open_dataset("osv5m", osv5m_dir, tmp_path / "t", split="test", progress=True)
     assert rep.n_imported == 4 and rep.n_problems == 0
+    err = capsys.readouterr().err
+    assert "import osv5m" in err and "4/4" in err  # the project's progress bar, on stderr
     rep = import_open_dataset("osv5m", osv5m_dir, tmp_path / "l", limit=5, chunk_size=2)
     assert rep.total == 5 and rep.n_imported == 5
 

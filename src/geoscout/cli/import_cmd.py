@@ -93,6 +93,7 @@ def import_command(
             limit=limit,
             workers=workers,
             chunk_size=chunk_size,
+            progress=False if quiet else None,
         )
         return
     if only_split or images is not None or limit is not None:

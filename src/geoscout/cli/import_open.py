@@ -17,17 +17,10 @@ def run_open_import(
     limit: int | None,
     workers: int | None,
     chunk_size: int,
+    progress: bool | None = None,
 ) -> None:
     """Import with a progress bar, print the problems by reason, exit 1 when nothing (or less than half) imported."""
     from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
     from rich.table import Table
 
     from geoscout.data.open_datasets import import_open_dataset
@@ -37,35 +30,20 @@ def run_open_import(
         raise fail(f"--from {fmt} needs an output dataset folder: -o OUT")
     if not src.exists():
         raise fail(f"{src}: no such file or folder")
-    console = Console(highlight=False, soft_wrap=True, stderr=True)
-    with Progress(
-        TextColumn(f"importing {fmt}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=False,
-    ) as bar:
-        task = bar.add_task("rows", total=None)
-
-        def progress(done: int, total: int | None) -> None:
-            bar.update(task, completed=done, total=total)
-
-        try:
-            rep = import_open_dataset(
-                fmt,
-                src,
-                output,
-                split=only_split,
-                images=images,
-                workers=workers,
-                chunk_size=chunk_size,
-                limit=limit,
-                progress=progress,
-            )
-        except GeoscoutError as exc:
-            raise fail(str(exc)) from None
+    try:
+        rep = import_open_dataset(
+            fmt,
+            src,
+            output,
+            split=only_split,
+            images=images,
+            workers=workers,
+            chunk_size=chunk_size,
+            limit=limit,
+            progress=progress,
+        )
+    except GeoscoutError as exc:
+        raise fail(str(exc)) from None
     out = Console(highlight=False, soft_wrap=True)
     out.print(
         f"[bold]imported {fmt} from {src}[/bold]: {rep.n_imported} of {rep.total} row(s), {rep.n_problems} problem(s)"

@@ -708,14 +708,14 @@ def import_open_dataset(
     workers: int | None = None,
     chunk_size: int = 4096,
     limit: int | None = None,
-    progress: ProgressFn | None = None,
+    progress: ProgressFn | bool | None = False,
 ) -> OpenImportReport:
     """Import an open dataset (``fmt`` in ``osv5m``, ``mp16``, ``hf``) from ``src`` into the dataset folder ``out``.
 
     Streams ``chunk_size`` rows at a time and writes ``out/manifest.parquet`` (atomically, at the end) and
     ``out/problems.csv``. ``split`` keeps one split (``train``/``val``/``test``; OSV-5M and HF); ``images`` is
-    MP-16's image folder; ``limit`` stops after that many rows; ``progress(done, total_or_None)`` is called
-    after each chunk. Images stay where they are (OSV-5M, MP-16) or are written to ``out/images/`` (HF bytes).
+    MP-16's image folder; ``limit`` stops after that many rows. ``progress``: a callable ``(done, total_or_None)``
+    called after each chunk, or a bar on stderr (True; None: only in a terminal; False: none). Images stay where they are (OSV-5M, MP-16) or are written to ``out/images/`` (HF bytes).
     """
     if fmt not in OPEN_FORMATS:
         raise InvalidInput(f"unknown dataset format {fmt!r}; choose one of {', '.join(OPEN_FORMATS)}")
@@ -747,6 +747,16 @@ def import_open_dataset(
         source=fmt,
         license="CC-BY-SA-4.0" if fmt == "osv5m" else "",
     )
+    from geoscout._progress import progress_bar
+
+    bar = None
+    if not callable(progress):
+        bar = progress_bar(total, f"import {fmt}", unit="row", enabled=progress)
+
+        def report_progress(done: int, _total: int | None) -> None:
+            bar.update(done - bar.n)
+
+        progress = report_progress
     ok = False
     try:
         done = 0
@@ -772,6 +782,8 @@ def import_open_dataset(
         ok = True
     finally:
         report = writer.close(ok)
+        if bar is not None:
+            bar.close()
     return report
 
 
