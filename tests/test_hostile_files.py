@@ -190,3 +190,83 @@ def test_evaluate_skips_bad_prediction_lines_and_strict_refuses(shared_data, tmp
     assert report["metrics"]["acc@1km"] > 0  # the 20 readable lines were scored (exact answers)
     res = runner.invoke(app, ["evaluate", "-p", str(preds), "-t", str(root), "--no-places", "--strict"])
     assert res.exit_code == 2 and "line 6: not valid JSON" in res.output
+
+
+def _heic_bytes(size=(96, 64)) -> bytes:
+    import io
+
+    pillow_heif = pytest.importorskip("pillow_heif")
+    from PIL import Image
+
+    im = Image.new("RGB", size, (30, 120, 200))
+    buf = io.BytesIO()
+    pillow_heif.from_pillow(im).save(buf, quality=90)
+    return buf.getvalue()
+
+
+def test_heic_photos_decode_with_the_heic_extra(tmp_path):
+    path = tmp_path / "phone.heic"
+    path.write_bytes(_heic_bytes())
+    im = load_image(path)
+    assert im.size == (96, 64) and im.mode == "RGB"
+    r, g, b = im.getpixel((48, 32))
+    assert abs(r - 30) < 12 and abs(g - 120) < 12 and abs(b - 200) < 12  # the real colour, decoded by libheif
+
+
+def test_heic_without_the_extra_says_how_to_install_it(tmp_path, monkeypatch):
+    from PIL import Image
+
+    import geoscout.imageio as imageio
+
+    path = tmp_path / "phone.heic"
+    path.write_bytes(_heic_bytes())
+    # as without pillow-heif: Pillow knows no HEIF opener and the extra cannot be imported
+    monkeypatch.setattr(Image, "ID", [i for i in Image.ID if i != "HEIF"])
+    monkeypatch.setattr(imageio, "_heif_support", lambda: False)
+    with pytest.raises(
+        InvalidInput, match=r"HEIC/HEIF photo: install the optional extra with pip install 'geoscout\[heic\]'"
+    ):
+        load_image(path)
+
+
+def test_no_decompression_bomb_warning_leaks(photos, tmp_path, monkeypatch):
+    """Pillow warns on images over its own pixel threshold; our max_pixels check replaces that warning."""
+    import warnings
+
+    from PIL import Image
+
+    from geoscout.backbones import create_backbone
+
+    with Image.open(photos[0]) as im:
+        w, h = im.size
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", w * h * 2 // 3)  # this photo is in Pillow's warning range now
+    backbone = create_backbone("effnet-lite0")
+    csv = tmp_path / "one.csv"
+    csv.write_text(f"path,lat,lon\n{photos[0].name},45.0,15.0\n")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        load_image(photos[0])
+        backbone.load_image(str(photos[0]))
+        assert import_csv(csv).n_imported == 1
+    assert not [c for c in caught if issubclass(c.category, Image.DecompressionBombWarning)], caught
+
+
+def test_embed_a_csv_records_every_bad_row_in_the_store_failures(photos, tmp_path):
+    import warnings
+
+    from geoscout.embeddings import embed_dataset
+
+    rows = [f"{photos[0].name},45.0,15.0", f"{photos[1].name},45.1,15.1"]
+    rows += [f"missing{i}.jpg,45.0,15.0" for i in range(9)] + [f"{photos[2].name},NaN,15.0", "x.jpg,1"]
+    csv = tmp_path / "set.csv"
+    csv.write_text("path,lat,lon\n" + "\n".join(rows) + "\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # no raw warning on the way
+        store = embed_dataset(csv, "effnet-lite0", tmp_path / "store", progress=False)
+    assert len(store) == 2
+    f = store.failures
+    assert len(f) == 11  # all 11 bad rows, not the first few
+    assert set(f["image_id"]) == {f"row {n}" for n in range(4, 15)}
+    assert any("not a number" in r for r in f["reason"]) and any("bad_row" in r for r in f["reason"])
+    store = embed_dataset(csv, "effnet-lite0", tmp_path / "store", progress=False)  # a re-run adds nothing
+    assert len(store) == 2 and len(store.failures) == 11

@@ -482,7 +482,7 @@ def embed_dataset(
     if not hasattr(dataset, "frame"):
         from geoscout.data import load_dataset
 
-        dataset = load_dataset(dataset)  # type: ignore[arg-type]
+        dataset = load_dataset(dataset, warn=False)  # type: ignore[arg-type]  # its bad rows go to the failures
     if batch_size < 1:
         raise InvalidInput(f"batch_size must be >= 1, got {batch_size}")
     bb = (
@@ -566,8 +566,10 @@ def _embed_locked(
         )  # type: ignore[union-attr]
     frame = dataset.frame  # type: ignore[union-attr]
     done = set(store.ids.tolist())
+    recorded = set(store.failures["image_id"].tolist())
     if not retry_failed:
-        done |= set(store.failures["image_id"].tolist())
+        done |= recorded
+    left_out = [f for f in _problem_failures(dataset) if f[0] not in recorded]
     todo: list[tuple[str, Path]] = []
     seen: set[str] = set()
     for i, image_id in enumerate(frame["image_id"].astype(str).tolist()):
@@ -583,6 +585,9 @@ def _embed_locked(
         already=len(done & set(frame["image_id"].astype(str))),
     )
     t0 = time.perf_counter()
+    if left_out:  # rows of a CSV dataset that never became images: every one is a recorded failure
+        store.append([], np.zeros((0, bb.dim), np.float32), left_out)
+        run.failed.extend(left_out)
     if todo:
         from tqdm.auto import tqdm
 
@@ -611,6 +616,16 @@ def _embed_locked(
         finally:
             bar.close()
     return finish_run(store, run, t0, progress=progress, nothing_to_do=not todo)
+
+
+def _problem_failures(dataset: Any) -> list[tuple[str, str, str]]:
+    """Failures ``(id, path, reason)`` for the rows a CSV dataset left out when it was read (``dataset.problems``).
+    The id names the CSV row (``row N``), so a re-run records each once."""
+    out = []
+    for p in getattr(dataset, "problems", None) or []:
+        where = f"row {p.row}" if p.row is not None else str(p.path)
+        out.append((where, str(p.path), f"{p.kind}: {p.reason}"))
+    return out
 
 
 def record_batch(

@@ -9,6 +9,7 @@ starts with the input's name and states the reason.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import os
 import warnings
@@ -21,7 +22,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from ._io import open_user_file
 from .errors import InvalidInput
 
-__all__ = ["DEFAULT_MAX_PIXELS", "MAX_FILE_BYTES", "describe_source", "load_image", "probe_image"]
+__all__ = ["DEFAULT_MAX_PIXELS", "MAX_FILE_BYTES", "describe_source", "load_image", "open_image", "probe_image"]
 
 DEFAULT_MAX_PIXELS = 40_000_000  # ~ a 7700 x 5200 photo; raise it explicitly for panoramas you trust
 MAX_FILE_BYTES = 100 * 1024 * 1024
@@ -115,6 +116,43 @@ def probe_image(
     return w, h
 
 
+_HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1", b"avif")
+
+
+@functools.cache
+def _heif_support() -> bool:
+    """Register pillow-heif's HEIC/HEIF opener with Pillow once, when the optional extra is installed."""
+    try:
+        from pillow_heif import register_heif_opener
+    except ImportError:
+        return False
+    register_heif_opener()
+    return True
+
+
+def open_image(stream: BinaryIO) -> Image.Image:
+    """``Image.open`` (header only) with HEIC support when available and without Pillow's
+    ``DecompressionBombWarning``: our own ``max_pixels`` check replaces it, with a clear error."""
+    _heif_support()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        return Image.open(stream)
+
+
+def _heif_hint(stream: BinaryIO) -> str:
+    """The install hint for a HEIC/HEIF file Pillow could not open (empty for other files)."""
+    try:
+        pos = stream.tell()
+        stream.seek(0)
+        head = stream.read(16)
+        stream.seek(pos)
+    except (OSError, ValueError):
+        return ""
+    if head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS and not _heif_support():
+        return "; it is a HEIC/HEIF photo: install the optional extra with pip install 'geoscout[heic]'"
+    return ""
+
+
 def _open(
     src: str | os.PathLike[str] | bytes | bytearray | memoryview | BinaryIO, name: str, max_bytes: int
 ) -> tuple[Image.Image, BinaryIO | None]:
@@ -138,12 +176,12 @@ def _open(
     else:
         stream = src
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            try:
-                return Image.open(stream), owned
-            except UnidentifiedImageError:
-                raise InvalidInput(f"{name}: not an image Pillow can read (unknown format or not a picture)") from None
+        try:
+            return open_image(stream), owned
+        except UnidentifiedImageError:
+            raise InvalidInput(
+                f"{name}: not an image Pillow can read (unknown format or not a picture){_heif_hint(stream)}"
+            ) from None
     except BaseException:
         _close(owned)
         raise

@@ -192,7 +192,7 @@ class Backbone:
         covers ``resize_size`` (about 2x faster for photos bigger than the network input; embeddings
         agree with a full decode to cosine ~0.99, so use this same decoder for gallery and queries). Failures re-run the plain decoder for its error message."""
         from geoscout._io import open_user_file
-        from geoscout.imageio import DEFAULT_MAX_PIXELS, MAX_FILE_BYTES
+        from geoscout.imageio import DEFAULT_MAX_PIXELS, MAX_FILE_BYTES, open_image
         from geoscout.imageio import load_image as _load
 
         limit = max_pixels or DEFAULT_MAX_PIXELS
@@ -201,7 +201,7 @@ class Backbone:
             im = None
             try:  # a path is opened like every user's file (regular files only, size-bounded): a FIFO cannot hang us
                 fh = open_user_file(src, max_bytes=MAX_FILE_BYTES) if isinstance(src, (str, os.PathLike)) else None
-                im = Image.open(fh if fh is not None else io.BytesIO(bytes(src)))  # type: ignore[arg-type]
+                im = open_image(fh if fh is not None else io.BytesIO(bytes(src)))  # type: ignore[arg-type]
                 if (
                     im.format == "JPEG"
                     and 0 < im.width * im.height <= limit

@@ -75,7 +75,7 @@ def embed_command(
             resolve_precision(precision, resolve_device(device))
         except GeoscoutError as exc:
             raise fail(str(exc)) from None
-    ds = load_dataset(dataset)
+    ds = load_dataset(dataset, warn=False)  # a CSV's bad rows are recorded in the store's failures, all of them
     if ray:
         from geoscout.distributed import embed_dataset_ray
 

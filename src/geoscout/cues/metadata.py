@@ -29,20 +29,20 @@ def _exif(src: Any) -> Any:
     """The EXIF of a path, bytes or PIL image (header read only), or None."""
     from PIL import Image, UnidentifiedImageError
 
-    from ..imageio import MAX_FILE_BYTES
+    from .._io import open_user_file
+    from ..imageio import MAX_FILE_BYTES, open_image
 
     try:
         if isinstance(src, Image.Image):
             return src.getexif()
         if isinstance(src, (bytes, bytearray, memoryview)):
-            with Image.open(io.BytesIO(bytes(src))) as im:
+            with open_image(io.BytesIO(bytes(src))) as im:
                 return im.getexif()
         if isinstance(src, (str, os.PathLike)):
-            if os.path.getsize(src) > MAX_FILE_BYTES:
-                return None
-            with Image.open(src) as im:
+            # the shared reader: regular files only (a pipe must not hang), within the size limit
+            with open_user_file(src, max_bytes=MAX_FILE_BYTES) as fh, open_image(fh) as im:  # type: ignore[arg-type]
                 return im.getexif()
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError):
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError):  # InvalidInput is a ValueError
         return None
     return None
 

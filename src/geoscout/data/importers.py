@@ -54,6 +54,7 @@ _FORMAT_EXT = {
     "BMP": ".bmp",
     "GIF": ".gif",
     "MPO": ".jpg",
+    "HEIF": ".heic",
 }
 
 
@@ -159,9 +160,8 @@ def _inspect_uncached(path: Path, *, want_exif: bool, max_pixels: int | None) ->
     read, so truncation and corruption are caught, at a fraction of the cost. ``width``/``height``
     are the full upright size (EXIF orientation applied).
     """
-    from PIL import Image
 
-    from geoscout.imageio import DEFAULT_MAX_PIXELS, MAX_FILE_BYTES, load_image
+    from geoscout.imageio import DEFAULT_MAX_PIXELS, MAX_FILE_BYTES, load_image, open_image
 
     limit = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
     try:
@@ -178,7 +178,7 @@ def _inspect_uncached(path: Path, *, want_exif: bool, max_pixels: int | None) ->
     if not data:
         return bad("empty file (0 bytes); re-download or remove it")
     try:
-        raw = Image.open(io.BytesIO(data))
+        raw = open_image(io.BytesIO(data))
     except Exception:  # let imageio word the reason (not an image, unknown format, ...)
         try:
             load_image(data, max_pixels=limit)
