@@ -192,6 +192,7 @@ def mp16_dir(shared_data, tmp_path_factory) -> Path:
         w.writerows(rows)
         w.writerow(["ff/ff/missing.jpg", "x", "10", "20", 0, 0, 0, 0.1, 0.2, 0.7])  # line 12: no such image
         w.writerow([rows[0][0], "x", "north", "20", 0, 0, 0, 0.1, 0.2, 0.7])  # line 13: bad latitude
+        w.writerow([rows[1][0], "x", "10", "20", "three", 0, 0, 0.1, 0.2, 0.7])  # line 14: label not a number
     return root
 
 
@@ -199,7 +200,8 @@ def test_mp16_import(mp16_dir, tmp_path):
     rep = import_open_dataset("mp16", mp16_dir, tmp_path / "ds")
     assert rep.n_imported == 10
     kinds = {p.row: p.kind for p in rep.problems}
-    assert kinds == {12: "missing_file", 13: "bad_coordinates"}
+    assert kinds == {12: "missing_file", 13: "bad_coordinates", 14: "bad_value"}
+    assert "S3_Label 'three'" in next(p.reason for p in rep.problems if p.row == 14)
     f = Dataset.open(tmp_path / "ds").frame
     assert f["s365_label"].dtype == np.float64 and f["prob_urban"].iloc[0] == pytest.approx(0.7)
     assert f["mp16_id"].iloc[0] == "00/00/" + f["mp16_id"].iloc[0].split("/")[-1]
@@ -242,6 +244,7 @@ def world_sample(shared_data):
 
 
 def test_hf_parquet_shards(world_sample, tmp_path):
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     paths, lat, lon = world_sample
@@ -250,6 +253,7 @@ def test_hf_parquet_shards(world_sample, tmp_path):
     pq.write_table(_hf_table(paths[:5], lat[:5], lon[:5], struct=True), d / "train-00000-of-00001.parquet")
     bad_lat = [*list(lat[5:]), 95.0]
     t = _hf_table([*paths[5:], paths[0]], bad_lat, [*lon[5:], 0.0], struct=True)
+    t = t.append_column("split", pa.array(["holdout"] * t.num_rows))  # the publisher's own column of that name
     pq.write_table(t, d / "test-00000-of-00001.parquet")
     rep = import_open_dataset("hf", tmp_path / "hf", tmp_path / "ds", chunk_size=2)
     assert rep.n_imported == 9 and rep.n_problems == 1
@@ -258,6 +262,7 @@ def test_hf_parquet_shards(world_sample, tmp_path):
     ds = Dataset.open(tmp_path / "ds")
     f = ds.frame
     assert sorted(f["split"].value_counts().items()) == [("test", 4), ("train", 5)]
+    assert set(f.loc[f["split"] == "test", "hf_split"]) == {"holdout"}
     assert all(p.parent == (tmp_path / "ds" / "images").resolve() for p in ds.image_paths())
     assert all(p.is_file() for p in ds.image_paths())
     assert "embedding" not in f.columns and set(f["country"]) == {"xx"}

@@ -107,6 +107,8 @@ _HF_LAT = ("latitude", "lat", "gps_lat", "gps_latitude", "y")
 _HF_LON = ("longitude", "lon", "lng", "long", "gps_lon", "gps_longitude", "x")
 _SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val"}
 _SPLIT_ALIASES.update({"dev": "val", "test": "test", "testing": "test"})
+#: manifest columns geoscout computes itself; a source column of that name is kept with a prefix
+_RESERVED = frozenset({"image_id", "path", "width", "height", "split"})
 
 
 @dataclass
@@ -351,7 +353,8 @@ def _convert(value: str, kind: str) -> Any:
         return datetime.fromtimestamp(secs, tz=UTC).isoformat()
     if kind == "int":
         return int(float(v))
-    return v  # floats are converted (and checked) by the row checks or the writer
+    float(v)  # a label that is not a number is reported (ValueError), not silently dropped
+    return v  # converted by the row checks (lat/lon) or the writer
 
 
 def _mapped_items(
@@ -385,6 +388,8 @@ def _mapped_items(
         if idx in used:
             continue
         name, kind = mapping.get(h, (h.replace("-", "_").replace(" ", "_"), "str"))
+        if name in _RESERVED or name in fixed:  # the publisher's own column of that name is kept beside ours
+            name = "src_" + name
         plan.append((idx, name, kind))
     types = {name: ("str" if kind == "time" else kind) for _, name, kind in plan if name not in ("lat", "lon")}
     types.update({k: "str" for k in fixed if k not in types})
@@ -397,6 +402,9 @@ def _mapped_items(
             rec: dict[str, Any] = dict(fixed)
             issues: list[tuple[str, str]] = []
             for idx, name, kind in plan:
+                if name in ("lat", "lon"):  # checked (and worded) by the row checks
+                    rec[name] = fields[idx].strip()
+                    continue
                 try:
                     rec[name] = _convert(fields[idx], kind)
                 except (ValueError, OverflowError, OSError):
@@ -655,7 +663,7 @@ def _iter_hf(src: Path, split: str | None, chunk: int) -> Iterator[tuple[dict[st
                 keep[f.name] = "float"
             elif pa.types.is_string(t) or pa.types.is_large_string(t):
                 keep[f.name] = "str"
-        rename = {c: ("hf_" + c if c in ("image_id", "path", "width", "height") else c) for c in keep}
+        rename = {c: ("hf_" + c if c in _RESERVED else c) for c in keep}
         types = {rename[c]: k for c, k in keep.items()}
         if sp:
             types["split"] = "str"
