@@ -233,3 +233,10 @@ def test_public_play_loads_a_model_by_name(two_places):
     game = geoscout.play(two_places, "geoscout-lite", rounds=2, seed=0)
     assert game.finished and len({r.image_id for r in game.results}) == 2
     assert all(r.player is None and 0 <= r.model.score <= 5000 for r in game.results)
+
+
+def test_serve_refuses_a_bad_game_dataset(tmp_path):
+    from geoscout.cli import app
+
+    res = CliRunner().invoke(app, ["serve", "--game", str(tmp_path / "nowhere"), "--port", str(_free_port())])
+    assert res.exit_code == 2 and "--game" in res.output and "nowhere" in res.output
