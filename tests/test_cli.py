@@ -23,3 +23,46 @@ def test_python_dash_m_runs_the_cli():
     )
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == f"geoscout {geoscout.__version__}"
+
+
+def _commands() -> list[str]:
+    import typer.main
+
+    return sorted(typer.main.get_command(app).commands)
+
+
+def test_flags_show_no_bool_type_in_help():
+    """On/off flags take no value: no help screen shows them a '<bool>' type."""
+    runner = CliRunner(env={"COLUMNS": "120"})
+    res = runner.invoke(app, ["--help"])
+    assert res.exit_code == 0 and "--version" in res.output and "<bool>" not in res.output
+    assert len(_commands()) >= 10
+    for name in _commands():
+        res = runner.invoke(app, [name, "--help"])
+        assert res.exit_code == 0, (name, res.output)
+        assert "<bool>" not in res.output, name
+
+
+def test_bad_head_parameter_is_a_clear_error_without_traceback(tmp_path):
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "geoscout",
+            "train",
+            str(tmp_path),
+            "-o",
+            str(tmp_path / "m"),
+            "--head",
+            "knn",
+            "-p",
+            "k=bad",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert res.returncode == 2, res.stderr
+    assert "Traceback" not in res.stderr
+    assert "head 'knn' parameter 'k' expects int" in res.stderr and "--param k=" in res.stderr

@@ -9,6 +9,7 @@ score, and writes the bundle with a model card that records data, split and metr
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import os
 import time
 import warnings
@@ -156,11 +157,37 @@ def _head_kwargs(head_name: str, wanted: dict[str, Any], extra: dict[str, Any] |
     factory = HEADS.get(head_name)
     names = set(factory._param_names()) if hasattr(factory, "_param_names") else set()
     kw = {k: v for k, v in wanted.items() if k in names and v is not None}
+    defaults = _param_defaults(factory)
     for k, v in (extra or {}).items():
         if names and k not in names:
             raise InvalidInput(f"head {head_name!r} has no parameter {k!r}; valid: {', '.join(sorted(names))}")
+        _check_param_type(head_name, k, v, defaults.get(k))
         kw[k] = v
     return kw
+
+
+def _param_defaults(factory: Any) -> dict[str, Any]:
+    import inspect
+
+    try:
+        sig = inspect.signature(factory)
+    except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
+        return {}
+    return {n: p.default for n, p in sig.parameters.items() if p.default is not inspect.Parameter.empty}
+
+
+def _check_param_type(head_name: str, key: str, value: Any, default: Any) -> None:
+    """A head parameter must have its default's type (bool, int, float, str); ints pass for floats."""
+    kinds = {bool: (bool,), int: (int,), float: (int, float), str: (str,)}
+    want = kinds.get(type(default))
+    if want is None or value is None:
+        return
+    if isinstance(value, want) and not (isinstance(value, bool) and type(default) is not bool):
+        return
+    raise InvalidInput(
+        f"head {head_name!r} parameter {key!r} expects {type(default).__name__} (default {default!r}), "
+        f"got {value!r}; e.g. --param {key}={json.dumps(default)}"
+    )
 
 
 def _model_card(summary: dict[str, Any]) -> str:
