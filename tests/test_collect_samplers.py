@@ -179,8 +179,10 @@ def test_population_sampler_follows_people(shared_geo):
 
     with pytest.raises(GeoscoutError, match="--aux-dir"):
         create_sampler("population", aux_dir=str(shared_geo / "nope"))
-    with pytest.raises(GeoscoutError, match="gpw_v4_population_density_rev11_2020_30_min.asc not found"):
+    with pytest.raises(GeoscoutError, match="gpw_v4_population_density_rev11_2020_30_min.asc not found") as err:
         create_sampler("population", aux_dir=str(shared_geo / "koppen"))
+    # collect has no --no-aux: the way out it names is another sampler
+    assert "--no-aux" not in str(err.value) and "choose a sampler that needs no raster" in str(err.value)
 
 
 def test_parsers():
@@ -192,7 +194,18 @@ def test_parsers():
             parse_bbox(bad)
     with pytest.raises(InvalidInput, match="CODE:COUNT"):
         parse_quotas("HR")
-    with pytest.raises(InvalidInput):
-        parse_quotas("HRV:10")
+    with pytest.raises(InvalidInput, match="not a known country"):
+        parse_quotas("HRX:10")
     with pytest.raises(InvalidInput, match="spacing"):
         parse_spacing("ten km")
+
+
+def test_countries_by_name_or_code():
+    """--polygon Croatia works like --polygon HR (and HRV); a typo names the close matches."""
+    hr = create_sampler("polygon", polygon="HR")
+    for spec in ("Croatia", "croatia", "HRV", "hr"):
+        s = create_sampler("polygon", polygon=spec)
+        assert s.spec == "HR" and s.geometry.equals(hr.geometry)
+    with pytest.raises(InvalidInput, match=r"'Croatiaa'.*alpha-2 or alpha-3 code or an English name.*Croatia \(HR\)"):
+        create_sampler("polygon", polygon="Croatiaa")
+    assert parse_quotas("Croatia:3,SVN:2,hr:1") == {"HR": 4, "SI": 2}

@@ -145,7 +145,7 @@ def parse_bbox(text: str | tuple[float, float, float, float] | list[float]) -> t
 
 
 def parse_quotas(text: str | dict[str, int]) -> dict[str, int]:
-    """``"HR:100,SI:50"`` -> ``{"HR": 100, "SI": 50}`` (ISO alpha-2 codes, positive counts)."""
+    """``"HR:100,Slovenia:50"`` -> ``{"HR": 100, "SI": 50}`` (countries by ISO code or name, positive counts)."""
     if isinstance(text, dict):
         items = list(text.items())
     else:
@@ -159,13 +159,14 @@ def parse_quotas(text: str | dict[str, int]) -> dict[str, int]:
             items.append((code, num))
     out: dict[str, int] = {}
     for code, num in items:
-        code = str(code).strip().upper()
+        code = str(code).strip()
         try:
             k = int(str(num).strip())
         except ValueError:
             k = 0
-        if not re.fullmatch(r"[A-Z]{2}", code) or k <= 0:
-            raise InvalidInput(f"countries entry {code}:{num}: expected an ISO alpha-2 code and a positive count")
+        if not code or k <= 0:
+            raise InvalidInput(f"countries entry {code}:{num}: expected a country (HR or Croatia) and a positive count")
+        code = _country_code(code)
         out[code] = out.get(code, 0) + k
     if not out:
         raise InvalidInput(f"countries {text!r}: no entries; expected e.g. HR:100,SI:50")
@@ -292,18 +293,35 @@ def _country_shapes() -> dict[str, Any]:
     return {c.iso2: c.geometry for c in country_polygons() if c.iso2}
 
 
-def _country_geometry(code: str) -> Any:
-    shapes = _country_shapes()
-    code = code.strip().upper()
-    if code not in shapes:
-        import difflib
+def _country_code(text: str) -> str:
+    """ISO alpha-2 code of a country given by alpha-2, alpha-3 or English name (any case)."""
+    from geoscout.places import country_polygons
 
-        close = difflib.get_close_matches(code, list(shapes), n=3)
-        raise InvalidInput(
-            f"country {code!r}: not an ISO alpha-2 code of a known country"
-            + (f"; did you mean {', '.join(close)}?" if close else "")
-        )
-    return shapes[code]
+    key = text.strip().casefold()
+    names: dict[str, str] = {}
+    for c in country_polygons():
+        if c.iso2:
+            for alias in (c.iso2, c.iso3, c.name):
+                if alias:
+                    names.setdefault(str(alias).casefold(), c.iso2)
+    if key in names:
+        return names[key]
+    import difflib
+
+    by_name = {c.name: c.iso2 for c in country_polygons() if c.iso2 and c.name}
+    close = difflib.get_close_matches(text.strip(), list(by_name), n=3, cutoff=0.6)
+    close += [
+        c for c in difflib.get_close_matches(text.strip().upper(), list(_country_shapes()), n=3) if c not in close
+    ]
+    shown = [f"{c} ({by_name[c]})" if c in by_name else c for c in close[:3]]
+    raise InvalidInput(
+        f"country {text!r}: not a known country; give an ISO alpha-2 or alpha-3 code or an English name "
+        "(HR, HRV or Croatia)" + (f"; did you mean {', '.join(shown)}?" if shown else "")
+    )
+
+
+def _country_geometry(code: str) -> Any:
+    return _country_shapes()[_country_code(code)]
 
 
 def _load_geojson(path: str | Path) -> Any:
@@ -329,23 +347,25 @@ def _load_geojson(path: str | Path) -> Any:
     return shapely.union_all(geoms)
 
 
-@SAMPLERS.register("polygon", help="area-uniform inside a GeoJSON polygon or a country (ISO alpha-2)")
+@SAMPLERS.register("polygon", help="area-uniform inside a GeoJSON polygon or a country (ISO code or name)")
 class PolygonSampler(Sampler):
-    """Area-uniform points inside ``polygon``: a GeoJSON file path or a country code such as ``HR``."""
+    """Area-uniform points inside ``polygon``: a GeoJSON file path or a country (``HR``, ``HRV`` or ``Croatia``)."""
 
     name = "polygon"
 
     def __init__(self, polygon: str | None = None, arg: str | None = None, land_only: bool = False) -> None:
         spec = polygon if polygon is not None else arg
         if not spec:
-            raise InvalidInput("polygon sampler: give polygon=<GeoJSON file or ISO country code> (--polygon HR)")
+            raise InvalidInput(
+                "polygon sampler: give polygon=<GeoJSON file, ISO country code or country name> (--polygon HR)"
+            )
         self.spec = str(spec)
         self.land_only = bool(land_only)
-        if re.fullmatch(r"[A-Za-z]{2}", self.spec) and not Path(self.spec).exists():
-            self.spec = self.spec.upper()
-            self.geometry = _country_geometry(self.spec)
-        else:
+        if Path(self.spec).suffix.lower() in (".json", ".geojson") or Path(self.spec).is_file():
             self.geometry = _load_geojson(self.spec)
+        else:  # a country: alpha-2, alpha-3 or English name
+            self.spec = _country_code(self.spec)
+            self.geometry = _country_geometry(self.spec)
         self._shape = _ShapeSampler(self.geometry, f"polygon {self.spec}")
 
     def config(self) -> dict[str, Any]:
@@ -398,7 +418,7 @@ def _find_gpw(aux_dir: str | Path | None) -> Path:
     from geoscout.errors import MissingWeights
     from geoscout.places.aux import AuxRasters
 
-    aux = AuxRasters(aux_dir)
+    aux = AuxRasters(aux_dir, alternative="choose a sampler that needs no raster (land, cities, countries, bbox)")
     names = ("gpw_v4_population_density_rev11_2020_30_min.asc", "gpw_v4_population_density_rev11_2020_1_deg.asc")
     try:
         return aux.path(names[0])

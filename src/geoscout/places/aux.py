@@ -162,7 +162,7 @@ def _parse_esri_ascii(path: Path) -> _AsciiGrid:
 # ---------------------------------------------------------------------------------------- files
 
 
-def _download(name: str, target: Path) -> Path:
+def _download(name: str, target: Path, alternative: str = "run with --no-aux") -> Path:
     """Fetch ``name`` from its official source into ``target`` (atomic); MissingWeights when impossible."""
     import httpx
 
@@ -171,7 +171,7 @@ def _download(name: str, target: Path) -> Path:
         f"{name} is not cached and could not be downloaded from {src.url}: {{why}}. "
         f"Download it yourself{' (' + src.note + ')' if src.note else ''} and pass --aux-dir DIR "
         f"(aux_dir=DIR) naming the folder that holds {name} (for example ../shared/geo), "
-        f"or run with --no-aux."
+        f"or {alternative}."
     )
     try:  # the files are a few MB: fetch into memory, check, then write atomically
         with httpx.Client(follow_redirects=True, timeout=httpx.Timeout(30.0, read=120.0)) as client:
@@ -204,12 +204,20 @@ class AuxRasters:
     ``../shared/geo``); nothing is downloaded then. ``None``: files come from
     ``cache_dir("aux")``, downloaded from the official source on first use (``download=False``
     forbids that). A file that cannot be found raises ``MissingWeights`` naming the file, its
-    URL and ``--aux-dir``. Instances are cheap; parsed grids are shared per process.
+    URL and ``--aux-dir``, and ``alternative``, the caller's way to do without it (default: label's
+    ``--no-aux``). Instances are cheap; parsed grids are shared per process.
     """
 
-    def __init__(self, aux_dir: str | os.PathLike[str] | None = None, *, download: bool = True) -> None:
+    def __init__(
+        self,
+        aux_dir: str | os.PathLike[str] | None = None,
+        *,
+        download: bool = True,
+        alternative: str = "use --no-aux",
+    ) -> None:
         self.aux_dir = None if aux_dir is None else Path(aux_dir)
         self.download = download
+        self.alternative = alternative
 
     def __repr__(self) -> str:
         return f"AuxRasters(aux_dir={str(self.aux_dir) if self.aux_dir else None!r})"
@@ -230,7 +238,7 @@ class AuxRasters:
                 f"{name} not found in --aux-dir {self.aux_dir} (nor in its {sub}/ subfolder). "
                 f"Get it from {SOURCES[name].url}"
                 f"{' (' + SOURCES[name].note + ')' if SOURCES[name].note else ''}, "
-                f"or drop --aux-dir to download into {cache_dir('aux')}, or use --no-aux."
+                f"or drop --aux-dir to download into {cache_dir('aux')}, or {self.alternative}."
             )
         target = cache_dir("aux") / name
         if target.is_file():
@@ -238,9 +246,9 @@ class AuxRasters:
         if not self.download:
             raise MissingWeights(
                 f"{name} is not in the cache {target.parent} and downloading is off; "
-                f"fetch it from {SOURCES[name].url} and pass --aux-dir DIR, or use --no-aux."
+                f"fetch it from {SOURCES[name].url} and pass --aux-dir DIR, or {self.alternative}."
             )
-        return _download(name, target)
+        return _download(name, target, self.alternative)
 
     def _gpw_path(self) -> Path:
         try:
