@@ -59,7 +59,9 @@ def collect_command(
     ),
     countries: str | None = typer.Option(None, "--countries", help="countries sampler: quotas, e.g. HR:100,SI:50."),
     bbox: str | None = typer.Option(None, "--bbox", help="bbox/land/grid/population: W,S,E,N degrees."),
-    polygon: str | None = typer.Option(None, "--polygon", help="polygon sampler: GeoJSON file or ISO country code."),
+    polygon: str | None = typer.Option(
+        None, "--polygon", help="polygon sampler: GeoJSON file or a country (HR, HRV or Croatia)."
+    ),
     spacing: str | None = typer.Option(None, "--spacing", help="grid sampler: spacing, e.g. 10km or 0.5deg."),
     cities: str | None = typer.Option(None, "--cities", help="citybox sampler: city names, e.g. 'London,Manchester'."),
     aux_dir: Path | None = typer.Option(None, "--aux-dir", help="population sampler: folder with gpw/<GPWv4 grid>."),
