@@ -66,3 +66,18 @@ def test_bad_head_parameter_is_a_clear_error_without_traceback(tmp_path):
     assert res.returncode == 2, res.stderr
     assert "Traceback" not in res.stderr
     assert "head 'knn' parameter 'k' expects int" in res.stderr and "--param k=" in res.stderr
+
+
+def test_locate_failure_note_matches_the_output_format(tmp_path):
+    """The note about unreadable inputs points at what the chosen format really shows."""
+    missing = str(tmp_path / "missing.jpg")
+    runner = CliRunner(env={"COLUMNS": "120"})
+    res = runner.invoke(app, ["locate", "--example", missing])
+    assert res.exit_code == 0, res.output
+    assert "1 of 2 inputs could not be read (each is listed above with its reason)" in res.stderr
+    assert "missing.jpg" in res.stdout and "error column" not in res.output
+    res = runner.invoke(app, ["locate", "--example", missing, "-f", "csv"])
+    assert res.exit_code == 0 and "(see the error column)" in res.stderr
+    assert "error" in res.stdout.splitlines()[0].split(",")
+    res = runner.invoke(app, ["locate", "--example", missing, "-f", "jsonl"])
+    assert res.exit_code == 0 and "(see each one's error field)" in res.stderr

@@ -219,7 +219,11 @@ def locate_command(
         sys.stdout.write(_render(preds, fmt))
     failed = sum(1 for p in preds if p.error)
     if failed:
-        typer.secho(f"{failed} of {len(preds)} inputs could not be read (see the error column)", fg="yellow", err=True)
+        where = {
+            OutputFormat.table: "each is listed above with its reason",
+            OutputFormat.csv: "see the error column",
+        }.get(fmt, "see each one's error field")
+        typer.secho(f"{failed} of {len(preds)} inputs could not be read ({where})", fg="yellow", err=True)
         if failed == len(preds):
             raise typer.Exit(1)
 
