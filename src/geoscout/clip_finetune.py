@@ -176,7 +176,7 @@ class FinetuneConfig:
     weight_decay: float = 0.1
     warmup: float = 0.05
     lora_rank: int = 8
-    lora_alpha: float = 16.0
+    lora_alpha: int = 16
     seed: int = 0
     save_every: int = 50
     val_fraction: float = 0.05

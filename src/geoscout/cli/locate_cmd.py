@@ -143,7 +143,6 @@ def locate_command(
     from geoscout.errors import GeoscoutError
 
     reader = CueReader(cues.value, ignore_metadata=ignore_metadata)
-    opts = {"places": places or "countries", "prompts": prompts} if zeroshot else {}
     try:
         loc = (
             load_model(
@@ -154,7 +153,8 @@ def locate_command(
                 cues=reader,
                 device=device,
                 precision=precision,
-                **opts,
+                places=places or "countries",  # places and prompts apply to zeroshot: models only
+                prompts=prompts,
             )
             if not ray or panorama or strip
             else None

@@ -60,7 +60,7 @@ class PlaceSet:
         if self.kind == "countries":
             from geoscout.places import country_of
 
-            keys = country_of(la, lo)
+            keys: list[Any] = list(country_of(la, lo))
         else:
             from geoscout.places import reverse_geocode
 
@@ -171,7 +171,7 @@ def admin1_places(countries: list[str] | None = None) -> PlaceSet:
     country = [i.split("/", 1)[0] for i in ids]
     fields = [{"admin1": i.split("/", 1)[1], "country": names.get(c, c)} for i, c in zip(ids, country)]
     members = _members(cities, keys, ids, lat, lon)
-    return PlaceSet("admin1", ids, fields, lat, lon, list(country), *members)  # type: ignore[arg-type]
+    return PlaceSet("admin1", ids, fields, lat, lon, list(country), *members)
 
 
 def load_place_list(path: str | os.PathLike[str]) -> PlaceSet:
@@ -198,7 +198,8 @@ def load_place_list(path: str | os.PathLike[str]) -> PlaceSet:
     if not lines:
         raise InvalidInput(f"{p}: no places in the file")
     first = [c.strip().lower() for c in lines[0].split(",")]
-    if p.suffix.lower() == ".csv" or "name" in first:
+    is_csv = p.suffix.lower() == ".csv" or "name" in first
+    if is_csv:
         import io
 
         try:
@@ -214,7 +215,7 @@ def load_place_list(path: str | os.PathLike[str]) -> PlaceSet:
         df = pd.DataFrame({"name": [ln.strip() for ln in lines]})
     rows = []
     unresolved = []
-    for line_no, r in enumerate(df.to_dict("records"), start=2 if "lat" in df.columns or "name" in first else 1):
+    for line_no, r in enumerate(df.to_dict("records"), start=2 if is_csv else 1):  # file rows
         name = str(r.get("name", "")).strip()
         if not name:
             raise InvalidInput(f"{p}: row {line_no} has no name")
@@ -222,11 +223,11 @@ def load_place_list(path: str | os.PathLike[str]) -> PlaceSet:
         lat_s, lon_s = str(r.get("lat", "") or "").strip(), str(r.get("lon", "") or "").strip()
         if lat_s or lon_s:
             try:
-                lat, lon = float(lat_s), float(lon_s)
-                validate_latlon(np.array([lat]), np.array([lon]), what=f"{p} row {line_no} ({name})")
+                la, lo = float(lat_s), float(lon_s)
+                validate_latlon(np.array([la]), np.array([lo]), what=f"{p} row {line_no} ({name})")
             except ValueError as exc:
                 raise InvalidInput(f"{p}: row {line_no} ({name}): bad lat/lon {lat_s!r}, {lon_s!r} ({exc})") from None
-            rows.append((name, lat, lon, cc))
+            rows.append((name, la, lo, cc))
             continue
         hit = _look_up(name, cc)
         if hit is None:
