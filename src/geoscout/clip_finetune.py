@@ -506,6 +506,8 @@ def finetune(
     if out.resolve() == src.resolve():
         raise InvalidInput(f"-o {out}: is the backbone's own folder; write the fine-tuned model elsewhere")
     device = config.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise InvalidInput(f"--device {device}: no CUDA device is available to torch here; use --device cpu")
     done = out / RESULT

@@ -33,7 +33,7 @@ def finetune_command(
     ),
     save_every: int = typer.Option(50, "--save-every", min=1, help="Steps between checkpoints."),
     seed: int = typer.Option(0, "--seed", help="Random seed (split, data order, initialisation)."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or auto (a GPU when torch sees one)."),
     weights: str = typer.Option(
         None, "--weights", help="Local folder with the backbone's weights (offline hub models)."
     ),
