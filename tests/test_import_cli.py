@@ -131,6 +131,9 @@ def test_exif_folder_copy_then_split_and_export(shared_data, tmp_path):
     ds = Dataset.open(out)
     assert sorted(ds.frame["lat"]) == [40.0, 41.0, 42.0] and (ds.frame["lon"] == -3.5).all()
     assert all(p.parent == (out / "images").resolve() for p in ds.image_paths())
+    # the copies are named by content; the original file name is kept beside them
+    assert sorted(ds.frame["original_path"]) == ["p0.jpg", "p1.jpg", "p2.jpg"]
+    assert all(not p.name.startswith("p") for p in ds.image_paths())
     # an existing dataset: split it in place and export a CSV
     res = runner.invoke(app, ["import", str(out), "--split", "0.34,0.33,0.33", "--export-csv", str(tmp_path / "e.csv")])
     assert res.exit_code == 0, res.output

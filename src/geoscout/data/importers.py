@@ -398,6 +398,7 @@ def _finish(
                 )
             else:
                 r["path"] = rel
+                r["original_path"] = _stored_path(s, root)  # the copy is named by content: keep where it came from
                 kept.append(r)
         rows = kept
     else:
