@@ -196,3 +196,14 @@ def test_a_dataset_without_split_column_is_trained_on_not_dropped(croatia, tmp_p
     f3 = f.assign(split=["validation"] * len(f))
     with pytest.raises(InvalidInput, match=r"'with-split'.*'validation'.*rename"):
         train_model(None, data=TrainingData(td.X, f3, td.fingerprint, 0), cells="country", head="knn", progress=False)
+
+
+def test_semantic_cells_report_how_many_hold_training_photos(croatia):
+    """Croatian photos fill a few of the world's semantic cells: the summary and card say how many."""
+    from geoscout.train import train_model
+
+    b = train_model(None, data=croatia[0], cells="semantic", head="knn", val_fraction=0.2, progress=False)
+    s = b.training
+    used = int((np.asarray(b.partition.counts) > 0).sum())
+    assert s["n_cells_with_data"] == used and 0 < used < s["n_cells"]
+    assert f"{used} cells with training photos ({s['n_cells']} in the partition)" in b.card

@@ -190,6 +190,12 @@ def _check_param_type(head_name: str, key: str, value: Any, default: Any) -> Non
     )
 
 
+def describe_cells(summary: dict[str, Any]) -> str:
+    """``"20 cells with training photos (257 in the partition)"``, or ``"20 cells"`` when all hold photos."""
+    n, used = summary["n_cells"], summary.get("n_cells_with_data", summary["n_cells"])
+    return f"{used} cells" if used == n else f"{used} cells with training photos ({n} in the partition)"
+
+
 def _model_card(summary: dict[str, Any]) -> str:
     m = summary.get("val_metrics") or {}
     lines = [
@@ -212,7 +218,7 @@ def _model_card(summary: dict[str, Any]) -> str:
         "## Model",
         "",
         f"- backbone: `{summary['backbone']}`",
-        f"- partition: `{summary['partition']}` ({summary['n_cells']} cells)",
+        f"- partition: `{summary['partition']}` ({describe_cells(summary)})",
         f"- head: `{summary['head']}` with {summary['head_params']}",
         f"- training time: {summary['fit_seconds']:.1f} s (head), {summary['total_seconds']:.1f} s (total, embedding included)",
         "",
@@ -358,6 +364,7 @@ def train_model(
         "backbone": backbone,
         "partition": partition.spec,
         "n_cells": int(partition.n_cells),
+        "n_cells_with_data": int((np.asarray(partition.counts) > 0).sum()),
         "head": head,
         "head_params": model.get_params(),
         "val_metrics": val_metrics,

@@ -54,7 +54,7 @@ def train(
     """Train a geolocation model and write a bundle usable by `geoscout locate -m BUNDLE`."""
     from geoscout.devices import resolve_device, resolve_precision
     from geoscout.errors import GeoscoutError
-    from geoscout.train import train_model
+    from geoscout.train import describe_cells, train_model
 
     try:
         resolve_precision(precision, resolve_device(device))
@@ -105,7 +105,7 @@ def train(
     )
     s = bundle.training
     typer.echo(
-        f"wrote {out}: {s['head']} head on {s['n_train']} images ({s['n_cells']} {s['partition']} cells), "
+        f"wrote {out}: {s['head']} head on {s['n_train']} images ({s['partition']}: {describe_cells(s)}), "
         f"{s['total_seconds']:.0f} s"
     )
     m = s.get("val_metrics")
