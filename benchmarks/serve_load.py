@@ -8,7 +8,11 @@ Starts the real server (``geoscout serve --model M --port P`` in a subprocess, 1
 - a share (``--bad-share``, default 5 %) of bad requests - garbage bytes, a file over the upload limit,
   a non-image content type - each must be answered 4xx with a JSON ``{"error": {...}}`` body, never 5xx;
 - the server's RSS at rest after the first 100 requests (a warm-up phase) and after all of them, and its
-  peak (VmHWM): the memory growth after warm-up is the number to watch (goal: no errors and no growth over 1,000 requests).
+  peak (VmHWM): the memory growth after warm-up is the number to watch (goal: no errors and no growth over 1,000 requests);
+- during the load, two oversized uploads from raw sockets (``--huge-mb``, default 200 MB: one chunked, one
+  with its Content-Length declared): how many bytes the server let in before its 413, and the server's peak
+  RSS and peak temporary-file bytes (files it holds open under its TMPDIR, deleted ones included) meanwhile.
+  Goal: 413 for both, after at most the body limit (files x upload limit) plus a little, temp disk bounded by it.
 
 Model: ``--model`` (a bundle folder or a built-in name); default ``geoscout-lite`` when this installation
 ships it, else a small real model is trained first into a temp folder (EfficientNet-Lite0 + k-NN head over
@@ -99,12 +103,36 @@ def default_model(tmp: Path) -> str:
 
 
 class RssSampler(threading.Thread):
-    """Polls a process's VmRSS (MiB) every ``interval`` seconds; ``peak`` is the highest seen."""
+    """Polls a process's VmRSS (MiB) every ``interval`` seconds; ``peak`` is the highest seen. With ``tmpdir``
+    it also tracks ``temp_peak``: the bytes of files under ``tmpdir`` the process holds open (spooled uploads
+    are unlinked at once, so only ``/proc/PID/fd`` sees them)."""
 
-    def __init__(self, pid: int, interval: float = 0.05) -> None:
+    def __init__(self, pid: int, interval: float = 0.05, tmpdir: Path | None = None) -> None:
         super().__init__(daemon=True)
         self.pid, self.interval, self.peak = pid, interval, 0.0
+        self.tmpdir, self.temp_peak = (str(tmpdir) if tmpdir else None), 0
         self.halt = threading.Event()
+
+    def temp_bytes(self) -> int:
+        if self.tmpdir is None:
+            return 0
+        total = 0
+        fd_dir = f"/proc/{self.pid}/fd"
+        try:
+            fds = os.listdir(fd_dir)
+        except OSError:
+            return 0
+        for fd in fds:
+            try:
+                if os.readlink(f"{fd_dir}/{fd}").startswith(self.tmpdir):
+                    total += os.stat(f"{fd_dir}/{fd}").st_size
+            except OSError:
+                continue
+        self.temp_peak = max(self.temp_peak, total)
+        return total
+
+    def reset_peaks(self) -> None:
+        self.peak, self.temp_peak = 0.0, 0
 
     def status(self, key: str) -> float:
         try:
@@ -125,6 +153,62 @@ class RssSampler(threading.Thread):
     def run(self) -> None:
         while not self.halt.wait(self.interval):
             self.rss()
+            self.temp_bytes()
+
+
+def oversized_upload(port: int, total_mb: int, *, chunked: bool) -> dict:
+    """POST a ``total_mb`` MB photo to /v1/locate from a raw socket and stop sending once the server stops
+    reading (or answers); returns the status, the bytes the client got out, and the seconds it took."""
+    import json as _json
+
+    boundary = "hugeboundary"
+    preamble = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="huge.jpg"\r\n'
+        "Content-Type: image/jpeg\r\n\r\n"
+    ).encode()
+    total = total_mb * 1024 * 1024
+    framing = "Transfer-Encoding: chunked\r\n" if chunked else f"Content-Length: {len(preamble) + total}\r\n"
+    head = (
+        f"POST /v1/locate HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"Content-Type: multipart/form-data; boundary={boundary}\r\n{framing}\r\n"
+    ).encode()
+    block = b"\xff" * 65536
+    sent = 0
+    t0 = time.perf_counter()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(head)
+        try:
+            s.sendall(b"%x\r\n%s\r\n" % (len(preamble), preamble) if chunked else preamble)
+            while sent < total:
+                s.sendall(b"%x\r\n%s\r\n" % (len(block), block) if chunked else block)
+                sent += len(block)
+        except OSError:  # the server stopped reading (timeout), answered and closed (reset / broken pipe)
+            pass
+        s.settimeout(60)
+        data = b""
+        try:
+            while b"\r\n\r\n" not in data:
+                part = s.recv(65536)
+                if not part:
+                    break
+                data += part
+            head_txt, _, body = data.partition(b"\r\n\r\n")
+            status = int(head_txt.split()[1]) if head_txt else 0
+            want = int(
+                next(
+                    (ln.split(b":")[1] for ln in head_txt.split(b"\r\n") if ln.lower().startswith(b"content-length")),
+                    b"0",
+                )
+            )
+            while len(body) < want:
+                part = s.recv(65536)
+                if not part:
+                    break
+                body += part
+            code = _json.loads(body)["error"]["code"] if body else ""
+        except (OSError, ValueError, KeyError, IndexError):
+            status, code = 0, ""
+    return {"status": status, "code": code, "sent": sent, "seconds": time.perf_counter() - t0}
 
 
 def plan(n: int, bad_share: float, seed: int) -> list[str]:
@@ -228,6 +312,7 @@ def main() -> int:
     ap.add_argument("--top-k", type=int, default=5)
     ap.add_argument("--timeout", type=float, default=120.0, help="client timeout per request, seconds")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--huge-mb", type=int, default=200, help="size of the oversized uploads sent during the load")
     args = ap.parse_args()
     if not (1 <= args.clients <= 64 and 1 <= args.requests <= 100_000 and 0 <= args.bad_share < 1):
         ap.error("need 1 <= clients <= 64, 1 <= requests <= 100000, 0 <= bad-share < 1")
@@ -259,8 +344,11 @@ def main() -> int:
             "300",
         ]
         log = open(tmp / "server.log", "w+")  # noqa: SIM115 - read back and closed in the finally below
-        server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=tmp)
-        sampler = RssSampler(server.pid)
+        spool = tmp / "server-tmp"  # the server's TMPDIR: where multipart parsing spills large parts
+        spool.mkdir()
+        env = {**os.environ, "TMPDIR": str(spool)}
+        server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=tmp, env=env)
+        sampler = RssSampler(server.pid, tmpdir=spool)
         try:
             t0 = time.perf_counter()
             while True:
@@ -289,6 +377,14 @@ def main() -> int:
             res = asyncio.run(drive(base, kinds[:warm], photos, args.clients, args.top_k, sampler, args.timeout))
             time.sleep(1.0)
             res["rss_100"] = sampler.rss()
+            huge: list[dict] = []
+            hwm_before_huge = sampler.status("VmHWM")
+            sampler.reset_peaks()
+            hostile = threading.Thread(
+                target=lambda: huge.extend(oversized_upload(port, args.huge_mb, chunked=c) for c in (True, False)),
+                daemon=True,
+            )
+            hostile.start()  # the oversized uploads run while phase 2 loads the server
             if len(kinds) > warm:
                 rest = asyncio.run(
                     drive(base, kinds[warm:], photos, args.clients, args.top_k, sampler, args.timeout, offset=warm)
@@ -298,6 +394,8 @@ def main() -> int:
                 for code, n in rest["bad_status"].items():
                     res["bad_status"][code] = res["bad_status"].get(code, 0) + n
                 res["wall"] += rest["wall"]
+            hostile.join(timeout=300)
+            load_peak, temp_peak = sampler.peak, sampler.temp_peak
             time.sleep(1.0)
             rss_end = sampler.rss()
             hwm = sampler.status("VmHWM")
@@ -340,8 +438,25 @@ def main() -> int:
         f"memory growth after warm-up (100 -> {len(kinds)} requests): {growth:+.1f} MiB "
         f"({growth / res['rss_100']:+.1%})"
     )
+    limit_mb = (MAX_UPLOAD_MB * 8 * 1024 * 1024 + 65536) / 2**20  # serve's default --max-files 8
+    print(
+        f"oversized uploads during the load ({args.huge_mb} MB each; the body limit is {limit_mb:.1f} MiB = "
+        f"8 files x {MAX_UPLOAD_MB:g} MB + framing):"
+    )
+    for h, how in zip(huge, ("chunked", "Content-Length declared")):
+        print(
+            f"  {how}: HTTP {h['status']} {h['code']} after the client sent {h['sent'] / 2**20:.1f} MiB "
+            f"of {args.huge_mb} MB in {h['seconds']:.2f} s"
+        )
+    print(
+        f"server while they ran: peak RSS {load_peak:.0f} MiB (peak before them {hwm_before_huge:.0f} MiB), "
+        f"peak temp files open {temp_peak / 2**20:.1f} MiB"
+    )
+    huge_ok = len(huge) == 2 and all(h["status"] == 413 for h in huge)
+    if not huge_ok:
+        print("  an oversized upload was not answered 413")
     print(f"server exit code on SIGINT: {server.returncode}")
-    return 1 if res["failures"] else 0
+    return 1 if res["failures"] or not huge_ok else 0
 
 
 if __name__ == "__main__":
