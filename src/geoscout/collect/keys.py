@@ -15,6 +15,7 @@ import tomllib
 from pathlib import Path
 from urllib.parse import quote, quote_plus
 
+from geoscout._io import open_user_file
 from geoscout.errors import InvalidInput
 
 __all__ = ["KEY_SOURCES", "Redactor", "default_keys_file", "load_key", "redact_logs"]
@@ -44,7 +45,7 @@ def _read_keys_file(path: Path) -> dict[str, object]:
                 f"run `chmod 600 {path}` and try again"
             )
     try:
-        with open(path, "rb") as fh:
+        with open_user_file(path, max_bytes=1024 * 1024) as fh:  # a regular file of at most 1 MiB
             return tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
         # the parser's message quotes no values, only positions
