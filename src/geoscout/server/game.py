@@ -75,7 +75,7 @@ def game_router(settings: Any, static_dir: Any) -> APIRouter:
 
     @router.post("", summary="Start a game: random photos of distinct locations")
     async def new_game(body: NewGame | None = None) -> dict[str, Any]:
-        body = body or NewGame()
+        body = body or NewGame(rounds=None, seed=None)
         rounds = body.rounds or settings.game_rounds
         if rounds > min(MAX_ROUNDS, n_locations):
             raise ApiError(422, "invalid_request", f"rounds must be <= {min(MAX_ROUNDS, n_locations)}, got {rounds}")
