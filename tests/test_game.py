@@ -187,6 +187,8 @@ def test_bad_requests_get_clear_errors(game_server):
         bad = c.post(f"/v1/game/{gid}/guess", json={"lat": 91, "lon": 0})
         assert bad.status_code == 422 and "lat" in bad.json()["error"]["message"]
         assert c.post("/v1/game", json={"rounds": 500}).status_code == 422
+        plain = c.post("/v1/game")  # no body: the server's default rounds
+        assert plain.status_code == 200 and plain.json()["rounds"] == 5
         for _ in range(3):  # max_games=3: the oldest game is forgotten
             c.post("/v1/game", json={})
         assert c.get(f"/v1/game/{gid}").status_code == 404
