@@ -145,7 +145,7 @@ def main() -> None:
 
         def __init__(self, head, partition, X_train, y_train, method: str) -> None:
             from geoscout.bundle import RetrievalData
-            from geoscout.locate import Locator, RefineConfig
+            from geoscout.locator import Locator, RefineConfig
 
             ret = RetrievalData(
                 vectors=X_train.astype(np.float16),

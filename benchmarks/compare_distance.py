@@ -62,7 +62,7 @@ def main() -> None:
     import pandas as pd
 
     from geoscout.geo import haversine_km
-    from geoscout.locate import load_model, split_strip
+    from geoscout.locator import load_model, split_strip
     from geoscout.photo_distance import compare_embeddings, distance_distribution
     from geoscout.places import reverse_geocode
 

@@ -6,7 +6,7 @@ GeoCLIP's real location encoder, image MLP, logit scale and 100k GPS gallery fro
 
 - theirs: ``geoclip.GeoCLIP(clip_path=DIR).predict(path, top_k)`` photo by photo (it re-encodes the
   100k gallery every call; it has no batch API);
-- ours: ``geoscout.locate.load_model("geoclip", weights=DIR)`` (gallery features cached on disk once),
+- ours: ``geoscout.locator.load_model("geoclip", weights=DIR)`` (gallery features cached on disk once),
   per photo (batch of 1) and batched.
 
 Each side runs in its own subprocess (sequentially) so peak memory is per side. Prints per-photo latency,
@@ -113,8 +113,8 @@ def _side_ours(clip: str, photos: list[str], top_k: int, batch: int) -> dict:
     from PIL import Image
 
     from geoscout._io import cache_dir
-    from geoscout.geoclip import load_geoclip_head
-    from geoscout.locate import load_model
+    from geoscout.heads.geoclip import load_geoclip_head
+    from geoscout.locator import load_model
 
     t0 = time.perf_counter()
     had_cache = any(cache_dir("geoclip").glob("gallery-*.safetensors"))

@@ -75,7 +75,7 @@ def real_photos(limit: int = 200) -> list[tuple[str, bytes]]:
 
 def default_model(tmp: Path) -> str:
     """``geoscout-lite`` when shipped, else a small real bundle trained into ``tmp``."""
-    from geoscout.locate import _builtin_dir
+    from geoscout.locator import _builtin_dir
 
     if (_builtin_dir("geoscout-lite") / "config.json").is_file():
         return "geoscout-lite"

@@ -69,7 +69,7 @@ def tiny_locator(small_world_sample):
     from geoscout.backbones import create_backbone
     from geoscout.embeddings import embed_images
     from geoscout.heads import create_head
-    from geoscout.locate import Locator
+    from geoscout.locator import Locator
 
     paths, lat, lon = small_world_sample
     backbone = create_backbone("effnet-lite0")

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from geoscout.bundle import ModelBundle
 from geoscout.cli import app
-from geoscout.locate import list_models, load_model
+from geoscout.locator import list_models, load_model
 
 MAX_SHIPPED_BYTES = 25 * 1024 * 1024
 
@@ -21,7 +21,7 @@ def lite():
 
 
 def test_the_default_model_ships_intact_and_small():
-    from geoscout.locate import _builtin_dir
+    from geoscout.locator import _builtin_dir
 
     folder = _builtin_dir("geoscout-lite")
     assert "geoscout-lite" in list_models()

@@ -65,7 +65,7 @@ def test_bad_level_and_empty_mass_are_refused():
 
 @pytest.fixture(scope="module")
 def lite():
-    from geoscout.locate import load_model
+    from geoscout.locator import load_model
 
     return load_model("geoscout-lite")
 

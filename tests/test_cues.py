@@ -214,7 +214,7 @@ def _sign(background, lines, size=34):
 
 @pytest.fixture(scope="module")
 def lite():
-    from geoscout.locate import load_model
+    from geoscout.locator import load_model
 
     return load_model("geoscout-lite", cues=CueReader("all", ignore_metadata=True))
 
@@ -268,7 +268,7 @@ def test_a_photo_without_text_gives_exactly_the_visual_answer(shared_data, lite)
     _needs_ocr()
     from geoscout.cues import read_text
     from geoscout.imageio import load_image
-    from geoscout.locate import load_model
+    from geoscout.locator import load_model
 
     photo = _croatia_photos(shared_data, 1)[0]
     assert read_text(load_image(photo)) == []  # a Street View photo: only the (filtered) Google watermark
@@ -291,7 +291,7 @@ def test_exif_gps_and_offset_are_read_and_ignore_metadata_drops_them(shared_data
     evs = {e.kind: e for e in exif_cues(str(photo))}
     assert evs["gps"].points[0][:2] == pytest.approx(SPLIT, abs=1e-3)
     assert evs["utc_offset"].utc_hours == 2.0
-    from geoscout.locate import load_model
+    from geoscout.locator import load_model
 
     pred = load_model("geoscout-lite", cues="metadata").locate([str(photo)])[0]
     assert (pred.top.lat, pred.top.lon) == pytest.approx(SPLIT, abs=1e-3) and pred.top.probability == 1.0

@@ -195,7 +195,7 @@ def test_cli_locate_on_ray_equals_locator(ray_local, small_dataset, bundle_dir, 
     from typer.testing import CliRunner
 
     from geoscout.cli import app
-    from geoscout.locate import load_model
+    from geoscout.locator import load_model
     from geoscout.predictions import read_predictions
 
     paths = [str(p) for p in small_dataset.image_paths()[:7]] + [str(tmp_path / "missing.jpg")]

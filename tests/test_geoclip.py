@@ -155,7 +155,6 @@ def test_backbone_missing_weights_messages(tmp_path, monkeypatch):
 
 
 def test_registries():
-    import geoscout.geoclip  # noqa: F401
     from geoscout.backbones._registry import BACKBONES
     from geoscout.heads import create_head, list_heads
 
@@ -178,8 +177,8 @@ def test_predict_matches_geoclip_predict(tiny_clip_dir, photos, geoscout_home):
     from PIL import Image
 
     from geoscout.backbones import create_backbone
-    from geoscout.geoclip import GeoCLIPHead
     from geoscout.geoclip._wheel import wheel_gallery
+    from geoscout.heads.geoclip import GeoCLIPHead
 
     gc_mod, _ = _wheel()
     gallery = wheel_gallery()[:SUBSET]
@@ -211,8 +210,8 @@ def test_predict_matches_geoclip_predict(tiny_clip_dir, photos, geoscout_home):
 
 
 def test_gallery_cache_written_once_and_reused(geoscout_home, monkeypatch):
-    from geoscout.geoclip import head as head_mod
     from geoscout.geoclip._wheel import wheel_gallery
+    from geoscout.heads import geoclip as head_mod
 
     gallery = wheel_gallery()[SUBSET : SUBSET + 500]
     h1 = head_mod.GeoCLIPHead(gallery=gallery).fit()
@@ -240,9 +239,9 @@ def test_gallery_cache_written_once_and_reused(geoscout_home, monkeypatch):
 
 
 def test_head_state_roundtrip_and_errors(geoscout_home, tmp_path):
-    from geoscout.geoclip import GeoCLIPHead
     from geoscout.geoclip._wheel import wheel_gallery
     from geoscout.heads import head_from_state
+    from geoscout.heads.geoclip import GeoCLIPHead
 
     gallery = wheel_gallery()[:SUBSET]
     head = GeoCLIPHead(gallery=gallery).fit()
@@ -272,7 +271,7 @@ def test_head_state_roundtrip_and_errors(geoscout_home, tmp_path):
 def test_full_gallery_matches_geoclip_predict(tiny_clip_dir, photos, geoscout_home):
     """The real 100k gallery through the disk cache: top-5 equal to geoclip's predict."""
     from geoscout.backbones import create_backbone
-    from geoscout.geoclip import load_geoclip_head
+    from geoscout.heads.geoclip import load_geoclip_head
 
     gc_mod, _ = _wheel()
     from transformers.utils import logging as hf_logging

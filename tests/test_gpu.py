@@ -80,7 +80,7 @@ def test_embed_dataset_and_train_on_gpu(shared_data, tmp_path):
 
 
 def test_locate_on_gpu_agrees_with_cpu(photos):
-    from geoscout.locate import load_model
+    from geoscout.locator import load_model
 
     paths, _ = photos
     cpu = load_model("geoscout-lite", device="cpu", geocode=False).locate(paths[:8], top_k=1)

@@ -46,7 +46,7 @@ def test_parse_hub_ref():
 def test_round_trip_through_the_hub_cache(bundle_dir, tmp_path, shared_data, monkeypatch):
     from huggingface_hub import hf_hub_download
 
-    from geoscout.locate import load_model
+    from geoscout.locator import load_model
 
     cache = tmp_path / "hub"
     snap = export_to_cache(bundle_dir, REPO, cache)

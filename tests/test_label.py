@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from geoscout.cli import app
 from geoscout.data import Dataset
-from geoscout.places import label_dataset
+from geoscout.labels import label_dataset
 
 
 def _subset(shared_data, name: str, n: int) -> pd.DataFrame:

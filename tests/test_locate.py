@@ -8,7 +8,7 @@ from PIL import Image
 
 from geoscout.errors import InvalidInput
 from geoscout.geo import geoguessr_score, haversine_km
-from geoscout.locate import expected_geoguessr_score, split_strip, uncertainty_radius_km
+from geoscout.locator import expected_geoguessr_score, split_strip, uncertainty_radius_km
 
 
 def test_uncertainty_radius_hand_case():
@@ -106,7 +106,7 @@ def _two_place_cell():
 def test_refinement_moves_to_the_most_similar_place_and_the_guard_holds(method):
     import warnings
 
-    from geoscout.locate import RefineConfig, _Refiner
+    from geoscout.locator import RefineConfig, _Refiner
 
     vec, lat, lon, query = _two_place_cell()
     cell = np.zeros(len(lat), np.int64)
@@ -124,7 +124,7 @@ def test_refinement_moves_to_the_most_similar_place_and_the_guard_holds(method):
 
 
 def test_protonet_prototypes_are_locations_not_repeated_views():
-    from geoscout.locate import RefineConfig, _Refiner
+    from geoscout.locator import RefineConfig, _Refiner
 
     vec, lat, lon, _ = _two_place_cell()
     protos = _Refiner(

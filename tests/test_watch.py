@@ -66,13 +66,13 @@ def test_ctrl_c_while_the_model_loads_stops_quietly(monkeypatch, tmp_path):
     """Ctrl-C during the (seconds-long) model load ends `geoscout watch` with "stopped", not a traceback."""
     from typer.testing import CliRunner
 
-    import geoscout.locate
+    import geoscout.locator
     from geoscout.cli import app
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(geoscout.locate, "load_model", interrupted)
+    monkeypatch.setattr(geoscout.locator, "load_model", interrupted)
     result = CliRunner().invoke(app, ["watch", str(tmp_path)])
     assert result.exit_code == 130 and "stopped" in result.output
     assert not isinstance(result.exception, KeyboardInterrupt)

@@ -129,7 +129,7 @@ def test_zeroshot_locate_matches_clip_reference(tiny_clip, photos):
     import torch
     from transformers import AutoTokenizer, CLIPModel
 
-    from geoscout.locate import load_model
+    from geoscout.locator import load_model
     from geoscout.zeroshot import load_prompts
 
     loc = load_model(f"zeroshot:hf:{tiny_clip}", places="countries:HR,DK,FR,US,AU")
@@ -228,7 +228,7 @@ def test_prior_fusion_is_the_product_of_experts(tiny_clip, small_world_sample):
     from geoscout.backbones import create_backbone
     from geoscout.embeddings import embed_images
     from geoscout.heads import create_head
-    from geoscout.locate import Locator
+    from geoscout.locator import Locator
     from geoscout.places import country_of
     from geoscout.zeroshot import PriorFusedHead, fuse_with_prior
 

@@ -1,16 +1,27 @@
-"""A tiny registry in the style of timm / open_clip: register, get, list.
+"""One registry type for every component family, in the style of timm / open_clip: register, get, list.
 
-Each component family (backbones, partitions, heads, samplers, providers) owns one
-:class:`Registry`. A name may carry an argument after a colon (``geohash:4``,
-``clip:ViT-B-32``); the registry looks up the part before the colon and passes the
-rest to the factory as ``arg``.
+Each family (backbones, partitions, heads, samplers, providers, built-in models) owns one
+:class:`Registry`. A name may carry an argument after a colon (``geohash:4``, ``clip:ViT-B-32``);
+the registry looks up the part before the colon and passes the rest to the factory as ``arg``.
+
+Components are found two ways, both on first lookup: the family's own built-in ``modules`` are
+imported (each registers its components with ``@REGISTRY.register``), then the installed
+packages' entry points in the family's ``group`` (``geoscout.backbones``, ``geoscout.heads``...).
+An entry point names a factory (``name = "pkg.module:factory"``, registered under its name) or a
+module that registers its components itself (``name = "pkg.module"``)::
+
+    [project.entry-points."geoscout.heads"]
+    my-head = "my_package.heads:MyHead"
 """
 
 from __future__ import annotations
 
 import difflib
 import fnmatch
-from collections.abc import Callable
+import importlib
+import warnings
+from collections.abc import Callable, Sequence
+from importlib.metadata import entry_points
 from typing import Any, Generic, TypeVar
 
 from .errors import UnknownName
@@ -23,10 +34,13 @@ T = TypeVar("T")
 class Registry(Generic[T]):
     """Maps names to factories of one kind of component."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, *, group: str | None = None, modules: Sequence[str] = ()) -> None:
         self.kind = kind
+        self.group = group
+        self.modules = tuple(modules)
         self._factories: dict[str, Callable[..., T]] = {}
         self._help: dict[str, str] = {}
+        self._loaded = False
 
     def register(self, name: str, *, help: str = "") -> Callable[[Callable[..., T]], Callable[..., T]]:
         """Decorator: ``@REGISTRY.register("name")`` above a factory function or class."""
@@ -35,11 +49,37 @@ class Registry(Generic[T]):
             if name in self._factories:
                 raise ValueError(f"{self.kind} {name!r} is already registered")
             self._factories[name] = factory
-            doc = help or (factory.__doc__ or "").strip().splitlines()[0:1]
-            self._help[name] = doc if isinstance(doc, str) else (doc[0] if doc else "")
+            doc = (factory.__doc__ or "").strip().splitlines()
+            self._help[name] = help or (doc[0] if doc else "")
             return factory
 
         return decorator
+
+    def load(self) -> None:
+        """Import the built-in modules and the entry points of :attr:`group` (once; later calls return at once)."""
+        if self._loaded:
+            return
+        self._loaded = True  # first, so a module that looks itself up while registering does not recurse
+        try:
+            for mod in self.modules:
+                importlib.import_module(mod)
+        except BaseException:
+            self._loaded = False
+            raise
+        if self.group is None:
+            return
+        for ep in entry_points(group=self.group):
+            if ep.name in self._factories:
+                continue
+            try:
+                obj = ep.load()
+            except Exception as exc:  # a broken plugin must not take the built-in components down with it
+                warnings.warn(
+                    f"{self.kind} plugin {ep.name!r} ({ep.value}) failed to load: {exc}", RuntimeWarning, stacklevel=2
+                )
+                continue
+            if ep.attr and ep.name not in self._factories:
+                self.register(ep.name)(obj)
 
     def split(self, spec: str) -> tuple[str, str | None]:
         """Split ``"name:arg"`` into ``("name", "arg")``; a bare name gives ``(name, None)``."""
@@ -51,6 +91,7 @@ class Registry(Generic[T]):
     def get(self, spec: str) -> Callable[..., T]:
         """Return the factory registered under the name part of ``spec``."""
         name, _ = self.split(spec)
+        self.load()
         try:
             return self._factories[name]
         except KeyError:
@@ -68,6 +109,7 @@ class Registry(Generic[T]):
 
     def list(self, pattern: str = "*") -> list[str]:
         """Registered names matching a glob pattern, sorted."""
+        self.load()
         return sorted(n for n in self._factories if fnmatch.fnmatch(n, pattern))
 
     def describe(self) -> dict[str, str]:
@@ -75,7 +117,11 @@ class Registry(Generic[T]):
         return {n: self._help.get(n, "") for n in self.list()}
 
     def __contains__(self, spec: object) -> bool:
-        return isinstance(spec, str) and self.split(spec)[0] in self._factories
+        if not isinstance(spec, str) or not spec.strip():
+            return False
+        self.load()
+        return self.split(spec)[0] in self._factories
 
     def __len__(self) -> int:
+        self.load()
         return len(self._factories)

@@ -2,7 +2,7 @@
 
 The same library code as the single-process path runs inside Ray Data actors
 (``map_batches`` over an actor pool): each actor loads the backbone (or the whole
-:class:`~geoscout.locate.Locator`) once in ``__init__`` and then handles one batch of
+:class:`~geoscout.locator.Locator`) once in ``__init__`` and then handles one batch of
 images per call. The driver streams the results (``iter_batches``) into the same
 :class:`~geoscout.embeddings.EmbeddingStore` the single-process :func:`embed_dataset`
 writes, committing every batch, so a killed run resumes where it stopped and a store can be
@@ -35,7 +35,7 @@ from .errors import InvalidInput
 if TYPE_CHECKING:  # pragma: no cover
     from .data import Dataset
     from .embeddings import EmbeddingStore
-    from .locate import Locator
+    from .locator import Locator
     from .types import Prediction
 
 __all__ = ["RAY_INSTALL_HINT", "embed_dataset_ray", "locate_ray", "ray_session", "require_ray"]
@@ -384,7 +384,7 @@ def _embed_ray_locked(
 # Locating
 # ----------------------------------------------------------------------------------------------
 class LocateActor:
-    """Ray Data actor: builds the :class:`~geoscout.locate.Locator` once, then locates one batch of
+    """Ray Data actor: builds the :class:`~geoscout.locator.Locator` once, then locates one batch of
     photos per call. Output: ``index`` (position in the input) and ``prediction`` (JSON of
     :meth:`Prediction.to_dict`)."""
 
@@ -399,7 +399,7 @@ class LocateActor:
         device: str = "cpu",
         top_k: int = 5,
     ) -> None:
-        from .locate import Locator, load_model
+        from .locator import Locator, load_model
 
         self.locator = (
             model
@@ -435,14 +435,14 @@ def locate_ray(
 ) -> list[Prediction]:
     """:meth:`Locator.locate` for many photos on a Ray cluster; one prediction per path, in input order.
 
-    ``model`` is a name or bundle folder (each actor calls :func:`~geoscout.locate.load_model`
+    ``model`` is a name or bundle folder (each actor calls :func:`~geoscout.locator.load_model`
     once; on a multi-node cluster the folder must be readable on every node) or a ready
     :class:`Locator` (shipped to the actors). A photo that cannot be read gets a prediction
     with ``error`` set, as in the single-process path.
     """
     import pandas as pd
 
-    from .locate import Locator
+    from .locator import Locator
     from .types import Prediction
 
     _check_workers(num_workers, batch_size)

@@ -9,6 +9,7 @@ from __future__ import annotations
 __all__ = [
     "GeoscoutError",
     "InvalidInput",
+    "MissingDependency",
     "MissingWeights",
     "NotFittedError",
     "ProviderError",
@@ -22,6 +23,10 @@ class GeoscoutError(Exception):
 
 class InvalidInput(GeoscoutError, ValueError):
     """An input (file, coordinate, argument) is malformed or out of range."""
+
+
+class MissingDependency(InvalidInput, ImportError):
+    """An optional Python package is not installed; the message says what to install."""
 
 
 class UnknownName(GeoscoutError, KeyError):

@@ -574,18 +574,18 @@ def evaluate(
     tl = truth_df["true_lat"].to_numpy()
     to = truth_df["true_lon"].to_numpy()
     for i, iid in enumerate(truth_df["image_id"]):
-        p = by_id.get(iid)
-        if p is None:
+        pred = by_id.get(iid)
+        if pred is None:
             status[i], error[i] = "missing", "no prediction for this image"
             continue
-        if not p.ok:
-            status[i], error[i] = "failed", p.error or "prediction has no candidates"
+        if not pred.ok:
+            status[i], error[i] = "failed", pred.error or "prediction has no candidates"
             continue
         status[i], error[i] = "ok", None
-        n_cand[i] = len(p.candidates)
-        radius[i] = np.nan if p.radius_km is None else float(p.radius_km)
-        expected[i] = np.nan if p.expected_score is None else float(p.expected_score)
-        for j, c in enumerate(p.candidates[:kk]):
+        n_cand[i] = len(pred.candidates)
+        radius[i] = np.nan if pred.radius_km is None else float(pred.radius_km)
+        expected[i] = np.nan if pred.expected_score is None else float(pred.expected_score)
+        for j, c in enumerate(pred.candidates[:kk]):
             cand_lat[i, j], cand_lon[i, j] = c.lat, c.lon
     filled = np.arange(kk)[None, :] < np.minimum(n_cand, kk)[:, None]
     bad = filled & ~(

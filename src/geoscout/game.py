@@ -123,7 +123,7 @@ def model_guess(locator: Any, photo: Any) -> tuple[float, float]:
     """The locator's top candidate for ``photo``; a panorama strip (width >= 2.5 x height) is split into
     views and fused, as ``geoscout locate --strip`` does."""
     from .imageio import probe_image
-    from .locate import split_strip
+    from .locator import split_strip
 
     w, h = probe_image(photo)
     if w >= STRIP_ASPECT * h:
@@ -210,10 +210,10 @@ class Game:
 
 
 def play(dataset: Any, locator: Any = "geoscout-lite", *, rounds: int = 5, seed: int | None = None) -> Game:
-    """The model (a loaded Locator, or a name for :func:`~geoscout.locate.load_model`) plays a whole game alone;
+    """The model (a loaded Locator, or a name for :func:`~geoscout.locator.load_model`) plays a whole game alone;
     returns the finished :class:`Game` (``game.results``, ``game.total("model")``)."""
     if isinstance(locator, (str, Path)):
-        from .locate import load_model
+        from .locator import load_model
 
         locator = load_model(locator)
     game = Game(pick_rounds(dataset, rounds, seed=seed))

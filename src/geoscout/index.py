@@ -55,6 +55,8 @@ class RetrievalIndex:
     ``benchmarks/scale.py``). Raise it for recall, lower it for speed.
     """
 
+    index_: Any  # the fitted faiss index
+
     def __init__(
         self,
         kind: str = "auto",
@@ -110,6 +112,7 @@ class RetrievalIndex:
             raise InvalidInput("cannot build a retrieval index from zero vectors")
         total = n_total or n
         kind = self._resolve_kind(total)
+        index: Any
         if kind == "flat":
             index = faiss.IndexFlatIP(dim)
         elif kind == "hnsw":

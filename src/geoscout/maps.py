@@ -324,8 +324,8 @@ class View:
         pad: float = 0.15,
     ) -> View:
         """The smallest view of the given aspect holding the points (longitudes unwrapped around their mean)."""
-        clat, clon = spherical_mean(lat, lon)
-        clon = float(clon)
+        clat, mean_lon = spherical_mean(lat, lon)
+        clon = float(mean_lon)
         ulon = clon + (((np.asarray(lon) - clon) + 180.0) % 360.0 - 180.0)
         lo0, lo1 = float(ulon.min()), float(ulon.max())
         la0, la1 = float(np.min(lat)), float(np.max(lat))

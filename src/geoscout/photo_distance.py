@@ -264,10 +264,10 @@ def compare(
 ) -> Comparison:
     """How far apart photos ``a`` and ``b`` (paths, bytes or PIL images) were probably taken.
 
-    ``model`` is a model name, a bundle folder or a loaded :class:`~geoscout.locate.Locator`.
+    ``model`` is a model name, a bundle folder or a loaded :class:`~geoscout.locator.Locator`.
     ``level`` is the interval's coverage (0.8: from the 10th to the 90th percentile).
     """
-    from .locate import Locator, _name_of, _named_reason, load_model
+    from .locator import Locator, _name_of, _named_reason, load_model
 
     loc = model if isinstance(model, Locator) else load_model(model)
     names = [_name_of(a, 0), _name_of(b, 1)]

@@ -238,14 +238,15 @@ def _heatmap(rows: Any, where: str) -> list[list[float]] | None:
         return None
     if not isinstance(rows, list):
         raise _bad(where, f"heatmap must be a list of [lat, lon, probability] rows, got {type(rows).__name__}")
-    out = []
+    out: list[list[float]] = []
     for j, r in enumerate(rows):
         if not (isinstance(r, (list, tuple)) and len(r) == 3):
             raise _bad(where, f"heatmap row {j} must be [lat, lon, probability], got {r!r}")
         la, lo, pr = (
             _float(v, where, f"heatmap row {j} {n}", required=True) for v, n in zip(r, ("lat", "lon", "probability"))
         )
-        if not (-90.0 <= la <= 90.0 and -180.0 <= lo <= 180.0):  # type: ignore[operator]
+        assert la is not None and lo is not None and pr is not None  # required=True raises instead
+        if not (-90.0 <= la <= 90.0 and -180.0 <= lo <= 180.0):
             raise _bad(where, f"heatmap row {j}: ({la}, {lo}) is not a valid (lat, lon) in degrees")
         out.append([la, lo, pr])
     return out

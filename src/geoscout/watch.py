@@ -82,7 +82,7 @@ def watch_folder(
     Runs until ``stop`` is set (or ``max_events`` screenshots were handled, or Ctrl-C).
     Returns the predictions made.
     """
-    from .locate import IMAGE_SUFFIXES
+    from .locator import IMAGE_SUFFIXES
 
     folder = Path(folder)
     if not folder.is_dir():

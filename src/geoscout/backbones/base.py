@@ -7,15 +7,16 @@ import hashlib
 import io
 import json
 import os
-import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import NDArray
 from PIL import Image
 
-from geoscout.errors import InvalidInput
+from geoscout._io import cpu_threads, safe_name
+from geoscout.errors import InvalidInput, MissingDependency
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -23,10 +24,6 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["Backbone", "BackboneInfo", "MissingDependency", "cpu_threads", "safe_name", "weights_sha256"]
 
 RUNTIMES = ("torch", "onnx")
-
-
-class MissingDependency(InvalidInput, ImportError):
-    """An optional Python package needed by a backbone is not installed; the message says what to install."""
 
 
 @dataclass(frozen=True)
@@ -57,19 +54,6 @@ class BackboneInfo:
 
 
 _RESAMPLE = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}
-
-
-def cpu_threads() -> int:
-    """CPU cores this process may use (affinity-aware), at least 1."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - non-Linux
-        return max(1, os.cpu_count() or 1)
-
-
-def safe_name(name: str) -> str:
-    """A backbone name usable as a file/folder name (``hf:openai/clip`` -> ``hf_openai_clip``)."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "backbone"
 
 
 _HASH_MEMO: dict[tuple[str, int, int], str] = {}
@@ -232,7 +216,7 @@ class Backbone:
         s = info.input_size
         left, top = (nw - s) // 2, (nh - s) // 2
         im = im.crop((left, top, left + s, top + s))
-        a = np.asarray(im, dtype=np.float32)
+        a: NDArray[Any] = np.asarray(im, dtype=np.float32)
         a = (a - np.asarray(info.mean, np.float32)) / np.asarray(info.std, np.float32)
         return np.ascontiguousarray(a.transpose(2, 0, 1))
 

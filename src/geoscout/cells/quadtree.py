@@ -173,7 +173,7 @@ class QuadtreePartition(Partition):
         self._owner = np.asarray(owner, dtype=np.int64)[order]
         self._depths = sorted({d for boxes in self._boxes_ for d, _, _ in boxes})
         self._nb_cache: dict[int, list[int]] = {}
-        self._box_tree = None
+        self._box_tree: Any = None
 
     def _locate(self, la: NDArray[np.float64], lo: NDArray[np.float64]) -> NDArray[np.int64]:
         out = np.full(la.size, -1, dtype=np.int64)

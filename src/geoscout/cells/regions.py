@@ -172,9 +172,10 @@ class PolygonPartition(Partition):
 
     def _nearest(self, la: NDArray[np.float64], lo: NDArray[np.float64]) -> NDArray[np.int64]:
         """Cell with the nearest boundary (great-circle distance, within about 5 km; see _BoundaryIndex)."""
-        if getattr(self, "_boundary", None) is None:
-            self._boundary = _BoundaryIndex(self._geoms_)
-        return self._boundary.nearest(la, lo)
+        boundary = getattr(self, "_boundary", None)
+        if boundary is None:
+            boundary = self._boundary = _BoundaryIndex(self._geoms_)
+        return boundary.nearest(la, lo)
 
     def polygon(self, i: int) -> Any:
         self._check_fitted()
@@ -293,7 +294,7 @@ class CountryPartition(PolygonPartition):
 
     def _fit_cells(self, la: NDArray[np.float64], lo: NDArray[np.float64]) -> None:
         codes, names, geoms, _, boundary = _country_index(self.simplify_deg)
-        idx = countries_of_points(la, lo, self.simplify_deg, nearest=self.fallback == "nearest")
+        idx = countries_of_points(la, lo, self.simplify_deg, nearest=self._fallback == "nearest")
         counts = np.bincount(idx[idx >= 0], minlength=len(codes))
         keep = np.flatnonzero(counts >= self.min_count)
         if keep.size == 0:
@@ -334,7 +335,7 @@ class Admin1Partition(PolygonPartition):
 
     def _fit_cells(self, la: NDArray[np.float64], lo: NDArray[np.float64]) -> None:
         codes, _, _, _, _ = _country_index(self.simplify_deg)
-        cidx = countries_of_points(la, lo, self.simplify_deg, nearest=self.fallback == "nearest")
+        cidx = countries_of_points(la, lo, self.simplify_deg, nearest=self._fallback == "nearest")
         wanted = range(len(codes)) if self.min_count == 0 else sorted(set(cidx[cidx >= 0].tolist()))
         ids, countries, geoms = [], [], []
         for k in wanted:

@@ -158,12 +158,14 @@ class SemanticPartition(PolygonPartition):
         geoms[:] = [g["geom"] for g in groups]
         gap = 2 * self.simplify_deg + 1e-9
         a, b = shapely.STRtree(geoms).query(geoms, predicate="dwithin", distance=gap)
-        adj = [set() for _ in range(n)]
+        adj: list[set[int]] = [set() for _ in range(n)]
         for i, j in zip(a.tolist(), b.tolist()):
             if i != j:
                 adj[i].add(j)
                 adj[j].add(i)
-        alive = {i: {"members": [i], "count": int(groups[i]["pts"].size), "adj": set(adj[i])} for i in range(n)}
+        alive: dict[int, dict[str, Any]] = {
+            i: {"members": [i], "count": int(groups[i]["pts"].size), "adj": set(adj[i])} for i in range(n)
+        }
         while len(alive) > 1:
             small = [i for i, g in alive.items() if g["count"] < self.min_samples]
             if not small:

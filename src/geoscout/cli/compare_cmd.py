@@ -32,7 +32,7 @@ def compare_command(
 ) -> None:
     """Say how far apart two photos were probably taken (median and interval) and whether in one country."""
     from geoscout.errors import GeoscoutError
-    from geoscout.locate import load_model
+    from geoscout.locator import load_model
     from geoscout.photo_distance import compare
 
     for p in (photo_a, photo_b):

@@ -48,7 +48,7 @@ def label_command(
 
     from geoscout.data import Dataset, load_dataset
     from geoscout.data.schema import MANIFEST_NAME
-    from geoscout.places import label_dataset
+    from geoscout.labels import label_dataset
 
     console = Console(highlight=False, soft_wrap=True, stderr=False)
     if not dataset.exists():

@@ -31,7 +31,7 @@ _FEW = 5  # up to this many photos need no progress bar
 
 
 def _expand(inputs: list[Path], recursive: bool) -> list[Path]:
-    from geoscout.locate import IMAGE_SUFFIXES
+    from geoscout.locator import IMAGE_SUFFIXES
 
     out: list[Path] = []
     for p in inputs:
@@ -125,7 +125,7 @@ def locate_command(
     ),
 ) -> None:
     """Say where each photo was taken: top-k places with probabilities, names, an uncertainty radius."""
-    from geoscout.locate import load_model, split_strip
+    from geoscout.locator import load_model, split_strip
     from geoscout.predictions import write_predictions
 
     if example:

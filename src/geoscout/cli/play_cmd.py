@@ -26,7 +26,7 @@ def play_command(
     """Let the model play ROUNDS rounds of GeoGuessr on DATASET's photos; prints each round and the total."""
     from geoscout.errors import GeoscoutError
     from geoscout.game import Game, model_guess, pick_rounds
-    from geoscout.locate import load_model
+    from geoscout.locator import load_model
 
     try:
         game = Game(pick_rounds(dataset, rounds, seed=seed))

@@ -31,7 +31,7 @@ def watch_command(
     """Watch a folder for new screenshots, locate each, print the top guesses, refresh a map (Ctrl-C stops)."""
     from rich.console import Console
 
-    from geoscout.locate import load_model
+    from geoscout.locator import load_model
     from geoscout.watch import CropBox, watch_folder
 
     console = Console()

@@ -146,7 +146,7 @@ def redact_logs(redactor: Redactor) -> list[tuple[logging.Logger, logging.Filter
     Returns the (logger, filter) pairs so a caller can remove them again.
     """
     flt = _RedactFilter(redactor)
-    pairs = []
+    pairs: list[tuple[logging.Logger, logging.Filter]] = []
     for name in _HTTP_LOGGERS:
         lg = logging.getLogger(name)
         lg.addFilter(flt)

@@ -37,7 +37,7 @@ __all__ = [
     "list_providers",
 ]
 
-PROVIDERS: Registry[Provider] = Registry("provider")
+PROVIDERS: Registry[Provider] = Registry("provider", group="geoscout.providers")
 
 STREETVIEW_URL = "https://maps.googleapis.com/maps/api/streetview"
 MAPILLARY_URL = "https://graph.mapillary.com"

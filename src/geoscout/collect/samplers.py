@@ -44,7 +44,7 @@ __all__ = [
     "uniform_sphere",
 ]
 
-SAMPLERS: Registry[Sampler] = Registry("sampler")
+SAMPLERS: Registry[Sampler] = Registry("sampler", group="geoscout.samplers")
 _BATCH = 2048
 _KM_PER_DEG = 6371.0 * math.pi / 180.0
 
@@ -149,7 +149,7 @@ def parse_quotas(text: str | dict[str, int]) -> dict[str, int]:
     if isinstance(text, dict):
         items = list(text.items())
     else:
-        items = []
+        items: list[tuple[Any, Any]] = []
         for part in str(text).split(","):
             if not part.strip():
                 continue

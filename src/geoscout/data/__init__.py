@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from .dataset import Dataset, load_dataset
+from .dataset import Dataset
 from .importers import ImportReport, Problem, import_csv, import_exif_folder, parse_column_mapping, read_exif_location
+from .load import load_dataset
 from .open_datasets import OpenImportReport, import_open_dataset
 from .schema import CORE_COLUMNS, MANIFEST_NAME, REQUIRED_COLUMNS, SPLIT_NAMES, normalize_frame, validate_frame
 from .splits import parse_fractions, split_dataset, split_for_training

@@ -113,7 +113,7 @@ class ImportReport:
 
 @dataclass(frozen=True)
 class _FileInfo:
-    sha256: str | None = None
+    sha256: str = ""  # empty when the file could not be read
     width: int = 0
     height: int = 0
     ext: str = ""
@@ -380,7 +380,7 @@ def _finish(
 
     if copy and out is None:
         raise InvalidInput("copy=True needs an output folder (out=...) to copy the images into")
-    if copy and rows:
+    if copy and rows and out is not None:
 
         def safe_copy(args: tuple[Path, Path, str, str]) -> str | OSError:
             try:
@@ -670,11 +670,14 @@ def import_csv(
     nw = workers or _default_workers()
     infos = _inspect_all(paths, want_exif=False, workers=nw, progress=progress)
 
-    rows, srcs, exts, lines = [], [], [], []
+    rows: list[dict[str, Any]] = []
+    srcs: list[Path] = []
+    exts: list[str] = []
+    lines: list[int | None] = []
     first_by_hash: dict[str, tuple[str, int]] = {}
-    for i, (rec, issues, p, info) in enumerate(zip(records, checks, paths, infos)):
+    for i, (rec, issues, path, info) in enumerate(zip(records, checks, paths, infos)):
         line = table.lines[i]  # file line where the row starts (header = 1)
-        shown = str(rec.get("path", "")).strip() if p is not None else "(empty)"
+        shown = str(rec.get("path", "")).strip() if path is not None else "(empty)"
         if info is not None and info.error:
             issues.insert(0, (info.kind, info.error))
         if not issues and info is not None:
@@ -685,7 +688,7 @@ def import_csv(
                 )
             else:
                 first_by_hash[info.sha256] = (shown, line)
-        if issues:
+        if issues or info is None or path is None:  # no info or path only with an issue (empty path)
             problems.append(Problem(shown, "; ".join(r for _, r in issues), line, issues[0][0]))
             continue
         rec = {k: v for k, v in rec.items() if not (isinstance(v, float) and math.isnan(v) and k not in ("heading",))}
@@ -697,7 +700,7 @@ def import_csv(
         rec["width"] = info.width
         rec["height"] = info.height
         rows.append(rec)
-        srcs.append(p.resolve())
+        srcs.append(path.resolve())
         exts.append(info.ext)
         lines.append(line)
     return _finish(
@@ -759,7 +762,10 @@ def import_exif_folder(
                 )
     nw = workers or _default_workers()
     infos = _inspect_all(files, want_exif=True, workers=nw, progress=progress)
-    rows, srcs, exts, lines = [], [], [], []
+    rows: list[dict[str, Any]] = []
+    srcs: list[Path] = []
+    exts: list[str] = []
+    lines: list[int | None] = []
     first_by_hash: dict[str, str] = {}
     for p, info in zip(files, infos):
         shown = _stored_path(p, folder)

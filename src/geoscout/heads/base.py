@@ -111,6 +111,7 @@ class GeoHead:
     name: ClassVar[str] = ""
     #: attribute set by ``fit``; its absence means "not fitted"
     _fitted_attr: ClassVar[str] = "n_features_in_"
+    n_features_in_: int
 
     # -- scikit-learn parameter protocol -------------------------------------------------
     @classmethod
@@ -119,8 +120,8 @@ class GeoHead:
         kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
         return [p.name for p in sig.parameters.values() if p.name != "self" and p.kind in kinds]
 
-    def get_params(self) -> dict[str, Any]:
-        """The constructor parameters (JSON-able values)."""
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The constructor parameters (JSON-able values); ``deep`` (scikit-learn's) changes nothing."""
         return {k: getattr(self, k) for k in self._param_names()}
 
     def set_params(self, **params: Any) -> GeoHead:
@@ -136,7 +137,18 @@ class GeoHead:
         return f"{type(self).__name__}({args})"
 
     # -- the contract ----------------------------------------------------------------------
-    def fit(self, X: Any, y: Any, **kwargs: Any) -> GeoHead:  # pragma: no cover - abstract
+    def fit(  # pragma: no cover - abstract
+        self,
+        X: Any,
+        y: Any,
+        *,
+        partition: Any = None,
+        aux: Any = None,
+        X_val: Any = None,
+        y_val: Any = None,
+        groups: Any = None,
+        progress: bool = False,
+    ) -> GeoHead:
         raise NotImplementedError
 
     def predict_distribution(self, X: Any) -> Distribution:  # pragma: no cover - abstract
@@ -188,25 +200,16 @@ class GeoHead:
 
 def create_head(name: str, **params: Any) -> GeoHead:
     """Build an unfitted head by registry name, e.g. ``create_head("classifier", tau=75)``."""
-    from . import _load_builtin_heads
-
-    _load_builtin_heads()
     return HEADS.create(name, **params)
 
 
 def list_heads(pattern: str = "*") -> list[str]:
     """Registered head names."""
-    from . import _load_builtin_heads
-
-    _load_builtin_heads()
     return HEADS.list(pattern)
 
 
 def head_from_state(config: dict[str, Any], tensors: dict[str, NDArray[Any]]) -> GeoHead:
     """Rebuild a fitted head from :meth:`GeoHead.get_state` output (dispatches on ``config['name']``)."""
-    from . import _load_builtin_heads
-
-    _load_builtin_heads()
     if "name" not in config:
         raise InvalidInput("head config has no 'name'; is this a geoscout bundle?")
     cls = HEADS.get(config["name"])

@@ -215,7 +215,7 @@ class ContrastiveHead(GeoHead):
             noise_deg = float(self.gps_noise_km) / _KM_PER_DEG
             # the queue starts with random training coordinates (GeoCLIP starts it with noise)
             start = torch.randint(0, len(yt), (qsize,), generator=gen)
-            state = {"queue": yt[start].clone(), "ptr": 0}
+            state: dict[str, Any] = {"queue": yt[start].clone(), "ptr": 0}
             max_log_scale = float(np.log(100.0))
 
             def enqueue(gps: torch.Tensor) -> None:

@@ -46,7 +46,7 @@ class KNNHead(GeoHead):
         # stored as float16 (like bundles' retrieval data) so a reloaded head predicts identically
         self.vectors_ = _normalise(X).astype(np.float16)
         self.latlon_ = y.astype(np.float64)
-        self._index = None
+        self._index: Any = None
         self.n_features_in_ = X.shape[1]
         return self
 

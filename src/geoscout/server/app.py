@@ -1,4 +1,4 @@
-"""REST API + web page over a :class:`~geoscout.locate.Locator`.
+"""REST API + web page over a :class:`~geoscout.locator.Locator`.
 
 One router per resource (``/v1/locate``, ``/v1/models``, ``/v1/health``, ``/v1/world``);
 the model loads once in the lifespan; locate calls run in a bounded thread pool with a
@@ -25,6 +25,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from ..errors import GeoscoutError, InvalidInput
+from .errors import ApiError
 from .limits import BodyLimit, BodyLimitExceeded, SecurityHeaders
 
 __all__ = ["ServerSettings", "create_app"]
@@ -61,12 +62,6 @@ class ServerSettings:
     precision: str = "auto"  # bf16/fp16 autocast on a GPU, fp32 on the CPU
 
 
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-
-
 def _error(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse(status_code=status, content={"error": {"code": code, "message": message}})
 
@@ -80,7 +75,7 @@ def create_app(settings: ServerSettings | None = None, *, locator: Any = None) -
         if locator is not None:
             app.state.locator = locator
         else:
-            from ..locate import load_model
+            from ..locator import load_model
 
             app.state.locator = await asyncio.to_thread(
                 functools.partial(
@@ -297,7 +292,7 @@ def _meta_router(settings: ServerSettings) -> APIRouter:
 
     @router.get("/models", summary="The loaded model and the ones this server knows")
     async def models(request: Request) -> dict[str, Any]:
-        from ..locate import list_models
+        from ..locator import list_models
 
         loc = request.app.state.locator
         return {

@@ -42,7 +42,7 @@ def game_router(settings: Any, static_dir: Any) -> APIRouter:
     """Routes of the play mode over ``settings.game`` (loaded now, so a bad dataset fails at start-up)."""
     from ..data import load_dataset
     from ..game import MAX_ROUNDS, Game, model_guess, photo_jpeg, pick_rounds
-    from .app import ApiError  # the app's JSON error type
+    from .errors import ApiError  # the app's JSON error type
 
     dataset = load_dataset(settings.game)
     pick_rounds(dataset, 1, seed=0)  # at least one location, readable columns

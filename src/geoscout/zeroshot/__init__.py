@@ -3,7 +3,7 @@
 ``zeroshot_head(backbone, places)`` turns the backbone's text tower and a prompt ensemble per place
 (countries, admin-1 regions or a user's own list; templates in ``prompts.toml``, which a user can
 copy, edit and pass as ``prompts=FILE``) into a head: probabilities are the softmax over places of
-the CLIP logits ``logit_scale * cos(image, place text)``. :func:`geoscout.locate.load_model` builds a
+the CLIP logits ``logit_scale * cos(image, place text)``. :func:`geoscout.locator.load_model` builds a
 Locator from it for ``zeroshot:<backbone>``; :func:`fuse_with_prior` multiplies a trained model's
 distribution by it (a product of experts, see its docstring).
 

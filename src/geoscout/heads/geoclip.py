@@ -19,11 +19,11 @@ from numpy.typing import NDArray
 from .._io import atomic_path, cache_dir
 from ..errors import InvalidInput
 from ..geo import validate_latlon
-from ..heads._registry import HEADS
-from ..heads.base import Distribution, GeoHead, check_embeddings
+from ..geoclip._wheel import load_gallery_csv, load_wheel_weights, weights_digest, wheel_gallery
+from ..geoclip.location_encoder import LocationEncoder
 from ..types import Candidate
-from ._wheel import load_gallery_csv, load_wheel_weights, weights_digest, wheel_gallery
-from .location_encoder import LocationEncoder
+from ._registry import HEADS
+from .base import Distribution, GeoHead, check_embeddings
 
 __all__ = ["GeoCLIPHead", "gallery_features", "load_geoclip_head"]
 

@@ -15,10 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from ..backbones._registry import BACKBONES
-from ..backbones.base import Backbone, BackboneInfo, MissingDependency
 from ..errors import InvalidInput, MissingWeights
-from ._wheel import load_wheel_weights, weights_digest
+from ..geoclip._wheel import load_wheel_weights, weights_digest
+from .base import Backbone, BackboneInfo, MissingDependency
 
 __all__ = ["CLIP_REPO", "GeoCLIPBackbone", "build_geoclip_backbone"]
 
@@ -80,8 +79,8 @@ def build_geoclip_backbone(
         from transformers import CLIPVisionModelWithProjection
     except ModuleNotFoundError:
         raise MissingDependency("backbone 'geoclip' needs transformers: pip install 'geoscout[geoclip]'") from None
-    from ..backbones.base import weights_sha256
-    from ..backbones.clip import resolve_hf_files
+    from .base import weights_sha256
+    from .clip import resolve_hf_files
 
     try:
         folder = resolve_hf_files(CLIP_REPO, weights)
@@ -142,10 +141,3 @@ def _dim(value: Any, key: str, default: int) -> int:
         return int(value)
     v = value.get(key) if hasattr(value, "get") else getattr(value, key, None)
     return int(v) if v else default
-
-
-@BACKBONES.register(
-    "geoclip", help="GeoCLIP image features: CLIP ViT-L/14 + GeoCLIP's MLP, 512-d (hub or --weights DIR)"
-)
-def _geoclip(*, weights: Any = None, device: str = "cpu", runtime: str = "torch") -> GeoCLIPBackbone:
-    return build_geoclip_backbone(weights, device=device, runtime=runtime)

@@ -160,7 +160,9 @@ class _Refiner:
                     v = self.vectors[g].mean(axis=0)
                     vecs.append(v / max(float(np.linalg.norm(v)), 1e-12))
                     la, lo = spherical_mean(self.lat[g], self.lon[g])
-                    lats.append(float(la)), lons.append(float(lo)), cells.append(c)
+                    lats.append(float(la))
+                    lons.append(float(lo))
+                    cells.append(c)
             self._protos = _Prototypes(
                 np.asarray(vecs, np.float32), np.asarray(lats), np.asarray(lons), np.asarray(cells, np.int64)
             )
@@ -520,7 +522,7 @@ def load_model(
             cues=cues,
         )
     if key == "geoclip":
-        from .geoclip import load_geoclip_head
+        from .heads.geoclip import load_geoclip_head
 
         head = load_geoclip_head()
         backbone = create_backbone("geoclip", weights=weights, device=device, precision=precision)

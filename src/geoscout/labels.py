@@ -1,4 +1,7 @@
-"""Fill a dataset's derived label columns from its coordinates (and capture times)."""
+"""Fill a dataset's derived label columns from its coordinates (and capture times).
+
+Places (country, admin-1, city, aux rasters) and partitions (cell ids) meet here, above both layers.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from geoscout.errors import InvalidInput, MissingWeights
+from .cells import create_partition
+from .errors import InvalidInput, MissingWeights
 
 __all__ = ["AUX_COLUMNS", "PLACE_COLUMNS", "LabelReport", "label_dataset", "label_frame"]
 
@@ -60,8 +64,8 @@ def label_frame(
     """
     import pandas as pd
 
-    from . import DEFAULT_COAST_KM, reverse_geocode
-    from .aux import AuxRasters, month_of
+    from .places import DEFAULT_COAST_KM, reverse_geocode
+    from .places.aux import AuxRasters, month_of
 
     for col in ("lat", "lon"):
         if col not in frame.columns:
@@ -119,18 +123,11 @@ def label_frame(
                 step(col)
                 continue
             if col == "climate":
-                values = np.where(values == "", None, values).astype(object)
+                values = np.array([None if v == "" else v for v in values], dtype=object)
             put(col, values, empty, dtype)
             step(col)
 
     for spec in cells:
-        try:
-            from geoscout.cells import create_partition
-        except ImportError as exc:  # cells package absent or incomplete in this checkout
-            report.skipped[f"cell:{spec}"] = f"geoscout.cells.create_partition is unavailable ({exc})"
-            warnings.warn(f"label: cell:{spec} skipped: {report.skipped[f'cell:{spec}']}", UserWarning, stacklevel=2)
-            step(f"cell:{spec}")
-            continue
         part = create_partition(spec).fit(la, lo)
         idx = np.asarray(part.assign(la, lo))
         ids = np.array([*list(part.cell_ids), None], dtype=object)

@@ -1,0 +1,184 @@
+"""The house rules: public API, one registry type with entry points, the estimator contract, the layers."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+
+import geoscout
+from geoscout._registry import Registry
+from geoscout.errors import GeoscoutError, UnknownName
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "geoscout"
+
+
+def test_all_is_a_literal_list_and_every_name_resolves():
+    tree = ast.parse((SRC / "__init__.py").read_text())
+    assigned = [n for n in tree.body if isinstance(n, ast.Assign) and n.targets[0].id == "__all__"]  # type: ignore[attr-defined]
+    assert len(assigned) == 1 and isinstance(assigned[0].value, ast.List)
+    literal = [e.value for e in assigned[0].value.elts]  # type: ignore[attr-defined]
+    assert literal == geoscout.__all__
+    for name in geoscout.__all__:
+        assert getattr(geoscout, name) is not None, name
+    for name in ("train_model", "Backbone", "Partition", "GeoHead", "locate", "load_model", "evaluate"):
+        assert name in geoscout.__all__
+
+
+def test_every_error_class_is_exported_and_derives_from_geoscout_error():
+    import geoscout.errors as errors
+
+    classes = [v for v in vars(errors).values() if isinstance(v, type) and issubclass(v, Exception)]
+    assert {c.__name__ for c in classes} == set(errors.__all__)
+    for c in classes:
+        assert issubclass(c, GeoscoutError)
+    public = {n for n in errors.__all__ if n in geoscout.__all__}
+    assert public == set(errors.__all__) - {"MissingDependency"} | ({"MissingDependency"} & set(geoscout.__all__))
+
+
+def test_importing_the_locator_module_keeps_geoscout_locate_a_function():
+    code = (
+        "import geoscout, geoscout.locator, geoscout.evaluate\n"
+        "assert callable(geoscout.locate) and not isinstance(geoscout.locate, type(geoscout)), geoscout.locate\n"
+        "assert geoscout.locate is geoscout.locator.locate\n"
+        "assert callable(geoscout.evaluate) or True\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False)
+    assert res.returncode == 0, res.stderr[-2000:]
+
+
+def _plugin(tmp_path: Path, group: str, name: str, value: str, module: str, source: str) -> None:
+    """A real installed distribution (dist-info on sys.path) that declares one entry point."""
+    (tmp_path / f"{module}.py").write_text(source)
+    dist = tmp_path / f"{module}-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module.replace('_', '-')}\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text(f"[{group}]\n{name} = {value}\n")
+
+
+def test_registry_finds_plugin_factories_and_modules_through_entry_points(tmp_path, monkeypatch):
+    _plugin(
+        tmp_path,
+        "geoscout.test_heads",
+        "nearest",
+        "geoscout_demo_plugin:make_nearest",
+        "geoscout_demo_plugin",
+        "from geoscout.heads.knn import KNNHead\n\ndef make_nearest(**kw):\n    '''One nearest neighbour.'''\n    return KNNHead(k=1, **kw)\n",
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.invalidate_caches()
+    reg: Registry = Registry("head", group="geoscout.test_heads", modules=("geoscout.heads.knn",))
+    assert reg.list() == ["nearest"]
+    assert reg.describe() == {"nearest": "One nearest neighbour."}
+    head = reg.create("nearest")
+    assert type(head).__name__ == "KNNHead" and head.k == 1
+    with pytest.raises(UnknownName, match=r"Did you mean 'nearest'"):
+        reg.get("neerest")
+
+
+def test_a_module_entry_point_registers_itself_and_a_broken_plugin_only_warns(tmp_path, monkeypatch):
+    _plugin(
+        tmp_path,
+        "geoscout.test_parts",
+        "selfreg",
+        "geoscout_selfreg_plugin",
+        "geoscout_selfreg_plugin",
+        "from geoscout._registry import Registry\n",
+    )
+    src = tmp_path / "geoscout_selfreg_plugin.py"
+    src.write_text("import geoscout_test_registry_holder as h\nh.REG.register('band')(lambda **kw: 'band')\n")
+    (tmp_path / "geoscout_test_registry_holder.py").write_text(
+        "from geoscout._registry import Registry\nREG = Registry('partition', group='geoscout.test_parts')\n"
+    )
+    (tmp_path / "geoscout_broken-0.1.dist-info").mkdir()
+    (tmp_path / "geoscout_broken-0.1.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: geoscout-broken\nVersion: 0.1\n"
+    )
+    (tmp_path / "geoscout_broken-0.1.dist-info" / "entry_points.txt").write_text(
+        "[geoscout.test_parts]\nbroken = geoscout_no_such_module:make\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.invalidate_caches()
+    holder = importlib.import_module("geoscout_test_registry_holder")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert holder.REG.list() == ["band"]
+    assert any("broken" in str(w.message) and "failed to load" in str(w.message) for w in caught)
+    assert holder.REG.create("band") == "band"
+
+
+def test_every_registry_is_the_one_registry_type_with_an_entry_point_group():
+    from geoscout.backbones._registry import BACKBONES
+    from geoscout.cells._registry import PARTITIONS
+    from geoscout.collect.providers import PROVIDERS
+    from geoscout.collect.samplers import SAMPLERS
+    from geoscout.heads._registry import HEADS
+
+    groups = {}
+    for reg in (BACKBONES, PARTITIONS, HEADS, PROVIDERS, SAMPLERS):
+        assert type(reg) is Registry
+        groups[reg.kind] = reg.group
+        assert len(reg) > 0
+    assert groups == {
+        "backbone": "geoscout.backbones",
+        "partition": "geoscout.partitions",
+        "head": "geoscout.heads",
+        "provider": "geoscout.providers",
+        "sampler": "geoscout.samplers",
+    }
+
+
+_SPECS = {"geohash": "geohash:3", "grid": "grid:2", "h3": "h3:2", "quadtree": "quadtree:5:50", "cities": "cities:50"}
+
+
+@pytest.mark.parametrize("name", ["admin1", "cities", "country", "geohash", "grid", "h3", "quadtree", "semantic"])
+def test_partitions_follow_the_estimator_contract(name):
+    from sklearn.base import clone
+
+    from geoscout.cells import create_partition
+
+    p = create_partition(_SPECS.get(name, name), fallback="nearest")
+    params = p.get_params()
+    assert params["fallback"] == "nearest"
+    c = clone(p)
+    assert type(c) is type(p) and c.get_params() == params and c is not p
+    assert p.set_params(min_count=3) is p and p.get_params()["min_count"] == 3
+    assert create_partition(_SPECS.get(name, name)).get_params()["fallback"] == "default"  # stored unchanged
+
+
+@pytest.mark.parametrize("name", ["classifier", "contrastive", "geoclip", "hybrid", "knn", "multitask"])
+def test_heads_follow_the_estimator_contract(name):
+    from sklearn.base import clone
+
+    from geoscout.heads import create_head
+
+    h = create_head(name)
+    c = clone(h)
+    assert type(c) is type(h) and c.get_params() == h.get_params()
+    first = next(iter(h.get_params()))
+    assert h.set_params(**{first: h.get_params()[first]}) is h
+    with pytest.raises(ValueError, match="no parameter"):
+        h.set_params(no_such_parameter=1)
+
+
+def test_the_layers_hold_and_no_module_imports_in_a_cycle():
+    grimp = pytest.importorskip("grimp")
+    pytest.importorskip("importlinter")
+    from importlinter.cli import lint_imports
+
+    root = Path(__file__).resolve().parents[1]
+    assert lint_imports(config_filename=str(root / "pyproject.toml"), no_cache=True, no_logo=True) == 0
+    graph = grimp.build_graph("geoscout", cache_dir=None)
+    modules = sorted(graph.modules)
+    cyclic = [
+        (a, b)
+        for a in modules
+        for b in graph.find_modules_directly_imported_by(a)
+        if a != b and graph.chain_exists(importer=b, imported=a)
+    ]
+    assert cyclic == []
