@@ -619,8 +619,8 @@ def _batches(path: Path, kind: str, chunk: int) -> tuple[pa.Schema, Iterator[pa.
         try:
             reader = pa.ipc.open_stream(source)
         except pa.ArrowInvalid:
-            reader = pa.ipc.open_file(source)  # type: ignore[assignment]
-            return reader.schema, (reader.get_batch(i) for i in range(reader.num_record_batches)), None  # type: ignore[attr-defined]
+            freader = pa.ipc.open_file(source)
+            return freader.schema, (freader.get_batch(i) for i in range(freader.num_record_batches)), None
         return reader.schema, iter(reader), None
     except (OSError, pa.ArrowInvalid) as exc:
         raise InvalidInput(f"{path}: not a readable {kind} file ({exc})") from None
@@ -778,13 +778,11 @@ def import_open_dataset(
                     writer.add(chunk)
                     done += len(chunk)
                     chunk = []
-                    if progress:
-                        progress(done, total)
+                    progress(done, total)
             if chunk:
                 writer.add(chunk)
                 done += len(chunk)
-                if progress:
-                    progress(done, total)
+                progress(done, total)
             if limit is not None and done >= limit:
                 break
         ok = True
