@@ -72,7 +72,8 @@ def test_drop_a_photo_and_see_the_map(server_url, small_world_sample):
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.goto(server_url + "/")
-            page.wait_for_function("document.getElementById('model').textContent === 'tiny-knn'", timeout=20000)
+            # expect() polls from Playwright's side: the page's CSP forbids the eval behind wait_for_function
+            playwright.expect(page.locator("#model")).to_have_text("tiny-knn", timeout=20000)
             page.wait_for_selector("#map svg path.country", timeout=20000)  # offline outlines drawn
             page.set_input_files("#files", str(photo))
             page.wait_for_selector("#map svg g.marker", timeout=60000)
