@@ -327,11 +327,14 @@ def _country_geometry(code: str) -> Any:
 def _load_geojson(path: str | Path) -> Any:
     import shapely.geometry
 
+    from geoscout._io import read_user_file
+
     p = Path(path)
+    if not p.exists():
+        raise InvalidInput(f"{p}: polygon file not found")
+    data = read_user_file(p, max_bytes=512 * 1024 * 1024)  # a regular file (no pipe), bounded
     try:
-        obj = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InvalidInput(f"{p}: polygon file not found") from None
+        obj = json.loads(data.decode("utf-8"))
     except (OSError, ValueError) as exc:
         raise InvalidInput(f"{p}: not a readable GeoJSON file ({exc})") from None
     geoms = []

@@ -5,7 +5,7 @@ the model loads once in the lifespan; locate calls run in a bounded thread pool 
 timeout; every error is JSON ``{"error": {"code", "message"}}`` with the right status.
 Request bodies are bounded while they arrive (:mod:`.limits`: bytes, parts, bytes in flight);
 uploads are read into memory within the size limit and never written to disk by us. ``/docs``
-serves Swagger UI from a local copy (package ``swagger-ui-bundle``): no CDN, works offline.
+serves Swagger UI from a local copy (package ``swagger-ui-bundle-v2``, Swagger UI 5: reads OpenAPI 3.1): no CDN, works offline.
 """
 
 from __future__ import annotations
@@ -168,13 +168,13 @@ _DOCS_PAGE = """<!doctype html>
 
 
 def _mount_docs(app: FastAPI) -> None:
-    """Serve Swagger UI at ``/docs`` from the local ``swagger-ui-bundle`` files (no CDN)."""
+    """Serve Swagger UI at ``/docs`` from the local ``swagger-ui-bundle-v2`` files (no CDN)."""
     from fastapi.responses import HTMLResponse
 
     try:
         from swagger_ui_bundle import swagger_ui_path
     except ImportError:  # the server extra installs it; without it, say where the schema is
-        page = '<!doctype html><title>geoscout API</title><p>The API schema is at <a href="/openapi.json">/openapi.json</a> (install <code>swagger-ui-bundle</code> for an interactive page).</p>'
+        page = '<!doctype html><title>geoscout API</title><p>The API schema is at <a href="/openapi.json">/openapi.json</a> (install <code>swagger-ui-bundle-v2</code> for an interactive page).</p>'
     else:
         app.mount("/docs-assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")
         page = _DOCS_PAGE
