@@ -81,3 +81,17 @@ def test_locate_failure_note_matches_the_output_format(tmp_path):
     assert "error" in res.stdout.splitlines()[0].split(",")
     res = runner.invoke(app, ["locate", "--example", missing, "-f", "jsonl"])
     assert res.exit_code == 0 and "(see each one's error field)" in res.stderr
+
+
+def test_protonet_refinement_prints_no_library_warnings():
+    """scikit-learn's OPTICS warns on spread-out cells ('all reachability values are inf'): none reaches the user."""
+    res = subprocess.run(
+        [sys.executable, "-m", "geoscout", "locate", "--example", "--refine", "protonet", "-f", "json"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert res.returncode == 0, res.stderr
+    assert "Warning" not in res.stderr and "reachability" not in res.stderr
+    assert res.stdout.lstrip().startswith("[")

@@ -9,6 +9,7 @@ the top cells, and offline reverse geocoding of the candidates. It answers with 
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -147,11 +148,13 @@ class _Refiner:
                 )
                 inv = inv.reshape(-1)
                 if len(pts) >= 2 * self.config.min_cluster_size:
-                    labels = (
-                        OPTICS(min_samples=self.config.min_cluster_size, metric="haversine")
-                        .fit(np.radians(pts))
-                        .labels_
-                    )
+                    with warnings.catch_warnings():  # spread-out points: "all reachability values are inf",
+                        warnings.filterwarnings("ignore", message=".*reachability values are inf")  # no cluster
+                        labels = (
+                            OPTICS(min_samples=self.config.min_cluster_size, metric="haversine")
+                            .fit(np.radians(pts))
+                            .labels_
+                        )
                     groups = [idx[labels[inv] == g] for g in np.unique(labels) if g >= 0]
                     groups += [idx[inv == u] for u in np.flatnonzero(labels < 0)]  # each unclustered location alone
                 else:
