@@ -92,3 +92,17 @@ def test_top_k_limits_and_pixel_bomb(client, photo_bytes):
     Image.new("L", (3000, 2000)).save(big, format="PNG")  # 6 Mpx > the 5 Mpx limit, tiny file
     r = client.post("/v1/locate", files={"files": ("big.png", big.getvalue(), "image/png")})
     assert r.status_code == 400 and "exceeds the limit" in r.json()["error"]["message"]
+
+
+def test_unknown_paths_and_methods_answer_in_the_error_shape():
+    """The router's own 404 / 405 use the same JSON shape as every other error."""
+    from fastapi.testclient import TestClient
+
+    from geoscout.server import ServerSettings, create_app
+
+    client = TestClient(create_app(ServerSettings(), locator=object()))
+    r = client.get("/v1/no-such-endpoint")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "not_found" and "/docs" in r.json()["error"]["message"]
+    assert set(r.json()) == {"error"}
+    r = client.post("/v1/health")
+    assert r.status_code == 405 and r.json()["error"]["code"] == "method_not_allowed" and r.headers["allow"] == "GET"

@@ -19,10 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, File, Form, HTTPException, Request, UploadFile
+from fastapi import APIRouter, FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import GeoscoutError, InvalidInput
 from .errors import ApiError
@@ -119,9 +120,16 @@ def create_app(settings: ServerSettings | None = None, *, locator: Any = None) -
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
         return _error(exc.status, exc.code, exc.message)
 
-    @app.exception_handler(HTTPException)
-    async def _http_error(_: Request, exc: HTTPException) -> JSONResponse:
-        return _error(exc.status_code, "http_error", str(exc.detail))
+    @app.exception_handler(StarletteHTTPException)  # also the router's own 404 / 405, not only ours
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        codes = {404: "not_found", 405: "method_not_allowed"}
+        detail = str(exc.detail)
+        if exc.status_code == 404 and detail == "Not Found":
+            detail = "no such page or endpoint; the API is under /v1 (see /docs)"
+        resp = _error(exc.status_code, codes.get(exc.status_code, "http_error"), detail)
+        for k, v in (exc.headers or {}).items():
+            resp.headers[k] = v
+        return resp
 
     @app.exception_handler(Exception)
     async def _unexpected_error(_: Request, exc: Exception) -> JSONResponse:
