@@ -138,6 +138,7 @@ def _member(root: Path, name: object, links_within: Path | None = None) -> Path:
             f"{root / CONFIG}: file entry {name!r} is not a plain file name inside the bundle; "
             "the bundle is damaged or hostile: do not use it"
         )
+    assert isinstance(name, str)  # checked above
     p = root / name
     if p.is_symlink() and not p.resolve().is_relative_to((links_within or root).resolve()):
         raise InvalidInput(

@@ -482,7 +482,7 @@ def embed_dataset(
     if not hasattr(dataset, "frame"):
         from geoscout.data import load_dataset
 
-        dataset = load_dataset(dataset, warn=False)  # type: ignore[arg-type]  # its bad rows go to the failures
+        dataset = load_dataset(dataset, warn=False)  # its bad rows go to the failures
     if batch_size < 1:
         raise InvalidInput(f"batch_size must be >= 1, got {batch_size}")
     bb = (

@@ -40,7 +40,7 @@ def _exif(src: Any) -> Any:
                 return im.getexif()
         if isinstance(src, (str, os.PathLike)):
             # the shared reader: regular files only (a pipe must not hang), within the size limit
-            with open_user_file(src, max_bytes=MAX_FILE_BYTES) as fh, open_image(fh) as im:  # type: ignore[arg-type]
+            with open_user_file(src, max_bytes=MAX_FILE_BYTES) as fh, open_image(fh) as im:
                 return im.getexif()
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError):  # InvalidInput is a ValueError
         return None
