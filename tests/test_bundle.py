@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -198,3 +199,35 @@ def test_bundle_files_linking_outside_are_refused(fitted, tmp_path):
     shutil.move(outside, out / "real.safetensors")
     (out / "weights.safetensors").symlink_to("real.safetensors")
     assert ModelBundle.load(out, verify=True).backbone_name == "effnet-lite2"
+
+
+def test_loading_checks_the_backbone_fingerprint_and_says_what_differs(tmp_path):
+    """The fingerprint written at training is checked on load: a shipped model loads; an altered one is refused."""
+    import shutil
+
+    import geoscout
+    from geoscout.locator import load_model
+
+    shipped = Path(geoscout.__file__).parent / "models" / "geoscout-lite"
+    loc = load_model(str(shipped), geocode=False)
+    assert loc.backbone.fingerprint()["backbone"] == "effnet-lite2"
+
+    altered = tmp_path / "altered"
+    shutil.copytree(shipped, altered)
+    cfg = json.loads((altered / "config.json").read_text())
+    cfg["backbone"]["fingerprint"]["preprocessing"]["input_size"] = 224
+    cfg["backbone"]["fingerprint"]["weights_sha256"] = "0" * 64
+    (altered / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(InvalidInput) as err:
+        load_model(str(altered), geocode=False)
+    msg = str(err.value)
+    assert "preprocessing.input_size: trained with 224, given 260" in msg
+    assert "weights_sha256: trained with '000" in msg and "effnet-lite2" in msg
+    assert "resize_size" not in msg  # only what differs is named
+
+    legacy = tmp_path / "legacy"  # bundles written before a fingerprint key existed still load
+    shutil.copytree(shipped, legacy)
+    cfg = json.loads((legacy / "config.json").read_text())
+    del cfg["backbone"]["fingerprint"]["preprocessing"]["jpeg_draft"]
+    (legacy / "config.json").write_text(json.dumps(cfg))
+    assert load_model(str(legacy), geocode=False).backbone.name == "effnet-lite2"

@@ -164,6 +164,22 @@ class ModelBundle:
     card: str = ""
     format_version: int = FORMAT_VERSION
 
+    def check_backbone(self, fingerprint: dict[str, Any], *, name: str = "model") -> None:
+        """Raise :class:`InvalidInput` naming what differs when ``fingerprint`` (the backbone's, as
+        :meth:`geoscout.backbones.Backbone.fingerprint`) is not the one this model was trained with.
+
+        Only keys stored in the bundle are compared, so bundles written before a key existed still load.
+        """
+        saved, now = _flatten(self.backbone_fingerprint), _flatten(fingerprint)
+        diffs = [
+            f"{k}: trained with {saved[k]!r}, given {now.get(k)!r}" for k in sorted(saved) if saved[k] != now.get(k)
+        ]
+        if diffs:
+            raise InvalidInput(
+                f"{name}: the backbone does not match the one this model was trained with ({'; '.join(diffs)}); "
+                f"use backbone {self.backbone_name!r} with the same weights and preprocessing, or retrain"
+            )
+
     # -- writing -----------------------------------------------------------------------------
     def config(self) -> dict[str, Any]:
         """The JSON-able part of the bundle (without file checksums)."""
@@ -301,3 +317,15 @@ class ModelBundle:
             card=card,
             format_version=int(version),
         )
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``, with tuples as lists (JSON's view of them)."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{key}."))
+        else:
+            out[key] = list(v) if isinstance(v, tuple) else v
+    return out

@@ -593,6 +593,7 @@ def _locator_from_bundle(
     backbone = create_backbone(
         bundle.backbone_name, weights=weights, device=device, runtime=runtime, precision=precision
     )
+    bundle.check_backbone(backbone.fingerprint(), name=name)
     return Locator(
         backbone,
         bundle.head,
