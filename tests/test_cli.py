@@ -95,3 +95,31 @@ def test_protonet_refinement_prints_no_library_warnings():
     assert res.returncode == 0, res.stderr
     assert "Warning" not in res.stderr and "reachability" not in res.stderr
     assert res.stdout.lstrip().startswith("[")
+
+
+def test_stdout_is_what_dash_o_writes_for_every_format_and_failures_are_kept(tmp_path):
+    """One writer per format: `-f FMT` on stdout prints exactly the file `-o` writes, failed photos included."""
+    import csv
+    import io
+    import json
+
+    from geoscout.predictions import CSV_COLUMNS
+
+    missing = str(tmp_path / "missing.jpg")
+    runner = CliRunner()
+    for fmt in ("csv", "json", "jsonl", "geojson"):
+        printed = runner.invoke(app, ["locate", "--example", missing, "-f", fmt, "--cues", "none"])
+        assert printed.exit_code == 0, printed.output
+        out = tmp_path / f"p.{fmt}"
+        written = runner.invoke(app, ["locate", "--example", missing, "-f", fmt, "-o", str(out), "--cues", "none"])
+        assert written.exit_code == 0, written.output
+        assert printed.stdout == out.read_text(encoding="utf-8"), fmt
+        if fmt == "csv":
+            rows = list(csv.DictReader(io.StringIO(printed.stdout)))
+            assert tuple(rows[0]) == CSV_COLUMNS
+            assert any(r["image_id"].endswith("missing.jpg") and r["error"] for r in rows)
+        if fmt == "geojson":
+            feats = json.loads(printed.stdout)["features"]
+            failed = [f for f in feats if f["properties"]["error"]]
+            assert len(failed) == 1 and failed[0]["geometry"] is None
+            assert any(f["geometry"] is not None for f in feats)

@@ -228,7 +228,7 @@ def embed_dataset_ray(
     if not hasattr(dataset, "frame"):
         from .data import load_dataset
 
-        dataset = load_dataset(dataset)  # type: ignore[arg-type]
+        dataset = load_dataset(dataset)
     require_ray()
     bb = create_backbone(backbone_name, weights=weights, runtime=runtime)
     path = Path(out) if out is not None else default_store_path(dataset, bb.name)  # type: ignore[arg-type]
@@ -302,7 +302,7 @@ def _embed_ray_locked(
         on_batch=None,
     )
     fp_hash = bb.fingerprint_hash()
-    frame = dataset.frame  # type: ignore[union-attr]
+    frame = dataset.frame
     all_ids = frame["image_id"].astype(str).tolist()
     done = set(store.ids.tolist())
     if not retry_failed:
@@ -313,7 +313,7 @@ def _embed_ray_locked(
             continue
         seen.add(image_id)
         todo_ids.append(image_id)
-        todo_paths.append(str(dataset.image_path(i)))  # type: ignore[union-attr]
+        todo_paths.append(str(dataset.image_path(i)))
     if limit is not None:
         todo_ids, todo_paths = todo_ids[: max(0, int(limit))], todo_paths[: max(0, int(limit))]
     run = EmbedRun(store=store.path, total=len(set(all_ids)), already=len(done & set(all_ids)))

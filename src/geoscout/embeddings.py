@@ -271,7 +271,7 @@ class EmbeddingStore:
         if is_series and type(keys.index).__name__ == "RangeIndex":  # type: ignore[union-attr]
             keys = list(keys)  # a plain column, row-aligned
         elif isinstance(keys, Mapping) or is_series:
-            m = keys.to_dict() if is_series else keys  # type: ignore[union-attr]
+            m: Any = keys.to_dict() if is_series else keys  # type: ignore[union-attr]
             keys = [m.get(i, i) for i in self.ids.tolist()]
         return pool_vectors(self.load(), list(keys), normalize=normalize)
 
@@ -563,8 +563,8 @@ def _embed_locked(
             options=opts,
             overwrite=True,
             extra={"dataset": {"name": str(dataset.name), "root": str(Path(dataset.root).resolve())}},
-        )  # type: ignore[union-attr]
-    frame = dataset.frame  # type: ignore[union-attr]
+        )
+    frame = dataset.frame
     done = set(store.ids.tolist())
     recorded = set(store.failures["image_id"].tolist())
     if not retry_failed:
@@ -576,7 +576,7 @@ def _embed_locked(
         if image_id in done or image_id in seen:
             continue
         seen.add(image_id)
-        todo.append((image_id, dataset.image_path(i)))  # type: ignore[union-attr]
+        todo.append((image_id, dataset.image_path(i)))
     if limit is not None:
         todo = todo[: max(0, int(limit))]
     run = EmbedRun(

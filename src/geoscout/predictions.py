@@ -24,7 +24,7 @@ import io
 import json
 import math
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,15 @@ from ._io import atomic_write_text, read_user_file
 from .errors import InvalidInput
 from .types import Candidate, Cue, Prediction
 
-__all__ = ["CSV_COLUMNS", "FORMATS", "predictions_to_rows", "read_predictions", "write_predictions"]
+__all__ = [
+    "CSV_COLUMNS",
+    "FORMATS",
+    "WRITERS",
+    "format_predictions",
+    "predictions_to_rows",
+    "read_predictions",
+    "write_predictions",
+]
 
 #: Columns of the CSV format, in order (one row per candidate).
 CSV_COLUMNS: tuple[str, ...] = (
@@ -121,14 +129,37 @@ def _csv_text(preds: Sequence[Prediction]) -> str:
     return buf.getvalue()
 
 
-def write_predictions(preds: Iterable[Prediction], path: str | os.PathLike[str], *, format: str | None = None) -> Path:
-    """Write predictions atomically to ``path``; the format follows the extension (or ``format``).
+def _jsonl_text(preds: Sequence[Prediction]) -> str:
+    return "".join(json.dumps(p.to_dict(), ensure_ascii=False, allow_nan=False) + "\n" for p in preds)
 
-    Returns the path written.
-    """
-    path = Path(path)
-    fmt = _format_of(path, format)
+
+def _json_text(preds: Sequence[Prediction]) -> str:
+    return json.dumps([p.to_dict() for p in preds], ensure_ascii=False, indent=1, allow_nan=False) + "\n"
+
+
+def _geojson_text(preds: Sequence[Prediction]) -> str:
+    return json.dumps(_geojson(preds), ensure_ascii=False, allow_nan=False) + "\n"
+
+
+#: The one writer per output format: files (``-o``), stdout, and every shell that writes predictions.
+WRITERS: dict[str, Callable[[Sequence[Prediction]], str]] = {
+    ".jsonl": _jsonl_text,
+    ".json": _json_text,
+    ".csv": _csv_text,
+    ".geojson": _geojson_text,
+}
+
+
+def format_predictions(preds: Iterable[Prediction], format: str) -> str:
+    """The text of ``preds`` in ``format`` (``jsonl``, ``json``, ``csv``, ``geojson``): what
+    :func:`write_predictions` writes to a file, and what the CLI prints on stdout."""
+    fmt = _format_of(Path(f"predictions.{format.lstrip('.')}"), format)
     preds = list(preds)
+    _check(preds)
+    return WRITERS[fmt](preds)
+
+
+def _check(preds: Sequence[Any]) -> None:
     for i, p in enumerate(preds):
         if not isinstance(p, Prediction):
             raise InvalidInput(
@@ -139,15 +170,18 @@ def write_predictions(preds: Iterable[Prediction], path: str | os.PathLike[str],
                 raise InvalidInput(
                     f"write_predictions: {p.image_id!r} candidate {k} has an invalid (lat, lon) = ({c.lat!r}, {c.lon!r})"
                 )
-    if fmt == ".jsonl":
-        text = "".join(json.dumps(p.to_dict(), ensure_ascii=False, allow_nan=False) + "\n" for p in preds)
-    elif fmt == ".json":
-        text = json.dumps([p.to_dict() for p in preds], ensure_ascii=False, indent=1, allow_nan=False) + "\n"
-    elif fmt == ".geojson":
-        text = json.dumps(_geojson(preds), ensure_ascii=False, allow_nan=False) + "\n"
-    else:
-        text = _csv_text(preds)
-    return atomic_write_text(path, text)
+
+
+def write_predictions(preds: Iterable[Prediction], path: str | os.PathLike[str], *, format: str | None = None) -> Path:
+    """Write predictions atomically to ``path``; the format follows the extension (or ``format``).
+
+    Returns the path written.
+    """
+    path = Path(path)
+    fmt = _format_of(path, format)
+    preds = list(preds)
+    _check(preds)
+    return atomic_write_text(path, WRITERS[fmt](preds))
 
 
 def _geojson(preds: Sequence[Prediction]) -> dict[str, Any]:

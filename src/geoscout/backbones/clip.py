@@ -163,8 +163,8 @@ def build_hf_clip(
         dim=int(model.config.projection_dim),
         input_size=pp["crop"],
         resize_size=pp["resize"],
-        mean=pp["mean"],  # type: ignore[arg-type]
-        std=pp["std"],  # type: ignore[arg-type]
+        mean=pp["mean"],
+        std=pp["std"],
         interpolation=pp["interp"],
         license="see the model card of the repository",
         source=f"Hugging Face {source}" if not Path(source).expanduser().is_dir() else f"local folder {d}",
@@ -238,8 +238,8 @@ def build_open_clip(arg: str, *, weights=None, device: str = "cpu", runtime: str
     visual = model.visual
     size = visual.image_size if isinstance(visual.image_size, int) else visual.image_size[0]
     pcfg = getattr(visual, "preprocess_cfg", {}) or {}
-    mean = tuple(float(v) * 255 for v in pcfg.get("mean", OPENAI_CLIP_MEAN))
-    std = tuple(float(v) * 255 for v in pcfg.get("std", OPENAI_CLIP_STD))
+    mean = _rgb255(pcfg.get("mean", OPENAI_CLIP_MEAN))
+    std = _rgb255(pcfg.get("std", OPENAI_CLIP_STD))
     with torch.no_grad():
         dim = int(model.encode_image(torch.zeros(1, 3, size, size, device=device)).shape[-1])
     info = BackboneInfo(
@@ -247,9 +247,9 @@ def build_open_clip(arg: str, *, weights=None, device: str = "cpu", runtime: str
         dim=dim,
         input_size=size,
         resize_size=size,
-        mean=mean,  # type: ignore[arg-type]
+        mean=mean,
         std=std,
-        interpolation=pcfg.get("interpolation", "bicubic"),  # type: ignore[arg-type]
+        interpolation=pcfg.get("interpolation", "bicubic"),
         license="see open_clip's pretrained model list",
         source=f"open_clip {arch}/{pretrained}",
     )
@@ -280,3 +280,9 @@ def build_open_clip(arg: str, *, weights=None, device: str = "cpu", runtime: str
             return f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
 
     return OpenClipBackbone(info.name, info, _Img(), sha, device=device, runtime=runtime)
+
+
+def _rgb255(values: Any) -> tuple[float, float, float]:
+    """Per-channel mean or std in 0..1 units -> 0..255 units (three channels)."""
+    r, g, b = (float(v) * 255 for v in values)
+    return r, g, b

@@ -158,7 +158,7 @@ def _dry_run(provider: str, samp, n: int | None, seed: int, headings: int, price
     from geoscout.collect.providers import PROVIDERS
 
     cls = PROVIDERS.get(provider)
-    price = cls.price_per_1000 if price is None else price
+    price = getattr(cls, "price_per_1000", 0.0) if price is None else price
     total = n if n is not None else sum((samp.quotas or {}).values())
     per = headings if provider == "streetview" else 1
     for p in samp.sample(min(10, total or 10), seed=seed):

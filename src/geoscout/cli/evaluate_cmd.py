@@ -100,7 +100,7 @@ def evaluate_command(
         raise fail("no prediction answered a truth image (every matched prediction failed); nothing was scored", 1)
 
 
-def _print_table(report) -> None:  # type: ignore[no-untyped-def]
+def _print_table(report) -> None:
     from rich.console import Console
     from rich.table import Table
 

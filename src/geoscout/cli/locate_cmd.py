@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -243,69 +242,10 @@ def _example_photo() -> Path:
 
 
 def _render(preds, fmt: OutputFormat) -> str:
-    if fmt is OutputFormat.json:
-        return json.dumps([p.to_dict() for p in preds], indent=2, ensure_ascii=False) + "\n"
-    if fmt is OutputFormat.jsonl:
-        return "".join(json.dumps(p.to_dict(), ensure_ascii=False) + "\n" for p in preds)
-    if fmt is OutputFormat.geojson:
-        feats = []
-        for p in preds:
-            for rank, c in enumerate(p.candidates, 1):
-                feats.append(
-                    {
-                        "type": "Feature",
-                        "geometry": {"type": "Point", "coordinates": [c.lon, c.lat]},
-                        "properties": {
-                            "image_id": p.image_id,
-                            "rank": rank,
-                            **{k: v for k, v in c.to_dict().items() if k not in ("lat", "lon")},
-                            "radius_km": p.radius_km if rank == 1 else None,
-                        },
-                    }
-                )
-        return json.dumps({"type": "FeatureCollection", "features": feats}, ensure_ascii=False) + "\n"
-    import csv
-    import io
+    """What ``-o FILE`` would hold, for stdout: one writer per format (geoscout.predictions.WRITERS)."""
+    from geoscout.predictions import format_predictions
 
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(
-        [
-            "image_id",
-            "rank",
-            "lat",
-            "lon",
-            "probability",
-            "country",
-            "admin1",
-            "city",
-            "radius_km",
-            "expected_score",
-            "error",
-            "cues",
-        ]
-    )
-    for p in preds:
-        if not p.candidates:
-            w.writerow([p.image_id, "", "", "", "", "", "", "", "", "", p.error, ""])
-        for rank, c in enumerate(p.candidates, 1):
-            w.writerow(
-                [
-                    p.image_id,
-                    rank,
-                    f"{c.lat:.6f}",
-                    f"{c.lon:.6f}",
-                    f"{c.probability:.6f}",
-                    c.country or "",
-                    c.admin1 or "",
-                    c.city or "",
-                    f"{p.radius_km:.1f}" if p.radius_km is not None else "",
-                    f"{p.expected_score:.0f}" if p.expected_score is not None else "",
-                    p.error or "",
-                    "; ".join(c.summary() for c in p.cues),
-                ]
-            )
-    return buf.getvalue()
+    return format_predictions(preds, fmt.value)
 
 
 def _print_table(preds) -> None:

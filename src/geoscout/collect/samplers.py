@@ -146,10 +146,11 @@ def parse_bbox(text: str | tuple[float, float, float, float] | list[float]) -> t
 
 def parse_quotas(text: str | dict[str, int]) -> dict[str, int]:
     """``"HR:100,Slovenia:50"`` -> ``{"HR": 100, "SI": 50}`` (countries by ISO code or name, positive counts)."""
+    items: list[tuple[Any, Any]]
     if isinstance(text, dict):
         items = list(text.items())
     else:
-        items: list[tuple[Any, Any]] = []
+        items = []
         for part in str(text).split(","):
             if not part.strip():
                 continue

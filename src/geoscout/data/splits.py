@@ -126,7 +126,7 @@ def split_for_training(
             f"dataset {names.iloc[i]!r}: split column has value(s) {', '.join(map(repr, values[:5]))}; expected "
             f"{', '.join(SPLIT_NAMES)}: rename them (e.g. validation -> val) or drop the column to split by location"
         )
-    split = np.where(known, given.astype(str), None).astype(object)
+    split = np.asarray(np.where(known, given.astype(str), None), dtype=object)
     has_val = bool((split == "val").any())
     pool = ~known.to_numpy()
     if not has_val and val_fraction > 0:

@@ -42,6 +42,8 @@ class GaussianFourierFeatures(nn.Module):
     ``b`` is a buffer: saved in the state dict, never trained.
     """
 
+    b: Tensor
+
     def __init__(
         self, sigma: float, input_size: int = 2, encoded_size: int = 256, generator: torch.Generator | None = None
     ) -> None:
@@ -110,16 +112,21 @@ class LocationEncoder(nn.Module):
         lin = [m for m in b0.capsule if isinstance(m, nn.Linear)]
         return {
             "sigmas": list(self.sigmas),
-            "rff_dim": int(b0.capsule[0].b.shape[0]),
+            "rff_dim": int(self._rff_dim(b0)),
             "hidden": int(lin[0].out_features),
             "depth": len(lin),
             "out_dim": self.out_dim,
         }
 
+    @staticmethod
+    def _rff_dim(branch: _Branch) -> int:
+        rff: GaussianFourierFeatures = branch.capsule[0]  # type: ignore[assignment]
+        return int(rff.b.shape[0])
+
     def forward(self, latlon: Tensor) -> Tensor:
         x = equal_earth_projection(latlon)
-        out = None
-        for i in range(len(self.sigmas)):
-            f = self._modules[f"LocEnc{i}"](x)
-            out = f if out is None else out + f
-        return out  # type: ignore[return-value]
+        branches: list[Tensor] = [getattr(self, f"LocEnc{i}")(x) for i in range(len(self.sigmas))]
+        out = branches[0]
+        for f in branches[1:]:
+            out = out + f
+        return out

@@ -152,7 +152,9 @@ class GeoCLIPHead(GeoHead):
     def predict_distribution(self, X: Any) -> Distribution:
         """Probabilities over the GPS gallery: prob (N, M), support = gallery lat/lon degrees."""
         probs = np.concatenate([p.numpy() for _, p in self._probs(X)], axis=0)
-        return Distribution(lat=self.gallery_[:, 0], lon=self.gallery_[:, 1], prob=probs)
+        return Distribution(
+            lat=self.gallery_[:, 0].astype(np.float64), lon=self.gallery_[:, 1].astype(np.float64), prob=probs
+        )
 
     def predict_topk_indices(self, X: Any, k: int = 5) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
         """(N, k) gallery indices and their probabilities, best first (torch.topk, as GeoCLIP)."""

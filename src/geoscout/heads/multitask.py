@@ -239,14 +239,14 @@ class MultiTaskHead(CellClassifierHead):
             m = np.asarray(cols["month"], dtype=np.float64)[rows]
             t["month"] = torch.from_numpy(np.where(np.isfinite(m) & (m >= 1) & (m <= 12), m - 1, -1).astype(np.int64))
         for i, extra in enumerate(self.extra_tasks_):
-            col = cols[extra["column"]]
+            extra_col = cols[extra["column"]]
             if extra["kind"] == "class":
                 index = {c: j for j, c in enumerate(extra["classes"])}
                 t[f"x{i}"] = torch.from_numpy(
-                    np.array([index.get(v, -1) if v is not None else -1 for v in col[rows]], dtype=np.int64)
+                    np.array([index.get(v, -1) if v is not None else -1 for v in extra_col[rows]], dtype=np.int64)
                 )
             else:
-                v = np.asarray(col, dtype=np.float64)[rows]
+                v = np.asarray(extra_col, dtype=np.float64)[rows]
                 ok = np.isfinite(v)
                 mu, sd = (float(v[ok].mean()), float(v[ok].std() + 1e-6)) if ok.any() else (0.0, 1.0)
                 extra["stats"] = [mu, sd]
