@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -137,7 +138,7 @@ def test_html_is_self_contained(tmp_path):
     ]
     path = prediction_map_html(preds, tmp_path / "map.html")
     text = path.read_text(encoding="utf-8")
-    assert text.count("<svg") == 2 and "<table>" in text
+    assert text.count("<svg") == 4 and "<table>" in text  # shared outlines, overview, 2 answered photos
     assert "&lt;b&gt;bad&lt;/b&gt;.jpg" in text and "truncated &amp; broken" in text
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", text)  # nothing fetched from the network
     for svg in re.findall(r"<svg.*?</svg>", text, flags=re.S):
@@ -210,3 +211,25 @@ def test_html_embeds_thumbnails_of_real_photos(shared_data, tmp_path):
     assert "data:image/jpeg" not in prediction_map_html(preds, tmp_path / "n.html", thumbnails=False).read_text(
         encoding="utf-8"
     )
+
+
+def test_folder_page_has_overview_shared_outlines_and_short_panorama_titles(shared_data, tmp_path):
+    """Many photos: an overview map linking to each section; world outlines written once; a panorama
+    named by its folder with one thumbnail per view."""
+    views = sorted(str(p) for p in (shared_data("streetview-croatia") / "images").iterdir())[0]
+    views = sorted(str(p) for p in Path(views).glob("*.jpg"))
+    assert len(views) == 4
+    world = [Candidate(45.0, 16.0, 0.4), Candidate(-30.0, 150.0, 0.3), Candidate(40.0, -100.0, 0.3)]
+    preds = [Prediction("+".join(views), world, radius_km=9000.0)] + [
+        Prediction(f"photo{i}.jpg", world, radius_km=9000.0) for i in range(5)
+    ]
+    text = prediction_map_html(preds, tmp_path / "folder.html").read_text(encoding="utf-8")
+    overview = re.search(r'<svg[^>]*class="overview".*?</svg>', text, flags=re.S).group(0)
+    assert [int(n) for n in re.findall(r'<a href="#p(\d+)">', overview)] == [1, 2, 3, 4, 5, 6]
+    assert all(f'id="p{n}"' in text for n in range(1, 7))
+    assert text.count('<g id="gs-world-960x480">') == 1 and text.count('<use href="#gs-world-960x480"/>') == 7
+    folder = Path(views[0]).parent.name
+    assert f"1. panorama {folder}/ (4 views: " in text and "+" not in re.search(r"<h2[^>]*>(.*?)</h2>", text).group(1)
+    assert text.count('class="thumb"') == 4
+    for svg in re.findall(r"<svg.*?</svg>", text, flags=re.S):
+        ET.fromstring(svg)

@@ -54,7 +54,9 @@ def test_watch_locates_new_screenshots(tiny_locator, small_world_sample, tmp_pat
     names = {p.image_id: p for p in seen}
     assert set(names) == {"shot1.png", "shot2.jpg"}
     assert names["shot1.png"].ok and not names["shot2.jpg"].ok
-    assert map_path.is_file() and "<svg" in map_path.read_text()
+    page = map_path.read_text()
+    assert "<svg" in page and '<meta http-equiv="refresh" content="3">' in page  # the page reloads itself
+    assert page.count('src="data:image/jpeg;base64,') == 1 and 'alt="' + str(folder / "shot1.png") in page
 
 
 def test_watch_rejects_missing_folder(tiny_locator, tmp_path):

@@ -157,7 +157,7 @@ def _country_names() -> dict[str, str]:
 
 def _tolerance_for(deg_per_px: float) -> float:
     for tol in (0.5, 0.2, 0.1, 0.05, 0.02, 0.01):
-        if tol <= deg_per_px * 1.5:
+        if tol <= deg_per_px * 3.0:  # about 2-3 px: finer detail does not show on a map this size
             return tol
     return 0.005
 
@@ -350,8 +350,8 @@ def _path_d(view: View, rings: Sequence[NDArray[np.float64]]) -> str:
     parts = []
     for r in rings:
         x, y = view.xy(r[:, 1], r[:, 0])
-        xi = np.round(x, 1)
-        yi = np.round(y, 1)
+        xi = np.round(x)  # whole pixels: outlines are 1 px lines; half the bytes of 0.1 px and fewer points
+        yi = np.round(y)
         keep = np.ones(len(xi), dtype=bool)
         keep[1:] = (np.diff(xi) != 0) | (np.diff(yi) != 0)
         xi, yi = xi[keep], yi[keep]
@@ -446,6 +446,7 @@ def prediction_map_svg(
     top_k: int | None = None,
     max_heat: int = 1500,
     title: str | None = None,
+    outlines_ref: str | None = None,
 ) -> str:
     """An SVG map of one prediction (a string; parse it with any XML parser).
 
@@ -456,6 +457,8 @@ def prediction_map_svg(
     tooltips naming the place, probability and coordinates. ``zoom="auto"`` (or True)
     fits the view to the candidates and the radius circle; ``"world"`` (or False) shows
     the whole world. A failed prediction gives a world map with the error written on it.
+    ``outlines_ref``: the id of a ``<g>`` holding :func:`world_outlines_svg` elsewhere in the same
+    HTML page; a world view then ``<use>``-s it instead of repeating the outlines.
     """
     if not isinstance(prediction, Prediction):
         raise InvalidInput(f"prediction_map_svg: expected a geoscout.types.Prediction, got {type(prediction).__name__}")
@@ -494,7 +497,9 @@ def prediction_map_svg(
         f"<title>{esc(label)}</title>",
         f'<rect class="ocean" x="0" y="0" width="{width}" height="{height}" fill="{_OCEAN}"/>',
         f'<g class="land" fill="{_LAND}" stroke="{_BORDER}" stroke-width="0.6" stroke-linejoin="round">',
-        _world_svg_paths(width, height) if view.is_world else _outline_paths(view),
+        (f'<use href="#{esc(outlines_ref)}"/>' if outlines_ref else _world_svg_paths(width, height))
+        if view.is_world
+        else _outline_paths(view),
         "</g>",
     ]
 
@@ -601,7 +606,8 @@ body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:1.5re
 h1{font-size:1.4rem} h2{font-size:1.1rem;margin-top:2rem;word-break:break-all}
 svg{max-width:100%;height:auto;border:1px solid #ccc;border-radius:4px}
 table{border-collapse:collapse;margin:.5rem 0;font-size:.9rem} td,th{padding:.2rem .6rem;border-bottom:1px solid #ddd;text-align:left}
-td.num{text-align:right;font-variant-numeric:tabular-nums} img.thumb{max-height:240px;max-width:100%;display:block;margin:.5rem 0} .error{color:#c0392b} .meta{color:#555;font-size:.9rem}
+td.num{text-align:right;font-variant-numeric:tabular-nums} .thumbs{display:flex;gap:.4rem;flex-wrap:wrap;margin:.5rem 0}
+img.thumb{max-height:240px;max-width:100%;display:block} .error{color:#c0392b} .meta{color:#555;font-size:.9rem}
 """
 
 
@@ -614,27 +620,44 @@ def prediction_map_html(
     height: int = 480,
     heat: dict[str, Any] | None = None,
     thumbnails: bool = True,
+    refresh_seconds: int | None = None,
+    image_paths: dict[str, str] | None = None,
 ) -> Path:
     """Write a self-contained HTML page (inline SVG maps + candidate tables; works offline).
 
-    ``heat`` optionally maps ``image_id`` to heat arrays for :func:`prediction_map_svg`
+    Several predictions get an overview map first (each photo's best guess, numbered, linking to its
+    section). ``heat`` optionally maps ``image_id`` to heat arrays for :func:`prediction_map_svg`
     (by default each prediction's own ``heatmap``). With ``thumbnails``, a prediction whose
-    ``image_id`` is a readable image file gets a small inline JPEG of it (unreadable files
-    are simply shown without). Written atomically; returns the path.
+    ``image_id`` is a readable image file (or ``+``-joined views of a panorama) gets small inline
+    JPEGs of it (``image_paths`` maps other ids to their files). World outlines are written once and
+    shared by every world-view map.
+    ``refresh_seconds`` makes the page reload itself (a live page such as ``geoscout watch``'s).
+    Written atomically; returns the path.
     """
     preds = [predictions] if isinstance(predictions, Prediction) else list(predictions)
     esc = html.escape
-    body = [
-        f"<h1>{esc(title)}</h1>",
-        f'<p class="meta">{len(preds)} prediction(s). Maps drawn offline from Natural Earth outlines.</p>',
-    ]
     for p in preds:
         if not isinstance(p, Prediction):
             raise InvalidInput(f"prediction_map_html: expected Prediction objects, got {type(p).__name__}")
-        body.append(f"<section><h2>{esc(p.image_id)}</h2>")
-        thumb = _thumbnail_uri(p.image_id) if thumbnails else None
-        if thumb:
-            body.append(f'<img class="thumb" alt="{esc(p.image_id)}" src="{thumb}">')
+    ref = f"gs-world-{int(width)}x{int(height)}"
+    body = [
+        f"<h1>{esc(title)}</h1>",
+        f'<p class="meta">{len(preds)} prediction(s). Maps drawn offline from Natural Earth outlines.</p>',
+        f'<svg width="0" height="0" style="position:absolute" aria-hidden="true"><defs><g id="{ref}">'
+        f"{_world_svg_paths(int(width), int(height))}</g></defs></svg>",
+    ]
+    if len(preds) > 1:
+        body.append(_overview_svg(preds, int(width), int(height), ref))
+    for n, p in enumerate(preds, 1):
+        views = _view_files((image_paths or {}).get(p.image_id, p.image_id))
+        name = _short_name(p.image_id, views)
+        body.append(f'<section id="p{n}"><h2 title="{esc(p.image_id)}">{n}. {esc(name)}</h2>')
+        if thumbnails:
+            size = 360 if len(views) <= 1 else 200
+            thumbs = [(v, _thumbnail_uri(v, max_side=size)) for v in (views or [p.image_id])]
+            imgs = [f'<img class="thumb" alt="{esc(v)}" title="{esc(v)}" src="{t}">' for v, t in thumbs if t]
+            if imgs:
+                body.append(f'<div class="thumbs">{"".join(imgs)}</div>')
         if not p.ok:
             body.append(f'<p class="error">No answer: {esc(p.error or "no candidates")}</p></section>')
             continue
@@ -647,7 +670,11 @@ def prediction_map_html(
             meta.append(esc(p.source))
         if meta:
             body.append(f'<p class="meta">{" · ".join(meta)}</p>')
-        body.append(prediction_map_svg(p, heat=(heat or {}).get(p.image_id), width=width, height=height))
+        body.append(
+            prediction_map_svg(
+                p, heat=(heat or {}).get(p.image_id), width=width, height=height, title=name, outlines_ref=ref
+            )
+        )
         body.append("<table><tr><th>#</th><th>probability</th><th>place</th><th>lat</th><th>lon</th></tr>")
         for rank, c in enumerate(p.candidates, 1):
             body.append(
@@ -655,15 +682,63 @@ def prediction_map_html(
                 f'<td class="num">{c.lat:.4f}</td><td class="num">{c.lon:.4f}</td></tr>'
             )
         body.append("</table></section>")
+    refresh = f'<meta http-equiv="refresh" content="{int(refresh_seconds)}">' if refresh_seconds else ""
     page = (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{esc(title)}</title><style>{_CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
+        f"{refresh}<title>{esc(title)}</title><style>{_CSS}</style></head><body>\n"
+        + "\n".join(body)
+        + "\n</body></html>\n"
     )
     return atomic_write_text(path, page)
 
 
-def _thumbnail_uri(name: str, max_side: int = 360) -> str | None:
+def _view_files(image_id: str) -> list[str]:
+    """The files a prediction names: one photo, or the ``+``-joined views of a panorama (when all exist)."""
+    parts = image_id.split("+") if "+" in image_id and not os.path.isfile(image_id) else [image_id]
+    return parts if all(os.path.isfile(v) for v in parts) else ([image_id] if os.path.isfile(image_id) else [])
+
+
+def _short_name(image_id: str, views: list[str]) -> str:
+    """A photo's name as a person reads it: ``folder/photo.jpg``, or ``panorama folder/ (4 views: 0.jpg, ...)``."""
+    if len(views) > 1:
+        parent = os.path.commonpath([os.path.abspath(v) for v in views])
+        names = [os.path.relpath(os.path.abspath(v), parent) for v in views]
+        return f"panorama {os.path.basename(parent) or parent}/ ({len(views)} views: {', '.join(names)})"
+    parts = image_id.replace("\\", "/").split("/")
+    return "/".join(parts[-2:]) if len(parts) > 1 else image_id
+
+
+def _overview_svg(preds: Sequence[Prediction], width: int, height: int, ref: str) -> str:
+    """A world map of every photo's best guess, numbered like the sections below (click to jump)."""
+    esc = html.escape
+    view = View.world(width, height)
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="overview" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" role="img" aria-label="overview: best guess of each photo" '
+        'font-family="system-ui, sans-serif"><title>Overview: the best guess of each photo</title>',
+        f'<rect x="0" y="0" width="{width}" height="{height}" fill="{_OCEAN}"/>',
+        f'<g fill="{_LAND}" stroke="{_BORDER}" stroke-width="0.6" stroke-linejoin="round"><use href="#{ref}"/></g>',
+    ]
+    for n, p in enumerate(preds, 1):
+        if not p.ok:
+            continue
+        c = p.top
+        x, y = view.xy(c.lat, c.lon)
+        tip = (
+            f"{n}. {_short_name(p.image_id, _view_files(p.image_id))}: {_place_label(c)} ({100 * c.probability:.0f} %)"
+        )
+        out.append(
+            f'<a href="#p{n}"><g class="marker" data-photo="{n}"><title>{esc(tip)}</title>'
+            f'<circle cx="{float(x):.1f}" cy="{float(y):.1f}" r="10" fill="#c0392b" stroke="white" stroke-width="2"/>'
+            f'<text x="{float(x):.1f}" y="{float(y) + 4:.1f}" text-anchor="middle" font-size="10" font-weight="bold" '
+            f'fill="white">{n}</text></g></a>'
+        )
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+def _thumbnail_uri(name: str, max_side: int = 360, quality: int = 70) -> str | None:
     """A ``data:image/jpeg;base64`` thumbnail of the image file ``name``, or None if it is not one."""
     import base64
     import io
@@ -676,7 +751,7 @@ def _thumbnail_uri(name: str, max_side: int = 360) -> str | None:
         im = load_image(name)
         im.thumbnail((max_side, max_side))
         buf = io.BytesIO()
-        im.save(buf, format="JPEG", quality=80)
+        im.save(buf, format="JPEG", quality=quality, optimize=True)
     except (GeoscoutError, OSError, ValueError):  # an unreadable file: the page just has no thumbnail for it
         return None
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")

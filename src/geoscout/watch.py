@@ -95,6 +95,7 @@ def watch_folder(
         done = {p: None for p in folder.iterdir() if p.is_file()}
     results: list[Prediction] = []
     history: list[Prediction] = []
+    files: dict[str, str] = {}  # image_id -> file, for the page's thumbnails
 
     def report(p: Path, pred: Prediction) -> bool:
         nonlocal history
@@ -104,7 +105,10 @@ def watch_folder(
             if map_path is not None:
                 from .maps import prediction_map_html
 
-                prediction_map_html(history, map_path)
+                files[pred.image_id] = str(p)
+                prediction_map_html(
+                    history, map_path, title=f"geoscout watch: {folder}", refresh_seconds=3, image_paths=files
+                )
         if on_result is not None:
             on_result(p, pred)
         return max_events is not None and len(results) >= max_events
