@@ -233,3 +233,18 @@ def test_folder_page_has_overview_shared_outlines_and_short_panorama_titles(shar
     assert text.count('class="thumb"') == 4
     for svg in re.findall(r"<svg.*?</svg>", text, flags=re.S):
         ET.fromstring(svg)
+
+
+def test_png_has_title_legend_and_labels(tmp_path):
+    """The PNG map carries a title strip above the map, a legend box and place labels."""
+    from PIL import Image
+
+    one = prediction_map_png([_croatia()], tmp_path / "one.png")
+    bare = prediction_map_png([_croatia()], tmp_path / "untitled.png", title="")
+    with Image.open(one) as a, Image.open(bare) as b:
+        top_a = np.asarray(a.convert("L"))[:45]
+        top_b = np.asarray(b.convert("L"))[:45]
+        assert (top_a < 100).sum() > 200 and (top_b < 100).sum() == 0  # the title's text, and nothing without it
+        assert a.height == b.height == 750
+        legend = np.asarray(a.convert("L"))[-120:, :260]  # lower-left corner: the legend's text
+        assert (legend < 100).sum() > 200

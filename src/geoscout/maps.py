@@ -758,11 +758,18 @@ def _thumbnail_uri(name: str, max_side: int = 360, quality: int = 70) -> str | N
 
 
 def prediction_map_png(
-    predictions: Prediction | Sequence[Prediction], path: str | os.PathLike[str], *, zoom: str | bool = "auto"
+    predictions: Prediction | Sequence[Prediction],
+    path: str | os.PathLike[str],
+    *,
+    zoom: str | bool = "auto",
+    title: str | None = None,
 ) -> Path:
     """A PNG of the predictions' candidates (numbered by rank; top-1 in red with its radius circle).
 
-    With one prediction and ``zoom="auto"`` the view fits its candidates; otherwise the world.
+    With one prediction and ``zoom="auto"`` the view fits its candidates; otherwise the world. The
+    map has a title (default: the photo's name, or the number of photos), a legend, and labels:
+    each candidate's place and probability for one photo, each photo's name at its best guess for
+    a few photos.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.collections import PolyCollection
@@ -788,9 +795,9 @@ def prediction_map_png(
     def unwrap(lo: Any) -> NDArray[np.float64]:
         return mid + ((np.asarray(lo, dtype=np.float64) - mid + 180.0) % 360.0 - 180.0)
 
-    fig = Figure(figsize=(width / 100, height / 100), dpi=100)
+    fig = Figure(figsize=(width / 100, (height + 50) / 100), dpi=100)
     FigureCanvasAgg(fig)
-    ax = fig.add_axes((0, 0, 1, 1))
+    ax = fig.add_axes((0, 0, 1, height / (height + 50)))  # the title sits in the 50 px above the map
     ax.set_facecolor(_OCEAN)
     tol = _tolerance_for(1.0 / view.scale)
     rings = []
@@ -816,6 +823,51 @@ def prediction_map_png(
             ax.text(
                 x, c.lat, str(rank), color="white", ha="center", va="center", fontsize=8, fontweight="bold", zorder=6
             )
+    label_box = {"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.8}
+    if len(ok) == 1:  # each candidate: place and probability
+        for rank, c in enumerate(ok[0].candidates, 1):
+            ax.annotate(
+                f"{rank}. {_place_label(c)} ({100 * c.probability:.0f} %)",
+                (float(unwrap(c.lon)), c.lat),
+                xytext=(10, 6),
+                textcoords="offset points",
+                fontsize=9 if rank == 1 else 8,
+                fontweight="bold" if rank == 1 else "normal",
+                bbox=label_box,
+                zorder=7,
+                clip_on=True,
+            )
+    elif len(ok) <= 12:  # each photo's name at its best guess
+        for p in ok:
+            ax.annotate(
+                _short_name(p.image_id, []),
+                (float(unwrap(p.top.lon)), p.top.lat),
+                xytext=(10, 6),
+                textcoords="offset points",
+                fontsize=8,
+                bbox=label_box,
+                zorder=7,
+                clip_on=True,
+            )
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    handles = [
+        Line2D([], [], ls="", marker="o", ms=11, mfc="#c0392b", mec="white", label="best guess (1)"),
+        Line2D([], [], ls="", marker="o", ms=9, mfc="#34495e", mec="white", label="other candidates (2, 3, ...)"),
+    ]
+    if any(p.radius_km for p in ok):
+        handles.append(Patch(fc=_RADIUS, alpha=0.25, ec=_RADIUS, ls="--", label="~68 % of the probability"))
+    ax.legend(handles=handles, loc="lower left", fontsize=9, framealpha=0.9)
+    if title is None:
+        p = ok[0]
+        title = (
+            f"Where was {_short_name(p.image_id, _view_files(p.image_id))} taken?"
+            + (f"  (68 % radius {p.radius_km:,.0f} km)" if p.radius_km else "")
+            if len(ok) == 1
+            else f"Best guesses for {len(ok)} photos (numbers: rank of each candidate)"
+        )
+    ax.set_title(title, fontsize=13, loc="left")
     ax.set_xlim(view.lon_min, view.lon_max)
     ax.set_ylim(view.lat_min, view.lat_max)
     ax.set_aspect(1.0 / view.k)
