@@ -31,13 +31,17 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server_url(tiny_locator):
+    yield from _serve(tiny_locator)
+
+
+def _serve(locator):
     import uvicorn
 
     from geoscout.server import ServerSettings, create_app
 
     port = _free_port()
     config = uvicorn.Config(
-        create_app(ServerSettings(), locator=tiny_locator), host="127.0.0.1", port=port, log_level="warning"
+        create_app(ServerSettings(), locator=locator), host="127.0.0.1", port=port, log_level="warning"
     )
     server = uvicorn.Server(config)
     t = threading.Thread(target=server.run, daemon=True)
@@ -51,24 +55,24 @@ def server_url(tiny_locator):
     t.join(timeout=10)
 
 
+BROWSER_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
 def test_drop_a_photo_and_see_the_map(server_url, small_world_sample):
     playwright = pytest.importorskip("playwright.sync_api")
     photo = small_world_sample[0][0]
     ARTIFACTS.mkdir(exist_ok=True)
     with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
-        )
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.goto(server_url + "/")
@@ -89,3 +93,45 @@ def test_drop_a_photo_and_see_the_map(server_url, small_world_sample):
         finally:
             browser.close()
     assert (ARTIFACTS / "web_page.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_the_page_draws_the_text_boxes_and_lists_the_cues(tiny_locator, small_world_sample, tmp_path):
+    """A sign drawn on a real photo: the page outlines the text read on the photo and lists the cues."""
+    import copy
+
+    from PIL import Image, ImageDraw, ImageFont
+
+    from geoscout.cues import CueReader, ocr_status
+
+    if ocr_status()["rapidocr"] is None:
+        pytest.skip("needs rapidocr-onnxruntime (pip install 'geoscout[cues]')")
+    font_path = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf")
+    if not font_path.is_file():
+        pytest.skip("needs fonts-dejavu-core")
+    playwright = pytest.importorskip("playwright.sync_api")
+    im = Image.open(small_world_sample[0][0]).convert("RGB")
+    d = ImageDraw.Draw(im)
+    d.rectangle((30, 80, 520, 150), fill=(20, 60, 140))
+    d.text((45, 92), "+385 1 234 5678", font=ImageFont.truetype(str(font_path), 36), fill="white")
+    photo = tmp_path / "sign.jpg"
+    im.save(photo, quality=92)
+    cued = copy.copy(tiny_locator)
+    cued.cues = CueReader("text")
+    ARTIFACTS.mkdir(exist_ok=True)
+    for url in _serve(cued):
+        with playwright.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 1280, "height": 900})
+                page.goto(url + "/")
+                page.set_input_files("#files", str(photo))
+                page.wait_for_selector("#cues li.cue", timeout=120000)
+                lines = page.locator("#cues li.cue").all_inner_texts()
+                assert any(t.startswith("phone") and "HR" in t for t in lines), lines
+                rect = page.locator("#boxes rect.cue-box").first
+                x, w = float(rect.get_attribute("x")), float(rect.get_attribute("width"))
+                assert x >= 30 and x + w <= 520  # the box sits on the sign, in photo pixels
+                page.screenshot(path=str(ARTIFACTS / "web_page_cues.png"), full_page=True)
+            finally:
+                browser.close()

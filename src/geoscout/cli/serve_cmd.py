@@ -31,6 +31,9 @@ def serve_command(
         "--precision",
         help="Backbone precision: auto (bf16/fp16 autocast on a GPU, fp32 on CPU), fp32, fp16, bf16.",
     ),
+    cues: str = typer.Option(
+        "all", "--cues", help="Evidence read besides the pixels: all, text (signs), metadata (EXIF) or none."
+    ),
 ) -> None:
     """Serve the web page (drop a photo, see the map) and the REST API (/v1/locate, /docs)."""
     try:
@@ -51,7 +54,10 @@ def serve_command(
         game_rounds=game_rounds,
         device=device,
         precision=precision,
+        cues=cues,
     )
+    if cues not in ("all", "text", "metadata", "none"):
+        raise fail(f"--cues {cues}: use all, text, metadata or none")
     from geoscout.devices import resolve_device, resolve_precision
 
     try:

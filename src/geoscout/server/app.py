@@ -61,6 +61,7 @@ class ServerSettings:
     max_games: int = 1000  # games kept in memory; the least recently used go first
     device: str = "cpu"  # cpu, cuda, cuda:N or auto (the backbone's)
     precision: str = "auto"  # bf16/fp16 autocast on a GPU, fp32 on the CPU
+    cues: str = "all"  # evidence read besides the pixels: all, text, metadata or none (see geoscout.cues)
 
 
 def _error(status: int, code: str, message: str) -> JSONResponse:
@@ -85,6 +86,7 @@ def create_app(settings: ServerSettings | None = None, *, locator: Any = None) -
                     weights=settings.weights,
                     device=settings.device,
                     precision=settings.precision,
+                    cues=settings.cues,
                 )
             )
         app.state.semaphore = asyncio.Semaphore(settings.concurrency)

@@ -103,6 +103,52 @@ function showResults(data) {
   }
   const first = data.predictions.find((p) => !p.error);
   drawMap(first || null);
+  showCues(data.predictions[0] && !data.predictions[0].error ? data.predictions[0] : null);
+}
+
+// The clues read in the (first) photo: boxes drawn over the preview, one line each beside the map.
+function cueLine(c) {
+  const eff = c.effect || {};
+  let moved = "";
+  if (eff.answer === "direct") moved = " — answers directly";
+  else if (eff.top && eff.top.length) moved = " — " + eff.top.map(([cc, r]) => `${cc} ×${Number(r).toPrecision(3)}`).join(", ");
+  return `“${c.text}”: ${c.evidence}${moved}`;
+}
+
+function showCues(pred) {
+  const box = $("cues"), svg = $("boxes"), img = $("preview");
+  box.replaceChildren();
+  svg.replaceChildren();
+  const cues = (pred && pred.cues) || [];
+  if (!cues.length) return;
+  const h = document.createElement("h2");
+  h.textContent = "Clues read in the photo";
+  const ul = document.createElement("ul");
+  for (const c of cues) {
+    const li = document.createElement("li");
+    li.className = "cue";
+    const k = document.createElement("span");
+    k.className = "kind";
+    k.textContent = c.kind + " ";
+    li.append(k, document.createTextNode(cueLine(c)));
+    ul.appendChild(li);
+  }
+  box.append(h, ul);
+  const draw = () => {
+    svg.setAttribute("viewBox", `0 0 ${img.naturalWidth} ${img.naturalHeight}`);
+    const seen = new Set();
+    for (const c of cues) {
+      if (!c.box || (c.view !== null && c.view !== undefined && c.view !== 0)) continue;
+      const key = c.box.join(",");
+      if (seen.has(key)) continue;
+      seen.add(key);
+      const [x0, y0, x1, y1] = c.box;
+      const r = el("rect", { class: "cue-box", x: x0, y: y0, width: x1 - x0, height: y1 - y0 });
+      r.appendChild(el("title", {}, `${c.kind}: ${c.text}`));
+      svg.append(r, el("text", { x: x0, y: Math.max(14, y0 - 4) }, c.kind));
+    }
+  };
+  if (img.complete && img.naturalWidth) draw(); else img.addEventListener("load", draw, { once: true });
 }
 
 async function locate(files) {
@@ -112,7 +158,8 @@ async function locate(files) {
   fd.append("top_k", $("topk").value || "5");
   fd.append("panorama", $("panorama").checked ? "true" : "false");
   const prev = $("preview");
-  prev.src = URL.createObjectURL(files[0]); prev.alt = `Preview of ${files[0].name}`; prev.hidden = false;
+  prev.src = URL.createObjectURL(files[0]); prev.alt = `Preview of ${files[0].name}`; $("photo").hidden = false;
+  $("boxes").replaceChildren(); $("cues").replaceChildren();
   $("status").textContent = `Locating ${files.length} photo(s)…`;
   try {
     const res = await fetch("/v1/locate", { method: "POST", body: fd });
