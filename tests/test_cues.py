@@ -171,6 +171,8 @@ def test_gazetteer_rules_against_common_words():
         e for e in text_evidence([_Line(t) for t in ["Split", "BAR", "Nice view", "paris"]]) if e.kind == "place"
     ]
     assert [e.text for e in text_evidence([_Line("HRVATSKA")]) if e.kind == "place"] == ["HRVATSKA"]
+    # OCR that drops the spaces between words still yields the town
+    assert [e.text for e in text_evidence([_Line("RotterdamCentrum5")]) if e.kind == "place"] == ["Rotterdam"]
 
 
 # --------------------------------------------------------------------------- end to end on real photos

@@ -176,7 +176,7 @@ def apply_cues(
     gps = next((e for e in evidence if e.kind == "gps"), None)
     if gps is not None:
         la, lo, r, _ = gps.points[0]
-        effects = [
+        effects: list[dict[str, Any]] = [
             {"answer": "direct", "point": [round(la, 6), round(lo, 6), r]} if e is gps else {"top": [], "weight": None}
             for e in evidence
         ]

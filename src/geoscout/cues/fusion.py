@@ -233,7 +233,9 @@ def _fuse(
         )
     countries = _countries_cached(lat, lon)
     # strong place hits add their point, with the prior mass of the best support point within reach
-    add_lat, add_lon, add_p = [], [], []
+    add_lat: list[float] = []
+    add_lon: list[float] = []
+    add_p: list[float] = []
     for e in evs:
         if e.kind != "place":
             continue

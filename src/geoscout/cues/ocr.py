@@ -29,7 +29,7 @@ import numpy as np
 __all__ = ["DETECT_SIDE", "TextLine", "is_overlay", "ocr_status", "read_text"]
 
 #: longest side (pixels) of the copy text detection runs on
-DETECT_SIDE = 800
+DETECT_SIDE = 1024
 #: lowest recognition score kept
 MIN_SCORE = 0.6
 #: Tesseract language packs used for re-reading (those installed are used)
@@ -180,7 +180,7 @@ def _resize(bgr: np.ndarray, scale: float) -> np.ndarray:
 
     h, w = bgr.shape[:2]
     im = Image.fromarray(np.ascontiguousarray(bgr)).resize(
-        (max(1, round(w * scale)), max(1, round(h * scale))), Image.BILINEAR
+        (max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BILINEAR
     )
     return np.asarray(im)
 
@@ -195,7 +195,9 @@ def _reread_with_tesseract(lines: list[tuple[TextLine, np.ndarray]]) -> list[tup
     assert tess is not None
     exe, langs = tess
     height = 48
-    rows, spans, y = [], [], 16
+    rows: list[tuple[Any, int]] = []
+    spans: list[tuple[int, int] | None] = []
+    y = 16
     for _, crop in lines[:24]:
         ch, cw = crop.shape[:2]
         if ch < 4 or cw < 4:

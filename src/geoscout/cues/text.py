@@ -252,6 +252,8 @@ def find_phones(lines: list[Any]) -> list[Evidence]:
         text = re.sub(r"(?<![\d+])00(?=[1-9]\d)", "+", ln.text)  # 00385 ... is +385 ...
         for m in phonenumbers.PhoneNumberMatcher(text, None):
             code = m.number.country_code
+            if code is None:
+                continue
             regions = phonenumbers.region_codes_for_country_code(code)
             if not regions or regions == ("001",) or code in seen:
                 continue
@@ -529,6 +531,7 @@ def _country_names() -> dict[str, set[str]]:
     return out
 
 
+_CAMEL = re.compile(r"(?<=[a-zà-ÿ])(?=[A-ZÀ-Þ])")
 _WORD = re.compile(r"[^\W\d_]+(?:['’-][^\W\d_]+)*", re.UNICODE)
 
 
@@ -538,7 +541,9 @@ def find_places(lines: list[Any]) -> list[Evidence]:
     out: list[Evidence] = []
     seen: set[str] = set()
     for ln in lines:
-        words = _WORD.findall(ln.text)
+        # OCR often drops the spaces between words: split "RotterdamCentrum5" at case and digit changes
+        spaced = re.sub(r"(?<=[^\W\d_])(?=\d)|(?<=\d)(?=[^\W\d_])", " ", _CAMEL.sub(" ", ln.text))
+        words = _WORD.findall(spaced)
         used = [False] * len(words)
         for n in (3, 2, 1):  # longest names first; a word is used once
             for i in range(len(words) - n + 1):
