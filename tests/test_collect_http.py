@@ -33,7 +33,7 @@ def test_backoff_grows_with_jitter_and_respects_retry_after():
     p = RetryPolicy(base=1.0, max_delay=30.0, jitter=0.25)
     rng = random.Random(0)
     d = [p.delay(k, rng) for k in range(8)]
-    assert all(b > a for a, b in itertools.pairwise(d))
+    assert all(b > a for a, b in itertools.pairwise(d[:5]))  # past 2**4 the cap (30 s) flattens it
     assert all(1.0 * 2**k <= x <= 1.25 * 2**k for k, x in enumerate(d[:5]))
     assert max(d) <= 30 * 1.25
     assert p.delay(0, rng, retry_after=7.0) >= 7.0
