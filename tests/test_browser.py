@@ -86,6 +86,23 @@ def test_drop_a_photo_and_see_the_map(server_url, small_world_sample):
             first_row = page.locator("#results tr.candidate").first.inner_text()
             assert first_row.startswith("1") and "%" in first_row
             assert "Done" in page.locator("#status").inner_text()
+            # the view fits the candidates: every marker inside it, zoomed in unless they span half the world
+            vb = [float(v) for v in page.locator("#map svg").get_attribute("viewBox").split()]
+            cxy = [
+                (float(c.get_attribute("cx")), float(c.get_attribute("cy")))
+                for c in page.locator("#map svg g.marker circle").all()
+            ]
+            assert all(vb[0] <= x <= vb[0] + vb[2] and vb[1] <= y <= vb[1] + vb[3] for x, y in cxy)
+            xs, ys = [x for x, _ in cxy], [y for _, y in cxy]
+            if max(xs) - min(xs) < 400 and max(ys) - min(ys) < 200:
+                assert vb[2] < 1000
+            # a failed upload clears the previous photo's map and table
+            bad = ARTIFACTS / "not-a-photo.jpg"
+            bad.write_text("not a photo", encoding="utf-8")
+            page.set_input_files("#files", str(bad))
+            playwright.expect(page.locator("#results .error, #status.error")).to_have_count(1, timeout=60000)
+            assert page.locator("#map svg g.marker").count() == 0 and page.locator("#results tr.candidate").count() == 0
+            bad.unlink()
             # keyboard: the drop zone is focusable and announced as a button
             page.focus("#drop")
             assert page.evaluate("document.activeElement.id") == "drop"

@@ -36,8 +36,29 @@ function el(tag, attrs = {}, text) {
   return e;
 }
 
+// The view (in map units) that holds the candidates and the 68% circle, 2:1 like the map; the world when
+// they spread over more than half of it.
+function viewOf(pred) {
+  if (!pred || !pred.candidates || !pred.candidates.length) return [0, 0, W, H];
+  const pts = pred.candidates.map((c) => proj(c.lat, c.lon));
+  const top = pred.candidates[0];
+  if (pred.radius_km && pred.radius_km < 5000) {
+    for (let b = 0; b < 360; b += 30) { const [la, lo] = destination(top.lat, top.lon, b, pred.radius_km); pts.push(proj(la, lo)); }
+  }
+  const xs = pts.map((p) => p[0]), ys = pts.map((p) => p[1]);
+  let x0 = Math.min(...xs), x1 = Math.max(...xs), y0 = Math.min(...ys), y1 = Math.max(...ys);
+  if (x1 - x0 > W / 2 || y1 - y0 > H / 2) return [0, 0, W, H];
+  let w = Math.max((x1 - x0) * 1.3, 40), h = Math.max((y1 - y0) * 1.3, 20);
+  if (w < 2 * h) w = 2 * h; else h = w / 2;
+  const cx = (x0 + x1) / 2, cy = (y0 + y1) / 2;
+  const x = Math.min(Math.max(cx - w / 2, 0), W - w), y = Math.min(Math.max(cy - h / 2, 0), H - h);
+  return [x, y, w, h];
+}
+
 function drawMap(pred) {
-  const svg = el("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": "World map" });
+  const box = viewOf(pred);
+  const k = box[2] / W; // markers and labels keep their on-screen size when zoomed in
+  const svg = el("svg", { viewBox: box.map((v) => v.toFixed(1)).join(" "), role: "img", "aria-label": "World map" });
   if (world) {
     const g = el("g");
     for (const f of world.features) g.appendChild(el("path", { class: "country", d: geomPath(f.geometry) }));
@@ -49,7 +70,7 @@ function drawMap(pred) {
     for (const [lat, lon, p] of heat) {
       const [x, y] = proj(lat, lon);
       const a = Math.sqrt(p / pmax);
-      svg.appendChild(el("circle", { class: "heat", cx: x, cy: y, r: 3 + 9 * a, fill: `rgba(231,76,60,${(0.12 + 0.5 * a).toFixed(2)})` }));
+      svg.appendChild(el("circle", { class: "heat", cx: x, cy: y, r: k * (3 + 9 * a), fill: `rgba(231,76,60,${(0.12 + 0.5 * a).toFixed(2)})` }));
     }
     const top = pred.candidates[0];
     if (pred.radius_km) {
@@ -62,8 +83,8 @@ function drawMap(pred) {
       const [x, y] = proj(c.lat, c.lon);
       const g = el("g", { class: "marker", "data-rank": rank });
       g.appendChild(el("title", {}, `#${rank} ${placeName(c)} (${(100 * c.probability).toFixed(1)}%)`));
-      g.appendChild(el("circle", { class: "cand", cx: x, cy: y, r: rank === 1 ? 8 : 6, fill: rank === 1 ? "#c0392b" : "#2e86de" }));
-      g.appendChild(el("text", { class: "rank", x: x, y: y + 3, "text-anchor": "middle" }, String(rank)));
+      g.appendChild(el("circle", { class: "cand", cx: x, cy: y, r: k * (rank === 1 ? 8 : 6), fill: rank === 1 ? "#c0392b" : "#2e86de" }));
+      g.appendChild(el("text", { class: "rank", x: x, y: y + 3 * k, "text-anchor": "middle", style: `font-size:${(9 * k).toFixed(2)}px` }, String(rank)));
       svg.appendChild(g);
     });
   }
@@ -160,6 +181,9 @@ async function locate(files) {
   const prev = $("preview");
   prev.src = URL.createObjectURL(files[0]); prev.alt = `Preview of ${files[0].name}`; $("photo").hidden = false;
   $("boxes").replaceChildren(); $("cues").replaceChildren();
+  $("results").replaceChildren(); // the previous photo's answer must not stay beside the new one
+  drawMap(null);
+  $("status").className = "";
   $("status").textContent = `Locating ${files.length} photo(s)…`;
   try {
     const res = await fetch("/v1/locate", { method: "POST", body: fd });
