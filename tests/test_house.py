@@ -182,3 +182,47 @@ def test_the_layers_hold_and_no_module_imports_in_a_cycle():
         if a != b and graph.chain_exists(importer=b, imported=a)
     ]
     assert cyclic == []
+
+
+def test_l2_normalize_and_valid_latlon_are_the_one_copy():
+    import numpy as np
+
+    from geoscout.geo import l2_normalize, valid_latlon, validate_latlon
+
+    x = np.array([[3.0, 4.0], [0.0, 0.0]], dtype=np.float32)
+    out = l2_normalize(x)
+    assert out.dtype == np.float32 and np.allclose(out, [[0.6, 0.8], [0.0, 0.0]])
+    assert np.allclose(l2_normalize(np.array([0.0, 2.0])), [0.0, 1.0])
+    lat = np.array([0.0, 90.0, 90.5, np.nan, 10.0])
+    lon = np.array([180.0, -180.0, 0.0, 0.0, 200.0])
+    assert valid_latlon(lat, lon).tolist() == [True, True, False, False, False]
+    assert valid_latlon(lat, lon, lon_limit=360.0).tolist() == [True, True, False, False, True]
+    validate_latlon(lat[:2], lon[:2])
+    with pytest.raises(GeoscoutError, match="index 2"):
+        validate_latlon(lat, lon)
+    src = SRC.parent
+    copies = [p for p in src.rglob("*.py") if "np.linalg.norm(" in p.read_text() and p.name != "geo.py"]
+    assert copies == [], copies
+
+
+def test_one_esri_grid_reader_serves_the_aux_rasters_and_the_population_sampler(shared_geo):
+    import numpy as np
+
+    from geoscout.places.aux import _parse_esri_ascii, read_esri_ascii
+
+    path = shared_geo / "gpw" / "gpw_v4_population_density_rev11_2020_1_deg.asc"
+    values, header = read_esri_ascii(path)
+    assert values.shape == (int(header["nrows"]), int(header["ncols"])) and values.dtype == np.float64
+    assert np.isnan(values).any() and np.nanmax(values) > 1000  # sea is no-data; cities are dense
+    grid = _parse_esri_ascii(path)
+    assert grid.values.dtype == np.float32
+    assert np.array_equal(np.isnan(grid.values), np.isnan(values))
+    assert np.allclose(grid.values, values, equal_nan=True, rtol=1e-6)
+
+
+def test_one_list_of_image_suffixes():
+    from geoscout import _io, imageio, locator
+    from geoscout.data import importers
+
+    assert locator.IMAGE_SUFFIXES is _io.IMAGE_SUFFIXES is imageio.IMAGE_SUFFIXES is importers.IMAGE_EXTENSIONS
+    assert {".jpg", ".heic", ".heif"} <= _io.IMAGE_SUFFIXES

@@ -25,16 +25,22 @@ from typing import Any, BinaryIO
 from .errors import InvalidInput
 
 __all__ = [
+    "IMAGE_SUFFIXES",
     "atomic_path",
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_text",
     "cache_dir",
     "check_user_file",
+    "cpu_threads",
     "open_user_file",
     "read_user_file",
+    "safe_name",
     "sha256_file",
 ]
+
+#: File name endings taken as photos by every folder walk (import, locate, watch, open datasets).
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp", ".gif", ".heic", ".heif"})
 
 
 def _kind(mode: int) -> str:

@@ -36,6 +36,7 @@ import numpy as np
 
 from geoscout._io import atomic_write_json, atomic_write_text, cache_dir
 from geoscout.errors import InvalidInput
+from geoscout.geo import l2_normalize
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -65,8 +66,7 @@ def _jsonable(obj: Any) -> Any:
 
 
 def _l2(x: np.ndarray) -> np.ndarray:
-    n = np.linalg.norm(x, axis=1, keepdims=True)
-    return (x / np.maximum(n, 1e-12)).astype(np.float32, copy=False)
+    return l2_normalize(x).astype(np.float32, copy=False)
 
 
 def pool_vectors(vectors: np.ndarray, keys: Sequence[Any], *, normalize: bool = True) -> tuple[np.ndarray, np.ndarray]:

@@ -31,7 +31,7 @@ from numpy.typing import ArrayLike
 
 from ._io import atomic_path, atomic_write_json, atomic_write_text
 from .errors import InvalidInput
-from .geo import ACCURACY_THRESHOLDS_KM, exp1160_score, geoguessr_score, haversine_km, validate_latlon
+from .geo import ACCURACY_THRESHOLDS_KM, exp1160_score, geoguessr_score, haversine_km, valid_latlon, validate_latlon
 from .types import Prediction
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -588,9 +588,7 @@ def evaluate(
         for j, c in enumerate(pred.candidates[:kk]):
             cand_lat[i, j], cand_lon[i, j] = c.lat, c.lon
     filled = np.arange(kk)[None, :] < np.minimum(n_cand, kk)[:, None]
-    bad = filled & ~(
-        np.isfinite(cand_lat) & np.isfinite(cand_lon) & (np.abs(cand_lat) <= 90) & (np.abs(cand_lon) <= 180)
-    )
+    bad = filled & ~(valid_latlon(cand_lat, cand_lon))
     if bad.any():
         i, j = (int(v) for v in np.argwhere(bad)[0])
         raise InvalidInput(

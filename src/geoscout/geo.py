@@ -27,9 +27,11 @@ __all__ = [
     "geohash_neighbors",
     "haversine_km",
     "initial_bearing_deg",
+    "l2_normalize",
     "latlon_to_xyz",
     "pairwise_haversine_km",
     "spherical_mean",
+    "valid_latlon",
     "validate_latlon",
     "wrap_longitude",
     "xyz_to_latlon",
@@ -39,6 +41,24 @@ EARTH_RADIUS_KM = 6371.0
 GEOHASH_ALPHABET = "0123456789bcdefghjkmnpqrstuvwxyz"
 ACCURACY_THRESHOLDS_KM: tuple[float, ...] = (1.0, 25.0, 200.0, 750.0, 2500.0)
 _GH_INDEX = {c: i for i, c in enumerate(GEOHASH_ALPHABET)}
+
+
+def l2_normalize(x: NDArray[Any]) -> NDArray[Any]:
+    """``x`` scaled to unit length along its last axis (rows of an (N, D) matrix, or one vector).
+
+    Norms are floored at 1e-12, so zero vectors stay zero instead of becoming NaN; the dtype follows ``x``.
+    """
+    out: NDArray[Any] = x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+    return out
+
+
+def valid_latlon(lat: ArrayLike, lon: ArrayLike, *, lon_limit: float = 180.0) -> NDArray[np.bool_]:
+    """True where ``(lat, lon)`` are finite degrees with ``|lat| <= 90`` and ``|lon| <= lon_limit`` (broadcast)."""
+    la = np.asarray(lat, dtype=np.float64)
+    lo = np.asarray(lon, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        ok: NDArray[np.bool_] = np.isfinite(la) & np.isfinite(lo) & (np.abs(la) <= 90.0) & (np.abs(lo) <= lon_limit)
+    return ok
 
 
 def validate_latlon(
@@ -54,7 +74,7 @@ def validate_latlon(
     except (TypeError, ValueError) as exc:
         raise InvalidInput(f"{what}: latitude/longitude must be numbers in degrees ({exc})") from None
     la, lo = np.broadcast_arrays(la, lo)
-    bad = ~(np.isfinite(la) & np.isfinite(lo) & (np.abs(la) <= 90.0) & (np.abs(lo) <= 180.0))
+    bad = ~valid_latlon(la, lo)
     if bad.any():
         idx = np.argwhere(bad)[0]
         where = f" at index {tuple(int(i) for i in idx) if la.ndim > 1 else int(idx[0])}" if la.ndim else ""

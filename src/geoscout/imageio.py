@@ -19,10 +19,18 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ._io import open_user_file
+from ._io import IMAGE_SUFFIXES, open_user_file
 from .errors import InvalidInput
 
-__all__ = ["DEFAULT_MAX_PIXELS", "MAX_FILE_BYTES", "describe_source", "load_image", "open_image", "probe_image"]
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "IMAGE_SUFFIXES",
+    "MAX_FILE_BYTES",
+    "describe_source",
+    "load_image",
+    "open_image",
+    "probe_image",
+]
 
 DEFAULT_MAX_PIXELS = 40_000_000  # ~ a 7700 x 5200 photo; raise it explicitly for panoramas you trust
 MAX_FILE_BYTES = 100 * 1024 * 1024

@@ -19,6 +19,7 @@ from numpy.typing import NDArray
 
 from ._io import atomic_path, atomic_write_json
 from .errors import InvalidInput, NotFittedError
+from .geo import l2_normalize
 
 __all__ = ["RetrievalIndex", "normalize_rows", "recall_at_k"]
 
@@ -28,9 +29,7 @@ def normalize_rows(x: Any) -> NDArray[np.float32]:
     a = np.array(x, dtype=np.float32, copy=True)
     if a.ndim != 2:
         raise InvalidInput(f"expected an (N, D) matrix of vectors, got shape {a.shape}")
-    n = np.linalg.norm(a, axis=1, keepdims=True)
-    a /= np.maximum(n, 1e-12)
-    return a
+    return l2_normalize(a)
 
 
 def recall_at_k(approx_ids: NDArray[np.int64], exact_ids: NDArray[np.int64], k: int = 10) -> dict[str, float]:

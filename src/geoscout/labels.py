@@ -14,6 +14,7 @@ import numpy as np
 
 from .cells import create_partition
 from .errors import InvalidInput, MissingWeights
+from .geo import valid_latlon
 
 __all__ = ["AUX_COLUMNS", "PLACE_COLUMNS", "LabelReport", "label_dataset", "label_frame"]
 
@@ -74,7 +75,7 @@ def label_frame(
     report = LabelReport()
     lat = pd.to_numeric(df["lat"], errors="coerce").to_numpy(dtype=np.float64)
     lon = pd.to_numeric(df["lon"], errors="coerce").to_numpy(dtype=np.float64)
-    ok = np.isfinite(lat) & np.isfinite(lon) & (np.abs(lat) <= 90) & (np.abs(lon) <= 360)
+    ok = valid_latlon(lat, lon, lon_limit=360.0)
     report.invalid_rows = [int(i) for i in np.flatnonzero(~ok)]
     la, lo = lat[ok], lon[ok]
 

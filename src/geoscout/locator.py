@@ -18,8 +18,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from ._io import IMAGE_SUFFIXES
 from .errors import InvalidInput, UnknownName
-from .geo import geoguessr_score, haversine_km, spherical_mean
+from .geo import geoguessr_score, haversine_km, l2_normalize, spherical_mean
 from .types import Candidate, Prediction
 
 __all__ = [
@@ -34,7 +35,6 @@ __all__ = [
     "uncertainty_radius_km",
 ]
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".heic"}
 BUILTIN_MODELS = {
     "geoscout-lite": "EfficientNet-Lite2 (ImageNet) + a PIGEON-style cell classifier trained on a few thousand "
     "Street View / Mapillary photos; ships inside the package, runs offline on a CPU",
@@ -161,7 +161,7 @@ class _Refiner:
                     groups = [idx]
                 for g in groups:
                     v = self.vectors[g].mean(axis=0)
-                    vecs.append(v / max(float(np.linalg.norm(v)), 1e-12))
+                    vecs.append(l2_normalize(v))
                     la, lo = spherical_mean(self.lat[g], self.lon[g])
                     lats.append(float(la))
                     lons.append(float(lo))
@@ -233,8 +233,7 @@ class Locator:
         self.refine_config = refine or RefineConfig(method="retrieval" if retrieval is not None else "none")
         self._refiner: _Refiner | None = None
         if retrieval is not None and partition is not None and self.refine_config.method != "none":
-            vec = np.asarray(retrieval.vectors, dtype=np.float32)
-            vec /= np.maximum(np.linalg.norm(vec, axis=1, keepdims=True), 1e-12)
+            vec = l2_normalize(np.asarray(retrieval.vectors, dtype=np.float32))
             cell = np.asarray(
                 getattr(retrieval, "cell", None)
                 if getattr(retrieval, "cell", None) is not None
@@ -399,7 +398,7 @@ class Locator:
             reasons = "; ".join(failures.values())
             return Prediction(image_id=names[0] if len(names) == 1 else "panorama", error=reasons)
         v = X[good].mean(axis=0)
-        v /= max(float(np.linalg.norm(v)), 1e-12)
+        v = l2_normalize(v)
         pid = "+".join(names) if len(names) <= 4 else f"panorama of {len(names)} views"
         pred = self.locate_embeddings(
             v[None, :], [pid], top_k=top_k, evidence=[evidence] if evidence is not None else None

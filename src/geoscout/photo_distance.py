@@ -19,7 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .errors import InvalidInput
-from .geo import haversine_km
+from .geo import haversine_km, l2_normalize
 
 __all__ = ["Comparison", "DistanceEstimate", "compare", "compare_embeddings", "distance_distribution"]
 
@@ -240,8 +240,7 @@ def compare_embeddings(
             model=getattr(locator, "name", None),
         )
         if index.available and near is not None:
-            xa = X_a[i] / max(float(np.linalg.norm(X_a[i])), 1e-12)
-            xb = X_b[i] / max(float(np.linalg.norm(X_b[i])), 1e-12)
+            xa, xb = l2_normalize(X_a[i]), l2_normalize(X_b[i])
             sa, rla, rloa, wa = index.neighbours(xa, k, temperature)
             sb, rlb, rlob, wb = index.neighbours(xb, k, temperature)
             comp.similarity_a, comp.similarity_b = sa, sb

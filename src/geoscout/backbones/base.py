@@ -17,6 +17,7 @@ from PIL import Image
 
 from geoscout._io import cpu_threads, safe_name
 from geoscout.errors import InvalidInput, MissingDependency
+from geoscout.geo import l2_normalize
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -264,5 +265,4 @@ class Backbone:
 
 
 def _l2(x: np.ndarray) -> np.ndarray:
-    n = np.linalg.norm(x, axis=1, keepdims=True)
-    return (x / np.maximum(n, 1e-12)).astype(np.float32, copy=False)
+    return l2_normalize(x).astype(np.float32, copy=False)

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from geoscout.errors import InvalidInput, MissingWeights
+from geoscout.geo import l2_normalize
 
 from .base import Backbone, BackboneInfo, MissingDependency, pickle_refusal, weights_sha256
 
@@ -206,7 +207,7 @@ def build_hf_clip(
                     input_ids=tok["input_ids"].to(self.device), attention_mask=tok["attention_mask"].to(self.device)
                 ).pooler_output
                 feats = model.text_projection(out).float().cpu().numpy()
-            return feats / np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-12)
+            return l2_normalize(feats)
 
     bb = HFClipBackbone(info.name, info, _ImageTower(model), weights_sha256(files), device=device, runtime=runtime)
     model.to(device)
@@ -277,7 +278,7 @@ def build_open_clip(arg: str, *, weights=None, device: str = "cpu", runtime: str
         def encode_text(self, texts: list[str]) -> np.ndarray:
             with torch.inference_mode():
                 f = model.encode_text(tokenizer(list(texts)).to(self.device)).float().cpu().numpy()
-            return f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
+            return l2_normalize(f)
 
     return OpenClipBackbone(info.name, info, _Img(), sha, device=device, runtime=runtime)
 

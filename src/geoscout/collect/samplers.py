@@ -435,22 +435,6 @@ def _find_gpw(aux_dir: str | Path | None) -> Path:
             raise first from None
 
 
-def read_esri_ascii(path: str | Path) -> tuple[np.ndarray, dict[str, float]]:
-    """Read an ESRI ASCII grid: ``(values (nrows, ncols) float64 with NaN for no-data, header)``; row 0 is north."""
-    header: dict[str, float] = {}
-    with open(path, encoding="ascii") as fh:
-        for _ in range(6):
-            key, val = fh.readline().split()
-            header[key.lower()] = float(val)
-        values = np.loadtxt(fh, dtype=np.float64)
-    nd = header.get("nodata_value")
-    if nd is not None:
-        values[values == nd] = np.nan
-    if values.shape != (int(header["nrows"]), int(header["ncols"])):
-        raise InvalidInput(f"{path}: grid is {values.shape}, header says {int(header['nrows'])}x{int(header['ncols'])}")
-    return values, header
-
-
 @SAMPLERS.register("population", help="proportional to population (GPWv4 density grid; --aux-dir)")
 class PopulationSampler(Sampler):
     """Points drawn with probability proportional to population: a grid cell by density x area, then
@@ -463,6 +447,8 @@ class PopulationSampler(Sampler):
     ) -> None:
         self.path = _find_gpw(aux_dir)
         self.bbox = parse_bbox(bbox) if bbox is not None else None
+        from geoscout.places.aux import read_esri_ascii
+
         dens, h = read_esri_ascii(self.path)
         nrows, ncols, cs = int(h["nrows"]), int(h["ncols"]), h["cellsize"]
         x0, y0 = h["xllcorner"], h["yllcorner"]

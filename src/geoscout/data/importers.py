@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from geoscout._io import atomic_path, check_user_file, read_user_file
+from geoscout._io import IMAGE_SUFFIXES, atomic_path, check_user_file, read_user_file
 from geoscout.errors import InvalidInput
 
 from .dataset import Dataset
@@ -39,7 +39,7 @@ __all__ = [
     "read_exif_location",
 ]
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp", ".gif", ".heic", ".heif"})
+IMAGE_EXTENSIONS = IMAGE_SUFFIXES  # one list for every folder walk (geoscout.imageio)
 PROBLEMS_NAME = "problems.csv"
 _ALIASES: dict[str, tuple[str, ...]] = {
     "path": ("path", "file", "filename", "file_name", "filepath", "image", "image_path", "img", "img_path"),

@@ -14,6 +14,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..errors import InvalidInput
+from ..geo import l2_normalize
 from ._registry import HEADS
 from .base import Distribution, GeoHead, check_embeddings, check_targets
 
@@ -21,8 +22,7 @@ __all__ = ["KNNHead"]
 
 
 def _normalise(X: NDArray[np.float32]) -> NDArray[np.float32]:
-    n = np.linalg.norm(X, axis=1, keepdims=True)
-    return np.ascontiguousarray(X / np.maximum(n, 1e-12), dtype=np.float32)
+    return np.ascontiguousarray(l2_normalize(X), dtype=np.float32)
 
 
 @HEADS.register("knn", help="k-NN retrieval over training embeddings (faiss, cosine); k=1 is 1-NN")

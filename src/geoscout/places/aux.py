@@ -35,7 +35,7 @@ from numpy.typing import ArrayLike, NDArray
 from geoscout._io import atomic_path, cache_dir
 from geoscout.errors import InvalidInput, MissingWeights
 
-__all__ = ["KOPPEN_CLASSES", "SOURCES", "AuxRasters", "AuxSource", "month_of", "season"]
+__all__ = ["KOPPEN_CLASSES", "SOURCES", "AuxRasters", "AuxSource", "month_of", "read_esri_ascii", "season"]
 
 
 @dataclass(frozen=True)
@@ -142,18 +142,28 @@ class _AsciiGrid:
     cell: float
 
 
-def _parse_esri_ascii(path: Path) -> _AsciiGrid:
+def read_esri_ascii(path: str | Path, dtype: Any = np.float64) -> tuple[NDArray[Any], dict[str, float]]:
+    """Read an ESRI ASCII grid: ``(values (nrows, ncols) with NaN for no-data, header)``; row 0 is north.
+
+    The header's keys are lower-cased (``ncols``, ``nrows``, ``xllcorner``, ``cellsize``, ``nodata_value``...);
+    ``NODATA_value`` defaults to -9999. A grid whose size disagrees with its header raises ``InvalidInput``.
+    """
     header: dict[str, float] = {}
     with open(path, encoding="ascii") as fh:
         for _ in range(6):
             key, value = fh.readline().split()
             header[key.lower()] = float(value)
-        values = np.array(fh.read().split(), dtype=np.float32)
+        values = np.array(fh.read().split(), dtype=dtype)
     nrows, ncols = int(header["nrows"]), int(header["ncols"])
     if values.size != nrows * ncols:
-        raise ValueError(f"{values.size} values for {nrows} x {ncols}")
+        raise InvalidInput(f"{path}: {values.size} values, but the header says {nrows} x {ncols}")
     values = values.reshape(nrows, ncols)
     values[values == header.get("nodata_value", -9999.0)] = np.nan
+    return values, header
+
+
+def _parse_esri_ascii(path: Path) -> _AsciiGrid:
+    values, header = read_esri_ascii(path, np.float32)
     xll = header.get("xllcorner", header.get("xllcenter", 0.0) - header["cellsize"] / 2)
     yll = header.get("yllcorner", header.get("yllcenter", 0.0) - header["cellsize"] / 2)
     return _AsciiGrid(values, xll, yll, header["cellsize"])

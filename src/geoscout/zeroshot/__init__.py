@@ -25,7 +25,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from geoscout.errors import InvalidInput
-from geoscout.geo import geoguessr_score, haversine_km
+from geoscout.geo import geoguessr_score, haversine_km, l2_normalize
 
 from .places import PlaceSet, admin1_places, country_places, load_place_list, place_set
 
@@ -125,7 +125,7 @@ def place_text_embeddings(
     parts = [backbone.encode_text(texts[i : i + batch_size]) for i in range(0, len(texts), batch_size)]
     t = np.concatenate(parts).astype(np.float32).reshape(len(places), len(templates), -1)
     emb = t.mean(axis=1)
-    emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+    emb = l2_normalize(emb)
     if path is not None:
         try:
             with atomic_path(path) as tmp, open(tmp, "wb") as fh:
@@ -167,7 +167,7 @@ class ZeroShotHead:
         from geoscout.heads.base import check_embeddings
 
         x = check_embeddings(X, dim=self.n_features_in_).astype(np.float64)
-        x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+        x = l2_normalize(x)
         logits = self.logit_scale * (x @ self.text_embeddings.T.astype(np.float64))
         logits -= logits.max(axis=1, keepdims=True)
         p = np.exp(logits)
