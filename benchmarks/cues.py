@@ -46,7 +46,7 @@ def _sample(root: Path, n: int):
 
 def _views(path: Path, name: str):
     from geoscout.imageio import load_image
-    from geoscout.locate import split_strip
+    from geoscout.locator import split_strip
 
     if name in ("streetview-strips", "streetview-panoramas"):
         return split_strip(path)
@@ -65,7 +65,7 @@ def main() -> None:
     from geoscout.cues import CueFuser, CueReader
     from geoscout.cues.fusion import WEIGHTS_FILE
     from geoscout.geo import geoguessr_score, haversine_km
-    from geoscout.locate import load_model
+    from geoscout.locator import load_model
     from geoscout.places import country_of
 
     loc = load_model("geoscout-lite")  # no cues: the visual answer

@@ -852,7 +852,7 @@ def prediction_map_png(
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
-    handles = [
+    handles: list[Line2D | Patch] = [
         Line2D([], [], ls="", marker="o", ms=11, mfc="#c0392b", mec="white", label="best guess (1)"),
         Line2D([], [], ls="", marker="o", ms=9, mfc="#34495e", mec="white", label="other candidates (2, 3, ...)"),
     ]

@@ -164,8 +164,11 @@ def locate_command(
             loc = fuse_with_prior(loc, places or "countries", prompts=prompts, weight=prior_weight)
     except GeoscoutError as exc:
         raise fail(f"{model}: {exc}") from None
-    preds = []
+    from geoscout.types import Prediction
+
+    preds: list[Prediction] = []
     if panorama:
+        assert loc is not None  # loaded above whenever the photos are located here (not on Ray)
         preds += loc.locate([str(p) for p in panorama], top_k=top_k, panorama=True)
     if photos:
         files = _expand(list(photos), recursive)
@@ -174,8 +177,8 @@ def locate_command(
         if strip:
             from geoscout._progress import progress_bar
             from geoscout.errors import InvalidInput
-            from geoscout.types import Prediction
 
+            assert loc is not None
             with progress_bar(len(files), f"locate {loc.name}", unit="strip", enabled=progress) as bar:
                 for f in files:
                     bar.update(1)
@@ -202,6 +205,7 @@ def locate_command(
                 progress=progress,
             )
         else:
+            assert loc is not None
             preds += loc.locate([str(f) for f in files], top_k=top_k, progress=progress)
     for note in reader.notes:
         typer.secho(note, fg="yellow", err=True)
