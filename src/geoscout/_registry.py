@@ -81,6 +81,12 @@ class Registry(Generic[T]):
             if ep.attr and ep.name not in self._factories:
                 self.register(ep.name)(obj)
 
+    def _load_module_named(self, name: str) -> None:
+        """Import the built-in module named like ``name`` (``geoscout.heads.classifier`` for ``classifier``), if any."""
+        for mod in self.modules:
+            if mod.rsplit(".", 1)[-1] == name.replace("-", "_"):
+                importlib.import_module(mod)
+
     def split(self, spec: str) -> tuple[str, str | None]:
         """Split ``"name:arg"`` into ``("name", "arg")``; a bare name gives ``(name, None)``."""
         if not isinstance(spec, str) or not spec.strip():
@@ -91,7 +97,10 @@ class Registry(Generic[T]):
     def get(self, spec: str) -> Callable[..., T]:
         """Return the factory registered under the name part of ``spec``."""
         name, _ = self.split(spec)
-        self.load()
+        if name not in self._factories:
+            self._load_module_named(name)  # e.g. a bundle's head: import only its module (no torch for a classifier)
+        if name not in self._factories:
+            self.load()
         try:
             return self._factories[name]
         except KeyError:

@@ -152,7 +152,7 @@ class EmbedActor:
         backbone: str,
         *,
         weights: Any = None,
-        runtime: str = "torch",
+        runtime: str = "auto",
         device: str = "cpu",
         tta: bool = False,
         decode_threads: int = 1,
@@ -201,7 +201,7 @@ def embed_dataset_ray(
     tta: bool = False,
     overwrite: bool = False,
     retry_failed: bool = False,
-    runtime: str = "torch",
+    runtime: str = "auto",
     weights: Any = None,
     max_pixels: int | None = None,
     limit: int | None = None,
@@ -393,18 +393,21 @@ class LocateActor:
         model: Any,
         *,
         weights: str | None = None,
-        runtime: str = "torch",
+        runtime: str = "auto",
         refine: Any = None,
         geocode: bool = True,
         device: str = "cpu",
         top_k: int = 5,
+        guess: str | None = None,
     ) -> None:
         from .locator import Locator, load_model
 
         self.locator = (
             model
             if isinstance(model, Locator)
-            else load_model(model, weights=weights, runtime=runtime, refine=refine, geocode=geocode, device=device)
+            else load_model(
+                model, weights=weights, runtime=runtime, refine=refine, geocode=geocode, device=device, guess=guess
+            )
         )
         self.top_k = int(top_k)
 
@@ -428,10 +431,11 @@ def locate_ray(
     top_k: int = 5,
     batch_size: int = 16,
     weights: str | None = None,
-    runtime: str = "torch",
+    runtime: str = "auto",
     refine: Any = None,
     geocode: bool = True,
     progress: bool | None = False,
+    guess: str | None = None,
 ) -> list[Prediction]:
     """:meth:`Locator.locate` for many photos on a Ray cluster; one prediction per path, in input order.
 
@@ -471,6 +475,7 @@ def locate_ray(
                 "geocode": geocode,
                 "device": "cuda" if gpus > 0 else "cpu",
                 "top_k": top_k,
+                "guess": guess,
             },
             batch_size=batch_size,
             batch_format="numpy",

@@ -459,7 +459,7 @@ def embed_dataset(
     progress: bool = True,
     overwrite: bool = False,
     retry_failed: bool = False,
-    runtime: str = "torch",
+    runtime: str = "auto",
     weights: Any = None,
     max_pixels: int | None = None,
     limit: int | None = None,

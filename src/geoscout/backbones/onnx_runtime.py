@@ -35,13 +35,13 @@ def onnx_path(backbone: Backbone) -> Path:
 
 def export_onnx(backbone: Backbone, path: str | Path | None = None) -> Path:
     """Export ``backbone.module`` (input ``pixels`` (n,3,S,S), output ``features`` (n,dim)) atomically; returns the path."""
+    target = Path(path) if path is not None else onnx_path(backbone)
+    if target.is_file() and path is None:
+        return target  # cached: no torch import at all
     import torch
 
     from geoscout._io import atomic_path
 
-    target = Path(path) if path is not None else onnx_path(backbone)
-    if target.is_file() and path is None:
-        return target
     s = backbone.input_size
     dummy = torch.zeros(2, 3, s, s)
     module = backbone.module.cpu().eval()

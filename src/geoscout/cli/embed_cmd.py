@@ -23,7 +23,11 @@ def embed_command(
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Images per forward pass (and per commit)."),
     workers: int = typer.Option(2, "--workers", min=0, help="Decoding threads (0 = decode in the main thread)."),
     tta: bool = typer.Option(False, "--tta", help="Test-time augmentation: mean of the image and its mirror."),
-    runtime: str = typer.Option("torch", "--runtime", help="torch or onnx (ONNX Runtime, exported on first use)."),
+    runtime: str = typer.Option(
+        "auto",
+        "--runtime",
+        help="auto (ONNX Runtime for EfficientNet backbones when installed, else torch), onnx or torch.",
+    ),
     weights: str = typer.Option(None, "--weights", help="Weights file/folder for offline hub models."),
     pool_panoramas: bool = typer.Option(
         False, "--pool-panoramas", help="Also write the mean vector per location_id (panoramas.npz)."
@@ -63,8 +67,8 @@ def embed_command(
     from geoscout.data import load_dataset
     from geoscout.embeddings import embed_dataset, write_pooled
 
-    if runtime not in ("torch", "onnx"):
-        raise fail(f"--runtime {runtime!r}: choose torch or onnx")
+    if runtime not in ("auto", "torch", "onnx"):
+        raise fail(f"--runtime {runtime!r}: choose auto, onnx or torch")
     if ray_gpus is not None and not ray:
         raise fail("--ray-gpus applies to --ray; on this machine use --device cuda (or auto)")
     if not ray:

@@ -34,6 +34,11 @@ def serve_command(
     cues: str = typer.Option(
         "all", "--cues", help="Evidence read besides the pixels: all, text (signs), metadata (EXIF) or none."
     ),
+    runtime: str = typer.Option(
+        "auto",
+        "--runtime",
+        help="auto (ONNX Runtime for EfficientNet backbones when installed, else torch), onnx or torch.",
+    ),
 ) -> None:
     """Serve the web page (drop a photo, see the map) and the REST API (/v1/locate, /docs)."""
     try:
@@ -55,6 +60,7 @@ def serve_command(
         device=device,
         precision=precision,
         cues=cues,
+        runtime=runtime,
     )
     if cues not in ("all", "text", "metadata", "none"):
         raise fail(f"--cues {cues}: use all, text, metadata or none")

@@ -27,6 +27,11 @@ def watch_command(
     give_up: float = typer.Option(
         3.0, "--give-up-after", min=0.0, help="Seconds an unreadable file must stay unchanged before it is reported."
     ),
+    runtime: str = typer.Option(
+        "auto",
+        "--runtime",
+        help="auto (ONNX Runtime for EfficientNet backbones when installed, else torch), onnx or torch.",
+    ),
 ) -> None:
     """Watch a folder for new screenshots, locate each, print the top guesses, refresh a map (Ctrl-C stops)."""
     from rich.console import Console
@@ -37,7 +42,7 @@ def watch_command(
     console = Console()
     box = None if crop.strip().lower() == "none" else CropBox.parse(crop)
     try:
-        loc = load_model(model)
+        loc = load_model(model, runtime=runtime)
     except KeyboardInterrupt:  # Ctrl-C while the model loads: stop quietly, like Ctrl-C while watching
         console.print("stopped")
         raise typer.Exit(130) from None

@@ -10,6 +10,7 @@ true point's cell. :class:`CellClassifierHead` is also the base of the ``hybrid`
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
@@ -81,6 +82,46 @@ def _build_net(d_in: int, hidden: int, dropout: float, outputs: dict[str, int]) 
             return {k: layer(h) for k, layer in self.outputs.items()}
 
     return GeoNet()
+
+
+_erf_ufunc = np.frompyfunc(math.erf, 1, 1)
+
+
+def _erf(x: NDArray[np.float32]) -> NDArray[np.float32]:
+    """Elementwise error function (``math.erf``; importing scipy.special costs more than a photo's head pass)."""
+    return _erf_ufunc(x).astype(np.float32)
+
+
+class _NumpyGeoNet:
+    """The trained GeoNet (see :func:`_build_net`) evaluated with numpy from its ``state_dict`` arrays:
+    ``trunk.0`` Linear + exact GELU when ``hidden`` > 0 (dropout is off at inference), then
+    one Linear per output (``outputs.<name>``)."""
+
+    def __init__(self, arrays: dict[str, NDArray[Any]], hidden: int) -> None:
+        self.arrays = arrays
+        self.hidden = hidden
+
+    def check(self, d_in: int, outputs: dict[str, int]) -> None:
+        """Raise ValueError when the arrays do not form the network these sizes describe."""
+        want: dict[str, tuple[int, ...]] = {}
+        width = d_in
+        if self.hidden > 0:
+            want |= {"trunk.0.weight": (self.hidden, d_in), "trunk.0.bias": (self.hidden,)}
+            width = self.hidden
+        for k, m in outputs.items():
+            want |= {f"outputs.{k}.weight": (m, width), f"outputs.{k}.bias": (m,)}
+        got = {k: tuple(v.shape) for k, v in self.arrays.items()}
+        if got != want:
+            raise ValueError(f"network arrays {got} do not match the expected {want}")
+
+    def __call__(self, x: NDArray[Any]) -> dict[str, NDArray[Any]]:
+        a = self.arrays
+        h = np.asarray(x, dtype=np.float32)
+        if self.hidden > 0:
+            h = h @ a["trunk.0.weight"].T + a["trunk.0.bias"]
+            h = 0.5 * h * (1.0 + _erf(h / np.float32(np.sqrt(2.0))))
+        names = [k[len("outputs.") : -len(".weight")] for k in a if k.startswith("outputs.") and k.endswith(".weight")]
+        return {n: h @ a[f"outputs.{n}.weight"].T + a[f"outputs.{n}.bias"] for n in names}
 
 
 @HEADS.register("classifier", help="Geocell classifier (linear or MLP) with haversine label smoothing (PIGEON)")
@@ -269,19 +310,24 @@ class CellClassifierHead(GeoHead):
 
     # -- prediction --------------------------------------------------------------------------------
     def _forward(self, X: NDArray[np.float32]) -> dict[str, NDArray[np.float64]]:
-        """Raw network outputs (softmaxed ``cell``) for checked embeddings, in batches."""
-        import torch
-
+        """Raw network outputs (softmaxed ``cell``) for checked embeddings, in batches, evaluated with numpy
+        (so predicting with a loaded head never imports torch)."""
+        net = _NumpyGeoNet(self._net_arrays(), int(self.hidden))
         parts: dict[str, list[NDArray[np.float64]]] = {}
-        with torch.no_grad():
-            self.net_.eval()
-            for s in range(0, X.shape[0], _PREDICT_BATCH):
-                xb = torch.from_numpy((X[s : s + _PREDICT_BATCH] - self.x_mean_) / self.x_std_)
-                out = self.net_(xb)
-                out["cell"] = torch.softmax(out["cell"].double(), dim=1)
-                for k, v in out.items():
-                    parts.setdefault(k, []).append(v.double().numpy())
+        for s in range(0, X.shape[0], _PREDICT_BATCH):
+            out = net((X[s : s + _PREDICT_BATCH] - self.x_mean_) / self.x_std_)
+            z = out["cell"].astype(np.float64)
+            z = np.exp(z - z.max(axis=1, keepdims=True))
+            out["cell"] = z / z.sum(axis=1, keepdims=True)
+            for k, v in out.items():
+                parts.setdefault(k, []).append(np.asarray(v, dtype=np.float64))
         return {k: np.concatenate(v, axis=0) for k, v in parts.items()}
+
+    def _net_arrays(self) -> dict[str, NDArray[Any]]:
+        """The network's parameters as numpy arrays (torch ``state_dict`` names)."""
+        if isinstance(self.net_, _NumpyGeoNet):
+            return self.net_.arrays
+        return {k: v.detach().cpu().numpy() for k, v in self.net_.state_dict().items()}
 
     def _predict_points_fitted(self, X: NDArray[np.float32]) -> NDArray[np.float64]:
         out = self._forward(X)
@@ -323,16 +369,14 @@ class CellClassifierHead(GeoHead):
             "x_mean": np.ascontiguousarray(self.x_mean_),
             "x_std": np.ascontiguousarray(self.x_std_),
         }
-        for k, v in self.net_.state_dict().items():
-            tensors[f"net.{k}"] = np.ascontiguousarray(v.detach().cpu().numpy())
+        for k, v in self._net_arrays().items():
+            tensors[f"net.{k}"] = np.ascontiguousarray(v)
         tensors.update(self._extra_tensors())
         return config, tensors
 
     @classmethod
     def from_state(cls, config: dict[str, Any], tensors: dict[str, NDArray[Any]]) -> CellClassifierHead:
-        """Rebuild a fitted head from :meth:`get_state` output; never unpickles."""
-        import torch
-
+        """Rebuild a fitted head from :meth:`get_state` output; never unpickles, never imports torch."""
         if config.get("name") != cls.name:
             raise InvalidInput(f"head config is for {config.get('name')!r}, not {cls.name!r}")
         try:
@@ -346,12 +390,11 @@ class CellClassifierHead(GeoHead):
             head.x_std_ = np.asarray(tensors["x_std"], dtype=np.float32)
             d_in = int(config["n_features_in"])
             head._restore_extra(config, tensors)
-            net = _build_net(d_in, int(head.hidden), float(head.dropout), head._output_dims(len(head.cell_ids_)))
-            state = {k[4:]: torch.from_numpy(np.array(v)) for k, v in tensors.items() if k.startswith("net.")}
-            net.load_state_dict(state, strict=True)
+            arrays = {k[4:]: np.asarray(v, dtype=np.float32) for k, v in tensors.items() if k.startswith("net.")}
+            net = _NumpyGeoNet(arrays, int(head.hidden))
+            net.check(d_in, head._output_dims(len(head.cell_ids_)))
         except (KeyError, RuntimeError, TypeError, ValueError) as exc:
             raise InvalidInput(f"{cls.name} head state is incomplete or inconsistent: {exc}") from None
-        net.eval()
         head.net_ = net
         head.n_features_in_ = d_in
         return head

@@ -62,6 +62,7 @@ class ServerSettings:
     device: str = "cpu"  # cpu, cuda, cuda:N or auto (the backbone's)
     precision: str = "auto"  # bf16/fp16 autocast on a GPU, fp32 on the CPU
     cues: str = "all"  # evidence read besides the pixels: all, text, metadata or none (see geoscout.cues)
+    runtime: str = "auto"
 
 
 def _error(status: int, code: str, message: str) -> JSONResponse:
@@ -87,6 +88,7 @@ def create_app(settings: ServerSettings | None = None, *, locator: Any = None) -
                     device=settings.device,
                     precision=settings.precision,
                     cues=settings.cues,
+                    runtime=settings.runtime,
                 )
             )
         app.state.semaphore = asyncio.Semaphore(settings.concurrency)
