@@ -1,5 +1,10 @@
 """Ablation of geoscout's training recipe, in the style of PIGEON's Table 1.
 
+First the world-wide section (issue 16, ``ablation_world.py``): features, panorama handling, guess rule and
+calibration of the default model on the feature cache of ``feature_cache.py``, with the goals printed
+(held-out fifth of the panoramas >= 1.3x the training-centroid prior and >= 1.1x 1-NN; im2gps above both).
+Then the recipe section below (``--world-only`` skips it).
+
 Train on streetview-croatia (train locations only), streetview-world, streetview-strips (each
 2560x512 strip embedded whole) and osv5m-sample; test on ../shared/data/im2gps and on held-out
 Croatia locations (location-grouped split: all 4 views of a test panorama are unseen). Every
@@ -7,9 +12,9 @@ row uses the same EfficientNet-Lite2 features, embedded once into the cached Emb
 Model selection uses only a location-grouped validation split of the training data; the
 test photos are never used for tuning.
 
-    python benchmarks/ablation.py [--seed 0] [--no-write]
+    python benchmarks/ablation.py [--seed 0] [--no-write] [--world-only]
 
-Prints the tables and writes them into benchmarks/RESULTS.md (section "Ablation").
+Prints the tables and writes them into benchmarks/RESULTS.md (sections "World-wide default model" and "Ablation").
 """
 
 from __future__ import annotations
@@ -86,8 +91,19 @@ def main() -> None:
         action="store_true",
         help="use only images already in the embedding stores (skip embedding the rest)",
     )
+    ap.add_argument("--world-only", action="store_true", help="run only the world-wide section (issue 16)")
     args = ap.parse_args()
     warnings.simplefilter("ignore", UserWarning)
+
+    from ablation_world import SECTION as WORLD_SECTION
+    from ablation_world import run as run_world
+
+    world_text, _ = run_world(args.seed, log=lambda s: print(s, file=sys.stderr))
+    print(world_text)
+    if not args.no_write:
+        _write_section(WORLD_SECTION, world_text)
+    if args.world_only:
+        return
 
     from geoscout.cells import create_partition
     from geoscout.data import split_dataset
@@ -262,14 +278,19 @@ def main() -> None:
     text = "\n".join(lines)
     print(text)
     if not args.no_write:
-        path = ROOT / "benchmarks" / "RESULTS.md"
-        old = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n"
-        pat = re.compile(re.escape(SECTION) + r".*?(?=\n## |\n<!-- |\Z)", re.S)  # stop at the next section or marker
-        new = pat.sub(lambda _: text.rstrip() + "\n", old) if pat.search(old) else old.rstrip() + "\n\n" + text
-        from geoscout._io import atomic_write_text
+        _write_section(SECTION, text)
 
-        atomic_write_text(path, new)
-        print(f"updated {path}", file=sys.stderr)
+
+def _write_section(section: str, text: str) -> None:
+    """Replace ``section`` in RESULTS.md (up to the next section or marker) or append it."""
+    from geoscout._io import atomic_write_text
+
+    path = ROOT / "benchmarks" / "RESULTS.md"
+    old = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n"
+    pat = re.compile(re.escape(section) + r".*?(?=\n## |\n<!-- |\Z)", re.S)  # stop at the next section or marker
+    new = pat.sub(lambda _: text.rstrip() + "\n", old) if pat.search(old) else old.rstrip() + "\n\n" + text
+    atomic_write_text(path, new)
+    print(f"updated {path}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -56,7 +56,7 @@ def test_torch_and_onnx_give_the_same_top1_on_real_photos(shared_data):
     """Same bundle, both runtimes, photos from four shared sets: identical top-1 cell; probabilities within 0.01."""
     import pandas as pd
 
-    from geoscout.locate import load_model
+    from geoscout.locator import load_model
 
     photos = []
     for name in ("osv5m-sample", "streetview-world", "im2gps", "streetview-croatia"):

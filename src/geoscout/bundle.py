@@ -163,6 +163,8 @@ class ModelBundle:
     training: dict[str, Any] = field(default_factory=dict)
     card: str = ""
     format_version: int = FORMAT_VERSION
+    #: temperature, radius scales and guess rule (:class:`geoscout.calibration.Calibration`); None = uncalibrated
+    calibration: Any = None
 
     def check_backbone(self, fingerprint: dict[str, Any], *, name: str = "model") -> None:
         """Raise :class:`InvalidInput` naming what differs when ``fingerprint`` (the backbone's, as
@@ -196,6 +198,7 @@ class ModelBundle:
             if self.retrieval is None
             else {"n": len(self.retrieval), "dim": int(self.retrieval.vectors.shape[1])},
             "training": self.training,
+            **({"calibration": self.calibration.to_dict()} if self.calibration is not None else {}),
         }
 
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -307,6 +310,11 @@ class ModelBundle:
                 raise InvalidInput(f"{root / RETRIEVAL}: lacks {exc}; the bundle is damaged") from None
         card = (root / CARD).read_text(encoding="utf-8") if (root / CARD).is_file() else ""
         backbone = config.get("backbone") or {}
+        calibration = None
+        if config.get("calibration") is not None:
+            from .calibration import Calibration
+
+            calibration = Calibration.from_dict(config["calibration"])
         return cls(
             head=head,
             partition=partition,
@@ -316,6 +324,7 @@ class ModelBundle:
             training=dict(config.get("training") or {}),
             card=card,
             format_version=int(version),
+            calibration=calibration,
         )
 
 

@@ -61,6 +61,10 @@ POLICY = (
 _MM = 1e-6  # km
 
 
+#: the levels (percent) of the stated radii a prediction may carry (``Prediction.radii_km`` keys)
+RADIUS_LEVELS = ("50", "68", "90")
+
+
 def accuracy_key(threshold_km: float, prefix: str = "acc") -> str:
     """Metric name of an accuracy threshold: ``acc@25km``."""
     return f"{prefix}@{threshold_km:g}km"
@@ -70,8 +74,16 @@ def _rounded(d: np.ndarray) -> np.ndarray:
     return np.round(d / _MM) * _MM
 
 
-def calibration_metrics(distances_km: ArrayLike, radius_km: ArrayLike, expected_score: ArrayLike) -> dict[str, Any]:
+def calibration_metrics(
+    distances_km: ArrayLike,
+    radius_km: ArrayLike,
+    expected_score: ArrayLike,
+    radii_km: dict[str, ArrayLike] | None = None,
+) -> dict[str, Any]:
     """How far to trust a model's own confidence, over predictions that state it.
+
+    ``radii_km`` maps a level (``"50"``, ``"68"``, ``"90"``) to the stated radii of that level; each
+    gives ``coverage_<level>``, the share of true places within it (a calibrated model: about the level).
 
     ``radius_coverage``: share of images whose true place lies within the stated radius of the top
     candidate (the radius is meant to hold ~68 % of the probability mass, so a calibrated model scores
@@ -82,7 +94,15 @@ def calibration_metrics(distances_km: ArrayLike, radius_km: ArrayLike, expected_
     r = np.asarray(radius_km, dtype=np.float64)
     e = np.asarray(expected_score, dtype=np.float64)
     has_r, has_e = np.isfinite(r) & np.isfinite(d), np.isfinite(e) & np.isfinite(d)
+    levels = {}
+    for level, rq in (radii_km or {}).items():
+        rq = np.asarray(rq, dtype=np.float64)
+        has = np.isfinite(rq) & np.isfinite(d)
+        if has.any():
+            levels[f"coverage_{level}"] = float(np.mean(d[has] <= rq[has]))
+            levels[f"n_coverage_{level}"] = int(has.sum())
     return {
+        **levels,
         "n_radius": int(has_r.sum()),
         "radius_coverage": float(np.mean(d[has_r] <= r[has_r])) if has_r.any() else float("nan"),
         "n_expected": int(has_e.sum()),
@@ -341,6 +361,12 @@ class EvaluationReport:
                     f"- true place within the stated 68 % radius: {_pct(m['radius_coverage'])} of "
                     f"{m['n_radius']} images (calibrated: about 68 %; much less = over-confident)"
                 )
+            for level in ("50", "90"):
+                if m.get(f"n_coverage_{level}"):
+                    lines.append(
+                        f"- true place within the stated {level} % radius: {_pct(m[f'coverage_{level}'])} of "
+                        f"{m[f'n_coverage_{level}']} images (calibrated: about {level} %)"
+                    )
             if m.get("n_expected"):
                 lines.append(
                     f"- GeoGuessr score the model expected: {_fmt(m['expected_geoguessr'])}; scored: "
@@ -391,12 +417,45 @@ class EvaluationReport:
             "error_cdf.png": self.plot_error_cdf,
             "error_map.png": self.plot_error_map,
         }
+        if any(self.metrics.get(f"n_coverage_{q}") for q in RADIUS_LEVELS):
+            files["reliability.png"] = self.plot_reliability
         with progress_bar(len(files), "write report", unit="file", enabled=progress) as bar:
             for name, write in files.items():
                 bar.set_postfix_str(name, refresh=False)
                 write(d / name)
                 bar.update(1)
         return d
+
+    def plot_reliability(self, path: str | os.PathLike[str]) -> Path:
+        """PNG reliability diagram: stated probability of each radius (50 / 68 / 90 %) vs the observed share
+        of true places inside it; points on the diagonal are calibrated, below it over-confident."""
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        levels = [q for q in RADIUS_LEVELS if self.metrics.get(f"n_coverage_{q}")]
+        stated = np.array([float(q) / 100 for q in levels])
+        observed = np.array([self.metrics[f"coverage_{q}"] for q in levels])
+        fig = Figure(figsize=(4.6, 4.6), dpi=110)
+        FigureCanvasAgg(fig)
+        ax = fig.add_subplot(1, 1, 1)
+        ax.plot([0, 1], [0, 1], color="0.6", ls="--", lw=1, label="calibrated")
+        ax.plot(stated, observed, "o-", color="C3", label="this model")
+        for s, o, q in zip(stated, observed, levels):
+            n = self.metrics[f"n_coverage_{q}"]
+            ax.annotate(
+                f"{q} %: {100 * o:.0f} % (n={n})", (s, o), textcoords="offset points", xytext=(6, -12), fontsize=8
+            )
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("stated probability of the radius")
+        ax.set_ylabel("observed share of true places inside")
+        ax.set_title(f"Radius reliability — {self.name}", fontsize=10)
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc="upper left", fontsize=8)
+        fig.tight_layout()
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png")
+        return Path(path)
 
     def plot_error_cdf(self, path: str | os.PathLike[str]) -> Path:
         """PNG of the cumulative share of answered images vs. error (log km) with threshold lines."""
@@ -570,7 +629,10 @@ def evaluate(
     cand_lon = np.full((n, kk), np.nan)
     n_cand = np.zeros(n, dtype=int)
     radius = np.full(n, np.nan)
+    radii = {q: np.full(n, np.nan) for q in RADIUS_LEVELS}
     expected = np.full(n, np.nan)
+    answer_lat = np.full(n, np.nan)
+    answer_lon = np.full(n, np.nan)
     tl = truth_df["true_lat"].to_numpy()
     to = truth_df["true_lon"].to_numpy()
     for i, iid in enumerate(truth_df["image_id"]):
@@ -585,6 +647,11 @@ def evaluate(
         n_cand[i] = len(pred.candidates)
         radius[i] = np.nan if pred.radius_km is None else float(pred.radius_km)
         expected[i] = np.nan if pred.expected_score is None else float(pred.expected_score)
+        for q, v in (pred.radii_km or {}).items():
+            if q in radii and v is not None:
+                radii[q][i] = float(v)
+        if pred.guess is not None:
+            answer_lat[i], answer_lon[i] = pred.guess.lat, pred.guess.lon
         for j, c in enumerate(pred.candidates[:kk]):
             cand_lat[i, j], cand_lon[i, j] = c.lat, c.lon
     filled = np.arange(kk)[None, :] < np.minimum(n_cand, kk)[:, None]
@@ -595,7 +662,17 @@ def evaluate(
             f"evaluate: prediction for {truth_df['image_id'].iloc[i]!r} candidate {j + 1} has an invalid (lat, lon) = "
             f"({cand_lat[i, j]!r}, {cand_lon[i, j]!r}); expected degrees in [-90, 90] x [-180, 180]"
         )
-    pred_lat, pred_lon = cand_lat[:, 0].copy(), cand_lon[:, 0].copy()
+    bad_answer = np.isfinite(answer_lat) & ~((np.abs(answer_lat) <= 90) & (np.abs(answer_lon) <= 180))
+    if bad_answer.any():
+        i = int(np.flatnonzero(bad_answer)[0])
+        raise InvalidInput(
+            f"evaluate: prediction for {truth_df['image_id'].iloc[i]!r} has an invalid guess (lat, lon) = "
+            f"({answer_lat[i]!r}, {answer_lon[i]!r}); expected degrees in [-90, 90] x [-180, 180]"
+        )
+    # the answered point: the prediction's guess when it states one, else its top candidate
+    has_answer = np.isfinite(answer_lat)
+    pred_lat = np.where(has_answer, answer_lat, cand_lat[:, 0])
+    pred_lon = np.where(has_answer, answer_lon, cand_lon[:, 0])
     dk = haversine_km(tl[:, None], to[:, None], cand_lat, cand_lon)
     best_k = np.full(n, np.nan)
     has = ~np.isnan(dk).all(axis=1)
@@ -617,6 +694,8 @@ def evaluate(
             "best_k_km": best_k,
             "n_candidates": n_cand,
             "radius_km": radius,
+            "radius_50_km": radii["50"],
+            "radius_90_km": radii["90"],
             "expected_geoguessr": expected,
         }
     )
@@ -649,7 +728,8 @@ def evaluate(
             metrics[accuracy_key(t, f"top{top_k}_acc")] = float(np.mean(bk < t)) if bk.size else float("nan")
         metrics[f"top{top_k}_median_km"] = float(np.median(best_k[ok])) if ok.any() else float("nan")
 
-    metrics.update(calibration_metrics(dist[ok], radius[ok], expected[ok]))
+    stated = {q: (radius if q == "68" and not np.isfinite(r[ok]).any() else r)[ok] for q, r in radii.items()}
+    metrics.update(calibration_metrics(dist[ok], radius[ok], expected[ok], stated))
     if places:
         _place_metrics(per, metrics)
     by_country = _by_country(per, thresholds) if places else pd.DataFrame()

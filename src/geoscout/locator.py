@@ -19,6 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ._io import IMAGE_SUFFIXES
+from .calibration import GUESS_RULES, LEVELS, Calibration, best_guess, mass_radius_km, temper
 from .errors import InvalidInput, UnknownName
 from .geo import geoguessr_score, haversine_km, l2_normalize, spherical_mean
 from .types import Candidate, Prediction
@@ -27,6 +28,7 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "Locator",
     "RefineConfig",
+    "calibrate",
     "expected_geoguessr_score",
     "list_models",
     "load_model",
@@ -54,11 +56,7 @@ def uncertainty_radius_km(
     mass: float = 0.68,
 ) -> float:
     """Smallest radius (km) around ``center`` holding at least ``mass`` of the probability on the support points."""
-    d = haversine_km(center[0], center[1], lat, lon)
-    order = np.argsort(d, kind="stable")
-    cum = np.cumsum(prob[order]) / max(float(prob.sum()), 1e-12)
-    i = int(np.searchsorted(cum, mass - 1e-9))
-    return float(d[order][min(i, len(order) - 1)])
+    return mass_radius_km(lat, lon, prob, center, mass)
 
 
 def expected_geoguessr_score(
@@ -199,6 +197,10 @@ class Locator:
     """Backbone + head (+ retrieval data) -> :class:`Prediction` per photo or panorama.
 
     Build one with :func:`load_model`; call :meth:`locate` on paths, bytes or PIL images.
+    ``calibration`` (from the bundle) tempers the probabilities and scales the stated radii;
+    ``guess`` picks the answered point: ``mode`` (most probable place), ``expected-score``
+    (highest expected GeoGuessr score) or ``median`` (least expected distance); default: the
+    calibration's rule (``expected-score`` without one).
     """
 
     def __init__(
@@ -217,7 +219,13 @@ class Locator:
         heatmap_points: int = 200,
         cues: Any = None,
         cue_fuser: Any = None,
+        calibration: Calibration | None = None,
+        guess: str | None = None,
     ) -> None:
+        self.calibration = calibration if calibration is not None else Calibration()
+        self.guess = guess or self.calibration.guess
+        if self.guess not in GUESS_RULES:
+            raise InvalidInput(f"guess {self.guess!r}: expected one of {', '.join(GUESS_RULES)}")
         self.backbone = backbone
         self.head = head
         self.partition = partition
@@ -281,7 +289,7 @@ class Locator:
         preds: list[Prediction] = []
         for i, image_id in enumerate(ids):
             lat, lon = dist.points(i)
-            prob = dist.prob[i]
+            prob = temper(dist.prob[i], self.calibration.temperature)
             order, n_visual, cues = top[i], len(prob), []
             if evidence is not None and evidence[i]:
                 from .cues import apply_cues, default_fuser
@@ -299,28 +307,52 @@ class Locator:
                     cell_idx = self._cell_index(j, dist, la, lo)
                     la, lo = self._refiner.refine(X[i], cell_idx, la, lo)
                 cands.append(Candidate(lat=la, lon=lo, probability=float(prob[j]), cell=cell_name))
-            best = (cands[0].lat, cands[0].lon)
+            guess = self._guess(lat, lon, prob, cands, dist.cell if len(prob) == dist.prob.shape[1] else None)
+            best = (guess.lat, guess.lon) if guess is not None else (cands[0].lat, cands[0].lon)
             # heads whose support points stand for areas spread them (not when cues added points)
             summarize = getattr(self.head, "summarize", None) if len(prob) == dist.prob.shape[1] else None
-            radius, expected = (
-                summarize(prob, best)
-                if summarize is not None
-                else (uncertainty_radius_km(lat, lon, prob, best), expected_geoguessr_score(lat, lon, prob, best))
-            )
+            radii_km = None
+            if summarize is not None:
+                radius, expected = summarize(prob, best)
+            else:
+                radii = self.calibration.radii(lat, lon, prob, best)
+                radius, expected = radii[0.68], expected_geoguessr_score(lat, lon, prob, best)
+                radii_km = {f"{100 * q:.0f}": radii[q] for q in LEVELS}
             preds.append(
                 Prediction(
                     image_id=str(image_id),
                     candidates=cands,
                     radius_km=radius,
+                    radii_km=radii_km,
                     expected_score=expected,
                     source=(sources[i] if sources is not None else None),
                     heatmap=_heatmap(lat, lon, prob, self.heatmap_points),
                     cues=cues,
+                    guess=guess,
                 )
             )
         if self.geocode:
             self._annotate(preds)
         return preds
+
+    def _guess(
+        self,
+        lat: NDArray[np.float64],
+        lon: NDArray[np.float64],
+        prob: NDArray[np.float64],
+        cands: list[Candidate],
+        cells: Sequence[str] | None,
+    ) -> Candidate | None:
+        """The answered point under the guess rule (``None`` for ``mode``: the top candidate is the answer)."""
+        if self.guess == "mode" or not cands:
+            return None
+        extra = np.array([[c.lat, c.lon] for c in cands])
+        la, lo, _ = best_guess(lat, lon, prob, self.guess, extra=extra)
+        for c in cands:
+            if c.lat == la and c.lon == lo:
+                return c
+        j = int(np.argmin(haversine_km(la, lo, lat, lon)))  # the support point it stands on: its cell
+        return Candidate(lat=la, lon=lo, probability=float(prob[j]), cell=str(cells[j]) if cells is not None else None)
 
     def _cell_index(self, j: int, dist: Any, la: float, lo: float) -> int:
         if dist.cell is not None and getattr(self.partition, "cell_ids", None) is not None:
@@ -336,6 +368,7 @@ class Locator:
         from .places import reverse_geocode
 
         cands = [c for p in preds for c in p.candidates]
+        cands += [p.guess for p in preds if p.guess is not None and all(p.guess is not c for c in p.candidates)]
         if not cands:
             return
         info = reverse_geocode(np.array([c.lat for c in cands]), np.array([c.lon for c in cands]))
@@ -481,7 +514,7 @@ def load_model(
     model: str | os.PathLike[str] = "geoscout-lite",
     *,
     weights: str | None = None,
-    runtime: str = "torch",
+    runtime: str = "auto",
     refine: RefineConfig | str | None = None,
     geocode: bool = True,
     device: str = "cpu",
@@ -489,6 +522,7 @@ def load_model(
     prompts: str | os.PathLike[str] | None = None,
     cues: Any = "none",
     precision: str = "auto",
+    guess: str | None = None,
 ) -> Locator:
     """A ready :class:`Locator`: ``"geoscout-lite"`` (shipped), ``"geoclip"``, ``"zeroshot:<backbone>"``,
     a bundle directory, or a bundle on the Hugging Face hub, ``"hf-bundle:user/name[@revision]"`` (through its
@@ -502,6 +536,9 @@ def load_model(
     ``"none"`` or a :class:`geoscout.cues.CueReader`); see :mod:`geoscout.cues`. The library
     default is ``"none"`` so that batch evaluation never sees EXIF positions; the CLI, the
     server and :func:`locate` read ``"all"``.
+    ``runtime`` is ``"auto"`` (ONNX Runtime for EfficientNet backbones when installed, else torch), ``"onnx"``
+    or ``"torch"``; ``guess`` overrides the answered point's rule (``mode``, ``expected-score``, ``median``;
+    see :class:`Locator`).
     """
     from .backbones import create_backbone
 
@@ -522,6 +559,7 @@ def load_model(
             card=BUILTIN_MODELS["zeroshot:<backbone>"],
             geocode=geocode,
             cues=cues,
+            guess=guess,
         )
     if key == "geoclip":
         from .heads.geoclip import load_geoclip_head
@@ -536,6 +574,7 @@ def load_model(
             card=BUILTIN_MODELS["geoclip"],
             geocode=geocode,
             cues=cues,
+            guess=guess,
         )
     from .bundle import ModelBundle
 
@@ -553,6 +592,7 @@ def load_model(
             geocode=geocode,
             cues=cues,
             precision=precision,
+            guess=guess,
         )
     path = _builtin_dir(key) if key in BUILTIN_MODELS else Path(key)
     if not (path / "config.json").is_file():
@@ -572,6 +612,7 @@ def load_model(
         geocode=geocode,
         cues=cues,
         precision=precision,
+        guess=guess,
     )
 
 
@@ -586,6 +627,7 @@ def _locator_from_bundle(
     geocode: bool,
     cues: Any = "none",
     precision: str = "auto",
+    guess: str | None = None,
 ) -> Locator:
     from .backbones import create_backbone
 
@@ -603,6 +645,8 @@ def _locator_from_bundle(
         card=getattr(bundle, "card", ""),
         geocode=geocode,
         cues=cues,
+        calibration=getattr(bundle, "calibration", None),
+        guess=guess,
     )
 
 
@@ -620,3 +664,59 @@ def locate(
         images = [images]
     loc = model if isinstance(model, Locator) else load_model(model, cues=cues)
     return loc.locate(images, top_k=top_k, panorama=panorama)
+
+
+#: radii are scaled from at least this many km (a point-mass prediction still states a radius)
+CALIBRATION_R_MIN_KM = 10.0
+
+
+def calibrate(
+    bundle: Any, X_val: Any, y_val: Any, *, guess: str = "expected-score", fitted_on: str = "validation split"
+) -> Any:
+    """Fit a :class:`~geoscout.calibration.Calibration` for ``bundle`` on held-out embeddings.
+
+    Temperature: minimises the negative log-likelihood of the true cells (heads with cells only; else 1).
+    Radii: split-conformal factors at 50 / 68 / 90 % for the distance from the answered point (``guess``
+    rule, tempered distribution, the bundle's refinement) to the truth, relative to the mass radius.
+    """
+    from .calibration import LEVELS, conformal_scale, fit_temperature
+
+    X_val = np.asarray(X_val, dtype=np.float32)
+    y_val = np.asarray(y_val, dtype=np.float64).reshape(-1, 2)
+    if len(X_val) < 10:
+        raise InvalidInput(f"calibration needs at least 10 held-out embeddings, got {len(X_val)}")
+    head = bundle.head
+    dist = head.predict_distribution(X_val)
+    temperature = 1.0
+    if dist.cell is not None and hasattr(head, "_labels") and getattr(head, "partition_", None) is not None:
+        temperature = fit_temperature(dist.prob, head._labels(y_val))
+    base = Calibration(temperature=temperature, guess=guess)
+    loc = Locator(
+        None,
+        head,
+        partition=bundle.partition,
+        retrieval=bundle.retrieval,
+        geocode=False,
+        heatmap_points=0,
+        calibration=base,
+    )
+    preds = loc.locate_embeddings(X_val, [str(i) for i in range(len(X_val))], top_k=1)
+    a = np.array([[p.answer.lat, p.answer.lon] for p in preds])
+    d = haversine_km(a[:, 0], a[:, 1], y_val[:, 0], y_val[:, 1])
+    scale = {}
+    for q in LEVELS:
+        r = np.array(
+            [
+                mass_radius_km(*dist.points(i), temper(dist.prob[i], temperature), (a[i, 0], a[i, 1]), q)
+                for i in range(len(X_val))
+            ]
+        )
+        scale[q] = conformal_scale(d, r, q, r_min_km=CALIBRATION_R_MIN_KM)
+    return Calibration(
+        temperature=temperature,
+        radius_scale=scale,
+        r_min_km=CALIBRATION_R_MIN_KM,
+        guess=guess,
+        fitted_on=fitted_on,
+        n=len(X_val),
+    )

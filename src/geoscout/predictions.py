@@ -56,6 +56,11 @@ CSV_COLUMNS: tuple[str, ...] = (
     "cell",
     "radius_km",
     "expected_score",
+    "guess_lat",
+    "guess_lon",
+    "guess_probability",
+    "radius_50_km",
+    "radius_90_km",
     "source",
     "error",
     "cues",
@@ -93,6 +98,11 @@ def predictions_to_rows(preds: Iterable[Prediction]) -> list[dict[str, Any]]:
             "source": p.source,
             "error": p.error,
             "cues": "; ".join(c.summary() for c in p.cues) or None,
+            "guess_lat": p.guess.lat if p.guess is not None else None,
+            "guess_lon": p.guess.lon if p.guess is not None else None,
+            "guess_probability": p.guess.probability if p.guess is not None else None,
+            "radius_50_km": (p.radii_km or {}).get("50"),
+            "radius_90_km": (p.radii_km or {}).get("90"),
         }
         if not p.candidates:
             rows.append({**common, "rank": None, "lat": None, "lon": None, "probability": None})
@@ -254,7 +264,15 @@ def _prediction_from_obj(d: Any, where: str) -> Prediction:
     cues = d.get("cues") or []
     if not (isinstance(cues, list) and all(isinstance(c, dict) and "kind" in c and "text" in c for c in cues)):
         raise _bad(where, "cues must be a list of objects with kind and text")
+    guess = _candidate(d["guess"], where, 0) if d.get("guess") else None
+    radii = d.get("radii_km")
+    if radii is not None and not isinstance(radii, dict):
+        raise _bad(where, f"radii_km must be an object like {{\"50\": km, \"68\": km, \"90\": km}}, got {radii!r}")
     return Prediction(
+        guess=guess,
+        radii_km={str(k): _float(v, where, f"radii_km[{k}]", required=True) for k, v in radii.items()}
+        if radii
+        else None,
         image_id=str(image_id),
         candidates=candidates,
         radius_km=_float(d.get("radius_km"), where, "radius_km", required=False),
@@ -367,6 +385,18 @@ def _text(v: Any) -> str:
     return "" if v is None else str(v).strip()
 
 
+#: per-prediction numbers of a candidate row (CSV / GeoJSON)
+_GROUP_FLOATS = (
+    "radius_km",
+    "expected_score",
+    "guess_lat",
+    "guess_lon",
+    "guess_probability",
+    "radius_50_km",
+    "radius_90_km",
+)
+
+
 def _group_rows(rows: list[tuple[str, dict[str, Any]]], skip: _Skip) -> list[Prediction]:
     """Candidate rows (CSV lines, GeoJSON features) -> predictions, grouped by image_id in file order."""
     groups: dict[str, dict[str, Any]] = {}
@@ -377,7 +407,7 @@ def _group_rows(rows: list[tuple[str, dict[str, Any]]], skip: _Skip) -> list[Pre
                 raise _bad(where, "image_id is empty")
             n_cands = len(groups[image_id]["cands"]) if image_id in groups else 0
             err = _text(row.get("error"))
-            values = {key: _float(row.get(key), where, key, required=False) for key in ("radius_km", "expected_score")}
+            values = {key: _float(row.get(key), where, key, required=False) for key in _GROUP_FLOATS}
             failed_row = _text(row.get("lat")) == "" and _text(row.get("lon")) == ""
             if failed_row and not err:
                 raise _bad(
@@ -406,9 +436,32 @@ def _group_rows(rows: list[tuple[str, dict[str, Any]]], skip: _Skip) -> list[Pre
                 expected_score=g.get("expected_score"),
                 source=g.get("source"),
                 error=g.get("error"),
+                guess=_guess_of(g, cands),
+                radii_km=_radii_of(g),
             )
         )
     return out
+
+
+def _guess_of(g: dict[str, Any], cands: list[Candidate]) -> Candidate | None:
+    """The answered point of a CSV/GeoJSON prediction (its ``guess_lat``/``guess_lon`` columns)."""
+    if g.get("guess_lat") is None or g.get("guess_lon") is None:
+        return None
+    la, lo = float(g["guess_lat"]), float(g["guess_lon"])
+    if not (-90 <= la <= 90 and -180 <= lo <= 180):
+        raise InvalidInput(f"guess ({la}, {lo}) is not a valid (lat, lon) in degrees")
+    same = [c for c in cands if c.lat == la and c.lon == lo]
+    if same:
+        return same[0]
+    p = g.get("guess_probability")
+    return Candidate(lat=la, lon=lo, probability=0.0 if p is None else float(p))
+
+
+def _radii_of(g: dict[str, Any]) -> dict[str, float] | None:
+    radii = {k: g.get(f"radius_{k}_km") for k in ("50", "90")} | {"68": g.get("radius_km")}
+    if radii["50"] is None and radii["90"] is None:
+        return None
+    return {k: float(v) for k, v in sorted(radii.items()) if v is not None}
 
 
 MAX_PREDICTIONS_BYTES = 2 * 1024**3

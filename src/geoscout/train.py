@@ -26,6 +26,7 @@ from .geo import haversine_km, spherical_mean
 
 __all__ = ["TrainingData", "load_training_data", "train_model"]
 
+
 _AUX_COLUMNS = ("climate", "elevation_m", "pop_density", "month")
 
 
@@ -202,6 +203,7 @@ def _model_card(summary: dict[str, Any]) -> str:
         "# geoscout model card",
         "",
         f"Trained {summary['trained_at']} with geoscout {summary['geoscout_version']}.",
+        *(["", f"Command: `{summary['command']}`"] if summary.get("command") else []),
         "",
         "## Data",
         "",
@@ -241,6 +243,17 @@ def _model_card(summary: dict[str, Any]) -> str:
             ]
     else:
         lines.append("No validation set (val_fraction = 0).")
+    cal = summary.get("calibration")
+    if cal:
+        scales = ", ".join(f"{float(k) * 100:.0f} %: x{v:.2f}" for k, v in cal["radius_scale"].items())
+        lines += [
+            "",
+            "## Calibration",
+            "",
+            f"Fitted on {cal['fitted_on']}: temperature {cal['temperature']:.2f} (negative log-likelihood of the true "
+            f"cells); stated 50 / 68 / 90 % radii = split-conformal factor x the radius holding that share of the "
+            f"tempered probability (at least {cal['r_min_km']:.0f} km): {scales}. Answered point: `{cal['guess']}`.",
+        ]
     lines += ["", "Photos' licences are those of their sources; check them before publishing predictions.", ""]
     return "\n".join(lines)
 
@@ -266,6 +279,9 @@ def train_model(
     data: TrainingData | None = None,
     device: str = "cpu",
     precision: str = "auto",
+    guess: str = "expected-score",
+    calibrate: Any = None,
+    command: str | None = None,
 ) -> ModelBundle:
     """Train a model on ``datasets`` and return (and, with ``out``, write) its :class:`ModelBundle`.
 
@@ -274,6 +290,10 @@ def train_model(
     ``split`` (rows that have one keep it; see :func:`geoscout.data.split_for_training`), ``head_params``
     extra head parameters. ``data`` skips loading/embedding (already embedded :class:`TrainingData`). ``device`` and
     ``precision`` are the backbone's for the embedding step (see :mod:`geoscout.devices`); heads train on the CPU.
+    With a validation split and ``calibrate`` (a function ``(bundle, X_val, y_val, guess=, fitted_on=)`` ->
+    Calibration, e.g. :func:`geoscout.locator.calibrate`, which ``geoscout train`` passes), the bundle carries a
+    calibration fitted on it (temperature, 50 / 68 / 90 % radius factors) and ``guess`` as its answer rule.
+    ``command`` (the command line that trained it) is recorded in the summary and the model card.
     """
     from . import __version__
     from .cells import create_partition
@@ -352,6 +372,7 @@ def train_model(
     }
     left_out = {n: int(((frame["dataset"] == n).to_numpy() & (split == "test")).sum()) for n in names}
     summary: dict[str, Any] = {
+        **({"command": command} if command else {}),
         "trained_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "geoscout_version": __version__,
         "datasets": counts,
@@ -380,7 +401,6 @@ def train_model(
             cell=np.asarray(partition.assign(y[tr, 0], y[tr, 1]), dtype=np.int64),
             ids=list(frame["location_id"].iloc[tr].astype(str)),
         )
-    summary["total_seconds"] = time.perf_counter() - t0
     bundle = ModelBundle(
         head=model,
         partition=partition,
@@ -388,8 +408,15 @@ def train_model(
         backbone_fingerprint=td.fingerprint,
         retrieval=ret,
         training=summary,
-        card=_model_card(summary),
+        card="",
     )
+    if calibrate is not None and va.size >= 10:
+        bundle.calibration = calibrate(
+            bundle, td.X[va], y[va], guess=guess, fitted_on=f"the validation split ({va.size} images)"
+        )
+        summary["calibration"] = bundle.calibration.to_dict()
+    summary["total_seconds"] = time.perf_counter() - t0
+    bundle.card = _model_card(summary)
     if out is not None:
         bundle.save(out)
     return bundle

@@ -78,10 +78,14 @@ class Cue:
 class Prediction:
     """The answer for one photo (or one panorama): ranked candidates and summaries.
 
-    ``candidates`` are sorted by probability, best first. ``radius_km`` holds ~68 % of the
-    predicted probability mass around the top candidate. ``expected_score`` is the
-    GeoGuessr score expected under the model's own distribution when guessing the top
-    candidate. ``error`` is set (and candidates empty) when the input could not be read.
+    ``candidates`` are sorted by probability, best first. ``guess`` is the point to answer
+    (the locator's guess rule, e.g. the point of highest expected GeoGuessr score; ``None``
+    means the top candidate); :attr:`answer` gives whichever applies. ``radius_km`` is the
+    stated 68 % radius around the answer and ``radii_km`` the 50 / 68 / 90 % radii (keys
+    ``"50"``, ``"68"``, ``"90"``), calibrated when the model carries a calibration.
+    ``expected_score`` is the GeoGuessr score expected under the model's own distribution
+    when answering ``answer``. ``error`` is set (and candidates empty) when the input could
+    not be read.
     """
 
     image_id: str
@@ -94,6 +98,13 @@ class Prediction:
     heatmap: list[list[float]] | None = None
     #: evidence read from the photo (text, script, phone numbers, EXIF...) and how it moved the answer
     cues: list[Cue] = field(default_factory=list)
+    guess: Candidate | None = None
+    radii_km: dict[str, float] | None = None
+
+    @property
+    def answer(self) -> Candidate:
+        """The point to answer: ``guess`` when set, else the most probable candidate."""
+        return self.guess if self.guess is not None else self.top
 
     @property
     def top(self) -> Candidate:
@@ -113,6 +124,8 @@ class Prediction:
             "expected_score": self.expected_score,
             "error": self.error,
             "candidates": [c.to_dict() for c in self.candidates],
+            **({"guess": self.guess.to_dict()} if self.guess is not None else {}),
+            **({"radii_km": dict(self.radii_km)} if self.radii_km is not None else {}),
             **({"heatmap": self.heatmap} if self.heatmap is not None else {}),
             **({"cues": [c.to_dict() for c in self.cues]} if self.cues else {}),
         }
@@ -128,4 +141,6 @@ class Prediction:
             error=d.get("error"),
             heatmap=d.get("heatmap"),
             cues=[Cue.from_dict(c) for c in d.get("cues") or []],
+            guess=Candidate.from_dict(d["guess"]) if d.get("guess") else None,
+            radii_km={str(k): float(v) for k, v in d["radii_km"].items()} if d.get("radii_km") else None,
         )

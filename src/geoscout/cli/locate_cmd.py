@@ -91,7 +91,17 @@ def locate_command(
     weights: str = typer.Option(
         None, "--weights", help="Local folder with the backbone's weights (offline hub models)."
     ),
-    runtime: str = typer.Option("torch", "--runtime", help="torch or onnx."),
+    runtime: str = typer.Option(
+        "auto",
+        "--runtime",
+        help="auto (ONNX Runtime for EfficientNet backbones when installed, else torch), onnx or torch.",
+    ),
+    guess: str = typer.Option(
+        None,
+        "--guess",
+        help="The answered point: expected-score (highest expected GeoGuessr score; the default), mode (most "
+        "probable place) or median (least expected distance). Candidates stay ranked by probability.",
+    ),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Look for photos in sub-folders too."),
     example: bool = typer.Option(
         False,
@@ -127,6 +137,10 @@ def locate_command(
     from geoscout.locator import load_model, split_strip
     from geoscout.predictions import write_predictions
 
+    if runtime not in ("auto", "torch", "onnx"):
+        raise fail(f"--runtime {runtime!r}: choose auto, onnx or torch")
+    if guess is not None and guess not in ("mode", "expected-score", "median"):
+        raise fail(f"--guess {guess!r}: choose expected-score, mode or median")
     if example:
         photos = [*list(photos or []), _example_photo()]
     if not photos and not panorama:
@@ -154,6 +168,7 @@ def locate_command(
                 precision=precision,
                 places=places or "countries",  # places and prompts apply to zeroshot: models only
                 prompts=prompts,
+                guess=guess,
             )
             if not ray or panorama or strip
             else None
@@ -202,6 +217,7 @@ def locate_command(
                 weights=weights,
                 runtime=runtime,
                 refine=refine,
+                guess=guess,
                 progress=progress,
             )
         else:
@@ -264,10 +280,12 @@ def _print_table(preds) -> None:
             msg = p.error[len(p.image_id) + 2 :] if p.error.startswith(f"{p.image_id}: ") else p.error
             console.print(f"[bold]{escape(p.image_id)}[/bold]: [red]{escape(msg)}[/red]", highlight=False)
             continue
-        t = Table(
-            title=f"{p.image_id}  (68% radius {p.radius_km:,.0f} km, expected score {p.expected_score:,.0f})",
-            title_justify="left",
-        )
+        title = f"{p.image_id}  (68% radius {p.radius_km:,.0f} km, expected score {p.expected_score:,.0f})"
+        a = p.answer
+        if p.guess is not None:
+            where = ", ".join(x for x in (a.admin1, a.country_name or a.country) if x) or "at sea"
+            title += f"\nanswer: {a.lat:.4f}, {a.lon:.4f} ({where})"
+        t = Table(title=escape(title), title_justify="left")
         for col in ("#", "prob", "lat", "lon", "country", "region", "nearest city"):
             t.add_column(col, justify="right" if col in ("#", "prob", "lat", "lon") else "left")
         for rank, c in enumerate(p.candidates, 1):

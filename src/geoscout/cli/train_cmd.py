@@ -50,11 +50,24 @@ def train(
         "--precision",
         help="Backbone precision: auto (bf16/fp16 autocast on a GPU, fp32 on CPU), fp32, fp16, bf16.",
     ),
+    guess: str = typer.Option(
+        "expected-score", "--guess", help="The model's answer rule: expected-score, mode or median."
+    ),
+    no_calibration: bool = typer.Option(
+        False, "--no-calibration", help="Do not fit temperature and radius factors on the validation split."
+    ),
 ) -> None:
     """Train a geolocation model and write a bundle usable by `geoscout locate -m BUNDLE`."""
+    import shlex
+    import sys
+
     from geoscout.devices import resolve_device, resolve_precision
     from geoscout.errors import GeoscoutError
+    from geoscout.locator import calibrate
     from geoscout.train import describe_cells, train_model
+
+    if guess not in ("expected-score", "mode", "median"):
+        raise fail(f"--guess {guess!r}: choose expected-score, mode or median")
 
     try:
         resolve_precision(precision, resolve_device(device))
@@ -102,6 +115,9 @@ def train(
         progress=not quiet,
         device=device,
         precision=precision,
+        guess=guess,
+        calibrate=None if no_calibration else calibrate,
+        command=" ".join(["geoscout", *(shlex.quote(a) for a in sys.argv[1:])]),
     )
     s = bundle.training
     typer.echo(

@@ -212,6 +212,5 @@ def head_from_state(config: dict[str, Any], tensors: dict[str, NDArray[Any]]) ->
     """Rebuild a fitted head from :meth:`GeoHead.get_state` output (dispatches on ``config['name']``)."""
     if "name" not in config:
         raise InvalidInput("head config has no 'name'; is this a geoscout bundle?")
-    _load_head_module(str(config["name"]))
     cls = HEADS.get(config["name"])
     return cls.from_state(config, tensors)  # type: ignore[attr-defined]

@@ -1,0 +1,366 @@
+"""The world-wide section of benchmarks/ablation.py (issue 16): features, panorama use, guess rule, calibration, goals.
+
+All rows run on the feature cache of ``benchmarks/feature_cache.py`` (EfficientNet-Lite2 on ONNX Runtime,
+every ../shared/data set embedded once per view) and the location-grouped splits of ``_world16``. Choices
+(features, panorama handling, guess rule, temperature, radius quantiles) are made on the validation split
+(world-wide: panoramas, streetview-world, -strips, osv5m-sample; never Croatia); the held-out fifth of the
+panoramas and im2gps are only reported.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from _world16 import TRAIN_SETS, Views, fuse, load_views, training_data
+
+GOAL_PRIOR, GOAL_1NN = 1.3, 1.1
+SECTION = "## World-wide default model (benchmarks/ablation.py)"
+
+
+def _cat(*vs: Views) -> Views:
+    return Views(*(np.concatenate([getattr(v, f) for v in vs]) for f in Views.__dataclass_fields__))
+
+
+def fingerprint() -> dict:
+    from geoscout.backbones import create_backbone
+
+    return create_backbone("effnet-lite2").fingerprint()
+
+
+def fit_bundle(train: Views, val: Views, *, seed: int = 0, cells: str = "semantic", retrieval: bool = True):
+    """geoscout's own training path (``train_model``) on cached features: early stopping on ``val``."""
+    from geoscout.train import train_model
+
+    td = training_data(_cat(train, val), fingerprint())
+    return train_model(
+        None,
+        data=td,
+        backbone="effnet-lite2",
+        cells=cells,
+        seed=seed,
+        progress=False,
+        retrieval=retrieval,
+    )
+
+
+def locator(bundle, *, guess: str = "mode", calibration=None):
+    from geoscout.locator import Locator
+
+    return Locator(
+        None,
+        bundle.head,
+        partition=bundle.partition,
+        retrieval=bundle.retrieval,
+        geocode=False,
+        heatmap_points=0,
+        calibration=calibration,
+        guess=guess,
+    )
+
+
+def predict(loc, X: np.ndarray):
+    return loc.locate_embeddings(X, [str(i) for i in range(len(X))], top_k=5)
+
+
+def scores(preds, v: Views) -> dict:
+    from geoscout.evaluate import distance_metrics
+    from geoscout.geo import haversine_km
+
+    a = np.array([[p.answer.lat, p.answer.lon] for p in preds])
+    d = haversine_km(a[:, 0], a[:, 1], v.lat, v.lon)
+    m = distance_metrics(d)
+    m["d"] = d
+    m["expected"] = float(np.mean([p.expected_score for p in preds]))
+    for q in ("50", "68", "90"):
+        m[f"cov{q}"] = float(np.mean(d <= np.array([p.radii_km[q] for p in preds])))
+    return m
+
+
+def point_scores(pred_latlon: np.ndarray, v: Views) -> dict:
+    from geoscout.evaluate import distance_metrics
+    from geoscout.geo import haversine_km
+
+    return distance_metrics(haversine_km(pred_latlon[:, 0], pred_latlon[:, 1], v.lat, v.lon))
+
+
+def fit_calibration(bundle, val: Views, rule: str, fitted_on: str):
+    """geoscout's own calibration (``geoscout.train.calibrate``) on the validation views."""
+    from geoscout.locator import calibrate
+
+    return calibrate(bundle, val.X, val.y, guess=rule, fitted_on=fitted_on)
+
+
+def onnx_ms_per_photo(n: int = 8, reps: int = 3) -> dict[str, float]:
+    """ms per photo of the ONNX forward passes the feature rows need (interleaved, same batch, median of reps)."""
+    import onnxruntime as ort
+
+    from _world16 import CACHE
+    from geoscout.backbones import create_backbone
+
+    out = {}
+    sess = {}
+    for variant in ("lite2", "lite0"):
+        bb = create_backbone(f"effnet-{variant}")
+        s = bb.input_size
+        x = np.random.default_rng(0).normal(size=(n, 3, s, s)).astype(np.float32)
+        sess[variant] = (bb._ort, x)
+        multi = CACHE / f"multi-{variant}.onnx"
+        if multi.is_file():
+            o = ort.SessionOptions()
+            o.intra_op_num_threads, o.inter_op_num_threads, o.log_severity_level = 2, 1, 3
+            sess[f"{variant}-multi"] = (ort.InferenceSession(str(multi), o, providers=["CPUExecutionProvider"]), x)
+    times: dict[str, list[float]] = {k: [] for k in sess}
+    for _ in range(reps):
+        for k, (se, x) in sess.items():
+            t = time.perf_counter()
+            se.run(None, {se.get_inputs()[0].name: x})
+            times[k].append(1000 * (time.perf_counter() - t) / n)
+    for k, v in times.items():
+        out[k] = float(np.median(v))
+    return out
+
+
+def run(seed: int = 0, log=print) -> tuple[str, dict]:
+    """Run the world-wide ablation; returns (Markdown section, chosen settings)."""
+    from geoscout.geo import spherical_mean
+    from geoscout.heads import create_head
+
+    t0 = time.perf_counter()
+    views = {k: load_views(TRAIN_SETS, kind=k, seed=seed) for k in ("mean", "gem", "mean+stages")}
+    im2 = {k: load_views(["im2gps"], kind=k, seed=seed) for k in views}
+    v = views["mean"]
+    is_pano = v.dataset == "streetview-panoramas"
+    n_pano = len(np.unique(v.location[is_pano]))
+    log(f"views: {len(v)} ({n_pano} panoramas embedded); im2gps {len(im2['mean'])}")
+
+    def parts(vv: Views):
+        tr, va = vv.take(vv.split == "train"), vv.take(vv.split == "val")
+        te = vv.take((vv.split == "test") & (vv.dataset == "streetview-panoramas"))
+        return tr, va, te
+
+    tr, va, te = parts(v)
+    te_f = fuse(te)  # held-out panoramas, their views fused (what `locate --strip` answers)
+    rows: list[tuple[str, dict, str]] = []
+
+    def add(name: str, val_m, pano_m, im_m, note: str = "") -> None:
+        rows.append((name, {"val": val_m, "pano": pano_m, "im2gps": im_m}, note))
+        log(
+            f"{name:55s} val {val_m['geoguessr'] if val_m else float('nan'):6.0f} | panoramas "
+            f"{pano_m['geoguessr'] if pano_m else float('nan'):6.0f} | im2gps {im_m['geoguessr'] if im_m else float('nan'):6.0f}"
+        )
+
+    # -- baselines
+    clat, clon = spherical_mean(tr.lat, tr.lon)
+    prior = {
+        k: point_scores(np.tile([clat, clon], (len(x), 1)), x)
+        for k, x in (("val", va), ("pano", te_f), ("im", im2["mean"]))
+    }
+    add("training-centroid prior", prior["val"], prior["pano"], prior["im"])
+    knn = create_head("knn", k=1).fit(tr.X, tr.y)
+    nn1 = {k: point_scores(knn.predict(x.X), x) for k, x in (("val", va), ("pano", te_f), ("im", im2["mean"]))}
+    add("1-NN retrieval (cosine, training views)", nn1["val"], nn1["pano"], nn1["im"])
+
+    # -- features x panorama handling, classifier recipe of geoscout-lite (semantic cells, tau 75 km), mode guess
+    ms = onnx_ms_per_photo()
+    ms_note = {
+        "mean": f"{ms['lite2']:.0f} ms/photo",
+        "gem": f"{ms.get('lite2-multi', float('nan')):.0f} ms/photo (one pass gives all three)",
+        "mean+stages": f"{ms.get('lite2-multi', float('nan')):.0f} ms/photo",
+    }
+    fitted = {}
+    for kind, label in (
+        ("mean", "classifier, pooled final features (today), panoramas as 4 views"),
+        ("gem", "classifier, GeM (p = 3) of the final map"),
+        ("mean+stages", "classifier, final + stage 3-6 mean/std pooling"),
+    ):
+        trk, vak, tek = parts(views[kind])
+        b = fit_bundle(trk, vak, seed=seed)
+        loc = locator(b)
+        fitted[kind] = b
+        add(
+            label,
+            scores(predict(loc, vak.X), vak),
+            scores(predict(loc, fuse(tek).X), fuse(tek)),
+            scores(predict(loc, im2[kind].X), im2[kind]),
+            ms_note[kind],
+        )
+    # panoramas fused (one training row per panorama) instead of as views
+    tr_fused = _cat(
+        tr.take(~(tr.dataset == "streetview-panoramas")), fuse(tr.take(tr.dataset == "streetview-panoramas"))
+    )
+    b_fused = fit_bundle(tr_fused, va, seed=seed)
+    loc = locator(b_fused)
+    add(
+        "classifier, panoramas fused to one row each (mean features)",
+        scores(predict(loc, va.X), va),
+        scores(predict(loc, te_f.X), te_f),
+        scores(predict(loc, im2["mean"].X), im2["mean"]),
+    )
+    # flip TTA at test time, where the mirrored views are cached
+    from _world16 import _files
+
+    if _files("im2gps", "lite2", True):
+        vf = load_views(["im2gps"], kind="mean", flip=True, seed=seed)
+        X = im2["mean"].X + vf.X
+        X /= np.linalg.norm(X, axis=1, keepdims=True)
+        add(
+            "+ flip TTA (mean of photo and mirror)",
+            None,
+            None,
+            scores(predict(locator(fitted["mean"]), X), im2["mean"]),
+            f"{2 * ms['lite2']:.0f} ms/photo; im2gps only (mirrors cached there)",
+        )
+    # -- choose features and panorama handling on the validation split
+    cand = {"mean": fitted["mean"], "gem": fitted["gem"], "mean+stages": fitted["mean+stages"]}
+    val_of = {r[0]: r[1]["val"]["geoguessr"] for r in rows if r[1]["val"] is not None}
+    best_kind = max(
+        cand,
+        key=lambda k: val_of[
+            {
+                "mean": "classifier, pooled final features (today), panoramas as 4 views",
+                "gem": "classifier, GeM (p = 3) of the final map",
+                "mean+stages": "classifier, final + stage 3-6 mean/std pooling",
+            }[k]
+        ],
+    )
+    fused_wins = (
+        val_of["classifier, panoramas fused to one row each (mean features)"]
+        > val_of["classifier, pooled final features (today), panoramas as 4 views"]
+    )
+    log(f"chosen on val: features {best_kind}; panoramas {'fused' if fused_wins else 'as views'}")
+
+    # -- guess rules and calibration on the chosen model (mean features unless another wins)
+    bundle = cand[best_kind]
+    vk = views[best_kind]
+    trk, vak, tek = parts(vk)
+    tek_f, im_k = fuse(tek), im2[best_kind]
+    guess_val = {}
+    for rule in ("mode", "expected-score", "median"):
+        loc = locator(bundle, guess=rule)
+        guess_val[rule] = scores(predict(loc, vak.X), vak)
+        add(
+            f"guess = {rule} (T = 1)",
+            guess_val[rule],
+            scores(predict(loc, tek_f.X), tek_f),
+            scores(predict(loc, im_k.X), im_k),
+        )
+    cal = {}
+    for rule in ("mode", "expected-score", "median"):
+        cal[rule] = fit_calibration(bundle, vak, rule, "validation split (world-wide, no Croatia)")
+        loc = locator(bundle, guess=rule, calibration=cal[rule])
+        guess_val[f"{rule}+T"] = scores(predict(loc, vak.X), vak)
+        add(
+            f"guess = {rule}, calibrated (T = {cal[rule].temperature:.2f})",
+            guess_val[f"{rule}+T"],
+            scores(predict(loc, tek_f.X), tek_f),
+            scores(predict(loc, im_k.X), im_k),
+        )
+    best_rule = max(("mode", "expected-score", "median"), key=lambda r: guess_val[f"{r}+T"]["geoguessr"])
+    calibration = cal[best_rule]
+    loc = locator(bundle, guess=best_rule, calibration=calibration)
+    final = {
+        "pano": scores(predict(loc, tek_f.X), tek_f),
+        "im2gps": scores(predict(loc, im_k.X), im_k),
+        "pano_views": scores(predict(loc, tek.X), tek),
+    }
+    log(f"chosen on val: guess {best_rule}, T = {calibration.temperature:.3f}, scales {calibration.radius_scale}")
+
+    # -- goals
+    g = {
+        "pano_prior": final["pano"]["geoguessr"] / prior["pano"]["geoguessr"],
+        "pano_1nn": final["pano"]["geoguessr"] / nn1["pano"]["geoguessr"],
+        "im_prior": final["im2gps"]["geoguessr"] / prior["im"]["geoguessr"],
+        "im_1nn": final["im2gps"]["geoguessr"] / nn1["im"]["geoguessr"],
+    }
+    elapsed = time.perf_counter() - t0
+    settings = {
+        "features": best_kind,
+        "panoramas": "fused" if fused_wins else "views",
+        "guess": best_rule,
+        "calibration": calibration,
+        "final": final,
+        "prior": prior,
+        "nn1": nn1,
+        "goals": g,
+        "n_pano": n_pano,
+    }
+    return _markdown(rows, settings, v, te_f, im2["mean"], elapsed, seed, ms), settings
+
+
+def _markdown(rows, s, v, te_f, im, elapsed, seed, ms) -> str:
+    def cell(m, k="geoguessr"):
+        return "—" if m is None else (f"{m[k]:.0f}" if k in ("geoguessr", "median_km") else f"{100 * m[k]:.1f}")
+
+    n_tr = int((v.split == "train").sum())
+    n_va = int((v.split == "val").sum())
+    lines = [
+        SECTION,
+        "",
+        f"Command: `python benchmarks/ablation.py --seed {seed}` (world section: {elapsed / 60:.1f} min on 2 shared CPU "
+        "cores, from the feature cache of `python benchmarks/feature_cache.py`). EfficientNet-Lite2 (ImageNet weights) "
+        "on ONNX Runtime; semantic cells; classifier with haversine label smoothing (τ = 75 km), geoscout-lite's recipe.",
+        f"Data: {len(v)} views: streetview-croatia (train only), streetview-world, streetview-strips (5 views each), "
+        f"osv5m-sample, streetview-panoramas ({s['n_pano']} of 1,374 panoramas embedded, 4 views each). Splits by ~1 km "
+        f"area: panoramas 70 / 10 / 20 % train / val / test, the other world sets 90 / 10 % train / val; {n_tr} training "
+        f"and {n_va} validation views. Everything is chosen on the validation split (world-wide, no Croatia); "
+        f"the held-out fifth of the panoramas (n = {len(te_f)}, views fused) and im2gps (n = {len(im)}) are only reported.",
+        "",
+        "| method | val GeoGuessr | panoramas GeoGuessr | panoramas median km | im2gps GeoGuessr | im2gps median km | note |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for name, r, note in rows:
+        lines.append(
+            f"| {name} | {cell(r['val'])} | {cell(r['pano'])} | {cell(r['pano'], 'median_km')} | "
+            f"{cell(r['im2gps'])} | {cell(r['im2gps'], 'median_km')} | {note} |"
+        )
+    c = s["calibration"]
+    f = s["final"]
+    lines += [
+        "",
+        f"Chosen on the validation split: features **{s['features']}**, panoramas **{s['panoramas']}**, guess "
+        f"**{s['guess']}**, temperature **{c.temperature:.2f}** (NLL of the true cells), radius factors "
+        + ", ".join(f"{100 * q:.0f} %: {x:.2f}" for q, x in sorted(c.radius_scale.items()))
+        + f" (split-conformal, floor {c.r_min_km:.0f} km, n = {c.n}).",
+        "",
+        "**Calibration of the chosen model** (stated radius coverage; expected vs scored GeoGuessr)",
+        "",
+        "| test set | n | 50 % radius holds | 68 % radius holds | 90 % radius holds | expected score | scored |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for key, label in (
+        ("pano", "panoramas, views fused"),
+        ("pano_views", "panoramas, single views"),
+        ("im2gps", "im2gps"),
+    ):
+        m = f[key]
+        lines.append(
+            f"| {label} | {m['n']} | {100 * m['cov50']:.0f} % | {100 * m['cov68']:.0f} % | {100 * m['cov90']:.0f} % | "
+            f"{m['expected']:.0f} | {m['geoguessr']:.0f} |"
+        )
+    g = s["goals"]
+
+    def ok(x, t):
+        return "met" if x >= t else "NOT met"
+
+    lines += [
+        "",
+        "**Goals** (issue 16), chosen model vs baselines on the same photos:",
+        "",
+        f"- held-out panoramas: {f['pano']['geoguessr']:.0f} vs prior {s['prior']['pano']['geoguessr']:.0f} = "
+        f"{g['pano_prior']:.2f}x (goal >= {GOAL_PRIOR}x: {ok(g['pano_prior'], GOAL_PRIOR)}); vs 1-NN "
+        f"{s['nn1']['pano']['geoguessr']:.0f} = {g['pano_1nn']:.2f}x (goal >= {GOAL_1NN}x: {ok(g['pano_1nn'], GOAL_1NN)})",
+        f"- im2gps: {f['im2gps']['geoguessr']:.0f} vs prior {s['prior']['im']['geoguessr']:.0f} = {g['im_prior']:.2f}x, "
+        f"vs 1-NN {s['nn1']['im']['geoguessr']:.0f} = {g['im_1nn']:.2f}x (goal: above both: "
+        f"{ok(min(g['im_prior'], g['im_1nn']), 1.0 + 1e-9)})",
+        f"- im2gps calibration: 68 % radius holds {100 * f['im2gps']['cov68']:.0f} % (goal 60-76 %), 90 % radius "
+        f"{100 * f['im2gps']['cov90']:.0f} % (goal 84-95 %), expected score {f['im2gps']['expected']:.0f} vs scored "
+        f"{f['im2gps']['geoguessr']:.0f} ({100 * (f['im2gps']['expected'] / f['im2gps']['geoguessr'] - 1):+.0f} %; goal within 15 %)",
+        "",
+        f"ONNX forward cost per photo (batch of 8, median of 3, same run): Lite2 {ms['lite2']:.0f} ms, Lite0 "
+        f"{ms['lite0']:.0f} ms, Lite2 multi-output (mean + GeM + stages) {ms.get('lite2-multi', float('nan')):.0f} ms; "
+        f"Lite0 + Lite2 together would cost {ms['lite0'] + ms['lite2']:.0f} ms.",
+        "",
+    ]
+    return "\n".join(lines)

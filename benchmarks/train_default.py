@@ -1,0 +1,158 @@
+"""Train the shipped default model geoscout-lite on every ../shared/data training set and write its model card.
+
+    python benchmarks/feature_cache.py            # once: embeds every set per view (ONNX Runtime) into the cache
+    python benchmarks/train_default.py --out src/geoscout/models/geoscout-lite
+
+Training data: streetview-croatia, streetview-world, streetview-strips (5 views each), osv5m-sample and
+streetview-panoramas (4 views each, one location per panorama), from the feature cache (the same vectors
+``geoscout locate`` computes: EfficientNet-Lite2 pooled features). Splits as in ``_world16``: early stopping
+and calibration on the world-wide validation split (no Croatia); the held-out fifth of the panoramas and
+im2gps are never fitted on, only reported in the card. The card records this exact command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _world16 import TRAIN_SETS, fuse, load_views, training_data
+from ablation_world import fingerprint, locator, predict, scores
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", required=True, help="bundle folder to write (replaced atomically)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--guess", default="expected-score", choices=("expected-score", "mode", "median"))
+    ap.add_argument("--panoramas", default="views", choices=("views", "fused"))
+    args = ap.parse_args()
+    warnings.simplefilter("ignore", UserWarning)
+    command = "python benchmarks/train_default.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    t0 = time.perf_counter()
+
+    from geoscout.geo import spherical_mean
+    from geoscout.heads import create_head
+    from geoscout.locator import calibrate
+    from geoscout.train import _model_card, train_model
+
+    v = load_views(TRAIN_SETS, kind="mean", seed=args.seed)
+    im2 = load_views(["im2gps"], kind="mean", seed=args.seed)
+    fit = v.take(v.split != "test")
+    if args.panoramas == "fused":
+        p = fit.dataset == "streetview-panoramas"
+        from ablation_world import _cat
+
+        fit = _cat(fit.take(~p), fuse(fit.take(p)))
+    bundle = train_model(
+        None,
+        data=training_data(fit, fingerprint()),
+        backbone="effnet-lite2",
+        cells="semantic",
+        seed=args.seed,
+        progress=False,
+        guess=args.guess,
+        calibrate=calibrate,
+        command=command,
+    )
+    s = bundle.training
+    how = "as 4 views of one location" if args.panoramas == "views" else "fused to one vector each"
+    s["split"] = (
+        f"by ~1 km areas (seed {args.seed}): streetview-panoramas 70 / 10 / 20 % train / val / test, "
+        "streetview-world, -strips and osv5m-sample 90 / 10 % train / val, streetview-croatia train only "
+        f"(validation and calibration are world-wide, never Croatia); panoramas {how}"
+    )
+    # held-out reports: the fifth of the panoramas never fitted on (views fused, as `locate --strip` answers) and im2gps
+    te = v.take((v.split == "test") & (v.dataset == "streetview-panoramas"))
+    te_f = fuse(te)
+    tr = v.take(v.split == "train")
+    clat, clon = spherical_mean(tr.lat, tr.lon)
+    knn = create_head("knn", k=1).fit(tr.X, tr.y)
+    loc = locator(bundle, guess=args.guess, calibration=bundle.calibration)
+    from ablation_world import point_scores
+
+    rows = []
+    for label, x in (
+        ("held-out panoramas (views fused)", te_f),
+        ("held-out panoramas (single views)", te),
+        ("im2gps", im2),
+    ):
+        m = scores(predict(loc, x.X), x)
+        pr = point_scores(np.tile([clat, clon], (len(x), 1)), x)
+        nn = point_scores(knn.predict(x.X), x)
+        rows.append((label, m, pr, nn))
+    s["test"] = {
+        label: {
+            k: m[k]
+            for k in (
+                "n",
+                "geoguessr",
+                "median_km",
+                "acc@25km",
+                "acc@750km",
+                "acc@2500km",
+                "cov50",
+                "cov68",
+                "cov90",
+                "expected",
+            )
+        }
+        | {"prior_geoguessr": pr["geoguessr"], "nn1_geoguessr": nn["geoguessr"]}
+        for label, m, pr, nn in rows
+    }
+    s["total_seconds"] = time.perf_counter() - t0
+    card = (
+        _model_card(s)
+        .rstrip()
+        .replace("Photos' licences are those of their sources; check them before publishing predictions.", "")
+        .rstrip()
+    )
+    lines = [
+        card,
+        "",
+        "## Test (never used for fitting)",
+        "",
+        "| test set | n | GeoGuessr | training-centroid prior | 1-NN | median km | 25 km | 750 km | 2500 km | 50 % radius holds | 68 % radius holds | 90 % radius holds | expected score |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for label, m, pr, nn in rows:
+        lines.append(
+            f"| {label} | {m['n']} | {m['geoguessr']:.0f} | {pr['geoguessr']:.0f} | {nn['geoguessr']:.0f} | "
+            f"{m['median_km']:,.0f} | {100 * m['acc@25km']:.1f} % | {100 * m['acc@750km']:.1f} % | "
+            f"{100 * m['acc@2500km']:.1f} % | {100 * m['cov50']:.0f} % | {100 * m['cov68']:.0f} % | "
+            f"{100 * m['cov90']:.0f} % | {m['expected']:.0f} |"
+        )
+    lines += [
+        "",
+        "GeoGuessr = mean of 5000·exp(-d / 1492.7 km) at the answered point (`" + args.guess + "`); prior = always "
+        "answering the spherical mean of the training locations; 1-NN = the location of the most similar training "
+        "view. Same numbers: `python benchmarks/ablation.py` (section \"World-wide default model\").",
+        "",
+        "## Intended use and limits",
+        "",
+        "A small, offline, CPU-only default: EfficientNet-Lite2 ImageNet features (no geographic fine-tuning) and a "
+        "cell classifier trained on a few thousand Street View / Mapillary views, most of them from roads near towns. "
+        "It guesses the region of Street View-like photos far better than chance; on Flickr-style photos (people, "
+        "landmarks, indoor scenes) it is little better than the geographic prior. Its radii and expected score are "
+        "calibrated on world-wide Street View validation photos; on other kinds of photos check the im2gps row. For "
+        "real accuracy use `--model geoclip` or train a bundle with a CLIP backbone on data from your region.",
+        "",
+        "Photos' licences are those of their sources; check them before publishing predictions.",
+        "",
+    ]
+    bundle.card = "\n".join(lines)
+    bundle.training = s
+    bundle.save(args.out)
+    size = sum(f.stat().st_size for f in Path(args.out).iterdir() if f.is_file())
+    print(bundle.card)
+    print(f"wrote {args.out} ({size / 2**20:.1f} MiB) in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
