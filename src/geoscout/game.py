@@ -132,7 +132,7 @@ def model_guess(locator: Any, photo: Any) -> tuple[float, float]:
         pred = locator.locate([photo], top_k=1, ids=[str(photo)])[0]
     if not pred.ok:
         raise InvalidInput(f"{photo}: the model could not locate this photo: {pred.error}")
-    return pred.top.lat, pred.top.lon
+    return pred.answer.lat, pred.answer.lon
 
 
 def _place(lat: float, lon: float) -> dict[str, Any]:

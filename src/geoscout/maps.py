@@ -452,7 +452,7 @@ def prediction_map_svg(
 
     Draws country outlines, the probability ``heat`` map (``(lat, lon, prob)`` arrays, an
     (N, 3) array, or by default ``prediction.heatmap``) as circles coloured by probability,
-    the ~68 % uncertainty circle (``prediction.radius_km``) around the top candidate, and
+    the ~68 % uncertainty circle (``prediction.radius_km``) around the answered point, and
     numbered markers for the ``top_k`` candidates (all by default) with ``<title>``
     tooltips naming the place, probability and coordinates. ``zoom="auto"`` (or True)
     fits the view to the candidates and the radius circle; ``"world"`` (or False) shows
@@ -476,7 +476,7 @@ def prediction_map_svg(
         plat = np.array([c.lat for c in cands])
         plon = np.array([c.lon for c in cands])
         if radius:
-            clat, clon = _geodesic_circle(cands[0].lat, cands[0].lon, min(radius, 5000.0), n=16)
+            clat, clon = _geodesic_circle(prediction.answer.lat, prediction.answer.lon, min(radius, 5000.0), n=16)
             plat = np.concatenate([plat, clat])
             plon = np.concatenate([plon, wrap_longitude(clon)])
         view = View.fit(plat, plon, width, height)
@@ -525,13 +525,13 @@ def prediction_map_svg(
         out.append("</g>")
 
     if cands and radius:
-        clat, clon = _geodesic_circle(cands[0].lat, cands[0].lon, radius)
-        x, y = view.xy(clat, unwrap(cands[0].lon) + (clon - cands[0].lon))
+        clat, clon = _geodesic_circle(prediction.answer.lat, prediction.answer.lon, radius)
+        x, y = view.xy(clat, unwrap(prediction.answer.lon) + (clon - prediction.answer.lon))
         pts = " ".join(f"{a:.1f},{b:.1f}" for a, b in zip(x, y))
         out.append(
             f'<g class="radius"><polygon points="{pts}" fill="{_RADIUS}" fill-opacity="0.08" stroke="{_RADIUS}" '
             f'stroke-width="1.5" stroke-dasharray="5 3"><title>~68 % of the probability lies within {radius:,.0f} km '
-            f"of candidate 1</title></polygon></g>"
+            f"of the answer</title></polygon></g>"
         )
 
     if cands:
@@ -785,7 +785,7 @@ def prediction_map_png(
         lat = np.array([c.lat for c in p.candidates])
         lon = np.array([c.lon for c in p.candidates])
         if p.radius_km:
-            cl, co = _geodesic_circle(p.top.lat, p.top.lon, min(p.radius_km, 5000.0), n=16)
+            cl, co = _geodesic_circle(p.answer.lat, p.answer.lon, min(p.radius_km, 5000.0), n=16)
             lat, lon = np.concatenate([lat, cl]), np.concatenate([lon, wrap_longitude(co)])
         view = View.fit(lat, lon, width, height)
     else:
@@ -806,8 +806,8 @@ def prediction_map_png(
     ax.add_collection(PolyCollection(rings, facecolors=_LAND, edgecolors=_BORDER, linewidths=0.5))
     for p in ok:
         if p.radius_km:
-            cl, co = _geodesic_circle(p.top.lat, p.top.lon, p.radius_km)
-            ax.fill(unwrap(p.top.lon) + (co - p.top.lon), cl, color=_RADIUS, alpha=0.1, lw=1.2, ls="--", ec=_RADIUS)
+            cl, co = _geodesic_circle(p.answer.lat, p.answer.lon, p.radius_km)
+            ax.fill(unwrap(p.answer.lon) + (co - p.answer.lon), cl, color=_RADIUS, alpha=0.1, lw=1.2, ls="--", ec=_RADIUS)
         for rank in range(len(p.candidates), 0, -1):
             c = p.candidates[rank - 1]
             x = float(unwrap(c.lon))
