@@ -213,51 +213,35 @@ def run(seed: int = 0, log=print) -> tuple[str, dict]:
             f"{2 * ms['lite2']:.0f} ms/photo; im2gps only (mirrors cached there)",
         )
     # -- choose features and panorama handling on the validation split
-    cand = {"mean": fitted["mean"], "gem": fitted["gem"], "mean+stages": fitted["mean+stages"]}
+    labels = {
+        "mean": "classifier, pooled final features (today), panoramas as 4 views",
+        "gem": "classifier, GeM (p = 3) of the final map",
+        "mean+stages": "classifier, final + stage 3-6 mean/std pooling",
+    }
     val_of = {r[0]: r[1]["val"]["geoguessr"] for r in rows if r[1]["val"] is not None}
-    best_kind = max(
-        cand,
-        key=lambda k: val_of[
-            {
-                "mean": "classifier, pooled final features (today), panoramas as 4 views",
-                "gem": "classifier, GeM (p = 3) of the final map",
-                "mean+stages": "classifier, final + stage 3-6 mean/std pooling",
-            }[k]
-        ],
-    )
-    fused_wins = (
-        val_of["classifier, panoramas fused to one row each (mean features)"]
-        > val_of["classifier, pooled final features (today), panoramas as 4 views"]
-    )
-    log(f"chosen on val: features {best_kind}; panoramas {'fused' if fused_wins else 'as views'}")
+    best_kind = max(labels, key=lambda k: val_of[labels[k]])
+    fused_wins = val_of["classifier, panoramas fused to one row each (mean features)"] > val_of[labels["mean"]]
+    log(f"best on val: features {best_kind}; panoramas {'fused' if fused_wins else 'as views'}")
 
-    # -- guess rules and calibration on the chosen model (mean features unless another wins)
-    bundle = cand[best_kind]
-    vk = views[best_kind]
+    # -- guess rules and calibration on the model that ships: pooled final features (the effnet-lite2 backbone's
+    # output; another feature kind would need its own backbone export), panoramas as views
+    bundle = fitted["mean"]
+    vk = views["mean"]
     trk, vak, tek = parts(vk)
-    tek_f, im_k = fuse(tek), im2[best_kind]
+    tek_f, im_k = fuse(tek), im2["mean"]
     guess_val = {}
-    for rule in ("mode", "expected-score", "median"):
-        loc = locator(bundle, guess=rule)
-        guess_val[rule] = scores(predict(loc, vak.X), vak)
-        add(
-            f"guess = {rule} (T = 1)",
-            guess_val[rule],
-            scores(predict(loc, tek_f.X), tek_f),
-            scores(predict(loc, im_k.X), im_k),
-        )
     cal = {}
     for rule in ("mode", "expected-score", "median"):
         cal[rule] = fit_calibration(bundle, vak, rule, "validation split (world-wide, no Croatia)")
         loc = locator(bundle, guess=rule, calibration=cal[rule])
-        guess_val[f"{rule}+T"] = scores(predict(loc, vak.X), vak)
+        guess_val[rule] = scores(predict(loc, vak.X), vak)
         add(
-            f"guess = {rule}, calibrated (T = {cal[rule].temperature:.2f})",
-            guess_val[f"{rule}+T"],
+            f"guess = {rule} (shipped features; calibrated radii, T = {cal[rule].temperature:.2f})",
+            guess_val[rule],
             scores(predict(loc, tek_f.X), tek_f),
             scores(predict(loc, im_k.X), im_k),
         )
-    best_rule = max(("mode", "expected-score", "median"), key=lambda r: guess_val[f"{r}+T"]["geoguessr"])
+    best_rule = max(("mode", "expected-score", "median"), key=lambda r: guess_val[r]["geoguessr"])
     calibration = cal[best_rule]
     loc = locator(bundle, guess=best_rule, calibration=calibration)
     final = {
@@ -319,12 +303,15 @@ def _markdown(rows, s, v, te_f, im, elapsed, seed, ms) -> str:
     f = s["final"]
     lines += [
         "",
-        f"Chosen on the validation split: features **{s['features']}**, panoramas **{s['panoramas']}**, guess "
-        f"**{s['guess']}**, temperature **{c.temperature:.2f}** (NLL of the true cells), radius factors "
+        f"Best on the validation split: features **{s['features']}**, panoramas **{s['panoramas']}**. The shipped "
+        "model keeps the pooled final features (what the `effnet-lite2` backbone embeds; another feature kind needs "
+        f"its own backbone export) and panoramas as views; on it the guess rule **{s['guess']}** won on the validation "
+        f"split. Temperature **{c.temperature:.2f}** (NLL of the true cells; it restates the confidence, the answer "
+        "is chosen under the untempered distribution), radius factors "
         + ", ".join(f"{100 * q:.0f} %: {x:.2f}" for q, x in sorted(c.radius_scale.items()))
         + f" (split-conformal, floor {c.r_min_km:.0f} km, n = {c.n}).",
         "",
-        "**Calibration of the chosen model** (stated radius coverage; expected vs scored GeoGuessr)",
+        "**Calibration of the shipped configuration** (stated radius coverage; expected vs scored GeoGuessr)",
         "",
         "| test set | n | 50 % radius holds | 68 % radius holds | 90 % radius holds | expected score | scored |",
         "|---|---:|---:|---:|---:|---:|---:|",
@@ -346,7 +333,7 @@ def _markdown(rows, s, v, te_f, im, elapsed, seed, ms) -> str:
 
     lines += [
         "",
-        "**Goals** (issue 16), chosen model vs baselines on the same photos:",
+        "**Goals** (issue 16), shipped configuration vs baselines on the same photos:",
         "",
         f"- held-out panoramas: {f['pano']['geoguessr']:.0f} vs prior {s['prior']['pano']['geoguessr']:.0f} = "
         f"{g['pano_prior']:.2f}x (goal >= {GOAL_PRIOR}x: {ok(g['pano_prior'], GOAL_PRIOR)}); vs 1-NN "

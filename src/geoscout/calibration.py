@@ -170,8 +170,9 @@ def best_guess(
 
 @dataclass
 class Calibration:
-    """Fitted calibration of a model: ``temperature`` for its probabilities, ``radius_scale`` (level -> factor)
-    and ``r_min_km`` for its stated radii, and the default ``guess`` rule, with where they were fitted."""
+    """Fitted calibration of a model: ``temperature`` for its stated probabilities, radii and expected score,
+    ``radius_scale`` (level -> factor) and ``r_min_km`` for its stated radii, and the default ``guess`` rule
+    (applied to the untempered distribution), with where they were fitted."""
 
     temperature: float = 1.0
     radius_scale: dict[float, float] = field(default_factory=dict)

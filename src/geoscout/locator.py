@@ -307,7 +307,11 @@ class Locator:
                     cell_idx = self._cell_index(j, dist, la, lo)
                     la, lo = self._refiner.refine(X[i], cell_idx, la, lo)
                 cands.append(Candidate(lat=la, lon=lo, probability=float(prob[j]), cell=cell_name))
-            guess = self._guess(lat, lon, prob, cands, dist.cell if len(prob) == dist.prob.shape[1] else None)
+            # the answer is chosen under the model's own (untempered) distribution: flattening it first
+            # hedged too far toward the middle (benchmarks/RESULTS.md, world-wide section); the
+            # temperature restates the confidence (radii, expected score), not the bet
+            raw = prob if self.calibration.temperature == 1.0 else temper(prob, 1.0 / self.calibration.temperature)
+            guess = self._guess(lat, lon, raw, cands, dist.cell if len(prob) == dist.prob.shape[1] else None)
             best = (guess.lat, guess.lon) if guess is not None else (cands[0].lat, cands[0].lon)
             # heads whose support points stand for areas spread them (not when cues added points)
             summarize = getattr(self.head, "summarize", None) if len(prob) == dist.prob.shape[1] else None
