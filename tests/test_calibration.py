@@ -162,3 +162,20 @@ def test_locator_guess_rules_and_reliability_diagram(tiny_locator, small_world_s
     png = out / "reliability.png"
     assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "50 % radius" in (out / "report.md").read_text()
+
+
+def test_temperature_restates_confidence_not_the_answer(tiny_locator, small_world_sample):
+    """A calibrated locator answers the same point as the uncalibrated one (the bet is made under the model's
+    own distribution) but states flatter probabilities and the calibrated radii."""
+    from geoscout.locate import Locator
+
+    paths = [str(p) for p in small_world_sample[0][:6]]
+    X, _ = tiny_locator.embed(paths)
+    plain = Locator(tiny_locator.backbone, tiny_locator.head, geocode=False, guess="expected-score")
+    cal = Calibration(temperature=3.0, radius_scale={0.5: 2.0, 0.68: 2.0, 0.9: 2.0}, r_min_km=10.0)
+    hot = Locator(tiny_locator.backbone, tiny_locator.head, geocode=False, calibration=cal, guess="expected-score")
+    a, b = plain.locate_embeddings(X, paths, top_k=3), hot.locate_embeddings(X, paths, top_k=3)
+    for p, q in zip(a, b):
+        assert (p.answer.lat, p.answer.lon) == (q.answer.lat, q.answer.lon)
+        assert q.candidates[0].probability <= p.candidates[0].probability + 1e-12
+        assert q.radii_km["68"] >= 20.0  # 2 x at least the 10 km floor
