@@ -167,7 +167,7 @@ def test_locator_guess_rules_and_reliability_diagram(tiny_locator, small_world_s
 def test_temperature_restates_confidence_not_the_answer(tiny_locator, small_world_sample):
     """A calibrated locator answers the same point as the uncalibrated one (the bet is made under the model's
     own distribution) but states flatter probabilities and the calibrated radii."""
-    from geoscout.locate import Locator
+    from geoscout.locator import Locator
 
     paths = [str(p) for p in small_world_sample[0][:6]]
     X, _ = tiny_locator.embed(paths)

@@ -807,7 +807,9 @@ def prediction_map_png(
     for p in ok:
         if p.radius_km:
             cl, co = _geodesic_circle(p.answer.lat, p.answer.lon, p.radius_km)
-            ax.fill(unwrap(p.answer.lon) + (co - p.answer.lon), cl, color=_RADIUS, alpha=0.1, lw=1.2, ls="--", ec=_RADIUS)
+            ax.fill(
+                unwrap(p.answer.lon) + (co - p.answer.lon), cl, color=_RADIUS, alpha=0.1, lw=1.2, ls="--", ec=_RADIUS
+            )
         for rank in range(len(p.candidates), 0, -1):
             c = p.candidates[rank - 1]
             x = float(unwrap(c.lon))
