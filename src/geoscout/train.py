@@ -298,7 +298,6 @@ def train_model(
     from . import __version__
     from .cells import create_partition
     from .data import split_for_training
-    from .evaluate import distance_metrics
     from .heads import create_head
 
     t0 = time.perf_counter()
@@ -339,38 +338,15 @@ def train_model(
     }
     kw = _head_kwargs(head, wanted, head_params)
     model = create_head(head, **kw)
-    aux = None
-    extra_cols = list((head_params or {}).get("aux_columns") or {})
-    have_aux = [c for c in dict.fromkeys((*_AUX_COLUMNS, *extra_cols)) if c in frame.columns]
-    if have_aux:
-        aux = {c: frame[c].to_numpy()[tr] for c in have_aux}
-    fit_kw: dict[str, Any] = {
-        "partition": partition,
-        "groups": frame["location_id"].to_numpy()[tr],
-        "progress": progress,
-    }
-    if aux is not None:
-        fit_kw["aux"] = aux
-    if va.size:
-        fit_kw["X_val"], fit_kw["y_val"] = td.X[va], y[va]
+    fit_kw = _fit_kwargs(td, tr, va, partition, head_params, progress)
     t_fit = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         model.fit(td.X[tr], y[tr], **fit_kw)
     fit_seconds = time.perf_counter() - t_fit
 
-    val_metrics = prior_metrics = None
-    if va.size:
-        p = model.predict(td.X[va])
-        val_metrics = distance_metrics(haversine_km(p[:, 0], p[:, 1], y[va, 0], y[va, 1]))
-        clat, clon = spherical_mean(y[tr, 0], y[tr, 1])
-        prior_metrics = distance_metrics(haversine_km(clat, clon, y[va, 0], y[va, 1]))
-    names = list(dict.fromkeys(frame["dataset"]))
-    counts = {
-        n: (int(((frame["dataset"] == n).to_numpy()[tr]).sum()), int(((frame["dataset"] == n).to_numpy()[va]).sum()))
-        for n in names
-    }
-    left_out = {n: int(((frame["dataset"] == n).to_numpy() & (split == "test")).sum()) for n in names}
+    val_metrics, prior_metrics = _validation_metrics(model, td, tr, va)
+    counts, left_out = _rows_per_dataset(frame, split, tr, va)
     summary: dict[str, Any] = {
         **({"command": command} if command else {}),
         "trained_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
@@ -392,15 +368,7 @@ def train_model(
         "val_prior_metrics": prior_metrics,
         "fit_seconds": fit_seconds,
     }
-    ret = None
-    if retrieval:
-        ret = RetrievalData(
-            vectors=td.X[tr].astype(np.float16),
-            lat=y[tr, 0],
-            lon=y[tr, 1],
-            cell=np.asarray(partition.assign(y[tr, 0], y[tr, 1]), dtype=np.int64),
-            ids=list(frame["location_id"].iloc[tr].astype(str)),
-        )
+    ret = _retrieval_data(td, tr, partition) if retrieval else None
     bundle = ModelBundle(
         head=model,
         partition=partition,
@@ -420,3 +388,68 @@ def train_model(
     if out is not None:
         bundle.save(out)
     return bundle
+
+
+def _fit_kwargs(
+    td: TrainingData,
+    tr: NDArray[np.int64],
+    va: NDArray[np.int64],
+    partition: Any,
+    head_params: dict[str, Any] | None,
+    progress: bool,
+) -> dict[str, Any]:
+    """The head's ``fit`` keywords: partition, location groups, aux label columns, validation rows."""
+    frame = td.frame
+    fit_kw: dict[str, Any] = {
+        "partition": partition,
+        "groups": frame["location_id"].to_numpy()[tr],
+        "progress": progress,
+    }
+    extra_cols = list((head_params or {}).get("aux_columns") or {})
+    have_aux = [c for c in dict.fromkeys((*_AUX_COLUMNS, *extra_cols)) if c in frame.columns]
+    if have_aux:
+        fit_kw["aux"] = {c: frame[c].to_numpy()[tr] for c in have_aux}
+    if va.size:
+        fit_kw["X_val"], fit_kw["y_val"] = td.X[va], td.y[va]
+    return fit_kw
+
+
+def _validation_metrics(
+    model: Any, td: TrainingData, tr: NDArray[np.int64], va: NDArray[np.int64]
+) -> tuple[dict[str, float] | None, dict[str, float] | None]:
+    """Distance metrics of the model and of the prior it must beat (the training set's spherical mean) on ``va``."""
+    from .evaluate import distance_metrics
+
+    if not va.size:
+        return None, None
+    y = td.y
+    p = model.predict(td.X[va])
+    val_metrics = distance_metrics(haversine_km(p[:, 0], p[:, 1], y[va, 0], y[va, 1]))
+    clat, clon = spherical_mean(y[tr, 0], y[tr, 1])
+    prior_metrics = distance_metrics(haversine_km(clat, clon, y[va, 0], y[va, 1]))
+    return val_metrics, prior_metrics
+
+
+def _rows_per_dataset(
+    frame: Any, split: NDArray[Any], tr: NDArray[np.int64], va: NDArray[np.int64]
+) -> tuple[dict[str, tuple[int, int]], dict[str, int]]:
+    """Per dataset: (training rows, validation rows), and the test rows left out."""
+    names = list(dict.fromkeys(frame["dataset"]))
+    counts = {
+        n: (int(((frame["dataset"] == n).to_numpy()[tr]).sum()), int(((frame["dataset"] == n).to_numpy()[va]).sum()))
+        for n in names
+    }
+    left_out = {n: int(((frame["dataset"] == n).to_numpy() & (split == "test")).sum()) for n in names}
+    return counts, left_out
+
+
+def _retrieval_data(td: TrainingData, tr: NDArray[np.int64], partition: Any) -> RetrievalData:
+    """The training rows' embeddings (float16), coordinates, cells and location ids, for retrieval refinement."""
+    y = td.y
+    return RetrievalData(
+        vectors=td.X[tr].astype(np.float16),
+        lat=y[tr, 0],
+        lon=y[tr, 1],
+        cell=np.asarray(partition.assign(y[tr, 0], y[tr, 1]), dtype=np.int64),
+        ids=list(td.frame["location_id"].iloc[tr].astype(str)),
+    )
