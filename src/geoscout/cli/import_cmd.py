@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -70,11 +71,8 @@ def import_command(
 ) -> None:
     """Import geotagged photos into a geoscout dataset; every skipped photo is reported with its reason."""
     from rich.console import Console
-    from rich.table import Table
 
-    from geoscout.data import Dataset, ImportReport, import_csv, import_exif_folder, split_dataset
     from geoscout.data.schema import MANIFEST_NAME
-    from geoscout.errors import GeoscoutError
 
     if from_ is not None:
         if split or columns or copy or export_csv is not None:
@@ -110,86 +108,17 @@ def import_command(
     if not src.exists():
         raise fail(f"{src}: no such file or folder")
 
-    if src.is_dir() and (src / MANIFEST_NAME).is_file():
-        ds = Dataset.open(src)
-        if output is not None and output.expanduser().resolve() != ds.root:
-            frame = ds.frame.copy()
-            frame["path"] = [p.as_posix() for p in ds.image_paths()]
-            out_root = output.expanduser().resolve()
-            frame["path"] = [_rel(p, out_root) for p in frame["path"]]
-            ds = Dataset.create(out_root, frame, overwrite=True)
-        report = ImportReport(ds, [], len(ds))
-        what = f"opened dataset {ds.root}"
-    elif src.is_dir() and (src / "manifest.csv").is_file():
-        report = import_csv(
-            src / "manifest.csv",
-            output,
-            columns=columns,
-            copy=copy,
-            workers=workers,
-            strict=strict,
-            progress=progress,
-        )
-        what = f"imported {src / 'manifest.csv'}"
-    elif src.is_dir():
-        if columns:
-            raise fail("--columns applies to CSV input; a folder of photos is read from EXIF")
-        report = import_exif_folder(src, output, copy=copy, workers=workers, progress=progress)
-        what = f"imported photos (EXIF GPS) from {src}"
-    else:
-        report = import_csv(src, output, columns=columns, copy=copy, workers=workers, strict=strict, progress=progress)
-        what = f"imported {src}"
-
+    report, what = _import_source(src, output, columns, copy, workers, strict, progress)
     ds = report.dataset
     n = report.n_imported
     console.print(f"[bold]{what}[/bold]: {n} of {report.total} image(s) imported, {len(report.problems)} problem(s)")
-    if report.problems:
-        table = Table(title="problems by reason", show_lines=False)
-        table.add_column("reason")
-        table.add_column("count", justify="right")
-        table.add_column("example")
-        for kind, count in report.problem_counts().items():
-            ex = next(p for p in report.problems if p.kind == kind)
-            table.add_row(kind, str(count), str(ex))
-        console.print(table)
+    _print_problems(console, report)
     if n == 0:
         if output is not None and report.problems:
             console.print(f"problems written to {output / 'problems.csv'}")
         raise fail("nothing could be imported; see the problems above")
-
     if split:
-        from geoscout.data import parse_fractions
-
-        try:
-            fractions = parse_fractions(split)
-        except GeoscoutError as exc:
-            raise fail(str(exc)) from None
-        method = "spatial" if spatial_block is not None else "location"
-        try:
-            ds.frame["split"] = split_dataset(
-                ds,
-                fractions=fractions,
-                seed=seed,
-                method=method,
-                block_deg=spatial_block if spatial_block is not None else 1.0,
-            ).to_numpy()
-        except GeoscoutError as exc:
-            raise fail(str(exc)) from None
-        counts = ds.frame["split"].value_counts()
-        nloc = ds.frame.groupby("split")["location_id"].nunique()
-        by = f"blocks of {spatial_block:g} deg" if method == "spatial" else "location"
-        console.print(
-            "split by "
-            + by
-            + ": "
-            + ", ".join(
-                f"{s} {int(counts.get(s, 0))} images / {int(nloc.get(s, 0))} locations"
-                for s in ("train", "val", "test")
-            )
-        )
-        if ds.writable:
-            ds.save()
-
+        _split_and_save(console, ds, split, spatial_block, seed)
     if ds.writable:
         console.print(f"dataset: {ds.manifest_path}")
         if fmt == ManifestFormat.csv:
@@ -201,6 +130,99 @@ def import_command(
         if report.problems and output is None:
             pfile = export_csv.with_name(export_csv.stem + ".problems.csv")
             console.print(f"problems: {report.write_problems(pfile)}")
+
+
+def _import_source(
+    src: Path,
+    output: Path | None,
+    columns: str | None,
+    copy: bool,
+    workers: int | None,
+    strict: bool,
+    progress: bool | None,
+) -> tuple[Any, str]:
+    """Open a dataset folder (re-rooted under ``output``), or import a CSV / a folder of photos: ``(report, what)``."""
+    from geoscout.data import Dataset, ImportReport, import_csv, import_exif_folder
+    from geoscout.data.schema import MANIFEST_NAME
+
+    if src.is_dir() and (src / MANIFEST_NAME).is_file():
+        ds = Dataset.open(src)
+        if output is not None and output.expanduser().resolve() != ds.root:
+            frame = ds.frame.copy()
+            frame["path"] = [p.as_posix() for p in ds.image_paths()]
+            out_root = output.expanduser().resolve()
+            frame["path"] = [_rel(p, out_root) for p in frame["path"]]
+            ds = Dataset.create(out_root, frame, overwrite=True)
+        return ImportReport(ds, [], len(ds)), f"opened dataset {ds.root}"
+    if src.is_dir() and (src / "manifest.csv").is_file():
+        report = import_csv(
+            src / "manifest.csv",
+            output,
+            columns=columns,
+            copy=copy,
+            workers=workers,
+            strict=strict,
+            progress=progress,
+        )
+        return report, f"imported {src / 'manifest.csv'}"
+    if src.is_dir():
+        if columns:
+            raise fail("--columns applies to CSV input; a folder of photos is read from EXIF")
+        report = import_exif_folder(src, output, copy=copy, workers=workers, progress=progress)
+        return report, f"imported photos (EXIF GPS) from {src}"
+    report = import_csv(src, output, columns=columns, copy=copy, workers=workers, strict=strict, progress=progress)
+    return report, f"imported {src}"
+
+
+def _print_problems(console: Any, report: Any) -> None:
+    """A table of the skipped photos by reason, with one example each."""
+    from rich.table import Table
+
+    if not report.problems:
+        return
+    table = Table(title="problems by reason", show_lines=False)
+    table.add_column("reason")
+    table.add_column("count", justify="right")
+    table.add_column("example")
+    for kind, count in report.problem_counts().items():
+        ex = next(p for p in report.problems if p.kind == kind)
+        table.add_row(kind, str(count), str(ex))
+    console.print(table)
+
+
+def _split_and_save(console: Any, ds: Any, split: str, spatial_block: float | None, seed: int) -> None:
+    """Assign train/val/test by location (or spatial blocks), print the sizes, save a writable dataset."""
+    from geoscout.data import parse_fractions, split_dataset
+    from geoscout.errors import GeoscoutError
+
+    try:
+        fractions = parse_fractions(split)
+    except GeoscoutError as exc:
+        raise fail(str(exc)) from None
+    method = "spatial" if spatial_block is not None else "location"
+    try:
+        ds.frame["split"] = split_dataset(
+            ds,
+            fractions=fractions,
+            seed=seed,
+            method=method,
+            block_deg=spatial_block if spatial_block is not None else 1.0,
+        ).to_numpy()
+    except GeoscoutError as exc:
+        raise fail(str(exc)) from None
+    counts = ds.frame["split"].value_counts()
+    nloc = ds.frame.groupby("split")["location_id"].nunique()
+    by = f"blocks of {spatial_block:g} deg" if method == "spatial" else "location"
+    console.print(
+        "split by "
+        + by
+        + ": "
+        + ", ".join(
+            f"{s} {int(counts.get(s, 0))} images / {int(nloc.get(s, 0))} locations" for s in ("train", "val", "test")
+        )
+    )
+    if ds.writable:
+        ds.save()
 
 
 def _rel(path: str, root: Path) -> str:
