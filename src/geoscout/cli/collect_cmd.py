@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -89,26 +90,14 @@ def collect_command(
     """
     import logging
 
-    from geoscout.collect import AccessDenied, CollectJob, RetryPolicy, create_provider, create_sampler, parse_rate
-    from geoscout.collect.samplers import SAMPLERS
+    from geoscout.collect import AccessDenied, CollectJob, RetryPolicy, create_provider, parse_rate
     from geoscout.errors import GeoscoutError
 
     if verbose:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     given = {k: v for k, v in locals().items() if k in _SAMPLER_OPTS and v is not None}
     try:
-        factory = SAMPLERS.get(sampler)
-        accepted = set(inspect.signature(factory).parameters)
-        kwargs = {}
-        for opt, value in given.items():
-            kw = _SAMPLER_OPTS[opt]
-            if kw not in accepted:
-                raise fail(
-                    f"--{opt.replace('_', '-')} does not apply to the {sampler!r} sampler "
-                    f"(it takes: {', '.join(sorted(a for a in accepted if a != 'arg')) or 'no options'})"
-                )
-            kwargs[kw] = str(value) if isinstance(value, Path) else value
-        samp = create_sampler(sampler, **kwargs)
+        samp = _sampler(sampler, given)
         popts: dict = {"keys_file": str(keys_file) if keys_file else None, "radius": radius}
         if base_url:
             popts["base_url"] = base_url
@@ -142,6 +131,29 @@ def collect_command(
         raise fail(str(exc)) from None
     except GeoscoutError as exc:
         raise fail(str(exc)) from None
+    _report(out, report)
+
+
+def _sampler(sampler: str, given: dict[str, Any]) -> Any:
+    """The sampler built from the command-line options it accepts; an option it does not take is an error."""
+    from geoscout.collect import create_sampler
+    from geoscout.collect.samplers import SAMPLERS
+
+    accepted = set(inspect.signature(SAMPLERS.get(sampler)).parameters)
+    kwargs = {}
+    for opt, value in given.items():
+        kw = _SAMPLER_OPTS[opt]
+        if kw not in accepted:
+            raise fail(
+                f"--{opt.replace('_', '-')} does not apply to the {sampler!r} sampler "
+                f"(it takes: {', '.join(sorted(a for a in accepted if a != 'arg')) or 'no options'})"
+            )
+        kwargs[kw] = str(value) if isinstance(value, Path) else value
+    return create_sampler(sampler, **kwargs)
+
+
+def _report(out: Path, report: Any) -> None:
+    """The job's summary and first problems; exit 3 when stopped (quota, denied) and 4 with images still missing."""
     typer.echo(f"{out}: {report.summary()}")
     for p in report.problems[:10]:
         typer.echo(f"  skipped: {p}", err=True)
