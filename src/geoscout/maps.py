@@ -469,23 +469,9 @@ def prediction_map_svg(
     heat_arr = _heat_arrays(heat, prediction)
     radius = prediction.radius_km if prediction.radius_km and math.isfinite(prediction.radius_km) else None
 
-    auto = zoom is True or zoom == "auto"
     if zoom not in (True, False, "auto", "world"):
         raise InvalidInput(f"prediction_map_svg: zoom must be 'auto' or 'world', got {zoom!r}")
-    if auto and cands:
-        plat = np.array([c.lat for c in cands])
-        plon = np.array([c.lon for c in cands])
-        if radius:
-            clat, clon = _geodesic_circle(prediction.answer.lat, prediction.answer.lon, min(radius, 5000.0), n=16)
-            plat = np.concatenate([plat, clat])
-            plon = np.concatenate([plon, wrap_longitude(clon)])
-        view = View.fit(plat, plon, width, height)
-    else:
-        view = View.world(width, height)
-
-    def unwrap(lon: NDArray[np.float64] | float) -> NDArray[np.float64]:
-        mid = (view.lon_min + view.lon_max) / 2.0
-        return mid + ((np.asarray(lon, dtype=np.float64) - mid + 180.0) % 360.0 - 180.0)
+    view = _svg_view(prediction, cands, radius, zoom is True or zoom == "auto", width, height)
 
     esc = html.escape
     label = title or (
@@ -502,64 +488,99 @@ def prediction_map_svg(
         else _outline_paths(view),
         "</g>",
     ]
-
     if heat_arr is not None and heat_arr[0].size:
-        la, lo, p = heat_arr
-        order = np.argsort(-p, kind="stable")[:max_heat]
-        la, lo, p = la[order], lo[order], p[order]
-        pmax = float(p.max()) if p.size and p.max() > 0 else 1.0
-        keep = p >= pmax * 1e-3
-        la, lo, p = la[keep], lo[keep], p[keep]
-        x, y = view.xy(la, unwrap(lo))
-        inside = (x >= -20) & (x <= width + 20) & (y >= -20) & (y <= height + 20)
-        x, y, la, lo, p = x[inside], y[inside], la[inside], lo[inside], p[inside]
-        r = _heat_radius(x, y)
-        v = np.sqrt(p / pmax)  # sqrt so small probabilities stay visible
-        cols = _ramp(v)
-        out.append('<g class="heat" stroke="none">')
-        out.extend(  # most probable drawn last (on top)
-            f'<circle cx="{x[j]:.1f}" cy="{y[j]:.1f}" r="{r:.1f}" fill="{cols[j]}" fill-opacity="{0.25 + 0.55 * v[j]:.2f}">'
-            f"<title>{100 * p[j]:.2f} % at ({la[j]:.3f}, {lo[j]:.3f})</title></circle>"
-            for j in np.argsort(p, kind="stable")
-        )
-        out.append("</g>")
-
+        out.extend(_svg_heat(view, heat_arr, max_heat, width, height))
     if cands and radius:
-        clat, clon = _geodesic_circle(prediction.answer.lat, prediction.answer.lon, radius)
-        x, y = view.xy(clat, unwrap(prediction.answer.lon) + (clon - prediction.answer.lon))
-        pts = " ".join(f"{a:.1f},{b:.1f}" for a, b in zip(x, y))
-        out.append(
-            f'<g class="radius"><polygon points="{pts}" fill="{_RADIUS}" fill-opacity="0.08" stroke="{_RADIUS}" '
-            f'stroke-width="1.5" stroke-dasharray="5 3"><title>~68 % of the probability lies within {radius:,.0f} km '
-            f"of the answer</title></polygon></g>"
-        )
-
+        out.append(_svg_radius(view, prediction.answer, radius))
     if cands:
-        out.append('<g class="candidates">')
-        for rank in range(len(cands), 0, -1):  # rank 1 drawn last, on top
-            c = cands[rank - 1]
-            x, y = view.xy(c.lat, unwrap(c.lon))
-            rr = 11 if rank == 1 else 8
-            fill = "#c0392b" if rank == 1 else "#34495e"
-            tip = f"{rank}. {_place_label(c)} — {100 * c.probability:.1f} % ({c.lat:.4f}, {c.lon:.4f})"
-            out.append(
-                f'<g class="marker" data-rank="{rank}" data-lat="{c.lat:.5f}" data-lon="{c.lon:.5f}">'
-                f"<title>{esc(tip)}</title>"
-                f'<circle cx="{float(x):.1f}" cy="{float(y):.1f}" r="{rr}" fill="{fill}" stroke="white" stroke-width="2"/>'
-                f'<text x="{float(x):.1f}" y="{float(y) + 4:.1f}" text-anchor="middle" font-size="{11 if rank == 1 else 9}" '
-                f'font-weight="bold" fill="white">{rank}</text></g>'
-            )
-        out.append("</g>")
+        out.extend(_svg_markers(view, cands))
     else:
         msg = prediction.error or "no candidates"
         out.append(
             f'<text class="error" x="{width / 2:.0f}" y="{height / 2:.0f}" text-anchor="middle" font-size="16" '
             f'fill="#c0392b">{esc(f"{prediction.image_id}: {msg}")}</text>'
         )
-
     out.append(_scale_bar(view))
     out.append("</svg>")
     return "\n".join(out)
+
+
+def _svg_view(
+    prediction: Prediction, cands: list[Any], radius: float | None, auto: bool, width: int, height: int
+) -> View:
+    """The world, or (``auto``) the smallest view holding the candidates and the radius circle around the answer."""
+    if not (auto and cands):
+        return View.world(width, height)
+    plat = np.array([c.lat for c in cands])
+    plon = np.array([c.lon for c in cands])
+    if radius:
+        clat, clon = _geodesic_circle(prediction.answer.lat, prediction.answer.lon, min(radius, 5000.0), n=16)
+        plat = np.concatenate([plat, clat])
+        plon = np.concatenate([plon, wrap_longitude(clon)])
+    return View.fit(plat, plon, width, height)
+
+
+def _unwrap(view: View, lon: NDArray[np.float64] | float) -> NDArray[np.float64]:
+    """Longitudes shifted by whole turns into the view's span (for views across the antimeridian)."""
+    mid = (view.lon_min + view.lon_max) / 2.0
+    return mid + ((np.asarray(lon, dtype=np.float64) - mid + 180.0) % 360.0 - 180.0)
+
+
+def _svg_heat(view: View, heat_arr: Any, max_heat: int, width: int, height: int) -> list[str]:
+    """The probability heat map: up to ``max_heat`` circles coloured by probability, the most probable on top."""
+    la, lo, p = heat_arr
+    order = np.argsort(-p, kind="stable")[:max_heat]
+    la, lo, p = la[order], lo[order], p[order]
+    pmax = float(p.max()) if p.size and p.max() > 0 else 1.0
+    keep = p >= pmax * 1e-3
+    la, lo, p = la[keep], lo[keep], p[keep]
+    x, y = view.xy(la, _unwrap(view, lo))
+    inside = (x >= -20) & (x <= width + 20) & (y >= -20) & (y <= height + 20)
+    x, y, la, lo, p = x[inside], y[inside], la[inside], lo[inside], p[inside]
+    r = _heat_radius(x, y)
+    v = np.sqrt(p / pmax)  # sqrt so small probabilities stay visible
+    cols = _ramp(v)
+    out = ['<g class="heat" stroke="none">']
+    out.extend(  # most probable drawn last (on top)
+        f'<circle cx="{x[j]:.1f}" cy="{y[j]:.1f}" r="{r:.1f}" fill="{cols[j]}" fill-opacity="{0.25 + 0.55 * v[j]:.2f}">'
+        f"<title>{100 * p[j]:.2f} % at ({la[j]:.3f}, {lo[j]:.3f})</title></circle>"
+        for j in np.argsort(p, kind="stable")
+    )
+    out.append("</g>")
+    return out
+
+
+def _svg_radius(view: View, answer: Any, radius: float) -> str:
+    """The dashed ~68 % circle around the answered point."""
+    clat, clon = _geodesic_circle(answer.lat, answer.lon, radius)
+    x, y = view.xy(clat, _unwrap(view, answer.lon) + (clon - answer.lon))
+    pts = " ".join(f"{a:.1f},{b:.1f}" for a, b in zip(x, y))
+    return (
+        f'<g class="radius"><polygon points="{pts}" fill="{_RADIUS}" fill-opacity="0.08" stroke="{_RADIUS}" '
+        f'stroke-width="1.5" stroke-dasharray="5 3"><title>~68 % of the probability lies within {radius:,.0f} km '
+        f"of the answer</title></polygon></g>"
+    )
+
+
+def _svg_markers(view: View, cands: list[Any]) -> list[str]:
+    """Numbered candidate markers with tooltips; rank 1 drawn last, on top."""
+    esc = html.escape
+    out = ['<g class="candidates">']
+    for rank in range(len(cands), 0, -1):
+        c = cands[rank - 1]
+        x, y = view.xy(c.lat, _unwrap(view, c.lon))
+        rr = 11 if rank == 1 else 8
+        fill = "#c0392b" if rank == 1 else "#34495e"
+        tip = f"{rank}. {_place_label(c)} — {100 * c.probability:.1f} % ({c.lat:.4f}, {c.lon:.4f})"
+        out.append(
+            f'<g class="marker" data-rank="{rank}" data-lat="{c.lat:.5f}" data-lon="{c.lon:.5f}">'
+            f"<title>{esc(tip)}</title>"
+            f'<circle cx="{float(x):.1f}" cy="{float(y):.1f}" r="{rr}" fill="{fill}" stroke="white" stroke-width="2"/>'
+            f'<text x="{float(x):.1f}" y="{float(y) + 4:.1f}" text-anchor="middle" font-size="{11 if rank == 1 else 9}" '
+            f'font-weight="bold" fill="white">{rank}</text></g>'
+        )
+    out.append("</g>")
+    return out
 
 
 def _heat_radius(x: NDArray[np.float64], y: NDArray[np.float64]) -> float:
