@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from numpy.typing import ArrayLike
+from numpy.typing import ArrayLike, NDArray
 
 from ._io import atomic_path, atomic_write_json, atomic_write_text
 from .errors import InvalidInput
@@ -565,66 +565,125 @@ def evaluate(
     location_id), and a prediction is matched by the location_id itself, by any of its views
     (id or path), or by a ``+``-joined list of its views (what ``geoscout locate -p`` writes).
     """
-    import pandas as pd
-
     truth_df, truth_name, aliases = _truth_frame(truth, progress)
     bad_rows: list[str] | None = None if strict else []
     preds = _predictions_list(predictions, bad_rows)
     if bad_rows and not preds:
         raise InvalidInput(f"{predictions}: no line could be read as a prediction; e.g. {bad_rows[0]}")
     thresholds = tuple(float(t) for t in thresholds)
-
     if unit not in ("image", "location"):
         raise InvalidInput(f"evaluate: unit must be 'image' or 'location', got {unit!r}")
     n_dup_truth = int(truth_df["image_id"].duplicated().sum())
     truth_df = truth_df.drop_duplicates("image_id", keep="first").reset_index(drop=True)
-    truth_ids = set(truth_df["image_id"])
-    img2loc = dict(zip(truth_df["image_id"], truth_df["location_id"]))
+    match = _Matcher(truth_df, aliases, unit)
     if unit == "location":
         truth_df = (
             truth_df.drop_duplicates("location_id", keep="first")
             .assign(image_id=lambda f: f["location_id"])
             .reset_index(drop=True)
         )
-    loc_ids = set(truth_df["location_id"])
-
-    def find(pid: str) -> str | None:
-        if "+" in pid and pid not in truth_ids and pid not in loc_ids:
-            views = [_match(v, truth_ids, aliases) for v in pid.split("+")]
-            if None not in views:  # the views of a panorama ('v1+v2+...', as `locate -p` names it)
-                locs = {img2loc[v] for v in views if v is not None}
-                return locs.pop() if unit == "location" and len(locs) == 1 else None
-        key = _match(pid, truth_ids, aliases)
-        if unit == "image":
-            return key
-        if key is not None:
-            return img2loc[key]
-        return pid if pid in loc_ids else None
-
-    by_id: dict[str, Prediction] = {}
-    n_dup = 0
-    n_by_path = 0
-    unmatched: list[str] = []
-    for p in preds:
-        key = find(p.image_id)
-        if key is None:
-            unmatched.append(p.image_id)
-            continue
-        if key in by_id:
-            n_dup += 1
-            continue
-        by_id[key] = p
-        n_by_path += key != p.image_id
-
+    by_id, unmatched, n_dup, n_by_path = match.predictions(preds)
     _check_matched(preds, by_id, unmatched, truth_df, truth_name, min_matched)
 
     max_k = max((len(p.candidates) for p in by_id.values() if p.ok), default=0)
     top_k = max_k if k is None else max(1, min(int(k), max_k)) if max_k else 0
+    per, best_k, radii = _per_photo(truth_df, by_id, max(top_k, 1))
+    dist, radius, expected = (per[c].to_numpy() for c in ("distance_km", "radius_km", "expected_geoguessr"))
+    ok = (per["status"] == "ok").to_numpy()
+    n = len(truth_df)
+
+    metrics: dict[str, Any] = {}
+    metrics.update(distance_metrics(dist[ok], thresholds))
+    metrics.update(
+        {
+            "n_truth": n,
+            "n_predictions": len(preds),
+            "n_answered": int(ok.sum()),
+            "n_failed": int((per["status"] == "failed").sum()),
+            "n_missing": int((per["status"] == "missing").sum()),
+            "n_unmatched": len(unmatched),
+            "n_duplicate_predictions": n_dup,
+            "n_matched_by_path": n_by_path,
+            "n_duplicate_truth": n_dup_truth,
+            "n_bad_prediction_rows": len(bad_rows or []),
+            "coverage": float(ok.sum() / n) if n else float("nan"),
+            "unit": unit,
+        }
+    )
+    metrics.update(_answered_and_top_k_metrics(dist, best_k, ok, top_k, thresholds))
+    stated = {q: (radius if q == "68" and not np.isfinite(r[ok]).any() else r)[ok] for q, r in radii.items()}
+    metrics.update(calibration_metrics(dist[ok], radius[ok], expected[ok], stated))
+    if places:
+        _place_metrics(per, metrics)
+    by_country = _by_country(per, thresholds) if places else _empty_frame()
+    return EvaluationReport(
+        metrics=metrics,
+        per_image=per,
+        by_country=by_country,
+        name=name or truth_name,
+        thresholds=thresholds,
+        unmatched_ids=unmatched,
+        bad_prediction_rows=list(bad_rows or []),
+    )
+
+
+def _empty_frame() -> Any:
+    import pandas as pd
+
+    return pd.DataFrame()
+
+
+class _Matcher:
+    """Finds the truth row a prediction answers (by id, file path, location, or ``+``-joined panorama views)."""
+
+    def __init__(self, truth_df: Any, aliases: dict[str, str], unit: str) -> None:
+        self.truth_ids = set(truth_df["image_id"])
+        self.img2loc = dict(zip(truth_df["image_id"], truth_df["location_id"]))
+        self.loc_ids = set(truth_df["location_id"])
+        self.aliases, self.unit = aliases, unit
+
+    def find(self, pid: str) -> str | None:
+        if "+" in pid and pid not in self.truth_ids and pid not in self.loc_ids:
+            views = [_match(v, self.truth_ids, self.aliases) for v in pid.split("+")]
+            if None not in views:  # the views of a panorama ('v1+v2+...', as `locate -p` names it)
+                locs = {self.img2loc[v] for v in views if v is not None}
+                return locs.pop() if self.unit == "location" and len(locs) == 1 else None
+        key = _match(pid, self.truth_ids, self.aliases)
+        if self.unit == "image":
+            return key
+        if key is not None:
+            return self.img2loc[key]
+        return pid if pid in self.loc_ids else None
+
+    def predictions(self, preds: list[Prediction]) -> tuple[dict[str, Prediction], list[str], int, int]:
+        """``(truth id -> first prediction, unmatched prediction ids, duplicates, matched by path)``."""
+        by_id: dict[str, Prediction] = {}
+        n_dup = 0
+        n_by_path = 0
+        unmatched: list[str] = []
+        for p in preds:
+            key = self.find(p.image_id)
+            if key is None:
+                unmatched.append(p.image_id)
+                continue
+            if key in by_id:
+                n_dup += 1
+                continue
+            by_id[key] = p
+            n_by_path += key != p.image_id
+        return by_id, unmatched, n_dup, n_by_path
+
+
+def _per_photo(
+    truth_df: Any, by_id: dict[str, Prediction], kk: int
+) -> tuple[Any, NDArray[np.float64], dict[str, NDArray[np.float64]]]:
+    """The per-image table (status, error, truth, answered point, distance, score, radii...), the best-of-k
+    distance and the stated radius per level."""
+    import pandas as pd
 
     n = len(truth_df)
     status = np.empty(n, dtype=object)
     error = np.empty(n, dtype=object)
-    kk = max(top_k, 1)
     cand_lat = np.full((n, kk), np.nan)
     cand_lon = np.full((n, kk), np.nan)
     n_cand = np.zeros(n, dtype=int)
@@ -678,8 +737,6 @@ def evaluate(
     has = ~np.isnan(dk).all(axis=1)
     best_k[has] = np.nanmin(dk[has], axis=1)
     dist = haversine_km(tl, to, pred_lat, pred_lon)  # NaN where unanswered
-    ok = status == "ok"
-
     per = pd.DataFrame(
         {
             "image_id": truth_df["image_id"].to_numpy(),
@@ -699,25 +756,19 @@ def evaluate(
             "expected_geoguessr": expected,
         }
     )
+    return per, best_k, radii
 
+
+def _answered_and_top_k_metrics(
+    dist: NDArray[np.float64],
+    best_k: NDArray[np.float64],
+    ok: NDArray[np.bool_],
+    top_k: int,
+    thresholds: Sequence[float],
+) -> dict[str, Any]:
+    """Accuracy over all truth rows (unanswered count as wrong) and, for top_k > 1, best-of-k accuracy."""
+    n = len(dist)
     metrics: dict[str, Any] = {}
-    metrics.update(distance_metrics(dist[ok], thresholds))
-    metrics.update(
-        {
-            "n_truth": n,
-            "n_predictions": len(preds),
-            "n_answered": int(ok.sum()),
-            "n_failed": int((status == "failed").sum()),
-            "n_missing": int((status == "missing").sum()),
-            "n_unmatched": len(unmatched),
-            "n_duplicate_predictions": n_dup,
-            "n_matched_by_path": n_by_path,
-            "n_duplicate_truth": n_dup_truth,
-            "n_bad_prediction_rows": len(bad_rows or []),
-            "coverage": float(ok.sum() / n) if n else float("nan"),
-            "unit": unit,
-        }
-    )
     dr = _rounded(np.where(ok, dist, np.inf))
     for t in thresholds:
         metrics[accuracy_key(t, "acc_all")] = float(np.mean(dr < t)) if n else float("nan")
@@ -727,21 +778,7 @@ def evaluate(
         for t in thresholds:
             metrics[accuracy_key(t, f"top{top_k}_acc")] = float(np.mean(bk < t)) if bk.size else float("nan")
         metrics[f"top{top_k}_median_km"] = float(np.median(best_k[ok])) if ok.any() else float("nan")
-
-    stated = {q: (radius if q == "68" and not np.isfinite(r[ok]).any() else r)[ok] for q, r in radii.items()}
-    metrics.update(calibration_metrics(dist[ok], radius[ok], expected[ok], stated))
-    if places:
-        _place_metrics(per, metrics)
-    by_country = _by_country(per, thresholds) if places else pd.DataFrame()
-    return EvaluationReport(
-        metrics=metrics,
-        per_image=per,
-        by_country=by_country,
-        name=name or truth_name,
-        thresholds=thresholds,
-        unmatched_ids=unmatched,
-        bad_prediction_rows=list(bad_rows or []),
-    )
+    return metrics
 
 
 def _check_matched(
