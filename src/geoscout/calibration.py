@@ -154,8 +154,8 @@ def best_guess(
     ps = p[sup] / max(float(p[sup].sum()), 1e-300)
     cand = order[:_GUESS_CANDIDATES]
     clat, clon = lat[cand], lon[cand]
-    if extra is not None and len(extra):
-        e = np.asarray(extra, dtype=np.float64).reshape(-1, 2)
+    e = np.asarray(extra if extra is not None else np.zeros((0, 2)), dtype=np.float64).reshape(-1, 2)
+    if e.size:
         clat, clon = np.concatenate([clat, e[:, 0]]), np.concatenate([clon, e[:, 1]])
     d = pairwise_haversine_km(clat, clon, lat[sup], lon[sup])  # (M, S)
     score = geoguessr_score(d) @ ps

@@ -709,12 +709,11 @@ def calibrate(
     d = haversine_km(a[:, 0], a[:, 1], y_val[:, 0], y_val[:, 1])
     scale = {}
     for q in LEVELS:
-        r = np.array(
-            [
-                mass_radius_km(*dist.points(i), temper(dist.prob[i], temperature), (a[i, 0], a[i, 1]), q)
-                for i in range(len(X_val))
-            ]
-        )
+        radii = []
+        for i in range(len(X_val)):
+            plat, plon = dist.points(i)
+            radii.append(mass_radius_km(plat, plon, temper(dist.prob[i], temperature), (a[i, 0], a[i, 1]), q))
+        r = np.array(radii)
         scale[q] = conformal_scale(d, r, q, r_min_km=CALIBRATION_R_MIN_KM)
     return Calibration(
         temperature=temperature,

@@ -26,7 +26,7 @@ import math
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 from ._io import atomic_write_text, read_user_file
 from .errors import InvalidInput
@@ -210,6 +210,10 @@ def _bad(where: str, msg: str) -> InvalidInput:
     return InvalidInput(f"{where}: {msg}")
 
 
+@overload
+def _float(value: Any, where: str, name: str, *, required: Literal[True]) -> float: ...
+@overload
+def _float(value: Any, where: str, name: str, *, required: bool) -> float | None: ...
 def _float(value: Any, where: str, name: str, *, required: bool) -> float | None:
     if value is None or (isinstance(value, str) and value.strip() == ""):
         if required:

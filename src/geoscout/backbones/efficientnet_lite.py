@@ -20,13 +20,12 @@ from torch.nn import functional as F
 
 from geoscout.errors import InvalidInput
 
-from ._lite import LITE_CONFIGS, LiteConfig, build_lite_backbone, packaged_weights_path, resolve_weights
+from ._lite import LITE_CONFIGS, LiteConfig, packaged_weights_path, resolve_weights
 
 __all__ = [
     "LITE_CONFIGS",
     "EfficientNetLite",
     "LiteConfig",
-    "build_lite_backbone",
     "load_lite",
     "packaged_weights_path",
 ]

@@ -14,8 +14,10 @@ class Backbone(Protocol):
     """What export needs of a backbone (:class:`geoscout.backbones.Backbone` has it)."""
 
     name: str
-    module: Any
     device: str
+
+    @property
+    def module(self) -> Any: ...
 
     @property
     def input_size(self) -> int: ...

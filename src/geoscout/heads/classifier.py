@@ -89,7 +89,7 @@ _erf_ufunc = np.frompyfunc(math.erf, 1, 1)
 
 def _erf(x: NDArray[np.float32]) -> NDArray[np.float32]:
     """Elementwise error function (``math.erf``; importing scipy.special costs more than a photo's head pass)."""
-    return _erf_ufunc(x).astype(np.float32)
+    return np.asarray(_erf_ufunc(x)).astype(np.float32)
 
 
 class _NumpyGeoNet:
