@@ -10,6 +10,7 @@ import fcntl
 import json
 import os
 import pty
+import re
 import struct
 import subprocess
 import sys
@@ -92,7 +93,9 @@ def test_evaluate_and_label_show_progress_in_a_terminal(photos):
         (cwd / "preds.jsonl").write_text(out)
     rc, out, err = _run(["evaluate", "-p", "preds.jsonl", "-t", "ds", "-o", "report", "-f", "json"], cwd, tty=True)
     assert rc == 0, err
-    assert "check images" in err and "write report" in err and "5/5" in err
+    assert "check images" in err and "write report" in err
+    # the report bar runs to its end, whatever the number of files a report has
+    assert re.search(r"write report.*\b(\d+)/\1\b", err), err
     assert json.loads(out)["metrics"]["n_answered"] == 8  # stdout is the JSON report alone
     rc, out, err = _run(["label", "ds", "-o", "labelled", "--no-aux", "--cells", "country"], cwd, tty=True)
     assert rc == 0, err
