@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from geoscout._io import atomic_write_bytes
+from geoscout.data.schema import CORE_COLUMNS
 from geoscout.errors import InvalidInput, ProviderError
 
 from .http import AccessDenied, PoliteClient, QuotaReached, RequestFailed, RetryPolicy
@@ -509,23 +510,7 @@ class CollectJob:
                 rec["mapillary_image_id"] = extra.get("mapillary_image_id")
                 rec["creator"] = extra.get("creator")
             recs.append(rec)
-        cols = [
-            "image_id",
-            "path",
-            "lat",
-            "lon",
-            "heading",
-            "location_id",
-            "source",
-            "license",
-            "attribution",
-            "captured_at",
-            "view",
-            "sha256",
-            "sample_lat",
-            "sample_lon",
-            "sample_group",
-        ]
+        cols = [*CORE_COLUMNS, "view", "sha256", "sample_lat", "sample_lon", "sample_group"]
         cols += ["pano_id", "copyright"] if self.provider.name == "streetview" else ["mapillary_image_id", "creator"]
         return pd.DataFrame.from_records(recs, columns=cols)
 
