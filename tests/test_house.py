@@ -117,9 +117,10 @@ def test_every_registry_is_the_one_registry_type_with_an_entry_point_group():
     from geoscout.collect.providers import PROVIDERS
     from geoscout.collect.samplers import SAMPLERS
     from geoscout.heads._registry import HEADS
+    from geoscout.locator import MODELS
 
     groups = {}
-    for reg in (BACKBONES, PARTITIONS, HEADS, PROVIDERS, SAMPLERS):
+    for reg in (BACKBONES, PARTITIONS, HEADS, PROVIDERS, SAMPLERS, MODELS):
         assert type(reg) is Registry
         groups[reg.kind] = reg.group
         assert len(reg) > 0
@@ -129,6 +130,7 @@ def test_every_registry_is_the_one_registry_type_with_an_entry_point_group():
         "head": "geoscout.heads",
         "provider": "geoscout.providers",
         "sampler": "geoscout.samplers",
+        "model": "geoscout.models",
     }
 
 
@@ -225,3 +227,47 @@ def test_one_list_of_image_suffixes():
 
     assert locator.IMAGE_SUFFIXES is _io.IMAGE_SUFFIXES is imageio.IMAGE_SUFFIXES is importers.IMAGE_EXTENSIONS
     assert {".jpg", ".heic", ".heif"} <= _io.IMAGE_SUFFIXES
+
+
+def test_a_plugin_model_found_through_its_entry_point_is_loaded_and_listed(tmp_path, monkeypatch):
+    """A package adds a model with one entry point in ``geoscout.models``: load_model, list_models and
+    ``geoscout list models`` find it beside the built-in ones."""
+    from typer.testing import CliRunner
+
+    from geoscout.cli import app
+    from geoscout.locator import MODELS, list_models, load_model
+
+    _plugin(
+        tmp_path,
+        "geoscout.models",
+        "lite-nearest",
+        "geoscout_model_plugin:make",
+        "geoscout_model_plugin",
+        "from geoscout.locator import MODELS, RefineConfig\n"
+        "from dataclasses import replace\n\n"
+        "def make(arg=None, *, options):\n"
+        "    '''geoscout-lite without refinement, under another name.'''\n"
+        "    loc = MODELS.create('geoscout-lite', options=replace(options, refine=RefineConfig(method='none')))\n"
+        "    loc.name = 'lite-nearest'\n"
+        "    return loc\n",
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.invalidate_caches()
+    monkeypatch.setattr(MODELS, "_factories", dict(MODELS._factories))
+    monkeypatch.setattr(MODELS, "_help", dict(MODELS._help))
+    monkeypatch.setattr(MODELS, "_loaded", False)
+    models = list_models()
+    assert {"geoscout-lite", "geoclip", "zeroshot:<backbone>", "lite-nearest"} <= set(models)
+    assert models["lite-nearest"] == "geoscout-lite without refinement, under another name."
+    listed = CliRunner().invoke(app, ["list", "models"])
+    assert listed.exit_code == 0 and "lite-nearest" in listed.stdout and "zeroshot:<backbone>" in listed.stdout
+    photo = Path(__import__("sklearn").__file__).parent / "datasets" / "images" / "china.jpg"
+    plugin = load_model("lite-nearest")
+    assert plugin.name == "lite-nearest" and plugin.refine_config.method == "none"
+    base = load_model("geoscout-lite", refine="none")
+    (a,), (b,) = plugin.locate([photo], top_k=3), base.locate([photo], top_k=3)
+    assert [(c.lat, c.lon, c.probability) for c in a.candidates] == [
+        (c.lat, c.lon, c.probability) for c in b.candidates
+    ]
+    with pytest.raises(UnknownName, match="did you mean 'lite-nearest'"):
+        load_model("lite-nearst")

@@ -40,10 +40,14 @@ class Registry(Generic[T]):
         self.modules = tuple(modules)
         self._factories: dict[str, Callable[..., T]] = {}
         self._help: dict[str, str] = {}
+        self._usage: dict[str, str] = {}
         self._loaded = False
 
-    def register(self, name: str, *, help: str = "") -> Callable[[Callable[..., T]], Callable[..., T]]:
-        """Decorator: ``@REGISTRY.register("name")`` above a factory function or class."""
+    def register(
+        self, name: str, *, help: str = "", usage: str | None = None
+    ) -> Callable[[Callable[..., T]], Callable[..., T]]:
+        """Decorator: ``@REGISTRY.register("name")`` above a factory function or class; ``usage`` shows how
+        the name is written when it takes an argument (``"zeroshot:<backbone>"``)."""
 
         def decorator(factory: Callable[..., T]) -> Callable[..., T]:
             if name in self._factories:
@@ -51,6 +55,8 @@ class Registry(Generic[T]):
             self._factories[name] = factory
             doc = (factory.__doc__ or "").strip().splitlines()
             self._help[name] = help or (doc[0] if doc else "")
+            if usage:
+                self._usage[name] = usage
             return factory
 
         return decorator
@@ -124,6 +130,10 @@ class Registry(Generic[T]):
     def describe(self) -> dict[str, str]:
         """Name -> one-line help, for ``--help`` texts and ``geoscout list``."""
         return {n: self._help.get(n, "") for n in self.list()}
+
+    def usage(self, name: str) -> str:
+        """How ``name`` is written: ``"name:<arg>"`` when registered with a ``usage``, else the name."""
+        return self._usage.get(name, name)
 
     def __contains__(self, spec: object) -> bool:
         if not isinstance(spec, str) or not spec.strip():

@@ -8,6 +8,7 @@ the top cells, and offline reverse geocoding of the candidates. It answers with 
 
 from __future__ import annotations
 
+import difflib
 import os
 import warnings
 from collections.abc import Sequence
@@ -19,6 +20,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ._io import IMAGE_SUFFIXES
+from ._registry import Registry
 from .calibration import GUESS_RULES, LEVELS, Calibration, best_guess, mass_radius_km, temper
 from .errors import InvalidInput, UnknownName
 from .geo import geoguessr_score, haversine_km, l2_normalize, spherical_mean
@@ -26,7 +28,9 @@ from .types import Candidate, Prediction
 
 __all__ = [
     "IMAGE_SUFFIXES",
+    "MODELS",
     "Locator",
+    "ModelOptions",
     "RefineConfig",
     "calibrate",
     "expected_geoguessr_score",
@@ -37,14 +41,9 @@ __all__ = [
     "uncertainty_radius_km",
 ]
 
-BUILTIN_MODELS = {
-    "geoscout-lite": "EfficientNet-Lite2 (ImageNet) + a PIGEON-style cell classifier trained on a few thousand "
-    "Street View / Mapillary photos; ships inside the package, runs offline on a CPU",
-    "geoclip": "GeoCLIP (NeurIPS 2023): CLIP ViT-L/14 + the pretrained location encoder over its 100k GPS gallery "
-    "(needs the CLIP weights from the Hugging Face hub, or --weights DIR)",
-    "zeroshot:<backbone>": "zero-shot places (StreetCLIP, PIGEON): a CLIP backbone with a text tower scores the photo "
-    "against prompts for countries, admin-1 regions or your own places (e.g. zeroshot:streetclip, zeroshot:hf:DIR)",
-}
+#: The built-in models: ``load_model(name)`` and ``geoscout list models`` find them here (a factory per model,
+#: below; plugin packages add models through the ``geoscout.models`` entry-point group).
+MODELS: Registry[Locator] = Registry("model", group="geoscout.models")
 
 
 # --------------------------------------------------------------------------- summaries
@@ -510,8 +509,9 @@ def _builtin_dir(name: str) -> Path:
 
 
 def list_models() -> dict[str, str]:
-    """Model names :func:`load_model` accepts without a path, with one-line descriptions."""
-    return dict(BUILTIN_MODELS)
+    """Model names :func:`load_model` accepts without a path (``name:<arg>`` where one takes an argument),
+    with one-line descriptions."""
+    return {MODELS.usage(n): h for n, h in MODELS.describe().items()}
 
 
 def load_model(
@@ -528,9 +528,9 @@ def load_model(
     precision: str = "auto",
     guess: str | None = None,
 ) -> Locator:
-    """A ready :class:`Locator`: ``"geoscout-lite"`` (shipped), ``"geoclip"``, ``"zeroshot:<backbone>"``,
-    a bundle directory, or a bundle on the Hugging Face hub, ``"hf-bundle:user/name[@revision]"`` (through its
-    cache; files SHA-256 verified).
+    """A ready :class:`Locator`: a registered model (``"geoscout-lite"`` (shipped), ``"geoclip"``,
+    ``"zeroshot:<backbone>"``, a bundle on the Hugging Face hub ``"hf-bundle:user/name[@revision]"`` (through its
+    cache; files SHA-256 verified), or a plugin's; see :func:`list_models`) or a bundle directory.
 
     ``weights`` points the backbone at a local weights folder (for hub models offline). ``device`` (cpu, cuda,
     cuda:N, auto) and ``precision`` (auto = bf16/fp16 autocast on a GPU) place the backbone. ``places``
@@ -544,99 +544,130 @@ def load_model(
     or ``"torch"``; ``guess`` overrides the answered point's rule (``mode``, ``expected-score``, ``median``;
     see :class:`Locator`).
     """
-    from .backbones import create_backbone
-
     if isinstance(refine, str):
         refine = RefineConfig(method=refine)
-    key = str(model)
-    if key.startswith("zeroshot:"):
-        from .zeroshot import zeroshot_head
-
-        backbone = create_backbone(
-            key[len("zeroshot:") :], weights=weights, device=device, runtime=runtime, precision=precision
-        )
-        return Locator(
-            backbone,
-            zeroshot_head(backbone, places, prompts=prompts),
-            refine=RefineConfig(method="none"),
-            name=key,
-            card=BUILTIN_MODELS["zeroshot:<backbone>"],
-            geocode=geocode,
-            cues=cues,
-            guess=guess,
-        )
-    if key == "geoclip":
-        from .heads.geoclip import load_geoclip_head
-
-        head = load_geoclip_head()
-        backbone = create_backbone("geoclip", weights=weights, device=device, precision=precision)
-        return Locator(
-            backbone,
-            head,
-            refine=RefineConfig(method="none"),
-            name="geoclip",
-            card=BUILTIN_MODELS["geoclip"],
-            geocode=geocode,
-            cues=cues,
-            guess=guess,
-        )
-    from .bundle import ModelBundle
-
-    if key.startswith("hf-bundle:"):  # a bundle on the Hugging Face hub (or in its cache), SHA-256 verified
-        from .hub import load_hub_bundle
-
-        bundle, _ = load_hub_bundle(key)
-        return _locator_from_bundle(
-            bundle,
-            key,
-            weights=weights,
-            device=device,
-            runtime=runtime,
-            refine=refine,
-            geocode=geocode,
-            cues=cues,
-            precision=precision,
-            guess=guess,
-        )
-    path = _builtin_dir(key) if key in BUILTIN_MODELS else Path(key)
-    if not (path / "config.json").is_file():
-        if key in BUILTIN_MODELS:
-            raise UnknownName(f"built-in model {key!r} is not in this installation ({path}); reinstall geoscout")
-        raise UnknownName(
-            f"model {key!r} is neither a built-in model ({', '.join(BUILTIN_MODELS)}) nor a bundle folder with "
-            "config.json; train one with `geoscout train` or pass --model geoscout-lite"
-        )
-    return _locator_from_bundle(
-        ModelBundle.load(path),
-        key,
+    options = ModelOptions(
         weights=weights,
-        device=device,
         runtime=runtime,
         refine=refine,
         geocode=geocode,
+        device=device,
+        places=places,
+        prompts=prompts,
         cues=cues,
         precision=precision,
         guess=guess,
     )
+    key = str(model)
+    if isinstance(model, str) and key in MODELS:
+        return MODELS.create(key, options=options)
+    from .bundle import ModelBundle
+
+    path = Path(key)
+    if not (path / "config.json").is_file():
+        close = difflib.get_close_matches(key, MODELS.list(), n=2)
+        hint = f"did you mean {' or '.join(map(repr, close))}? " if close else ""
+        raise UnknownName(
+            f"model {key!r} is neither a built-in model ({', '.join(list_models())}) nor a bundle folder with "
+            f"config.json; {hint}train one with `geoscout train` or pass --model geoscout-lite"
+        )
+    return _locator_from_bundle(ModelBundle.load(path), key, options)
 
 
-def _locator_from_bundle(
-    bundle: Any,
-    name: str,
-    *,
-    weights: str | None,
-    device: str,
-    runtime: str,
-    refine: Any,
-    geocode: bool,
-    cues: Any = "none",
-    precision: str = "auto",
-    guess: str | None = None,
-) -> Locator:
+@dataclass(frozen=True)
+class ModelOptions:
+    """How :func:`load_model` builds a model (its keyword arguments); every model factory receives one."""
+
+    weights: str | None = None
+    runtime: str = "auto"
+    refine: RefineConfig | None = None
+    geocode: bool = True
+    device: str = "cpu"
+    places: Any = "countries"
+    prompts: str | os.PathLike[str] | None = None
+    cues: Any = "none"
+    precision: str = "auto"
+    guess: str | None = None
+
+
+@MODELS.register(
+    "geoscout-lite",
+    help="EfficientNet-Lite2 (ImageNet) + a PIGEON-style cell classifier trained on a few thousand "
+    "Street View / Mapillary photos; ships inside the package, runs offline on a CPU",
+)
+def _geoscout_lite(*, options: ModelOptions) -> Locator:
+    from .bundle import ModelBundle
+
+    path = _builtin_dir("geoscout-lite")
+    if not (path / "config.json").is_file():
+        raise UnknownName(f"built-in model 'geoscout-lite' is not in this installation ({path}); reinstall geoscout")
+    return _locator_from_bundle(ModelBundle.load(path), "geoscout-lite", options)
+
+
+@MODELS.register(
+    "geoclip",
+    help="GeoCLIP (NeurIPS 2023): CLIP ViT-L/14 + the pretrained location encoder over its 100k GPS gallery "
+    "(needs the CLIP weights from the Hugging Face hub, or --weights DIR)",
+)
+def _geoclip(*, options: ModelOptions) -> Locator:
+    from .backbones import create_backbone
+    from .heads.geoclip import load_geoclip_head
+
+    head = load_geoclip_head()
+    backbone = create_backbone("geoclip", weights=options.weights, device=options.device, precision=options.precision)
+    return _locator(backbone, head, "geoclip", MODELS.describe()["geoclip"], options)
+
+
+@MODELS.register(
+    "zeroshot",
+    usage="zeroshot:<backbone>",
+    help="zero-shot places (StreetCLIP, PIGEON): a CLIP backbone with a text tower scores the photo "
+    "against prompts for countries, admin-1 regions or your own places (e.g. zeroshot:streetclip, zeroshot:hf:DIR)",
+)
+def _zeroshot(arg: str | None = None, *, options: ModelOptions) -> Locator:
+    from .backbones import create_backbone
+    from .zeroshot import zeroshot_head
+
+    if not arg:
+        raise UnknownName("model 'zeroshot' needs a backbone with a text tower, e.g. zeroshot:streetclip")
+    o = options
+    backbone = create_backbone(arg, weights=o.weights, device=o.device, runtime=o.runtime, precision=o.precision)
+    head = zeroshot_head(backbone, o.places, prompts=o.prompts)
+    return _locator(backbone, head, f"zeroshot:{arg}", MODELS.describe()["zeroshot"], o)
+
+
+@MODELS.register(
+    "hf-bundle",
+    usage="hf-bundle:<user/name[@revision]>",
+    help="a bundle on the Hugging Face hub (or in its cache), every file SHA-256 verified",
+)
+def _hf_bundle(arg: str | None = None, *, options: ModelOptions) -> Locator:
+    from .hub import load_hub_bundle
+
+    key = f"hf-bundle:{arg or ''}"
+    bundle, _ = load_hub_bundle(key)
+    return _locator_from_bundle(bundle, key, options)
+
+
+def _locator(backbone: Any, head: Any, name: str, card: str, o: ModelOptions) -> Locator:
+    """A locator for a model without a bundle: no partition, no retrieval, no refinement."""
+    return Locator(
+        backbone,
+        head,
+        refine=RefineConfig(method="none"),
+        name=name,
+        card=card,
+        geocode=o.geocode,
+        cues=o.cues,
+        guess=o.guess,
+    )
+
+
+def _locator_from_bundle(bundle: Any, name: str, o: ModelOptions) -> Locator:
     from .backbones import create_backbone
 
     backbone = create_backbone(
-        bundle.backbone_name, weights=weights, device=device, runtime=runtime, precision=precision
+        bundle.backbone_name, weights=o.weights, device=o.device, runtime=o.runtime, precision=o.precision
     )
     bundle.check_backbone(backbone.fingerprint(), name=name)
     return Locator(
@@ -644,13 +675,13 @@ def _locator_from_bundle(
         bundle.head,
         partition=bundle.partition,
         retrieval=bundle.retrieval,
-        refine=refine,
+        refine=o.refine,
         name=name,
         card=getattr(bundle, "card", ""),
-        geocode=geocode,
-        cues=cues,
+        geocode=o.geocode,
+        cues=o.cues,
         calibration=getattr(bundle, "calibration", None),
-        guess=guess,
+        guess=o.guess,
     )
 
 
