@@ -107,7 +107,7 @@ def test_ray_embed_equals_single_process(ray_local, small_dataset, reference_sto
         small_dataset, BACKBONE, tmp_path / "ray", address=None, num_workers=2, batch_size=6, progress=False
     )
     run = store.last_run
-    assert run.embedded == N_IMAGES and len(run.failed) == 1 and "broken.jpg" in run.failed[0][1]
+    assert run.embedded == N_IMAGES and len(run.failed) == 1 and "broken.jpg" in str(run.failed[0].source)
     _assert_same_store(EmbeddingStore.open(tmp_path / "ray"), reference_store)
 
 
@@ -223,7 +223,8 @@ def test_cli_locate_on_ray_equals_locator(ray_local, small_dataset, bundle_dir, 
     assert res.exit_code == 0, res.output
     got = read_predictions(out)
     assert [p.image_id for p in got] == [p.image_id for p in expected] == paths
-    assert got[5].error and expected[5].error and "broken.jpg" in got[5].error
+    assert got[5].error and expected[5].error and "broken.jpg" in got[5].error.message
+    assert got[5].error == expected[5].error  # the same typed failure through Ray
     assert got[-1].error and expected[-1].error
     for g, e in zip(got, expected):
         assert (g.error is None) == (e.error is None)

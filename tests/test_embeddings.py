@@ -224,7 +224,8 @@ def test_embed_images_mixed_sources(world, store, bb):
     vecs, failed = embed_images(
         [p, p.read_bytes(), Image.open(p), b"", str(world["root"] / "missing.jpg")], bb, batch_size=2
     )
-    assert set(failed) == {3, 4} and "empty" in failed[3] and "not found" in failed[4]
+    assert set(failed) == {3, 4} and "empty" in failed[3].reason and "not found" in failed[4].reason
+    assert (failed[3].kind, failed[3].source) == ("empty", "<0 bytes>") and failed[4].kind == "missing"
     assert np.isnan(vecs[3]).all() and np.isnan(vecs[4]).all()
     ref = store.load([i0])[0]
     for k in range(2):  # path and bytes go through the same (JPEG draft) decoder as the store

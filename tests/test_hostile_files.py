@@ -88,8 +88,8 @@ def test_locate_a_batch_with_a_pipe_and_a_loop(tiny_locator, small_world_sample,
     assert sorted(p.name for p in inputs) == ["good.jpg", "loop.jpg", "pipe.jpg"]
     preds = {Path(p.image_id).name: p for p in tiny_locator.locate([str(p) for p in inputs], top_k=1)}
     assert preds["good.jpg"].error is None and preds["good.jpg"].candidates
-    assert "is a named pipe" in preds["pipe.jpg"].error
-    assert "symlink loop" in preds["loop.jpg"].error
+    assert "is a named pipe" in preds["pipe.jpg"].error.message and preds["pipe.jpg"].error.kind == "not_a_file"
+    assert "symlink loop" in preds["loop.jpg"].error.message and preds["loop.jpg"].error.kind == "unreadable"
 
 
 @needs_fifo

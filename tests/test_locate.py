@@ -62,7 +62,8 @@ def test_bad_photo_in_batch_does_not_sink_the_others(tiny_locator, small_world_s
     missing = tmp_path / "missing.jpg"
     preds = tiny_locator.locate([str(paths[0]), str(broken), str(missing), str(paths[1])], top_k=2)
     assert [p.ok for p in preds] == [True, False, False, True]
-    assert "broken.jpg" in preds[1].error and "missing.jpg" in preds[2].error
+    assert "broken.jpg" in preds[1].error.message and "missing.jpg" in preds[2].error.message
+    assert preds[1].error.kind == "decode_error" and preds[2].error.kind == "missing"
 
 
 def test_panorama_fusion_equals_mean_embedding(tiny_locator, shared_data):
@@ -144,7 +145,8 @@ def test_failed_in_memory_input_is_named_by_its_id(tiny_locator, small_world_sam
     data = small_world_sample[0][0].read_bytes()
     good, bad = tiny_locator.locate([data, data[: len(data) // 3]], top_k=2, ids=["whole.jpg", "cut.jpg"])
     assert good.candidates and not good.error
-    assert bad.error.startswith("cut.jpg: ") and "bytes>" not in bad.error
+    assert bad.error.message.startswith("cut.jpg: ") and "bytes>" not in bad.error.message
+    assert bad.error.source == bad.error.image_id == "cut.jpg" and bad.error.kind == "decode_error"
 
 
 def test_locate_in_steps_with_progress_gives_the_same_answers(tiny_locator, small_world_sample, capsys):
@@ -161,6 +163,6 @@ def test_locate_in_steps_with_progress_gives_the_same_answers(tiny_locator, smal
     for a, b in zip(stepped[:-1], whole[:-1]):  # batch size 1 vs 16 moves the float32 features by rounding only
         assert [(c.lat, c.lon, c.country) for c in a.candidates] == [(c.lat, c.lon, c.country) for c in b.candidates]
         assert [c.probability for c in a.candidates] == pytest.approx([c.probability for c in b.candidates], abs=1e-4)
-    assert stepped[-1].error and "no/such/photo.jpg" in stepped[-1].error and not whole[-1].ok
+    assert stepped[-1].error and "no/such/photo.jpg" in stepped[-1].error.message and not whole[-1].ok
     err = capsys.readouterr().err
     assert "7/7" in err and "photo" in err

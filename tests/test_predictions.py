@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from geoscout.errors import InvalidInput
+from geoscout.errors import InvalidInput, PhotoFailure
 from geoscout.predictions import CSV_COLUMNS, read_predictions, write_predictions
 from geoscout.types import Candidate, Prediction
 
@@ -34,7 +34,7 @@ def _preds() -> list[Prediction]:
             expected_score=2875.5,
             source="geoscout-lite",
         ),
-        Prediction("broken.jpg", error="truncated JPEG: cannot decode"),
+        Prediction("broken.jpg", error=PhotoFailure("decode_error", "truncated JPEG: cannot decode")),
         Prediction("ünïcode name.png", [Candidate(64.1466, -21.9426, 1.0, city="Reykjavík")], radius_km=3.0),
     ]
 
@@ -61,8 +61,38 @@ def test_csv_layout_is_one_row_per_candidate(tmp_path):
     assert len(lines) == 1 + 3 + 1 + 1
     assert lines[1].startswith("a1b2c3d4e5f60718,1,45.815,15.9819,0.61,HR,")
     assert lines[4].startswith("broken.jpg,,,,") and lines[4].endswith(
-        "truncated JPEG: cannot decode,"
-    )  # the last column (cues) is empty
+        "truncated JPEG: cannot decode,decode_error,"
+    )  # the error text, its kind, and the last column (cues) empty
+
+
+@pytest.mark.parametrize("ext", ["jsonl", "json"])
+def test_a_failure_keeps_its_source_kind_and_reason_in_json(tmp_path, ext):
+    failure = PhotoFailure("not_a_file", "is a named pipe (FIFO), not a regular file", "/in/pipe.jpg", "/in/pipe.jpg")
+    path = write_predictions([Prediction("/in/pipe.jpg", error=failure)], tmp_path / f"f.{ext}")
+    text = path.read_text(encoding="utf-8")
+    assert '"error": "/in/pipe.jpg: is a named pipe (FIFO), not a regular file"' in text.replace('":"', '": "')
+    assert '"error_kind": "not_a_file"' in text.replace('":"', '": "')
+    assert read_predictions(path)[0].error == failure
+
+
+def test_prediction_files_from_before_the_kinds_still_load(tmp_path):
+    """A string error (no error_kind) reads as the same text with kind "unknown", in every format."""
+    old_jsonl = tmp_path / "old.jsonl"
+    old_jsonl.write_text('{"image_id": "x.jpg", "error": "x.jpg: cannot decode", "candidates": []}\n')
+    old_csv = tmp_path / "old.csv"
+    old_csv.write_text("image_id,rank,lat,lon,error\nx.jpg,,,,x.jpg: cannot decode\n")
+    for path in (old_jsonl, old_csv):
+        (p,) = read_predictions(path)
+        assert p.error is not None and p.error.message == "x.jpg: cannot decode" and p.error.kind == "unknown"
+    # and a Prediction built with a string, as callers did before
+    assert Prediction("x.jpg", error="x.jpg: cannot decode").error == p.error
+
+
+def test_an_unknown_error_kind_is_named_with_its_line(tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_text("image_id,rank,lat,lon,error,error_kind\nx.jpg,,,,broken,exploded\n")
+    with pytest.raises(InvalidInput, match=r"bad.csv line 2: error_kind 'exploded' is not one of missing"):
+        read_predictions(path)
 
 
 def test_minimal_csv_orders_by_rank_and_fills_probability(tmp_path):

@@ -167,5 +167,6 @@ def test_a_broken_file_that_stays_broken_is_reported_once(tiny_locator, small_wo
     stop.set()
     assert not t.is_alive()
     assert [p.image_id for p in results] == ["broken.jpg", "next.jpg"]
-    assert "truncated" in results[0].error and "unchanged for 0.3 s" in results[0].error
+    assert "truncated" in results[0].error.message and "unchanged for 0.3 s" in results[0].error.message
+    assert results[0].error.kind == "decode_error"
     assert results[1].ok

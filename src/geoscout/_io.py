@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from .errors import InvalidInput
+from .errors import UnreadableInput
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -43,7 +43,7 @@ __all__ = [
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp", ".gif", ".heic", ".heif"})
 
 
-def _kind(mode: int) -> str:
+def _not_a_file(mode: int) -> str:
     if stat.S_ISDIR(mode):
         return "is a folder, not a file"
     if stat.S_ISFIFO(mode):
@@ -55,42 +55,40 @@ def _kind(mode: int) -> str:
     return "is not a regular file; geoscout reads only regular files"
 
 
-def _os_reason(exc: OSError) -> str:
+def _os_failure(name: str, exc: OSError) -> UnreadableInput:
     import errno
 
     if isinstance(exc, FileNotFoundError):
-        return "file not found; check the path"
+        return UnreadableInput.of(name, "file not found; check the path", "missing")
     if exc.errno == errno.ELOOP:
-        return "symlink loop (the link points back at itself); fix or remove the link"
+        return UnreadableInput.of(
+            name, "symlink loop (the link points back at itself); fix or remove the link", "unreadable"
+        )
     if isinstance(exc, PermissionError):
-        return "permission denied; check the file's permissions"
-    return f"cannot read the file ({exc.strerror or exc})"
-
-
-def _refuse(name: str, reason: str) -> InvalidInput:
-    return InvalidInput(f"{name}: {reason}")
+        return UnreadableInput.of(name, "permission denied; check the file's permissions", "unreadable")
+    return UnreadableInput.of(name, f"cannot read the file ({exc.strerror or exc})", "unreadable")
 
 
 def check_user_file(path: str | os.PathLike[str], *, max_bytes: int | None = None) -> os.stat_result:
     """``os.stat`` of a user's file after checking it is a regular file within ``max_bytes``.
 
-    Raises :class:`~geoscout.errors.InvalidInput` (``"<path>: <reason>"``) for a missing file,
+    Raises :class:`~geoscout.errors.UnreadableInput` (``"<path>: <reason>"``, with its kind) for a missing file,
     a folder, a FIFO, a device, a socket, a symlink loop or an over-large file. Opens nothing.
     """
     name = str(path)
     try:
         st = os.stat(path)
     except OSError as exc:
-        raise _refuse(name, _os_reason(exc)) from None
+        raise _os_failure(name, exc) from None
     _check_stat(name, st, max_bytes)
     return st
 
 
 def _check_stat(name: str, st: os.stat_result, max_bytes: int | None) -> None:
     if not stat.S_ISREG(st.st_mode):
-        raise _refuse(name, _kind(st.st_mode))
+        raise UnreadableInput.of(name, _not_a_file(st.st_mode), "not_a_file")
     if max_bytes is not None and st.st_size > max_bytes:
-        raise _refuse(name, f"file is {st.st_size} bytes, over the {max_bytes}-byte limit")
+        raise UnreadableInput.of(name, f"file is {st.st_size} bytes, over the {max_bytes}-byte limit", "too_large")
 
 
 def open_user_file(path: str | os.PathLike[str], *, max_bytes: int | None = None) -> BinaryIO:
@@ -104,7 +102,7 @@ def open_user_file(path: str | os.PathLike[str], *, max_bytes: int | None = None
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
-        raise _refuse(name, _os_reason(exc)) from None
+        raise _os_failure(name, exc) from None
     try:
         _check_stat(name, os.fstat(fd), max_bytes)
         os.set_blocking(fd, True)
@@ -119,7 +117,7 @@ def read_user_file(path: str | os.PathLike[str], *, max_bytes: int) -> bytes:
     with open_user_file(path, max_bytes=max_bytes) as fh:
         data = fh.read(max_bytes + 1)
     if len(data) > max_bytes:
-        raise _refuse(str(path), f"file grew past the {max_bytes}-byte limit while being read")
+        raise UnreadableInput.of(str(path), f"file grew past the {max_bytes}-byte limit while being read", "too_large")
     return data
 
 

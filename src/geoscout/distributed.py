@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import InvalidInput
+from .errors import InvalidInput, PhotoFailure
 
 if TYPE_CHECKING:  # pragma: no cover
     from .data import Dataset
@@ -142,7 +142,8 @@ class EmbedActor:
     """Ray Data actor: loads the backbone once, then embeds one batch of image paths per call.
 
     Input batch (numpy format): ``image_id``, ``path``. Output: ``image_id``, ``path``,
-    ``vector`` (n, dim) float32 (NaN rows for failures), ``error`` ("" when embedded) and
+    ``vector`` (n, dim) float32 (NaN rows for failures), ``failure`` (the JSON of the
+    :class:`~geoscout.errors.PhotoFailure`; "" when embedded) and
     ``fingerprint`` (the backbone's fingerprint hash, so the driver can refuse vectors from a
     worker whose weights differ from the store's).
     """
@@ -183,7 +184,9 @@ class EmbedActor:
             "image_id": np.asarray([str(i) for i in batch["image_id"]], dtype=object),
             "path": np.asarray(paths, dtype=object),
             "vector": vecs.astype(np.float32, copy=False),
-            "error": np.asarray([failed.get(i, "") for i in range(len(paths))], dtype=object),
+            "failure": np.asarray(
+                [json.dumps(failed[i].to_dict()) if i in failed else "" for i in range(len(paths))], dtype=object
+            ),
             "fingerprint": np.asarray([self.fingerprint] * len(paths), dtype=object),
         }
 
@@ -367,9 +370,9 @@ def _embed_ray_locked(
                         if image_id in committed:  # a block re-run after a worker died: never store it twice
                             continue
                         committed.add(image_id)
-                        err = str(out_batch["error"][k])
-                        if err:
-                            fails.append((image_id, str(out_batch["path"][k]), err))
+                        failure = str(out_batch["failure"][k])
+                        if failure:
+                            fails.append(PhotoFailure(**json.loads(failure)).named(image_id))
                         else:
                             ids_ok.append(image_id)
                             rows_ok.append(k)

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from geoscout._io import atomic_write_json, atomic_write_text, cache_dir
-from geoscout.errors import InvalidInput
+from geoscout.errors import InvalidInput, PhotoFailure, failure_of
 from geoscout.geo import l2_normalize
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -298,8 +298,9 @@ class EmbeddingStore:
             )
             atomic_write_text(self.path / _FAILURES, buf.getvalue())
 
-    def append(self, ids: Sequence[str], vectors: np.ndarray, failures: Sequence[tuple[str, str, str]] = ()) -> None:
-        """Commit one batch: rows (ids + vectors) and failure records, then the index (atomically)."""
+    def append(self, ids: Sequence[str], vectors: np.ndarray, failures: Sequence[PhotoFailure] = ()) -> None:
+        """Commit one batch: rows (ids + vectors) and failure records (``image_id``, ``source`` as the path,
+        ``message`` as the reason), then the index (atomically)."""
         vectors = np.asarray(vectors)
         if len(ids) != len(vectors) or (len(vectors) and vectors.shape[1] != self.dim):
             raise InvalidInput(f"append: {len(ids)} ids for vectors of shape {vectors.shape} (dim {self.dim})")
@@ -317,7 +318,9 @@ class EmbeddingStore:
                 os.fsync(fh.fileno())
         if failures:
             with open(self.path / _FAILURES, "a", encoding="utf-8", newline="") as fh:
-                csv.writer(fh, lineterminator="\n").writerows([[str(a), str(b), str(c)] for a, b, c in failures])
+                csv.writer(fh, lineterminator="\n").writerows(
+                    [[str(f.image_id), str(f.source or ""), f.message] for f in failures]
+                )
                 fh.flush()
                 os.fsync(fh.fileno())
         atomic_write_json(
@@ -355,7 +358,8 @@ class EmbedRun:
     total: int
     already: int
     embedded: int = 0
-    failed: list[tuple[str, str, str]] = field(default_factory=list)
+    #: the images that could not be embedded, each with its ``image_id``
+    failed: list[PhotoFailure] = field(default_factory=list)
     seconds: float = 0.0
 
     @property
@@ -368,30 +372,25 @@ class EmbedRun:
             f"{self.store}: {self.embedded} embedded, {len(self.failed)} failed, {self.already} already done "
             f"(of {self.total}) in {self.seconds:.1f} s ({self.images_per_s:.1f} images/s)"
         ]
-        for _image_id, path, reason in self.failed[:20]:
-            if reason.startswith(f"{path}: "):  # decoder messages already name the file
-                reason = reason[len(path) + 2 :]
-            lines.append(f"  skipped {path}: {reason}")
+        lines += [f"  skipped {f.message}" for f in self.failed[:20]]
         if len(self.failed) > 20:
             lines.append(f"  ... and {len(self.failed) - 20} more (see {self.store / _FAILURES})")
         return "\n".join(lines)
 
 
-def _decode(src: Any, backbone: Backbone, max_pixels: int) -> np.ndarray | str:
-    """One image -> preprocessed (3,S,S) array, or the reason it failed (never raises)."""
+def _decode(src: Any, backbone: Backbone, max_pixels: int) -> np.ndarray | PhotoFailure:
+    """One image -> preprocessed (3,S,S) array, or why it failed (never raises)."""
     try:
         return backbone.preprocess(backbone.load_image(src, max_pixels=max_pixels))
-    except InvalidInput as exc:
-        return str(exc)
-    except MemoryError:
-        return "out of memory while decoding"
-    except Exception as exc:
-        return f"{type(exc).__name__}: {exc}"
+    except Exception as exc:  # MemoryError included: one photo must not end the batch
+        from geoscout.imageio import describe_source
+
+        return failure_of(exc, source=describe_source(src))
 
 
 def _batches(
     items: Sequence[Any], backbone: Backbone, *, batch_size: int, workers: int, max_pixels: int, prefetch: int = 2
-) -> Iterator[tuple[int, list[np.ndarray | str]]]:
+) -> Iterator[tuple[int, list[np.ndarray | PhotoFailure]]]:
     """Yield ``(start, decoded)`` per batch, decoding up to ``prefetch`` batches ahead in worker threads."""
     n = len(items)
     starts = range(0, n, batch_size)
@@ -427,24 +426,26 @@ def embed_images(
     tta: bool = False,
     workers: int = 2,
     max_pixels: int | None = None,
-) -> tuple[np.ndarray, dict[int, str]]:
-    """Embed paths / bytes / PIL images. Returns ``(vectors (n, dim) float32, {index: reason})``;
-    rows of images that failed are NaN."""
+) -> tuple[np.ndarray, dict[int, PhotoFailure]]:
+    """Embed paths / bytes / PIL images. Returns ``(vectors (n, dim) float32, {index: failure})``;
+    rows of images that failed are NaN. A failure's ``source`` is the path (``<N bytes>`` or
+    ``<PIL image ...>`` for in-memory images) and its ``image_id`` is unset."""
     from geoscout.backbones import create_backbone
     from geoscout.imageio import DEFAULT_MAX_PIXELS
 
     bb = create_backbone(backbone) if isinstance(backbone, str) else backbone
     out = np.full((len(images), bb.dim), np.nan, np.float32)
-    failed: dict[int, str] = {}
+    failed: dict[int, PhotoFailure] = {}
     for start, decoded in _batches(
         list(images), bb, batch_size=batch_size, workers=workers, max_pixels=max_pixels or DEFAULT_MAX_PIXELS
     ):
-        ok = [i for i, d in enumerate(decoded) if not isinstance(d, str)]
+        ok = [i for i, d in enumerate(decoded) if not isinstance(d, PhotoFailure)]
         for i, d in enumerate(decoded):
-            if isinstance(d, str):
+            if isinstance(d, PhotoFailure):
                 failed[start + i] = d
         if ok:
-            out[[start + i for i in ok]] = bb.encode_batch(np.stack([decoded[i] for i in ok]), tta=tta)
+            arrays = [d for d in decoded if not isinstance(d, PhotoFailure)]
+            out[[start + i for i in ok]] = bb.encode_batch(np.stack(arrays), tta=tta)
     return out, failed
 
 
@@ -569,7 +570,7 @@ def _embed_locked(
     recorded = set(store.failures["image_id"].tolist())
     if not retry_failed:
         done |= recorded
-    left_out = [f for f in _problem_failures(dataset) if f[0] not in recorded]
+    left_out = [f for f in _problem_failures(dataset) if f.image_id not in recorded]
     todo: list[tuple[str, Path]] = []
     seen: set[str] = set()
     for i, image_id in enumerate(frame["image_id"].astype(str).tolist()):
@@ -609,22 +610,32 @@ def _embed_locked(
                 max_pixels=max_pixels or DEFAULT_MAX_PIXELS,
             ):
                 chunk = todo[start : start + len(decoded)]
-                ok = [k for k, d in enumerate(decoded) if not isinstance(d, str)]
-                fails = [(chunk[k][0], str(chunk[k][1]), d) for k, d in enumerate(decoded) if isinstance(d, str)]
-                vecs = bb.encode_batch(np.stack([decoded[k] for k in ok]), tta=tta) if ok else np.zeros((0, bb.dim))
+                ok = [k for k, d in enumerate(decoded) if not isinstance(d, PhotoFailure)]
+                fails = [d.named(chunk[k][0]) for k, d in enumerate(decoded) if isinstance(d, PhotoFailure)]
+                arrays = [d for d in decoded if not isinstance(d, PhotoFailure)]
+                vecs = bb.encode_batch(np.stack(arrays), tta=tta) if ok else np.zeros((0, bb.dim))
                 record_batch(store, run, bar, [chunk[k][0] for k in ok], vecs, fails, on_batch)
         finally:
             bar.close()
     return finish_run(store, run, t0, progress=progress, nothing_to_do=not todo)
 
 
-def _problem_failures(dataset: Any) -> list[tuple[str, str, str]]:
-    """Failures ``(id, path, reason)`` for the rows a CSV dataset left out when it was read (``dataset.problems``).
+#: the failure kind of a dataset problem (``Problem.kind``); any other problem is ``invalid``
+_PROBLEM_KINDS: dict[str, Any] = {
+    "missing_file": "missing",
+    "not_a_file": "not_a_file",
+    "unreadable_image": "decode_error",
+    "not_image": "not_an_image",
+}
+
+
+def _problem_failures(dataset: Any) -> list[PhotoFailure]:
+    """Failures for the rows a CSV dataset left out when it was read (``dataset.problems``).
     The id names the CSV row (``row N``), so a re-run records each once."""
     out = []
     for p in getattr(dataset, "problems", None) or []:
         where = f"row {p.row}" if p.row is not None else str(p.path)
-        out.append((where, str(p.path), f"{p.kind}: {p.reason}"))
+        out.append(PhotoFailure(_PROBLEM_KINDS.get(p.kind, "invalid"), f"{p.kind}: {p.reason}", str(p.path), where))
     return out
 
 
@@ -634,7 +645,7 @@ def record_batch(
     bar: Any,
     ids: Sequence[str],
     vectors: np.ndarray,
-    fails: Sequence[tuple[str, str, str]],
+    fails: Sequence[PhotoFailure],
     on_batch: Callable[[int], None] | None,
 ) -> None:
     """Commit one embedded batch (vectors and failures) to ``store`` and account for it in ``run`` and ``bar``."""

@@ -700,7 +700,7 @@ def _per_photo(
             status[i], error[i] = "missing", "no prediction for this image"
             continue
         if not pred.ok:
-            status[i], error[i] = "failed", pred.error or "prediction has no candidates"
+            status[i], error[i] = "failed", pred.error.message if pred.error else "prediction has no candidates"
             continue
         status[i], error[i] = "ok", None
         n_cand[i] = len(pred.candidates)

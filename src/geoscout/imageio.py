@@ -2,8 +2,9 @@
 
 Handles EXIF orientation, CMYK, 16-bit and 32-bit grey, palette and alpha (composited
 on white), grayscale, multi-frame files (first frame), and bounds the pixel count
-against decompression bombs. Every failure is an :class:`InvalidInput` whose message
-starts with the input's name and states the reason.
+against decompression bombs. Every failure is an :class:`~geoscout.errors.UnreadableInput`
+whose ``failure`` (:class:`~geoscout.errors.PhotoFailure`) names the input, states the reason
+and its kind; its message is ``"<name>: <reason>"``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ._io import IMAGE_SUFFIXES, open_user_file
-from .errors import InvalidInput
+from .errors import FailureKind, InvalidInput, UnreadableInput
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -74,8 +75,9 @@ def load_image(
 ) -> Image.Image:
     """Decode ``src`` (a path, bytes, a binary stream or a PIL image) into a fully loaded RGB image.
 
-    EXIF orientation is applied, so the result is upright. Raises :class:`InvalidInput`
-    (``"<name>: <reason>"``) for a missing, empty, truncated, non-image or over-large input.
+    EXIF orientation is applied, so the result is upright. Raises :class:`UnreadableInput`
+    (``"<name>: <reason>"``, with the failure's kind) for a missing, empty, truncated, non-image or
+    over-large input.
     """
     name = describe_source(src)
     owned: BinaryIO | None = None
@@ -94,7 +96,7 @@ def load_image(
                 reason = (
                     "truncated or corrupt image data" if "truncat" in str(exc).lower() else f"cannot decode ({exc})"
                 )
-                raise InvalidInput(f"{name}: {reason}; re-download or remove it") from None
+                raise _failed(name, f"{reason}; re-download or remove it", "decode_error") from None
             with contextlib.suppress(Exception):  # a broken EXIF block must not lose the picture itself
                 im = ImageOps.exif_transpose(im) or im
             out = _to_rgb(im)
@@ -109,7 +111,7 @@ def probe_image(
 ) -> tuple[int, int]:
     """``(width, height)`` of encoded image ``data`` from its header alone, without decoding the pixels.
 
-    Raises :class:`InvalidInput` (``"<name>: <reason>"``) for an empty, over-large, non-image or
+    Raises :class:`UnreadableInput` (``"<name>: <reason>"``) for an empty, over-large, non-image or
     over-``max_pixels`` input, so a server can refuse a decompression bomb before any decoding.
     """
     label = name or describe_source(data)
@@ -167,19 +169,19 @@ def _open(
     """Check a path, bytes or stream source and open it lazily (the header only).
 
     Returns the image and the file object opened here (for the caller to close; ``None`` for a
-    caller's own stream). Raises :class:`InvalidInput` for a missing, empty, over-large or non-image source.
+    caller's own stream). Raises :class:`UnreadableInput` for a missing, empty, over-large or non-image source.
     """
     owned: BinaryIO | None = None
     if isinstance(src, (str, os.PathLike)):
         owned = stream = open_user_file(src, max_bytes=max_bytes)  # regular files only: no FIFO, no device
         if os.fstat(stream.fileno()).st_size == 0:
             _close(owned)
-            raise InvalidInput(f"{name}: empty file (0 bytes); re-download or remove it")
+            raise _failed(name, "empty file (0 bytes); re-download or remove it", "empty")
     elif isinstance(src, (bytes, bytearray, memoryview)):
         if len(src) == 0:
-            raise InvalidInput(f"{name}: empty upload (0 bytes)")
+            raise _failed(name, "empty upload (0 bytes)", "empty")
         if len(src) > max_bytes:
-            raise InvalidInput(f"{name}: {len(src)} bytes, over the {max_bytes}-byte limit")
+            raise _failed(name, f"{len(src)} bytes, over the {max_bytes}-byte limit", "too_large")
         owned = stream = io.BytesIO(bytes(src))
     else:
         stream = src
@@ -187,8 +189,10 @@ def _open(
         try:
             return open_image(stream), owned
         except UnidentifiedImageError:
-            raise InvalidInput(
-                f"{name}: not an image Pillow can read (unknown format or not a picture){_heif_hint(stream)}"
+            raise _failed(
+                name,
+                f"not an image Pillow can read (unknown format or not a picture){_heif_hint(stream)}",
+                "not_an_image",
             ) from None
     except BaseException:
         _close(owned)
@@ -197,15 +201,19 @@ def _open(
 
 @contextlib.contextmanager
 def _reasons(name: str, failure: str) -> Iterator[None]:
-    """Turn Pillow's errors inside the block into :class:`InvalidInput` ``"<name>: <failure> (<detail>)"``."""
+    """Turn Pillow's errors inside the block into :class:`UnreadableInput` ``"<name>: <failure> (<detail>)"``."""
     try:
         yield
     except InvalidInput:
         raise
     except Image.DecompressionBombError as exc:
-        raise InvalidInput(f"{name}: {exc}") from None
+        raise _failed(name, str(exc), "too_large") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise InvalidInput(f"{name}: {failure} ({exc})") from None
+        raise _failed(name, f"{failure} ({exc})", "decode_error") from None
+
+
+def _failed(name: str, reason: str, kind: FailureKind) -> UnreadableInput:
+    return UnreadableInput.of(name, reason, kind)
 
 
 def _close(stream: BinaryIO | None) -> None:
@@ -216,9 +224,11 @@ def _close(stream: BinaryIO | None) -> None:
 
 def _check_size(name: str, w: int, h: int, max_pixels: int) -> None:
     if w <= 0 or h <= 0:
-        raise InvalidInput(f"{name}: image has no pixels ({w}x{h})")
+        raise _failed(name, f"image has no pixels ({w}x{h})", "decode_error")
     if w * h > max_pixels:
-        raise InvalidInput(
-            f"{name}: {w}x{h} = {w * h} pixels exceeds the limit of {max_pixels} "
-            "(protection against decompression bombs); downscale it or raise max_pixels if you trust the file"
+        raise _failed(
+            name,
+            f"{w}x{h} = {w * h} pixels exceeds the limit of {max_pixels} "
+            "(protection against decompression bombs); downscale it or raise max_pixels if you trust the file",
+            "too_large",
         )

@@ -22,7 +22,7 @@ from numpy.typing import NDArray
 from ._io import IMAGE_SUFFIXES
 from ._registry import Registry
 from .calibration import GUESS_RULES, LEVELS, Calibration, best_guess, mass_radius_km, temper
-from .errors import InvalidInput, UnknownName
+from .errors import InvalidInput, PhotoFailure, UnknownName
 from .geo import geoguessr_score, haversine_km, l2_normalize, spherical_mean
 from .types import Candidate, Prediction
 
@@ -256,8 +256,8 @@ class Locator:
             )
 
     # ----------------------------------------------------------------------- embedding
-    def embed(self, images: Sequence[Any]) -> tuple[NDArray[np.float32], dict[int, str]]:
-        """Embeddings (n, D) of ``images`` (NaN rows for failures) and ``{index: reason}`` of failures."""
+    def embed(self, images: Sequence[Any]) -> tuple[NDArray[np.float32], dict[int, PhotoFailure]]:
+        """Embeddings (n, D) of ``images`` (NaN rows for failures) and ``{index: failure}`` of failures."""
         from .embeddings import embed_images
 
         return embed_images(list(images), self.backbone, batch_size=self.batch_size, tta=self.tta)
@@ -415,7 +415,7 @@ class Locator:
                 bar.update(min(step, len(images) - s))
         return out
 
-    def _embed_and_read(self, images: list[Any], panorama: bool) -> tuple[Any, dict[int, str], Any]:
+    def _embed_and_read(self, images: list[Any], panorama: bool) -> tuple[Any, dict[int, PhotoFailure], Any]:
         """Embeddings, failures and (when cues are on) the evidence read from the photos, read while the backbone runs."""
         if self.cues is None or not self.cues.active:
             return (*self.embed(images), None)
@@ -428,11 +428,11 @@ class Locator:
 
     def _locate_panorama(self, images: list[Any], names: list[str], top_k: int) -> Prediction:
         X, failures, evidence = self._embed_and_read(images, True)
-        failures = {i: _named_reason(r, images[i], names[i]) for i, r in failures.items()}
+        failures = {i: _named(f, images[i], names[i]) for i, f in failures.items()}
         good = [i for i in range(len(images)) if i not in failures]
         if not good:
-            reasons = "; ".join(failures.values())
-            return Prediction(image_id=names[0] if len(names) == 1 else "panorama", error=reasons)
+            pid = names[0] if len(names) == 1 else "panorama"
+            return Prediction(image_id=pid, error=_all_views_failed(list(failures.values()), pid))
         v = X[good].mean(axis=0)
         v = l2_normalize(v)
         pid = "+".join(names) if len(names) <= 4 else f"panorama of {len(names)} views"
@@ -441,12 +441,14 @@ class Locator:
         )[0]
         if failures:
             pred.error = None
-            pred.source = f"{len(good)} of {len(images)} views used; skipped: " + "; ".join(failures.values())
+            pred.source = f"{len(good)} of {len(images)} views used; skipped: " + "; ".join(
+                f.message for f in failures.values()
+            )
         return pred
 
     def _locate_chunk(self, images: list[Any], names: list[str], top_k: int) -> list[Prediction]:
         X, failures, evidence = self._embed_and_read(images, False)
-        failures = {i: _named_reason(r, images[i], names[i]) for i, r in failures.items()}
+        failures = {i: _named(f, images[i], names[i]) for i, f in failures.items()}
         good = [i for i in range(len(images)) if i not in failures]
         ev = [evidence[i] for i in good] if evidence is not None else None
         answered = dict(zip(good, self.locate_embeddings(X[good], [names[i] for i in good], top_k=top_k, evidence=ev)))
@@ -487,14 +489,20 @@ def _none(v: Any) -> Any:
     return v
 
 
-def _named_reason(reason: str, src: Any, name: str) -> str:
-    """A decoder names in-memory inputs ``<N bytes>`` or ``<PIL image ...>``: lead with the caller's id instead."""
-    from .imageio import describe_source
+def _named(failure: PhotoFailure, src: Any, name: str) -> PhotoFailure:
+    """The failure for the caller's id ``name``; an in-memory input (which the decoder calls ``<N bytes>``
+    or ``<PIL image ...>``) is also named by that id."""
+    return failure.named(name, source=None if isinstance(src, (str, os.PathLike)) else name)
 
-    if isinstance(src, (str, os.PathLike)):
-        return reason
-    tag = describe_source(src)
-    return name + reason[len(tag) :] if reason.startswith(tag) else reason
+
+def _all_views_failed(failures: list[PhotoFailure], image_id: str) -> PhotoFailure:
+    """A panorama none of whose views could be read: the one view's failure, or all of them in one
+    (their common kind, ``unreadable`` when they differ)."""
+    if len(failures) == 1:
+        return failures[0].named(image_id)
+    kinds = {f.kind for f in failures}
+    kind = kinds.pop() if len(kinds) == 1 else "unreadable"
+    return PhotoFailure(kind, "; ".join(f.message for f in failures), None, image_id)
 
 
 def _name_of(im: Any, i: int) -> str:

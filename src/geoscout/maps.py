@@ -495,7 +495,7 @@ def prediction_map_svg(
     if cands:
         out.extend(_svg_markers(view, cands))
     else:
-        msg = prediction.error or "no candidates"
+        msg = prediction.error.message if prediction.error is not None else "no candidates"
         out.append(
             f'<text class="error" x="{width / 2:.0f}" y="{height / 2:.0f}" text-anchor="middle" font-size="16" '
             f'fill="#c0392b">{esc(f"{prediction.image_id}: {msg}")}</text>'
@@ -680,7 +680,9 @@ def prediction_map_html(
             if imgs:
                 body.append(f'<div class="thumbs">{"".join(imgs)}</div>')
         if not p.ok:
-            body.append(f'<p class="error">No answer: {esc(p.error or "no candidates")}</p></section>')
+            body.append(
+                f'<p class="error">No answer: {esc(p.error.message if p.error is not None else "no candidates")}</p></section>'
+            )
             continue
         meta = []
         if p.radius_km is not None:

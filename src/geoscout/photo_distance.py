@@ -266,13 +266,13 @@ def compare(
     ``model`` is a model name, a bundle folder or a loaded :class:`~geoscout.locator.Locator`.
     ``level`` is the interval's coverage (0.8: from the 10th to the 90th percentile).
     """
-    from .locator import Locator, _name_of, _named_reason, load_model
+    from .locator import Locator, _name_of, _named, load_model
 
     loc = model if isinstance(model, Locator) else load_model(model)
     names = [_name_of(a, 0), _name_of(b, 1)]
     X, failures = loc.embed([a, b])
     if failures:
-        reasons = "; ".join(_named_reason(r, [a, b][i], names[i]) for i, r in sorted(failures.items()))
+        reasons = "; ".join(_named(f, [a, b][i], names[i]).message for i, f in sorted(failures.items()))
         raise InvalidInput(f"cannot compare: {reasons}")
     return compare_embeddings(
         loc, X[:1], X[1:], ids_a=names[:1], ids_b=names[1:], level=level, near_similarity=near_similarity, seed=seed

@@ -3,7 +3,8 @@
 - ``.jsonl``: one :meth:`Prediction.to_dict` object per line (the default; streams well).
 - ``.json``: one JSON list of those objects.
 - ``.csv``: one row per candidate with the columns :data:`CSV_COLUMNS`; a failed prediction
-  is one row with an empty ``rank``/``lat``/``lon`` and the ``error`` text. Only ``image_id``,
+  is one row with an empty ``rank``/``lat``/``lon``, the ``error`` text and its ``error_kind``
+  (one of :data:`geoscout.errors.FAILURE_KINDS`). Only ``image_id``,
   ``lat`` and ``lon`` are required when reading (``rank`` orders candidates when present, else
   file order; a missing ``probability`` shares out the mass left by the others).
 - ``.geojson``: a FeatureCollection with one Point feature per candidate (properties as the
@@ -29,7 +30,7 @@ from pathlib import Path
 from typing import Any, Literal, overload
 
 from ._io import atomic_write_text, read_user_file
-from .errors import InvalidInput
+from .errors import FAILURE_KINDS, InvalidInput, PhotoFailure
 from .types import Candidate, Cue, Prediction
 
 __all__ = [
@@ -63,6 +64,7 @@ CSV_COLUMNS: tuple[str, ...] = (
     "radius_90_km",
     "source",
     "error",
+    "error_kind",
     "cues",
 )
 FORMATS = (".jsonl", ".json", ".csv", ".geojson")
@@ -96,7 +98,8 @@ def predictions_to_rows(preds: Iterable[Prediction]) -> list[dict[str, Any]]:
             "radius_km": p.radius_km,
             "expected_score": p.expected_score,
             "source": p.source,
-            "error": p.error,
+            "error": p.error.message if p.error is not None else None,
+            "error_kind": p.error.kind if p.error is not None else None,
             "cues": "; ".join(c.summary() for c in p.cues) or None,
             "guess_lat": p.guess.lat if p.guess is not None else None,
             "guess_lon": p.guess.lon if p.guess is not None else None,
@@ -263,7 +266,7 @@ def _prediction_from_obj(d: Any, where: str) -> Prediction:
         raise _bad(where, f"candidates must be a list, got {type(cands).__name__}")
     candidates = [_candidate(c, where, k) for k, c in enumerate(cands, start=1)]
     _fill_probabilities(candidates)
-    err = d.get("error")
+    error = _failure(d.get("error"), d.get("error_kind"), d.get("error_source"), str(image_id), where)
     heat = _heatmap(d.get("heatmap"), where)
     cues = d.get("cues") or []
     if not (isinstance(cues, list) and all(isinstance(c, dict) and "kind" in c and "text" in c for c in cues)):
@@ -282,9 +285,21 @@ def _prediction_from_obj(d: Any, where: str) -> Prediction:
         radius_km=_float(d.get("radius_km"), where, "radius_km", required=False),
         expected_score=_float(d.get("expected_score"), where, "expected_score", required=False),
         source=None if d.get("source") in (None, "") else str(d.get("source")),
-        error=None if err in (None, "") else str(err),
+        error=error,
         heatmap=heat,
         cues=[Cue.from_dict(c) for c in cues],
+    )
+
+
+def _failure(text: Any, kind: Any, source: Any, image_id: str, where: str) -> PhotoFailure | None:
+    """The failure of an ``error`` text with its optional ``error_kind`` (and ``error_source``, JSON only);
+    files written before the kinds give kind ``unknown``."""
+    if text is None or str(text).strip() == "":
+        return None
+    if kind not in (None, "") and kind not in FAILURE_KINDS:
+        raise _bad(where, f"error_kind {kind!r} is not one of {', '.join(FAILURE_KINDS)}")
+    return PhotoFailure.from_text(
+        str(text), kind=kind or None, source=None if source in (None, "") else str(source), image_id=image_id
     )
 
 
@@ -421,7 +436,7 @@ def _group_rows(rows: list[tuple[str, dict[str, Any]]], skip: _Skip) -> list[Pre
             rank = None if failed_row else _float(row.get("rank"), where, "rank", required=False)
             g = groups.setdefault(image_id, {"cands": []})
             if err:
-                g["error"] = err
+                g["error"] = _failure(err, _text(row.get("error_kind")), None, image_id, where)
             g.update({k: v for k, v in values.items() if v is not None})
             if _text(row.get("source")):
                 g["source"] = _text(row.get("source"))

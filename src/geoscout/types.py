@@ -8,7 +8,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["Candidate", "Cue", "Prediction"]
+from .errors import PhotoFailure
+
+__all__ = ["Candidate", "Cue", "PhotoFailure", "Prediction"]
 
 
 @dataclass(slots=True)
@@ -85,7 +87,8 @@ class Prediction:
     ``"50"``, ``"68"``, ``"90"``), calibrated when the model carries a calibration.
     ``expected_score`` is the GeoGuessr score expected under the model's own distribution
     when answering ``answer``. ``error`` is set (and candidates empty) when the input could
-    not be read.
+    not be read: a :class:`~geoscout.errors.PhotoFailure` (kind, source, reason; ``str()`` gives the
+    one-line message). A plain string given as ``error`` becomes a failure of kind ``unknown``.
     """
 
     image_id: str
@@ -93,13 +96,19 @@ class Prediction:
     radius_km: float | None = None
     expected_score: float | None = None
     source: str | None = None
-    error: str | None = None
+    error: PhotoFailure | None = None
     #: optional probability heat map for drawing: up to a few hundred ``[lat, lon, probability]`` rows
     heatmap: list[list[float]] | None = None
     #: evidence read from the photo (text, script, phone numbers, EXIF...) and how it moved the answer
     cues: list[Cue] = field(default_factory=list)
     guess: Candidate | None = None
     radii_km: dict[str, float] | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.error, str):  # callers (and files) from before the typed failures
+            self.error = PhotoFailure.from_text(self.error, image_id=self.image_id)
+        elif self.error is not None and self.error.image_id is None:
+            self.error = self.error.named(self.image_id)
 
     @property
     def answer(self) -> Candidate:
@@ -122,7 +131,9 @@ class Prediction:
             "source": self.source,
             "radius_km": self.radius_km,
             "expected_score": self.expected_score,
-            "error": self.error,
+            "error": self.error.message if self.error is not None else None,
+            "error_kind": self.error.kind if self.error is not None else None,
+            **({"error_source": self.error.source} if self.error is not None and self.error.source else {}),
             "candidates": [c.to_dict() for c in self.candidates],
             **({"guess": self.guess.to_dict()} if self.guess is not None else {}),
             **({"radii_km": dict(self.radii_km)} if self.radii_km is not None else {}),
@@ -138,7 +149,11 @@ class Prediction:
             radius_km=d.get("radius_km"),
             expected_score=d.get("expected_score"),
             source=d.get("source"),
-            error=d.get("error"),
+            error=PhotoFailure.from_text(
+                str(d["error"]), kind=d.get("error_kind"), source=d.get("error_source"), image_id=str(d["image_id"])
+            )
+            if d.get("error")
+            else None,
             heatmap=d.get("heatmap"),
             cues=[Cue.from_dict(c) for c in d.get("cues") or []],
             guess=Candidate.from_dict(d["guess"]) if d.get("guess") else None,

@@ -4,6 +4,7 @@ locate, report the top guesses and refresh a map page.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import InvalidInput
+from .errors import InvalidInput, PhotoFailure, failure_of
 from .types import Prediction
 
 __all__ = ["DEFAULT_CROP", "CropBox", "crop_screenshot", "watch_folder"]
@@ -89,7 +90,7 @@ def watch_folder(
         raise InvalidInput(f"{folder}: not a folder; create it or point --watch at your screenshot folder")
     stop = stop or threading.Event()
     seen: dict[Path, tuple[int, int]] = {}
-    broken: dict[Path, tuple[tuple[int, int], float, str]] = {}  # signature, first failure (monotonic), reason
+    broken: dict[Path, tuple[tuple[int, int], float, PhotoFailure]] = {}  # signature, first failure (monotonic), why
     done: dict[Path, tuple[int, int] | None] = {}  # handled files and the signature they had then
     if not include_existing:
         done = {p: None for p in folder.iterdir() if p.is_file()}
@@ -129,23 +130,25 @@ def watch_folder(
                     seen[p] = sig  # still being written: look again next round
                     continue
                 if p in broken and broken[p][0] == sig:  # failed before and unchanged since
-                    first, reason = broken[p][1], broken[p][2]
+                    first, failure = broken[p][1], broken[p][2]
                     if time.monotonic() - first < give_up_s:
                         continue
                     del broken[p]
                     done[p] = sig
-                    if report(p, Prediction(image_id=p.name, error=f"{reason} (unchanged for {give_up_s:g} s)")):
+                    given_up = dataclasses.replace(failure, reason=f"{failure.reason} (unchanged for {give_up_s:g} s)")
+                    if report(p, Prediction(image_id=p.name, error=given_up)):
                         return results
                     continue
                 try:
                     im = crop_screenshot(p, crop) if crop is not None else p
                     pred = locator.locate([im], top_k=top_k, ids=[p.name])[0]
                 except InvalidInput as exc:
-                    pred = Prediction(image_id=p.name, error=str(exc))
+                    pred = Prediction(image_id=p.name, error=failure_of(exc, source=str(p), image_id=p.name))
                 if not pred.ok:  # maybe still being written: try again when it changes
-                    broken[p] = (sig, time.monotonic(), pred.error or "unreadable")
+                    failure = pred.error or PhotoFailure("internal", "the model gave no candidates", str(p), p.name)
+                    broken[p] = (sig, time.monotonic(), failure)
                     if on_incomplete is not None:
-                        on_incomplete(p, pred.error or "unreadable")
+                        on_incomplete(p, failure.reason)
                     continue
                 broken.pop(p, None)
                 done[p] = sig

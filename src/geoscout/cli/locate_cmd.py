@@ -191,7 +191,7 @@ def locate_command(
         progress = None if not quiet and len(files) > _FEW else False
         if strip:
             from geoscout._progress import progress_bar
-            from geoscout.errors import InvalidInput
+            from geoscout.errors import InvalidInput, failure_of
 
             assert loc is not None
             with progress_bar(len(files), f"locate {loc.name}", unit="strip", enabled=progress) as bar:
@@ -200,11 +200,13 @@ def locate_command(
                     try:
                         views = split_strip(f)
                     except InvalidInput as exc:
-                        preds.append(Prediction(image_id=str(f), error=str(exc)))
+                        preds.append(Prediction(image_id=str(f), error=failure_of(exc, source=str(f), image_id=str(f))))
                         continue
                     ids = [f"{f}#{i}" for i in range(len(views))]
                     preds += loc.locate(views, top_k=top_k, panorama=True, ids=ids)
                     preds[-1].image_id = str(f)
+                    if preds[-1].error is not None:
+                        preds[-1].error = preds[-1].error.named(str(f))
         elif ray:
             from geoscout.distributed import locate_ray
 
@@ -275,9 +277,8 @@ def _print_table(preds) -> None:
 
     console = Console()
     for p in preds:
-        if p.error:
-            # reasons usually lead with the input's name already ("photo.jpg: file not found; ...")
-            msg = p.error[len(p.image_id) + 2 :] if p.error.startswith(f"{p.image_id}: ") else p.error
+        if p.error:  # the reason alone when the failure names this photo (its message would repeat the name)
+            msg = p.error.reason if p.error.source == p.image_id else p.error.message
             console.print(f"[bold]{escape(p.image_id)}[/bold]: [red]{escape(msg)}[/red]", highlight=False)
             continue
         title = f"{p.image_id}  (68% radius {p.radius_km:,.0f} km, expected score {p.expected_score:,.0f})"

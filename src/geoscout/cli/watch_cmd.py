@@ -49,8 +49,8 @@ def watch_command(
     console.print(f"watching [bold]{folder}[/bold] with {loc.name}; map: {map_path}  (Ctrl-C to stop)")
 
     def show(path, pred) -> None:
-        if pred.error:
-            console.print(f"[red]{path.name}: {pred.error}[/red]")
+        if pred.error:  # the reason alone: the failure's source is this file
+            console.print(f"[red]{path.name}: {pred.error.reason}[/red]")
             return
         guesses = "  ".join(
             f"#{i} {c.country_name or c.country or 'sea'}{' / ' + c.admin1 if c.admin1 else ''} "

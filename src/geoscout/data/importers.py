@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from geoscout._io import IMAGE_SUFFIXES, atomic_path, check_user_file, read_user_file
-from geoscout.errors import InvalidInput
+from geoscout.errors import InvalidInput, UnreadableInput
 
 from .dataset import Dataset
 from .schema import MANIFEST_NAME, parse_timestamp
@@ -135,8 +135,8 @@ def _inspect(path: Path, *, want_exif: bool, max_pixels: int | None) -> _FileInf
         return _FileInfo(error=f"file not found: {path}", kind="missing_file")
     try:  # a FIFO, a device, a folder, a symlink loop or a huge file is named before a byte is read
         st = check_user_file(path, max_bytes=MAX_FILE_BYTES)
-    except InvalidInput as exc:
-        return _FileInfo(error=str(exc), kind="missing_file" if "file not found" in str(exc) else "not_a_file")
+    except UnreadableInput as exc:
+        return _FileInfo(error=str(exc), kind="missing_file" if exc.failure.kind == "missing" else "not_a_file")
     key = (str(path), st.st_size, st.st_mtime_ns, want_exif)
     hit = _CACHE.get(key)
     if hit is not None and max_pixels is None:
@@ -171,8 +171,6 @@ def _inspect_uncached(path: Path, *, want_exif: bool, max_pixels: int | None) ->
     sha = hashlib.sha256(data).hexdigest()
 
     def bad(msg: str) -> _FileInfo:
-        if msg.startswith("<") and ": " in msg:  # drop imageio's "<source>: " prefix; the problem names the path
-            msg = msg.split(": ", 1)[1]
         return _FileInfo(sha256=sha, error=f"unreadable image: {msg}", kind="unreadable_image")
 
     if not data:
@@ -182,8 +180,8 @@ def _inspect_uncached(path: Path, *, want_exif: bool, max_pixels: int | None) ->
     except Exception:  # let imageio word the reason (not an image, unknown format, ...)
         try:
             load_image(data, max_pixels=limit)
-        except InvalidInput as exc:
-            return bad(str(exc))
+        except UnreadableInput as exc:  # the reason alone: the problem names the path
+            return bad(exc.failure.reason)
         return bad("Pillow cannot open this file")
     with raw:
         width, height = raw.size
@@ -208,8 +206,8 @@ def _inspect_uncached(path: Path, *, want_exif: bool, max_pixels: int | None) ->
             raw.draft("RGB", (max(1, width // 8), max(1, height // 8)))
         try:
             load_image(raw, max_pixels=limit)
-        except InvalidInput as exc:
-            return bad(str(exc))
+        except UnreadableInput as exc:
+            return bad(exc.failure.reason)
     if orientation in (5, 6, 7, 8):
         width, height = height, width
     ext = path.suffix.lower()

@@ -65,8 +65,11 @@ class ServerSettings:
     runtime: str = "auto"
 
 
-def _error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"error": {"code": code, "message": message}})
+def _error(status: int, code: str, message: str, failures: list[dict[str, Any]] | None = None) -> JSONResponse:
+    body: dict[str, Any] = {"code": code, "message": message}
+    if failures is not None:
+        body["failures"] = failures
+    return JSONResponse(status_code=status, content={"error": body})
 
 
 def create_app(settings: ServerSettings | None = None, *, locator: Any = None) -> FastAPI:
@@ -122,7 +125,7 @@ def create_app(settings: ServerSettings | None = None, *, locator: Any = None) -
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return _error(exc.status, exc.code, exc.message)
+        return _error(exc.status, exc.code, exc.message, exc.failures)
 
     @app.exception_handler(StarletteHTTPException)  # also the router's own 404 / 405, not only ours
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -248,8 +251,14 @@ def _locate_router(settings: ServerSettings) -> APIRouter:
         except GeoscoutError as exc:
             raise ApiError(500, "model_error", str(exc)) from None
         state.served += len(blobs)
-        if all(p.error for p in preds):
-            raise ApiError(400, "unreadable_images", "; ".join(p.error or "" for p in preds))
+        failures = [p.error for p in preds if p.error is not None]
+        if len(failures) == len(preds):
+            raise ApiError(
+                400,
+                "unreadable_images",
+                "; ".join(f.message for f in failures),
+                failures=[{"image_id": f.image_id, "kind": f.kind, "message": f.message} for f in failures],
+            )
         return {"model": state.locator.name, "predictions": [p.to_dict() for p in preds]}
 
     return router
@@ -266,15 +275,16 @@ def _run_locate(
 ) -> list[Any]:
     """Locate uploads. Headers are checked first (size, pixel count) and the bytes themselves go to the
     locator, so served photos are decoded exactly as the training photos were (JPEG draft scaling)."""
+    from ..errors import PhotoFailure, failure_of
     from ..imageio import probe_image
     from ..types import Prediction
 
-    errors: dict[int, str] = {}
+    errors: dict[int, PhotoFailure] = {}
     for i, (b, n) in enumerate(zip(blobs, names)):
         try:
             probe_image(b, name=n, max_pixels=max_pixels)
         except InvalidInput as exc:
-            errors[i] = str(exc)
+            errors[i] = failure_of(exc, source=n, image_id=n)
     good = [i for i in range(len(blobs)) if i not in errors]
     if not good:
         return [Prediction(image_id=names[i], error=errors[i]) for i in range(len(names))]
@@ -282,7 +292,7 @@ def _run_locate(
     preds = locator.locate([blobs[i] for i in good], top_k=top_k, panorama=panorama, ids=[names[i] for i in good])
     if panorama:
         if errors:
-            preds[0].source = (preds[0].source or "") + f" skipped: {'; '.join(errors.values())}"
+            preds[0].source = (preds[0].source or "") + f" skipped: {'; '.join(f.message for f in errors.values())}"
         return preds
     by_index = dict(zip(good, preds))
     return [by_index.get(i) or Prediction(image_id=names[i], error=errors[i]) for i in range(len(names))]
