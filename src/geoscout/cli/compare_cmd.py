@@ -8,15 +8,14 @@ from pathlib import Path
 import typer
 
 from ._app import app, fail
+from ._options import Model, Weights
 
 
 @app.command("compare")
 def compare_command(
     photo_a: Path = typer.Argument(..., help="First photo."),
     photo_b: Path = typer.Argument(..., help="Second photo."),
-    model: str = typer.Option(
-        "geoscout-lite", "--model", "-m", help="geoscout-lite (built in), geoclip, or a bundle folder."
-    ),
+    model: Model = "geoscout-lite",
     level: float = typer.Option(
         0.8, "--level", min=0.01, max=0.99, help="Coverage of the interval (0.8: 10th to 90th percentile)."
     ),
@@ -26,9 +25,7 @@ def compare_command(
         help="Similarity to a training photo above which retrieval is used (default: derived from the model's index).",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
-    weights: str = typer.Option(
-        None, "--weights", help="Local folder with the backbone's weights (offline hub models)."
-    ),
+    weights: Weights = None,
 ) -> None:
     """Say how far apart two photos were probably taken (median and interval) and whether in one country."""
     from geoscout.errors import GeoscoutError

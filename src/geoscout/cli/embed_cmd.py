@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from ._app import app, fail
+from ._options import Device, Precision, Quiet, Runtime, Weights, check_runtime
 
 
 @app.command("embed")
@@ -23,19 +24,15 @@ def embed_command(
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Images per forward pass (and per commit)."),
     workers: int = typer.Option(2, "--workers", min=0, help="Decoding threads (0 = decode in the main thread)."),
     tta: bool = typer.Option(False, "--tta", help="Test-time augmentation: mean of the image and its mirror."),
-    runtime: str = typer.Option(
-        "auto",
-        "--runtime",
-        help="auto (ONNX Runtime for EfficientNet backbones when installed, else torch), onnx or torch.",
-    ),
-    weights: str = typer.Option(None, "--weights", help="Weights file/folder for offline hub models."),
+    runtime: Runtime = "auto",
+    weights: Weights = None,
     pool_panoramas: bool = typer.Option(
         False, "--pool-panoramas", help="Also write the mean vector per location_id (panoramas.npz)."
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a store made with another backbone/options."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Try images recorded as failures again."),
     limit: int = typer.Option(None, "--limit", min=1, help="Embed at most this many new images."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    quiet: Quiet = False,
     ray: str = typer.Option(
         None,
         "--ray",
@@ -54,21 +51,14 @@ def embed_command(
         help="GPUs per Ray actor (e.g. 1, or 0.5 to put two actors on a GPU; 0 = CPU actors). Default: one each "
         "when the cluster has GPUs.",
     ),
-    device: str = typer.Option(
-        "cpu", "--device", help="Where the backbone runs: cpu, cuda, cuda:N or auto (a GPU when torch sees one)."
-    ),
-    precision: str = typer.Option(
-        "auto",
-        "--precision",
-        help="Backbone precision: auto (bf16/fp16 autocast on a GPU, fp32 on CPU), fp32, fp16, bf16.",
-    ),
+    device: Device = "cpu",
+    precision: Precision = "auto",
 ) -> None:
     """Embed a dataset's images with a backbone; a re-run only embeds what is missing."""
     from geoscout.data import load_dataset
     from geoscout.embeddings import embed_dataset, write_pooled
 
-    if runtime not in ("auto", "torch", "onnx"):
-        raise fail(f"--runtime {runtime!r}: choose auto, onnx or torch")
+    check_runtime(runtime)
     if ray_gpus is not None and not ray:
         raise fail("--ray-gpus applies to --ray; on this machine use --device cuda (or auto)")
     if not ray:

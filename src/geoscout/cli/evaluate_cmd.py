@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from ._app import app, fail
+from ._options import Quiet
 
 
 class _Format(StrEnum):
@@ -54,7 +55,7 @@ def evaluate_command(
         max=1.0,
         help="Fail when fewer than this share of the predictions match a truth image (none matching always fails).",
     ),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars (shown on stderr in a terminal)."),
+    quiet: Quiet = False,
     strict: bool = typer.Option(
         False, "--strict", help="Refuse a predictions file with any malformed line (default: skip and list them)."
     ),

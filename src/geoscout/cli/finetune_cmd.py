@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from ._app import app, fail
+from ._options import Device, Weights
 
 
 @app.command("finetune")
@@ -33,10 +34,8 @@ def finetune_command(
     ),
     save_every: int = typer.Option(50, "--save-every", min=1, help="Steps between checkpoints."),
     seed: int = typer.Option(0, "--seed", help="Random seed (split, data order, initialisation)."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or auto (a GPU when torch sees one)."),
-    weights: str = typer.Option(
-        None, "--weights", help="Local folder with the backbone's weights (offline hub models)."
-    ),
+    device: Device = "cpu",
+    weights: Weights = None,
     aux_dir: Path = typer.Option(None, "--aux-dir", help="Folder with the Köppen raster, for climate in captions."),
     restart: bool = typer.Option(False, "--restart", help="Discard a checkpoint or result already in OUT."),
     keep_checkpoint: bool = typer.Option(

@@ -9,6 +9,7 @@ from typing import Any
 import typer
 
 from ._app import app, fail
+from ._options import Quiet
 
 
 class OpenFormat(StrEnum):
@@ -67,7 +68,7 @@ def import_command(
     strict: bool = typer.Option(
         False, "--strict", help="Refuse a CSV with any unreadable row (default: report such rows and import the rest)."
     ),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar (shown on stderr in a terminal)."),
+    quiet: Quiet = False,
 ) -> None:
     """Import geotagged photos into a geoscout dataset; every skipped photo is reported with its reason."""
     from rich.console import Console

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from ._app import app, fail
+from ._options import Quiet
 
 
 @app.command("label")
@@ -39,7 +40,7 @@ def label_command(
         False, "--strict", help="Fail when an aux file is missing instead of skipping that label."
     ),
     force: bool = typer.Option(False, "--force", help="Replace an existing dataset at -o OUT."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars (shown on stderr in a terminal)."),
+    quiet: Quiet = False,
 ) -> None:
     """Label every image of DATASET from its coordinates: written into the manifest (atomically) or into -o OUT."""
     import warnings

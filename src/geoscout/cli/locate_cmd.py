@@ -5,10 +5,15 @@ from __future__ import annotations
 import sys
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from ._app import app, fail
+from ._options import Device, Precision, Runtime, Weights, check_runtime
+
+if TYPE_CHECKING:
+    from geoscout.types import Prediction
 
 
 class CueMode(StrEnum):
@@ -88,14 +93,8 @@ def locate_command(
     refine: str = typer.Option(
         None, "--refine", help="Refinement: retrieval, protonet or none (default: the model's)."
     ),
-    weights: str = typer.Option(
-        None, "--weights", help="Local folder with the backbone's weights (offline hub models)."
-    ),
-    runtime: str = typer.Option(
-        "auto",
-        "--runtime",
-        help="auto (ONNX Runtime for EfficientNet backbones when installed, else torch), onnx or torch.",
-    ),
+    weights: Weights = None,
+    runtime: Runtime = "auto",
     guess: str = typer.Option(
         None,
         "--guess",
@@ -124,110 +123,129 @@ def locate_command(
     ignore_metadata: bool = typer.Option(
         False, "--ignore-metadata", help="Ignore EXIF GPS and time-zone offsets (for evaluation)."
     ),
-    device: str = typer.Option(
-        "cpu", "--device", help="Where the backbone runs: cpu, cuda, cuda:N or auto (a GPU when torch sees one)."
-    ),
-    precision: str = typer.Option(
-        "auto",
-        "--precision",
-        help="Backbone precision: auto (bf16/fp16 autocast on a GPU, fp32 on CPU), fp32, fp16, bf16.",
-    ),
+    device: Device = "cpu",
+    precision: Precision = "auto",
 ) -> None:
     """Say where each photo was taken: top-k places with probabilities, names, an uncertainty radius."""
-    from geoscout.locator import load_model, split_strip
-    from geoscout.predictions import write_predictions
-
-    if runtime not in ("auto", "torch", "onnx"):
-        raise fail(f"--runtime {runtime!r}: choose auto, onnx or torch")
-    if guess is not None and guess not in ("mode", "expected-score", "median"):
-        raise fail(f"--guess {guess!r}: choose expected-score, mode or median")
-    if example:
-        photos = [*list(photos or []), _example_photo()]
-    if not photos and not panorama:
-        raise fail("give at least one photo, a folder, or --panorama V1 --panorama V2 ...")
-    zeroshot = model.startswith("zeroshot:")
-    if prior not in (None, "zeroshot"):
-        raise fail(f"--prior {prior}: the only prior is zeroshot")
-    if (places or prompts) and not (zeroshot or prior):
-        raise fail("--places and --prompts apply to -m zeroshot:BACKBONE or --prior zeroshot")
-    if ray and (places or prompts or prior):
-        raise fail("--places, --prompts and --prior run here; drop --ray (or use -m zeroshot:BACKBONE alone)")
+    photos = _check_options(photos, panorama, example, model, runtime, guess, prior, places, prompts, ray)
     from geoscout.cues import CueReader
     from geoscout.errors import GeoscoutError
 
     reader = CueReader(cues.value, ignore_metadata=ignore_metadata)
+    here = not ray or bool(panorama) or strip  # a locator is loaded here unless every photo goes to Ray
+    shared: dict[str, Any] = {
+        "weights": weights,
+        "runtime": runtime,
+        "refine": refine,
+        "guess": guess,
+    }  # here and on Ray
     try:
-        loc = (
-            load_model(
-                model,
-                weights=weights,
-                runtime=runtime,
-                refine=refine,
-                cues=reader,
-                device=device,
-                precision=precision,
-                places=places or "countries",  # places and prompts apply to zeroshot: models only
-                prompts=prompts,
-                guess=guess,
-            )
-            if not ray or panorama or strip
-            else None
-        )
-        if prior:
-            from geoscout.zeroshot import fuse_with_prior
-
-            loc = fuse_with_prior(loc, places or "countries", prompts=prompts, weight=prior_weight)
+        zeroshot: dict[str, Any] = {"places": places, "prompts": prompts, "prior": prior, "prior_weight": prior_weight}
+        loc = _load_locator(model, reader, device=device, precision=precision, **zeroshot, **shared) if here else None
     except GeoscoutError as exc:
         raise fail(f"{model}: {exc}") from None
-    from geoscout.types import Prediction
-
-    preds: list[Prediction] = []
-    if panorama:
-        assert loc is not None  # loaded above whenever the photos are located here (not on Ray)
-        preds += loc.locate([str(p) for p in panorama], top_k=top_k, panorama=True)
+    preds = loc.locate([str(p) for p in panorama], top_k=top_k, panorama=True) if panorama and loc else []
     if photos:
         files = _expand(list(photos), recursive)
         # a bar on stderr (only in a terminal) once there are more than a few photos; stdout stays clean
         progress = None if not quiet and len(files) > _FEW else False
         if strip:
-            from geoscout._progress import progress_bar
-            from geoscout.errors import InvalidInput, failure_of
-
             assert loc is not None
-            with progress_bar(len(files), f"locate {loc.name}", unit="strip", enabled=progress) as bar:
-                for f in files:
-                    bar.update(1)
-                    try:
-                        views = split_strip(f)
-                    except InvalidInput as exc:
-                        preds.append(Prediction(image_id=str(f), error=failure_of(exc, source=str(f), image_id=str(f))))
-                        continue
-                    ids = [f"{f}#{i}" for i in range(len(views))]
-                    preds += loc.locate(views, top_k=top_k, panorama=True, ids=ids)
-                    preds[-1].image_id = str(f)
-                    if preds[-1].error is not None:
-                        preds[-1].error = preds[-1].error.named(str(f))
+            preds += _locate_strips(loc, files, top_k, progress)
         elif ray:
             from geoscout.distributed import locate_ray
 
+            paths = [str(f) for f in files]
             preds += locate_ray(
-                [str(f) for f in files],
-                model,
-                address=ray,
-                num_workers=ray_workers,
-                top_k=top_k,
-                weights=weights,
-                runtime=runtime,
-                refine=refine,
-                guess=guess,
-                progress=progress,
+                paths, model, address=ray, num_workers=ray_workers, top_k=top_k, progress=progress, **shared
             )
         else:
             assert loc is not None
             preds += loc.locate([str(f) for f in files], top_k=top_k, progress=progress)
     for note in reader.notes:
         typer.secho(note, fg="yellow", err=True)
-    for m in map_path or []:
+    _write_out(preds, fmt, output, map_path or [])
+
+
+def _check_options(
+    photos: list[Path] | None,
+    panorama: list[Path] | None,
+    example: bool,
+    model: str,
+    runtime: str,
+    guess: str | None,
+    prior: str | None,
+    places: str | None,
+    prompts: Path | None,
+    ray: str | None,
+) -> list[Path]:
+    """Refuse option combinations that cannot work (exit status 2); the photos to locate (``--example``'s added)."""
+    check_runtime(runtime)
+    if guess is not None and guess not in ("mode", "expected-score", "median"):
+        raise fail(f"--guess {guess!r}: choose expected-score, mode or median")
+    photos = [*list(photos or []), _example_photo()] if example else list(photos or [])
+    if not photos and not panorama:
+        raise fail("give at least one photo, a folder, or --panorama V1 --panorama V2 ...")
+    if prior not in (None, "zeroshot"):
+        raise fail(f"--prior {prior}: the only prior is zeroshot")
+    if (places or prompts) and not (model.startswith("zeroshot:") or prior):
+        raise fail("--places and --prompts apply to -m zeroshot:BACKBONE or --prior zeroshot")
+    if ray and (places or prompts or prior):
+        raise fail("--places, --prompts and --prior run here; drop --ray (or use -m zeroshot:BACKBONE alone)")
+    return photos
+
+
+def _load_locator(
+    model: str,
+    reader: Any,
+    *,
+    places: str | None,
+    prompts: Path | None,
+    prior: str | None,
+    prior_weight: float,
+    **options: Any,
+) -> Any:
+    """The model, with the zero-shot prior fused in when asked (``places`` and ``prompts`` apply to
+    zero-shot models and the prior only)."""
+    from geoscout.locator import load_model
+
+    loc = load_model(model, cues=reader, places=places or "countries", prompts=prompts, **options)
+    if prior:
+        from geoscout.zeroshot import fuse_with_prior
+
+        loc = fuse_with_prior(loc, places or "countries", prompts=prompts, weight=prior_weight)
+    return loc
+
+
+def _locate_strips(loc: Any, files: list[Path], top_k: int, progress: bool | None) -> list[Prediction]:
+    """Each file a panorama strip: split into views, fused into one prediction named by the file."""
+    from geoscout._progress import progress_bar
+    from geoscout.errors import InvalidInput, failure_of
+    from geoscout.locator import split_strip
+    from geoscout.types import Prediction
+
+    preds: list[Prediction] = []
+    with progress_bar(len(files), f"locate {loc.name}", unit="strip", enabled=progress) as bar:
+        for f in files:
+            bar.update(1)
+            try:
+                views = split_strip(f)
+            except InvalidInput as exc:
+                preds.append(Prediction(image_id=str(f), error=failure_of(exc, source=str(f), image_id=str(f))))
+                continue
+            (pred,) = loc.locate(views, top_k=top_k, panorama=True, ids=[f"{f}#{i}" for i in range(len(views))])
+            pred.image_id = str(f)
+            if pred.error is not None:
+                pred.error = pred.error.named(str(f))
+            preds.append(pred)
+    return preds
+
+
+def _write_out(preds: list[Prediction], fmt: OutputFormat, output: Path | None, maps: list[Path]) -> None:
+    """Maps, then the predictions (stdout or ``-o``), then the failures' count; exit status 1 when every input failed."""
+    from geoscout.predictions import write_predictions
+
+    for m in maps:
         _draw_map(preds, m)
     if output is not None and fmt is not OutputFormat.table:
         write_predictions(preds, output, format=fmt.value)

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from ._app import app, fail
+from ._options import Model, Weights
 
 
 @app.command("play")
@@ -15,13 +16,9 @@ def play_command(
     dataset: Path = typer.Argument(..., help="Dataset folder (manifest.parquet or manifest.csv) or a CSV."),
     rounds: int = typer.Option(5, "--rounds", "-n", min=1, max=50, help="Rounds (photos of distinct locations)."),
     seed: int = typer.Option(None, "--seed", help="Draw the same rounds again with the same seed."),
-    model: str = typer.Option(
-        "geoscout-lite", "--model", "-m", help="geoscout-lite (built in), geoclip, or a bundle folder."
-    ),
+    model: Model = "geoscout-lite",
     as_json: bool = typer.Option(False, "--json", help="Print the finished game as JSON."),
-    weights: str = typer.Option(
-        None, "--weights", help="Local folder with the backbone's weights (offline hub models)."
-    ),
+    weights: Weights = None,
 ) -> None:
     """Let the model play ROUNDS rounds of GeoGuessr on DATASET's photos; prints each round and the total."""
     from geoscout.errors import GeoscoutError

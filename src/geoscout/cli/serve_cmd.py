@@ -5,11 +5,12 @@ from __future__ import annotations
 import typer
 
 from ._app import app, fail
+from ._options import Device, Model, Precision, Runtime, Weights
 
 
 @app.command("serve")
 def serve_command(
-    model: str = typer.Option("geoscout-lite", "--model", "-m", help="geoscout-lite, geoclip, or a bundle folder."),
+    model: Model = "geoscout-lite",
     host: str = typer.Option(
         "127.0.0.1", "--host", help="Interface to listen on (0.0.0.0 exposes it to your network)."
     ),
@@ -18,27 +19,17 @@ def serve_command(
     max_files: int = typer.Option(8, "--max-files", min=1, help="Most files per request."),
     timeout: float = typer.Option(60.0, "--timeout", min=1, help="Seconds before a request is answered 504."),
     concurrency: int = typer.Option(2, "--concurrency", min=1, help="Locate calls running at once."),
-    weights: str = typer.Option(None, "--weights", help="Local backbone weights folder (offline hub models)."),
+    weights: Weights = None,
     game: str = typer.Option(
         None, "--game", help="Dataset for the play mode (GeoGuessr-style rounds at /game; API under /v1/game)."
     ),
     game_rounds: int = typer.Option(5, "--game-rounds", min=1, max=50, help="Rounds of a game."),
-    device: str = typer.Option(
-        "cpu", "--device", help="Where the backbone runs: cpu, cuda, cuda:N or auto (a GPU when torch sees one)."
-    ),
-    precision: str = typer.Option(
-        "auto",
-        "--precision",
-        help="Backbone precision: auto (bf16/fp16 autocast on a GPU, fp32 on CPU), fp32, fp16, bf16.",
-    ),
+    device: Device = "cpu",
+    precision: Precision = "auto",
     cues: str = typer.Option(
         "all", "--cues", help="Evidence read besides the pixels: all, text (signs), metadata (EXIF) or none."
     ),
-    runtime: str = typer.Option(
-        "auto",
-        "--runtime",
-        help="auto (ONNX Runtime for EfficientNet backbones when installed, else torch), onnx or torch.",
-    ),
+    runtime: Runtime = "auto",
 ) -> None:
     """Serve the web page (drop a photo, see the map) and the REST API (/v1/locate, /docs)."""
     try:

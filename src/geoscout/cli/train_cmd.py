@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from ._app import app, fail
+from ._options import Device, Precision, Quiet
 
 
 @app.command("train")
@@ -41,15 +42,9 @@ def train(
     no_retrieval: bool = typer.Option(
         False, "--no-retrieval", help="Do not store training embeddings for retrieval refinement."
     ),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
-    device: str = typer.Option(
-        "cpu", "--device", help="Where the backbone runs: cpu, cuda, cuda:N or auto (a GPU when torch sees one)."
-    ),
-    precision: str = typer.Option(
-        "auto",
-        "--precision",
-        help="Backbone precision: auto (bf16/fp16 autocast on a GPU, fp32 on CPU), fp32, fp16, bf16.",
-    ),
+    quiet: Quiet = False,
+    device: Device = "cpu",
+    precision: Precision = "auto",
     guess: str = typer.Option(
         "expected-score", "--guess", help="The model's answer rule: expected-score, mode or median."
     ),

@@ -7,12 +7,13 @@ from pathlib import Path
 import typer
 
 from ._app import app
+from ._options import Model, Runtime
 
 
 @app.command("watch")
 def watch_command(
     folder: Path = typer.Argument(..., help="Folder your screenshots land in."),
-    model: str = typer.Option("geoscout-lite", "--model", "-m", help="geoscout-lite, geoclip, or a bundle folder."),
+    model: Model = "geoscout-lite",
     crop: str = typer.Option(
         "0,0.08,1,0.78",
         "--crop",
@@ -27,11 +28,7 @@ def watch_command(
     give_up: float = typer.Option(
         3.0, "--give-up-after", min=0.0, help="Seconds an unreadable file must stay unchanged before it is reported."
     ),
-    runtime: str = typer.Option(
-        "auto",
-        "--runtime",
-        help="auto (ONNX Runtime for EfficientNet backbones when installed, else torch), onnx or torch.",
-    ),
+    runtime: Runtime = "auto",
 ) -> None:
     """Watch a folder for new screenshots, locate each, print the top guesses, refresh a map (Ctrl-C stops)."""
     from rich.console import Console
