@@ -72,9 +72,11 @@ def scores(preds, v: Views) -> dict:
     d = haversine_km(a[:, 0], a[:, 1], v.lat, v.lon)
     m = distance_metrics(d)
     m["d"] = d
-    m["expected"] = float(np.mean([p.expected_score for p in preds]))
+    m["expected_each"] = np.array([p.expected_score for p in preds])
+    m["expected"] = float(np.mean(m["expected_each"]))
     for q in ("50", "68", "90"):
-        m[f"cov{q}"] = float(np.mean(d <= np.array([p.radii_km[q] for p in preds])))
+        m[f"r{q}"] = np.array([p.radii_km[q] for p in preds])
+        m[f"cov{q}"] = float(np.mean(d <= m[f"r{q}"]))
     return m
 
 
@@ -90,6 +92,41 @@ def fit_calibration(bundle, val: Views, rule: str, fitted_on: str):
     from geoscout.locator import calibrate
 
     return calibrate(bundle, val.X, val.y, guess=rule, fitted_on=fitted_on)
+
+
+def calibration_error(m: dict) -> float:
+    """The validation criterion for a calibration: mean |stated - observed| coverage over the 50 / 68 / 90 %
+    radii plus the relative gap between the mean expected and the scored GeoGuessr score."""
+    cov = np.mean([abs(m[f"cov{q}"] - int(q) / 100) for q in ("50", "68", "90")])
+    return float(cov + abs(m["expected"] - m["geoguessr"]) / max(m["geoguessr"], 1e-9))
+
+
+def calibration_cv(bundle, val: Views, method: str, rule: str, *, folds: int = 5, seed: int = 0) -> dict:
+    """Out-of-fold calibration quality on the validation split: fit ``method`` on 4/5 of its locations
+    (grouped by ~1 km area), state radii and expected scores on the other fifth, pooled over the folds."""
+    from _world16 import _area
+    from geoscout.locator import calibrate
+
+    areas = np.array([_area(k.split("/", 1)[1]) for k in val.location])
+    uniq = np.unique(areas)
+    fold_of = dict(zip(uniq, np.random.default_rng(seed).permutation(len(uniq)) % folds))
+    f = np.array([fold_of[a] for a in areas])
+    d, r, e = np.zeros(len(val)), np.zeros((3, len(val))), np.zeros(len(val))
+    for k in range(folds):
+        fit, out = val.take(f != k), f == k
+        cal = calibrate(bundle, fit.X, fit.y, guess=rule, method=method)
+        m = scores(predict(locator(bundle, guess=rule, calibration=cal), val.X[out]), val.take(out))
+        d[out], e[out] = m["d"], m["expected_each"]
+        for j, q in enumerate(("50", "68", "90")):
+            r[j, out] = m[f"r{q}"]
+    from geoscout.evaluate import distance_metrics
+
+    m = distance_metrics(d)
+    m["expected"] = float(e.mean())
+    for j, q in enumerate(("50", "68", "90")):
+        m[f"cov{q}"] = float(np.mean(d <= r[j]))
+    m["criterion"] = calibration_error(m)
+    return m
 
 
 def onnx_ms_per_photo(n: int = 8, reps: int = 3) -> dict[str, float]:

@@ -23,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _world16 import TRAIN_SETS, fuse, load_views, training_data
-from ablation_world import fingerprint, locator, predict, scores
+from ablation_world import calibration_cv, fingerprint, locator, predict, scores
 
 
 def main() -> None:
@@ -32,6 +32,12 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--guess", default="expected-score", choices=("expected-score", "mode", "median"))
     ap.add_argument("--panoramas", default="views", choices=("views", "fused"))
+    ap.add_argument(
+        "--calibration",
+        default="auto",
+        choices=("auto", "global", "novelty", "mondrian", "novelty+mondrian"),
+        help="calibration method; auto: the lowest out-of-fold calibration error on the validation split",
+    )
     args = ap.parse_args()
     warnings.simplefilter("ignore", UserWarning)
     command = "python benchmarks/train_default.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
@@ -58,10 +64,48 @@ def main() -> None:
         seed=args.seed,
         progress=False,
         guess=args.guess,
-        calibrate=calibrate,
+        calibrate=None,
         command=command,
     )
     s = bundle.training
+    # calibration: every method scored out-of-fold on the validation split; the best (or the one asked for) is
+    # fitted on the whole validation split; im2gps and the held-out panoramas are only reported
+    from geoscout.calibration import CALIBRATION_METHODS
+
+    va = v.take(v.split == "val")
+    te_all = v.take((v.split == "test") & (v.dataset == "streetview-panoramas"))
+    cal_rows = {}
+    for method in CALIBRATION_METHODS:
+        cv = calibration_cv(bundle, va, method, args.guess, seed=args.seed)
+        cal = calibrate(
+            bundle,
+            va.X,
+            va.y,
+            guess=args.guess,
+            method=method,
+            fitted_on=f"the validation split ({len(va)} views, world-wide, no Croatia)",
+        )
+        loc = locator(bundle, guess=args.guess, calibration=cal)
+        cal_rows[method] = (
+            cv,
+            cal,
+            scores(predict(loc, fuse(te_all).X), fuse(te_all)),
+            scores(predict(loc, im2.X), im2),
+        )
+        print(
+            f"calibration {method:17s} val-CV error {cv['criterion']:.3f} (68 % {cv['cov68']:.2f}, 90 % "
+            f"{cv['cov90']:.2f}, E {cv['expected']:.0f} vs {cv['geoguessr']:.0f}) | im2gps 68 % "
+            f"{cal_rows[method][3]['cov68']:.2f} 90 % {cal_rows[method][3]['cov90']:.2f} E "
+            f"{cal_rows[method][3]['expected']:.0f} vs {cal_rows[method][3]['geoguessr']:.0f}",
+            file=sys.stderr,
+        )
+    chosen = (
+        min(CALIBRATION_METHODS, key=lambda k: cal_rows[k][0]["criterion"])
+        if args.calibration == "auto"
+        else args.calibration
+    )
+    bundle.calibration = cal_rows[chosen][1]
+    s["calibration"] = bundle.calibration.to_dict()
     how = "as 4 views of one location" if args.panoramas == "views" else "fused to one vector each"
     s["split"] = (
         f"by ~1 km areas (seed {args.seed}): streetview-panoramas 70 / 10 / 20 % train / val / test, "
@@ -127,6 +171,29 @@ def main() -> None:
             f"{m['median_km']:,.0f} | {100 * m['acc@25km']:.1f} % | {100 * m['acc@750km']:.1f} % | "
             f"{100 * m['acc@2500km']:.1f} % | {100 * m['cov50']:.0f} % | {100 * m['cov68']:.0f} % | "
             f"{100 * m['cov90']:.0f} % | {m['expected']:.0f} |"
+        )
+    lines += [
+        "",
+        "## Calibration methods (chosen by the validation criterion, never by the test sets)",
+        "",
+        "Validation: out-of-fold over 5 location-grouped folds of the validation split (fit on 4, state on 1); "
+        "criterion = mean |stated - observed| coverage of the 50 / 68 / 90 % radii + |expected - scored| / scored "
+        f"GeoGuessr. Test columns: fitted on the whole validation split. Chosen: **{chosen}**"
+        + (" (lowest validation criterion)." if args.calibration == "auto" else " (asked for)."),
+        "",
+        "| method | val criterion | val 50 / 68 / 90 % hold | val expected / scored | panoramas 50 / 68 / 90 % hold | "
+        "panoramas expected / scored | im2gps 50 / 68 / 90 % hold | im2gps expected / scored |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+
+    def cov(m):
+        return " / ".join(f"{100 * m[f'cov{q}']:.0f}" for q in ("50", "68", "90")) + " %"
+
+    for method, (cv, _cal, pm, im) in cal_rows.items():
+        lines.append(
+            f"| {method}{' (chosen)' if method == chosen else ''} | {cv['criterion']:.3f} | {cov(cv)} | "
+            f"{cv['expected']:.0f} / {cv['geoguessr']:.0f} | {cov(pm)} | {pm['expected']:.0f} / {pm['geoguessr']:.0f} | "
+            f"{cov(im)} | {im['expected']:.0f} / {im['geoguessr']:.0f} |"
         )
     lines += [
         "",

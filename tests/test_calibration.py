@@ -12,8 +12,10 @@ from geoscout.calibration import (
     Calibration,
     best_guess,
     conformal_scale,
+    fit_novelty_temperature,
     fit_temperature,
     mass_radius_km,
+    novelty,
     radius_coverage,
     temper,
 )
@@ -42,6 +44,55 @@ def test_fit_temperature_by_hand():
     assert fit_temperature(np.tile([0.6, 0.4], (10, 1)), [0] * 9 + [1]) < 1.0
     with pytest.raises(InvalidInput):
         fit_temperature(prob, [0, 0, 2, 1])
+
+
+def test_novelty_by_hand():
+    """Reference e1, e2 and their bisector; e1's two most similar: itself (1) and the bisector (cos 45°)."""
+    r = np.array([[1.0, 0.0], [0.0, 1.0], [math.sqrt(0.5), math.sqrt(0.5)]])
+    z = novelty([[1.0, 0.0], [0.0, -1.0]], r, k=2)
+    np.testing.assert_allclose(z, [1 - (1 + math.sqrt(0.5)) / 2, 1 - (0 - math.sqrt(0.5)) / 2], atol=1e-6)
+    assert novelty([[1.0, 0.0]], r, k=1)[0] == pytest.approx(0.0, abs=1e-6)  # seen in training
+    assert novelty([[1.0, 0.0]], r, k=10)[0] == pytest.approx(1 - (1 + 0 + math.sqrt(0.5)) / 3, abs=1e-6)  # k > n
+    with pytest.raises(InvalidInput, match="same d"):
+        novelty([[1.0, 0.0, 0.0]], r)
+
+
+def test_fit_novelty_temperature_by_hand():
+    """Two kinds of photo, all predicted (0.9, 0.1). Familiar ones (novelty 0) are right 3 times in 4: T = 2
+    makes 0.9 read 0.75 (ln 9 / T = ln 3). Novel ones (novelty 1) are right 3 times in 5: 0.6 needs
+    9^(1/T) = 1.5, T = ln 9 / ln 1.5 = 5.419. With two novelty values the fit reaches both optima:
+    T0 = 2 at z0 = 0 and slope = ln(5.419 / 2)."""
+    prob = np.tile([0.9, 0.1], (9, 1))
+    truth = [0, 0, 0, 1, 0, 0, 0, 1, 1]  # 3 of 4, then 3 of 5
+    z = [0.0] * 4 + [1.0] * 5
+    t0, slope, z0 = fit_novelty_temperature(prob, truth, z, center=0.0)
+    assert z0 == 0.0
+    assert t0 == pytest.approx(2.0, rel=1e-3)
+    assert slope == pytest.approx(math.log(math.log(9) / math.log(1.5) / 2), rel=1e-3)
+    c = Calibration(temperature=t0, novelty_k=5, novelty_center=z0, novelty_slope=slope)
+    assert c.temperature_at(1.0) == pytest.approx(math.log(9) / math.log(1.5), rel=1e-3)
+    assert c.temperature_at(None) == t0 and c.temperature_at(float("nan")) == t0
+    assert Calibration(temperature=2.0, novelty_k=5, novelty_slope=100.0).temperature_at(1.0) == 50.0  # bounded
+    assert fit_novelty_temperature(prob, truth, z)[2] == 1.0  # z0 defaults to the median novelty
+
+
+def test_mondrian_scales_by_hand():
+    """Radius factors by novelty bin: edges (0.2, 0.4) make three bins; 0.4 itself belongs to the last."""
+    bins = ({0.68: 1.0}, {0.68: 2.0}, {0.68: 3.0})
+    c = Calibration(radius_scale={0.68: 1.5}, novelty_k=10, novelty_edges=(0.2, 0.4), radius_scale_bins=bins)
+    assert [c.scales_at(z)[0.68] for z in (0.1, 0.2, 0.39, 0.4, 0.9)] == [1.0, 2.0, 2.0, 3.0, 3.0]
+    assert c.scales_at(None)[0.68] == 1.5 and c.uses_novelty
+    # a point mass at the centre: radius = factor x the 10 km floor
+    r = Calibration(r_min_km=10.0, novelty_k=10, novelty_edges=(0.2, 0.4), radius_scale_bins=bins).radii(
+        [0.0], [0.0], [1.0], (0.0, 0.0), novelty=0.5
+    )
+    assert r[0.68] == 30.0
+    d = json.loads(json.dumps(c.to_dict()))
+    assert Calibration.from_dict(d) == c
+    with pytest.raises(InvalidInput, match="scale bins"):
+        Calibration(novelty_k=10, novelty_edges=(0.2,), radius_scale_bins=bins)
+    with pytest.raises(InvalidInput, match="method"):
+        Calibration(method="isotonic")
 
 
 def test_conformal_scale_by_hand():
@@ -179,3 +230,38 @@ def test_temperature_restates_confidence_not_the_answer(tiny_locator, small_worl
         assert (p.answer.lat, p.answer.lon) == (q.answer.lat, q.answer.lon)
         assert q.candidates[0].probability <= p.candidates[0].probability + 1e-12
         assert q.radii_km["68"] >= 20.0  # 2 x at least the 10 km floor
+
+
+def test_novelty_calibration_on_real_photos(tiny_locator, small_world_sample):
+    """Mondrian + novelty calibration of a real model (Lite0 features of real photos, k-NN head, its training
+    embeddings as retrieval data): each novelty bin's radii hold the truth for at least their share of the
+    photos they were fitted on (the conformal rule), and the locator measures each photo's novelty."""
+    from geoscout.bundle import ModelBundle, RetrievalData
+    from geoscout.heads import create_head
+    from geoscout.locator import Locator, calibrate
+
+    paths, lat, lon = small_world_sample
+    X, _ = tiny_locator.embed([str(p) for p in paths])
+    y = np.stack([lat, lon], axis=1)
+    tr = np.arange(len(X)) % 2 == 0
+    head = create_head("knn", k=5).fit(X[tr], y[tr])
+    bundle = ModelBundle(head=head, retrieval=RetrievalData(X[tr], y[tr, 0], y[tr, 1]))
+    cal = calibrate(bundle, X[~tr], y[~tr], method="mondrian", bins=2, novelty_k=3)
+    assert cal.uses_novelty and len(cal.novelty_edges) == 1 and cal.n == int((~tr).sum())
+    loc = Locator(None, head, retrieval=bundle.retrieval, geocode=False, calibration=cal, guess="mode")
+    z = loc.novelty(X[~tr])
+    from geoscout.calibration import novelty as nov
+    from geoscout.geo import l2_normalize
+
+    ref = l2_normalize(X[tr].astype(np.float32))
+    np.testing.assert_allclose(z, nov(X[~tr], ref, 3), atol=1e-3)  # the bundle keeps float16 vectors
+    preds = loc.locate_embeddings(X[~tr], [str(i) for i in range(int((~tr).sum()))], top_k=3)
+    from geoscout.geo import haversine_km
+
+    d = np.array([float(haversine_km(p.answer.lat, p.answer.lon, a, b)) for p, (a, b) in zip(preds, y[~tr])])
+    which = np.searchsorted(cal.novelty_edges, z, side="right")
+    for b in (0, 1):
+        r = np.array([p.radii_km["68"] for p in preds])[which == b]
+        assert np.mean(d[which == b] <= r * (1 + 1e-9)) >= 0.68
+    with pytest.raises(InvalidInput, match="training embeddings"):
+        calibrate(ModelBundle(head=head), X[~tr], y[~tr], method="novelty")

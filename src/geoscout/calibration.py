@@ -9,6 +9,11 @@ what a user reads:
 - :func:`mass_radius_km` is the smallest radius around the guess holding a share ``q`` of the mass;
   :func:`conformal_scale` finds the factor ``s_q`` such that ``s_q * max(r_q, r_min)`` covers the truth
   for a share ``q`` of held-out photos (split-conformal quantile with the ``ceil((n + 1) q) / n`` rule).
+- :func:`novelty` measures how unlike the training data a photo is (1 - mean cosine similarity to its ``k``
+  most similar training embeddings); :func:`fit_novelty_temperature` fits a temperature that grows with it,
+  ``T(z) = T0 * exp(slope * (z - z0))``, by the same likelihood, so photos unlike anything the model was
+  trained on get flatter distributions, wider radii and a lower expected score. Radius factors can be
+  fitted per novelty bin (Mondrian conformal: coverage holds within each bin, not only on average).
 - :func:`best_guess` picks the point to answer: the most probable support point (``mode``), the one
   maximising the expected GeoGuessr score (``expected-score``) or minimising the expected distance
   (``median``, a discrete geometric median), searched over the most probable support points and any
@@ -30,13 +35,16 @@ from .errors import InvalidInput
 from .geo import geoguessr_score, haversine_km, pairwise_haversine_km
 
 __all__ = [
+    "CALIBRATION_METHODS",
     "GUESS_RULES",
     "LEVELS",
     "Calibration",
     "best_guess",
     "conformal_scale",
+    "fit_novelty_temperature",
     "fit_temperature",
     "mass_radius_km",
+    "novelty",
     "radius_coverage",
     "temper",
 ]
@@ -44,6 +52,9 @@ __all__ = [
 #: the probability levels of the stated radii (50 %, 68 %, 90 %)
 LEVELS = (0.5, 0.68, 0.9)
 GUESS_RULES = ("mode", "expected-score", "median")
+CALIBRATION_METHODS = ("global", "novelty", "mondrian", "novelty+mondrian")
+#: temperatures are kept within these bounds
+_T_BOUNDS = (0.05, 50.0)
 #: candidate points searched by best_guess (most probable support points) and support points it integrates over
 _GUESS_CANDIDATES = 256
 _GUESS_SUPPORT = 4096
@@ -88,6 +99,59 @@ def fit_temperature(prob: ArrayLike, true_index: ArrayLike, *, bounds: tuple[flo
         nll, bounds=(math.log(bounds[0]), math.log(bounds[1])), method="bounded", options={"xatol": 1e-6}
     )
     return float(math.exp(res.x))
+
+
+def novelty(X: ArrayLike, reference: ArrayLike, k: int = 10, *, chunk: int = 1024) -> NDArray[np.float64]:
+    """How unlike ``reference`` each row of ``X`` is: ``1 -`` the mean cosine similarity to its ``k`` most
+    similar reference rows (both (n, d), L2-normalised; 0 for a photo seen in training, near 1 for unrelated)."""
+    x = np.asarray(X, dtype=np.float32)
+    r = np.asarray(reference, dtype=np.float32)
+    if x.ndim != 2 or r.ndim != 2 or x.shape[1] != r.shape[1] or len(r) == 0:
+        raise InvalidInput(f"novelty: embeddings {x.shape} and reference {r.shape} must be (n, d) with the same d")
+    if k < 1:
+        raise InvalidInput(f"novelty: k must be >= 1, got {k}")
+    k = min(k, len(r))
+    out = np.empty(len(x), dtype=np.float64)
+    for s in range(0, len(x), chunk):
+        sims = x[s : s + chunk] @ r.T
+        top = np.partition(sims, len(r) - k, axis=1)[:, len(r) - k :]
+        out[s : s + chunk] = 1.0 - top.mean(axis=1)
+    return out
+
+
+def fit_novelty_temperature(
+    prob: ArrayLike, true_index: ArrayLike, novelty: ArrayLike, *, center: float | None = None
+) -> tuple[float, float, float]:
+    """``(T0, slope, z0)`` minimising the mean NLL of ``true_index`` with ``T_i = T0 * exp(slope * (z_i - z0))``.
+
+    ``z0`` defaults to the median novelty; each ``T_i`` is kept within ``[0.05, 50]``.
+    """
+    from scipy.optimize import minimize
+
+    p = np.asarray(prob, dtype=np.float64)
+    t = np.asarray(true_index, dtype=np.int64).reshape(-1)
+    z = np.asarray(novelty, dtype=np.float64).reshape(-1)
+    if p.ndim != 2 or not (p.shape[0] == t.size == z.size) or p.shape[0] == 0:
+        raise InvalidInput(f"fit_novelty_temperature: prob {p.shape}, true_index {t.shape}, novelty {z.shape} disagree")
+    if t.min() < 0 or t.max() >= p.shape[1]:
+        raise InvalidInput(f"fit_novelty_temperature: true_index must be in [0, {p.shape[1]})")
+    z0 = float(np.median(z)) if center is None else float(center)
+    logp = np.log(np.maximum(p, 1e-300))
+    rows = np.arange(p.shape[0])
+    lo, hi = math.log(_T_BOUNDS[0]), math.log(_T_BOUNDS[1])
+
+    def nll(theta: NDArray[np.float64]) -> float:
+        log_t = np.clip(theta[0] + theta[1] * (z - z0), lo, hi)
+        zz = logp / np.exp(log_t)[:, None]
+        z_max = zz.max(axis=1)
+        lse = z_max + np.log(np.exp(zz - z_max[:, None]).sum(axis=1))
+        return float(np.mean(lse - zz[rows, t]))
+
+    t_global = fit_temperature(p, t)
+    best = minimize(
+        nll, np.array([math.log(t_global), 0.0]), method="Nelder-Mead", options={"xatol": 1e-6, "fatol": 1e-9}
+    )
+    return float(math.exp(best.x[0])), float(best.x[1]), z0
 
 
 def mass_radius_km(
@@ -170,9 +234,14 @@ def best_guess(
 
 @dataclass
 class Calibration:
-    """Fitted calibration of a model: ``temperature`` for its stated probabilities, radii and expected score,
-    ``radius_scale`` (level -> factor) and ``r_min_km`` for its stated radii, and the default ``guess`` rule
-    (applied to the untempered distribution), with where they were fitted."""
+    """Fitted calibration of a model, with where it was fitted (``fitted_on``, ``n`` photos).
+
+    ``temperature`` tempers the stated probabilities, radii and expected score; with ``novelty_k`` > 0 it
+    depends on the photo's novelty ``z`` (see :func:`novelty`): ``T(z) = temperature * exp(novelty_slope *
+    (z - novelty_center))``. Stated radii are ``factor * max(mass radius, r_min_km)``, the factor per level
+    from ``radius_scale``, or, with ``novelty_edges``, from ``radius_scale_bins`` for the photo's novelty bin
+    (Mondrian). ``guess`` is the default answer rule (applied to the untempered distribution).
+    """
 
     temperature: float = 1.0
     radius_scale: dict[float, float] = field(default_factory=dict)
@@ -180,31 +249,82 @@ class Calibration:
     guess: str = "expected-score"
     fitted_on: str = ""
     n: int = 0
+    method: str = "global"
+    novelty_k: int = 0
+    novelty_center: float = 0.0
+    novelty_slope: float = 0.0
+    novelty_edges: tuple[float, ...] = ()
+    radius_scale_bins: tuple[dict[float, float], ...] = ()
 
     def __post_init__(self) -> None:
         if self.guess not in GUESS_RULES:
             raise InvalidInput(f"calibration guess rule {self.guess!r}: expected one of {', '.join(GUESS_RULES)}")
+        if self.method not in CALIBRATION_METHODS:
+            raise InvalidInput(f"calibration method {self.method!r}: expected one of {', '.join(CALIBRATION_METHODS)}")
         self.radius_scale = {float(k): float(v) for k, v in self.radius_scale.items()}
+        self.novelty_edges = tuple(float(e) for e in self.novelty_edges)
+        self.radius_scale_bins = tuple({float(k): float(v) for k, v in b.items()} for b in self.radius_scale_bins)
+        if self.novelty_edges and len(self.radius_scale_bins) != len(self.novelty_edges) + 1:
+            raise InvalidInput(
+                f"calibration: {len(self.novelty_edges)} novelty edges need {len(self.novelty_edges) + 1} radius "
+                f"scale bins, got {len(self.radius_scale_bins)}"
+            )
         temper(np.ones(1), self.temperature)  # validates the temperature
 
-    def radii(self, lat: ArrayLike, lon: ArrayLike, prob: ArrayLike, center: tuple[float, float]) -> dict[float, float]:
+    @property
+    def uses_novelty(self) -> bool:
+        """Whether the photo's novelty changes its temperature or radius factors (needs training embeddings)."""
+        return self.novelty_k > 0 and (self.novelty_slope != 0.0 or bool(self.novelty_edges))
+
+    def temperature_at(self, novelty: float | None = None) -> float:
+        """The temperature for a photo of this ``novelty`` (``None``: the base temperature)."""
+        if novelty is None or not math.isfinite(novelty) or not self.novelty_k or self.novelty_slope == 0.0:
+            return self.temperature
+        t = self.temperature * math.exp(self.novelty_slope * (float(novelty) - self.novelty_center))
+        return float(min(max(t, _T_BOUNDS[0]), _T_BOUNDS[1]))
+
+    def scales_at(self, novelty: float | None = None) -> dict[float, float]:
+        """Radius factor per level for a photo of this ``novelty`` (its Mondrian bin, else the global factors)."""
+        if novelty is None or not math.isfinite(novelty) or not self.novelty_edges:
+            return self.radius_scale
+        return self.radius_scale_bins[int(np.searchsorted(self.novelty_edges, float(novelty), side="right"))]
+
+    def radii(
+        self,
+        lat: ArrayLike,
+        lon: ArrayLike,
+        prob: ArrayLike,
+        center: tuple[float, float],
+        novelty: float | None = None,
+    ) -> dict[float, float]:
         """Stated radius (km) per level in :data:`LEVELS` around ``center`` for (already tempered) ``prob``."""
+        scales = self.scales_at(novelty)
         out = {}
         for q in LEVELS:
             r = mass_radius_km(lat, lon, prob, center, q)
-            s = self.radius_scale.get(q)
+            s = scales.get(q)
             out[q] = r if s is None else s * max(r, self.r_min_km)
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d: dict[str, Any] = {
             "temperature": self.temperature,
             "radius_scale": {f"{k:g}": v for k, v in self.radius_scale.items()},
             "r_min_km": self.r_min_km,
             "guess": self.guess,
             "fitted_on": self.fitted_on,
             "n": self.n,
+            "method": self.method,
         }
+        if self.novelty_k:
+            d |= {
+                "novelty_k": self.novelty_k,
+                "novelty_center": self.novelty_center,
+                "novelty_slope": self.novelty_slope,
+                "novelty_edges": list(self.novelty_edges),
+                "radius_scale_bins": [{f"{k:g}": v for k, v in b.items()} for b in self.radius_scale_bins],
+            }
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> Calibration:
@@ -218,6 +338,14 @@ class Calibration:
                 guess=str(d.get("guess", "expected-score")),
                 fitted_on=str(d.get("fitted_on", "")),
                 n=int(d.get("n", 0)),
+                method=str(d.get("method", "global")),
+                novelty_k=int(d.get("novelty_k", 0)),
+                novelty_center=float(d.get("novelty_center", 0.0)),
+                novelty_slope=float(d.get("novelty_slope", 0.0)),
+                novelty_edges=tuple(float(e) for e in d.get("novelty_edges") or ()),
+                radius_scale_bins=tuple(
+                    {float(k): float(v) for k, v in b.items()} for b in d.get("radius_scale_bins") or ()
+                ),
             )
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, AttributeError) as exc:
             raise InvalidInput(f"calibration section of the bundle is malformed: {exc}") from None

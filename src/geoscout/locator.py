@@ -21,7 +21,7 @@ from numpy.typing import NDArray
 
 from ._io import IMAGE_SUFFIXES
 from ._registry import Registry
-from .calibration import GUESS_RULES, LEVELS, Calibration, best_guess, mass_radius_km, temper
+from .calibration import GUESS_RULES, LEVELS, Calibration, best_guess, mass_radius_km, novelty, temper
 from .errors import InvalidInput, PhotoFailure, UnknownName
 from .geo import geoguessr_score, haversine_km, l2_normalize, spherical_mean
 from .types import Candidate, Prediction
@@ -239,8 +239,16 @@ class Locator:
         self.cue_fuser = cue_fuser
         self.refine_config = refine or RefineConfig(method="retrieval" if retrieval is not None else "none")
         self._refiner: _Refiner | None = None
+        #: the training embeddings (L2-normalised) that a photo's novelty is measured against
+        self._reference: NDArray[np.float32] | None = None
+        if retrieval is not None and self.calibration.uses_novelty:
+            self._reference = l2_normalize(np.asarray(retrieval.vectors, dtype=np.float32))
         if retrieval is not None and partition is not None and self.refine_config.method != "none":
-            vec = l2_normalize(np.asarray(retrieval.vectors, dtype=np.float32))
+            vec = (
+                self._reference
+                if self._reference is not None
+                else l2_normalize(np.asarray(retrieval.vectors, dtype=np.float32))
+            )
             cell = np.asarray(
                 getattr(retrieval, "cell", None)
                 if getattr(retrieval, "cell", None) is not None
@@ -285,10 +293,13 @@ class Locator:
         dist = self.head.predict_distribution(X)
         k_support = max(top_k, self.refine_config.top_cells)
         top = dist.topk_indices(k_support)
+        z = self.novelty(X)
         preds: list[Prediction] = []
         for i, image_id in enumerate(ids):
             lat, lon = dist.points(i)
-            prob = temper(dist.prob[i], self.calibration.temperature)
+            z_i = None if z is None else float(z[i])
+            t_i = self.calibration.temperature_at(z_i)
+            prob = temper(dist.prob[i], t_i)
             order, n_visual, cues = top[i], len(prob), []
             if evidence is not None and evidence[i]:
                 from .cues import apply_cues, default_fuser
@@ -309,7 +320,7 @@ class Locator:
             # the answer is chosen under the model's own (untempered) distribution: flattening it first
             # hedged too far toward the middle (benchmarks/RESULTS.md, world-wide section); the
             # temperature restates the confidence (radii, expected score), not the bet
-            raw = prob if self.calibration.temperature == 1.0 else temper(prob, 1.0 / self.calibration.temperature)
+            raw = prob if t_i == 1.0 else temper(prob, 1.0 / t_i)
             guess = self._guess(lat, lon, raw, cands, dist.cell if len(prob) == dist.prob.shape[1] else None)
             best = (guess.lat, guess.lon) if guess is not None else (cands[0].lat, cands[0].lon)
             # heads whose support points stand for areas spread them (not when cues added points)
@@ -318,7 +329,7 @@ class Locator:
             if summarize is not None:
                 radius, expected = summarize(prob, best)
             else:
-                radii = self.calibration.radii(lat, lon, prob, best)
+                radii = self.calibration.radii(lat, lon, prob, best, z_i)
                 radius, expected = radii[0.68], expected_geoguessr_score(lat, lon, prob, best)
                 radii_km = {f"{100 * q:.0f}": radii[q] for q in LEVELS}
             preds.append(
@@ -337,6 +348,13 @@ class Locator:
         if self.geocode:
             self._annotate(preds)
         return preds
+
+    def novelty(self, X: NDArray[np.float32]) -> NDArray[np.float64] | None:
+        """Each embedding's novelty against the training embeddings (:func:`geoscout.calibration.novelty`),
+        when the calibration uses it and the bundle carries them; else ``None``."""
+        if self._reference is None or not len(X):
+            return None
+        return novelty(X, self._reference, self.calibration.novelty_k)
 
     def _guess(
         self,
@@ -714,31 +732,66 @@ CALIBRATION_R_MIN_KM = 10.0
 
 
 def calibrate(
-    bundle: Any, X_val: Any, y_val: Any, *, guess: str = "expected-score", fitted_on: str = "validation split"
+    bundle: Any,
+    X_val: Any,
+    y_val: Any,
+    *,
+    guess: str = "expected-score",
+    fitted_on: str = "validation split",
+    method: str = "global",
+    novelty_k: int = 10,
+    bins: int = 3,
 ) -> Any:
     """Fit a :class:`~geoscout.calibration.Calibration` for ``bundle`` on held-out embeddings.
 
-    Temperature: minimises the negative log-likelihood of the true cells (heads with cells only; else 1).
-    Radii: split-conformal factors at 50 / 68 / 90 % for the distance from the answered point (``guess``
-    rule, tempered distribution, the bundle's refinement) to the truth, relative to the mass radius.
+    Temperature: minimises the negative log-likelihood of the true cells (heads with cells only; else 1); with
+    ``method`` ``novelty`` or ``novelty+mondrian`` it grows with the photo's novelty (its distance to its
+    ``novelty_k`` most similar training embeddings, which the bundle's retrieval data holds). Radii:
+    split-conformal factors at 50 / 68 / 90 % for the distance from the answered point (``guess`` rule, the
+    bundle's refinement) to the truth, relative to the mass radius of the tempered distribution; with
+    ``mondrian`` one factor per novelty bin (``bins`` equal-count bins of the held-out photos).
     """
-    from .calibration import LEVELS, conformal_scale, fit_temperature
+    from .calibration import CALIBRATION_METHODS, LEVELS, conformal_scale, fit_novelty_temperature, fit_temperature
 
+    if method not in CALIBRATION_METHODS:
+        raise InvalidInput(f"calibration method {method!r}: expected one of {', '.join(CALIBRATION_METHODS)}")
     X_val = np.asarray(X_val, dtype=np.float32)
     y_val = np.asarray(y_val, dtype=np.float64).reshape(-1, 2)
     if len(X_val) < 10:
         raise InvalidInput(f"calibration needs at least 10 held-out embeddings, got {len(X_val)}")
     head = bundle.head
+    use_novelty = method != "global"
+    retrieval = getattr(bundle, "retrieval", None)
+    z = None
+    if use_novelty:
+        if retrieval is None:
+            raise InvalidInput(f"calibration method {method!r} needs the training embeddings (train with retrieval)")
+        z = novelty(X_val, l2_normalize(np.asarray(retrieval.vectors, np.float32)), novelty_k)
     dist = head.predict_distribution(X_val)
-    temperature = 1.0
+    temperature, slope, center = 1.0, 0.0, 0.0
     if dist.cell is not None and hasattr(head, "_labels") and getattr(head, "partition_", None) is not None:
-        temperature = fit_temperature(dist.prob, head._labels(y_val))
-    base = Calibration(temperature=temperature, guess=guess)
+        labels = head._labels(y_val)
+        if method in ("novelty", "novelty+mondrian"):
+            temperature, slope, center = fit_novelty_temperature(dist.prob, labels, z)
+        else:
+            temperature = fit_temperature(dist.prob, labels)
+    edges: tuple[float, ...] = ()
+    if method in ("mondrian", "novelty+mondrian") and z is not None:
+        b = max(1, min(int(bins), len(X_val) // 20))  # at least 20 photos per bin
+        edges = tuple(float(e) for e in np.quantile(z, np.arange(1, b) / b))
+    base = Calibration(
+        temperature=temperature,
+        guess=guess,
+        method=method,
+        novelty_k=novelty_k if use_novelty else 0,
+        novelty_center=center,
+        novelty_slope=slope,
+    )
     loc = Locator(
         None,
         head,
         partition=bundle.partition,
-        retrieval=bundle.retrieval,
+        retrieval=retrieval,
         geocode=False,
         heatmap_points=0,
         calibration=base,
@@ -746,19 +799,33 @@ def calibrate(
     preds = loc.locate_embeddings(X_val, [str(i) for i in range(len(X_val))], top_k=1)
     a = np.array([[p.answer.lat, p.answer.lon] for p in preds])
     d = haversine_km(a[:, 0], a[:, 1], y_val[:, 0], y_val[:, 1])
-    scale = {}
-    for q in LEVELS:
-        radii = []
-        for i in range(len(X_val)):
-            plat, plon = dist.points(i)
-            radii.append(mass_radius_km(plat, plon, temper(dist.prob[i], temperature), (a[i, 0], a[i, 1]), q))
-        r = np.array(radii)
-        scale[q] = conformal_scale(d, r, q, r_min_km=CALIBRATION_R_MIN_KM)
+    radii = np.zeros((len(LEVELS), len(X_val)))
+    for i in range(len(X_val)):
+        plat, plon = dist.points(i)
+        p_i = temper(dist.prob[i], base.temperature_at(None if z is None else float(z[i])))
+        for j, q in enumerate(LEVELS):
+            radii[j, i] = mass_radius_km(plat, plon, p_i, (a[i, 0], a[i, 1]), q)
+
+    def scales(mask: NDArray[np.bool_]) -> dict[float, float]:
+        return {
+            q: conformal_scale(d[mask], radii[j, mask], q, r_min_km=CALIBRATION_R_MIN_KM) for j, q in enumerate(LEVELS)
+        }
+
+    by_bin: tuple[dict[float, float], ...] = ()
+    if edges and z is not None:
+        which = np.searchsorted(np.asarray(edges), z, side="right")
+        by_bin = tuple(scales(which == b) for b in range(len(edges) + 1))
     return Calibration(
         temperature=temperature,
-        radius_scale=scale,
+        radius_scale=scales(np.ones(len(X_val), dtype=bool)),
         r_min_km=CALIBRATION_R_MIN_KM,
         guess=guess,
         fitted_on=fitted_on,
         n=len(X_val),
+        method=method,
+        novelty_k=base.novelty_k,
+        novelty_center=center,
+        novelty_slope=slope,
+        novelty_edges=edges,
+        radius_scale_bins=by_bin,
     )

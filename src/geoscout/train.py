@@ -9,6 +9,7 @@ score, and writes the bundle with a model card that records data, split and metr
 from __future__ import annotations
 
 import datetime as _dt
+import itertools
 import json
 import os
 import time
@@ -245,14 +246,32 @@ def _model_card(summary: dict[str, Any]) -> str:
         lines.append("No validation set (val_fraction = 0).")
     cal = summary.get("calibration")
     if cal:
-        scales = ", ".join(f"{float(k) * 100:.0f} %: x{v:.2f}" for k, v in cal["radius_scale"].items())
+
+        def fmt(sc: dict[str, float]) -> str:
+            return ", ".join(f"{float(k) * 100:.0f} %: x{v:.2f}" for k, v in sc.items())
+
+        method = cal.get("method", "global")
+        temp = f"temperature {cal['temperature']:.2f} (negative log-likelihood of the true cells)"
+        if method in ("novelty", "novelty+mondrian"):
+            temp = (
+                f"temperature {cal['temperature']:.2f} x exp({cal['novelty_slope']:.2f} x (novelty - "
+                f"{cal['novelty_center']:.3f})) (negative log-likelihood of the true cells; novelty = 1 - mean cosine "
+                f"similarity to the {cal['novelty_k']} most similar training views)"
+            )
+        scales = fmt(cal["radius_scale"])
+        if cal.get("novelty_edges"):
+            edges = [f"{e:.3f}" for e in cal["novelty_edges"]]
+            names = [f"novelty < {edges[0]}"] + [f"{a}-{b}" for a, b in itertools.pairwise(edges)] + [f">= {edges[-1]}"]
+            scales = "; ".join(f"{n}: {fmt(b)}" for n, b in zip(names, cal["radius_scale_bins"]))
+            scales = f"per novelty bin (Mondrian) {scales}"
         lines += [
             "",
             "## Calibration",
             "",
-            f"Fitted on {cal['fitted_on']}: temperature {cal['temperature']:.2f} (negative log-likelihood of the true "
-            f"cells); stated 50 / 68 / 90 % radii = split-conformal factor x the radius holding that share of the "
-            f"tempered probability (at least {cal['r_min_km']:.0f} km): {scales}. Answered point: `{cal['guess']}`.",
+            f"Method `{method}`, fitted on {cal['fitted_on']}: {temp}; stated 50 / 68 / 90 % radii = split-conformal "
+            f"factor x the radius holding that share of the tempered probability (at least {cal['r_min_km']:.0f} km): "
+            f"{scales}. The expected score is computed under the same tempered distribution. Answered point: "
+            f"`{cal['guess']}`.",
         ]
     lines += ["", "Photos' licences are those of their sources; check them before publishing predictions.", ""]
     return "\n".join(lines)
