@@ -771,7 +771,7 @@ def calibrate(
     temperature, slope, center = 1.0, 0.0, 0.0
     if dist.cell is not None and hasattr(head, "_labels") and getattr(head, "partition_", None) is not None:
         labels = head._labels(y_val)
-        if method in ("novelty", "novelty+mondrian"):
+        if method in ("novelty", "novelty+mondrian") and z is not None:
             temperature, slope, center = fit_novelty_temperature(dist.prob, labels, z)
         else:
             temperature = fit_temperature(dist.prob, labels)
