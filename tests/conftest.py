@@ -86,3 +86,53 @@ def tiny_clip(tmp_path_factory) -> Path:
     from tinyclip import build_tiny_clip
 
     return build_tiny_clip(tmp_path_factory.mktemp("tinyclip") / "clip")
+
+
+class LiveServer:
+    """An ASGI app served by uvicorn in a background thread on 127.0.0.1: real HTTP on loopback.
+
+    The listening socket is bound here (port 0: the system picks a free one, no race with other
+    tests), and ``with LiveServer(app) as srv`` returns once uvicorn's startup has finished (an event
+    set by the server, no polling); ``srv.base`` is the URL. Leaving the block stops the server.
+    """
+
+    def __init__(self, app: object, *, start_timeout: float = 60) -> None:
+        import socket
+        import threading
+
+        import uvicorn
+
+        ready = threading.Event()
+
+        class _Server(uvicorn.Server):
+            async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+                try:
+                    await super().startup(sockets=sockets)
+                finally:
+                    ready.set()  # started, or failed to: __enter__ looks at ``started``
+
+        self.app, self.ready, self.start_timeout = app, ready, start_timeout
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.base = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(app, log_level="warning", lifespan="on")  # type: ignore[arg-type]
+        self.server = _Server(config)
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        assert self.ready.wait(self.start_timeout) and self.server.started, "uvicorn did not start"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+        self.sock.close()
+
+
+@pytest.fixture(scope="session")
+def live_server():
+    """:class:`LiveServer`, for ``with live_server(create_app(...)) as srv:`` in tests and module fixtures."""
+    pytest.importorskip("uvicorn")
+    return LiveServer

@@ -8,9 +8,6 @@ and saves a screenshot under ``artifacts/`` as a test artefact.
 from __future__ import annotations
 
 import shutil
-import socket
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -23,36 +20,12 @@ pytestmark = [
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def server_url(tiny_locator):
-    yield from _serve(tiny_locator)
-
-
-def _serve(locator):
-    import uvicorn
-
+def server_url(tiny_locator, live_server):
     from geoscout.server import ServerSettings, create_app
 
-    port = _free_port()
-    config = uvicorn.Config(
-        create_app(ServerSettings(), locator=locator), host="127.0.0.1", port=port, log_level="warning"
-    )
-    server = uvicorn.Server(config)
-    t = threading.Thread(target=server.run, daemon=True)
-    t.start()
-    deadline = time.time() + 30
-    while not server.started and time.time() < deadline:
-        time.sleep(0.05)
-    assert server.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    t.join(timeout=10)
+    with live_server(create_app(ServerSettings(), locator=tiny_locator)) as srv:
+        yield srv.base
 
 
 BROWSER_ARGS = [
@@ -113,7 +86,7 @@ def test_drop_a_photo_and_see_the_map(server_url, small_world_sample):
 
 
 @pytest.mark.slow
-def test_the_page_draws_the_text_boxes_and_lists_the_cues(tiny_locator, small_world_sample, tmp_path):
+def test_the_page_draws_the_text_boxes_and_lists_the_cues(live_server, tiny_locator, small_world_sample, tmp_path):
     """A sign drawn on a real photo: the page outlines the text read on the photo and lists the cues."""
     import copy
 
@@ -136,7 +109,10 @@ def test_the_page_draws_the_text_boxes_and_lists_the_cues(tiny_locator, small_wo
     cued = copy.copy(tiny_locator)
     cued.cues = CueReader("text")
     ARTIFACTS.mkdir(exist_ok=True)
-    for url in _serve(cued):
+    from geoscout.server import ServerSettings, create_app
+
+    with live_server(create_app(ServerSettings(), locator=cued)) as srv:
+        url = srv.base
         with playwright.sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
             try:

@@ -7,9 +7,6 @@ to another host blocked: Swagger UI must come from the server itself and draw th
 from __future__ import annotations
 
 import shutil
-import socket
-import threading
-import time
 
 import pytest
 
@@ -21,28 +18,12 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def base_url(tiny_locator):
-    uvicorn = pytest.importorskip("uvicorn")
+def base_url(tiny_locator, live_server):
     pytest.importorskip("swagger_ui_bundle")
     from geoscout.server import ServerSettings, create_app
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(ServerSettings(), locator=tiny_locator), host="127.0.0.1", port=port, log_level="warning"
-        )
-    )
-    t = threading.Thread(target=server.run, daemon=True)
-    t.start()
-    deadline = time.time() + 30
-    while not server.started and time.time() < deadline:
-        time.sleep(0.05)
-    assert server.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    t.join(timeout=10)
+    with live_server(create_app(ServerSettings(), locator=tiny_locator)) as srv:
+        yield srv.base
 
 
 def test_docs_render_offline_under_the_csp(base_url):

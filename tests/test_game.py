@@ -7,8 +7,6 @@ import io
 import json
 import math
 import socket
-import threading
-import time
 
 import numpy as np
 import pandas as pd
@@ -100,30 +98,13 @@ def test_state_hides_future_rounds(osv):
 
 
 # --------------------------------------------------------------------------- real HTTP on loopback
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def game_server(osv, tiny_locator):
-    import uvicorn
-
+def game_server(osv, tiny_locator, live_server):
     from geoscout.server import ServerSettings, create_app
 
-    port = _free_port()
     app = create_app(ServerSettings(game=str(osv), game_rounds=5, max_games=3), locator=tiny_locator)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    t = threading.Thread(target=server.run, daemon=True)
-    t.start()
-    deadline = time.time() + 60
-    while not server.started and time.time() < deadline:
-        time.sleep(0.05)
-    assert server.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    t.join(timeout=10)
+    with live_server(app) as srv:
+        yield srv.base
 
 
 def test_play_five_rounds_over_http(game_server, truth, osv):
@@ -240,5 +221,8 @@ def test_public_play_loads_a_model_by_name(two_places):
 def test_serve_refuses_a_bad_game_dataset(tmp_path):
     from geoscout.cli import app
 
-    res = CliRunner().invoke(app, ["serve", "--game", str(tmp_path / "nowhere"), "--port", str(_free_port())])
+    with socket.socket() as s:  # a free port, in case the command did not refuse before serving
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    res = CliRunner().invoke(app, ["serve", "--game", str(tmp_path / "nowhere"), "--port", str(port)])
     assert res.exit_code == 2 and "--game" in res.output and "nowhere" in res.output

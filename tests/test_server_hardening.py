@@ -37,38 +37,6 @@ class Counting:
         await self.app(scope, counted, send)
 
 
-class Server:
-    def __init__(self, settings: ServerSettings, locator: Any) -> None:
-        import uvicorn
-
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.app = Counting(create_app(settings, locator=locator))
-        cfg = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
-        self.server = uvicorn.Server(cfg)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> Server:
-        self.thread.start()
-        ready = threading.Event()
-        # synchronise on the server answering, not on time
-        for _ in range(600):
-            try:
-                httpx.get(self.base + "/v1/health", timeout=1)
-                ready.set()
-                break
-            except httpx.TransportError:
-                ready.wait(0.05)
-        assert ready.is_set(), "uvicorn did not start"
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
-
-
 SETTINGS: dict[str, Any] = {"max_upload_bytes": 256 * 1024, "max_files": 4}
 
 
@@ -104,8 +72,8 @@ def _multipart_head(port: int, boundary: str, extra: str) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def live(tiny_locator):
-    with Server(ServerSettings(**SETTINGS), tiny_locator) as srv:
+def live(tiny_locator, live_server):
+    with live_server(Counting(create_app(ServerSettings(**SETTINGS), locator=tiny_locator))) as srv:
         yield srv
 
 
@@ -160,11 +128,11 @@ def test_too_many_parts_is_refused(live):
     assert r.status_code == 413 and r.json()["error"]["code"] == "too_many_parts", r.text
 
 
-def test_bodies_in_flight_are_bounded(tiny_locator):
+def test_bodies_in_flight_are_bounded(tiny_locator, live_server):
     """While one upload of the full size is arriving, a second one waits for room: 503, not more memory."""
     settings = ServerSettings(**SETTINGS, max_inflight_bytes=1)  # room for exactly one body at the limit
     limit = max_body_bytes(settings)
-    with Server(settings, tiny_locator) as srv, _connect(srv.port) as first:
+    with live_server(Counting(create_app(settings, locator=tiny_locator))) as srv, _connect(srv.port) as first:
         first.sendall(_multipart_head(srv.port, "b", f"Content-Length: {limit}\r\n") + b"--b\r\n")
         assert srv.app.first_bytes.wait(30)  # the first request holds its reservation
         r = httpx.post(srv.base + "/v1/locate", files={"files": ("a.jpg", b"\xff\xd8", "image/jpeg")})

@@ -4,7 +4,6 @@ unexpected failures are JSON 500, and uploads write nothing outside the temp dir
 
 from __future__ import annotations
 
-import socket
 import tempfile
 import threading
 import time
@@ -26,6 +25,7 @@ class Instrumented:
         self.real, self.delay_s, self.fail = real, delay_s, fail
         self.name, self.card = real.name, getattr(real, "card", "")
         self._lock = threading.Lock()
+        self.idle = threading.Condition(self._lock)  # notified whenever a call ends
         self.running = self.max_running = self.calls = self.finished = 0
 
     def locate(self, images: Any, **kw: Any) -> Any:
@@ -42,35 +42,7 @@ class Instrumented:
             with self._lock:
                 self.running -= 1
                 self.finished += 1
-
-
-class LiveServer:
-    """The app served by uvicorn in a background thread on a free 127.0.0.1 port."""
-
-    def __init__(self, settings: ServerSettings, locator: Any) -> None:
-        import uvicorn
-
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.base = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(
-            create_app(settings, locator=locator), host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> LiveServer:
-        self.thread.start()
-        end = time.monotonic() + 30
-        while not self.server.started:
-            assert time.monotonic() < end and self.thread.is_alive(), "uvicorn did not start"
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
+                self.idle.notify_all()
 
 
 @pytest.fixture(scope="module")
@@ -84,18 +56,18 @@ def _post(base: str, blob: bytes, name: str = "p.jpg", timeout: float = 120) -> 
     )
 
 
-def test_concurrency_bound_is_honoured(tiny_locator, photo):
+def test_concurrency_bound_is_honoured(live_server, tiny_locator, photo):
     loc = Instrumented(tiny_locator, delay_s=0.2)
-    with LiveServer(ServerSettings(concurrency=2), loc) as srv, ThreadPoolExecutor(6) as pool:
+    with live_server(create_app(ServerSettings(concurrency=2), locator=loc)) as srv, ThreadPoolExecutor(6) as pool:
         answers = list(pool.map(lambda i: _post(srv.base, photo, f"{i}.jpg"), range(6)))
     assert [r.status_code for r in answers] == [200] * 6, [r.text for r in answers]
     assert loc.calls == 6 and loc.max_running == 2
 
 
-def test_timeout_is_504_json_and_slots_stay_held_until_the_work_ends(tiny_locator, photo):
+def test_timeout_is_504_json_and_slots_stay_held_until_the_work_ends(live_server, tiny_locator, photo):
     loc = Instrumented(tiny_locator, delay_s=1.5)
     settings = ServerSettings(concurrency=1, request_timeout_s=0.4)
-    with LiveServer(settings, loc) as srv:
+    with live_server(create_app(settings, locator=loc)) as srv:
         with ThreadPoolExecutor(4) as pool:
             t0 = time.monotonic()
             answers = list(pool.map(lambda i: _post(srv.base, photo, f"{i}.jpg"), range(4)))
@@ -107,9 +79,8 @@ def test_timeout_is_504_json_and_slots_stay_held_until_the_work_ends(tiny_locato
         assert waited < 1.5, f"504s took {waited:.1f} s"
         # a timed-out call keeps its slot until its thread ends: never two model calls at once
         assert loc.max_running == 1
-        end = time.monotonic() + 30
-        while loc.running and time.monotonic() < end:
-            time.sleep(0.05)
+        with loc.idle:
+            assert loc.idle.wait_for(lambda: loc.running == 0, timeout=30)
         loc.delay_s, settings.request_timeout_s = 0.0, 120.0  # the live app reads its settings per request
         r = _post(srv.base, photo)  # the server still works once the slow call has ended
         assert r.status_code == 200, r.text
@@ -117,8 +88,8 @@ def test_timeout_is_504_json_and_slots_stay_held_until_the_work_ends(tiny_locato
         assert httpx.get(srv.base + "/v1/health").json()["status"] == "ok"
 
 
-def test_unexpected_failure_is_json_500(tiny_locator, photo):
-    with LiveServer(ServerSettings(), Instrumented(tiny_locator, fail=True)) as srv:
+def test_unexpected_failure_is_json_500(live_server, tiny_locator, photo):
+    with live_server(create_app(ServerSettings(), locator=Instrumented(tiny_locator, fail=True))) as srv:
         r = _post(srv.base, photo)
     assert r.status_code == 500
     err = r.json()["error"]
@@ -135,7 +106,7 @@ def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
     return out
 
 
-def test_uploads_write_nothing_outside_the_temp_dir(tiny_locator, photo, tmp_path, monkeypatch):
+def test_uploads_write_nothing_outside_the_temp_dir(live_server, tiny_locator, photo, tmp_path, monkeypatch):
     cwd, spool = tmp_path / "cwd", tmp_path / "spool"
     cwd.mkdir()
     spool.mkdir()
@@ -144,7 +115,7 @@ def test_uploads_write_nothing_outside_the_temp_dir(tiny_locator, photo, tmp_pat
     package = Path(geoscout.__file__).parent
     before = _snapshot(package)
     big_photo = photo + b"\0" * (1_500_000 - len(photo)) if len(photo) < 1_500_000 else photo  # > the 1 MB spool
-    with LiveServer(ServerSettings(max_upload_bytes=3 * 1024 * 1024), tiny_locator) as srv:
+    with live_server(create_app(ServerSettings(max_upload_bytes=3 * 1024 * 1024), locator=tiny_locator)) as srv:
         assert _post(srv.base, photo).status_code == 200
         r = _post(srv.base, big_photo, "big.jpg")
         assert r.status_code == 200, r.text  # trailing bytes after the JPEG end marker are ignored by decoders
