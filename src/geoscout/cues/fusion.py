@@ -37,10 +37,26 @@ from ..geo import haversine_km
 from .metadata import offset_likelihood
 from .text import Evidence
 
-__all__ = ["CUE_KINDS", "CueFuser", "Fused", "default_fuser"]
+__all__ = ["CUE_KINDS", "PRIOR_WEIGHTS", "WEIGHT_KINDS", "CueFuser", "Fused", "default_fuser", "weight_kind"]
 
 #: cue kinds that carry a likelihood (``gps`` answers directly and is not fused)
 CUE_KINDS = ("script", "language", "place", "phone", "domain", "currency", "utc_offset")
+#: one tempering weight each: the cue kinds, with Latin script apart (Latin letters are on signs
+#: everywhere, from English, brands and transliteration: it says far less than Cyrillic or Thai)
+WEIGHT_KINDS = ("script", "script_latin", "language", "place", "phone", "domain", "currency", "utc_offset")
+#: conservative weights a kind keeps until it is seen on at least ``min_count`` fitting photos
+PRIOR_WEIGHTS = {
+    "script": 0.5,
+    "script_latin": 0.25,
+    "language": 0.25,
+    "place": 0.75,
+    "phone": 0.75,
+    "domain": 0.5,
+    "currency": 0.5,
+    "utc_offset": 0.5,
+}
+#: a kind seen on fewer fitting photos than this keeps its prior weight
+MIN_COUNT = 8
 #: place-hit distances are measured from support points that stand for areas this wide (km)
 SUPPORT_KM = 100.0
 POINT_FLOOR = 0.02
@@ -49,6 +65,11 @@ ADD_MIN_WEIGHT = 0.2
 MERGE_KM = 25.0
 WEIGHT_GRID = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 WEIGHTS_FILE = Path(__file__).with_name("weights.json")
+
+
+def weight_kind(e: Evidence) -> str:
+    """The weight an evidence is tempered by: its kind, ``script_latin`` for Latin script."""
+    return "script_latin" if e.kind == "script" and e.tag == "Latn" else e.kind
 
 
 @dataclass
@@ -96,9 +117,16 @@ class CueFuser:
     ``fit`` sets ``weights_`` and returns self.
     """
 
-    def __init__(self, weights: dict[str, float] | None = None, *, grid: Sequence[float] = WEIGHT_GRID) -> None:
+    def __init__(
+        self,
+        weights: dict[str, float] | None = None,
+        *,
+        grid: Sequence[float] = WEIGHT_GRID,
+        min_count: int = MIN_COUNT,
+    ) -> None:
         self.weights = weights
         self.grid = grid
+        self.min_count = min_count
 
     # ---------------------------------------------------------------- fitting
     def fit(self, items: Sequence[tuple[Any, Any, Any, list[Evidence], float, float]]) -> CueFuser:
@@ -106,13 +134,14 @@ class CueFuser:
         of the true country.
 
         ``items``: ``(lat, lon, prob, evidence, true_lat, true_lon)`` per validation photo (the head's
-        support and visual probabilities). Kinds absent from ``items`` keep their starting weight
-        (``self.weights`` or 0.5) and are listed in ``unfitted_``.
+        support and visual probabilities). A weight kind (:data:`WEIGHT_KINDS`) seen on fewer than
+        ``min_count`` photos keeps its starting weight (``self.weights``, else :data:`PRIOR_WEIGHTS`):
+        one or two lucky photos must not make a kind decisive. Those kinds are listed in ``unfitted_``.
         """
         from ..places import country_of
 
         start = dict(self.weights or {})
-        w = {k: float(start.get(k, 0.5)) for k in CUE_KINDS}
+        w = {k: float(start.get(k, PRIOR_WEIGHTS[k])) for k in WEIGHT_KINDS}
         prepared = []
         for lat, lon, prob, evs, tla, tlo in items:
             evs = [e for e in evs if e.kind in CUE_KINDS]
@@ -120,8 +149,8 @@ class CueFuser:
                 continue
             truth = country_of(np.array([tla]), np.array([tlo]))[0]
             prepared.append((np.asarray(lat, float), np.asarray(lon, float), np.asarray(prob, float), evs, truth))
-        seen = {e.kind for *_, evs, _ in prepared for e in evs}
-        self.counts_ = {k: sum(any(e.kind == k for e in evs) for *_, evs, _ in prepared) for k in CUE_KINDS}
+        self.counts_ = {k: sum(any(weight_kind(e) == k for e in evs) for *_, evs, _ in prepared) for k in WEIGHT_KINDS}
+        seen = {k for k, n in self.counts_.items() if n >= max(1, self.min_count)}
 
         def score(weights: dict[str, float]) -> float:
             total = 0.0
@@ -134,7 +163,7 @@ class CueFuser:
         best = score(w)
         for _ in range(3):
             changed = False
-            for k in CUE_KINDS:
+            for k in WEIGHT_KINDS:
                 if k not in seen:
                     continue
                 for g in self.grid:
@@ -146,7 +175,7 @@ class CueFuser:
                 break
         self.weights_ = w
         self.score_ = best
-        self.unfitted_ = sorted(set(CUE_KINDS) - seen)
+        self.unfitted_ = sorted(set(WEIGHT_KINDS) - seen)
         return self
 
     def _w(self) -> dict[str, float]:
@@ -186,7 +215,7 @@ class CueFuser:
             weights = {str(k): float(v) for k, v in body["weights"].items()}
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise InvalidInput(f"{p}: not a cue-weights file ({exc}); expected JSON with a 'weights' object") from None
-        fuser = cls(weights)
+        fuser = cls({**{k: v for k, v in PRIOR_WEIGHTS.items() if k not in weights}, **weights})
         fuser.counts_ = body.get("counts", {})
         fuser.unfitted_ = body.get("unfitted", [])
         return fuser
@@ -220,7 +249,7 @@ def _fuse(
 ) -> Fused:
     from ..places import country_of
 
-    evs = [e for e in evidence if e.kind in CUE_KINDS and weights.get(e.kind, 0.0) > 0.0]
+    evs = [e for e in evidence if e.kind in CUE_KINDS and weights.get(weight_kind(e), 0.0) > 0.0]
     n = len(lat)
     if not evs:
         return Fused(
@@ -258,7 +287,7 @@ def _fuse(
     for e in evs:
         lik = likelihood(e, lat, lon, countries)
         liks.append(lik)
-        logp = logp + weights[e.kind] * np.log(np.maximum(lik, 1e-12))
+        logp = logp + weights[weight_kind(e)] * np.log(np.maximum(lik, 1e-12))
     post = np.exp(logp - logp.max())
     post /= post.sum()
     effects: list[dict[str, Any]] = []
@@ -266,14 +295,14 @@ def _fuse(
         it = iter(liks)
         for e in evidence:
             if any(e is x for x in evs):
-                effects.append(_effect(e, next(it), weights[e.kind], prior, post, countries))
+                effects.append(_effect(e, next(it), weights[weight_kind(e)], prior, post, countries))
             else:
                 effects.append(_no_effect(e, weights))
     return Fused(lat, lon, post, n, countries, effects)
 
 
 def _no_effect(e: Evidence, weights: dict[str, float]) -> dict[str, Any]:
-    w = weights.get(e.kind)
+    w = weights.get(weight_kind(e))
     return {"weight": w, "top": []} if w is not None else {"top": []}
 
 

