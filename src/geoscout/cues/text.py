@@ -17,6 +17,8 @@ came from. Rules against false positives:
   at least :data:`MIN_UNSPACED_CHARS` characters; a short name (two characters there, three
   letters in other scripts than Latin: دبي) counts only for a town of at least
   :data:`MIN_POPULATION_SHORT_NAME` people;
+- a photo naming towns or countries of more than :data:`MAX_PLACE_COUNTRIES` countries shows a
+  map, a list or a timetable, not where it was taken: its place names are dropped;
 - phone numbers: international form only (``+385 ...``), valid for ``phonenumbers``;
 - domains: country-code TLDs only, minus those sold as generic names (``.io``, ``.tv``...);
 - currencies: a currency sign or ISO code next to a number.
@@ -48,12 +50,13 @@ __all__ = [
     "script_counts",
 ]
 
-MIN_SCRIPT_LETTERS = 2
+MIN_SCRIPT_LETTERS = 3
 MIN_LANGUAGE_LETTERS = 20
 MIN_LANGUAGE_PROB = 0.9
 MIN_POPULATION_ONE_WORD = 15_000
 MIN_POPULATION_MULTI_WORD = 1_000
 MIN_UNSPACED_CHARS = 2
+MAX_PLACE_COUNTRIES = 3
 MIN_POPULATION_SHORT_NAME = 500_000
 #: scripts written without spaces between words: names are looked for inside runs of their letters
 UNSPACED_SCRIPTS = frozenset({"Hani", "Kana", "Hang", "Thai", "Laoo", "Khmr", "Mymr", "Tibt"})
