@@ -315,7 +315,7 @@ def test_signs_on_real_photos_are_read_and_move_the_answer(shared_data, lite, tm
     _needs_ocr()
     bg = _croatia_photos(shared_data, 1)[0]
     photo = tmp_path / "sign.jpg"
-    _sign(bg, ["Zagreb 12 km", "+385 1 234 5678", "РЕСТОРАН Москва"]).save(photo, quality=92)
+    _sign(bg, ["Zagreb 12 km", "+385 1 234 5678", "РЕСТОРАН Дружба"]).save(photo, quality=92)
     pred = lite.locate([str(photo)], top_k=3)[0]
     kinds = {c.kind: c for c in pred.cues}
     assert kinds["place"].text == "Zagreb" and kinds["place"].effect["top"][0][0] == "HR"

@@ -214,7 +214,6 @@ def _reread_with_tesseract(lines: list[tuple[TextLine, np.ndarray]]) -> list[tup
     """Re-read every box with Tesseract in one call on a mosaic; keep its reading where it is a non-Latin script."""
     from PIL import Image
 
-
     tess = _tesseract_langs()
     assert tess is not None
     exe, langs = tess
