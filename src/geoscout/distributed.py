@@ -22,7 +22,6 @@ import contextlib
 import json
 import logging
 import os
-import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -322,7 +321,7 @@ def _embed_ray_locked(
     run = EmbedRun(store=store.path, total=len(set(all_ids)), already=len(done & set(all_ids)))
     t0 = time.perf_counter()
     if todo_ids:
-        from tqdm.auto import tqdm
+        from ._progress import progress_bar
 
         todo = pd.DataFrame({"image_id": todo_ids, "path": todo_paths})
         with ray_session(address, num_cpus=max(_local_cpus(), int(np.ceil(num_workers * num_cpus_per_worker)))):
@@ -346,41 +345,42 @@ def _embed_ray_locked(
                 num_cpus=num_cpus_per_worker,
                 num_gpus=gpus or None,
             )
-            bar = tqdm(
-                total=len(todo),
-                unit="img",
-                desc=f"embed {backbone_name} on Ray x{num_workers}",
-                disable=not progress,
-                dynamic_ncols=True,
-                file=sys.stderr,
-                smoothing=0.1,
-            )
             committed: set[str] = set()
-            try:
+            desc = f"embed {backbone_name} on Ray x{num_workers}"
+            with progress_bar(len(todo), desc, unit="img", enabled=progress) as bar:
                 for out_batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
-                    bad_fp = {str(f) for f in out_batch["fingerprint"]} - {fp_hash}
-                    if bad_fp:
-                        raise InvalidInput(
-                            f"a Ray worker embedded with different backbone weights (fingerprint {sorted(bad_fp)[0]} vs "
-                            f"{fp_hash} here); install the same geoscout and weights on every node"
-                        )
-                    ids_ok, rows_ok, fails = [], [], []
-                    for k, image_id in enumerate(out_batch["image_id"]):
-                        image_id = str(image_id)
-                        if image_id in committed:  # a block re-run after a worker died: never store it twice
-                            continue
-                        committed.add(image_id)
-                        failure = str(out_batch["failure"][k])
-                        if failure:
-                            fails.append(PhotoFailure(**json.loads(failure)).named(image_id))
-                        else:
-                            ids_ok.append(image_id)
-                            rows_ok.append(k)
+                    ids_ok, rows_ok, fails = _ray_batch_rows(out_batch, committed, fp_hash)
                     vecs = out_batch["vector"][rows_ok] if rows_ok else np.zeros((0, store.dim), np.float32)
                     record_batch(store, run, bar, ids_ok, vecs, fails, on_batch)
-            finally:
-                bar.close()
     return finish_run(store, run, t0, progress=progress, nothing_to_do=not todo_ids)
+
+
+def _ray_batch_rows(
+    out_batch: dict[str, np.ndarray], committed: set[str], fp_hash: str
+) -> tuple[list[str], list[int], list[PhotoFailure]]:
+    """The embedded ids (and their rows in ``out_batch``) and the failures of one batch from the actors,
+    each image once (``committed`` grows); refuses vectors made with other backbone weights."""
+    bad_fp = {str(f) for f in out_batch["fingerprint"]} - {fp_hash}
+    if bad_fp:
+        raise InvalidInput(
+            f"a Ray worker embedded with different backbone weights (fingerprint {sorted(bad_fp)[0]} vs "
+            f"{fp_hash} here); install the same geoscout and weights on every node"
+        )
+    ids_ok: list[str] = []
+    rows_ok: list[int] = []
+    fails: list[PhotoFailure] = []
+    for k, image_id in enumerate(out_batch["image_id"]):
+        image_id = str(image_id)
+        if image_id in committed:  # a block re-run after a worker died: never store it twice
+            continue
+        committed.add(image_id)
+        failure = str(out_batch["failure"][k])
+        if failure:
+            fails.append(PhotoFailure(**json.loads(failure)).named(image_id))
+        else:
+            ids_ok.append(image_id)
+            rows_ok.append(k)
+    return ids_ok, rows_ok, fails
 
 
 # ----------------------------------------------------------------------------------------------

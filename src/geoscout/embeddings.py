@@ -590,18 +590,9 @@ def _embed_locked(
         store.append([], np.zeros((0, bb.dim), np.float32), left_out)
         run.failed.extend(left_out)
     if todo:
-        from tqdm.auto import tqdm
+        from geoscout._progress import progress_bar
 
-        bar = tqdm(
-            total=len(todo),
-            unit="img",
-            desc=f"embed {bb.name}",
-            disable=not progress,
-            dynamic_ncols=True,
-            file=sys.stderr,
-            smoothing=0.1,
-        )
-        try:
+        with progress_bar(len(todo), f"embed {bb.name}", unit="img", enabled=progress) as bar:
             for start, decoded in _batches(
                 [p for _, p in todo],
                 bb,
@@ -615,8 +606,6 @@ def _embed_locked(
                 arrays = [d for d in decoded if not isinstance(d, PhotoFailure)]
                 vecs = bb.encode_batch(np.stack(arrays), tta=tta) if ok else np.zeros((0, bb.dim))
                 record_batch(store, run, bar, [chunk[k][0] for k in ok], vecs, fails, on_batch)
-        finally:
-            bar.close()
     return finish_run(store, run, t0, progress=progress, nothing_to_do=not todo)
 
 
