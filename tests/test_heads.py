@@ -159,7 +159,7 @@ def test_state_round_trip_gives_identical_predictions(name, separable, partition
     config, tensors = head.get_state()
     config = json.loads(json.dumps(config))  # must be JSON-able
     assert config["name"] == name
-    back = head_from_state(config, {k: np.array(v) for k, v in tensors.items()})
+    back = head_from_state(config, {k: np.array(v) for k, v in tensors.items()}, partition=partition)
     a, b = head.predict_distribution(X[te]), back.predict_distribution(X[te])
     np.testing.assert_array_equal(a.prob, b.prob)
     np.testing.assert_array_equal(a.lat, b.lat)

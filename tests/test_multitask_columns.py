@@ -45,7 +45,7 @@ def test_multitask_learns_manifest_columns(data):
     prior = np.median(np.abs(aux["dist_sea"][:600].mean() - aux["dist_sea"][600:]))  # predict the training mean
     assert err < 0.5 * prior
     config, tensors = head.get_state()
-    back = head_from_state(config, tensors)
+    back = head_from_state(config, tensors, partition=part)
     np.testing.assert_allclose(back.predict_aux(X[600:])["dist_sea"], out["dist_sea"], rtol=1e-5)
     np.testing.assert_array_equal(back.predict(X[600:]), head.predict(X[600:]))
 

@@ -145,6 +145,8 @@ def test_cli_train_end_to_end(small_csv, tmp_path):
             str(store_dir),
             "-p",
             "hidden=32",
+            "-p",
+            "lr=0.002",
             "-q",
         ],
     )
@@ -154,6 +156,17 @@ def test_cli_train_end_to_end(small_csv, tmp_path):
     assert (
         cfg["head"]["name"] == "hybrid" and cfg["head"]["params"]["tau"] == 50 and cfg["head"]["params"]["hidden"] == 32
     )
+    # --epochs, --seed and --param lr= become the head's one TrainingOptions (the hybrid head's other defaults kept)
+    assert cfg["head"]["params"]["options"] == {
+        "epochs": 3,
+        "batch_size": 256,
+        "lr": 0.002,
+        "weight_decay": 0.0001,
+        "patience": 5,
+        "val_fraction": 0.1,
+        "seed": 1,
+        "threads": None,
+    }
     bundle = ModelBundle.load(out)
     assert bundle.partition.spec.startswith("grid") and bundle.backbone_name == "effnet-lite2"
     assert bundle.backbone_fingerprint  # the store's backbone fingerprint travels with the bundle

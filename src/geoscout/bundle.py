@@ -5,7 +5,9 @@ Layout of a bundle directory::
     config.json               format_version, backbone name + fingerprint, partition spec, head config,
                               training summary, SHA-256 of every other file
     weights.safetensors       the head's arrays
-    partition.geojson         the geocell partition (absent for heads without cells, e.g. knn)
+    partition.geojson         the geocell partition (absent for heads without cells, e.g. knn); stored once:
+                              the head takes its cell ids and centroids from it when the bundle loads (bundles
+                              written before kept a copy in the head's state, which still loads)
     retrieval.safetensors     training embeddings (float16) + lat + lon + cell index + location ids
     MODEL_CARD.md             data sets, sizes, split, backbone, partition, head, validation metrics
 
@@ -290,7 +292,6 @@ class ModelBundle:
                     raise InvalidInput(
                         f"{p}: checksum mismatch (file corrupted or truncated); re-train or re-copy the bundle"
                     )
-        head = head_from_state(config["head"], _load_tensors(root / WEIGHTS))
         partition = None
         if config.get("partition") is not None:
             from .cells import load_partition
@@ -302,6 +303,7 @@ class ModelBundle:
                 partition = load_partition(ppath)
             except (ValueError, KeyError, json.JSONDecodeError) as exc:
                 raise InvalidInput(f"{ppath}: corrupt partition file ({exc})") from None
+        head = head_from_state(config["head"], _load_tensors(root / WEIGHTS), partition=partition)
         retrieval = None
         if config.get("retrieval") is not None:
             try:

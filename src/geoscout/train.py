@@ -153,19 +153,45 @@ def load_training_data(
 
 
 def _head_kwargs(head_name: str, wanted: dict[str, Any], extra: dict[str, Any] | None) -> dict[str, Any]:
-    from .heads import HEADS, list_heads
+    """Keyword arguments of ``create_head``: ``wanted`` (train's own settings) where the head takes them, then
+    ``extra`` (``--param``), checked against the head's parameters (and training options, where it has them)."""
+    from .heads import HEADS, TrainingOptions, list_heads
 
     list_heads()  # load the built-in heads
     factory = HEADS.get(head_name)
     names = set(factory._param_names()) if hasattr(factory, "_param_names") else set()
-    kw = {k: v for k, v in wanted.items() if k in names and v is not None}
     defaults = _param_defaults(factory)
+    if isinstance(defaults.get("options"), TrainingOptions):
+        names |= set(TrainingOptions.fields())
+        defaults.update(defaults["options"].to_dict())
+    kw = {k: v for k, v in wanted.items() if k in names and v is not None}
     for k, v in (extra or {}).items():
         if names and k not in names:
             raise InvalidInput(f"head {head_name!r} has no parameter {k!r}; valid: {', '.join(sorted(names))}")
         _check_param_type(head_name, k, v, defaults.get(k))
         kw[k] = v
     return kw
+
+
+def training_options(head: str, **changes: Any) -> Any:
+    """The :class:`~geoscout.heads.TrainingOptions` head ``head`` trains with: its defaults with ``changes``
+    (``epochs=``, ``lr=``, ...); None for a head that trains no network (``epochs`` and ``seed`` are then ignored,
+    other options refused)."""
+    import dataclasses
+
+    from .heads import HEADS, TrainingOptions, list_heads
+
+    list_heads()
+    default = _param_defaults(HEADS.get(head)).get("options")
+    if not isinstance(default, TrainingOptions):
+        other = sorted(set(changes) - {"epochs", "seed"})
+        if other:
+            raise InvalidInput(f"head {head!r} trains no network: it has no parameter {other[0]!r}")
+        return None
+    unknown = sorted(set(changes) - set(TrainingOptions.fields()))
+    if unknown:
+        raise InvalidInput(f"no training option {unknown[0]!r}; valid: {', '.join(TrainingOptions.fields())}")
+    return dataclasses.replace(default, **changes)
 
 
 def _param_defaults(factory: Any) -> dict[str, Any]:
@@ -287,8 +313,9 @@ def train_model(
     tau: float = 75.0,
     aux_dir: str | os.PathLike[str] | None = None,
     val_fraction: float = 0.1,
-    seed: int = 0,
-    epochs: int = 30,
+    seed: int | None = None,
+    epochs: int | None = None,
+    options: Any = None,
     head_params: dict[str, Any] | None = None,
     store_dir: str | os.PathLike[str] | None = None,
     batch_size: int = 32,
@@ -307,7 +334,9 @@ def train_model(
     ``tau`` is the label-smoothing temperature in km, ``val_fraction`` the share of locations
     held out for early stopping and the model card's metrics, from the rows whose manifest has no
     ``split`` (rows that have one keep it; see :func:`geoscout.data.split_for_training`), ``head_params``
-    extra head parameters. ``data`` skips loading/embedding (already embedded :class:`TrainingData`). ``device`` and
+    extra head parameters. ``options`` (a :class:`~geoscout.heads.TrainingOptions`, see :func:`training_options`)
+    says how the head's network trains; ``epochs`` (default 30) and ``seed`` (default 0; it also draws the split)
+    replace its fields when given. ``data`` skips loading/embedding (already embedded :class:`TrainingData`). ``device`` and
     ``precision`` are the backbone's for the embedding step (see :mod:`geoscout.devices`); heads train on the CPU.
     With a validation split and ``calibrate`` (a function ``(bundle, X_val, y_val, guess=, fitted_on=)`` ->
     Calibration, e.g. :func:`geoscout.locator.calibrate`, which ``geoscout train`` passes), the bundle carries a
@@ -320,6 +349,9 @@ def train_model(
     from .heads import create_head
 
     t0 = time.perf_counter()
+    seed = seed if seed is not None else (0 if options is None else int(options.seed))
+    if epochs is None and options is None:
+        epochs = 30
     if not 0.0 <= val_fraction < 1.0:
         raise InvalidInput(f"val_fraction must be in [0, 1), got {val_fraction}")
     create_partition(cells)  # fail on a bad spec / head name before the (long) embedding step
@@ -349,6 +381,7 @@ def train_model(
     partition = create_partition(cells).fit(y[tr, 0], y[tr, 1])
     wanted = {
         "tau": tau,
+        "options": options,
         "seed": seed,
         "epochs": epochs,
         "cells": cells,
@@ -382,7 +415,7 @@ def train_model(
         "n_cells": int(partition.n_cells),
         "n_cells_with_data": int((np.asarray(partition.counts) > 0).sum()),
         "head": head,
-        "head_params": model.get_params(),
+        "head_params": getattr(model, "params_json", model.get_params)(),
         "val_metrics": val_metrics,
         "val_prior_metrics": prior_metrics,
         "fit_seconds": fit_seconds,

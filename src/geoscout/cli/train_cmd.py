@@ -58,8 +58,9 @@ def train(
 
     from geoscout.devices import resolve_device, resolve_precision
     from geoscout.errors import GeoscoutError
+    from geoscout.heads import TrainingOptions
     from geoscout.locator import calibrate
-    from geoscout.train import describe_cells, train_model
+    from geoscout.train import describe_cells, train_model, training_options
 
     if guess not in ("expected-score", "mode", "median"):
         raise fail(f"--guess {guess!r}: choose expected-score, mode or median")
@@ -93,6 +94,9 @@ def train(
         params["aux_columns"] = cols
         if head != "multitask":
             raise fail("--aux-column needs --head multitask")
+    training = {k: params.pop(k) for k in list(params) if k in TrainingOptions.fields()}
+    # the head's training options, built once: --epochs, --seed and --param epochs=/lr=/...
+    options = training_options(head, epochs=epochs, seed=seed, **training)
     bundle = train_model(
         [str(d) for d in datasets],
         backbone=backbone,
@@ -104,6 +108,7 @@ def train(
         val_fraction=val_fraction,
         seed=seed,
         epochs=epochs,
+        options=options,
         head_params=params or None,
         store_dir=store_dir,
         retrieval=not no_retrieval,

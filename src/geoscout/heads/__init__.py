@@ -7,6 +7,6 @@ the registry imports them (and plugin heads from the ``geoscout.heads`` entry po
 from __future__ import annotations
 
 from ._registry import HEADS
-from .base import Distribution, GeoHead, create_head, head_from_state, list_heads
+from .base import Distribution, GeoHead, TrainingOptions, create_head, head_from_state, list_heads
 
-__all__ = ["HEADS", "Distribution", "GeoHead", "create_head", "head_from_state", "list_heads"]
+__all__ = ["HEADS", "Distribution", "GeoHead", "TrainingOptions", "create_head", "head_from_state", "list_heads"]

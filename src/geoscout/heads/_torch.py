@@ -141,21 +141,22 @@ def fit_head_network(
     val_score: Callable[[], float] | None,
     progress: bool,
 ) -> dict[str, Any]:
-    """Run :func:`train_loop` with the head's hyper-parameters; ``head`` counts as fitted during training (its
+    """Run :func:`train_loop` with the head's :class:`~geoscout.heads.TrainingOptions`; ``head`` counts as fitted during training (its
     validation score predicts) and is reset to unfitted if training fails or is interrupted."""
     head.n_features_in_ = n_features
+    opts = head.options
     try:
         return train_loop(
             net,
             batch_loss,
             n_rows,
-            epochs=int(head.epochs),
-            batch_size=int(head.batch_size),
-            lr=float(head.lr),
-            weight_decay=float(head.weight_decay),
-            seed=int(head.seed),
+            epochs=int(opts.epochs),
+            batch_size=int(opts.batch_size),
+            lr=float(opts.lr),
+            weight_decay=float(opts.weight_decay),
+            seed=int(opts.seed),
             val_score=val_score,
-            patience=int(head.patience),
+            patience=int(opts.patience),
             progress=progress,
             desc=f"{head.name} head",
         )

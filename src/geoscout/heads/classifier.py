@@ -29,7 +29,7 @@ from ._torch import (
     standardized_rows,
     torch_threads,
 )
-from .base import Distribution, GeoHead, check_embeddings, check_targets
+from .base import Distribution, GeoHead, TrainingOptions, check_embeddings, check_targets
 
 __all__ = ["CellClassifierHead", "haversine_smoothing"]
 
@@ -129,10 +129,10 @@ class CellClassifierHead(GeoHead):
     """Classify embeddings into partition cells; trained with haversine label smoothing.
 
     Parameters: ``hidden`` MLP width (0 = linear), ``tau`` smoothing temperature in km (0 =
-    one-hot), ``class_balanced`` weights samples by inverse cell frequency, ``cells`` the
-    partition spec used when ``fit`` gets no partition, ``val_fraction`` of locations held
-    out for early stopping when no validation set is given, ``threads`` torch threads
-    (default: the available cores).
+    one-hot), ``class_balanced`` weights samples by inverse cell frequency, ``dropout`` after the
+    hidden layer, ``cells`` the partition spec used when ``fit`` gets no partition, ``options`` the
+    :class:`~geoscout.heads.TrainingOptions` (epochs, lr, early stopping, seed, threads: default the
+    available cores for big batches).
     """
 
     name = "classifier"
@@ -143,30 +143,16 @@ class CellClassifierHead(GeoHead):
         hidden: int = 512,
         tau: float = 75.0,
         class_balanced: bool = False,
-        epochs: int = 30,
-        batch_size: int = 256,
-        lr: float = 1e-3,
-        weight_decay: float = 1e-4,
         dropout: float = 0.2,
-        patience: int = 5,
-        val_fraction: float = 0.1,
-        seed: int = 0,
         cells: str = "semantic",
-        threads: int | None = None,
+        options: TrainingOptions = TrainingOptions(),
     ) -> None:
         self.hidden = hidden
         self.tau = tau
         self.class_balanced = class_balanced
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.weight_decay = weight_decay
         self.dropout = dropout
-        self.patience = patience
-        self.val_fraction = val_fraction
-        self.seed = seed
         self.cells = cells
-        self.threads = threads
+        self.options = options
 
     # -- hooks for subclasses ------------------------------------------------------------------
     def _output_dims(self, n_cells: int) -> dict[str, int]:
@@ -220,11 +206,11 @@ class CellClassifierHead(GeoHead):
     def _n_threads(self, d_in: int, n_cells: int) -> int:
         """``threads`` if set; else all available cores for big batches, 1 for small ones (thread
         synchronisation costs more than it saves) and 1 when the load average already exceeds the cores."""
-        if self.threads:
-            return int(self.threads)
+        if self.options.threads:
+            return int(self.options.threads)
         width = int(self.hidden) if int(self.hidden) > 0 else d_in
         outs = sum(self._output_dims(n_cells).values()) if n_cells else n_cells
-        macs = int(self.batch_size) * ((d_in * width if int(self.hidden) > 0 else 0) + width * outs)
+        macs = int(self.options.batch_size) * ((d_in * width if int(self.hidden) > 0 else 0) + width * outs)
         if macs < 50_000_000:
             return 1
         cores = available_cores()
@@ -267,12 +253,13 @@ class CellClassifierHead(GeoHead):
             raise InvalidInput("the partition has no cells; fit it on training coordinates first")
         labels = self._labels(y)
 
-        tr, X_val, y_val = split_train_val(X, y, X_val, y_val, groups, self.val_fraction, self.seed)
+        opts = self.options
+        tr, X_val, y_val = split_train_val(X, y, X_val, y_val, groups, opts.val_fraction, opts.seed)
         ytr, ltr = y[tr], labels[tr]
         self.x_mean_, self.x_std_ = column_mean_std(X, tr)
 
         with torch_threads(self._n_threads(X.shape[1], n_cells)), torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(self.seed))
+            torch.manual_seed(int(opts.seed))
             net = _build_net(X.shape[1], int(self.hidden), float(self.dropout), self._output_dims(n_cells))
             self.net_ = net
             self._prepare_extra(y, labels, aux, tr)
@@ -353,19 +340,19 @@ class CellClassifierHead(GeoHead):
 
     # -- state ---------------------------------------------------------------------------------------
     def get_state(self) -> tuple[dict[str, Any], dict[str, NDArray[Any]]]:
-        """JSON-able config (name, params, cells, history) and named float32 arrays."""
+        """JSON-able config (name, params, number of cells, history) and named float32 arrays. The cells
+        themselves (ids, centroids) are the partition's: :meth:`from_state` takes them from it."""
         self.check_is_fitted()
         config: dict[str, Any] = {
             "name": self.name,
-            "params": self.get_params(),
+            "params": self.params_json(),
             "n_features_in": int(self.n_features_in_),
-            "cell_ids": list(self.cell_ids_),
+            "n_cells": len(self.cell_ids_),
             "partition_spec": self.partition_spec_,
             "history": self.history_,
             **self._extra_config(),
         }
         tensors: dict[str, NDArray[Any]] = {
-            "centroids": np.ascontiguousarray(self.centroids_, dtype=np.float64),
             "x_mean": np.ascontiguousarray(self.x_mean_),
             "x_std": np.ascontiguousarray(self.x_std_),
         }
@@ -375,15 +362,17 @@ class CellClassifierHead(GeoHead):
         return config, tensors
 
     @classmethod
-    def from_state(cls, config: dict[str, Any], tensors: dict[str, NDArray[Any]]) -> CellClassifierHead:
-        """Rebuild a fitted head from :meth:`get_state` output; never unpickles, never imports torch."""
+    def from_state(
+        cls, config: dict[str, Any], tensors: dict[str, NDArray[Any]], *, partition: Any = None
+    ) -> CellClassifierHead:
+        """Rebuild a fitted head from :meth:`get_state` output and the ``partition`` it was trained on (its cells);
+        a state written with its own copy of the cells (``cell_ids`` + ``centroids``, bundles before the partition
+        was stored once) needs none. Never unpickles, never imports torch."""
         if config.get("name") != cls.name:
             raise InvalidInput(f"head config is for {config.get('name')!r}, not {cls.name!r}")
         try:
-            params = {k: v for k, v in config.get("params", {}).items() if k in cls._param_names()}
-            head = cls(**params)
-            head.centroids_ = np.asarray(tensors["centroids"], dtype=np.float64)
-            head.cell_ids_ = [str(c) for c in config["cell_ids"]]
+            head = cls(**cls._params_from_config(config))
+            head._restore_cells(config, tensors, partition)
             head.partition_spec_ = config.get("partition_spec", head.cells)
             head.history_ = config.get("history", {})
             head.x_mean_ = np.asarray(tensors["x_mean"], dtype=np.float32)
@@ -398,3 +387,26 @@ class CellClassifierHead(GeoHead):
         head.net_ = net
         head.n_features_in_ = d_in
         return head
+
+    def _restore_cells(self, config: dict[str, Any], tensors: dict[str, NDArray[Any]], partition: Any) -> None:
+        """Cell ids and centroids: the state's own copy (old layout), else the partition's."""
+        if "cell_ids" in config and "centroids" in tensors:
+            self.cell_ids_ = [str(c) for c in config["cell_ids"]]
+            self.centroids_ = np.asarray(tensors["centroids"], dtype=np.float64)
+            if partition is not None:
+                self.partition_ = partition
+            return
+        if partition is None:
+            raise InvalidInput(
+                f"the {self.name} head's cells are those of its partition: load it with the partition it was "
+                "trained on (ModelBundle.load does; head_from_state(config, tensors, partition=...))"
+            )
+        self.cell_ids_ = [str(c) for c in partition.cell_ids]
+        self.centroids_ = np.asarray(partition.centroids, dtype=np.float64).reshape(-1, 2)
+        n = config.get("n_cells")
+        if n is not None and int(n) != len(self.cell_ids_):
+            raise InvalidInput(
+                f"the partition has {len(self.cell_ids_)} cells but the {self.name} head was trained on {n}; "
+                "the bundle's partition.geojson belongs to another model"
+            )
+        self.partition_ = partition

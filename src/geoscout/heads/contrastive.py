@@ -26,7 +26,7 @@ from ..errors import InvalidInput
 from ..geo import validate_latlon
 from ._registry import HEADS
 from ._torch import column_mean_std, fit_head_network, mean_geoguessr, split_train_val, standardized_rows, torch_threads
-from .base import Distribution, GeoHead, check_embeddings, check_targets
+from .base import Distribution, GeoHead, TrainingOptions, check_embeddings, check_targets
 
 __all__ = ["ContrastiveHead"]
 
@@ -85,8 +85,8 @@ class ContrastiveHead(GeoHead):
     (ignored with ``warm_start``); ``image_hidden`` width of the image MLP; ``queue_size`` GPS
     negatives; ``gps_noise_km`` jitter of queued GPS; ``temperature`` initial softmax temperature
     (learned, clamped to >= 0.01); ``gallery`` None (training coordinates) or (M, 2) / CSV path;
-    AdamW ``lr``, ``weight_decay``; ``epochs``, ``batch_size``, ``patience`` and ``val_fraction``
-    for early stopping on the validation GeoGuessr score; ``seed``; ``threads``.
+    ``options`` the :class:`~geoscout.heads.TrainingOptions` (AdamW, early stopping on the validation
+    GeoGuessr score, seed, threads; by default 60 epochs with patience 8).
     """
 
     name = "contrastive"
@@ -105,14 +105,7 @@ class ContrastiveHead(GeoHead):
         gps_noise_km: float = 1.0,
         temperature: float = 0.07,
         gallery: Any = None,
-        lr: float = 1e-3,
-        weight_decay: float = 1e-4,
-        epochs: int = 60,
-        batch_size: int = 256,
-        patience: int = 8,
-        val_fraction: float = 0.1,
-        seed: int = 0,
-        threads: int | None = None,
+        options: TrainingOptions = TrainingOptions(epochs=60, patience=8),
     ) -> None:
         self.sigmas = sigmas
         self.rff_dim = rff_dim
@@ -125,14 +118,7 @@ class ContrastiveHead(GeoHead):
         self.gps_noise_km = gps_noise_km
         self.temperature = temperature
         self.gallery = gallery
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.patience = patience
-        self.val_fraction = val_fraction
-        self.seed = seed
-        self.threads = threads
+        self.options = options
 
     # -- helpers -------------------------------------------------------------------------
     def _loc_config(self) -> dict[str, Any]:
@@ -190,7 +176,8 @@ class ContrastiveHead(GeoHead):
         y = check_targets(y, X.shape[0])
         if int(self.queue_size) < 0 or float(self.gps_noise_km) < 0 or not float(self.temperature) > 0:
             raise InvalidInput("queue_size and gps_noise_km must be >= 0 and temperature > 0")
-        tr, X_val, y_val = split_train_val(X, y, X_val, y_val, groups, self.val_fraction, self.seed)
+        opts = self.options
+        tr, X_val, y_val = split_train_val(X, y, X_val, y_val, groups, opts.val_fraction, opts.seed)
         ytr = y[tr]
         self.x_mean_, self.x_std_ = column_mean_std(X, tr)
         # the gallery: given, else the deduplicated training coordinates (all of y: no labels of X_val)
@@ -199,8 +186,8 @@ class ContrastiveHead(GeoHead):
         loc_cfg = self._loc_config()
         self.loc_config_ = loc_cfg
 
-        with torch_threads(self.threads), torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(self.seed))
+        with torch_threads(opts.threads), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(opts.seed))
             net = _build(X.shape[1], int(self.image_hidden), loc_cfg, float(np.log(1.0 / float(self.temperature))))
             # the Fourier matrices are drawn from the seeded torch RNG here too (deterministic)
             if self.warm_start:
@@ -211,7 +198,7 @@ class ContrastiveHead(GeoHead):
             x_batch = standardized_rows(X, tr, self.x_mean_, self.x_std_)
             yt = torch.from_numpy(ytr.astype(np.float32))
             qsize = int(self.queue_size)
-            gen = torch.Generator().manual_seed(int(self.seed) + 7)
+            gen = torch.Generator().manual_seed(int(opts.seed) + 7)
             noise_deg = float(self.gps_noise_km) / _KM_PER_DEG
             # the queue starts with random training coordinates (GeoCLIP starts it with noise)
             start = torch.randint(0, len(yt), (qsize,), generator=gen)
@@ -270,7 +257,7 @@ class ContrastiveHead(GeoHead):
     def get_state(self) -> tuple[dict[str, Any], dict[str, NDArray[Any]]]:
         """JSON config (params, tower sizes, history) + tensors (weights, standardisation, gallery)."""
         self.check_is_fitted()
-        params = self.get_params()
+        params = self.params_json()
         params["sigmas"] = [float(s) for s in params["sigmas"]]
         params["gallery"] = None if self.gallery is None else "stored"
         config = {
@@ -286,15 +273,18 @@ class ContrastiveHead(GeoHead):
         return config, tensors
 
     @classmethod
-    def from_state(cls, config: dict[str, Any], tensors: dict[str, NDArray[Any]]) -> ContrastiveHead:
+    def from_state(
+        cls, config: dict[str, Any], tensors: dict[str, NDArray[Any]], *, partition: Any = None
+    ) -> ContrastiveHead:
+        """Rebuild a fitted head from :meth:`get_state` output (its gallery is its own: ``partition`` is unused)."""
         import torch
 
         for key in ("x_mean", "x_std", "gallery"):
             if key not in tensors:
                 raise InvalidInput(f"contrastive head state lacks tensor {key!r}; re-save the bundle")
-        params = dict(config.get("params", {}))
+        params = cls._params_from_config(config)
         params["gallery"] = None
-        head = cls(**{k: v for k, v in params.items() if k in cls._param_names()})
+        head = cls(**params)
         net = _build(int(config["n_features_in"]), int(config["image_hidden"]), config["location_encoder"], 0.0)
         net.load_state_dict(
             {k[4:]: torch.as_tensor(np.asarray(v)) for k, v in tensors.items() if k.startswith("net.")}, strict=True

@@ -201,7 +201,9 @@ class GeoCLIPHead(GeoHead):
         return config, tensors
 
     @classmethod
-    def from_state(cls, config: dict[str, Any], tensors: dict[str, NDArray[Any]]) -> GeoCLIPHead:
+    def from_state(
+        cls, config: dict[str, Any], tensors: dict[str, NDArray[Any]], *, partition: Any = None
+    ) -> GeoCLIPHead:
         for key in ("logit_scale", "gallery"):
             if key not in tensors:
                 raise InvalidInput(f"geoclip head state lacks tensor {key!r}; re-save the bundle")

@@ -16,6 +16,7 @@ from numpy.typing import NDArray
 
 from ..geo import destination_point, haversine_km, initial_bearing_deg
 from ._registry import HEADS
+from .base import TrainingOptions
 from .classifier import CellClassifierHead
 
 __all__ = ["HybridHead", "apply_offset_km", "offset_east_north_km"]
@@ -49,31 +50,12 @@ class HybridHead(CellClassifierHead):
         tau: float = 75.0,
         class_balanced: bool = False,
         offset_weight: float = 1.0,
-        epochs: int = 30,
-        batch_size: int = 256,
-        lr: float = 1e-3,
-        weight_decay: float = 1e-4,
         dropout: float = 0.2,
-        patience: int = 5,
-        val_fraction: float = 0.1,
-        seed: int = 0,
         cells: str = "semantic",
-        threads: int | None = None,
+        options: TrainingOptions = TrainingOptions(),
     ) -> None:
         super().__init__(
-            hidden=hidden,
-            tau=tau,
-            class_balanced=class_balanced,
-            epochs=epochs,
-            batch_size=batch_size,
-            lr=lr,
-            weight_decay=weight_decay,
-            dropout=dropout,
-            patience=patience,
-            val_fraction=val_fraction,
-            seed=seed,
-            cells=cells,
-            threads=threads,
+            hidden=hidden, tau=tau, class_balanced=class_balanced, dropout=dropout, cells=cells, options=options
         )
         self.offset_weight = offset_weight
 

@@ -92,7 +92,7 @@ class KNNHead(GeoHead):
         return config, {"vectors": np.ascontiguousarray(self.vectors_), "latlon": np.ascontiguousarray(self.latlon_)}
 
     @classmethod
-    def from_state(cls, config: dict[str, Any], tensors: dict[str, NDArray[Any]]) -> KNNHead:
+    def from_state(cls, config: dict[str, Any], tensors: dict[str, NDArray[Any]], *, partition: Any = None) -> KNNHead:
         if config.get("name") != cls.name:
             raise InvalidInput(f"head config is for {config.get('name')!r}, not {cls.name!r}")
         try:

@@ -19,7 +19,7 @@ from numpy.typing import NDArray
 
 from ..errors import InvalidInput
 from ._registry import HEADS
-from .base import check_embeddings
+from .base import TrainingOptions, check_embeddings
 from .classifier import CellClassifierHead
 
 __all__ = ["DEFAULT_AUX_WEIGHTS", "MultiTaskHead"]
@@ -81,31 +81,12 @@ class MultiTaskHead(CellClassifierHead):
         aux_weights: dict[str, float] | None = None,
         aux_dir: str | None = None,
         aux_columns: dict[str, str] | None = None,
-        epochs: int = 30,
-        batch_size: int = 256,
-        lr: float = 1e-3,
-        weight_decay: float = 1e-4,
         dropout: float = 0.2,
-        patience: int = 5,
-        val_fraction: float = 0.1,
-        seed: int = 0,
         cells: str = "semantic",
-        threads: int | None = None,
+        options: TrainingOptions = TrainingOptions(),
     ) -> None:
         super().__init__(
-            hidden=hidden,
-            tau=tau,
-            class_balanced=class_balanced,
-            epochs=epochs,
-            batch_size=batch_size,
-            lr=lr,
-            weight_decay=weight_decay,
-            dropout=dropout,
-            patience=patience,
-            val_fraction=val_fraction,
-            seed=seed,
-            cells=cells,
-            threads=threads,
+            hidden=hidden, tau=tau, class_balanced=class_balanced, dropout=dropout, cells=cells, options=options
         )
         self.aux_weights = aux_weights
         self.aux_dir = aux_dir
