@@ -18,7 +18,7 @@ import functools
 import html
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -194,8 +194,7 @@ def world_map_png(
     unanswered images). ``extent`` = (lon_min, lon_max, lat_min, lat_max), default the world.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.collections import LineCollection, PolyCollection
-    from matplotlib.colors import LogNorm
+    from matplotlib.collections import PolyCollection
     from matplotlib.figure import Figure
 
     pts = _as_points(points, "points")
@@ -216,36 +215,7 @@ def world_map_png(
     ax.add_collection(PolyCollection(rings, facecolors=_LAND, edgecolors=_BORDER, linewidths=0.35, zorder=1))
 
     if len(ln):
-        segs: list[NDArray[np.float64]] = []
-        seg_vals: list[float] = []
-        for j, (a, b, c, d) in enumerate(ln):
-            for s in great_circle_segments(a, b, c, d):
-                segs.append(s)
-                seg_vals.append(float(vals[j]) if vals is not None else 1.0)
-        if vals is not None:
-            lo_v = max(1.0, float(np.nanmin(vals)) if np.isfinite(vals).any() else 1.0)
-            hi_v = max(lo_v * 10.0, float(np.nanmax(vals)) if np.isfinite(vals).any() else 20000.0)
-            norm = LogNorm(vmin=min(lo_v, 1.0), vmax=max(hi_v, 20000.0))
-            cmap = _error_cmap()
-            lc = LineCollection(segs, cmap=cmap, norm=norm, linewidths=0.9, alpha=0.85, zorder=3)
-            lc.set_array(np.clip(np.asarray(seg_vals), norm.vmin, None))
-            ax.add_collection(lc)
-            cb = fig.colorbar(lc, ax=ax, orientation="horizontal", fraction=0.04, pad=0.02, aspect=50)
-            cb.set_label(value_label)
-            ax.scatter(
-                ln[:, 3],
-                ln[:, 2],
-                s=10,
-                marker="x",
-                c=np.clip(vals, norm.vmin, None),
-                cmap=cmap,
-                norm=norm,
-                linewidths=0.8,
-                zorder=4,
-            )
-        else:
-            ax.add_collection(LineCollection(segs, colors="#c0392b", linewidths=0.9, alpha=0.85, zorder=3))
-            ax.scatter(ln[:, 3], ln[:, 2], s=10, marker="x", c="#c0392b", linewidths=0.8, zorder=4)
+        _draw_arcs(fig, ax, ln, vals, value_label)
     if len(pts):
         ax.scatter(pts[:, 1], pts[:, 0], s=9, c="#111111", edgecolors="white", linewidths=0.3, zorder=5, label="truth")
     if len(extra):
@@ -271,6 +241,44 @@ def world_map_png(
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
     return Path(path)
+
+
+def _draw_arcs(fig: Any, ax: Any, ln: NDArray[np.float64], vals: NDArray[np.float64] | None, value_label: str) -> None:
+    """Great-circle arcs ``lat1, lon1, lat2, lon2`` ending in a cross; coloured on a log scale by ``vals``
+    (with a colour bar labelled ``value_label``), else red."""
+    from matplotlib.collections import LineCollection
+    from matplotlib.colors import LogNorm
+
+    segs: list[NDArray[np.float64]] = []
+    seg_vals: list[float] = []
+    for j, (a, b, c, d) in enumerate(ln):
+        for s in great_circle_segments(a, b, c, d):
+            segs.append(s)
+            seg_vals.append(float(vals[j]) if vals is not None else 1.0)
+    if vals is not None:
+        lo_v = max(1.0, float(np.nanmin(vals)) if np.isfinite(vals).any() else 1.0)
+        hi_v = max(lo_v * 10.0, float(np.nanmax(vals)) if np.isfinite(vals).any() else 20000.0)
+        norm = LogNorm(vmin=min(lo_v, 1.0), vmax=max(hi_v, 20000.0))
+        cmap = _error_cmap()
+        lc = LineCollection(segs, cmap=cmap, norm=norm, linewidths=0.9, alpha=0.85, zorder=3)
+        lc.set_array(np.clip(np.asarray(seg_vals), norm.vmin, None))
+        ax.add_collection(lc)
+        cb = fig.colorbar(lc, ax=ax, orientation="horizontal", fraction=0.04, pad=0.02, aspect=50)
+        cb.set_label(value_label)
+        ax.scatter(
+            ln[:, 3],
+            ln[:, 2],
+            s=10,
+            marker="x",
+            c=np.clip(vals, norm.vmin, None),
+            cmap=cmap,
+            norm=norm,
+            linewidths=0.8,
+            zorder=4,
+        )
+    else:
+        ax.add_collection(LineCollection(segs, colors="#c0392b", linewidths=0.9, alpha=0.85, zorder=3))
+        ax.scatter(ln[:, 3], ln[:, 2], s=10, marker="x", c="#c0392b", linewidths=0.8, zorder=4)
 
 
 # --------------------------------------------------------------------------- SVG
@@ -670,41 +678,7 @@ def prediction_map_html(
     if len(preds) > 1:
         body.append(_overview_svg(preds, int(width), int(height), ref))
     for n, p in enumerate(preds, 1):
-        views = _view_files((image_paths or {}).get(p.image_id, p.image_id))
-        name = _short_name(p.image_id, views)
-        body.append(f'<section id="p{n}"><h2 title="{esc(p.image_id)}">{n}. {esc(name)}</h2>')
-        if thumbnails:
-            size = 360 if len(views) <= 1 else 200
-            thumbs = [(v, _thumbnail_uri(v, max_side=size)) for v in (views or [p.image_id])]
-            imgs = [f'<img class="thumb" alt="{esc(v)}" title="{esc(v)}" src="{t}">' for v, t in thumbs if t]
-            if imgs:
-                body.append(f'<div class="thumbs">{"".join(imgs)}</div>')
-        if not p.ok:
-            body.append(
-                f'<p class="error">No answer: {esc(p.error.message if p.error is not None else "no candidates")}</p></section>'
-            )
-            continue
-        meta = []
-        if p.radius_km is not None:
-            meta.append(f"68 % radius {p.radius_km:,.0f} km")
-        if p.expected_score is not None:
-            meta.append(f"expected GeoGuessr score {p.expected_score:,.0f}")
-        if p.source:
-            meta.append(esc(p.source))
-        if meta:
-            body.append(f'<p class="meta">{" · ".join(meta)}</p>')
-        body.append(
-            prediction_map_svg(
-                p, heat=(heat or {}).get(p.image_id), width=width, height=height, title=name, outlines_ref=ref
-            )
-        )
-        body.append("<table><tr><th>#</th><th>probability</th><th>place</th><th>lat</th><th>lon</th></tr>")
-        for rank, c in enumerate(p.candidates, 1):
-            body.append(
-                f'<tr><td class="num">{rank}</td><td class="num">{100 * c.probability:.1f} %</td><td>{esc(_place_label(c))}</td>'
-                f'<td class="num">{c.lat:.4f}</td><td class="num">{c.lon:.4f}</td></tr>'
-            )
-        body.append("</table></section>")
+        body += _html_section(n, p, (heat or {}).get(p.image_id), width, height, ref, thumbnails, image_paths or {})
     refresh = f'<meta http-equiv="refresh" content="{int(refresh_seconds)}">' if refresh_seconds else ""
     page = (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
@@ -714,6 +688,51 @@ def prediction_map_html(
         + "\n</body></html>\n"
     )
     return atomic_write_text(path, page)
+
+
+def _html_section(
+    n: int,
+    p: Prediction,
+    heat: Any,
+    width: int,
+    height: int,
+    ref: str,
+    thumbnails: bool,
+    image_paths: dict[str, str],
+) -> list[str]:
+    """The page's section for prediction ``n``: heading, thumbnails, then its map and candidates table
+    (or why there is no answer)."""
+    esc = html.escape
+    views = _view_files(image_paths.get(p.image_id, p.image_id))
+    name = _short_name(p.image_id, views)
+    body = [f'<section id="p{n}"><h2 title="{esc(p.image_id)}">{n}. {esc(name)}</h2>']
+    if thumbnails:
+        size = 360 if len(views) <= 1 else 200
+        thumbs = [(v, _thumbnail_uri(v, max_side=size)) for v in (views or [p.image_id])]
+        imgs = [f'<img class="thumb" alt="{esc(v)}" title="{esc(v)}" src="{t}">' for v, t in thumbs if t]
+        if imgs:
+            body.append(f'<div class="thumbs">{"".join(imgs)}</div>')
+    if not p.ok:
+        why = p.error.message if p.error is not None else "no candidates"
+        return [*body, f'<p class="error">No answer: {esc(why)}</p></section>']
+    meta = []
+    if p.radius_km is not None:
+        meta.append(f"68 % radius {p.radius_km:,.0f} km")
+    if p.expected_score is not None:
+        meta.append(f"expected GeoGuessr score {p.expected_score:,.0f}")
+    if p.source:
+        meta.append(esc(p.source))
+    if meta:
+        body.append(f'<p class="meta">{" · ".join(meta)}</p>')
+    body.append(prediction_map_svg(p, heat=heat, width=width, height=height, title=name, outlines_ref=ref))
+    body.append("<table><tr><th>#</th><th>probability</th><th>place</th><th>lat</th><th>lon</th></tr>")
+    for rank, c in enumerate(p.candidates, 1):
+        body.append(
+            f'<tr><td class="num">{rank}</td><td class="num">{100 * c.probability:.1f} %</td><td>{esc(_place_label(c))}</td>'
+            f'<td class="num">{c.lat:.4f}</td><td class="num">{c.lon:.4f}</td></tr>'
+        )
+    body.append("</table></section>")
+    return body
 
 
 def _view_files(image_id: str) -> list[str]:
@@ -803,16 +822,8 @@ def prediction_map_png(
     if not ok:
         raise InvalidInput("prediction_map_png: no prediction with candidates to draw")
     width, height = 1400, 700
-    if len(ok) == 1 and (zoom is True or zoom == "auto"):
-        p = ok[0]
-        lat = np.array([c.lat for c in p.candidates])
-        lon = np.array([c.lon for c in p.candidates])
-        if p.radius_km:
-            cl, co = _geodesic_circle(p.answer.lat, p.answer.lon, min(p.radius_km, 5000.0), n=16)
-            lat, lon = np.concatenate([lat, cl]), np.concatenate([lon, wrap_longitude(co)])
-        view = View.fit(lat, lon, width, height)
-    else:
-        view = View.world(width, height)
+    zoomed = len(ok) == 1 and (zoom is True or zoom == "auto")
+    view = _png_view(ok[0], width, height) if zoomed else View.world(width, height)
     mid = (view.lon_min + view.lon_max) / 2.0
 
     def unwrap(lo: Any) -> NDArray[np.float64]:
@@ -828,28 +839,54 @@ def prediction_map_png(
         rings += [r + np.array([off, 0.0]) for _, rs in _world_rings(tol) for r in rs]
     ax.add_collection(PolyCollection(rings, facecolors=_LAND, edgecolors=_BORDER, linewidths=0.5))
     for p in ok:
-        if p.radius_km:
-            cl, co = _geodesic_circle(p.answer.lat, p.answer.lon, p.radius_km)
-            ax.fill(
-                unwrap(p.answer.lon) + (co - p.answer.lon), cl, color=_RADIUS, alpha=0.1, lw=1.2, ls="--", ec=_RADIUS
-            )
-        for rank in range(len(p.candidates), 0, -1):
-            c = p.candidates[rank - 1]
-            x = float(unwrap(c.lon))
-            ax.scatter(
-                [x],
-                [c.lat],
-                s=160 if rank == 1 else 100,
-                c="#c0392b" if rank == 1 else "#34495e",
-                edgecolors="white",
-                linewidths=1.5,
-                zorder=5,
-            )
-            ax.text(
-                x, c.lat, str(rank), color="white", ha="center", va="center", fontsize=8, fontweight="bold", zorder=6
-            )
-    label_box = {"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.8}
-    if len(ok) == 1:  # each candidate: place and probability
+        _png_candidates(ax, p, unwrap)
+    _png_labels(ax, ok, unwrap)
+    _png_legend(ax, ok)
+    ax.set_title(title if title is not None else _png_title(ok), fontsize=13, loc="left")
+    ax.set_xlim(view.lon_min, view.lon_max)
+    ax.set_ylim(view.lat_min, view.lat_max)
+    ax.set_aspect(1.0 / view.k)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    return Path(path)
+
+
+def _png_view(p: Prediction, width: int, height: int) -> View:
+    """The view that fits one prediction's candidates and (up to 5,000 km of) its radius circle."""
+    lat = np.array([c.lat for c in p.candidates])
+    lon = np.array([c.lon for c in p.candidates])
+    if p.radius_km:
+        cl, co = _geodesic_circle(p.answer.lat, p.answer.lon, min(p.radius_km, 5000.0), n=16)
+        lat, lon = np.concatenate([lat, cl]), np.concatenate([lon, wrap_longitude(co)])
+    return View.fit(lat, lon, width, height)
+
+
+def _png_candidates(ax: Any, p: Prediction, unwrap: Callable[[Any], NDArray[np.float64]]) -> None:
+    """One prediction's radius circle around its answer and its numbered candidates (best on top)."""
+    if p.radius_km:
+        cl, co = _geodesic_circle(p.answer.lat, p.answer.lon, p.radius_km)
+        ax.fill(unwrap(p.answer.lon) + (co - p.answer.lon), cl, color=_RADIUS, alpha=0.1, lw=1.2, ls="--", ec=_RADIUS)
+    for rank in range(len(p.candidates), 0, -1):
+        c = p.candidates[rank - 1]
+        x = float(unwrap(c.lon))
+        ax.scatter(
+            [x],
+            [c.lat],
+            s=160 if rank == 1 else 100,
+            c="#c0392b" if rank == 1 else "#34495e",
+            edgecolors="white",
+            linewidths=1.5,
+            zorder=5,
+        )
+        ax.text(x, c.lat, str(rank), color="white", ha="center", va="center", fontsize=8, fontweight="bold", zorder=6)
+
+
+def _png_labels(ax: Any, ok: list[Prediction], unwrap: Callable[[Any], NDArray[np.float64]]) -> None:
+    """Labels: each candidate's place and probability for one photo; each photo's name for up to 12."""
+    box = {"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.8}
+    if len(ok) == 1:
         for rank, c in enumerate(ok[0].candidates, 1):
             ax.annotate(
                 f"{rank}. {_place_label(c)} ({100 * c.probability:.0f} %)",
@@ -858,11 +895,11 @@ def prediction_map_png(
                 textcoords="offset points",
                 fontsize=9 if rank == 1 else 8,
                 fontweight="bold" if rank == 1 else "normal",
-                bbox=label_box,
+                bbox=box,
                 zorder=7,
                 clip_on=True,
             )
-    elif len(ok) <= 12:  # each photo's name at its best guess
+    elif len(ok) <= 12:
         for p in ok:
             ax.annotate(
                 _short_name(p.image_id, []),
@@ -870,10 +907,13 @@ def prediction_map_png(
                 xytext=(10, 6),
                 textcoords="offset points",
                 fontsize=8,
-                bbox=label_box,
+                bbox=box,
                 zorder=7,
                 clip_on=True,
             )
+
+
+def _png_legend(ax: Any, ok: list[Prediction]) -> None:
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
@@ -884,20 +924,12 @@ def prediction_map_png(
     if any(p.radius_km for p in ok):
         handles.append(Patch(fc=_RADIUS, alpha=0.25, ec=_RADIUS, ls="--", label="~68 % of the probability"))
     ax.legend(handles=handles, loc="lower left", fontsize=9, framealpha=0.9)
-    if title is None:
-        p = ok[0]
-        title = (
-            f"Where was {_short_name(p.image_id, _view_files(p.image_id))} taken?"
-            + (f"  (68 % radius {p.radius_km:,.0f} km)" if p.radius_km else "")
-            if len(ok) == 1
-            else f"Best guesses for {len(ok)} photos (numbers: rank of each candidate)"
-        )
-    ax.set_title(title, fontsize=13, loc="left")
-    ax.set_xlim(view.lon_min, view.lon_max)
-    ax.set_ylim(view.lat_min, view.lat_max)
-    ax.set_aspect(1.0 / view.k)
-    ax.set_xticks([])
-    ax.set_yticks([])
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    return Path(path)
+
+
+def _png_title(ok: list[Prediction]) -> str:
+    """The default title: the photo's name (and radius) for one photo, else how many."""
+    if len(ok) > 1:
+        return f"Best guesses for {len(ok)} photos (numbers: rank of each candidate)"
+    p = ok[0]
+    radius = f"  (68 % radius {p.radius_km:,.0f} km)" if p.radius_km else ""
+    return f"Where was {_short_name(p.image_id, _view_files(p.image_id))} taken?" + radius
