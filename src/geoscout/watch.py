@@ -8,7 +8,7 @@ import dataclasses
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -89,72 +89,112 @@ def watch_folder(
     if not folder.is_dir():
         raise InvalidInput(f"{folder}: not a folder; create it or point --watch at your screenshot folder")
     stop = stop or threading.Event()
-    seen: dict[Path, tuple[int, int]] = {}
-    broken: dict[Path, tuple[tuple[int, int], float, PhotoFailure]] = {}  # signature, first failure (monotonic), why
-    done: dict[Path, tuple[int, int] | None] = {}  # handled files and the signature they had then
+    w = _Watcher(folder, locator, crop, top_k, settle_s, give_up_s, on_incomplete)
     if not include_existing:
-        done = {p: None for p in folder.iterdir() if p.is_file()}
-    results: list[Prediction] = []
-    history: list[Prediction] = []
-    files: dict[str, str] = {}  # image_id -> file, for the page's thumbnails
-
-    def report(p: Path, pred: Prediction) -> bool:
-        nonlocal history
-        results.append(pred)
-        if pred.ok:
-            history = ([pred, *history])[:10]
-            if map_path is not None:
-                from .maps import prediction_map_html
-
-                files[pred.image_id] = str(p)
-                prediction_map_html(
-                    history, map_path, title=f"geoscout watch: {folder}", refresh_seconds=3, image_paths=files
-                )
-        if on_result is not None:
-            on_result(p, pred)
-        return max_events is not None and len(results) >= max_events
-
+        w.done = {p: None for p in folder.iterdir() if p.is_file()}
+    page = _WatchPage(folder, map_path)
     try:
         while not stop.is_set():
             for p in sorted(folder.iterdir()):
                 if p.suffix.lower() not in IMAGE_SUFFIXES or p.name.startswith("."):
                     continue
-                try:
-                    st = p.stat()
-                except OSError:  # removed meanwhile, or a symlink loop: judged if it comes back
+                pred = w.look(p)
+                if pred is None:
                     continue
-                sig = (st.st_size, st.st_mtime_ns)
-                if p in done and (done[p] is None or done[p] == sig):
-                    continue  # handled, and unchanged since (a file changed after a give-up is tried again)
-                if seen.get(p) != sig or time.time() - st.st_mtime < settle_s:
-                    seen[p] = sig  # still being written: look again next round
-                    continue
-                if p in broken and broken[p][0] == sig:  # failed before and unchanged since
-                    first, failure = broken[p][1], broken[p][2]
-                    if time.monotonic() - first < give_up_s:
-                        continue
-                    del broken[p]
-                    done[p] = sig
-                    given_up = dataclasses.replace(failure, reason=f"{failure.reason} (unchanged for {give_up_s:g} s)")
-                    if report(p, Prediction(image_id=p.name, error=given_up)):
-                        return results
-                    continue
-                try:
-                    im = crop_screenshot(p, crop) if crop is not None else p
-                    pred = locator.locate([im], top_k=top_k, ids=[p.name])[0]
-                except InvalidInput as exc:
-                    pred = Prediction(image_id=p.name, error=failure_of(exc, source=str(p), image_id=p.name))
-                if not pred.ok:  # maybe still being written: try again when it changes
-                    failure = pred.error or PhotoFailure("internal", "the model gave no candidates", str(p), p.name)
-                    broken[p] = (sig, time.monotonic(), failure)
-                    if on_incomplete is not None:
-                        on_incomplete(p, failure.reason)
-                    continue
-                broken.pop(p, None)
-                done[p] = sig
-                if report(p, pred):
-                    return results
+                w.results.append(pred)
+                page.add(p, pred)
+                if on_result is not None:
+                    on_result(p, pred)
+                if max_events is not None and len(w.results) >= max_events:
+                    return w.results
             stop.wait(interval_s)
     except KeyboardInterrupt:
         pass
-    return results
+    return w.results
+
+
+Signature = tuple[int, int]  # a file's (size, mtime_ns): a change means it is being written or was replaced
+
+
+@dataclass
+class _Watcher:
+    """What :func:`watch_folder` knows about each file, and the decision what to do with it on a look."""
+
+    folder: Path
+    locator: Any
+    crop: CropBox | None
+    top_k: int
+    settle_s: float
+    give_up_s: float
+    on_incomplete: Callable[[Path, str], None] | None
+    seen: dict[Path, Signature] = field(default_factory=dict)
+    #: failed files: signature, first failure (monotonic clock), why
+    broken: dict[Path, tuple[Signature, float, PhotoFailure]] = field(default_factory=dict)
+    #: handled files and the signature they had then (``None``: there before the watch began)
+    done: dict[Path, Signature | None] = field(default_factory=dict)
+    results: list[Prediction] = field(default_factory=list)
+
+    def look(self, p: Path) -> Prediction | None:
+        """The prediction to report for ``p`` now, or ``None`` (not settled, handled, or waiting to be fixed)."""
+        try:
+            st = p.stat()
+        except OSError:  # removed meanwhile, or a symlink loop: judged if it comes back
+            return None
+        sig = (st.st_size, st.st_mtime_ns)
+        if p in self.done and (self.done[p] is None or self.done[p] == sig):
+            return None  # handled, and unchanged since (a file changed after a give-up is tried again)
+        if self.seen.get(p) != sig or time.time() - st.st_mtime < self.settle_s:
+            self.seen[p] = sig  # still being written: look again next round
+            return None
+        if p in self.broken and self.broken[p][0] == sig:  # failed before and unchanged since
+            return self._give_up(p, sig)
+        try:
+            im = crop_screenshot(p, self.crop) if self.crop is not None else p
+            pred: Prediction = self.locator.locate([im], top_k=self.top_k, ids=[p.name])[0]
+        except InvalidInput as exc:
+            pred = Prediction(image_id=p.name, error=failure_of(exc, source=str(p), image_id=p.name))
+        if not pred.ok:  # maybe still being written: try again when it changes
+            failure = pred.error or PhotoFailure("internal", "the model gave no candidates", str(p), p.name)
+            self.broken[p] = (sig, time.monotonic(), failure)
+            if self.on_incomplete is not None:
+                self.on_incomplete(p, failure.reason)
+            return None
+        self.broken.pop(p, None)
+        self.done[p] = sig
+        return pred
+
+    def _give_up(self, p: Path, sig: Signature) -> Prediction | None:
+        """A file broken and unchanged for ``give_up_s``: its failure, reported once."""
+        first, failure = self.broken[p][1], self.broken[p][2]
+        if time.monotonic() - first < self.give_up_s:
+            return None
+        del self.broken[p]
+        self.done[p] = sig
+        given_up = dataclasses.replace(failure, reason=f"{failure.reason} (unchanged for {self.give_up_s:g} s)")
+        return Prediction(image_id=p.name, error=given_up)
+
+
+@dataclass
+class _WatchPage:
+    """The live map page of the last 10 answered screenshots (none without a ``path``)."""
+
+    folder: Path
+    path: str | Path | None
+    history: list[Prediction] = field(default_factory=list)
+    files: dict[str, str] = field(default_factory=dict)  # image_id -> file, for the page's thumbnails
+
+    def add(self, p: Path, pred: Prediction) -> None:
+        if not pred.ok:
+            return
+        self.history = [pred, *self.history][:10]
+        if self.path is not None:
+            from .maps import prediction_map_html
+
+            self.files[pred.image_id] = str(p)
+            prediction_map_html(
+                self.history,
+                self.path,
+                title=f"geoscout watch: {self.folder}",
+                refresh_seconds=3,
+                image_paths=self.files,
+            )
