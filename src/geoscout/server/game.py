@@ -23,6 +23,7 @@ from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, Field
 
 from ..errors import GeoscoutError, InvalidInput
+from ..game import Game
 
 __all__ = ["game_router"]
 
@@ -38,10 +39,62 @@ class PlayerGuess(BaseModel):
     round: int | None = Field(None, ge=1, description="The round this guess is for (refused if not the current one).")
 
 
+class _Games:
+    """The games in play (least recently used forgotten past ``max_games``), each with its lock."""
+
+    def __init__(self, max_games: int) -> None:
+        self.max_games = max_games
+        self.games: OrderedDict[str, Game] = OrderedDict()
+        self.locks: dict[str, asyncio.Lock] = {}
+
+    def add(self, game: Game) -> None:
+        self.games[game.id] = game
+        self.locks[game.id] = asyncio.Lock()
+        while len(self.games) > self.max_games:  # forget the least recently used games
+            old, _ = self.games.popitem(last=False)
+            self.locks.pop(old, None)
+
+    def get(self, game_id: str) -> Game:
+        from .errors import ApiError
+
+        game = self.games.get(game_id)
+        if game is None:
+            raise ApiError(
+                404, "no_such_game", f"no game {game_id!r} on this server (it ended or the server restarted)"
+            )
+        self.games.move_to_end(game_id)
+        return game
+
+
+def _state(game: Game) -> dict[str, Any]:
+    """A game's state for the client, with the current round's photo URL."""
+    st = game.to_dict()
+    st["photo_url"] = None if game.finished else f"/v1/game/{game.id}/photo/{game.current + 1}"
+    return st
+
+
+async def _play_round(game: Game, player: tuple[float, float], app_state: Any, timeout_s: float) -> Any:
+    """The model's guess for the current round (in a locate slot, within ``timeout_s``), then the round played."""
+    from ..game import model_guess
+    from .errors import ApiError
+
+    await app_state.semaphore.acquire()
+    try:
+        rnd = game.rounds[game.current]
+        model = await asyncio.wait_for(asyncio.to_thread(model_guess, app_state.locator, rnd.path), timeout=timeout_s)
+        return await asyncio.to_thread(functools.partial(game.play_round, model, player))
+    except TimeoutError:
+        raise ApiError(504, "timeout", f"the model took longer than {timeout_s:g} s") from None
+    except GeoscoutError as exc:
+        raise ApiError(500, "model_error", str(exc)) from None
+    finally:
+        app_state.semaphore.release()
+
+
 def game_router(settings: Any, static_dir: Any) -> APIRouter:
     """Routes of the play mode over ``settings.game`` (loaded now, so a bad dataset fails at start-up)."""
     from ..data import load_dataset
-    from ..game import MAX_ROUNDS, Game, model_guess, photo_jpeg, pick_rounds
+    from ..game import MAX_ROUNDS, photo_jpeg, pick_rounds
     from .errors import ApiError  # the app's JSON error type
 
     dataset = load_dataset(settings.game)
@@ -51,23 +104,8 @@ def game_router(settings: Any, static_dir: Any) -> APIRouter:
         if "location_id" in dataset.frame.columns
         else len(dataset.frame)
     )
-    games: OrderedDict[str, Game] = OrderedDict()
-    locks: dict[str, asyncio.Lock] = {}
+    games = _Games(settings.max_games)
     router = APIRouter(prefix="/v1/game", tags=["game"])
-
-    def _get(game_id: str) -> Game:
-        game = games.get(game_id)
-        if game is None:
-            raise ApiError(
-                404, "no_such_game", f"no game {game_id!r} on this server (it ended or the server restarted)"
-            )
-        games.move_to_end(game_id)
-        return game
-
-    def _state(game: Game) -> dict[str, Any]:
-        st = game.to_dict()
-        st["photo_url"] = None if game.finished else f"/v1/game/{game.id}/photo/{game.current + 1}"
-        return st
 
     @router.get("", summary="Whether this server has a game, and over which dataset")
     async def info() -> dict[str, Any]:
@@ -83,20 +121,16 @@ def game_router(settings: Any, static_dir: Any) -> APIRouter:
             game = Game(await asyncio.to_thread(pick_rounds, dataset, rounds, seed=body.seed))
         except InvalidInput as exc:
             raise ApiError(422, "invalid_request", str(exc)) from None
-        games[game.id] = game
-        locks[game.id] = asyncio.Lock()
-        while len(games) > settings.max_games:  # forget the least recently used games
-            old, _ = games.popitem(last=False)
-            locks.pop(old, None)
+        games.add(game)
         return _state(game)
 
     @router.get("/{game_id}", summary="A game's state: results of the rounds played so far and the totals")
     async def state(game_id: str) -> dict[str, Any]:
-        return _state(_get(game_id))
+        return _state(games.get(game_id))
 
     @router.get("/{game_id}/photo/{n}", summary="Round n's photo (JPEG without metadata)")
     async def photo(game_id: str, n: int) -> Response:
-        game = _get(game_id)
+        game = games.get(game_id)
         if not 1 <= n <= min(game.current + 1, len(game.rounds)):
             raise ApiError(404, "no_such_round", f"round {n} of game {game_id} is not reached yet or does not exist")
         try:
@@ -107,8 +141,8 @@ def game_router(settings: Any, static_dir: Any) -> APIRouter:
 
     @router.post("/{game_id}/guess", summary="Guess the current round: the answer shows the truth and both scores")
     async def guess(game_id: str, body: PlayerGuess, request: Request) -> dict[str, Any]:
-        game = _get(game_id)
-        async with locks[game_id]:
+        game = games.get(game_id)
+        async with games.locks[game_id]:
             if game.finished:
                 raise ApiError(409, "game_over", f"game {game_id} is over; start a new one with POST /v1/game")
             if body.round is not None and body.round != game.current + 1:
@@ -117,20 +151,7 @@ def game_router(settings: Any, static_dir: Any) -> APIRouter:
                     "wrong_round",
                     f"round {body.round} was already played; the current round is {game.current + 1}",
                 )
-            state_ = request.app.state
-            await state_.semaphore.acquire()
-            try:
-                rnd = game.rounds[game.current]
-                model = await asyncio.wait_for(
-                    asyncio.to_thread(model_guess, state_.locator, rnd.path), timeout=settings.request_timeout_s
-                )
-                result = await asyncio.to_thread(functools.partial(game.play_round, model, (body.lat, body.lon)))
-            except TimeoutError:
-                raise ApiError(504, "timeout", f"the model took longer than {settings.request_timeout_s:g} s") from None
-            except GeoscoutError as exc:
-                raise ApiError(500, "model_error", str(exc)) from None
-            finally:
-                state_.semaphore.release()
+            result = await _play_round(game, (body.lat, body.lon), request.app.state, settings.request_timeout_s)
         return {**_state(game), "result": result.to_dict()}
 
     page = APIRouter()
