@@ -117,6 +117,27 @@ def create_app(settings: ServerSettings | None = None, *, locator: Any = None) -
     )
     app.add_middleware(SecurityHeaders)  # outermost: the middleware's own 413/503 answers get the headers too
 
+    _add_error_handlers(app)
+    app.include_router(_locate_router(settings))
+    app.include_router(_meta_router(settings))
+    if settings.game is not None:
+        from .game import game_router
+
+        app.include_router(game_router(settings, STATIC_DIR))
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
+
+    _mount_docs(app)
+    return app
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """Every error as JSON ``{"error": {"code", "message"}}`` with its status: ours, the body limit's,
+    Starlette's own 404 / 405, request validation, and anything unexpected (500, details only in the log)."""
+
     @app.exception_handler(BodyLimitExceeded)
     async def _body_limit(_: Request, exc: BodyLimitExceeded) -> JSONResponse:
         return JSONResponse(
@@ -147,21 +168,6 @@ def create_app(settings: ServerSettings | None = None, *, locator: Any = None) -
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(x) for x in first.get("loc", ()))
         return _error(422, "invalid_request", f"{where}: {first.get('msg', 'invalid request')}")
-
-    app.include_router(_locate_router(settings))
-    app.include_router(_meta_router(settings))
-    if settings.game is not None:
-        from .game import game_router
-
-        app.include_router(game_router(settings, STATIC_DIR))
-    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-
-    @app.get("/", include_in_schema=False)
-    async def index() -> FileResponse:
-        return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
-
-    _mount_docs(app)
-    return app
 
 
 _FORM_FIELDS = 4  # non-file multipart fields a locate request may carry (top_k, panorama, and slack)
