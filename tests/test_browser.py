@@ -75,6 +75,11 @@ def test_drop_a_photo_and_see_the_map(server_url, small_world_sample):
             page.set_input_files("#files", str(bad))
             playwright.expect(page.locator("#results .error, #status.error")).to_have_count(1, timeout=60000)
             assert page.locator("#map svg g.marker").count() == 0 and page.locator("#results tr.candidate").count() == 0
+            # a bad photo beside a good one: its failure is listed, naming the upload once
+            page.set_input_files("#files", [str(photo), str(bad)])
+            playwright.expect(page.locator("#results p.error")).to_have_count(1, timeout=60000)
+            failure = page.locator("#results p.error").inner_text()
+            assert failure.startswith("not-a-photo.jpg: not an image") and failure.count("not-a-photo.jpg") == 1
             bad.unlink()
             # keyboard: the drop zone is focusable and announced as a button
             page.focus("#drop")

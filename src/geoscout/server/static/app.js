@@ -102,7 +102,8 @@ function showResults(data) {
     if (p.error) {
       const e = document.createElement("p");
       e.className = "error";
-      e.textContent = `${p.image_id}: ${p.error}`;
+      // the error text names the upload already when it is the failure's source
+      e.textContent = p.error_source === p.image_id ? p.error : `${p.image_id}: ${p.error}`;
       box.appendChild(e);
       continue;
     }
