@@ -118,38 +118,47 @@ def load_training_data(
                 raise InvalidInput(f"{path}: no embedding store for {ds.name}; run `geoscout embed` first")
             store = EmbeddingStore.open(path)
         fingerprint = dict(store.fingerprint)
-        f = ds.frame.reset_index(drop=True)
-        ids = f["image_id"].astype(str).to_numpy()
-        store_ids = np.asarray(store.ids).astype(str)
-        have = np.isin(ids, store_ids)
-        vec = np.full((len(f), store.dim), np.nan, dtype=np.float32)
-        if have.any():
-            vec[have] = store.load(ids=list(ids[have]))
-        ok = np.isfinite(vec).all(axis=1)
-        skipped += int((~ok).sum())
-        if not ok.any():
-            raise InvalidInput(f"{ds.root}: no image could be embedded; see the store's failures")
-        f = f.loc[ok].reset_index(drop=True)
-        loc = f["location_id"] if "location_id" in f.columns else f["image_id"]
-        loc = loc.where(loc.notna(), f["image_id"]).astype(str)
-        g = pd.DataFrame(
-            {
-                "dataset": name,
-                "image_id": f["image_id"].astype(str),
-                "location_id": name + "/" + loc,
-                "lat": f["lat"].astype(np.float64),
-                "lon": f["lon"].astype(np.float64),
-            }
-        )
-        if "split" in f.columns:
-            g["split"] = f["split"].astype(object)
-        for c in dict.fromkeys((*_AUX_COLUMNS, *columns)):
-            if c in f.columns:
-                g[c] = f[c].to_numpy()
+        g, vec, n_failed = _embedded_rows(ds, name, store, columns)
+        skipped += n_failed
         frames.append(g)
-        mats.append(vec[ok])
+        mats.append(vec)
     frame = pd.concat(frames, ignore_index=True)
     return TrainingData(np.concatenate(mats, axis=0), frame, fingerprint, skipped)
+
+
+def _embedded_rows(ds: Any, name: str, store: Any, columns: Sequence[str]) -> tuple[Any, NDArray[np.float32], int]:
+    """The rows of dataset ``ds`` (called ``name``) that ``store`` holds a vector for: the training frame (dataset,
+    image and location ids, lat/lon, split, auxiliary ``columns``), their vectors and how many rows had none."""
+    import pandas as pd
+
+    f = ds.frame.reset_index(drop=True)
+    ids = f["image_id"].astype(str).to_numpy()
+    store_ids = np.asarray(store.ids).astype(str)
+    have = np.isin(ids, store_ids)
+    vec = np.full((len(f), store.dim), np.nan, dtype=np.float32)
+    if have.any():
+        vec[have] = store.load(ids=list(ids[have]))
+    ok = np.isfinite(vec).all(axis=1)
+    if not ok.any():
+        raise InvalidInput(f"{ds.root}: no image could be embedded; see the store's failures")
+    f = f.loc[ok].reset_index(drop=True)
+    loc = f["location_id"] if "location_id" in f.columns else f["image_id"]
+    loc = loc.where(loc.notna(), f["image_id"]).astype(str)
+    g = pd.DataFrame(
+        {
+            "dataset": name,
+            "image_id": f["image_id"].astype(str),
+            "location_id": name + "/" + loc,
+            "lat": f["lat"].astype(np.float64),
+            "lon": f["lon"].astype(np.float64),
+        }
+    )
+    if "split" in f.columns:
+        g["split"] = f["split"].astype(object)
+    for c in dict.fromkeys((*_AUX_COLUMNS, *columns)):
+        if c in f.columns:
+            g[c] = f[c].to_numpy()
+    return g, vec[ok], int((~ok).sum())
 
 
 def _head_kwargs(head_name: str, wanted: dict[str, Any], extra: dict[str, Any] | None) -> dict[str, Any]:
@@ -343,10 +352,8 @@ def train_model(
     calibration fitted on it (temperature, 50 / 68 / 90 % radius factors) and ``guess`` as its answer rule.
     ``command`` (the command line that trained it) is recorded in the summary and the model card.
     """
-    from . import __version__
     from .cells import create_partition
     from .data import split_for_training
-    from .heads import create_head
 
     t0 = time.perf_counter()
     seed = seed if seed is not None else (0 if options is None else int(options.seed))
@@ -371,36 +378,83 @@ def train_model(
             precision=precision,
         )
     )
-    frame = td.frame
-    split, split_desc = split_for_training(frame, val_fraction=val_fraction, seed=seed)
+    split, split_desc = split_for_training(td.frame, val_fraction=val_fraction, seed=seed)
     tr = np.flatnonzero(split == "train")
     va = np.flatnonzero(split == "val")
     if tr.size == 0:
         raise InvalidInput("no training images after the split; add data or lower --val-fraction")
     y = td.y
     partition = create_partition(cells).fit(y[tr, 0], y[tr, 1])
-    wanted = {
-        "tau": tau,
-        "options": options,
-        "seed": seed,
-        "epochs": epochs,
-        "cells": cells,
-        "aux_dir": None if aux_dir is None else str(aux_dir),
-        "val_fraction": 0.0 if va.size == 0 else None,
+    wanted = {"tau": tau, "options": options, "seed": seed, "epochs": epochs, "cells": cells, "aux_dir": aux_dir}
+    model, fit_seconds = _fit_head(head, wanted, head_params, td, (tr, va), partition, progress)
+    summary = {
+        **({"command": command} if command else {}),
+        **_summary(td, (split, split_desc, tr, va), backbone, partition, head, model),
+        "fit_seconds": fit_seconds,
     }
-    kw = _head_kwargs(head, wanted, head_params)
-    model = create_head(head, **kw)
-    fit_kw = _fit_kwargs(td, tr, va, partition, head_params, progress)
+    bundle = ModelBundle(
+        head=model,
+        partition=partition,
+        backbone_name=backbone,
+        backbone_fingerprint=td.fingerprint,
+        retrieval=_retrieval_data(td, tr, partition) if retrieval else None,
+        training=summary,
+        card="",
+    )
+    if calibrate is not None and va.size >= 10:
+        bundle.calibration = calibrate(
+            bundle, td.X[va], y[va], guess=guess, fitted_on=f"the validation split ({va.size} images)"
+        )
+        summary["calibration"] = bundle.calibration.to_dict()
+    summary["total_seconds"] = time.perf_counter() - t0
+    bundle.card = _model_card(summary)
+    if out is not None:
+        bundle.save(out)
+    return bundle
+
+
+def _fit_head(
+    head: str,
+    wanted: dict[str, Any],
+    head_params: dict[str, Any] | None,
+    td: TrainingData,
+    rows: tuple[NDArray[np.int64], NDArray[np.int64]],
+    partition: Any,
+    progress: bool,
+) -> tuple[Any, float]:
+    """Build head ``head`` from train's settings (``wanted``) and ``head_params``, fit it on the training rows
+    (validated on the validation rows: none means no early stopping); returns it and the seconds fitting took."""
+    from .heads import create_head
+
+    tr, va = rows
+    aux_dir = wanted.get("aux_dir")
+    wanted = {**wanted, "aux_dir": None if aux_dir is None else str(aux_dir)}
+    wanted["val_fraction"] = 0.0 if va.size == 0 else None
+    model = create_head(head, **_head_kwargs(head, wanted, head_params))
     t_fit = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        model.fit(td.X[tr], y[tr], **fit_kw)
-    fit_seconds = time.perf_counter() - t_fit
+        model.fit(td.X[tr], td.y[tr], **_fit_kwargs(td, tr, va, partition, head_params, progress))
+    return model, time.perf_counter() - t_fit
 
+
+def _summary(
+    td: TrainingData,
+    rows: tuple[NDArray[Any], str, NDArray[np.int64], NDArray[np.int64]],
+    backbone: str,
+    partition: Any,
+    head: str,
+    model: Any,
+) -> dict[str, Any]:
+    """The training summary's data, model and validation entries (the bundle's ``training``); ``rows`` is the
+    split: (per-row split names, its description, training rows, validation rows)."""
+    from . import __version__
+
+    split, split_desc, tr, va = rows
+    frame = td.frame
     val_metrics, prior_metrics = _validation_metrics(model, td, tr, va)
     counts, left_out = _rows_per_dataset(frame, split, tr, va)
-    summary: dict[str, Any] = {
-        **({"command": command} if command else {}),
+    return {
         "trained_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "geoscout_version": __version__,
         "datasets": counts,
@@ -418,28 +472,7 @@ def train_model(
         "head_params": getattr(model, "params_json", model.get_params)(),
         "val_metrics": val_metrics,
         "val_prior_metrics": prior_metrics,
-        "fit_seconds": fit_seconds,
     }
-    ret = _retrieval_data(td, tr, partition) if retrieval else None
-    bundle = ModelBundle(
-        head=model,
-        partition=partition,
-        backbone_name=backbone,
-        backbone_fingerprint=td.fingerprint,
-        retrieval=ret,
-        training=summary,
-        card="",
-    )
-    if calibrate is not None and va.size >= 10:
-        bundle.calibration = calibrate(
-            bundle, td.X[va], y[va], guess=guess, fitted_on=f"the validation split ({va.size} images)"
-        )
-        summary["calibration"] = bundle.calibration.to_dict()
-    summary["total_seconds"] = time.perf_counter() - t0
-    bundle.card = _model_card(summary)
-    if out is not None:
-        bundle.save(out)
-    return bundle
 
 
 def _fit_kwargs(

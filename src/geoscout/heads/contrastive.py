@@ -75,6 +75,57 @@ def _build(d_in: int, image_hidden: int, loc_config: dict[str, Any], logit_scale
     return ContrastiveNet()
 
 
+class _GpsQueue:
+    """GeoCLIP's queue of GPS negatives: the coordinates of recent batches (at first random training coordinates),
+    jittered by Gaussian noise of ``noise_deg`` degrees, drawn from ``gen``."""
+
+    def __init__(self, yt: Any, size: int, noise_deg: float, gen: Any) -> None:
+        import torch
+
+        self.size, self.noise_deg, self.gen = size, noise_deg, gen
+        start = torch.randint(0, len(yt), (size,), generator=gen)
+        self.gps = yt[start].clone()
+        self.ptr = 0
+
+    def push(self, gps: Any) -> None:
+        import torch
+
+        if self.size == 0:
+            return
+        jitter = gps + self.noise_deg * torch.randn(gps.shape, generator=self.gen)
+        jitter[:, 0] = jitter[:, 0].clamp(-90.0, 90.0)
+        jitter[:, 1] = torch.remainder(jitter[:, 1] + 180.0, 360.0) - 180.0
+        jitter = jitter[-self.size :]
+        p, n = self.ptr, len(jitter)
+        idx = (torch.arange(n) + p) % self.size
+        self.gps[idx] = jitter
+        self.ptr = (p + n) % self.size
+
+
+def _infonce_loss(net: Any, x_batch: Any, yt: Any, queue: _GpsQueue) -> Any:
+    """``loss(rows)``: InfoNCE of the rows' images against their own GPS among the batch's and the queue's (rows at
+    the anchor's place are masked: positives, not negatives); the batch's GPS then join the queue."""
+    import torch
+
+    max_log_scale = float(np.log(100.0))
+
+    def batch_loss(rows: NDArray[np.int64]) -> Any:
+        gps = yt[rows]
+        gps_all = torch.cat([gps, queue.gps], dim=0) if queue.size else gps
+        img = net.image_features(x_batch(rows))
+        loc = net.location_features(gps_all)
+        scale = net.logit_scale.clamp(max=max_log_scale).exp()
+        logits = scale * img @ loc.T
+        same = torch.cdist(gps, gps_all) < 1e-4
+        same[torch.arange(len(rows)), torch.arange(len(rows))] = False
+        logits = logits.masked_fill(same, float("-inf"))
+        loss = torch.nn.functional.cross_entropy(logits, torch.arange(len(rows)))
+        queue.push(gps.detach())
+        return loss
+
+    return batch_loss
+
+
 @HEADS.register(
     "contrastive", help="GeoCLIP-style contrastive location encoder + GPS gallery, trained on your embeddings"
 )
@@ -197,40 +248,9 @@ class ContrastiveHead(GeoHead):
             self.net_ = net
             x_batch = standardized_rows(X, tr, self.x_mean_, self.x_std_)
             yt = torch.from_numpy(ytr.astype(np.float32))
-            qsize = int(self.queue_size)
             gen = torch.Generator().manual_seed(int(opts.seed) + 7)
-            noise_deg = float(self.gps_noise_km) / _KM_PER_DEG
-            # the queue starts with random training coordinates (GeoCLIP starts it with noise)
-            start = torch.randint(0, len(yt), (qsize,), generator=gen)
-            state: dict[str, Any] = {"queue": yt[start].clone(), "ptr": 0}
-            max_log_scale = float(np.log(100.0))
-
-            def enqueue(gps: torch.Tensor) -> None:
-                if qsize == 0:
-                    return
-                jitter = gps + noise_deg * torch.randn(gps.shape, generator=gen)
-                jitter[:, 0] = jitter[:, 0].clamp(-90.0, 90.0)
-                jitter[:, 1] = torch.remainder(jitter[:, 1] + 180.0, 360.0) - 180.0
-                jitter = jitter[-qsize:]
-                p, n = state["ptr"], len(jitter)
-                idx = (torch.arange(n) + p) % qsize
-                state["queue"][idx] = jitter
-                state["ptr"] = (p + n) % qsize
-
-            def batch_loss(rows: NDArray[np.int64]) -> Any:
-                gps = yt[rows]
-                gps_all = torch.cat([gps, state["queue"]], dim=0) if qsize else gps
-                img = net.image_features(x_batch(rows))
-                loc = net.location_features(gps_all)
-                scale = net.logit_scale.clamp(max=max_log_scale).exp()
-                logits = scale * img @ loc.T
-                # mask other rows at (almost) the anchor's place: they are positives, not negatives
-                same = torch.cdist(gps, gps_all) < 1e-4
-                same[torch.arange(len(rows)), torch.arange(len(rows))] = False
-                logits = logits.masked_fill(same, float("-inf"))
-                loss = torch.nn.functional.cross_entropy(logits, torch.arange(len(rows)))
-                enqueue(gps.detach())
-                return loss
+            queue = _GpsQueue(yt, int(self.queue_size), float(self.gps_noise_km) / _KM_PER_DEG, gen)
+            batch_loss = _infonce_loss(net, x_batch, yt, queue)
 
             val_fn = None
             if X_val is not None and len(X_val):
