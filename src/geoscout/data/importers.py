@@ -621,7 +621,6 @@ def import_csv(
     quote) is a problem of kind ``bad_row`` with its line number; ``strict=True`` refuses the file instead.
     ``progress``: a bar on stderr while the images are checked (None: only in a terminal).
     """
-    import pandas as pd
 
     csv = Path(csv).expanduser().resolve()
     out_dir = _resolve_out(out)
@@ -630,48 +629,17 @@ def import_csv(
     root = csv.parent
     name = csv.parent.name if csv.stem == "manifest" else csv.stem
     src_name = source or name
-    extra_numeric = []
-    for c in df.columns:
-        if c in (
-            "path",
-            "lat",
-            "lon",
-            "heading",
-            "captured_at",
-            "location_id",
-            "source",
-            "license",
-            "attribution",
-            "image_id",
-        ) or c.lower().endswith("id"):
-            continue
-        conv = pd.to_numeric(df[c], errors="coerce")
-        if conv.notna().sum() == df[c].notna().sum() and df[c].notna().any():
-            extra_numeric.append(c)
+    extra_numeric = _numeric_columns(df)
     if "image_id" in df.columns:  # always recomputed from content
         df = df.drop(columns=["image_id"])
     records = df.to_dict("records")
     problems = [Problem("(unreadable row)", reason, line, "bad_row") for line, reason in table.bad]
-    checks = []
-    paths: list[Path | None] = []
-    for rec in records:
-        issues = _row_checks(rec)
-        raw = rec.get("path")
-        if raw is None or (isinstance(raw, float) and math.isnan(raw)) or not str(raw).strip():
-            issues.insert(0, ("missing_file", "path is empty"))
-            paths.append(None)
-        else:
-            p = Path(str(raw).strip()).expanduser()
-            paths.append(p if p.is_absolute() else root / p)
-        checks.append(issues)
+    checks, paths = _checks_and_paths(records, root)
 
     nw = workers or _default_workers()
     infos = _inspect_all(paths, want_exif=False, workers=nw, progress=progress)
 
-    rows: list[dict[str, Any]] = []
-    srcs: list[Path] = []
-    exts: list[str] = []
-    lines: list[int | None] = []
+    kept = _Kept()
     first_by_hash: dict[str, tuple[str, int]] = {}
     for i, (rec, issues, path, info) in enumerate(zip(records, checks, paths, infos)):
         line = table.lines[i]  # file line where the row starts (header = 1)
@@ -697,15 +665,9 @@ def import_csv(
         rec.setdefault("source", src_name)
         rec["width"] = info.width
         rec["height"] = info.height
-        rows.append(rec)
-        srcs.append(path.resolve())
-        exts.append(info.ext)
-        lines.append(line)
+        kept.add(rec, path.resolve(), info.ext, line)
     return _finish(
-        rows,
-        srcs,
-        exts,
-        lines,
+        *kept.lists(),
         problems,
         len(records) + len(table.bad),
         root=root,
@@ -714,6 +676,61 @@ def import_csv(
         workers=nw,
         name=name,
     )
+
+
+class _Kept:
+    """The imported rows with their source files, image suffixes and CSV lines, in the order :func:`_finish` takes."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+        self.srcs: list[Path] = []
+        self.exts: list[str] = []
+        self.lines: list[int | None] = []
+
+    def add(self, rec: dict[str, Any], src: Path, ext: str, line: int | None) -> None:
+        self.rows.append(rec)
+        self.srcs.append(src)
+        self.exts.append(ext)
+        self.lines.append(line)
+
+    def lists(self) -> tuple[list[dict[str, Any]], list[Path], list[str], list[int | None]]:
+        return self.rows, self.srcs, self.exts, self.lines
+
+
+_KNOWN_COLUMNS = ("path", "lat", "lon", "heading", "captured_at", "location_id", "source", "license", "attribution")
+
+
+def _numeric_columns(df: Any) -> list[str]:
+    """Further columns whose every value is a number (kept as floats); ids and the known columns excepted."""
+    import pandas as pd
+
+    out = []
+    for c in df.columns:
+        if c in (*_KNOWN_COLUMNS, "image_id") or c.lower().endswith("id"):
+            continue
+        conv = pd.to_numeric(df[c], errors="coerce")
+        if conv.notna().sum() == df[c].notna().sum() and df[c].notna().any():
+            out.append(c)
+    return out
+
+
+def _checks_and_paths(
+    records: list[dict[str, Any]], root: Path
+) -> tuple[list[list[tuple[str, str]]], list[Path | None]]:
+    """Per CSV row: its problems so far (coordinates, values, an empty path) and its image's path (None: empty)."""
+    checks = []
+    paths: list[Path | None] = []
+    for rec in records:
+        issues = _row_checks(rec)
+        raw = rec.get("path")
+        if raw is None or (isinstance(raw, float) and math.isnan(raw)) or not str(raw).strip():
+            issues.insert(0, ("missing_file", "path is empty"))
+            paths.append(None)
+        else:
+            p = Path(str(raw).strip()).expanduser()
+            paths.append(p if p.is_absolute() else root / p)
+        checks.append(issues)
+    return checks, paths
 
 
 def import_exif_folder(
@@ -737,6 +754,43 @@ def import_exif_folder(
     if not folder.is_dir():
         raise InvalidInput(f"{folder}: not a folder; give a folder of photos (or a CSV to import_csv)")
     out_dir = _resolve_out(out)
+    files, problems = _image_files(folder, out_dir)
+    nw = workers or _default_workers()
+    infos = _inspect_all(files, want_exif=True, workers=nw, progress=progress)
+    kept = _Kept()
+    first_by_hash: dict[str, str] = {}
+    for p, info in zip(files, infos):
+        shown = _stored_path(p, folder)
+        rec, problem = _exif_record(info, shown)
+        if problem is None and info.sha256 in first_by_hash:
+            problem = Problem(
+                shown,
+                f"duplicate image: same content as {first_by_hash[info.sha256]}; kept that one",
+                None,
+                "duplicate",
+            )
+        if problem is not None:
+            problems.append(problem)
+            continue
+        assert rec is not None  # a photo without a problem has its record
+        first_by_hash[info.sha256] = shown
+        rec.update(image_id=info.sha256[:16], source=source, width=info.width, height=info.height)
+        kept.add(rec, p, info.ext, None)
+    return _finish(
+        *kept.lists(),
+        problems,
+        len(files) + sum(pr.kind == "not_image" for pr in problems),
+        root=folder,
+        out=out_dir,
+        copy=copy,
+        workers=nw,
+        name=folder.name,
+    )
+
+
+def _image_files(folder: Path, out_dir: Path | None) -> tuple[list[Path], list[Problem]]:
+    """Image files under ``folder`` (sorted; hidden files, manifests and ``out_dir`` skipped), and the other files
+    as ``not_image`` problems."""
     files: list[Path] = []
     problems: list[Problem] = []
     skip_names = {MANIFEST_NAME, PROBLEMS_NAME, "manifest.csv"}
@@ -758,59 +812,23 @@ def import_exif_folder(
                         "not_image",
                     )
                 )
-    nw = workers or _default_workers()
-    infos = _inspect_all(files, want_exif=True, workers=nw, progress=progress)
-    rows: list[dict[str, Any]] = []
-    srcs: list[Path] = []
-    exts: list[str] = []
-    lines: list[int | None] = []
-    first_by_hash: dict[str, str] = {}
-    for p, info in zip(files, infos):
-        shown = _stored_path(p, folder)
-        if info.error:
-            problems.append(Problem(shown, info.error, None, info.kind))
-            continue
-        if info.exif_error:
-            problems.append(Problem(shown, f"bad EXIF GPS: {info.exif_error}", None, "bad_coordinates"))
-            continue
-        if info.exif is None:
-            problems.append(
-                Problem(
-                    shown, "no GPS position in EXIF; add one or list the photo in a CSV with lat,lon", None, "no_gps"
-                )
-            )
-            continue
-        rec = dict(info.exif)
-        issues = _row_checks(rec)
-        if not issues and rec["lat"] == 0.0 and rec["lon"] == 0.0:
-            issues.append(
-                ("bad_coordinates", "EXIF GPS is exactly (0, 0), a placeholder written by cameras without a fix")
-            )
-        if issues:
-            problems.append(Problem(shown, "; ".join(r for _, r in issues), None, issues[0][0]))
-            continue
-        prev = first_by_hash.get(info.sha256)
-        if prev is not None:
-            problems.append(
-                Problem(shown, f"duplicate image: same content as {prev}; kept that one", None, "duplicate")
-            )
-            continue
-        first_by_hash[info.sha256] = shown
-        rec.update(image_id=info.sha256[:16], source=source, width=info.width, height=info.height)
-        rows.append(rec)
-        srcs.append(p)
-        exts.append(info.ext)
-        lines.append(None)
-    return _finish(
-        rows,
-        srcs,
-        exts,
-        lines,
-        problems,
-        len(files) + sum(pr.kind == "not_image" for pr in problems),
-        root=folder,
-        out=out_dir,
-        copy=copy,
-        workers=nw,
-        name=folder.name,
-    )
+    return files, problems
+
+
+def _exif_record(info: Any, shown: str) -> tuple[dict[str, Any] | None, Problem | None]:
+    """A photo's record from its EXIF GPS, or the problem that keeps it out (unreadable, no or bad GPS)."""
+    if info.error:
+        return None, Problem(shown, info.error, None, info.kind)
+    if info.exif_error:
+        return None, Problem(shown, f"bad EXIF GPS: {info.exif_error}", None, "bad_coordinates")
+    if info.exif is None:
+        return None, Problem(
+            shown, "no GPS position in EXIF; add one or list the photo in a CSV with lat,lon", None, "no_gps"
+        )
+    rec = dict(info.exif)
+    issues = _row_checks(rec)
+    if not issues and rec["lat"] == 0.0 and rec["lon"] == 0.0:
+        issues.append(("bad_coordinates", "EXIF GPS is exactly (0, 0), a placeholder written by cameras without a fix"))
+    if issues:
+        return None, Problem(shown, "; ".join(r for _, r in issues), None, issues[0][0])
+    return rec, None
