@@ -733,21 +733,7 @@ def import_open_dataset(
     out_p = Path(out).expanduser().resolve()
     if out_p.exists() and not out_p.is_dir():
         raise InvalidInput(f"output {out_p}: exists and is not a folder; give a folder for the dataset")
-    if fmt == "osv5m":
-        parts: Iterable[tuple[dict[str, str], Iterator[_Item], int | None]] = _iter_osv5m(src_p, split)
-    elif fmt == "mp16":
-        parts = _iter_mp16(src_p, None if images is None else Path(images).expanduser().resolve())
-    else:
-        parts = _iter_hf(src_p, split, chunk_size)
-    parts = list(parts)  # headers are read here: a wrong format fails before anything is written
-    columns: dict[str, str] = {}
-    for types, _, _ in parts:
-        for k, v in types.items():
-            columns.setdefault(k, v)
-    totals = [n for _, _, n in parts]
-    total = None if any(n is None for n in totals) else sum(n for n in totals if n is not None)
-    if limit is not None and total is not None:
-        total = min(total, limit)
+    parts, columns, total = _open_parts(fmt, src_p, split, images, chunk_size, limit)
     writer = _ManifestWriter(
         out_p,
         columns,
@@ -767,30 +753,68 @@ def import_open_dataset(
         progress = report_progress
     ok = False
     try:
-        done = 0
-        for _, items, _ in parts:
-            chunk: list[_Item] = []
-            for it in items:
-                if limit is not None and done + len(chunk) >= limit:
-                    break
-                chunk.append(it)
-                if len(chunk) >= chunk_size:
-                    writer.add(chunk)
-                    done += len(chunk)
-                    chunk = []
-                    progress(done, total)
-            if chunk:
-                writer.add(chunk)
-                done += len(chunk)
-                progress(done, total)
-            if limit is not None and done >= limit:
-                break
+        _stream_chunks(parts, writer, chunk_size, limit, lambda done: progress(done, total))
         ok = True
     finally:
         report = writer.close(ok)
         if bar is not None:
             bar.close()
     return report
+
+
+_Parts = list[tuple[dict[str, str], Iterator[_Item], int | None]]
+
+
+def _open_parts(
+    fmt: str,
+    src: Path,
+    split: str | None,
+    images: str | os.PathLike[str] | None,
+    chunk_size: int,
+    limit: int | None,
+) -> tuple[_Parts, dict[str, str], int | None]:
+    """The source's parts (column types, rows, row count or None), their columns and the rows to import (None:
+    unknown). Headers are read here: a wrong format fails before anything is written."""
+    if fmt == "osv5m":
+        parts: Iterable[tuple[dict[str, str], Iterator[_Item], int | None]] = _iter_osv5m(src, split)
+    elif fmt == "mp16":
+        parts = _iter_mp16(src, None if images is None else Path(images).expanduser().resolve())
+    else:
+        parts = _iter_hf(src, split, chunk_size)
+    parts = list(parts)
+    columns: dict[str, str] = {}
+    for types, _, _ in parts:
+        for k, v in types.items():
+            columns.setdefault(k, v)
+    totals = [n for _, _, n in parts]
+    total = None if any(n is None for n in totals) else sum(n for n in totals if n is not None)
+    if limit is not None and total is not None:
+        total = min(total, limit)
+    return parts, columns, total
+
+
+def _stream_chunks(
+    parts: _Parts, writer: Any, chunk_size: int, limit: int | None, progress: Callable[[int], None]
+) -> None:
+    """Hand the parts' rows to ``writer`` ``chunk_size`` at a time (at most ``limit``), reporting rows done."""
+    done = 0
+    for _, items, _ in parts:
+        chunk: list[_Item] = []
+        for it in items:
+            if limit is not None and done + len(chunk) >= limit:
+                break
+            chunk.append(it)
+            if len(chunk) >= chunk_size:
+                writer.add(chunk)
+                done += len(chunk)
+                chunk = []
+                progress(done)
+        if chunk:
+            writer.add(chunk)
+            done += len(chunk)
+            progress(done)
+        if limit is not None and done >= limit:
+            break
 
 
 def aux_tasks_for(columns: Iterable[str]) -> dict[str, str]:
