@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -47,21 +48,10 @@ def label_command(
 
     from rich.console import Console
 
-    from geoscout.data import Dataset, load_dataset
-    from geoscout.data.schema import MANIFEST_NAME
+    from geoscout.data import load_dataset
     from geoscout.labels import label_dataset
 
-    console = Console(highlight=False, soft_wrap=True, stderr=False)
-    if not dataset.exists():
-        raise fail(f"{dataset}: no such file or folder")
-    if aux_dir is not None and no_aux:
-        raise fail("--aux-dir and --no-aux contradict each other; give one")
-    if aux_dir is not None and not aux_dir.is_dir():
-        raise fail(f"--aux-dir {aux_dir}: no such folder")
-    out_root = output.expanduser().resolve() if output is not None else None
-    if out_root is not None and (out_root / MANIFEST_NAME).exists() and not force:
-        raise fail(f"{out_root} already holds a dataset; choose another -o folder or pass --force")
-
+    out_root = _check_options(dataset, output, aux_dir, no_aux, force)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         progress = False if quiet else None  # None: bars on stderr only when it is a terminal
@@ -82,16 +72,41 @@ def label_command(
         if str(w.message).startswith("label:"):  # reported from the label report below
             continue
         typer.secho(f"warning: {w.message}", fg=typer.colors.YELLOW, err=True)
-
     report = ds.label_report
+    ds, where = _write(ds, out_root, force)
+    _print_summary(Console(highlight=False, soft_wrap=True, stderr=False), ds, report, where)
+
+
+def _check_options(dataset: Path, output: Path | None, aux_dir: Path | None, no_aux: bool, force: bool) -> Path | None:
+    """Refuse what cannot work before any labelling; the resolved ``-o`` folder (``None``: label in place)."""
+    from geoscout.data.schema import MANIFEST_NAME
+
+    if not dataset.exists():
+        raise fail(f"{dataset}: no such file or folder")
+    if aux_dir is not None and no_aux:
+        raise fail("--aux-dir and --no-aux contradict each other; give one")
+    if aux_dir is not None and not aux_dir.is_dir():
+        raise fail(f"--aux-dir {aux_dir}: no such folder")
+    out_root = output.expanduser().resolve() if output is not None else None
+    if out_root is not None and (out_root / MANIFEST_NAME).exists() and not force:
+        raise fail(f"{out_root} already holds a dataset; choose another -o folder or pass --force")
+    return out_root
+
+
+def _write(ds: Any, out_root: Path | None, force: bool) -> tuple[Any, Path]:
+    """The labelled dataset saved in place, or as a new dataset at ``out_root`` (images stay where they are)."""
+    from geoscout.data import Dataset
+
     if out_root is not None and out_root != ds.root:
         frame = ds.frame.copy()
         frame["path"] = [p.as_posix() for p in ds.image_paths()]  # absolute: the images stay where they are
         ds = Dataset.create(out_root, frame, overwrite=force)
-        where = ds.manifest_path
-    else:
-        where = ds.save()
+        return ds, ds.manifest_path
+    return ds, ds.save()
 
+
+def _print_summary(console: Any, ds: Any, report: Any, where: Path) -> None:
+    """What was labelled (stdout), and what was skipped or left unlabelled (stderr)."""
     df = ds.frame
     n = len(df)
     has = df["country"].notna()
