@@ -133,12 +133,8 @@ def locate_command(
 
     reader = CueReader(cues.value, ignore_metadata=ignore_metadata)
     here = not ray or bool(panorama) or strip  # a locator is loaded here unless every photo goes to Ray
-    shared: dict[str, Any] = {
-        "weights": weights,
-        "runtime": runtime,
-        "refine": refine,
-        "guess": guess,
-    }  # here and on Ray
+    # the model's options, here and on Ray
+    shared: dict[str, Any] = {"weights": weights, "runtime": runtime, "refine": refine, "guess": guess}
     try:
         zeroshot: dict[str, Any] = {"places": places, "prompts": prompts, "prior": prior, "prior_weight": prior_weight}
         loc = _load_locator(model, reader, device=device, precision=precision, **zeroshot, **shared) if here else None
