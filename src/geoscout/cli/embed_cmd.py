@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -70,43 +71,26 @@ def embed_command(
         except GeoscoutError as exc:
             raise fail(str(exc)) from None
     ds = load_dataset(dataset, warn=False)  # a CSV's bad rows are recorded in the store's failures, all of them
+    # the same options on this machine and on Ray
+    common: dict[str, Any] = {
+        "batch_size": batch_size,
+        "tta": tta,
+        "progress": not quiet,
+        "overwrite": overwrite,
+        "retry_failed": retry_failed,
+        "runtime": runtime,
+        "weights": weights,
+        "limit": limit,
+        "precision": precision,
+    }
     if ray:
         from geoscout.distributed import embed_dataset_ray
 
         store = embed_dataset_ray(
-            ds,
-            backbone,
-            out,
-            address=ray,
-            num_workers=ray_workers,
-            num_gpus_per_worker=ray_gpus,
-            precision=precision,
-            batch_size=batch_size,
-            tta=tta,
-            progress=not quiet,
-            overwrite=overwrite,
-            retry_failed=retry_failed,
-            runtime=runtime,
-            weights=weights,
-            limit=limit,
+            ds, backbone, out, address=ray, num_workers=ray_workers, num_gpus_per_worker=ray_gpus, **common
         )
     else:
-        store = embed_dataset(
-            ds,
-            backbone,
-            out,
-            batch_size=batch_size,
-            workers=workers,
-            tta=tta,
-            progress=not quiet,
-            overwrite=overwrite,
-            retry_failed=retry_failed,
-            runtime=runtime,
-            weights=weights,
-            limit=limit,
-            device=device,
-            precision=precision,
-        )
+        store = embed_dataset(ds, backbone, out, workers=workers, device=device, **common)
     if pool_panoramas:
         path = write_pooled(store, ds)
         typer.echo(f"pooled panoramas -> {path}", err=True)
