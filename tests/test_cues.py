@@ -394,7 +394,7 @@ def test_exif_gps_and_offset_are_read_and_ignore_metadata_drops_them(shared_data
 def test_missing_ocr_skips_text_cues_with_one_note(monkeypatch, shared_data):
     import geoscout.cues as cues
 
-    monkeypatch.setattr(cues, "ocr_status", lambda: {"rapidocr": None, "tesseract": None})
+    monkeypatch.setattr(cues, "rapidocr_installed", lambda: False)
     reader = CueReader("text")
     photos = _croatia_photos(shared_data, 2)
     assert reader.read([str(p) for p in photos]) == [[], []]

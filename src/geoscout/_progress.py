@@ -14,6 +14,8 @@ __all__ = ["progress_bar"]
 
 def progress_bar(total: int | None, desc: str, *, unit: str = "it", enabled: bool | None = None) -> Any:
     """A tqdm bar on stderr for ``total`` steps (a no-op bar when disabled); use it as a context manager."""
+    if enabled is False or (enabled is None and not _isatty(sys.stderr)):
+        return _NoBar()  # no tqdm import for a bar nobody sees (a one-photo ``locate`` starts faster)
     from tqdm.auto import tqdm
 
     return tqdm(
@@ -25,3 +27,34 @@ def progress_bar(total: int | None, desc: str, *, unit: str = "it", enabled: boo
         disable=None if enabled is None else not enabled,
         smoothing=0.1,
     )
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # closed or replaced streams
+        return False
+
+
+class _NoBar:
+    """What a disabled tqdm bar does: nothing (``update``, ``set_postfix``, ``close``, context manager)."""
+
+    n = 0
+
+    def __enter__(self) -> _NoBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def update(self, n: float = 1) -> None:
+        self.n += n
+
+    def set_postfix(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def set_postfix_str(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def close(self) -> None:
+        return None

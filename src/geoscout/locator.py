@@ -386,18 +386,18 @@ class Locator:
         return int(self.partition.assign(np.array([la]), np.array([lo]))[0])
 
     def _annotate(self, preds: list[Prediction]) -> None:
-        from .places import reverse_geocode
+        from .places import reverse_geocode_arrays
 
         cands = [c for p in preds for c in p.candidates]
         cands += [p.guess for p in preds if p.guess is not None and all(p.guess is not c for c in p.candidates)]
         if not cands:
             return
-        info = reverse_geocode(np.array([c.lat for c in cands]), np.array([c.lon for c in cands]))
-        for c, row in zip(cands, info.itertuples(index=False)):
-            c.country = _none(getattr(row, "country", None))
-            c.country_name = _none(getattr(row, "country_name", None))
-            c.admin1 = _none(getattr(row, "admin1", None))
-            c.city = _none(getattr(row, "city", None))
+        info = reverse_geocode_arrays(np.array([c.lat for c in cands]), np.array([c.lon for c in cands]))
+        for i, c in enumerate(cands):
+            c.country = _none(info["country"][i])
+            c.country_name = _none(info["country_name"][i])
+            c.admin1 = _none(info["admin1"][i])
+            c.city = _none(info["city"][i])
 
     def locate(
         self,
@@ -566,7 +566,7 @@ def load_model(
     ``"none"`` or a :class:`geoscout.cues.CueReader`); see :mod:`geoscout.cues`. The library
     default is ``"none"`` so that batch evaluation never sees EXIF positions; the CLI, the
     server and :func:`locate` read ``"all"``.
-    ``runtime`` is ``"auto"`` (ONNX Runtime for EfficientNet backbones when installed, else torch), ``"onnx"``
+    ``runtime`` is ``"auto"`` (ONNX Runtime for EfficientNet and GeoCLIP backbones when installed, else torch), ``"onnx"``
     or ``"torch"``; ``guess`` overrides the answered point's rule (``mode``, ``expected-score``, ``median``;
     see :class:`Locator`).
     """
@@ -640,7 +640,9 @@ def _geoclip(*, options: ModelOptions) -> Locator:
     from .heads.geoclip import load_geoclip_head
 
     head = load_geoclip_head()
-    backbone = create_backbone("geoclip", weights=options.weights, device=options.device, precision=options.precision)
+    backbone = create_backbone(
+        "geoclip", weights=options.weights, device=options.device, runtime=options.runtime, precision=options.precision
+    )
     return _locator(backbone, head, "geoclip", MODELS.describe()["geoclip"], options)
 
 

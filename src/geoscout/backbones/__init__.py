@@ -64,7 +64,7 @@ def _open_clip(*, arg: str | None = None, weights=None, device: str = "cpu", run
 @BACKBONES.register(
     "geoclip", help="GeoCLIP image features: CLIP ViT-L/14 + GeoCLIP's MLP, 512-d (hub or --weights DIR)"
 )
-def _geoclip(*, weights: Any = None, device: str = "cpu", runtime: str = "torch") -> Backbone:
+def _geoclip(*, weights: Any = None, device: str = "cpu", runtime: str = "auto") -> Backbone:
     from .geoclip import build_geoclip_backbone
 
     return build_geoclip_backbone(weights, device=device, runtime=runtime)
@@ -92,7 +92,7 @@ def create_backbone(
     precision: str = "auto",
 ) -> Backbone:
     """Build a backbone by name. ``weights`` overrides where its weights come from (file or folder);
-    ``runtime`` is ``"auto"`` (ONNX Runtime for the EfficientNet-Lite backbones when it is installed and
+    ``runtime`` is ``"auto"`` (ONNX Runtime for the EfficientNet-Lite and GeoCLIP backbones when it is installed and
     ``device`` is the CPU, torch otherwise), ``"onnx"`` (exported once and cached) or ``"torch"``;
     ``device`` is ``cpu``, ``cuda``, ``cuda:N`` or ``auto``; ``precision`` ``auto`` (bf16/fp16 autocast on a
     GPU, fp32 on the CPU), ``fp32``, ``fp16`` or ``bf16`` (see :mod:`geoscout.devices`)."""

@@ -72,16 +72,51 @@ def onnx_session(backbone: Backbone):
 
     Uses all cores this process may use for intra-op parallelism and one inter-op thread
     (a CNN is a chain of ops; on a 2-core machine more threads only add contention).
+    The graph ONNX Runtime optimises on the first session is saved beside the export (keyed by the
+    ONNX Runtime version and this CPU: its layout choices are hardware-specific) and later sessions
+    load it without re-optimising (same outputs, ~0.15 s less of every cold start).
     """
     try:
         import onnxruntime as ort
     except ModuleNotFoundError:
         raise MissingDependency("runtime='onnx' needs ONNX Runtime: pip install onnxruntime") from None
     path = export_onnx(backbone)
+    optimized = path.with_name(f"{path.stem}.ort{safe_name(ort.__version__)}-{_cpu_tag()}.optimized.onnx")
+    if optimized.is_file():
+        try:
+            return _session(ort, optimized, ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
+        except Exception:  # a damaged copy: rebuild it from the export below
+            optimized.unlink(missing_ok=True)
+    from geoscout._io import atomic_path
+
+    try:
+        with atomic_path(optimized) as tmp:
+            return _session(ort, path, ort.GraphOptimizationLevel.ORT_ENABLE_ALL, save=tmp)
+    except OSError:  # a read-only cache: optimise in memory every time
+        return _session(ort, path, ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
+
+
+def _session(ort: Any, path: Path, level: Any, save: Path | None = None) -> Any:
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = cpu_threads()
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.graph_optimization_level = level
     opts.log_severity_level = 3
+    if save is not None:
+        opts.optimized_model_filepath = str(save)
     return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+
+
+def _cpu_tag() -> str:
+    """A short hash of this machine's architecture and CPU feature flags."""
+    import hashlib
+    import platform
+
+    flags = ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            flags = next((line for line in fh if line.startswith(("flags", "Features"))), "")
+    except OSError:
+        flags = platform.processor()
+    return hashlib.sha256(f"{platform.machine()} {flags}".encode()).hexdigest()[:12]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -354,15 +355,87 @@ class Partition:
 
 
 def load_partition(path: str | os.PathLike[str]) -> Partition:
-    """Read a partition written by :meth:`Partition.save` (GeoJSON; never unpickles)."""
+    """Read a partition written by :meth:`Partition.save` (GeoJSON; never unpickles).
+
+    Cell polygons are parsed on first use: a model that only predicts never needs them. The file's
+    JSON is parsed once per machine; later loads read a compact copy from ``cache_dir("partitions")``,
+    keyed by the file's SHA-256 (parsing the polygons' coordinates is most of a cold ``locate``)."""
     p = Path(path)
     if not p.is_file():
         raise InvalidInput(f"{p}: no such partition file; write one with Partition.save(path)")
     try:
-        doc = json.loads(p.read_text(encoding="utf-8"))
+        doc = _cached_document(p)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InvalidInput(f"{p}: not valid GeoJSON ({exc})") from None
     return Partition.from_geojson(doc, source=str(p))
+
+
+class _DeferredGeometry(Mapping[str, Any]):
+    """A feature's GeoJSON geometry kept as its JSON text and parsed on first access (a read-only mapping)."""
+
+    __slots__ = ("_text", "_value")
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+        self._value: dict[str, Any] | None = None
+
+    def _get(self) -> dict[str, Any]:
+        if self._value is None:
+            value = json.loads(self._text)
+            if not isinstance(value, dict):
+                raise ValueError("a cell's geometry is not a GeoJSON object")
+            self._value = value
+        return self._value
+
+    def __getitem__(self, key: str) -> Any:
+        return self._get()[key]
+
+    def __iter__(self) -> Any:
+        return iter(self._get())
+
+    def __len__(self) -> int:
+        return len(self._get())
+
+
+_DOC_CACHE_VERSION = 1
+
+
+def _cached_document(p: Path) -> dict[str, Any]:
+    """The partition file as a dict whose features' geometries are :class:`_DeferredGeometry`."""
+    from geoscout._io import atomic_path, cache_dir, sha256_file
+
+    target = None
+    try:
+        target = cache_dir("partitions") / f"partition_v{_DOC_CACHE_VERSION}_{sha256_file(p)[:32]}.npz"
+        if target.is_file():
+            with np.load(target, allow_pickle=False) as z:
+                doc = json.loads(z["doc"].tobytes().decode("utf-8"))
+                blob, off = z["geometry"].tobytes(), z["geometry_off"]
+            feats = doc.get("features") or []
+            if len(off) != len(feats) + 1:
+                raise ValueError("partition cache: geometry count differs")
+            for i, f in enumerate(feats):
+                f["geometry"] = _DeferredGeometry(blob[off[i] : off[i + 1]].decode("utf-8"))
+            return doc
+    except (OSError, ValueError, KeyError, UnicodeDecodeError):
+        pass  # no usable copy: parse the file itself
+    doc = json.loads(p.read_text(encoding="utf-8"))
+    feats = doc.get("features") if isinstance(doc, dict) else None
+    if target is not None and isinstance(feats, list) and all(isinstance(f, dict) for f in feats):
+        try:
+            parts = [json.dumps(f.get("geometry"), separators=(",", ":")).encode("utf-8") for f in feats]
+            off = np.concatenate([[0], np.cumsum([len(b) for b in parts])]).astype(np.int64)
+            rest = {**doc, "features": [{k: v for k, v in f.items() if k != "geometry"} for f in feats]}
+            with atomic_path(target) as tmp, open(tmp, "wb") as fh:
+                np.savez(
+                    fh,
+                    doc=np.frombuffer(json.dumps(rest, separators=(",", ":")).encode("utf-8"), dtype=np.uint8),
+                    geometry=np.frombuffer(b"".join(parts), dtype=np.uint8),
+                    geometry_off=off,
+                )
+        except (OSError, ValueError, TypeError):
+            pass  # a read-only cache: fine, just slower next time
+    return doc
 
 
 # ---------------------------------------------------------------------- cell geometry helpers

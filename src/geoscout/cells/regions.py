@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -162,10 +163,29 @@ class PolygonPartition(Partition):
         arr = np.empty(len(geoms), dtype=object)
         arr[:] = geoms
         shapely.prepare(arr)
-        self._geoms_ = arr
-        self._tree = shapely.STRtree(arr)
+        self._geom_store: tuple[NDArray[Any], Any] | None = (arr, shapely.STRtree(arr))
+        self._geojson_geoms: list[dict[str, Any]] | None = None
         self._nb_cache: dict[int, list[int]] = {}
         self._boundary: _BoundaryIndex | None = None
+
+    def _geometry(self) -> tuple[NDArray[Any], Any]:
+        """(polygons, STRtree): built on first use from a loaded file's GeoJSON (a bundle that only
+        predicts, as ``locate`` does, never needs them)."""
+        if self._geom_store is None:
+            from shapely.geometry import shape
+
+            assert self._geojson_geoms is not None
+            self._set_geoms([shape(g) for g in self._geojson_geoms])
+        assert self._geom_store is not None
+        return self._geom_store
+
+    @property
+    def _geoms_(self) -> NDArray[Any]:
+        return self._geometry()[0]
+
+    @property
+    def _tree(self) -> Any:
+        return self._geometry()[1]
 
     def _locate(self, la: NDArray[np.float64], lo: NDArray[np.float64]) -> NDArray[np.int64]:
         return _locate_in(self._geoms_, self._tree, la, lo)
@@ -190,9 +210,13 @@ class PolygonPartition(Partition):
         return list(self._nb_cache[i])
 
     def _restore(self, features: list[dict[str, Any]], state: dict[str, Any]) -> None:
-        from shapely.geometry import shape
-
-        self._set_geoms([shape(f["geometry"]) for f in features])
+        geoms = [f["geometry"] for f in features]
+        if not all(isinstance(g, Mapping) for g in geoms):
+            raise ValueError("a cell's geometry is not a GeoJSON geometry")
+        self._geom_store = None
+        self._geojson_geoms = geoms
+        self._nb_cache = {}
+        self._boundary = None
         self.cell_country_ = [str(f["properties"].get("country", "")) for f in features]
 
     def _feature_properties(self, i: int) -> dict[str, Any]:

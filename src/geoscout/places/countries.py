@@ -21,6 +21,7 @@ shapely 2 ``STRtree``; 100k points take well under a second.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import io
 import zipfile
@@ -204,12 +205,21 @@ def _unpack_wkb(buf: NDArray[np.uint8], offsets: NDArray[np.int64]) -> Any:
 _CACHE_VERSION = 1
 
 
+@dataclass(frozen=True)
+class _Tables:
+    meta: list[tuple[str, str, str, str, str]]  # (iso2, name, continent, iso3, subregion) per country
+    tree: Any  # STRtree over the tiles
+    tile_owner: NDArray[np.int64]  # country index per tile
+    geometries: Any  # () -> the countries' (Multi)Polygons, decoded on first need
+
+
 @lazy
-def _tables() -> tuple[list[CountryShape], Any, NDArray[np.int64]]:
-    """(shapes, STRtree over their tiles, shape index per tile), from the WKB cache when possible.
+def _tables() -> _Tables:
+    """Country names, an STRtree over their tiles and the country of each tile, from the WKB cache when possible.
 
     Parsing the shapefile and tiling takes ~3 s; the cache (``cache_dir("places")``, keyed by
-    the zip's SHA-256, no pickle: WKB + JSON in an ``.npz``) brings that to ~0.3 s.
+    the zip's SHA-256, no pickle: WKB + JSON in an ``.npz``) brings that to ~0.1 s. The countries'
+    whole polygons (half the cache) are decoded only when asked for (maps, ``country_polygons``).
     """
     import hashlib
     import json
@@ -219,51 +229,69 @@ def _tables() -> tuple[list[CountryShape], Any, NDArray[np.int64]]:
     from geoscout._io import atomic_path, cache_dir
 
     digest = hashlib.sha256(_zip_path().read_bytes()).hexdigest()[:16]
-    shapes: list[CountryShape] | None = None
     target = None
     try:
         target = cache_dir("places") / f"countries_v{_CACHE_VERSION}_{digest}.npz"
         if target.is_file():
             with np.load(target, allow_pickle=False) as z:
-                meta = json.loads(z["meta"].tobytes().decode("utf-8"))
-                geoms = _unpack_wkb(z["shape_wkb"], z["shape_off"])
+                meta = [tuple(m) for m in json.loads(z["meta"].tobytes().decode("utf-8"))]
+                shape_wkb, shape_off = z["shape_wkb"], z["shape_off"]
                 tiles = list(_unpack_wkb(z["tile_wkb"], z["tile_off"]))
                 tile_owner = [int(v) for v in z["tile_owner"]]
-            shapes = [CountryShape(m[0], m[1], m[2], g, m[3], m[4]) for m, g in zip(meta, geoms)]
+            if len(shape_off) != len(meta) + 1:
+                raise ValueError("country cache: polygon count differs")
+            return _Tables(
+                meta,  # type: ignore[arg-type]
+                _tree(tiles),
+                np.asarray(tile_owner, dtype=np.int64),
+                functools.cache(lambda: list(_unpack_wkb(shape_wkb, shape_off))),
+            )
     except (OSError, ValueError, KeyError, shapely.errors.GEOSException):
-        shapes = None
-    if shapes is None:
-        shapes = _merge(_records())
-        tiles, tile_owner = _tile(shapes)
-        if target is not None:
-            try:
-                sw, so = _pack_wkb([s.geometry for s in shapes])
-                tw, to = _pack_wkb(tiles)
-                meta = [[s.iso2, s.name, s.continent, s.iso3, s.subregion] for s in shapes]
-                with atomic_path(target) as tmp, open(tmp, "wb") as fh:
-                    np.savez(
-                        fh,
-                        meta=np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8),
-                        shape_wkb=sw,
-                        shape_off=so,
-                        tile_wkb=tw,
-                        tile_off=to,
-                        tile_owner=np.asarray(tile_owner, dtype=np.int64),
-                    )
-            except OSError:  # read-only cache: fine, just slower next time
-                pass
+        pass
+    shapes = _merge(_records())
+    tiles, tile_owner = _tile(shapes)
+    meta = [(s.iso2, s.name, s.continent, s.iso3, s.subregion) for s in shapes]
+    if target is not None:
+        try:
+            sw, so = _pack_wkb([s.geometry for s in shapes])
+            tw, to = _pack_wkb(tiles)
+            with atomic_path(target) as tmp, open(tmp, "wb") as fh:
+                np.savez(
+                    fh,
+                    meta=np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8),
+                    shape_wkb=sw,
+                    shape_off=so,
+                    tile_wkb=tw,
+                    tile_off=to,
+                    tile_owner=np.asarray(tile_owner, dtype=np.int64),
+                )
+        except OSError:  # read-only cache: fine, just slower next time
+            pass
+    geoms = [s.geometry for s in shapes]
+    return _Tables(meta, _tree(tiles), np.asarray(tile_owner, dtype=np.int64), lambda: geoms)  # type: ignore[arg-type]
+
+
+def _tree(tiles: list[Any]) -> Any:
+    import shapely
+
     arr = np.empty(len(tiles), dtype=object)
     arr[:] = tiles
-    return shapes, shapely.STRtree(arr), np.asarray(tile_owner, dtype=np.int64)
+    return shapely.STRtree(arr)
 
 
 def _shapes() -> list[CountryShape]:
-    return _tables()[0]
+    t = _tables()
+    return [CountryShape(m[0], m[1], m[2], g, m[3], m[4]) for m, g in zip(t.meta, t.geometries())]
+
+
+def _meta() -> list[tuple[str, str, str, str, str]]:
+    """(iso2, name, continent, iso3, subregion) per country, in :func:`_shapes` order (no polygons decoded)."""
+    return _tables().meta
 
 
 def _index() -> tuple[Any, NDArray[np.int64]]:
-    _, tree, owner = _tables()
-    return tree, owner
+    t = _tables()
+    return t.tree, t.tile_owner
 
 
 def _prepare(lat: ArrayLike, lon: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.float64], tuple[int, ...]]:
@@ -332,7 +360,7 @@ def country_of(lat: ArrayLike, lon: ArrayLike, *, coast_km: float = DEFAULT_COAS
     """
     la, lo, shape = _prepare(lat, lon)
     idx, _ = _shape_index(la, lo, coast_km)
-    codes = np.array([s.iso2 for s in _shapes()] + [None], dtype=object)
+    codes = np.array([m[0] for m in _meta()] + [None], dtype=object)
     return codes[idx].reshape(shape)
 
 
