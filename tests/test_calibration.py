@@ -265,3 +265,33 @@ def test_novelty_calibration_on_real_photos(tiny_locator, small_world_sample):
         assert np.mean(d[which == b] <= r * (1 + 1e-9)) >= 0.68
     with pytest.raises(InvalidInput, match="training embeddings"):
         calibrate(ModelBundle(head=head), X[~tr], y[~tr], method="novelty")
+
+
+def test_partial_sorts_equal_the_full_sort_definitions():
+    """The top-k and mass-radius shortcuts (GeoCLIP's 100k-point support) give exactly the full-sort answers,
+    ties (rounded coordinates, equal probabilities) and zero-probability points included."""
+    from geoscout.calibration import _top_stable, mass_radii_km, mass_radius_km
+    from geoscout.geo import haversine_km
+
+    def radius_by_full_sort(lat, lon, prob, center, mass):
+        d = haversine_km(center[0], center[1], lat, lon)
+        order = np.argsort(d, kind="stable")
+        cum = np.cumsum(prob[order]) / max(float(prob.sum()), 1e-12)
+        return float(d[order][min(int(np.searchsorted(cum, mass - 1e-9)), len(order) - 1)])
+
+    rng = np.random.default_rng(0)
+    for t in range(60):
+        n = int(rng.integers(1, 20000))
+        p = rng.integers(0, 20, n).astype(float) if t % 2 else rng.random(n)
+        k = int(rng.integers(1, n + 5))
+        np.testing.assert_array_equal(_top_stable(p, k), np.argsort(-p, kind="stable")[:k])
+        lat, lon = rng.uniform(-90, 90, n), rng.uniform(-180, 180, n)
+        if t % 3 == 0:
+            lat, lon = np.round(lat), np.round(lon)
+        prob = rng.dirichlet(np.full(n, 0.05 if t % 2 else 1.0))
+        prob[rng.random(n) < 0.3 * (t % 2)] = 0.0
+        center = (float(rng.uniform(-90, 90)), float(rng.uniform(-180, 180)))
+        levels = (0.5, 0.68, 0.9, 1.0)
+        want = [radius_by_full_sort(lat, lon, prob, center, m) for m in levels]
+        assert mass_radii_km(lat, lon, prob, center, levels) == want
+        assert mass_radius_km(lat, lon, prob, center, 0.68) == want[1]

@@ -289,3 +289,38 @@ def test_full_gallery_matches_geoclip_predict(tiny_clip_dir, photos, geoscout_ho
     gps, pr = model.predict(str(photos[0]), top_k=5)
     np.testing.assert_allclose([[c.lat, c.lon] for c in top], gps.numpy(), atol=1e-5)
     np.testing.assert_allclose([c.probability for c in top], pr.numpy(), rtol=1e-4, atol=1e-7)
+
+
+def test_onnx_runtime_is_the_default_and_agrees_with_torch(tiny_clip_dir, photos, geoscout_home):
+    """GeoCLIP's tower runs on ONNX Runtime by default (exported once, cached by fingerprint, the torch ViT not
+    built again); on real photos it gives torch's top-1 gallery point, features within cosine 1e-5 of torch's."""
+    pytest.importorskip("onnxruntime")
+    from PIL import Image
+
+    from geoscout.backbones import create_backbone
+    from geoscout.geoclip._wheel import wheel_gallery
+    from geoscout.heads.geoclip import GeoCLIPHead
+    from geoscout.locator import load_model
+
+    onnx = create_backbone("geoclip", weights=tiny_clip_dir)
+    ref = create_backbone("geoclip", weights=tiny_clip_dir, runtime="torch")
+    assert (onnx.runtime, ref.runtime) == ("onnx", "torch")
+    assert list((geoscout_home / "onnx").glob("geoclip-*.onnx"))
+    again = create_backbone("geoclip", weights=tiny_clip_dir)  # from the cached export
+    assert again._module is None  # the torch tower was not built
+    pils = []
+    for p in photos:
+        with Image.open(p) as im:
+            pils.append(im.convert("RGB"))
+    a, b = again.encode(pils), ref.encode(pils)
+    assert again._module is None
+    assert np.all((a * b).sum(axis=1) > 1 - 1e-5)
+    head = GeoCLIPHead(gallery=wheel_gallery()[:SUBSET])
+    ia, pa = head.predict_topk_indices(a, 1)
+    ib, pb = head.predict_topk_indices(b, 1)
+    np.testing.assert_array_equal(ia, ib)
+    np.testing.assert_allclose(pa, pb, rtol=1e-3)
+    # and through locate: the same answers as --runtime torch
+    la = load_model("geoclip", weights=str(tiny_clip_dir), geocode=False).locate(photos, top_k=3)
+    lb = load_model("geoclip", weights=str(tiny_clip_dir), runtime="torch", geocode=False).locate(photos, top_k=3)
+    assert [(p.top.lat, p.top.lon) for p in la] == [(p.top.lat, p.top.lon) for p in lb]

@@ -29,8 +29,13 @@ def test_auto_runtime_is_onnx_for_effnet_and_torch_on_request():
         create_backbone("effnet-lite0", runtime="tvm")
 
 
+#: heavy libraries the default ``locate`` path must not import (each costs 0.1-2 s of a cold start)
+HEAVY = ("torch", "pandas", "pyarrow", "scipy", "sklearn", "tqdm", "transformers")
+
+
 def test_default_locate_imports_no_torch(tmp_path):
-    """A fresh interpreter runs ``geoscout locate --example`` (cached export) without importing torch."""
+    """A fresh interpreter runs ``geoscout locate --example`` (cached export) without importing torch, pandas,
+    scipy, scikit-learn or tqdm (benchmarks/locate_speed.py measures what that is worth)."""
     create_backbone("effnet-lite2")  # exports the ONNX file once, into the same cache the child uses
     src = str(Path(geoscout.__file__).resolve().parents[1])
     env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
@@ -39,16 +44,19 @@ def test_default_locate_imports_no_torch(tmp_path):
         "from geoscout.cli import main\n"
         "sys.argv = ['geoscout', 'locate', '--example', '-f', 'json', '-o', sys.argv[1]]\n"
         "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
-        "print(json.dumps(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.'))))\n"
+        "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))\n"
     )
     out = tmp_path / "p.json"
-    res = subprocess.run(
-        [sys.executable, "-c", code, str(out)], env=env, capture_output=True, text=True, timeout=600, check=False
-    )
-    assert res.returncode == 0, res.stderr[-2000:]
-    assert json.loads(res.stdout.strip().splitlines()[-1]) == []
-    (pred,) = json.loads(out.read_text())
-    assert pred["candidates"] and not pred.get("error")
+    for _ in range(2):  # the first run may build the machine's caches (tables, optimised graph); the second reads them
+        res = subprocess.run(
+            [sys.executable, "-c", code, str(out)], env=env, capture_output=True, text=True, timeout=600, check=False
+        )
+        assert res.returncode == 0, res.stderr[-2000:]
+        loaded = set(json.loads(res.stdout.strip().splitlines()[-1]))
+        assert loaded.isdisjoint(HEAVY), sorted(loaded & set(HEAVY))
+        (pred,) = json.loads(out.read_text())
+        assert pred["candidates"] and not pred.get("error")
+        assert pred["candidates"][0]["country"]  # reverse geocoding ran (without pandas)
 
 
 @pytest.mark.slow

@@ -25,6 +25,7 @@ what a user reads:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +44,7 @@ __all__ = [
     "conformal_scale",
     "fit_novelty_temperature",
     "fit_temperature",
+    "mass_radii_km",
     "mass_radius_km",
     "novelty",
     "radius_coverage",
@@ -158,12 +160,26 @@ def mass_radius_km(
     lat: ArrayLike, lon: ArrayLike, prob: ArrayLike, center: tuple[float, float], mass: float = 0.68
 ) -> float:
     """Smallest radius (km) around ``center`` holding at least ``mass`` of the probability on the support points."""
-    lat, lon, prob = (np.asarray(a, dtype=np.float64) for a in (lat, lon, prob))
+    return mass_radii_km(lat, lon, prob, center, (mass,))[0]
+
+
+def mass_radii_km(
+    lat: ArrayLike, lon: ArrayLike, prob: ArrayLike, center: tuple[float, float], masses: Sequence[float]
+) -> list[float]:
+    """:func:`mass_radius_km` for several masses at once (one distance sort: GeoCLIP's 100k-point support)."""
+    lat, lon, prob = (np.asarray(a, dtype=np.float64).reshape(-1) for a in (lat, lon, prob))
     d = haversine_km(center[0], center[1], lat, lon)
-    order = np.argsort(d, kind="stable")
-    cum = np.cumsum(prob[order]) / max(float(prob.sum()), 1e-12)
-    i = int(np.searchsorted(cum, mass - 1e-9))
-    return float(d[order][min(i, len(order) - 1)])
+    total = max(float(prob.sum()), 1e-12)
+    target = max(masses, default=0.0) - 1e-9
+    k = min(d.size, 1024)
+    while True:  # the nearest k points in stable distance order (the head of a full sort), until they hold the mass
+        order = _top_stable(-d, k)
+        cum = np.cumsum(prob[order]) / total
+        if k == d.size or (cum.size and cum[-1] >= target):
+            break
+        k = min(d.size, 8 * k)
+    d_sorted = d[order]
+    return [float(d_sorted[min(int(np.searchsorted(cum, m - 1e-9)), len(order) - 1)]) for m in masses]
 
 
 def conformal_scale(distances_km: ArrayLike, radii_km: ArrayLike, level: float, *, r_min_km: float = 0.0) -> float:
@@ -193,6 +209,17 @@ def radius_coverage(distances_km: ArrayLike, radii_km: ArrayLike) -> float:
     return float(np.mean(d[ok] <= r[ok])) if ok.any() else float("nan")
 
 
+def _top_stable(p: NDArray[np.float64], k: int) -> NDArray[np.int64]:
+    """``np.argsort(-p, kind="stable")[:k]`` without sorting all of ``p`` (ties keep index order)."""
+    if k >= p.size:
+        return np.argsort(-p, kind="stable")
+    kth = np.partition(-p, k - 1)[k - 1]
+    strict = np.flatnonzero(-p < kth)
+    ties = np.flatnonzero(-p == kth)[: k - strict.size]
+    sel = np.concatenate([strict, ties])
+    return sel[np.lexsort((sel, -p[sel]))]
+
+
 def best_guess(
     lat: ArrayLike,
     lon: ArrayLike,
@@ -213,7 +240,7 @@ def best_guess(
         raise InvalidInput(f"guess rule {rule!r}: expected one of {', '.join(GUESS_RULES)}")
     lat, lon, p = (np.asarray(a, dtype=np.float64).reshape(-1) for a in (lat, lon, prob))
     p = p / max(float(p.sum()), 1e-300)
-    order = np.argsort(-p, kind="stable")
+    order = _top_stable(p, _GUESS_SUPPORT)
     sup = order[:_GUESS_SUPPORT]
     ps = p[sup] / max(float(p[sup].sum()), 1e-300)
     cand = order[:_GUESS_CANDIDATES]
@@ -300,8 +327,7 @@ class Calibration:
         """Stated radius (km) per level in :data:`LEVELS` around ``center`` for (already tempered) ``prob``."""
         scales = self.scales_at(novelty)
         out = {}
-        for q in LEVELS:
-            r = mass_radius_km(lat, lon, prob, center, q)
+        for q, r in zip(LEVELS, mass_radii_km(lat, lon, prob, center, LEVELS)):
             s = scales.get(q)
             out[q] = r if s is None else s * max(r, self.r_min_km)
         return out
