@@ -19,6 +19,7 @@ ships it, else a small real model is trained first into a temp folder (Efficient
 country cells on the OSV-5M sample, ~70 real photos) and served from there.
 
     python benchmarks/serve_load.py [--requests 1000] [--clients 8] [--model M] [--bad-share 0.05]
+    python benchmarks/serve_load.py --runtimes onnx,torch --requests 300   # ONNX Runtime vs torch, one run
 
 Exits 1 when any request failed (a good request not answered 200, or a bad one not answered 4xx JSON).
 """
@@ -313,10 +314,41 @@ def main() -> int:
     ap.add_argument("--timeout", type=float, default=120.0, help="client timeout per request, seconds")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--huge-mb", type=int, default=200, help="size of the oversized uploads sent during the load")
+    ap.add_argument(
+        "--runtimes",
+        default="auto",
+        help="backbone runtime(s) of the server, comma-separated (e.g. onnx,torch: one load test each, in this run, "
+        "then their throughput ratio)",
+    )
     args = ap.parse_args()
     if not (1 <= args.clients <= 64 and 1 <= args.requests <= 100_000 and 0 <= args.bad_share < 1):
         ap.error("need 1 <= clients <= 64, 1 <= requests <= 100000, 0 <= bad-share < 1")
+    runtimes = [r.strip() for r in args.runtimes.split(",") if r.strip()]
+    if not runtimes or any(r not in ("auto", "onnx", "torch") for r in runtimes):
+        ap.error("--runtimes: auto, onnx and/or torch, comma-separated")
+    code, summaries = 0, {}
+    for runtime in runtimes:
+        rc, summaries[runtime] = _load_test(args, runtime)
+        code = max(code, rc)
+    if len(summaries) > 1:
+        print()
+        print(f"load average (1, 5, 15 min) at the end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+        for runtime, s in summaries.items():
+            print(
+                f"runtime {runtime}: {s['photos_per_s']:.2f} photos/s, p50 {s['p50_ms']:.0f} ms, p95 {s['p95_ms']:.0f} ms"
+            )
+        first, *rest = summaries
+        for other in rest:
+            a, b = summaries[first], summaries[other]
+            print(
+                f"throughput {first} / {other}: {a['photos_per_s'] / b['photos_per_s']:.2f}x; "
+                f"p50 latency {other} / {first}: {b['p50_ms'] / a['p50_ms']:.2f}x"
+            )
+    return code
 
+
+def _load_test(args: argparse.Namespace, runtime: str) -> tuple[int, dict]:
+    """One load test of a server on ``runtime``; prints its report, returns (exit code, summary)."""
     import httpx
 
     photos = real_photos()
@@ -342,6 +374,8 @@ def main() -> int:
             str(args.concurrency),
             "--timeout",
             "300",
+            "--runtime",
+            runtime,
         ]
         log = open(tmp / "server.log", "w+")  # noqa: SIM115 - read back and closed in the finally below
         spool = tmp / "server-tmp"  # the server's TMPDIR: where multipart parsing spills large parts
@@ -416,6 +450,8 @@ def main() -> int:
     print(
         f"command: python benchmarks/serve_load.py --requests {args.requests} --clients {args.clients}"
         + (f" --model {args.model}" if args.model else "")
+        + (f" --runtimes {args.runtimes}" if args.runtimes != "auto" else "")
+        + f"  [this run: runtime {runtime}]"
     )
     print(
         f"requests: {len(kinds)} in {res['wall']:.1f} s -> {len(kinds) / res['wall']:.2f} req/s "
@@ -456,7 +492,8 @@ def main() -> int:
     if not huge_ok:
         print("  an oversized upload was not answered 413")
     print(f"server exit code on SIGINT: {server.returncode}")
-    return 1 if res["failures"] or not huge_ok else 0
+    summary = {"photos_per_s": len(lat_ms) / res["wall"], "p50_ms": pct(lat_ms, 50), "p95_ms": pct(lat_ms, 95)}
+    return (1 if res["failures"] or not huge_ok else 0), summary
 
 
 if __name__ == "__main__":
