@@ -10,9 +10,13 @@ import pytest
 
 from geoscout.calibration import (
     Calibration,
+    CalibrationRecords,
     best_guess,
+    calibration_report,
     conformal_scale,
+    fit_calibration,
     fit_novelty_temperature,
+    fit_score_temperature,
     fit_temperature,
     mass_radius_km,
     novelty,
@@ -76,6 +80,22 @@ def test_fit_novelty_temperature_by_hand():
     assert fit_novelty_temperature(prob, truth, z)[2] == 1.0  # z0 defaults to the median novelty
 
 
+def test_fit_score_temperature_by_hand():
+    """All photos predicted (0.9, 0.1), their answer scoring 5000 if the first point is true and 0 if the second.
+    Familiar photos score 5000, 5000, 5000, 0 (mean 3750): the squared error is least where 5000 * p = 3750,
+    p = 0.75, T = 2. Novel ones score 5000 three times in five: p = 0.6, T = ln 9 / ln 1.5."""
+    prob = np.tile([0.9, 0.1], (9, 1))
+    pts = np.tile([5000.0, 0.0], (9, 1))
+    scored = [5000.0, 5000, 5000, 0, 5000, 5000, 5000, 0, 0]
+    t, slope, _ = fit_score_temperature(prob[:4], pts[:4], scored[:4])
+    assert t == pytest.approx(2.0, rel=1e-3) and slope == 0.0
+    t0, slope, z0 = fit_score_temperature(prob, pts, scored, [0.0] * 4 + [1.0] * 5, center=0.0)
+    assert (t0, z0) == (pytest.approx(2.0, rel=1e-3), 0.0)
+    assert slope == pytest.approx(math.log(math.log(9) / math.log(1.5) / 2), rel=1e-3)
+    with pytest.raises(InvalidInput, match="disagree"):
+        fit_score_temperature(prob, pts[:3], scored)
+
+
 def test_mondrian_scales_by_hand():
     """Radius factors by novelty bin: edges (0.2, 0.4) make three bins; 0.4 itself belongs to the last."""
     bins = ({0.68: 1.0}, {0.68: 2.0}, {0.68: 3.0})
@@ -93,6 +113,50 @@ def test_mondrian_scales_by_hand():
         Calibration(novelty_k=10, novelty_edges=(0.2,), radius_scale_bins=bins)
     with pytest.raises(InvalidInput, match="method"):
         Calibration(method="isotonic")
+
+
+def _records(n_right: int, n_wrong: int) -> CalibrationRecords:
+    """Photos predicted (0.9, 0.1) on the points (0, 0) and (0, 10); all answer (0, 0). The right ones lie
+    1, 2, ... km from it, the wrong ones 1,200 km."""
+    n = n_right + n_wrong
+    return CalibrationRecords(
+        prob=[np.array([0.9, 0.1])] * n,
+        lat=[np.zeros(2)] * n,
+        lon=[np.array([0.0, 10.0])] * n,
+        label=np.array([0] * n_right + [1] * n_wrong),
+        novelty=np.full(n, np.nan),
+        answer=np.zeros((n, 2)),
+        d_km=np.array([float(i + 1) for i in range(n_right)] + [1200.0] * n_wrong),
+    )
+
+
+def test_fit_calibration_and_report_by_hand():
+    """12 photos, 9 right: T = 2 makes 0.9 read 0.75. Tempered masses (0.75, 0.25): the 50 and 68 % mass radii
+    are 0 (floored to 10 km), the 90 % one is the 10 degrees to the second point (6371 * pi / 18 km).
+    Conformal factors (n = 12): 50 %: the ceil(13 * .5) = 7th smallest of d / 10 km = 0.7; 68 %: the 9th = 0.9;
+    90 %: the 12th of d / r90 = 1200 / r90. Expected score at (0, 0): 0.75 * 5000 + 0.25 * 5000 exp(-r90 / 1492.7)."""
+    rec = _records(9, 3)
+    r90 = 6371.0 * math.pi / 18
+    cal = fit_calibration(rec, method="global", r_min_km=10.0, fitted_on="hand")
+    assert cal.temperature == pytest.approx(2.0, rel=1e-4)
+    assert cal.radius_scale[0.5] == pytest.approx(0.7) and cal.radius_scale[0.68] == pytest.approx(0.9)
+    assert cal.radius_scale[0.9] == pytest.approx(1200.0 / r90, rel=1e-6)
+    rep = calibration_report(cal, rec)
+    assert rep["cov50"] == pytest.approx(7 / 12) and rep["cov68"] == pytest.approx(9 / 12) and rep["cov90"] == 1.0
+    assert rep["expected"] == pytest.approx(0.75 * 5000 + 0.25 * 5000 * math.exp(-r90 / 1492.7), rel=1e-4)
+    scored = (sum(5000 * math.exp(-(i + 1) / 1492.7) for i in range(9)) + 3 * 5000 * math.exp(-1200 / 1492.7)) / 12
+    assert rep["scored"] == pytest.approx(scored) and rep["n"] == 12
+    both = CalibrationRecords.concat([rec.take(np.arange(6)), rec.take(np.arange(6, 12))])
+    assert fit_calibration(both, r_min_km=10.0).radius_scale == cal.radius_scale
+    with pytest.raises(InvalidInput, match="novelty"):
+        fit_calibration(rec, method="novelty")  # no novelty measured
+    with pytest.raises(InvalidInput, match="at least 10"):
+        fit_calibration(rec.take(np.arange(5)))
+    # the score objective: the expected score 5000 * p1 + 5000 exp(-r90 / 1492.7) * (1 - p1) matches the mean
+    # achieved score (every photo has the same prediction, so the least squared error is at the mean)
+    by_score = fit_calibration(rec, objective="score", r_min_km=10.0)
+    assert calibration_report(by_score, rec)["expected"] == pytest.approx(scored, rel=1e-3)
+    assert by_score.objective == "score" and Calibration.from_dict(by_score.to_dict()) == by_score
 
 
 def test_conformal_scale_by_hand():
@@ -265,6 +329,14 @@ def test_novelty_calibration_on_real_photos(tiny_locator, small_world_sample):
         assert np.mean(d[which == b] <= r * (1 + 1e-9)) >= 0.68
     with pytest.raises(InvalidInput, match="training embeddings"):
         calibrate(ModelBundle(head=head), X[~tr], y[~tr], method="novelty")
+    # a temperature that grows with novelty: each photo's stated probabilities are its own tempering
+    hot = Calibration(temperature=1.0, novelty_k=3, novelty_center=float(np.median(z)), novelty_slope=5.0)
+    loc = Locator(None, head, retrieval=bundle.retrieval, geocode=False, calibration=hot, guess="mode")
+    preds = loc.locate_embeddings(X[~tr], [str(i) for i in range(int((~tr).sum()))], top_k=1)
+    dist = head.predict_distribution(X[~tr])
+    for i, p in enumerate(preds):
+        want = temper(dist.prob[i], math.exp(5.0 * (z[i] - np.median(z)))).max()
+        assert p.candidates[0].probability == pytest.approx(want, rel=1e-6)
 
 
 def test_partial_sorts_equal_the_full_sort_definitions():

@@ -39,10 +39,15 @@ __all__ = [
     "CALIBRATION_METHODS",
     "GUESS_RULES",
     "LEVELS",
+    "TEMPERATURE_OBJECTIVES",
     "Calibration",
+    "CalibrationRecords",
     "best_guess",
+    "calibration_report",
     "conformal_scale",
+    "fit_calibration",
     "fit_novelty_temperature",
+    "fit_score_temperature",
     "fit_temperature",
     "mass_radii_km",
     "mass_radius_km",
@@ -55,6 +60,7 @@ __all__ = [
 LEVELS = (0.5, 0.68, 0.9)
 GUESS_RULES = ("mode", "expected-score", "median")
 CALIBRATION_METHODS = ("global", "novelty", "mondrian", "novelty+mondrian")
+TEMPERATURE_OBJECTIVES = ("nll", "score")
 #: temperatures are kept within these bounds
 _T_BOUNDS = (0.05, 50.0)
 #: candidate points searched by best_guess (most probable support points) and support points it integrates over
@@ -152,6 +158,52 @@ def fit_novelty_temperature(
     t_global = fit_temperature(p, t)
     best = minimize(
         nll, np.array([math.log(t_global), 0.0]), method="Nelder-Mead", options={"xatol": 1e-6, "fatol": 1e-9}
+    )
+    return float(math.exp(best.x[0])), float(best.x[1]), z0
+
+
+def fit_score_temperature(
+    prob: ArrayLike,
+    point_scores: ArrayLike,
+    scored: ArrayLike,
+    novelty: ArrayLike | None = None,
+    *,
+    center: float | None = None,
+) -> tuple[float, float, float]:
+    """``(T0, slope, z0)`` whose expected GeoGuessr scores best predict the scores achieved.
+
+    Minimises the mean of ``(E_i - scored_i)^2`` with ``E_i = sum_j temper(prob_i, T_i)_j * point_scores_ij``
+    (``point_scores_ij``: the score of photo ``i``'s answer if the truth were support point ``j``) and
+    ``T_i = T0 * exp(slope * (z_i - z0))``; without ``novelty`` the slope stays 0. ``z0``: the median novelty.
+    """
+    from scipy.optimize import minimize, minimize_scalar
+
+    p = np.asarray(prob, dtype=np.float64)
+    sc = np.asarray(point_scores, dtype=np.float64)
+    y = np.asarray(scored, dtype=np.float64).reshape(-1)
+    if p.ndim != 2 or p.shape != sc.shape or p.shape[0] != y.size or y.size == 0:
+        raise InvalidInput(f"fit_score_temperature: prob {p.shape}, point_scores {sc.shape}, scored {y.shape} disagree")
+    logp = np.log(np.maximum(p, 1e-300))
+    lo, hi = math.log(_T_BOUNDS[0]), math.log(_T_BOUNDS[1])
+    z = None if novelty is None else np.asarray(novelty, dtype=np.float64).reshape(-1)
+    z0 = 0.0 if z is None else (float(np.median(z)) if center is None else float(center))
+
+    def loss_at(log_t: NDArray[np.float64]) -> float:
+        zz = logp / np.exp(np.clip(log_t, lo, hi))[:, None]
+        q = np.exp(zz - zz.max(axis=1, keepdims=True)) * (p > 0)
+        e = (q * sc).sum(axis=1) / q.sum(axis=1)
+        return float(np.mean((e - y) ** 2))
+
+    g = minimize_scalar(lambda lt: loss_at(np.full(y.size, lt)), bounds=(lo, hi), method="bounded")
+    if z is None:
+        return float(math.exp(g.x)), 0.0, z0
+    if z.size != y.size:
+        raise InvalidInput(f"fit_score_temperature: {z.size} novelties for {y.size} photos")
+    best = minimize(
+        lambda th: loss_at(th[0] + th[1] * (z - z0)),
+        np.array([g.x, 0.0]),
+        method="Nelder-Mead",
+        options={"xatol": 1e-6, "fatol": 1e-6},
     )
     return float(math.exp(best.x[0])), float(best.x[1]), z0
 
@@ -277,6 +329,8 @@ class Calibration:
     fitted_on: str = ""
     n: int = 0
     method: str = "global"
+    #: what the temperature was fitted to: "nll" (likelihood of the true cells) or "score" (expected vs achieved)
+    objective: str = "nll"
     novelty_k: int = 0
     novelty_center: float = 0.0
     novelty_slope: float = 0.0
@@ -286,6 +340,10 @@ class Calibration:
     def __post_init__(self) -> None:
         if self.guess not in GUESS_RULES:
             raise InvalidInput(f"calibration guess rule {self.guess!r}: expected one of {', '.join(GUESS_RULES)}")
+        if self.objective not in TEMPERATURE_OBJECTIVES:
+            raise InvalidInput(
+                f"calibration objective {self.objective!r}: expected one of {', '.join(TEMPERATURE_OBJECTIVES)}"
+            )
         if self.method not in CALIBRATION_METHODS:
             raise InvalidInput(f"calibration method {self.method!r}: expected one of {', '.join(CALIBRATION_METHODS)}")
         self.radius_scale = {float(k): float(v) for k, v in self.radius_scale.items()}
@@ -341,6 +399,7 @@ class Calibration:
             "fitted_on": self.fitted_on,
             "n": self.n,
             "method": self.method,
+            "objective": self.objective,
         }
         if self.novelty_k:
             d |= {
@@ -365,6 +424,7 @@ class Calibration:
                 fitted_on=str(d.get("fitted_on", "")),
                 n=int(d.get("n", 0)),
                 method=str(d.get("method", "global")),
+                objective=str(d.get("objective", "nll")),
                 novelty_k=int(d.get("novelty_k", 0)),
                 novelty_center=float(d.get("novelty_center", 0.0)),
                 novelty_slope=float(d.get("novelty_slope", 0.0)),
@@ -375,3 +435,168 @@ class Calibration:
             )
         except (TypeError, ValueError, AttributeError) as exc:
             raise InvalidInput(f"calibration section of the bundle is malformed: {exc}") from None
+
+
+@dataclass
+class CalibrationRecords:
+    """What calibration needs of held-out photos, whatever the method: per photo the model's own (untempered)
+    probabilities ``prob`` on its support points ``(lat, lon)``, the true cell's column ``label`` (-1: none),
+    the ``novelty`` (NaN: not measured), the answered point ``answer`` (its rule applied to the untempered
+    distribution, so no calibration changes it) and its distance ``d_km`` to the truth. Records of several
+    models (cross-fitting) concatenate with :meth:`concat`."""
+
+    prob: list[NDArray[np.float64]]
+    lat: list[NDArray[np.float64]]
+    lon: list[NDArray[np.float64]]
+    label: NDArray[np.int64]
+    novelty: NDArray[np.float64]
+    answer: NDArray[np.float64]
+    d_km: NDArray[np.float64]
+
+    def __len__(self) -> int:
+        return len(self.prob)
+
+    def take(self, rows: ArrayLike) -> CalibrationRecords:
+        idx = np.flatnonzero(np.asarray(rows)) if np.asarray(rows).dtype == bool else np.asarray(rows, np.int64)
+        return CalibrationRecords(
+            [self.prob[i] for i in idx],
+            [self.lat[i] for i in idx],
+            [self.lon[i] for i in idx],
+            self.label[idx],
+            self.novelty[idx],
+            self.answer[idx],
+            self.d_km[idx],
+        )
+
+    @staticmethod
+    def concat(parts: list[CalibrationRecords]) -> CalibrationRecords:
+        return CalibrationRecords(
+            [p for r in parts for p in r.prob],
+            [p for r in parts for p in r.lat],
+            [p for r in parts for p in r.lon],
+            np.concatenate([r.label for r in parts]),
+            np.concatenate([r.novelty for r in parts]),
+            np.concatenate([r.answer for r in parts]),
+            np.concatenate([r.d_km for r in parts]),
+        )
+
+
+def _nll_rows(rec: CalibrationRecords) -> tuple[NDArray[np.float64], NDArray[np.int64], NDArray[np.float64]]:
+    """Rows with a true cell, as one (n, C) matrix (models sharing a partition have the same columns)."""
+    ok = np.flatnonzero(rec.label >= 0)
+    if not ok.size or len({rec.prob[i].size for i in ok}) != 1:
+        return np.zeros((0, 1)), np.zeros(0, np.int64), np.zeros(0)
+    return np.stack([rec.prob[i] for i in ok]), rec.label[ok], rec.novelty[ok]
+
+
+def fit_calibration(
+    rec: CalibrationRecords,
+    *,
+    method: str = "global",
+    guess: str = "expected-score",
+    novelty_k: int = 10,
+    bins: int = 3,
+    r_min_km: float = 10.0,
+    fitted_on: str = "",
+    objective: str = "nll",
+) -> Calibration:
+    """Fit a :class:`Calibration` on held-out :class:`CalibrationRecords` (see :func:`geoscout.locator.calibrate`).
+
+    Temperature by the NLL of the true cells (global, or growing with novelty for ``novelty*`` methods); radius
+    factors split-conformal on the tempered mass radii around each answer, globally and, for ``*mondrian``,
+    per equal-count novelty bin (at least 20 photos each).
+    """
+    if method not in CALIBRATION_METHODS:
+        raise InvalidInput(f"calibration method {method!r}: expected one of {', '.join(CALIBRATION_METHODS)}")
+    if len(rec) < 10:
+        raise InvalidInput(f"calibration needs at least 10 held-out photos, got {len(rec)}")
+    z = rec.novelty
+    use_novelty = method != "global"
+    if use_novelty and not np.isfinite(z).all():
+        raise InvalidInput(f"calibration method {method!r} needs every photo's novelty (the training embeddings)")
+    if objective not in TEMPERATURE_OBJECTIVES:
+        raise InvalidInput(f"temperature objective {objective!r}: expected one of {', '.join(TEMPERATURE_OBJECTIVES)}")
+    temperature, slope, center = 1.0, 0.0, 0.0
+    by_novelty = method in ("novelty", "novelty+mondrian")
+    if objective == "score":
+        if len({pr.size for pr in rec.prob}) == 1:
+            sc = np.stack(
+                [
+                    geoguessr_score(haversine_km(rec.answer[i, 0], rec.answer[i, 1], rec.lat[i], rec.lon[i]))
+                    for i in range(len(rec))
+                ]
+            )
+            temperature, slope, center = fit_score_temperature(
+                np.stack(rec.prob), sc, geoguessr_score(rec.d_km), z if by_novelty else None
+            )
+    else:
+        p, lab, zl = _nll_rows(rec)
+        if len(lab) >= 10:
+            if by_novelty:
+                temperature, slope, center = fit_novelty_temperature(p, lab, zl)
+            else:
+                temperature = fit_temperature(p, lab)
+    edges: tuple[float, ...] = ()
+    if method in ("mondrian", "novelty+mondrian"):
+        b = max(1, min(int(bins), len(rec) // 20))
+        edges = tuple(float(e) for e in np.quantile(z, np.arange(1, b) / b))
+    base = Calibration(
+        temperature=temperature,
+        guess=guess,
+        method=method,
+        objective=objective,
+        novelty_k=novelty_k if use_novelty else 0,
+        novelty_center=center,
+        novelty_slope=slope,
+    )
+    radii = np.zeros((len(LEVELS), len(rec)))
+    for i in range(len(rec)):
+        p_i = temper(rec.prob[i], base.temperature_at(float(z[i])))
+        for j, q in enumerate(LEVELS):
+            radii[j, i] = mass_radius_km(rec.lat[i], rec.lon[i], p_i, (rec.answer[i, 0], rec.answer[i, 1]), q)
+
+    def scales(mask: NDArray[np.bool_]) -> dict[float, float]:
+        return {q: conformal_scale(rec.d_km[mask], radii[j, mask], q, r_min_km=r_min_km) for j, q in enumerate(LEVELS)}
+
+    by_bin: tuple[dict[float, float], ...] = ()
+    if edges:
+        which = np.searchsorted(np.asarray(edges), z, side="right")
+        by_bin = tuple(scales(which == b) for b in range(len(edges) + 1))
+    return Calibration(
+        temperature=temperature,
+        radius_scale=scales(np.ones(len(rec), dtype=bool)),
+        r_min_km=r_min_km,
+        guess=guess,
+        fitted_on=fitted_on,
+        n=len(rec),
+        method=method,
+        objective=objective,
+        novelty_k=base.novelty_k,
+        novelty_center=center,
+        novelty_slope=slope,
+        novelty_edges=edges,
+        radius_scale_bins=by_bin,
+    )
+
+
+def calibration_report(cal: Calibration, rec: CalibrationRecords) -> dict[str, Any]:
+    """What ``cal`` states for held-out ``rec`` against what happened: coverage of each level's radius
+    (``cov50`` ...), the mean expected GeoGuessr score under the tempered distribution (``expected``) and the
+    mean score achieved (``scored``), as a locator with this calibration would state them (cues aside)."""
+    n = len(rec)
+    cov = {q: np.zeros(n, dtype=bool) for q in LEVELS}
+    expected = np.zeros(n)
+    for i in range(n):
+        zi = float(rec.novelty[i])
+        p_i = temper(rec.prob[i], cal.temperature_at(zi))
+        c = (float(rec.answer[i, 0]), float(rec.answer[i, 1]))
+        r = cal.radii(rec.lat[i], rec.lon[i], p_i, c, zi)
+        for q in LEVELS:
+            cov[q][i] = rec.d_km[i] <= r[q]
+        dist = haversine_km(c[0], c[1], rec.lat[i], rec.lon[i])
+        expected[i] = float(geoguessr_score(dist) @ (p_i / max(float(p_i.sum()), 1e-300)))
+    out: dict[str, Any] = {f"cov{100 * q:.0f}": float(cov[q].mean()) for q in LEVELS}
+    out["expected"] = float(expected.mean())
+    out["scored"] = float(geoguessr_score(rec.d_km).mean())
+    out["n"] = n
+    return out

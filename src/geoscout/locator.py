@@ -21,7 +21,16 @@ from numpy.typing import NDArray
 
 from ._io import IMAGE_SUFFIXES
 from ._registry import Registry
-from .calibration import GUESS_RULES, LEVELS, Calibration, best_guess, mass_radius_km, novelty, temper
+from .calibration import (
+    GUESS_RULES,
+    LEVELS,
+    Calibration,
+    CalibrationRecords,
+    best_guess,
+    mass_radius_km,
+    novelty,
+    temper,
+)
 from .errors import InvalidInput, PhotoFailure, UnknownName
 from .geo import geoguessr_score, haversine_km, l2_normalize, spherical_mean
 from .types import Candidate, Prediction
@@ -33,6 +42,7 @@ __all__ = [
     "ModelOptions",
     "RefineConfig",
     "calibrate",
+    "calibration_records",
     "expected_geoguessr_score",
     "list_models",
     "load_model",
@@ -733,6 +743,45 @@ def locate(
 CALIBRATION_R_MIN_KM = 10.0
 
 
+def calibration_records(
+    bundle: Any, X: Any, y: Any, *, guess: str = "expected-score", novelty_k: int = 10
+) -> CalibrationRecords:
+    """:class:`~geoscout.calibration.CalibrationRecords` of held-out embeddings ``X`` with true ``y`` (lat, lon)
+    under ``bundle``: its distribution, the true cell, the novelty against its training embeddings (NaN
+    without retrieval data) and the point it answers (``guess`` rule, with the bundle's refinement)."""
+    X = np.asarray(X, dtype=np.float32)
+    y = np.asarray(y, dtype=np.float64).reshape(-1, 2)
+    if len(X) != len(y):
+        raise InvalidInput(f"calibration: {len(X)} embeddings for {len(y)} true places")
+    head = bundle.head
+    retrieval = getattr(bundle, "retrieval", None)
+    z = np.full(len(X), np.nan)
+    if retrieval is not None and len(X):
+        z = novelty(X, l2_normalize(np.asarray(retrieval.vectors, np.float32)), novelty_k)
+    dist = head.predict_distribution(X)
+    labels = np.full(len(X), -1, dtype=np.int64)
+    if dist.cell is not None and hasattr(head, "_labels"):
+        if getattr(head, "partition_", None) is None and getattr(bundle, "partition", None) is not None:
+            head.partition_ = bundle.partition  # a loaded bundle keeps its partition beside the head
+        if getattr(head, "partition_", None) is not None:
+            labels = head._labels(y)
+    loc = Locator(
+        None, head, partition=bundle.partition, retrieval=retrieval, geocode=False, heatmap_points=0, guess=guess
+    )
+    preds = loc.locate_embeddings(X, [str(i) for i in range(len(X))], top_k=1)
+    a = np.array([[p.answer.lat, p.answer.lon] for p in preds]).reshape(-1, 2)
+    pts = [dist.points(i) for i in range(len(X))]
+    return CalibrationRecords(
+        prob=[np.asarray(dist.prob[i], np.float64) for i in range(len(X))],
+        lat=[np.asarray(p[0], np.float64) for p in pts],
+        lon=[np.asarray(p[1], np.float64) for p in pts],
+        label=labels,
+        novelty=z,
+        answer=a,
+        d_km=np.asarray(haversine_km(a[:, 0], a[:, 1], y[:, 0], y[:, 1]), np.float64).reshape(-1),
+    )
+
+
 def calibrate(
     bundle: Any,
     X_val: Any,
@@ -743,6 +792,7 @@ def calibrate(
     method: str = "global",
     novelty_k: int = 10,
     bins: int = 3,
+    objective: str = "nll",
 ) -> Any:
     """Fit a :class:`~geoscout.calibration.Calibration` for ``bundle`` on held-out embeddings.
 
@@ -751,83 +801,27 @@ def calibrate(
     ``novelty_k`` most similar training embeddings, which the bundle's retrieval data holds). Radii:
     split-conformal factors at 50 / 68 / 90 % for the distance from the answered point (``guess`` rule, the
     bundle's refinement) to the truth, relative to the mass radius of the tempered distribution; with
-    ``mondrian`` one factor per novelty bin (``bins`` equal-count bins of the held-out photos).
+    ``mondrian`` one factor per novelty bin (``bins`` equal-count bins of the held-out photos). See
+    :func:`calibration_records` and :func:`geoscout.calibration.fit_calibration` (which also take records of
+    several models, for cross-fitting). ``objective`` ``score`` fits the temperature so that the expected
+    GeoGuessr scores best predict the achieved ones instead of by likelihood.
     """
-    from .calibration import CALIBRATION_METHODS, LEVELS, conformal_scale, fit_novelty_temperature, fit_temperature
+    from .calibration import CALIBRATION_METHODS, fit_calibration
 
     if method not in CALIBRATION_METHODS:
         raise InvalidInput(f"calibration method {method!r}: expected one of {', '.join(CALIBRATION_METHODS)}")
-    X_val = np.asarray(X_val, dtype=np.float32)
-    y_val = np.asarray(y_val, dtype=np.float64).reshape(-1, 2)
-    if len(X_val) < 10:
-        raise InvalidInput(f"calibration needs at least 10 held-out embeddings, got {len(X_val)}")
-    head = bundle.head
-    use_novelty = method != "global"
-    retrieval = getattr(bundle, "retrieval", None)
-    z = None
-    if use_novelty:
-        if retrieval is None:
-            raise InvalidInput(f"calibration method {method!r} needs the training embeddings (train with retrieval)")
-        z = novelty(X_val, l2_normalize(np.asarray(retrieval.vectors, np.float32)), novelty_k)
-    dist = head.predict_distribution(X_val)
-    temperature, slope, center = 1.0, 0.0, 0.0
-    if dist.cell is not None and hasattr(head, "_labels") and getattr(head, "partition_", None) is not None:
-        labels = head._labels(y_val)
-        if method in ("novelty", "novelty+mondrian") and z is not None:
-            temperature, slope, center = fit_novelty_temperature(dist.prob, labels, z)
-        else:
-            temperature = fit_temperature(dist.prob, labels)
-    edges: tuple[float, ...] = ()
-    if method in ("mondrian", "novelty+mondrian") and z is not None:
-        b = max(1, min(int(bins), len(X_val) // 20))  # at least 20 photos per bin
-        edges = tuple(float(e) for e in np.quantile(z, np.arange(1, b) / b))
-    base = Calibration(
-        temperature=temperature,
-        guess=guess,
+    if len(np.asarray(X_val)) < 10:
+        raise InvalidInput(f"calibration needs at least 10 held-out embeddings, got {len(np.asarray(X_val))}")
+    if method != "global" and getattr(bundle, "retrieval", None) is None:
+        raise InvalidInput(f"calibration method {method!r} needs the training embeddings (train with retrieval)")
+    rec = calibration_records(bundle, X_val, y_val, guess=guess, novelty_k=novelty_k)
+    return fit_calibration(
+        rec,
         method=method,
-        novelty_k=novelty_k if use_novelty else 0,
-        novelty_center=center,
-        novelty_slope=slope,
-    )
-    loc = Locator(
-        None,
-        head,
-        partition=bundle.partition,
-        retrieval=retrieval,
-        geocode=False,
-        heatmap_points=0,
-        calibration=base,
-    )
-    preds = loc.locate_embeddings(X_val, [str(i) for i in range(len(X_val))], top_k=1)
-    a = np.array([[p.answer.lat, p.answer.lon] for p in preds])
-    d = haversine_km(a[:, 0], a[:, 1], y_val[:, 0], y_val[:, 1])
-    radii = np.zeros((len(LEVELS), len(X_val)))
-    for i in range(len(X_val)):
-        plat, plon = dist.points(i)
-        p_i = temper(dist.prob[i], base.temperature_at(None if z is None else float(z[i])))
-        for j, q in enumerate(LEVELS):
-            radii[j, i] = mass_radius_km(plat, plon, p_i, (a[i, 0], a[i, 1]), q)
-
-    def scales(mask: NDArray[np.bool_]) -> dict[float, float]:
-        return {
-            q: conformal_scale(d[mask], radii[j, mask], q, r_min_km=CALIBRATION_R_MIN_KM) for j, q in enumerate(LEVELS)
-        }
-
-    by_bin: tuple[dict[float, float], ...] = ()
-    if edges and z is not None:
-        which = np.searchsorted(np.asarray(edges), z, side="right")
-        by_bin = tuple(scales(which == b) for b in range(len(edges) + 1))
-    return Calibration(
-        temperature=temperature,
-        radius_scale=scales(np.ones(len(X_val), dtype=bool)),
+        guess=guess,
+        novelty_k=novelty_k,
+        bins=bins,
         r_min_km=CALIBRATION_R_MIN_KM,
-        guess=guess,
         fitted_on=fitted_on,
-        n=len(X_val),
-        method=method,
-        novelty_k=base.novelty_k,
-        novelty_center=center,
-        novelty_slope=slope,
-        novelty_edges=edges,
-        radius_scale_bins=by_bin,
+        objective=objective,
     )

@@ -286,12 +286,17 @@ def _model_card(summary: dict[str, Any]) -> str:
             return ", ".join(f"{float(k) * 100:.0f} %: x{v:.2f}" for k, v in sc.items())
 
         method = cal.get("method", "global")
-        temp = f"temperature {cal['temperature']:.2f} (negative log-likelihood of the true cells)"
+        how = (
+            "expected GeoGuessr scores that best predict the achieved ones"
+            if cal.get("objective") == "score"
+            else "negative log-likelihood of the true cells"
+        )
+        temp = f"temperature {cal['temperature']:.2f} ({how})"
         if method in ("novelty", "novelty+mondrian"):
             temp = (
                 f"temperature {cal['temperature']:.2f} x exp({cal['novelty_slope']:.2f} x (novelty - "
-                f"{cal['novelty_center']:.3f})) (negative log-likelihood of the true cells; novelty = 1 - mean cosine "
-                f"similarity to the {cal['novelty_k']} most similar training views)"
+                f"{cal['novelty_center']:.3f})) ({how}; novelty = 1 - mean cosine similarity to the "
+                f"{cal['novelty_k']} most similar training views)"
             )
         scales = fmt(cal["radius_scale"])
         if cal.get("novelty_edges"):
