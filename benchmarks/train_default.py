@@ -231,8 +231,8 @@ def main() -> None:
         "cell classifier trained on a few thousand Street View / Mapillary views, most of them from roads near towns. "
         "It guesses the region of Street View-like photos far better than chance; on Flickr-style photos (people, "
         "landmarks, indoor scenes) it is only somewhat better than the geographic prior. Its radii and expected score "
-        f"are calibrated ({chosen}) on a world-wide mix of Street View and Mapillary photos that it never saw "
-        "in training; "
+        f"are calibrated ({chosen}) on a world-wide mix of Street View and Mapillary photos, each predicted by a "
+        "model that did not train on it (cross-fitting); "
         + (
             "its temperature grows with how unlike its training photos a photo is, so on unfamiliar photos it "
             "states wider radii and a lower expected score. "
