@@ -220,3 +220,42 @@ def test_semantic_cells_report_how_many_hold_training_photos(croatia):
     used = int((np.asarray(b.partition.counts) > 0).sum())
     assert s["n_cells_with_data"] == used and 0 < used < s["n_cells"]
     assert f"{used} cells with training photos ({s['n_cells']} in the partition)" in b.card
+
+
+def test_train_calibrates_by_novelty_on_its_validation_split(world, tmp_path):
+    """`geoscout train --calibration novelty:score`'s path on real features: the bundle carries a calibration of
+    that method, fitted on its validation split, that survives save/load and that the locator applies."""
+    import functools
+
+    from geoscout.locator import Locator, calibrate
+    from geoscout.train import train_model
+
+    bundle = train_model(
+        None,
+        data=world,
+        cells="country",
+        epochs=3,
+        head_params={"hidden": 64},
+        progress=False,
+        calibrate=functools.partial(calibrate, method="novelty", objective="score"),
+    )
+    cal = bundle.calibration
+    assert cal.method == "novelty" and cal.objective == "score" and cal.novelty_k == 10
+    assert cal.n == bundle.training["n_val"] >= 10 and "validation split" in cal.fitted_on
+    assert bundle.training["calibration"]["objective"] == "score"
+    bundle.save(tmp_path / "b")
+    back = ModelBundle.load(tmp_path / "b")
+    assert back.calibration == cal
+    loc = Locator(None, back.head, partition=back.partition, retrieval=back.retrieval, calibration=cal, geocode=False)
+    z = loc.novelty(world.X[:5])
+    assert z is None if not cal.uses_novelty else (z.shape == (5,) and np.all((z >= -1e-6) & (z <= 2)))
+
+
+def test_cli_train_refuses_an_unknown_calibration(small_csv, tmp_path):
+    from typer.testing import CliRunner
+
+    from geoscout.cli import app
+
+    res = CliRunner().invoke(app, ["train", str(small_csv), "-o", str(tmp_path / "x"), "--calibration", "isotonic"])
+    assert res.exit_code != 0
+    assert "--calibration 'isotonic'" in res.output and "novelty+mondrian" in res.output and "score" in res.output

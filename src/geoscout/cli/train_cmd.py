@@ -51,17 +51,33 @@ def train(
     no_calibration: bool = typer.Option(
         False, "--no-calibration", help="Do not fit temperature and radius factors on the validation split."
     ),
+    calibration: str = typer.Option(
+        "global:nll",
+        "--calibration",
+        help="How to calibrate on the validation split, METHOD:OBJECTIVE. METHOD: global, novelty (temperature "
+        "grows with a photo's distance to the training embeddings), mondrian (radius factors per novelty bin) or "
+        "novelty+mondrian; OBJECTIVE: nll (likelihood of the true cells) or score (expected vs achieved GeoGuessr).",
+    ),
 ) -> None:
     """Train a geolocation model and write a bundle usable by `geoscout locate -m BUNDLE`."""
+    import functools
     import shlex
     import sys
 
+    from geoscout.calibration import CALIBRATION_METHODS, TEMPERATURE_OBJECTIVES
     from geoscout.devices import resolve_device, resolve_precision
     from geoscout.errors import GeoscoutError
     from geoscout.heads import TrainingOptions
     from geoscout.locator import calibrate
     from geoscout.train import describe_cells, train_model, training_options
 
+    cal_method, _, cal_objective = calibration.partition(":")
+    cal_objective = cal_objective or "nll"
+    if cal_method not in CALIBRATION_METHODS or cal_objective not in TEMPERATURE_OBJECTIVES:
+        raise fail(
+            f"--calibration {calibration!r}: expected METHOD[:OBJECTIVE] with METHOD one of "
+            f"{', '.join(CALIBRATION_METHODS)} and OBJECTIVE one of {', '.join(TEMPERATURE_OBJECTIVES)}"
+        )
     if guess not in ("expected-score", "mode", "median"):
         raise fail(f"--guess {guess!r}: choose expected-score, mode or median")
 
@@ -116,7 +132,7 @@ def train(
         device=device,
         precision=precision,
         guess=guess,
-        calibrate=None if no_calibration else calibrate,
+        calibrate=None if no_calibration else functools.partial(calibrate, method=cal_method, objective=cal_objective),
         command=" ".join(["geoscout", *(shlex.quote(a) for a in sys.argv[1:])]),
     )
     s = bundle.training
