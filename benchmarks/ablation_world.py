@@ -320,8 +320,40 @@ def run(seed: int = 0, log=print) -> tuple[str, dict]:
         )
     else:
         log("flip TTA row skipped: run feature_cache.py --flip --sets im2gps," + ",".join(VAL_SETS))
-    # EfficientNet-Lite0 + Lite2 together: both pooled feature vectors, each L2-normalised, concatenated
-    if all(_files(n, "lite0", False) for n in ("im2gps", *TRAIN_SETS)):
+    # -- choose features and panorama handling on the validation split
+    labels = {
+        "mean": "classifier, pooled final features (today), panoramas as 4 views",
+        "gem": "classifier, GeM (p = 3) of the final map",
+        "mean+stages": "classifier, final + stage 3-6 mean/std pooling",
+    }
+    val_of = {r[0]: r[1]["val"]["geoguessr"] for r in rows if r[1]["val"] is not None}
+    best_kind = max(labels, key=lambda k: val_of[labels[k]])
+    fused_wins = val_of["classifier, panoramas fused to one row each (mean features)"] > val_of[labels["mean"]]
+    log(f"best on val: features {best_kind}; panoramas {'fused' if fused_wins else 'as views'}")
+    # -- guess rules on the recipe that ships: pooled final features (the effnet-lite2 backbone's output; another
+    # feature kind would need its own backbone export), panoramas as views. The answer is chosen under the
+    # untempered distribution, so no calibration enters these rows.
+    bundle = fitted["mean"]
+    vk = views["mean"]
+    trk, vak, tek = parts(vk)
+    tek_f, im_k = fuse(tek), im2["mean"]
+    guess_val = {}
+    for rule in ("mode", "expected-score", "median"):
+        loc = locator(bundle, guess=rule)
+        guess_val[rule] = scores(predict(loc, vak.X), vak)
+        add(
+            f"guess = {rule} (shipped features)",
+            guess_val[rule],
+            scores(predict(loc, tek_f.X), tek_f),
+            scores(predict(loc, im_k.X), im_k),
+        )
+    best_rule = max(("mode", "expected-score", "median"), key=lambda r: guess_val[r]["geoguessr"])
+
+    # EfficientNet-Lite0 + Lite2 together (last: its cache is the slowest to fill): both pooled feature vectors, each L2-normalised, concatenated
+    def complete(n: str) -> bool:
+        return len(_files(n, "lite0", False)) == len(_files(n, "lite2", False))
+
+    if all(_files(n, "lite0", False) and complete(n) for n in ("im2gps", *TRAIN_SETS)):
 
         def both(vv: Views, names) -> Views:
             z0 = load_views(names, kind="mean", variant="lite0", seed=seed)
@@ -343,17 +375,8 @@ def run(seed: int = 0, log=print) -> tuple[str, dict]:
         )
     else:
         log("Lite0 + Lite2 row skipped: run feature_cache.py --variant lite0")
-    # -- choose features and panorama handling on the validation split
-    labels = {
-        "mean": "classifier, pooled final features (today), panoramas as 4 views",
-        "gem": "classifier, GeM (p = 3) of the final map",
-        "mean+stages": "classifier, final + stage 3-6 mean/std pooling",
-    }
-    val_of = {r[0]: r[1]["val"]["geoguessr"] for r in rows if r[1]["val"] is not None}
-    best_kind = max(labels, key=lambda k: val_of[labels[k]])
-    fused_wins = val_of["classifier, panoramas fused to one row each (mean features)"] > val_of[labels["mean"]]
-    log(f"best on val: features {best_kind}; panoramas {'fused' if fused_wins else 'as views'}")
     # flip TTA and Lite0 + Lite2 against today's features, on the validation split
+    val_of = {r[0]: r[1]["val"]["geoguessr"] for r in rows if r[1]["val"] is not None}
     today = val_of[labels["mean"]]
     extra_verdict = []
     for key, what in (("+ flip TTA", "flip TTA"), ("classifier, EfficientNet-Lite0 + Lite2", "Lite0 + Lite2")):
@@ -365,24 +388,6 @@ def run(seed: int = 0, log=print) -> tuple[str, dict]:
                 f"({'beats them' if x > today else 'does not beat them'})"
             )
 
-    # -- guess rules on the recipe that ships: pooled final features (the effnet-lite2 backbone's output; another
-    # feature kind would need its own backbone export), panoramas as views. The answer is chosen under the
-    # untempered distribution, so no calibration enters these rows.
-    bundle = fitted["mean"]
-    vk = views["mean"]
-    trk, vak, tek = parts(vk)
-    tek_f, im_k = fuse(tek), im2["mean"]
-    guess_val = {}
-    for rule in ("mode", "expected-score", "median"):
-        loc = locator(bundle, guess=rule)
-        guess_val[rule] = scores(predict(loc, vak.X), vak)
-        add(
-            f"guess = {rule} (shipped features)",
-            guess_val[rule],
-            scores(predict(loc, tek_f.X), tek_f),
-            scores(predict(loc, im_k.X), im_k),
-        )
-    best_rule = max(("mode", "expected-score", "median"), key=lambda r: guess_val[r]["geoguessr"])
     # -- the shipped bundle itself (benchmarks/train_default.py), with its own calibration, on the same test photos
     from geoscout.bundle import ModelBundle
     from geoscout.locator import _builtin_dir
