@@ -595,7 +595,7 @@ def load_model(
         guess=guess,
     )
     key = str(model)
-    if isinstance(model, str) and key in MODELS:
+    if key in MODELS:
         return MODELS.create(key, options=options)
     from .bundle import ModelBundle
 
