@@ -281,40 +281,45 @@ def _model_card(summary: dict[str, Any]) -> str:
         lines.append("No validation set (val_fraction = 0).")
     cal = summary.get("calibration")
     if cal:
-
-        def fmt(sc: dict[str, float]) -> str:
-            return ", ".join(f"{float(k) * 100:.0f} %: x{v:.2f}" for k, v in sc.items())
-
-        method = cal.get("method", "global")
-        how = (
-            "expected GeoGuessr scores that best predict the achieved ones"
-            if cal.get("objective") == "score"
-            else "negative log-likelihood of the true cells"
-        )
-        temp = f"temperature {cal['temperature']:.2f} ({how})"
-        if method in ("novelty", "novelty+mondrian"):
-            temp = (
-                f"temperature {cal['temperature']:.2f} x exp({cal['novelty_slope']:.2f} x (novelty - "
-                f"{cal['novelty_center']:.3f})) ({how}; novelty = 1 - mean cosine similarity to the "
-                f"{cal['novelty_k']} most similar training views)"
-            )
-        scales = fmt(cal["radius_scale"])
-        if cal.get("novelty_edges"):
-            edges = [f"{e:.3f}" for e in cal["novelty_edges"]]
-            names = [f"novelty < {edges[0]}"] + [f"{a}-{b}" for a, b in itertools.pairwise(edges)] + [f">= {edges[-1]}"]
-            scales = "; ".join(f"{n}: {fmt(b)}" for n, b in zip(names, cal["radius_scale_bins"]))
-            scales = f"per novelty bin (Mondrian) {scales}"
-        lines += [
-            "",
-            "## Calibration",
-            "",
-            f"Method `{method}`, fitted on {cal['fitted_on']}: {temp}; stated 50 / 68 / 90 % radii = split-conformal "
-            f"factor x the radius holding that share of the tempered probability (at least {cal['r_min_km']:.0f} km): "
-            f"{scales}. The expected score is computed under the same tempered distribution. Answered point: "
-            f"`{cal['guess']}`.",
-        ]
+        lines += _calibration_section(cal)
     lines += ["", "Photos' licences are those of their sources; check them before publishing predictions.", ""]
     return "\n".join(lines)
+
+
+def _calibration_section(cal: dict[str, Any]) -> list[str]:
+    """The model card's calibration section, from the summary's ``calibration`` entry."""
+
+    def fmt(sc: dict[str, float]) -> str:
+        return ", ".join(f"{float(k) * 100:.0f} %: x{v:.2f}" for k, v in sc.items())
+
+    method = cal.get("method", "global")
+    how = (
+        "expected GeoGuessr scores that best predict the achieved ones"
+        if cal.get("objective") == "score"
+        else "negative log-likelihood of the true cells"
+    )
+    temp = f"temperature {cal['temperature']:.2f} ({how})"
+    if method in ("novelty", "novelty+mondrian"):
+        temp = (
+            f"temperature {cal['temperature']:.2f} x exp({cal['novelty_slope']:.2f} x (novelty - "
+            f"{cal['novelty_center']:.3f})) ({how}; novelty = 1 - mean cosine similarity to the "
+            f"{cal['novelty_k']} most similar training views)"
+        )
+    scales = fmt(cal["radius_scale"])
+    if cal.get("novelty_edges"):
+        edges = [f"{e:.3f}" for e in cal["novelty_edges"]]
+        names = [f"novelty < {edges[0]}"] + [f"{a}-{b}" for a, b in itertools.pairwise(edges)] + [f">= {edges[-1]}"]
+        scales = "; ".join(f"{n}: {fmt(b)}" for n, b in zip(names, cal["radius_scale_bins"]))
+        scales = f"per novelty bin (Mondrian) {scales}"
+    return [
+        "",
+        "## Calibration",
+        "",
+        f"Method `{method}`, fitted on {cal['fitted_on']}: {temp}; stated 50 / 68 / 90 % radii = split-conformal "
+        f"factor x the radius holding that share of the tempered probability (at least {cal['r_min_km']:.0f} km): "
+        f"{scales}. The expected score is computed under the same tempered distribution. Answered point: "
+        f"`{cal['guess']}`.",
+    ]
 
 
 def train_model(
