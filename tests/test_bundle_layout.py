@@ -150,3 +150,33 @@ def test_heads_without_a_network_take_no_training_options():
     assert training_options("contrastive", epochs=5) == TrainingOptions(epochs=5, patience=8)
     with pytest.raises(InvalidInput, match="no training option 'hidden'"):
         training_options("classifier", hidden=5)
+
+
+def test_train_model_takes_one_options_value_and_seeds_the_split_apart(fitted):
+    import pandas as pd
+
+    from geoscout.train import TrainingData, train_model
+
+    rng = np.random.default_rng(2)
+    places = np.array([[45.5, 16.0], [40.0, -100.0], [-30.0, 140.0]])
+    lab = rng.integers(0, 3, 120)
+    y = places[lab] + rng.normal(0, 0.5, (120, 2))
+    X = (rng.normal(0, 1, (3, 8))[lab] + rng.normal(0, 0.5, (120, 8))).astype(np.float32)
+    frame = pd.DataFrame(
+        {
+            "dataset": "d",
+            "image_id": [str(i) for i in range(120)],
+            "location_id": [f"d/{i // 2}" for i in range(120)],
+            "lat": y[:, 0],
+            "lon": y[:, 1],
+        }
+    )
+    td = TrainingData(X, frame, {"dim": 8}, 0)
+    kw = {"data": td, "cells": "grid:30", "head_params": {"hidden": 8}, "progress": False, "retrieval": False}
+    b = train_model(None, seed=1, options=TrainingOptions(epochs=2, lr=0.003, seed=5), **kw)
+    assert b.head.options == TrainingOptions(epochs=2, lr=0.003, seed=5) and "(seed 1)" in b.training["split"]
+    assert b.training["head_params"]["options"]["seed"] == 5
+    b = train_model(None, options=TrainingOptions(epochs=2, seed=6), **kw)  # no seed: the options' draws the split
+    assert b.head.options.seed == 6 and "(seed 6)" in b.training["split"]
+    b = train_model(None, epochs=2, seed=3, **kw)  # without options: the head's defaults, epochs and seed
+    assert b.head.options == TrainingOptions(epochs=2, seed=3) and "(seed 3)" in b.training["split"]

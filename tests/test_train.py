@@ -147,6 +147,8 @@ def test_cli_train_end_to_end(small_csv, tmp_path):
             "hidden=32",
             "-p",
             "lr=0.002",
+            "-p",
+            "seed=4",
             "-q",
         ],
     )
@@ -156,7 +158,8 @@ def test_cli_train_end_to_end(small_csv, tmp_path):
     assert (
         cfg["head"]["name"] == "hybrid" and cfg["head"]["params"]["tau"] == 50 and cfg["head"]["params"]["hidden"] == 32
     )
-    # --epochs, --seed and --param lr= become the head's one TrainingOptions (the hybrid head's other defaults kept)
+    # --epochs and --param lr=/seed= become the head's one TrainingOptions (the hybrid head's other defaults kept);
+    # a --param wins over the flag, and --seed still draws the split
     assert cfg["head"]["params"]["options"] == {
         "epochs": 3,
         "batch_size": 256,
@@ -164,9 +167,10 @@ def test_cli_train_end_to_end(small_csv, tmp_path):
         "weight_decay": 0.0001,
         "patience": 5,
         "val_fraction": 0.1,
-        "seed": 1,
+        "seed": 4,
         "threads": None,
     }
+    assert "(seed 1)" in cfg["training"]["split"]
     bundle = ModelBundle.load(out)
     assert bundle.partition.spec.startswith("grid") and bundle.backbone_name == "effnet-lite2"
     assert bundle.backbone_fingerprint  # the store's backbone fingerprint travels with the bundle

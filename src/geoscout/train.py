@@ -354,8 +354,9 @@ def train_model(
     held out for early stopping and the model card's metrics, from the rows whose manifest has no
     ``split`` (rows that have one keep it; see :func:`geoscout.data.split_for_training`), ``head_params``
     extra head parameters. ``options`` (a :class:`~geoscout.heads.TrainingOptions`, see :func:`training_options`)
-    says how the head's network trains; ``epochs`` (default 30) and ``seed`` (default 0; it also draws the split)
-    replace its fields when given. ``data`` skips loading/embedding (already embedded :class:`TrainingData`). ``device`` and
+    says how the head's network trains (default: the head's own, with ``epochs`` 30 and ``seed``); ``epochs``, when
+    given, replaces its epochs. ``seed`` (default 0, or ``options.seed``) draws the split (and, without ``options``,
+    seeds the head). ``data`` skips loading/embedding (already embedded :class:`TrainingData`). ``device`` and
     ``precision`` are the backbone's for the embedding step (see :mod:`geoscout.devices`); heads train on the CPU.
     With a validation split and ``calibrate`` (a function ``(bundle, X_val, y_val, guess=, fitted_on=)`` ->
     Calibration, e.g. :func:`geoscout.locator.calibrate`, which ``geoscout train`` passes), the bundle carries a
@@ -367,6 +368,7 @@ def train_model(
 
     t0 = time.perf_counter()
     seed = seed if seed is not None else (0 if options is None else int(options.seed))
+    head_seed = seed if options is None else None  # given options carry the head's own seed
     if epochs is None and options is None:
         epochs = 30
     if not 0.0 <= val_fraction < 1.0:
@@ -395,7 +397,7 @@ def train_model(
         raise InvalidInput("no training images after the split; add data or lower --val-fraction")
     y = td.y
     partition = create_partition(cells).fit(y[tr, 0], y[tr, 1])
-    wanted = {"tau": tau, "options": options, "seed": seed, "epochs": epochs, "cells": cells, "aux_dir": aux_dir}
+    wanted = {"tau": tau, "options": options, "seed": head_seed, "epochs": epochs, "cells": cells, "aux_dir": aux_dir}
     model, fit_seconds = _fit_head(head, wanted, head_params, td, (tr, va), partition, progress)
     summary = {
         **({"command": command} if command else {}),

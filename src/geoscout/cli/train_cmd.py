@@ -110,9 +110,10 @@ def train(
         params["aux_columns"] = cols
         if head != "multitask":
             raise fail("--aux-column needs --head multitask")
-    training = {k: params.pop(k) for k in list(params) if k in TrainingOptions.fields()}
+    trains = training_options(head) is not None  # a head without a network refuses training --params, as before
+    training = {k: params.pop(k) for k in list(params) if trains and k in TrainingOptions.fields()}
     # the head's training options, built once: --epochs, --seed and --param epochs=/lr=/...
-    options = training_options(head, epochs=epochs, seed=seed, **training)
+    options = training_options(head, **{"epochs": epochs, "seed": seed, **training})  # --param wins, as before
     bundle = train_model(
         [str(d) for d in datasets],
         backbone=backbone,
@@ -122,8 +123,7 @@ def train(
         tau=tau,
         aux_dir=aux_dir,
         val_fraction=val_fraction,
-        seed=seed,
-        epochs=epochs,
+        seed=seed,  # the split's seed; the head's is options.seed
         options=options,
         head_params=params or None,
         store_dir=store_dir,
