@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InvalidInput
+from .errors import InvalidInput, PhotoFailure, failure_of
 
 __all__ = [
     "CLIMATE_NAMES",
@@ -208,13 +208,14 @@ class FinetuneConfig:
 @dataclass
 class FinetuneResult:
     """What a run did: ``out`` folder, ``steps``, per-step ``losses`` (None: skipped batch), validation
-    losses ``val_losses`` as (step, loss), images that failed to decode, and whether it ``resumed``."""
+    losses ``val_losses`` as (step, loss), the photos that could not be read (``failed``: image id ->
+    :class:`~geoscout.errors.PhotoFailure`), and whether it ``resumed``."""
 
     out: Path
     steps: int
     losses: list[float | None]
     val_losses: list[tuple[int, float]] = field(default_factory=list)
-    failed: dict[str, str] = field(default_factory=dict)
+    failed: dict[str, PhotoFailure] = field(default_factory=dict)
     n_train: int = 0
     n_val: int = 0
     resumed_from: int = 0
@@ -334,7 +335,7 @@ class _Run:
         self.train_cap = np.array([index[c] for c in train["caption"]], dtype=np.int64)
         self.val_cap = np.array([index[c] for c in val["caption"]], dtype=np.int64)
         self._text_cache = None if config.text else self._encode_texts(self.captions)
-        self.failed: dict[str, str] = {}
+        self.failed: dict[str, PhotoFailure] = {}
 
     # -- pieces ------------------------------------------------------------------------------
     def _encode_texts(self, texts: list[str], grad: bool = False) -> Any:
@@ -357,17 +358,18 @@ class _Run:
         import torch
 
         def load(i: int) -> Any:
+            path = frame["abs_path"].iat[i]
             try:
-                return self.backbone.preprocess(self.backbone.load_image(frame["abs_path"].iat[i]))
+                return self.backbone.preprocess(self.backbone.load_image(path))
             except Exception as exc:  # a bad photo costs its row, not the run
-                return f"{type(exc).__name__}: {exc}"
+                return failure_of(exc, source=str(path), image_id=str(frame["image_id"].iat[i]))
 
         with ThreadPoolExecutor(2) as pool:
             arrays = list(pool.map(load, [int(i) for i in rows]))
-        keep = [k for k, a in enumerate(arrays) if not isinstance(a, str)]
-        for k, a in enumerate(arrays):
-            if isinstance(a, str):
-                self.failed[str(frame["image_id"].iat[int(rows[k])])] = a
+        keep = [k for k, a in enumerate(arrays) if not isinstance(a, PhotoFailure)]
+        for a in arrays:
+            if isinstance(a, PhotoFailure):
+                self.failed[str(a.image_id)] = a
         if not keep:
             return None, rows[:0]
         return torch.from_numpy(np.stack([arrays[k] for k in keep])).to(self.device), rows[keep]
@@ -542,7 +544,7 @@ def finetune(
                 int(prev["steps"]),
                 prev["losses"],
                 [tuple(v) for v in prev["val_losses"]],
-                prev.get("failed", {}),
+                _failures(prev.get("failed", {})),
                 len(train),
                 len(val),
                 int(prev["steps"]),
@@ -563,7 +565,7 @@ def finetune(
                 "pass --restart to discard it or choose another folder"
             )
         state = prev
-        run.failed.update(state.get("failed", {}))
+        run.failed.update(_failures(state.get("failed", {})))
     resumed_from = int(state["step"])
     if resumed_from == 0 and not state["val_losses"]:
         v = run.val_loss()
@@ -590,15 +592,15 @@ def finetune(
             if v is not None:
                 state["val_losses"].append([step + 1, v])
         if (step + 1) % config.save_every == 0 or step + 1 == total:
-            state["failed"] = dict(run.failed)
+            state["failed"] = {k: f.to_dict() for k, f in run.failed.items()}
             run.save(ckpt, state)
         if on_step is not None:
             on_step(step + 1, value)
-    state["failed"] = dict(run.failed)
+    state["failed"] = {k: f.to_dict() for k, f in run.failed.items()}
     if len(run.failed) > len(train) // 2:
         raise InvalidInput(
             f"{len(run.failed)} of {len(train)} training photos could not be read (first: "
-            f"{next(iter(run.failed.items()))}); fix the dataset and rerun (the checkpoint is kept)"
+            f"{next(iter(run.failed.values())).message}); fix the dataset and rerun (the checkpoint is kept)"
         )
     _write_result(run, src, out, state, total, steps_per_epoch, backbone)
     if not keep_checkpoint:
@@ -614,6 +616,12 @@ def finetune(
         resumed_from,
         time.time() - t0,
     )
+
+
+def _failures(records: dict[str, Any]) -> dict[str, PhotoFailure]:
+    """The ``failed`` record of a checkpoint or result (image id -> failure dict; a plain string in runs
+    written before the kinds) as typed failures."""
+    return {k: PhotoFailure.from_dict(v, image_id=k) for k, v in records.items()}
 
 
 def _differs(a: Any, b: dict[str, Any]) -> str:

@@ -6,7 +6,9 @@ A store is a folder:
   preprocessing) and the embedding options (TTA);
 - ``vectors.f16``: a raw little-endian float16 (N, dim) matrix, appended batch by batch;
 - ``ids.txt``: one image id per line, row-aligned with the matrix;
-- ``failures.csv``: images that could not be embedded (image_id, path, reason);
+- ``failures.csv``: images that could not be embedded (image_id, path, reason, kind: the
+  :class:`~geoscout.errors.PhotoFailure` kind; stores written before the kinds lack the column and read
+  as kind ``unknown``);
 - ``index.json``: how many rows of the three files above are committed.
 
 A batch is committed by appending (and fsyncing) its rows, then atomically replacing
@@ -57,6 +59,7 @@ __all__ = [
 
 FORMAT_VERSION = 1
 _META, _INDEX, _VECTORS, _IDS, _FAILURES = "meta.json", "index.json", "vectors.f16", "ids.txt", "failures.csv"
+_FAILURE_COLUMNS = ["image_id", "path", "reason", "kind"]
 _F16 = np.dtype("<f2")
 
 
@@ -170,7 +173,7 @@ class EmbeddingStore:
         }
         (p / _VECTORS).touch()
         (p / _IDS).touch()
-        atomic_write_text(p / _FAILURES, "image_id,path,reason\n")
+        atomic_write_text(p / _FAILURES, ",".join(_FAILURE_COLUMNS) + "\n")
         atomic_write_json(p / _INDEX, {"rows": 0, "failures": 0})
         atomic_write_json(p / _META, meta)  # last: its presence marks a complete empty store
         return cls(p, meta, 0, 0)
@@ -248,14 +251,18 @@ class EmbeddingStore:
 
     @property
     def failures(self) -> pd.DataFrame:
-        """Images that could not be embedded: image_id, path, reason (ids embedded later are left out)."""
+        """Images that could not be embedded: image_id, path, reason, kind (a
+        :data:`~geoscout.errors.FAILURE_KINDS` value; ``unknown`` in stores written before the kinds).
+        Ids embedded later are left out."""
         import pandas as pd
 
         if self._failures is None:
             if self._n_failures:
                 df = pd.read_csv(self.path / _FAILURES, dtype=str, keep_default_na=False, nrows=self._n_failures)
+                if "kind" not in df.columns:
+                    df["kind"] = "unknown"
             else:
-                df = pd.DataFrame({"image_id": [], "path": [], "reason": []}, dtype=str)
+                df = pd.DataFrame({c: [] for c in _FAILURE_COLUMNS}, dtype=str)
             if len(df):
                 df = df[~df["image_id"].isin(set(self.ids.tolist()))]
                 df = df.drop_duplicates("image_id", keep="last").reset_index(drop=True)
@@ -293,14 +300,23 @@ class EmbeddingStore:
             records = list(csv.reader(fh))
         if len(records) - 1 != self._n_failures:
             buf = io.StringIO()
-            csv.writer(buf, lineterminator="\n").writerows(
-                records[: self._n_failures + 1] or [["image_id", "path", "reason"]]
-            )
+            csv.writer(buf, lineterminator="\n").writerows(records[: self._n_failures + 1] or [_FAILURE_COLUMNS])
             atomic_write_text(self.path / _FAILURES, buf.getvalue())
+
+    def _add_kind_column(self) -> None:
+        """Give a store written before the failure kinds its ``kind`` column (``unknown`` on the committed rows)."""
+        with open(self.path / _FAILURES, encoding="utf-8", newline="") as fh:
+            records = list(csv.reader(fh))
+        if records and "kind" in records[0]:
+            return
+        rows = records[1 : self._n_failures + 1]
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="\n").writerows([_FAILURE_COLUMNS, *[[*r, "unknown"] for r in rows]])
+        atomic_write_text(self.path / _FAILURES, buf.getvalue())
 
     def append(self, ids: Sequence[str], vectors: np.ndarray, failures: Sequence[PhotoFailure] = ()) -> None:
         """Commit one batch: rows (ids + vectors) and failure records (``image_id``, ``source`` as the path,
-        ``message`` as the reason), then the index (atomically)."""
+        ``message`` as the reason, ``kind``), then the index (atomically)."""
         vectors = np.asarray(vectors)
         if len(ids) != len(vectors) or (len(vectors) and vectors.shape[1] != self.dim):
             raise InvalidInput(f"append: {len(ids)} ids for vectors of shape {vectors.shape} (dim {self.dim})")
@@ -317,9 +333,10 @@ class EmbeddingStore:
                 fh.flush()
                 os.fsync(fh.fileno())
         if failures:
+            self._add_kind_column()
             with open(self.path / _FAILURES, "a", encoding="utf-8", newline="") as fh:
                 csv.writer(fh, lineterminator="\n").writerows(
-                    [[str(f.image_id), str(f.source or ""), f.message] for f in failures]
+                    [[str(f.image_id), str(f.source or ""), f.message, f.kind] for f in failures]
                 )
                 fh.flush()
                 os.fsync(fh.fileno())
@@ -624,7 +641,8 @@ def _problem_failures(dataset: Any) -> list[PhotoFailure]:
     out = []
     for p in getattr(dataset, "problems", None) or []:
         where = f"row {p.row}" if p.row is not None else str(p.path)
-        out.append(PhotoFailure(_PROBLEM_KINDS.get(p.kind, "invalid"), f"{p.kind}: {p.reason}", str(p.path), where))
+        kind = p.failure.kind if p.failure is not None else _PROBLEM_KINDS.get(p.kind, "invalid")
+        out.append(PhotoFailure(kind, f"{p.kind}: {p.reason}", str(p.path), where))
     return out
 
 

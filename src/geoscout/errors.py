@@ -94,6 +94,15 @@ class PhotoFailure:
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "source": self.source, "reason": self.reason, "image_id": self.image_id}
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | str, *, image_id: str | None = None) -> PhotoFailure:
+        """The inverse of :meth:`to_dict`; a plain string (a record written before the kinds) is the
+        failure's message, of kind ``unknown``."""
+        if isinstance(d, str):
+            return cls.from_text(d, image_id=image_id)
+        kind = d.get("kind") if d.get("kind") in FAILURE_KINDS else "unknown"
+        return cls(kind, str(d.get("reason", "")), d.get("source"), d.get("image_id") or image_id)  # type: ignore[arg-type]
+
 
 class GeoscoutError(Exception):
     """Base class of every error geoscout raises on purpose."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import typer
@@ -107,5 +108,12 @@ def finetune_command(
             f"held-out loss ({res.n_val} photos): {res.val_losses[0][1]:.4f} before, {res.val_losses[-1][1]:.4f} after"
         )
     if res.failed:
-        typer.secho(f"{len(res.failed)} photos could not be read and were skipped", fg="yellow", err=True)
+        kinds = Counter(f.kind for f in res.failed.values())
+        first = next(iter(res.failed.values()))
+        typer.secho(
+            f"{len(res.failed)} photos could not be read and were skipped "
+            f"({', '.join(f'{n} {k}' for k, n in kinds.most_common())}; first: {first.message})",
+            fg="yellow",
+            err=True,
+        )
     typer.echo(f"use it with --backbone hf:{res.out}")

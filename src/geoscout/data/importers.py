@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from geoscout._io import IMAGE_SUFFIXES, atomic_path, check_user_file, read_user_file
-from geoscout.errors import InvalidInput, UnreadableInput
+from geoscout.errors import InvalidInput, PhotoFailure, UnreadableInput, failure_of
 
 from .dataset import Dataset
 from .schema import MANIFEST_NAME, parse_timestamp
@@ -62,12 +62,15 @@ _FORMAT_EXT = {
 class Problem:
     """One input that was not imported: its ``path``, the ``reason``, the CSV ``row`` (file line, header = 1)
     when it came from a CSV, and a short ``kind`` (missing_file, unreadable_image, duplicate,
-    bad_coordinates, bad_value, no_gps, not_image, not_a_file, bad_row) for summaries."""
+    bad_coordinates, bad_value, no_gps, not_image, not_a_file, bad_row) for summaries. ``failure`` is the
+    :class:`~geoscout.errors.PhotoFailure` made where the image could not be read (None for a problem with
+    the row itself: coordinates, values, duplicates)."""
 
     path: str
     reason: str
     row: int | None = None
     kind: str = "invalid"
+    failure: PhotoFailure | None = field(default=None, compare=False)
 
     def __str__(self) -> str:
         where = f"row {self.row} " if self.row is not None else ""
@@ -92,12 +95,22 @@ class ImportReport:
         return dict(Counter(p.kind for p in self.problems).most_common())
 
     def problems_frame(self) -> pd.DataFrame:
-        """The problems as a DataFrame with columns ``row, path, kind, reason``."""
+        """The problems as a DataFrame with columns ``row, path, kind, reason, failure_kind`` (the
+        :class:`~geoscout.errors.PhotoFailure` kind of an unreadable image, empty otherwise)."""
         import pandas as pd
 
         return pd.DataFrame(
-            [{"row": p.row, "path": p.path, "kind": p.kind, "reason": p.reason} for p in self.problems],
-            columns=["row", "path", "kind", "reason"],
+            [
+                {
+                    "row": p.row,
+                    "path": p.path,
+                    "kind": p.kind,
+                    "reason": p.reason,
+                    "failure_kind": p.failure.kind if p.failure else None,
+                }
+                for p in self.problems
+            ],
+            columns=["row", "path", "kind", "reason", "failure_kind"],
         ).astype({"row": "Int64"})
 
     def write_problems(self, path: str | os.PathLike[str]) -> Path:
@@ -121,6 +134,7 @@ class _FileInfo:
     exif_error: str | None = None
     error: str | None = None
     kind: str = ""
+    failure: PhotoFailure | None = None  # made where the file failed (error says it in the import's words)
 
 
 _CACHE: dict[tuple[str, int, int, bool], _FileInfo] = {}
@@ -132,11 +146,13 @@ def _inspect(path: Path, *, want_exif: bool, max_pixels: int | None) -> _FileInf
     from geoscout.imageio import MAX_FILE_BYTES
 
     if not os.path.lexists(path):
-        return _FileInfo(error=f"file not found: {path}", kind="missing_file")
+        failure = PhotoFailure("missing", "file not found", str(path))
+        return _FileInfo(error=f"file not found: {path}", kind="missing_file", failure=failure)
     try:  # a FIFO, a device, a folder, a symlink loop or a huge file is named before a byte is read
         st = check_user_file(path, max_bytes=MAX_FILE_BYTES)
     except UnreadableInput as exc:
-        return _FileInfo(error=str(exc), kind="missing_file" if exc.failure.kind == "missing" else "not_a_file")
+        kind = "missing_file" if exc.failure.kind == "missing" else "not_a_file"
+        return _FileInfo(error=str(exc), kind=kind, failure=exc.failure)
     key = (str(path), st.st_size, st.st_mtime_ns, want_exif)
     hit = _CACHE.get(key)
     if hit is not None and max_pixels is None:
@@ -144,7 +160,11 @@ def _inspect(path: Path, *, want_exif: bool, max_pixels: int | None) -> _FileInf
     try:
         info = _inspect_uncached(path, want_exif=want_exif, max_pixels=max_pixels)
     except Exception as exc:  # never let one odd file end the whole import
-        return _FileInfo(error=f"unreadable image: unexpected {type(exc).__name__}: {exc}", kind="unreadable_image")
+        return _FileInfo(
+            error=f"unreadable image: unexpected {type(exc).__name__}: {exc}",
+            kind="unreadable_image",
+            failure=failure_of(exc, source=str(path)),
+        )
     if max_pixels is None:
         with _CACHE_LOCK:
             if len(_CACHE) >= _CACHE_MAX:
@@ -167,22 +187,25 @@ def _inspect_uncached(path: Path, *, want_exif: bool, max_pixels: int | None) ->
     try:
         data = read_user_file(path, max_bytes=MAX_FILE_BYTES)
     except InvalidInput as exc:
-        return _FileInfo(error=str(exc), kind="not_a_file")
+        return _FileInfo(error=str(exc), kind="not_a_file", failure=failure_of(exc, source=str(path)))
     sha = hashlib.sha256(data).hexdigest()
 
-    def bad(msg: str) -> _FileInfo:
-        return _FileInfo(sha256=sha, error=f"unreadable image: {msg}", kind="unreadable_image")
+    def bad(failure: PhotoFailure) -> _FileInfo:  # the reason alone: the problem names the path
+        failure = PhotoFailure(failure.kind, failure.reason, str(path))
+        return _FileInfo(
+            sha256=sha, error=f"unreadable image: {failure.reason}", kind="unreadable_image", failure=failure
+        )
 
     if not data:
-        return bad("empty file (0 bytes); re-download or remove it")
+        return bad(PhotoFailure("empty", "empty file (0 bytes); re-download or remove it"))
     try:
         raw = open_image(io.BytesIO(data))
     except Exception:  # let imageio word the reason (not an image, unknown format, ...)
         try:
             load_image(data, max_pixels=limit)
-        except UnreadableInput as exc:  # the reason alone: the problem names the path
-            return bad(exc.failure.reason)
-        return bad("Pillow cannot open this file")
+        except UnreadableInput as exc:
+            return bad(exc.failure)
+        return bad(PhotoFailure("not_an_image", "Pillow cannot open this file"))
     with raw:
         width, height = raw.size
         fmt = raw.format
@@ -199,15 +222,18 @@ def _inspect_uncached(path: Path, *, want_exif: bool, max_pixels: int | None) ->
             exif_error = f"unreadable EXIF ({type(exc).__name__}: {exc})"
         if width * height > limit:
             return bad(
-                f"{width}x{height} = {width * height} pixels exceeds the limit of {limit} "
-                "(protection against decompression bombs)"
+                PhotoFailure(
+                    "too_large",
+                    f"{width}x{height} = {width * height} pixels exceeds the limit of {limit} "
+                    "(protection against decompression bombs)",
+                )
             )
         if fmt in ("JPEG", "MPO"):
             raw.draft("RGB", (max(1, width // 8), max(1, height // 8)))
         try:
             load_image(raw, max_pixels=limit)
         except UnreadableInput as exc:
-            return bad(exc.failure.reason)
+            return bad(exc.failure)
     if orientation in (5, 6, 7, 8):
         width, height = height, width
     ext = path.suffix.lower()
@@ -644,6 +670,7 @@ def import_csv(
     for i, (rec, issues, path, info) in enumerate(zip(records, checks, paths, infos)):
         line = table.lines[i]  # file line where the row starts (header = 1)
         shown = str(rec.get("path", "")).strip() if path is not None else "(empty)"
+        failure = info.failure if info is not None else None
         if info is not None and info.error:
             issues.insert(0, (info.kind, info.error))
         if not issues and info is not None:
@@ -655,7 +682,7 @@ def import_csv(
             else:
                 first_by_hash[info.sha256] = (shown, line)
         if issues or info is None or path is None:  # no info or path only with an issue (empty path)
-            problems.append(Problem(shown, "; ".join(r for _, r in issues), line, issues[0][0]))
+            problems.append(Problem(shown, "; ".join(r for _, r in issues), line, issues[0][0], failure))
             continue
         rec = {k: v for k, v in rec.items() if not (isinstance(v, float) and math.isnan(v) and k not in ("heading",))}
         for c in extra_numeric:
@@ -818,7 +845,7 @@ def _image_files(folder: Path, out_dir: Path | None) -> tuple[list[Path], list[P
 def _exif_record(info: Any, shown: str) -> tuple[dict[str, Any] | None, Problem | None]:
     """A photo's record from its EXIF GPS, or the problem that keeps it out (unreadable, no or bad GPS)."""
     if info.error:
-        return None, Problem(shown, info.error, None, info.kind)
+        return None, Problem(shown, info.error, None, info.kind, info.failure)
     if info.exif_error:
         return None, Problem(shown, f"bad EXIF GPS: {info.exif_error}", None, "bad_coordinates")
     if info.exif is None:
