@@ -376,7 +376,8 @@ class EvaluationReport:
         if len(failed):
             lines += ["", "Failed predictions:", ""]
             for _, r in failed.head(20).iterrows():
-                lines.append(f"- `{r['image_id']}`: {r['error']}")
+                kind = f" ({r['error_kind']})" if r["error_kind"] else ""
+                lines.append(f"- `{r['image_id']}`{kind}: {r['error']}")
             if len(failed) > 20:
                 lines.append(f"- … and {len(failed) - 20} more (see per_image.csv)")
         if len(self.by_country):
@@ -573,15 +574,7 @@ def evaluate(
     thresholds = tuple(float(t) for t in thresholds)
     if unit not in ("image", "location"):
         raise InvalidInput(f"evaluate: unit must be 'image' or 'location', got {unit!r}")
-    n_dup_truth = int(truth_df["image_id"].duplicated().sum())
-    truth_df = truth_df.drop_duplicates("image_id", keep="first").reset_index(drop=True)
-    match = _Matcher(truth_df, aliases, unit)
-    if unit == "location":
-        truth_df = (
-            truth_df.drop_duplicates("location_id", keep="first")
-            .assign(image_id=lambda f: f["location_id"])
-            .reset_index(drop=True)
-        )
+    truth_df, match, n_dup_truth = _unit_truth(truth_df, aliases, unit)
     by_id, unmatched, n_dup, n_by_path = match.predictions(preds)
     _check_matched(preds, by_id, unmatched, truth_df, truth_name, min_matched)
 
@@ -590,26 +583,12 @@ def evaluate(
     per, best_k, radii = _per_photo(truth_df, by_id, max(top_k, 1))
     dist, radius, expected = (per[c].to_numpy() for c in ("distance_km", "radius_km", "expected_geoguessr"))
     ok = (per["status"] == "ok").to_numpy()
-    n = len(truth_df)
 
     metrics: dict[str, Any] = {}
     metrics.update(distance_metrics(dist[ok], thresholds))
-    metrics.update(
-        {
-            "n_truth": n,
-            "n_predictions": len(preds),
-            "n_answered": int(ok.sum()),
-            "n_failed": int((per["status"] == "failed").sum()),
-            "n_missing": int((per["status"] == "missing").sum()),
-            "n_unmatched": len(unmatched),
-            "n_duplicate_predictions": n_dup,
-            "n_matched_by_path": n_by_path,
-            "n_duplicate_truth": n_dup_truth,
-            "n_bad_prediction_rows": len(bad_rows or []),
-            "coverage": float(ok.sum() / n) if n else float("nan"),
-            "unit": unit,
-        }
-    )
+    counts = {"n_predictions": len(preds), "n_unmatched": len(unmatched), "n_duplicate_predictions": n_dup}
+    counts |= {"n_matched_by_path": n_by_path, "n_duplicate_truth": n_dup_truth}
+    metrics.update(_count_metrics(per["status"], counts, len(bad_rows or []), unit))
     metrics.update(_answered_and_top_k_metrics(dist, best_k, ok, top_k, thresholds))
     stated = {q: (radius if q == "68" and not np.isfinite(r[ok]).any() else r)[ok] for q, r in radii.items()}
     metrics.update(calibration_metrics(dist[ok], radius[ok], expected[ok], stated))
@@ -625,6 +604,42 @@ def evaluate(
         unmatched_ids=unmatched,
         bad_prediction_rows=list(bad_rows or []),
     )
+
+
+def _unit_truth(truth_df: Any, aliases: Any, unit: str) -> tuple[Any, _Matcher, int]:
+    """The truth table with one row per image id (or per ``location_id`` when ``unit="location"``), the
+    matcher of predictions to it, and the number of duplicate truth ids dropped."""
+    n_dup_truth = int(truth_df["image_id"].duplicated().sum())
+    truth_df = truth_df.drop_duplicates("image_id", keep="first").reset_index(drop=True)
+    match = _Matcher(truth_df, aliases, unit)
+    if unit == "location":
+        truth_df = (
+            truth_df.drop_duplicates("location_id", keep="first")
+            .assign(image_id=lambda f: f["location_id"])
+            .reset_index(drop=True)
+        )
+    return truth_df, match, n_dup_truth
+
+
+def _count_metrics(status: Any, counts: dict[str, int], n_bad_rows: int, unit: str) -> dict[str, Any]:
+    """The counts of the report (truth rows, answered / failed / missing, the matching ``counts``), in
+    the report's order, and the coverage."""
+    n = len(status)
+    n_ok = int((status == "ok").sum())
+    return {
+        "n_truth": n,
+        "n_predictions": counts["n_predictions"],
+        "n_answered": n_ok,
+        "n_failed": int((status == "failed").sum()),
+        "n_missing": int((status == "missing").sum()),
+        "n_unmatched": counts["n_unmatched"],
+        "n_duplicate_predictions": counts["n_duplicate_predictions"],
+        "n_matched_by_path": counts["n_matched_by_path"],
+        "n_duplicate_truth": counts["n_duplicate_truth"],
+        "n_bad_prediction_rows": n_bad_rows,
+        "coverage": float(n_ok / n) if n else float("nan"),
+        "unit": unit,
+    }
 
 
 def _empty_frame() -> Any:
@@ -674,16 +689,44 @@ class _Matcher:
         return by_id, unmatched, n_dup, n_by_path
 
 
+def _check_points(
+    ids: Any,
+    n_cand: NDArray[np.int_],
+    cand_lat: NDArray[np.float64],
+    cand_lon: NDArray[np.float64],
+    answer_lat: NDArray[np.float64],
+    answer_lon: NDArray[np.float64],
+) -> None:
+    """Refuse a candidate or a guess outside [-90, 90] x [-180, 180], naming the first one (by truth order)."""
+    kk = cand_lat.shape[1]
+    filled = np.arange(kk)[None, :] < np.minimum(n_cand, kk)[:, None]
+    bad = filled & ~(valid_latlon(cand_lat, cand_lon))
+    if bad.any():
+        i, j = (int(v) for v in np.argwhere(bad)[0])
+        raise InvalidInput(
+            f"evaluate: prediction for {ids.iloc[i]!r} candidate {j + 1} has an invalid (lat, lon) = "
+            f"({cand_lat[i, j]!r}, {cand_lon[i, j]!r}); expected degrees in [-90, 90] x [-180, 180]"
+        )
+    bad_answer = np.isfinite(answer_lat) & ~((np.abs(answer_lat) <= 90) & (np.abs(answer_lon) <= 180))
+    if bad_answer.any():
+        i = int(np.flatnonzero(bad_answer)[0])
+        raise InvalidInput(
+            f"evaluate: prediction for {ids.iloc[i]!r} has an invalid guess (lat, lon) = "
+            f"({answer_lat[i]!r}, {answer_lon[i]!r}); expected degrees in [-90, 90] x [-180, 180]"
+        )
+
+
 def _per_photo(
     truth_df: Any, by_id: dict[str, Prediction], kk: int
 ) -> tuple[Any, NDArray[np.float64], dict[str, NDArray[np.float64]]]:
-    """The per-image table (status, error, truth, answered point, distance, score, radii...), the best-of-k
+    """The per-image table (status, error and its kind, truth, answered point, distance, score, radii...), the best-of-k
     distance and the stated radius per level."""
     import pandas as pd
 
     n = len(truth_df)
     status = np.empty(n, dtype=object)
     error = np.empty(n, dtype=object)
+    error_kind = np.empty(n, dtype=object)
     cand_lat = np.full((n, kk), np.nan)
     cand_lon = np.full((n, kk), np.nan)
     n_cand = np.zeros(n, dtype=int)
@@ -701,6 +744,7 @@ def _per_photo(
             continue
         if not pred.ok:
             status[i], error[i] = "failed", pred.error.message if pred.error else "prediction has no candidates"
+            error_kind[i] = pred.error.kind if pred.error else None
             continue
         status[i], error[i] = "ok", None
         n_cand[i] = len(pred.candidates)
@@ -713,21 +757,7 @@ def _per_photo(
             answer_lat[i], answer_lon[i] = pred.guess.lat, pred.guess.lon
         for j, c in enumerate(pred.candidates[:kk]):
             cand_lat[i, j], cand_lon[i, j] = c.lat, c.lon
-    filled = np.arange(kk)[None, :] < np.minimum(n_cand, kk)[:, None]
-    bad = filled & ~(valid_latlon(cand_lat, cand_lon))
-    if bad.any():
-        i, j = (int(v) for v in np.argwhere(bad)[0])
-        raise InvalidInput(
-            f"evaluate: prediction for {truth_df['image_id'].iloc[i]!r} candidate {j + 1} has an invalid (lat, lon) = "
-            f"({cand_lat[i, j]!r}, {cand_lon[i, j]!r}); expected degrees in [-90, 90] x [-180, 180]"
-        )
-    bad_answer = np.isfinite(answer_lat) & ~((np.abs(answer_lat) <= 90) & (np.abs(answer_lon) <= 180))
-    if bad_answer.any():
-        i = int(np.flatnonzero(bad_answer)[0])
-        raise InvalidInput(
-            f"evaluate: prediction for {truth_df['image_id'].iloc[i]!r} has an invalid guess (lat, lon) = "
-            f"({answer_lat[i]!r}, {answer_lon[i]!r}); expected degrees in [-90, 90] x [-180, 180]"
-        )
+    _check_points(truth_df["image_id"], n_cand, cand_lat, cand_lon, answer_lat, answer_lon)
     # the answered point: the prediction's guess when it states one, else its top candidate
     has_answer = np.isfinite(answer_lat)
     pred_lat = np.where(has_answer, answer_lat, cand_lat[:, 0])
@@ -742,6 +772,7 @@ def _per_photo(
             "image_id": truth_df["image_id"].to_numpy(),
             "status": status,
             "error": error,
+            "error_kind": error_kind,
             "true_lat": tl,
             "true_lon": to,
             "pred_lat": pred_lat,
