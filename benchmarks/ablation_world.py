@@ -216,6 +216,37 @@ def onnx_ms_per_photo(n: int = 8, reps: int = 3) -> dict[str, float]:
     return out
 
 
+def lite0_lite2_row(v: Views, im2: Views, ms: dict, *, seed: int = 0, log=print):
+    """The ablation row of EfficientNet-Lite0 + Lite2 features (each pooled vector L2-normalised, concatenated):
+    (name, val, held-out panoramas, im2gps metrics, note), or None while the Lite0 cache is incomplete."""
+    from _world16 import _files
+
+    def complete(n: str) -> bool:
+        return bool(_files(n, "lite0", False)) and len(_files(n, "lite0", False)) == len(_files(n, "lite2", False))
+
+    if not all(complete(n) for n in ("im2gps", *TRAIN_SETS)):
+        log("Lite0 + Lite2 row skipped: run feature_cache.py --variant lite0")
+        return None
+
+    def both(vv: Views, names) -> Views:
+        z0 = load_views(names, kind="mean", variant="lite0", seed=seed)
+        assert (z0.path == vv.path).all() and (z0.lat == vv.lat).all(), "lite0 cache rows out of order"
+        X = np.concatenate([vv.X, z0.X], axis=1) / np.sqrt(2.0)
+        return Views(X, vv.lat, vv.lon, vv.dataset, vv.location, vv.path, vv.split)
+
+    v02, im02 = both(v, TRAIN_SETS), both(im2, ["im2gps"])
+    tr2, va2 = v02.take(v02.split == "train"), v02.take(v02.split == "val")
+    te2 = fuse(v02.take((v02.split == "test") & (v02.dataset == "streetview-panoramas")))
+    loc = locator(fit_bundle(tr2, va2, seed=seed))
+    return (
+        "classifier, EfficientNet-Lite0 + Lite2 features concatenated",
+        scores(predict(loc, va2.X), va2),
+        scores(predict(loc, te2.X), te2),
+        scores(predict(loc, im02.X), im02),
+        f"{ms['lite0'] + ms['lite2']:.0f} ms/photo (two backbones)",
+    )
+
+
 def run(seed: int = 0, log=print) -> tuple[str, dict]:
     """Run the world-wide ablation; returns (Markdown section, chosen settings)."""
     from geoscout.geo import spherical_mean
@@ -349,32 +380,10 @@ def run(seed: int = 0, log=print) -> tuple[str, dict]:
         )
     best_rule = max(("mode", "expected-score", "median"), key=lambda r: guess_val[r]["geoguessr"])
 
-    # EfficientNet-Lite0 + Lite2 together (last: its cache is the slowest to fill): both pooled feature vectors, each L2-normalised, concatenated
-    def complete(n: str) -> bool:
-        return len(_files(n, "lite0", False)) == len(_files(n, "lite2", False))
-
-    if all(_files(n, "lite0", False) and complete(n) for n in ("im2gps", *TRAIN_SETS)):
-
-        def both(vv: Views, names) -> Views:
-            z0 = load_views(names, kind="mean", variant="lite0", seed=seed)
-            assert (z0.path == vv.path).all() and (z0.lat == vv.lat).all(), "lite0 cache rows out of order"
-            X = np.concatenate([vv.X, z0.X], axis=1) / np.sqrt(2.0)
-            return Views(X, vv.lat, vv.lon, vv.dataset, vv.location, vv.path, vv.split)
-
-        v02 = both(v, TRAIN_SETS)
-        im02 = both(im2["mean"], ["im2gps"])
-        tr2, va2, te2 = parts(v02)
-        b02 = fit_bundle(tr2, va2, seed=seed)
-        loc = locator(b02)
-        add(
-            "classifier, EfficientNet-Lite0 + Lite2 features concatenated",
-            scores(predict(loc, va2.X), va2),
-            scores(predict(loc, fuse(te2).X), fuse(te2)),
-            scores(predict(loc, im02.X), im02),
-            f"{ms['lite0'] + ms['lite2']:.0f} ms/photo (two backbones)",
-        )
-    else:
-        log("Lite0 + Lite2 row skipped: run feature_cache.py --variant lite0")
+    # EfficientNet-Lite0 + Lite2 together (last: its cache is the slowest to fill)
+    row = lite0_lite2_row(v, im2["mean"], ms, seed=seed, log=log)
+    if row is not None:
+        add(*row)
     # flip TTA and Lite0 + Lite2 against today's features, on the validation split
     val_of = {r[0]: r[1]["val"]["geoguessr"] for r in rows if r[1]["val"] is not None}
     today = val_of[labels["mean"]]

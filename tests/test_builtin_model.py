@@ -67,3 +67,27 @@ def test_cli_table_names_a_missing_photo_once(tmp_path):
     out = " ".join(result.output.split())  # rich wraps long lines at the terminal width
     assert f"{missing}: file not found; check the path" in out
     assert out.count(str(missing)) == 1
+
+
+def test_flip_tta_in_the_runtime_path(lite, shared_data):
+    """load_model(tta=True) / `locate --tta`: a photo is embedded as the normalised mean of its own embedding and
+    its mirror image's (the flip TTA row of benchmarks/RESULTS.md), and the prediction is made from that vector."""
+    import pandas as pd
+
+    root = shared_data("streetview-world")
+    path = root / pd.read_csv(root / "manifest.csv")["path"].iloc[0]
+    tta = load_model("geoscout-lite", tta=True, geocode=False)
+    assert tta.tta and not lite.tta
+    X, failures = tta.embed([str(path)])
+    assert not failures
+    bb = lite.backbone
+    x = bb.preprocess(bb.load_image(path))[None]  # the photo as the backbone sees it, then its mirror image
+    a = bb.encode_batch(x)[0]
+    b = bb.encode_batch(np.ascontiguousarray(x[..., ::-1]))[0]
+    want = (a + b) / np.linalg.norm(a + b)
+    assert float(X[0] @ want) > 0.99999 and float(X[0] @ a) < 0.999  # the mirror changed it, as intended
+    (p,) = tta.locate([str(path)], top_k=1)
+    (q,) = tta.locate_embeddings(X, [str(path)], top_k=1)
+    assert (p.answer.lat, p.answer.lon) == (q.answer.lat, q.answer.lon)
+    refused = CliRunner().invoke(app, ["locate", "--example", "--tta", "--ray", "local"])
+    assert refused.exit_code != 0 and "--tta runs on this machine only" in refused.output

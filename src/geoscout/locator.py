@@ -563,6 +563,7 @@ def load_model(
     cues: Any = "none",
     precision: str = "auto",
     guess: str | None = None,
+    tta: bool = False,
 ) -> Locator:
     """A ready :class:`Locator`: a registered model (``"geoscout-lite"`` (shipped), ``"geoclip"``,
     ``"zeroshot:<backbone>"``, a bundle on the Hugging Face hub ``"hf-bundle:user/name[@revision]"`` (through its
@@ -578,7 +579,8 @@ def load_model(
     server and :func:`locate` read ``"all"``.
     ``runtime`` is ``"auto"`` (ONNX Runtime for EfficientNet and GeoCLIP backbones when installed, else torch), ``"onnx"``
     or ``"torch"``; ``guess`` overrides the answered point's rule (``mode``, ``expected-score``, ``median``;
-    see :class:`Locator`).
+    see :class:`Locator`). ``tta`` embeds each photo as the mean of itself and its mirror image (flip test-time
+    augmentation: two forward passes; see ``benchmarks/RESULTS.md`` for what it gains).
     """
     if isinstance(refine, str):
         refine = RefineConfig(method=refine)
@@ -593,8 +595,17 @@ def load_model(
         cues=cues,
         precision=precision,
         guess=guess,
+        tta=tta,
     )
-    key = str(model)
+    loc = _load_registered_or_bundle(str(model), options)
+    if tta:
+        if not isinstance(getattr(loc, "tta", None), bool):
+            raise InvalidInput(f"model {str(model)!r} does not embed photos itself; tta does not apply to it")
+        loc.tta = True
+    return loc
+
+
+def _load_registered_or_bundle(key: str, options: ModelOptions) -> Locator:
     if key in MODELS:
         return MODELS.create(key, options=options)
     from .bundle import ModelBundle
@@ -624,6 +635,7 @@ class ModelOptions:
     cues: Any = "none"
     precision: str = "auto"
     guess: str | None = None
+    tta: bool = False
 
 
 @MODELS.register(
