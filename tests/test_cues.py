@@ -230,6 +230,25 @@ def test_place_names_in_local_scripts(text, name, country):
     assert f", {country}" in hits[0][1]
 
 
+def test_language_only_in_its_own_script(monkeypatch):
+    from geoscout.cues.text import find_languages
+
+    de = find_languages([_Line("Willkommen in der schönen Stadt, bitte langsam fahren")])
+    assert [e.tag for e in de] == ["de"] and de[0].countries["DE"] > 0.9
+    ru = find_languages([_Line("Добро пожаловать в наш прекрасный город")])
+    assert [e.tag for e in ru] == ["ru"]
+
+    # Russian in Latin letters (how a recogniser without Cyrillic reads a sign) is no Russian cue, even when the
+    # identifier is sure of it
+    class _SureItIsRussian:
+        def classify(self, text):
+            return "ru", 0.99
+
+    monkeypatch.setattr("geoscout.cues.text._langid", _SureItIsRussian)
+    assert find_languages([_Line("PECTOPAH KAFE ZAKUSKI BAPAKA OTKPbITO")]) == []
+    assert [e.tag for e in find_languages([_Line("Добро пожаловать в наш прекрасный город")])] == ["ru"]
+
+
 def test_a_map_or_list_of_places_is_not_a_place_cue():
     # a photo of a map or a departures board names many countries: none of its names count
     names = ["Georgia", "Uzbekistan", "Kyrgyzstan", "Greece", "Syria"]

@@ -5,8 +5,9 @@ places on the map (``points``: ``(lat, lon, radius_km, weight)``), with the text
 came from. Rules against false positives:
 
 - script: at least :data:`MIN_SCRIPT_LETTERS` letters of it in the photo; one cue per script;
-- language: only on at least :data:`MIN_LANGUAGE_LETTERS` letters and 3 words, and only
-  when ``py3langid``'s normalised probability is at least :data:`MIN_LANGUAGE_PROB`;
+- language: only on at least :data:`MIN_LANGUAGE_LETTERS` letters and 3 words, only
+  when ``py3langid``'s normalised probability is at least :data:`MIN_LANGUAGE_PROB`, and only
+  when the language is written in the script of the text (CLDR);
 - place names: whole words only, at least 4 letters, never a word of :data:`COMMON_WORDS`
   (sign and shop words that are also town names: Bar, Split, Police, Nice...); a one-word
   town name must be capitalised in the photo (scripts with case) and belong to a town of at
@@ -235,6 +236,8 @@ def find_languages(lines: list[Any]) -> list[Evidence]:
     lang, prob = ident.classify(text)
     if prob < MIN_LANGUAGE_PROB:
         return []
+    if tables._script_of(lang) not in ("", dominant_script(text)):
+        return []  # Russian "read" in Latin letters is Cyrillic the recogniser took for Latin look-alikes
     lik = tables.language_likelihood(lang)
     if max(lik.values()) <= min(lik.values()):
         return []
