@@ -116,7 +116,9 @@ def load_cache() -> dict[str, list[list[dict[str, Any]]]]:
     return out
 
 
-def cached_lines(u: Unit, cache: dict[str, list[list[dict[str, Any]]]]) -> list[Any] | None:
+def cached_lines(
+    u: Unit, cache: dict[str, list[list[dict[str, Any]]]], *, filter_tesseract: bool = True
+) -> list[Any] | None:
     """The unit's OCR lines (all views, each with its ``view``) from the cache, or None if not read yet."""
     from geoscout.cues import TextLine
     from geoscout.cues.ocr import TESSERACT_MIN_CONF, _is_word_in_script
@@ -130,7 +132,9 @@ def cached_lines(u: Unit, cache: dict[str, list[list[dict[str, Any]]]]) -> list[
         for ln in lines
         # Tesseract re-readings cached before its acceptance rule: those it now refuses are dropped (the
         # bundled recogniser's Latin look-alike reading they replaced was not cached; it would weigh little)
-        if ln["engine"] != "tesseract" or (ln["score"] >= TESSERACT_MIN_CONF and _is_word_in_script(ln["text"]))
+        if not filter_tesseract
+        or ln["engine"] != "tesseract"
+        or (ln["score"] >= TESSERACT_MIN_CONF and _is_word_in_script(ln["text"]))
     ]
 
 

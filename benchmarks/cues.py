@@ -119,12 +119,71 @@ def _timed(loc, us: list[cc.Unit], per_set: int) -> list[dict]:
     return out
 
 
+def _ablation(us, lines, keep, cache, crossfit, visual, cued, truth_c, text) -> None:
+    """Cross-fitted pooled accuracy with all rules vs without each rule added in this round."""
+    from unittest import mock
+
+    import geoscout.cues as gc
+    from geoscout.cues import fusion
+    from geoscout.cues import text as ctext
+    from geoscout.cues.text import dominant_script
+
+    def ev_with(module, **patches):
+        with mock.patch.multiple(module, **patches):
+            return [gc.text_evidence(lines[i]) for i in keep]
+
+    base = [gc.text_evidence(lines[i]) for i in keep]
+    raw_lines = [cc.cached_lines(u, cache, filter_tesseract=False) for u in us]
+    variants = {
+        "without local-script town names": [
+            [e for e in ev if e.kind != "place" or dominant_script(e.text) == "Latn"] for ev in base
+        ],
+        "Tesseract re-readings unfiltered": [gc.text_evidence(x) for x in raw_lines],
+        "script cue from 2 letters": ev_with(ctext, MIN_SCRIPT_LETTERS=2),
+        "no map/list rule": ev_with(gc, drop_map_like=lambda e: e),
+    }
+    t = text.copy()
+    for ev in variants.values():
+        t |= np.array([bool(e) for e in ev])
+    rows = [_pooled("visual only", us, visual, visual, truth_c, t)]
+    rows.append(_pooled("all rules (shipped)", us, visual, cued, truth_c, t))
+    for name, ev in variants.items():
+        rows.append(_pooled(name, us, visual, crossfit(ev), truth_c, t))
+    rows.append(_pooled("min-count 1 (every kind fitted)", us, visual, crossfit(base, min_count=1), truth_c, t))
+    with mock.patch.object(fusion, "weight_kind", lambda e: e.kind):
+        rows.append(_pooled("Latin script not weighted apart", us, visual, crossfit(base), truth_c, t))
+    print("\n## ablation (cross-fitted, all sets pooled; 'with text' = places with text under either rule set)\n")
+    print(markdown_table(rows))
+
+
+def _pooled(name, us, visual, preds, truth_c, text) -> dict:
+    """Pooled country % and GeoGuessr (all places; with text), and the sets where cues lose to visual."""
+    allp = list(range(len(us)))
+    wt = [i for i in allp if text[i]]
+    a, t = _metrics(us, allp, preds, truth_c), _metrics(us, wt, preds, truth_c)
+    worse = []
+    for s in dict.fromkeys(u.set for u in us):
+        idx = [i for i in allp if us[i].set == s]
+        v, c = _metrics(us, idx, visual, truth_c), _metrics(us, idx, preds, truth_c)
+        if c["country %"] < v["country %"] or c["GeoGuessr"] < v["GeoGuessr"] - 0.5:
+            worse.append(s)
+    return {
+        "evidence rules": name,
+        "country % (all)": a["country %"],
+        "GeoGuessr (all)": a["GeoGuessr"],
+        f"country % (text, {len(wt)})": t["country %"],
+        "GeoGuessr (text)": t["GeoGuessr"],
+        "sets worse than visual": ", ".join(worse) or "none",
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="geoscout-lite")
     ap.add_argument("--timed-per-set", type=int, default=3, help="photos per set timed one by one (0: none)")
     ap.add_argument("--write-weights", action="store_true", help="store the shipped weights in the package")
     ap.add_argument("--min-count", type=int, default=None, help="CueFuser min_count (default: the fuser's)")
+    ap.add_argument("--ablation", action="store_true", help="also cross-fit without each evidence rule, pooled")
     args = ap.parse_args()
     need_shared()
 
@@ -152,24 +211,28 @@ def main() -> None:
         support.append((lat, lon, temper(dist.prob[i], loc.calibration.temperature)))
     folds = np.array([_fold(u) for u in us])
     kw = {} if args.min_count is None else {"min_count": args.min_count}
-
-    def fit(mask) -> CueFuser:
-        items = [(*support[i], evidence[i], us[i].lat, us[i].lon) for i in np.flatnonzero(mask)]
-        return CueFuser(dict(PRIOR_WEIGHTS), **kw).fit(items)
-
-    # ---- cross-fitting: each fold answered by weights fitted on the other
     ids = [u.key for u in us]
+
+    def fit(mask, ev, **extra) -> CueFuser:
+        items = [(*support[i], ev[i], us[i].lat, us[i].lon) for i in np.flatnonzero(mask)]
+        return CueFuser(dict(PRIOR_WEIGHTS), **{**kw, **extra}).fit(items)
+
+    def crossfit(ev, verbose=False, **extra) -> list:
+        """Each fold answered by weights fitted on the other."""
+        out: list = [None] * len(us)
+        for f in (0, 1):
+            fuser = fit(folds != f, ev, **extra)
+            if verbose:
+                print(f"fold {f} answered by weights fitted on fold {1 - f}: {fuser.weights_} counts {fuser.counts_}")
+            loc.cue_fuser = fuser
+            idx = np.flatnonzero(folds == f)
+            preds = loc.locate_embeddings(X[idx], [ids[i] for i in idx], top_k=1, evidence=[ev[i] for i in idx])
+            for i, p in zip(idx, preds):
+                out[i] = p
+        return out
+
     visual = loc.locate_embeddings(X, ids, top_k=1)
-    cued: list = [None] * len(us)
-    for f in (0, 1):
-        fuser = fit(folds != f)
-        print(f"fold {f} answered by weights fitted on fold {1 - f}: {fuser.weights_} counts {fuser.counts_}")
-        loc.cue_fuser = fuser
-        idx = np.flatnonzero(folds == f)
-        for i, p in zip(
-            idx, loc.locate_embeddings(X[idx], [ids[i] for i in idx], top_k=1, evidence=[evidence[i] for i in idx])
-        ):
-            cued[i] = p
+    cued = crossfit(evidence, verbose=True)
     truth_c = country_of(np.array([u.lat for u in us]), np.array([u.lon for u in us]))
     text = np.array([bool(e) for e in evidence])
     table = []
@@ -200,8 +263,11 @@ def main() -> None:
         f"\nplaces with text: {int(text.sum())} of {len(us)}; places with each cue kind: {json.dumps(kinds, sort_keys=True)}"
     )
 
+    if args.ablation:
+        _ablation(us, lines, keep, cache, crossfit, visual, cued, truth_c, text)
+
     # ---- the shipped weights
-    ship = fit(np.array([u.set not in SHIP_EXCLUDE for u in us]))
+    ship = fit(np.array([u.set not in SHIP_EXCLUDE for u in us]), evidence)
     print(f"\nweights fitted on all places except {', '.join(SHIP_EXCLUDE)}: {ship.weights_} counts {ship.counts_}")
     if args.write_weights:
         ship.save(
