@@ -205,10 +205,12 @@ def main() -> None:
     dist = loc.head.predict_distribution(X)
     from geoscout.calibration import temper
 
+    z = loc.novelty(X)  # the same tempered distribution locate_embeddings fuses the cues with
     support = []
     for i in range(len(us)):
         lat, lon = dist.points(i)
-        support.append((lat, lon, temper(dist.prob[i], loc.calibration.temperature)))
+        t_i = loc.calibration.temperature_at(None if z is None else float(z[i]))
+        support.append((lat, lon, temper(dist.prob[i], t_i)))
     folds = np.array([_fold(u) for u in us])
     kw = {} if args.min_count is None else {"min_count": args.min_count}
     ids = [u.key for u in us]
