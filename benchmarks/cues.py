@@ -154,6 +154,28 @@ def _ablation(us, lines, keep, cache, crossfit, visual, cued, truth_c, text) -> 
         rows.append(_pooled("Latin script not weighted apart", us, visual, crossfit(base), truth_c, t))
     print("\n## ablation (cross-fitted, all sets pooled; 'with text' = places with text under either rule set)\n")
     print(markdown_table(rows))
+    prec = [_precision("all rules (shipped)", us, base, truth_c)]
+    prec += [_precision(name, us, ev, truth_c) for name, ev in variants.items()]
+    print("\n## evidence precision: cues that agree with the truth / cues (country table >= 0.5 at the true country;")
+    print("a town or region within 250 km of the true place)\n")
+    print(markdown_table(prec))
+
+
+def _precision(name, us, evidence, truth_c) -> dict:
+    from geoscout.geo import haversine_km
+
+    seen: dict[str, list[int]] = {}
+    for u, ev, t in zip(us, evidence, truth_c):
+        for e in ev:
+            k = f"{e.kind} {e.tag}" if e.kind == "script" else e.kind
+            if e.points:
+                ok = min(float(haversine_km(la, lo, u.lat, u.lon)) for la, lo, _, _ in e.points) < 250
+            else:
+                ok = (e.countries or {}).get(t, 0.0) >= 0.5
+            seen.setdefault(k, [0, 0])
+            seen[k][0] += int(ok)
+            seen[k][1] += 1
+    return {"evidence rules": name, **{k: f"{a}/{n}" for k, (a, n) in sorted(seen.items())}}
 
 
 def _pooled(name, us, visual, preds, truth_c, text) -> dict:
