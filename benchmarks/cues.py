@@ -158,7 +158,8 @@ def _ablation(us, lines, keep, cache, crossfit, visual, cued, truth_c, text) -> 
     prec += [_precision(name, us, ev, truth_c) for name, ev in variants.items()]
     print("\n## evidence precision: cues that agree with the truth / cues (country table >= 0.5 at the true country;")
     print("a town or region within 250 km of the true place)\n")
-    print(markdown_table(prec))
+    cols = list(dict.fromkeys(k for r in prec for k in r))
+    print(markdown_table(prec, cols))
 
 
 def _precision(name, us, evidence, truth_c) -> dict:
