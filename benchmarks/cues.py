@@ -8,7 +8,7 @@ what the photo shows.
 
 The OCR of every view is read ONCE and cached outside the repository (``_cue_cache.py``; run
 it first, niced: it is the slow part). Evidence is recomputed from the cached lines on every run,
-visual embeddings are cached per model fingerprint, so fitting and reporting rerun in seconds.
+visual embeddings are cached per backbone fingerprint, so fitting and reporting rerun in seconds.
 
 Weights are CROSS-FITTED: units are split into two folds by a ~1 degree location cell (nearby
 photos share a fold); the weights fitted on fold A answer fold B and vice versa, and the pooled
@@ -45,15 +45,12 @@ def _fold(u: cc.Unit) -> int:
 
 
 def _model_fingerprint(name: str) -> str:
+    """The bundle's backbone fingerprint (weights hash + preprocessing): embeddings depend on nothing else."""
     import geoscout
 
-    root = Path(geoscout.__file__).parent / "models" / name
-    h = hashlib.sha256()
-    for p in sorted(root.rglob("*")) if root.is_dir() else []:
-        if p.is_file() and p.suffix in (".json", ".safetensors", ".onnx", ".npy", ".parquet"):
-            h.update(p.name.encode())
-            h.update(p.read_bytes())
-    return h.hexdigest()[:16]
+    cfg = json.loads((Path(geoscout.__file__).parent / "models" / name / "config.json").read_text())
+    fp = json.dumps(cfg["backbone"]["fingerprint"], sort_keys=True)
+    return hashlib.sha256(fp.encode()).hexdigest()[:16]
 
 
 def _embeddings(loc, us: list[cc.Unit], model: str) -> np.ndarray:
