@@ -203,6 +203,7 @@ def main() -> None:
     ap.add_argument("--timed-per-set", type=int, default=3, help="photos per set timed one by one (0: none)")
     ap.add_argument("--write-weights", action="store_true", help="store the shipped weights in the package")
     ap.add_argument("--min-count", type=int, default=None, help="CueFuser min_count (default: the fuser's)")
+    ap.add_argument("--objective", default="accuracy", choices=("log_prob", "accuracy"), help="CueFuser objective")
     ap.add_argument("--ablation", action="store_true", help="also cross-fit without each evidence rule, pooled")
     args = ap.parse_args()
     need_shared()
@@ -232,7 +233,9 @@ def main() -> None:
         t_i = loc.calibration.temperature_at(None if z is None else float(z[i]))
         support.append((lat, lon, temper(dist.prob[i], t_i)))
     folds = np.array([_fold(u) for u in us])
-    kw = {} if args.min_count is None else {"min_count": args.min_count}
+    kw: dict = {"objective": args.objective}
+    if args.min_count is not None:
+        kw["min_count"] = args.min_count
     ids = [u.key for u in us]
 
     def fit(mask, ev, **extra) -> CueFuser:
@@ -302,7 +305,7 @@ def main() -> None:
                 + "), EXIF ignored",
                 "places": int(sum(u.set not in SHIP_EXCLUDE for u in us)),
                 "places_with_cues": int(sum(bool(evidence[i]) for i, u in enumerate(us) if u.set not in SHIP_EXCLUDE)),
-                "objective": "mean log probability of the true country",
+                "objective": args.objective,
                 "model": args.model,
                 "command": " ".join(["python", *sys.argv]),
             },

@@ -131,6 +131,19 @@ def test_fit_keeps_the_prior_weight_of_a_kind_seen_on_too_few_photos():
     assert CueFuser(min_count=3).fit(items).weights_["domain"] == 0.0
 
 
+def test_accuracy_objective_counts_top_answers_in_the_true_country():
+    from geoscout.errors import InvalidInput
+
+    lat, lon, p = _support()  # the visual top answer is Paris; the truth is Zagreb
+    good = Evidence("phone", "+385", "", countries=tables.calling_code_likelihood(385))
+    items = [(lat, lon, p, [good], *ZAGREB)] * 8
+    fuser = CueFuser({"phone": 0.0}, objective="accuracy").fit(items)
+    assert fuser.weights_["phone"] > 0.0  # any weight that moves the top answer to Croatia scores 1 per photo
+    assert fuser.score_ == pytest.approx(1.0, abs=0.01)
+    with pytest.raises(InvalidInput, match="objective"):
+        CueFuser(objective="brier").fit(items)
+
+
 def test_latin_script_has_its_own_weight():
     from geoscout.cues.fusion import weight_kind
     from geoscout.cues.text import find_scripts

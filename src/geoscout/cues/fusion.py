@@ -123,10 +123,12 @@ class CueFuser:
         *,
         grid: Sequence[float] = WEIGHT_GRID,
         min_count: int = MIN_COUNT,
+        objective: str = "log_prob",
     ) -> None:
         self.weights = weights
         self.grid = grid
         self.min_count = min_count
+        self.objective = objective
 
     # ---------------------------------------------------------------- fitting
     def fit(self, items: Sequence[tuple[Any, Any, Any, list[Evidence], float, float]]) -> CueFuser:
@@ -137,7 +139,11 @@ class CueFuser:
         support and visual probabilities). A weight kind (:data:`WEIGHT_KINDS`) seen on fewer than
         ``min_count`` photos keeps its starting weight (``self.weights``, else :data:`PRIOR_WEIGHTS`):
         one or two lucky photos must not make a kind decisive. Those kinds are listed in ``unfitted_``.
+        ``objective``: ``"log_prob"`` (mean log probability of the true country) or ``"accuracy"``
+        (share of photos whose top answer is in the true country; log probability breaks ties).
         """
+        if self.objective not in ("log_prob", "accuracy"):
+            raise InvalidInput(f"objective must be 'log_prob' or 'accuracy', got {self.objective!r}")
         from ..places import country_of
 
         start = dict(self.weights or {})
@@ -157,7 +163,10 @@ class CueFuser:
             for lat, lon, prob, evs, truth in prepared:
                 f = _fuse(lat, lon, prob, evs, weights, explain=False)
                 mass = float(f.prob[f.countries == truth].sum()) if truth is not None else 0.0
-                total += math.log(mass + 1e-4)
+                if self.objective == "accuracy":  # top answer in the true country; log probability breaks ties
+                    total += float(f.countries[int(np.argmax(f.prob))] == truth) + 1e-3 * math.log(mass + 1e-4)
+                else:
+                    total += math.log(mass + 1e-4)
             return total / max(len(prepared), 1)
 
         best = score(w)
