@@ -73,8 +73,7 @@ def import_command(
     """Import geotagged photos into a geoscout dataset; every skipped photo is reported with its reason."""
     from rich.console import Console
 
-    from geoscout.data.schema import MANIFEST_NAME
-
+    progress = False if quiet else None  # None: a bar on stderr only when it is a terminal
     if from_ is not None:
         if split or columns or copy or export_csv is not None:
             raise fail(
@@ -92,14 +91,24 @@ def import_command(
             limit=limit,
             workers=workers,
             chunk_size=chunk_size,
-            progress=False if quiet else None,
+            progress=progress,
         )
         return
     if only_split or images is not None or limit is not None:
         raise fail("--only-split, --images and --limit apply to --from osv5m|mp16|hf")
+    _check_local_options(src, output, export_csv, split, spatial_block, copy)
 
     console = Console(highlight=False, soft_wrap=True)
-    progress = False if quiet else None  # None: a bar on stderr only when it is a terminal
+    report, what = _import_source(src, output, columns, copy, workers, strict, progress)
+    _finish_import(console, report, what, output, (split, spatial_block, seed), fmt, export_csv)
+
+
+def _check_local_options(
+    src: Path, output: Path | None, export_csv: Path | None, split: str | None, spatial_block: float | None, copy: bool
+) -> None:
+    """Refuse option combinations of a local import (CSV, folder, dataset) that cannot work, saying what to pass."""
+    from geoscout.data.schema import MANIFEST_NAME
+
     if output is None and export_csv is None and not (src.is_dir() and (src / MANIFEST_NAME).is_file()):
         raise fail("give an output dataset folder with -o OUT (or --export-csv FILE to get a CSV only)")
     if spatial_block is not None and not split:
@@ -109,7 +118,19 @@ def import_command(
     if not src.exists():
         raise fail(f"{src}: no such file or folder")
 
-    report, what = _import_source(src, output, columns, copy, workers, strict, progress)
+
+def _finish_import(
+    console: Any,
+    report: Any,
+    what: str,
+    output: Path | None,
+    splitting: tuple[str | None, float | None, int],
+    fmt: ManifestFormat,
+    export_csv: Path | None,
+) -> None:
+    """Print the summary and the problems of an import, then split and write what was asked (``splitting``:
+    ``--split``, ``--spatial-block``, ``--seed``); refuse an import of nothing."""
+    split, spatial_block, seed = splitting
     ds = report.dataset
     n = report.n_imported
     console.print(f"[bold]{what}[/bold]: {n} of {report.total} image(s) imported, {len(report.problems)} problem(s)")
