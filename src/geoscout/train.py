@@ -364,7 +364,6 @@ def train_model(
     ``command`` (the command line that trained it) is recorded in the summary and the model card.
     """
     from .cells import create_partition
-    from .data import split_for_training
 
     t0 = time.perf_counter()
     seed = seed if seed is not None else (0 if options is None else int(options.seed))
@@ -390,11 +389,7 @@ def train_model(
             precision=precision,
         )
     )
-    split, split_desc = split_for_training(td.frame, val_fraction=val_fraction, seed=seed)
-    tr = np.flatnonzero(split == "train")
-    va = np.flatnonzero(split == "val")
-    if tr.size == 0:
-        raise InvalidInput("no training images after the split; add data or lower --val-fraction")
+    split, split_desc, tr, va = _split_rows(td, val_fraction, seed)
     y = td.y
     partition = create_partition(cells).fit(y[tr, 0], y[tr, 1])
     wanted = {"tau": tau, "options": options, "seed": head_seed, "epochs": epochs, "cells": cells, "aux_dir": aux_dir}
@@ -414,15 +409,33 @@ def train_model(
         card="",
     )
     if calibrate is not None and va.size >= 10:
-        bundle.calibration = calibrate(
-            bundle, td.X[va], y[va], guess=guess, fitted_on=f"the validation split ({va.size} images)"
-        )
-        summary["calibration"] = bundle.calibration.to_dict()
+        _calibrate_on_validation(bundle, calibrate, td, va, guess)
     summary["total_seconds"] = time.perf_counter() - t0
     bundle.card = _model_card(summary)
     if out is not None:
         bundle.save(out)
     return bundle
+
+
+def _calibrate_on_validation(bundle: ModelBundle, calibrate: Any, td: TrainingData, va: np.ndarray, guess: str) -> None:
+    """Give ``bundle`` the calibration ``calibrate`` fits on the validation rows ``va`` (and record it in its
+    training summary)."""
+    bundle.calibration = calibrate(
+        bundle, td.X[va], td.y[va], guess=guess, fitted_on=f"the validation split ({va.size} images)"
+    )
+    bundle.training["calibration"] = bundle.calibration.to_dict()
+
+
+def _split_rows(td: TrainingData, val_fraction: float, seed: int) -> tuple[Any, str, np.ndarray, np.ndarray]:
+    """The split of ``td``'s rows (labels, description) and the train and validation row numbers."""
+    from .data import split_for_training
+
+    split, split_desc = split_for_training(td.frame, val_fraction=val_fraction, seed=seed)
+    tr = np.flatnonzero(split == "train")
+    va = np.flatnonzero(split == "val")
+    if tr.size == 0:
+        raise InvalidInput("no training images after the split; add data or lower --val-fraction")
+    return split, split_desc, tr, va
 
 
 def _fit_head(

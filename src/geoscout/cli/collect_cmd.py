@@ -23,6 +23,11 @@ _SAMPLER_OPTS = {  # CLI option -> sampler keyword
     "box_km": "box_km",
 }
 
+_PROVIDER_OPTS = {  # provider -> the CLI options only it takes (same names as its keywords)
+    "streetview": ("headings", "size", "fov", "pitch", "allow_user_uploads"),
+    "mapillary": ("thumb", "allow_panos"),
+}
+
 
 @app.command("collect")
 def collect_command(
@@ -88,42 +93,21 @@ def collect_command(
     quota, sampler exhausted, provider failing), 4 when the locations are there but images are still
     missing after retries (rerun to retry them), 2 on errors (refused key, bad options).
     """
+    args = dict(locals())  # every option, by parameter name
     import logging
 
-    from geoscout.collect import AccessDenied, CollectJob, RetryPolicy, create_provider, parse_rate
+    from geoscout.collect import AccessDenied
     from geoscout.errors import GeoscoutError
 
     if verbose:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    given = {k: v for k, v in locals().items() if k in _SAMPLER_OPTS and v is not None}
+    given = {k: v for k, v in args.items() if k in _SAMPLER_OPTS and v is not None}
     try:
         samp = _sampler(sampler, given)
-        popts: dict = {"keys_file": str(keys_file) if keys_file else None, "radius": radius}
-        if base_url:
-            popts["base_url"] = base_url
-        if provider == "streetview":
-            popts.update(headings=headings, size=size, fov=fov, pitch=pitch, allow_user_uploads=allow_user_uploads)
-        elif provider == "mapillary":
-            popts.update(thumb=thumb, allow_panos=allow_panos)
         if dry_run:
             _dry_run(provider, samp, n, seed, headings, price_per_1000)
             return
-        prov = create_provider(provider, **popts)
-        retry = RetryPolicy(max_retries=max_retries, base=backoff_base, timeout=timeout)
-        job = CollectJob(
-            out,
-            prov,
-            samp,
-            n,
-            seed=seed,
-            rate=parse_rate(rate),
-            daily_quota=daily_quota,
-            retry=retry,
-            price_per_1000=price_per_1000,
-            max_points=max_points,
-            progress=progress,
-        )
-        report = job.run()
+        report = _collect(args, samp)
     except KeyboardInterrupt:
         typer.echo("interrupted; rerun the same command to resume", err=True)
         raise typer.Exit(130) from None
@@ -132,6 +116,35 @@ def collect_command(
     except GeoscoutError as exc:
         raise fail(str(exc)) from None
     _report(out, report)
+
+
+def _collect(args: dict[str, Any], samp: Any) -> Any:
+    """Run the collection the command's options (``args``, by parameter name) describe, with the sampler ``samp``:
+    the provider (its own options only), the retry policy and the job, resuming what ``out`` holds."""
+    from geoscout.collect import CollectJob, RetryPolicy, create_provider, parse_rate
+
+    provider = args["provider"]
+    popts: dict[str, Any] = {"keys_file": str(args["keys_file"]) if args["keys_file"] else None}
+    popts["radius"] = args["radius"]
+    if args["base_url"]:
+        popts["base_url"] = args["base_url"]
+    popts.update({k: args[k] for k in _PROVIDER_OPTS.get(provider, ())})
+    prov = create_provider(provider, **popts)
+    retry = RetryPolicy(max_retries=args["max_retries"], base=args["backoff_base"], timeout=args["timeout"])
+    job = CollectJob(
+        args["out"],
+        prov,
+        samp,
+        args["n"],
+        seed=args["seed"],
+        rate=parse_rate(args["rate"]),
+        daily_quota=args["daily_quota"],
+        retry=retry,
+        price_per_1000=args["price_per_1000"],
+        max_points=args["max_points"],
+        progress=args["progress"],
+    )
+    return job.run()
 
 
 def _sampler(sampler: str, given: dict[str, Any]) -> Any:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -65,13 +66,7 @@ def finetune_command(
             device=device,
         )
         if dry_run:
-            from geoscout.clip_finetune import _training_rows
-
-            tr, va = _training_rows([str(d) for d in datasets], config, aux_dir)
-            steps = config.max_steps or config.epochs * max(1, len(tr) // config.batch_size)
-            typer.echo(f"{len(tr)} training photos, {len(va)} held out, {steps} steps of {config.batch_size}")
-            for c in tr["caption"].head(5):
-                typer.echo(f"  {c}")
+            _dry_run(datasets, config, aux_dir)
             return
 
         def progress(step: int, loss: float | None) -> None:
@@ -91,6 +86,22 @@ def finetune_command(
         )
     except GeoscoutError as exc:
         raise fail(str(exc)) from None
+    _print_result(res)
+
+
+def _dry_run(datasets: list[Path], config: Any, aux_dir: Path | None) -> None:
+    """Print the plan (photos, held out, steps) and the first captions; train nothing."""
+    from geoscout.clip_finetune import _training_rows
+
+    tr, va = _training_rows([str(d) for d in datasets], config, aux_dir)
+    steps = config.max_steps or config.epochs * max(1, len(tr) // config.batch_size)
+    typer.echo(f"{len(tr)} training photos, {len(va)} held out, {steps} steps of {config.batch_size}")
+    for c in tr["caption"].head(5):
+        typer.echo(f"  {c}")
+
+
+def _print_result(res: Any) -> None:
+    """What a run did: steps and losses (first and last, held-out before and after), skipped photos by kind."""
     losses = [v for v in res.losses if v is not None]
     note = (
         " (already finished: nothing to do)"
