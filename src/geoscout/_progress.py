@@ -39,7 +39,7 @@ def _isatty(stream: Any) -> bool:
 class _NoBar:
     """What a disabled tqdm bar does: nothing (``update``, ``set_postfix``, ``close``, context manager)."""
 
-    n = 0
+    n: float = 0
 
     def __enter__(self) -> _NoBar:
         return self

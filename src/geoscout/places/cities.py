@@ -153,7 +153,7 @@ def _save_npz(target: Path, t: _Cities) -> None:
     arrays["country_id"] = t.country_id
     arrays["country_codes"] = np.frombuffer("\n".join(t.country_codes.tolist()).encode("utf-8"), dtype=np.uint8)
     with atomic_path(target) as tmp, open(tmp, "wb") as fh:
-        np.savez(fh, **arrays)
+        np.savez(fh, **arrays)  # type: ignore[arg-type]
 
 
 class _TextColumn:
@@ -187,7 +187,16 @@ def _load_npz(target: Path) -> _Cities:
     n = len(num["lat"])
     if any(len(v) != n for v in text.values()) or len(ids) != n or (n and int(ids.max()) >= len(codes)):
         raise ValueError(f"{target}: columns of different lengths")
-    return _Cities(country_id=ids, country_codes=codes, **text, **num)
+    return _Cities(
+        name=text["name"],
+        admin1=text["admin1"],
+        admin2=text["admin2"],
+        country_id=ids,
+        country_codes=codes,
+        lat=num["lat"],
+        lon=num["lon"],
+        population=num["population"],
+    )
 
 
 def _cached(path: Path, loader: Any) -> _Cities:

@@ -241,7 +241,7 @@ def _tables() -> _Tables:
             if len(shape_off) != len(meta) + 1:
                 raise ValueError("country cache: polygon count differs")
             return _Tables(
-                meta,  # type: ignore[arg-type]
+                meta,
                 _tree(tiles),
                 np.asarray(tile_owner, dtype=np.int64),
                 functools.cache(lambda: list(_unpack_wkb(shape_wkb, shape_off))),
@@ -268,7 +268,7 @@ def _tables() -> _Tables:
         except OSError:  # read-only cache: fine, just slower next time
             pass
     geoms = [s.geometry for s in shapes]
-    return _Tables(meta, _tree(tiles), np.asarray(tile_owner, dtype=np.int64), lambda: geoms)  # type: ignore[arg-type]
+    return _Tables(meta, _tree(tiles), np.asarray(tile_owner, dtype=np.int64), lambda: geoms)
 
 
 def _tree(tiles: list[Any]) -> Any:
