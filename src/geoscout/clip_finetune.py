@@ -374,6 +374,24 @@ class _Run:
             return None, rows[:0]
         return torch.from_numpy(np.stack([arrays[k] for k in keep])).to(self.device), rows[keep]
 
+    def step(self, step: int, total: int, steps_per_epoch: int) -> float | None:
+        """One optimiser step (0-based ``step`` of ``total``) on its batch of training photos; its loss, or
+        None when the batch was skipped (fewer than two readable photos)."""
+        import torch
+
+        for g in self.optimizer.param_groups:
+            g["lr"] = self.lr_at(step, total)
+        rows = self.batch_rows(step, steps_per_epoch)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self.loss(self.train, self.train_cap, rows, grad=True)
+        if loss is None:
+            return None
+        loss.backward()
+        self.optimizer.step()
+        with torch.no_grad():
+            self.model.logit_scale.clamp_(max=math.log(100.0))
+        return float(loss.detach())
+
     def loss(self, frame: Any, caps: np.ndarray, rows: np.ndarray, grad: bool) -> Any:
         import torch
 
@@ -497,8 +515,6 @@ def finetune(
     """
     import torch
 
-    from .backbones.base import weights_sha256
-
     config = config or FinetuneConfig()
     t0 = time.time()
     if isinstance(datasets, (str, os.PathLike)):
@@ -507,49 +523,18 @@ def finetune(
     out = Path(out).expanduser()
     if out.resolve() == src.resolve():
         raise InvalidInput(f"-o {out}: is the backbone's own folder; write the fine-tuned model elsewhere")
-    device = config.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise InvalidInput(f"--device {device}: no CUDA device is available to torch here; use --device cpu")
+    device = _device(config.device)
     done = out / RESULT
     ckpt = out / CHECKPOINT
-    if out.exists() and not out.is_dir():
-        raise InvalidInput(f"-o {out}: exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not (done.is_file() or ckpt.is_file()):
-        raise InvalidInput(f"-o {out}: folder exists and is not a finetune output; choose a new or empty folder")
+    _check_out(out)
     train, val = _training_rows(list(datasets), config, aux_dir)
-    src_files = sorted(src.glob("*.safetensors")) or sorted(src.glob("pytorch_model*.bin"))
-    plan = {
-        "backbone": backbone,
-        "source_weights_sha256": weights_sha256(src_files),
-        "config": config.plan(),
-        "data_sha": _data_sha(train, val),
-        "n_train": len(train),
-        "n_val": len(val),
-    }
+    plan = _plan(backbone, src, config, train, val)
     if out.is_dir() and any(out.iterdir()):
         if restart:
             for f in (done, ckpt):
                 f.unlink(missing_ok=True)
         elif done.is_file():
-            prev = json.loads(done.read_text())
-            if prev.get("plan") != plan:
-                raise InvalidInput(
-                    f"-o {out}: holds a finished fine-tune of a different run ({_differs(prev.get('plan'), plan)}); "
-                    "pass --restart to replace it or choose another folder"
-                )
-            return FinetuneResult(
-                out,
-                int(prev["steps"]),
-                prev["losses"],
-                [tuple(v) for v in prev["val_losses"]],
-                _failures(prev.get("failed", {})),
-                len(train),
-                len(val),
-                int(prev["steps"]),
-                0.0,
-            )
+            return _finished(out, plan, len(train), len(val))
     out.mkdir(parents=True, exist_ok=True)
 
     torch.manual_seed(config.seed)
@@ -558,50 +543,15 @@ def finetune(
     total = config.max_steps or config.epochs * steps_per_epoch
     state: dict[str, Any] = {"plan": plan, "step": 0, "losses": [], "val_losses": [], "failed": {}}
     if ckpt.is_file() and not restart:
-        prev = run.load(ckpt)
-        if prev.get("plan") != plan:
-            raise InvalidInput(
-                f"-o {out}: holds a checkpoint of a different run ({_differs(prev.get('plan'), plan)}); "
-                "pass --restart to discard it or choose another folder"
-            )
-        state = prev
-        run.failed.update(_failures(state.get("failed", {})))
+        state = _resumed(run, ckpt, plan)
     resumed_from = int(state["step"])
     if resumed_from == 0 and not state["val_losses"]:
         v = run.val_loss()
         if v is not None:
             state["val_losses"].append([0, v])
-    run.model.train()
-    for step in range(resumed_from, total):
-        for g in run.optimizer.param_groups:
-            g["lr"] = run.lr_at(step, total)
-        rows = run.batch_rows(step, steps_per_epoch)
-        run.optimizer.zero_grad(set_to_none=True)
-        loss = run.loss(train, run.train_cap, rows, grad=True)
-        value = None
-        if loss is not None:
-            loss.backward()
-            run.optimizer.step()
-            with torch.no_grad():
-                run.model.logit_scale.clamp_(max=math.log(100.0))
-            value = float(loss.detach())
-        state["losses"].append(value)
-        state["step"] = step + 1
-        if (step + 1) % steps_per_epoch == 0 or step + 1 == total:
-            v = run.val_loss()
-            if v is not None:
-                state["val_losses"].append([step + 1, v])
-        if (step + 1) % config.save_every == 0 or step + 1 == total:
-            state["failed"] = {k: f.to_dict() for k, f in run.failed.items()}
-            run.save(ckpt, state)
-        if on_step is not None:
-            on_step(step + 1, value)
+    _train_steps(run, state, (total, steps_per_epoch), ckpt, on_step)
     state["failed"] = {k: f.to_dict() for k, f in run.failed.items()}
-    if len(run.failed) > len(train) // 2:
-        raise InvalidInput(
-            f"{len(run.failed)} of {len(train)} training photos could not be read (first: "
-            f"{next(iter(run.failed.values())).message}); fix the dataset and rerun (the checkpoint is kept)"
-        )
+    _check_failed(run.failed, len(train))
     _write_result(run, src, out, state, total, steps_per_epoch, backbone)
     if not keep_checkpoint:
         ckpt.unlink(missing_ok=True)
@@ -615,6 +565,111 @@ def finetune(
         len(val),
         resumed_from,
         time.time() - t0,
+    )
+
+
+def _train_steps(
+    run: _Run,
+    state: dict[str, Any],
+    schedule: tuple[int, int],
+    ckpt: Path,
+    on_step: Callable[[int, float | None], None] | None,
+) -> None:
+    """Run the steps from ``state["step"]`` to the ``total`` of ``schedule`` (total, steps per epoch), recording
+    losses in ``state``: the validation loss after each epoch and the last step, a checkpoint every
+    ``save_every`` steps and after the last, then ``on_step``."""
+    total, steps_per_epoch = schedule
+    run.model.train()
+    for step in range(int(state["step"]), total):
+        value = run.step(step, total, steps_per_epoch)
+        state["losses"].append(value)
+        state["step"] = step + 1
+        if (step + 1) % steps_per_epoch == 0 or step + 1 == total:
+            v = run.val_loss()
+            if v is not None:
+                state["val_losses"].append([step + 1, v])
+        if (step + 1) % run.config.save_every == 0 or step + 1 == total:
+            state["failed"] = {k: f.to_dict() for k, f in run.failed.items()}
+            run.save(ckpt, state)
+        if on_step is not None:
+            on_step(step + 1, value)
+
+
+def _plan(backbone: str, src: Path, config: FinetuneConfig, train: Any, val: Any) -> dict[str, Any]:
+    """What makes a run the same run (a checkpoint or result of another plan is not resumed): the backbone and
+    its weights, the training options and the data."""
+    from .backbones.base import weights_sha256
+
+    src_files = sorted(src.glob("*.safetensors")) or sorted(src.glob("pytorch_model*.bin"))
+    return {
+        "backbone": backbone,
+        "source_weights_sha256": weights_sha256(src_files),
+        "config": config.plan(),
+        "data_sha": _data_sha(train, val),
+        "n_train": len(train),
+        "n_val": len(val),
+    }
+
+
+def _check_failed(failed: dict[str, PhotoFailure], n_train: int) -> None:
+    """Refuse a run in which more than half of the training photos could not be read."""
+    if len(failed) > n_train // 2:
+        raise InvalidInput(
+            f"{len(failed)} of {n_train} training photos could not be read (first: "
+            f"{next(iter(failed.values())).message}); fix the dataset and rerun (the checkpoint is kept)"
+        )
+
+
+def _check_out(out: Path) -> None:
+    """Refuse an output that is a file, or a non-empty folder holding neither a finished run nor a checkpoint."""
+    if out.exists() and not out.is_dir():
+        raise InvalidInput(f"-o {out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not ((out / RESULT).is_file() or (out / CHECKPOINT).is_file()):
+        raise InvalidInput(f"-o {out}: folder exists and is not a finetune output; choose a new or empty folder")
+
+
+def _resumed(run: _Run, ckpt: Path, plan: dict[str, Any]) -> dict[str, Any]:
+    """The state of the checkpoint ``ckpt`` of this run (``plan``), loaded into ``run`` (weights, optimiser,
+    failures so far); a checkpoint of another run is refused."""
+    prev = run.load(ckpt)
+    if prev.get("plan") != plan:
+        raise InvalidInput(
+            f"-o {ckpt.parent}: holds a checkpoint of a different run ({_differs(prev.get('plan'), plan)}); "
+            "pass --restart to discard it or choose another folder"
+        )
+    run.failed.update(_failures(prev.get("failed", {})))
+    return prev
+
+
+def _device(device: str) -> str:
+    """``device`` with ``auto`` resolved (CUDA when torch has it); a CUDA device torch lacks is refused."""
+    import torch
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise InvalidInput(f"--device {device}: no CUDA device is available to torch here; use --device cpu")
+    return device
+
+
+def _finished(out: Path, plan: dict[str, Any], n_train: int, n_val: int) -> FinetuneResult:
+    """The finished run in ``out`` (its result file) when it is the run ``plan`` describes; else refused."""
+    prev = json.loads((out / RESULT).read_text())
+    if prev.get("plan") != plan:
+        raise InvalidInput(
+            f"-o {out}: holds a finished fine-tune of a different run ({_differs(prev.get('plan'), plan)}); "
+            "pass --restart to replace it or choose another folder"
+        )
+    return FinetuneResult(
+        out,
+        int(prev["steps"]),
+        prev["losses"],
+        [tuple(v) for v in prev["val_losses"]],
+        _failures(prev.get("failed", {})),
+        n_train,
+        n_val,
+        int(prev["steps"]),
+        0.0,
     )
 
 
