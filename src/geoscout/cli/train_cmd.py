@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -69,7 +70,7 @@ def train(
     from geoscout.errors import GeoscoutError
     from geoscout.heads import TrainingOptions
     from geoscout.locator import calibrate
-    from geoscout.train import describe_cells, train_model, training_options
+    from geoscout.train import train_model, training_options
 
     cal_method, _, cal_objective = calibration.partition(":")
     cal_objective = cal_objective or "nll"
@@ -86,30 +87,7 @@ def train(
     except GeoscoutError as exc:
         raise fail(str(exc)) from None
 
-    params = {}
-    for item in param:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise fail(f"--param {item!r}: expected KEY=VALUE, e.g. --param hidden=1024")
-        try:
-            params[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            params[key.strip()] = value
-    if aux_column:
-        from geoscout.data.open_datasets import OSV5M_AUX_TASKS
-
-        cols: dict[str, str] = dict(params.get("aux_columns") or {})
-        for item in aux_column:
-            if item == "osv5m":
-                cols.update(OSV5M_AUX_TASKS)
-                continue
-            name, _, kind = item.rpartition(":")
-            if not name or kind not in ("class", "value"):
-                raise fail(f"--aux-column {item!r}: expected COLUMN:class or COLUMN:value (or osv5m)")
-            cols[name] = kind
-        params["aux_columns"] = cols
-        if head != "multitask":
-            raise fail("--aux-column needs --head multitask")
+    params = _head_params(param, aux_column, head)
     trains = training_options(head) is not None  # a head without a network refuses training --params, as before
     training = {k: params.pop(k) for k in list(params) if trains and k in TrainingOptions.fields()}
     # the head's training options, built once: --epochs, --seed and --param epochs=/lr=/...
@@ -135,6 +113,43 @@ def train(
         calibrate=None if no_calibration else functools.partial(calibrate, method=cal_method, objective=cal_objective),
         command=" ".join(["geoscout", *(shlex.quote(a) for a in sys.argv[1:])]),
     )
+    _print_summary(bundle, out)
+
+
+def _head_params(param: list[str], aux_column: list[str], head: str) -> dict[str, Any]:
+    """The head parameters of ``--param KEY=VALUE`` (a JSON value, else the text) and ``--aux-column``
+    (COLUMN:class, COLUMN:value or osv5m: the multitask head's ``aux_columns``)."""
+    params: dict[str, Any] = {}
+    for item in param:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise fail(f"--param {item!r}: expected KEY=VALUE, e.g. --param hidden=1024")
+        try:
+            params[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key.strip()] = value
+    if aux_column:
+        from geoscout.data.open_datasets import OSV5M_AUX_TASKS
+
+        cols: dict[str, str] = dict(params.get("aux_columns") or {})
+        for item in aux_column:
+            if item == "osv5m":
+                cols.update(OSV5M_AUX_TASKS)
+                continue
+            name, _, kind = item.rpartition(":")
+            if not name or kind not in ("class", "value"):
+                raise fail(f"--aux-column {item!r}: expected COLUMN:class or COLUMN:value (or osv5m)")
+            cols[name] = kind
+        params["aux_columns"] = cols
+        if head != "multitask":
+            raise fail("--aux-column needs --head multitask")
+    return params
+
+
+def _print_summary(bundle: Any, out: Path) -> None:
+    """One line on what was trained, and the validation metrics when there is a validation split."""
+    from geoscout.train import describe_cells
+
     s = bundle.training
     typer.echo(
         f"wrote {out}: {s['head']} head on {s['n_train']} images ({s['partition']}: {describe_cells(s)}), "
