@@ -59,17 +59,7 @@ def embed_command(
     from geoscout.data import load_dataset
     from geoscout.embeddings import embed_dataset, write_pooled
 
-    check_runtime(runtime)
-    if ray_gpus is not None and not ray:
-        raise fail("--ray-gpus applies to --ray; on this machine use --device cuda (or auto)")
-    if not ray:
-        from geoscout.devices import resolve_device, resolve_precision
-        from geoscout.errors import GeoscoutError
-
-        try:
-            resolve_precision(precision, resolve_device(device))
-        except GeoscoutError as exc:
-            raise fail(str(exc)) from None
+    _check_options(runtime, ray, ray_gpus, device, precision)
     ds = load_dataset(dataset, warn=False)  # a CSV's bad rows are recorded in the store's failures, all of them
     # the same options on this machine and on Ray
     common: dict[str, Any] = {
@@ -95,3 +85,19 @@ def embed_command(
         path = write_pooled(store, ds)
         typer.echo(f"pooled panoramas -> {path}", err=True)
     typer.echo(str(store.path))
+
+
+def _check_options(runtime: str, ray: str | None, ray_gpus: float | None, device: str, precision: str) -> None:
+    """Refuse a runtime, device or precision this machine cannot give (on Ray, the cluster decides), and
+    --ray-gpus without --ray."""
+    check_runtime(runtime)
+    if ray_gpus is not None and not ray:
+        raise fail("--ray-gpus applies to --ray; on this machine use --device cuda (or auto)")
+    if not ray:
+        from geoscout.devices import resolve_device, resolve_precision
+        from geoscout.errors import GeoscoutError
+
+        try:
+            resolve_precision(precision, resolve_device(device))
+        except GeoscoutError as exc:
+            raise fail(str(exc)) from None
