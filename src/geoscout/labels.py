@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +41,38 @@ def _frame_of(dataset: Any) -> Any:
     if not isinstance(frame, pd.DataFrame):
         raise InvalidInput(f"label_dataset: expected a geoscout Dataset or a DataFrame, got {type(dataset).__name__}")
     return frame
+
+
+def _aux_columns(
+    rasters: Any,
+    points: tuple[np.ndarray, np.ndarray],
+    put: Callable[..., None],
+    step: Callable[[str], None],
+    report: LabelReport,
+    strict_aux: bool,
+) -> None:
+    """Put the auxiliary raster columns (climate, elevation_m, pop_density) at the valid ``points``; a layer
+    whose file is missing is skipped, with its reason in ``report.skipped`` and a warning, unless ``strict_aux``."""
+    la, lo = points
+    layers = (
+        ("climate", rasters.climate, None, object),
+        ("elevation_m", rasters.elevation_m, np.nan, np.float64),
+        ("pop_density", rasters.population_density, np.nan, np.float64),
+    )
+    for col, fn, empty, dtype in layers:
+        try:
+            values = fn(la, lo)
+        except MissingWeights as exc:
+            if strict_aux:
+                raise
+            report.skipped[col] = str(exc)
+            warnings.warn(f"label: {col} skipped: {exc}", UserWarning, stacklevel=3)  # label_frame's caller
+            step(col)
+            continue
+        if col == "climate":
+            values = np.array([None if v == "" else v for v in values], dtype=object)
+        put(col, values, empty, dtype)
+        step(col)
 
 
 def label_frame(
@@ -107,26 +140,7 @@ def label_frame(
     step("month")
 
     if aux:
-        rasters = AuxRasters(aux_dir)
-        layers = (
-            ("climate", rasters.climate, None, object),
-            ("elevation_m", rasters.elevation_m, np.nan, np.float64),
-            ("pop_density", rasters.population_density, np.nan, np.float64),
-        )
-        for col, fn, empty, dtype in layers:
-            try:
-                values = fn(la, lo)
-            except MissingWeights as exc:
-                if strict_aux:
-                    raise
-                report.skipped[col] = str(exc)
-                warnings.warn(f"label: {col} skipped: {exc}", UserWarning, stacklevel=2)
-                step(col)
-                continue
-            if col == "climate":
-                values = np.array([None if v == "" else v for v in values], dtype=object)
-            put(col, values, empty, dtype)
-            step(col)
+        _aux_columns(AuxRasters(aux_dir), (la, lo), put, step, report, strict_aux)
 
     for spec in cells:
         part = create_partition(spec).fit(la, lo)
