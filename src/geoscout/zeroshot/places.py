@@ -182,37 +182,8 @@ def load_place_list(path: str | os.PathLike[str]) -> PlaceSet:
     name), an admin-1 region, the most populous GeoNames place of that name (within ``country`` when
     given). Names that match nothing raise :class:`InvalidInput` listing them.
     """
-    import pandas as pd
-
     p = Path(path).expanduser()
-    if not p.is_file():
-        raise InvalidInput(f"{p}: no such places file (a CSV with a name column, or one name per line)")
-    size = p.stat().st_size
-    if size > MAX_PLACES_FILE_BYTES:
-        raise InvalidInput(f"{p}: {size:,} bytes is too big for a list of places (limit {MAX_PLACES_FILE_BYTES:,})")
-    try:
-        text = p.read_bytes()[:MAX_PLACES_FILE_BYTES].decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise InvalidInput(f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
-    if not lines:
-        raise InvalidInput(f"{p}: no places in the file")
-    first = [c.strip().lower() for c in lines[0].split(",")]
-    is_csv = p.suffix.lower() == ".csv" or "name" in first
-    if is_csv:
-        import io
-
-        try:
-            df = pd.read_csv(io.StringIO("\n".join(lines)), dtype=str, keep_default_na=False)
-        except (ValueError, pd.errors.ParserError) as exc:
-            raise InvalidInput(f"{p}: not a readable CSV ({exc})") from None
-        df.columns = [c.strip().lower() for c in df.columns]
-        if "name" not in df.columns:
-            raise InvalidInput(
-                f"{p}: the CSV needs a 'name' column (and optionally lat, lon, country); got {list(df.columns)}"
-            )
-    else:
-        df = pd.DataFrame({"name": [ln.strip() for ln in lines]})
+    df, is_csv = _place_table(p)
     rows = []
     unresolved = []
     for line_no, r in enumerate(df.to_dict("records"), start=2 if is_csv else 1):  # file rows
@@ -260,6 +231,42 @@ def load_place_list(path: str | os.PathLike[str]) -> PlaceSet:
         np.ones(len(rows)),
         np.arange(len(rows), dtype=np.int64),
     )
+
+
+def _place_table(p: Path) -> tuple[Any, bool]:
+    """The places file ``p`` as a table with a ``name`` column (and whatever else a CSV has), and whether it
+    was a CSV (its rows then start at file line 2); a file too big, not UTF-8, empty or unreadable is refused."""
+    import pandas as pd
+
+    if not p.is_file():
+        raise InvalidInput(f"{p}: no such places file (a CSV with a name column, or one name per line)")
+    size = p.stat().st_size
+    if size > MAX_PLACES_FILE_BYTES:
+        raise InvalidInput(f"{p}: {size:,} bytes is too big for a list of places (limit {MAX_PLACES_FILE_BYTES:,})")
+    try:
+        text = p.read_bytes()[:MAX_PLACES_FILE_BYTES].decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    if not lines:
+        raise InvalidInput(f"{p}: no places in the file")
+    first = [c.strip().lower() for c in lines[0].split(",")]
+    is_csv = p.suffix.lower() == ".csv" or "name" in first
+    if is_csv:
+        import io
+
+        try:
+            df = pd.read_csv(io.StringIO("\n".join(lines)), dtype=str, keep_default_na=False)
+        except (ValueError, pd.errors.ParserError) as exc:
+            raise InvalidInput(f"{p}: not a readable CSV ({exc})") from None
+        df.columns = [c.strip().lower() for c in df.columns]
+        if "name" not in df.columns:
+            raise InvalidInput(
+                f"{p}: the CSV needs a 'name' column (and optionally lat, lon, country); got {list(df.columns)}"
+            )
+    else:
+        df = pd.DataFrame({"name": [ln.strip() for ln in lines]})
+    return df, is_csv
 
 
 def _look_up(name: str, country: str | None) -> tuple[float, float, str | None] | None:
