@@ -284,7 +284,7 @@ def _embed_ray_locked(
 ) -> EmbeddingStore:
     import pandas as pd
 
-    from .embeddings import EmbedRun, _embed_locked, finish_run, record_batch
+    from .embeddings import _embed_locked, finish_run, record_batch
 
     ray = require_ray()
     # Open (or create) the store with exactly the single-process checks (same fingerprint and
@@ -304,21 +304,7 @@ def _embed_ray_locked(
         on_batch=None,
     )
     fp_hash = bb.fingerprint_hash()
-    frame = dataset.frame
-    all_ids = frame["image_id"].astype(str).tolist()
-    done = set(store.ids.tolist())
-    if not retry_failed:
-        done |= set(store.failures["image_id"].tolist())
-    todo_ids, todo_paths, seen = [], [], set()
-    for i, image_id in enumerate(all_ids):
-        if image_id in done or image_id in seen:
-            continue
-        seen.add(image_id)
-        todo_ids.append(image_id)
-        todo_paths.append(str(dataset.image_path(i)))
-    if limit is not None:
-        todo_ids, todo_paths = todo_ids[: max(0, int(limit))], todo_paths[: max(0, int(limit))]
-    run = EmbedRun(store=store.path, total=len(set(all_ids)), already=len(done & set(all_ids)))
+    todo_ids, todo_paths, run = _todo(dataset, store, retry_failed, limit)
     t0 = time.perf_counter()
     if todo_ids:
         from ._progress import progress_bar
@@ -353,6 +339,30 @@ def _embed_ray_locked(
                     vecs = out_batch["vector"][rows_ok] if rows_ok else np.zeros((0, store.dim), np.float32)
                     record_batch(store, run, bar, ids_ok, vecs, fails, on_batch)
     return finish_run(store, run, t0, progress=progress, nothing_to_do=not todo_ids)
+
+
+def _todo(
+    dataset: Any, store: EmbeddingStore, retry_failed: bool, limit: int | None
+) -> tuple[list[str], list[str], Any]:
+    """The ids and paths still to embed into ``store`` (each id once, at most ``limit``; recorded failures
+    only with ``retry_failed``) and the run that accounts for them."""
+    from .embeddings import EmbedRun
+
+    all_ids = dataset.frame["image_id"].astype(str).tolist()
+    done = set(store.ids.tolist())
+    if not retry_failed:
+        done |= set(store.failures["image_id"].tolist())
+    todo_ids, todo_paths, seen = [], [], set()
+    for i, image_id in enumerate(all_ids):
+        if image_id in done or image_id in seen:
+            continue
+        seen.add(image_id)
+        todo_ids.append(image_id)
+        todo_paths.append(str(dataset.image_path(i)))
+    if limit is not None:
+        todo_ids, todo_paths = todo_ids[: max(0, int(limit))], todo_paths[: max(0, int(limit))]
+    run = EmbedRun(store=store.path, total=len(set(all_ids)), already=len(done & set(all_ids)))
+    return todo_ids, todo_paths, run
 
 
 def _ray_batch_rows(
