@@ -71,6 +71,11 @@ def test_embedding_store_records_the_kind_and_old_stores_still_load(mixed, tmp_p
         "images/text.jpg": "not_an_image",
     }
     assert len(store) == 8
+    summary = store.last_run.summary()  # what `geoscout embed` prints: the kinds counted, each photo with its kind
+    assert (
+        "2 failed (1 decode_error, 1 not_an_image)" in summary or "2 failed (1 not_an_image, 1 decode_error)" in summary
+    )
+    assert "skipped [decode_error] images/truncated.jpg: " in summary
     # a store written before the kinds: no kind column; it loads (kind unknown) and takes new failures
     fp = tmp_path / "store" / "failures.csv"
     old = pd.read_csv(fp, dtype=str, keep_default_na=False).drop(columns="kind")

@@ -27,7 +27,7 @@ import json
 import os
 import sys
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -385,11 +385,13 @@ class EmbedRun:
         return n / self.seconds if self.seconds > 0 else 0.0
 
     def summary(self) -> str:
+        kinds = Counter(f.kind for f in self.failed).most_common()
+        by_kind = f" ({', '.join(f'{n} {k}' for k, n in kinds)})" if kinds else ""
         lines = [
-            f"{self.store}: {self.embedded} embedded, {len(self.failed)} failed, {self.already} already done "
+            f"{self.store}: {self.embedded} embedded, {len(self.failed)} failed{by_kind}, {self.already} already done "
             f"(of {self.total}) in {self.seconds:.1f} s ({self.images_per_s:.1f} images/s)"
         ]
-        lines += [f"  skipped {f.message}" for f in self.failed[:20]]
+        lines += [f"  skipped [{f.kind}] {f.message}" for f in self.failed[:20]]
         if len(self.failed) > 20:
             lines.append(f"  ... and {len(self.failed) - 20} more (see {self.store / _FAILURES})")
         return "\n".join(lines)
