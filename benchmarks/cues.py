@@ -116,6 +116,32 @@ def _timed(loc, us: list[cc.Unit], per_set: int) -> list[dict]:
     return out
 
 
+def _real_path(loc, us: list[cc.Unit], per_set: int) -> list[dict]:
+    """What a user waits for: ``Locator.locate`` on the same place with cues off and on (the default ``all``,
+    read in a thread beside the backbone), both warmed, interleaved (the order alternates place by place)."""
+    from geoscout.cues import CueReader
+
+    readers = {"off": None, "on": CueReader("all")}
+    out = []
+    for k, name in enumerate(dict.fromkeys(u.set for u in us)):
+        for j, u in enumerate([u for u in us if u.set == name][:per_set]):
+            src = cc.views(u) if u.split else [str(p) for p in u.paths]
+            pano = len(src) > 1
+            if not out:  # warm both paths (models, OCR engine and its recogniser) before timing
+                for mode in ("off", "on"):
+                    loc.cues = readers[mode]
+                    loc.locate(src, top_k=1, panorama=pano)
+            t = {}
+            for mode in ("off", "on") if (k + j) % 2 == 0 else ("on", "off"):
+                loc.cues = readers[mode]
+                t0 = time.perf_counter()
+                loc.locate(src, top_k=1, panorama=pano)
+                t[mode] = time.perf_counter() - t0
+            out.append({"set": name, "off": t["off"], "on": t["on"]})
+    loc.cues = None
+    return out
+
+
 def _ablation(us, lines, keep, cache, crossfit, visual, cued, truth_c, text) -> None:
     """Cross-fitted pooled accuracy with all rules vs without each rule added in this round."""
     from unittest import mock
@@ -201,6 +227,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="geoscout-lite")
     ap.add_argument("--timed-per-set", type=int, default=3, help="photos per set timed one by one (0: none)")
+    ap.add_argument("--speed-only", action="store_true", help="only the two time tables (no fitting)")
     ap.add_argument("--write-weights", action="store_true", help="store the shipped weights in the package")
     ap.add_argument("--min-count", type=int, default=None, help="CueFuser min_count (default: the fuser's)")
     ap.add_argument("--objective", default="accuracy", choices=("log_prob", "accuracy"), help="CueFuser objective")
@@ -222,6 +249,10 @@ def main() -> None:
     us = [us[i] for i in keep]
     evidence = [text_evidence(lines[i]) for i in keep]
     print(f"{len(us)} places with cached OCR ({missing} not read yet: run _cue_cache.py)", file=sys.stderr)
+    if args.speed_only:
+        names = list(dict.fromkeys(u.set for u in us))
+        _print_speed(loc, us, np.array([bool(e) for e in evidence]), names, args.timed_per_set or 3)
+        return
     X = _embeddings(loc, us, args.model)
     dist = loc.head.predict_distribution(X)
     from geoscout.calibration import temper
@@ -312,31 +343,69 @@ def main() -> None:
         )
         print(f"wrote {WEIGHTS_FILE}")
 
-    # ---- speed
     if args.timed_per_set > 0:
-        t = _timed(loc, us, args.timed_per_set)
-        tv = np.array([r["visual"] for r in t])
-        tc = np.array([r["cues"] for r in t])
-        ratio = (tv + tc) / tv
-        speed = []
-        for name in [*names, "all sets"]:
-            m = np.array([name == "all sets" or r["set"] == name for r in t])
-            if not m.any():
-                continue
-            share = 100 * float(np.mean([text[i] for i, u in enumerate(us) if name == "all sets" or u.set == name]))
-            speed.append(
-                {
-                    "set": name,
-                    "timed": int(m.sum()),
-                    "with text % (all places)": share,
-                    "visual s (median)": float(np.median(tv[m])),
-                    "cues s (median)": float(np.median(tc[m])),
-                    "ratio median": float(np.median(ratio[m])),
-                    "ratio p90": float(np.percentile(ratio[m], 90)),
-                }
-            )
-        print("\n## time per place: visual alone vs visual + cues (sequential), 2 shared CPU cores\n")
-        print(markdown_table(speed))
+        _print_speed(loc, us, text, names, args.timed_per_set)
+
+
+def _print_speed(loc, us, text, names, per_set: int) -> None:
+    """The sequential table (visual alone, then the cue reading) and the real-path table."""
+    t = _timed(loc, us, per_set)
+    tv = np.array([r["visual"] for r in t])
+    tc = np.array([r["cues"] for r in t])
+    ratio = (tv + tc) / tv
+    speed = []
+    for name in [*names, "all sets"]:
+        m = np.array([name == "all sets" or r["set"] == name for r in t])
+        if not m.any():
+            continue
+        share = 100 * float(np.mean([text[i] for i, u in enumerate(us) if name == "all sets" or u.set == name]))
+        speed.append(
+            {
+                "set": name,
+                "timed": int(m.sum()),
+                "with text % (all places)": share,
+                "visual s (median)": float(np.median(tv[m])),
+                "cues s (median)": float(np.median(tc[m])),
+                "ratio median": float(np.median(ratio[m])),
+                "ratio p90": float(np.percentile(ratio[m], 90)),
+            }
+        )
+    print("\n## time per place: visual alone vs visual + cues (sequential), 2 shared CPU cores\n")
+    print(markdown_table(speed))
+    _print_real_path(loc, us, names, per_set)
+
+
+def _print_real_path(loc, us, names, per_set: int) -> None:
+    """The real-path table: Locator.locate with cues off vs on, per set and pooled, with the load average."""
+    import os
+
+    load0 = os.getloadavg()
+    t = _real_path(loc, us, per_set)
+    load1 = os.getloadavg()
+    off = np.array([r["off"] for r in t])
+    on = np.array([r["on"] for r in t])
+    rows = []
+    for name in [*names, "all sets"]:
+        m = np.array([name == "all sets" or r["set"] == name for r in t])
+        if not m.any():
+            continue
+        r = on[m] / off[m]
+        rows.append(
+            {
+                "set": name,
+                "timed": int(m.sum()),
+                "locate cues off s (median)": float(np.median(off[m])),
+                "locate cues on s (median)": float(np.median(on[m])),
+                "ratio median": float(np.median(r)),
+                "ratio p90": float(np.percentile(r, 90)),
+            }
+        )
+    print("\n## time per place: Locator.locate, cues off vs on (the real path: text read beside the backbone)\n")
+    print(markdown_table(rows))
+    print(
+        f"\nload average (1, 5, 15 min) before {load0[0]:.1f} {load0[1]:.1f} {load0[2]:.1f}, "
+        f"after {load1[0]:.1f} {load1[1]:.1f} {load1[2]:.1f}; {os.cpu_count()} CPUs"
+    )
 
 
 if __name__ == "__main__":
