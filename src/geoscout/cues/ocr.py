@@ -15,6 +15,7 @@ With no reader installed :func:`read_text` returns nothing and :func:`ocr_status
 from __future__ import annotations
 
 import functools
+import os
 import re
 import shutil
 import subprocess
@@ -41,7 +42,7 @@ TESSERACT_MIN_CONF = 0.75
 TESSERACT_MIN_WORD = 3
 #: the Tesseract run may take this long per photo before it is abandoned
 TESSERACT_TIMEOUT_S = 20.0
-_DEBUG_DIR = __import__("os").environ.get("GEOSCOUT_OCR_DEBUG")
+_DEBUG_DIR = os.environ.get("GEOSCOUT_OCR_DEBUG")
 _NON_LATIN_SCRIPTS = {"Cyrl", "Grek", "Arab", "Hebr", "Thai", "Deva", "Hang"}
 
 
@@ -245,8 +246,11 @@ def read_text(image: Any, *, tesseract: bool = True) -> list[TextLine]:
         x0, y0 = quad.min(axis=0)
         x1, y1 = quad.max(axis=0)
         lines.append((TextLine(str(text).strip(), (float(x0), float(y0), float(x1), float(y1)), float(score)), crop))
-    if tesseract and _tesseract_langs() is not None and lines:
-        lines = _reread_with_tesseract(lines)
+    if tesseract and _tesseract_langs() is not None:
+        unsure = [i for i, (ln, _) in enumerate(lines) if _may_be_other_script(ln)]
+        if unsure:  # most photos: none, and Tesseract (half the reading time) is not run
+            for i, reread in zip(unsure, _reread_with_tesseract([lines[i] for i in unsure])):
+                lines[i] = reread
     return [ln for ln, _ in lines if ln.score >= MIN_SCORE and not is_overlay(ln.text)]
 
 
@@ -258,6 +262,41 @@ def _resize(bgr: np.ndarray, scale: float) -> np.ndarray:
         (max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BILINEAR
     )
     return np.asarray(im)
+
+
+#: Latin capitals (and small letters) that Cyrillic and Greek letters look like: "MOCKBA" is "МОСКВА" read as Latin
+_LOOKALIKE = frozenset("ABCEHKMOPTXYaceopxy")
+#: below this score a line of the bundled recogniser may be another script it read as Latin letters
+REREAD_BELOW_SCORE = 0.8
+
+
+def _may_be_other_script(line: TextLine) -> bool:
+    """Whether the bundled recogniser's ``line`` may be a script it cannot read (worth Tesseract's re-reading).
+
+    Cyrillic, Greek, Arabic or Hebrew come out of it as unsure scores, letters outside Latin, case flipping
+    inside a word ("py>K6a", "AoHNA"), digits inside a word ("Mara3H") or capitals that all have a Cyrillic
+    twin ("MOCKBA"); a confident plain Latin line ("Zagreb 12 km") and a watermark are not re-read.
+    """
+    import unicodedata
+
+    text = line.text.strip()
+    if is_overlay(text):
+        return False
+    if line.score < REREAD_BELOW_SCORE:
+        return True
+    if any(ch.isalpha() and not unicodedata.name(ch, "").startswith("LATIN") for ch in text):
+        return True
+    for word in text.split():
+        letters = [ch for ch in word if ch.isalpha()]
+        if len(letters) < 2:
+            continue
+        if re.search(
+            r"[a-z][A-Z]|[A-Za-z][^\w\s.,'&:/-]*\d+[^\w\s.,'&:/-]*[A-Za-z]|[A-Za-z][^\w\s.,'&:/-][A-Za-z]", word
+        ):
+            return True
+        if len(letters) >= 3 and word.isupper() and all(ch in _LOOKALIKE for ch in letters):
+            return True
+    return False
 
 
 def _is_word_in_script(text: str) -> bool:
@@ -323,6 +362,7 @@ def _reread_with_tesseract(lines: list[tuple[TextLine, np.ndarray]]) -> list[tup
                 text=True,
                 timeout=TESSERACT_TIMEOUT_S,
                 check=False,
+                env={**os.environ, "OMP_THREAD_LIMIT": "1"},  # one thread: the backbone runs beside it
             )
         except (OSError, subprocess.SubprocessError):
             return lines
