@@ -6,6 +6,7 @@ real EfficientNet-Lite0 weights.
 
 from __future__ import annotations
 
+import functools
 import sys
 
 import numpy as np
@@ -34,11 +35,17 @@ def test_bad_arguments_are_named():
         locate_ray([], "geoscout-lite", address=None)
 
 
-def test_no_cluster_at_auto_is_a_clear_error(monkeypatch):
+def test_no_cluster_at_auto_is_a_clear_error(monkeypatch, tmp_path):
     ray = pytest.importorskip("ray", reason="needs the ray extra")
     if ray.is_initialized():
         pytest.skip("a Ray session is already running in this process")
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    # "auto" finds any Ray cluster on this machine (the address file under the Ray temp dir, then any running
+    # gcs_server process): another test run's cluster must not be found, so this machine is made to have none.
+    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path))
+    import ray._private.services as ray_services
+
+    monkeypatch.setattr(ray_services, "find_gcs_addresses", functools.cache(list))  # Ray calls its cache_clear
     from geoscout.distributed import ray_session
 
     with pytest.raises(InvalidInput, match=r"--ray auto: no Ray cluster.*ray start --head"):
