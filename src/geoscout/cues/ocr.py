@@ -14,6 +14,7 @@ With no reader installed :func:`read_text` returns nothing and :func:`ocr_status
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
@@ -21,6 +22,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,7 +129,8 @@ class _Engine:
             det_limit_side_len=32,
             intra_op_num_threads=2,
         )
-        self.text_det = TextDetector(self.config["Det"])
+        with _no_spinning():
+            self.text_det = TextDetector(self.config["Det"])
         self.sorted_boxes = RapidOCR.sorted_boxes
         self._crops = RapidOCR.get_crop_img_list
         self._rec: Any = None
@@ -139,8 +142,35 @@ class _Engine:
         if self._rec is None:
             from rapidocr_onnxruntime.ch_ppocr_rec import TextRecognizer
 
-            self._rec = TextRecognizer(self.config["Rec"])
+            with _no_spinning():
+                self._rec = TextRecognizer(self.config["Rec"])
         return self._rec(crops)
+
+
+@contextlib.contextmanager
+def _no_spinning() -> Iterator[None]:
+    """RapidOCR sessions built meanwhile do not spin-wait their threads: reading runs beside the backbone on
+    the same cores, and spinning threads slow both (measured on 30 places: ``locate`` with cues 5.3x -> 4.1x
+    the visual path, median)."""
+    from rapidocr_onnxruntime.utils import infer_engine
+
+    cls = infer_engine.OrtInferSession
+    build = cls.__dict__["_init_sess_opts"]
+
+    def options(config: dict[str, Any]) -> Any:
+        opts = build.__func__(config)
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        return opts
+
+    with _session_lock:
+        cls._init_sess_opts = staticmethod(options)
+        try:
+            yield
+        finally:
+            cls._init_sess_opts = build
+
+
+_session_lock = threading.Lock()
 
 
 def _build_engine() -> Any:
