@@ -128,3 +128,23 @@ def test_finetune_records_typed_failures_of_photos_broken_after_import(mixed, ti
     again = finetune([ds], f"hf:{tiny_clip}", tmp_path / "ft", cfg)
     assert again.failed == res.failed
     assert PhotoFailure.from_dict("a.jpg: truncated").kind == "unknown"
+
+
+def test_embed_cli_exit_status_says_whether_most_images_failed(mixed, tmp_path):
+    """`geoscout embed` exits 0 when a few photos fail (8 of 10 embedded) and 1 when most do (1 of 3); the good
+    photo is embedded and every failure recorded either way."""
+    from typer.testing import CliRunner
+
+    from geoscout.cli import app
+    from geoscout.embeddings import EmbeddingStore
+
+    root, df = mixed
+    runner = CliRunner()
+    few = df.iloc[[0, 8, 9]][["path", "lat", "lon"]].assign(path=lambda d: [str(root / p) for p in d["path"]])
+    few.to_csv(tmp_path / "few.csv", index=False)
+    for dataset, out, code, embedded in ((root, "most-good", 0, 8), (tmp_path / "few.csv", "most-bad", 1, 1)):
+        res = runner.invoke(app, ["embed", str(dataset), "-o", str(tmp_path / out), "--backbone", "effnet-lite0"])
+        assert res.exit_code == code, res.output
+        store = EmbeddingStore.open(tmp_path / out)
+        assert len(store) == embedded and len(store.failures) == 2
+    assert "most images could not be embedded (2 of 3)" in res.stderr

@@ -384,6 +384,11 @@ class EmbedRun:
         n = self.embedded + len(self.failed)
         return n / self.seconds if self.seconds > 0 else 0.0
 
+    @property
+    def mostly_failed(self) -> bool:
+        """More than half of the images this run tried could not be embedded (the CLI's exit status 1)."""
+        return 2 * len(self.failed) > self.embedded + len(self.failed)
+
     def summary(self) -> str:
         kinds = Counter(f.kind for f in self.failed).most_common()
         by_kind = f" ({', '.join(f'{n} {k}' for k, n in kinds)})" if kinds else ""

@@ -85,6 +85,15 @@ def embed_command(
         path = write_pooled(store, ds)
         typer.echo(f"pooled panoramas -> {path}", err=True)
     typer.echo(str(store.path))
+    run = store.last_run
+    if run is not None and run.mostly_failed:
+        typer.secho(
+            f"most images could not be embedded ({len(run.failed)} of {run.embedded + len(run.failed)}): "
+            "see the reasons above and the store's failures.csv",
+            fg="red",
+            err=True,
+        )
+        raise typer.Exit(1)
 
 
 def _check_options(runtime: str, ray: str | None, ray_gpus: float | None, device: str, precision: str) -> None:
