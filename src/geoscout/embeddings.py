@@ -648,8 +648,10 @@ def _problem_failures(dataset: Any) -> list[PhotoFailure]:
     out = []
     for p in getattr(dataset, "problems", None) or []:
         where = f"row {p.row}" if p.row is not None else str(p.path)
-        kind = p.failure.kind if p.failure is not None else _PROBLEM_KINDS.get(p.kind, "invalid")
-        out.append(PhotoFailure(kind, f"{p.kind}: {p.reason}", str(p.path), where))
+        if p.failure is not None:  # made where the image failed: carried as it is, named by its row
+            out.append(p.failure.named(where, source=str(p.path)))
+        else:  # a problem with the row itself (coordinates, values, a missing file)
+            out.append(PhotoFailure(_PROBLEM_KINDS.get(p.kind, "invalid"), f"{p.kind}: {p.reason}", str(p.path), where))
     return out
 
 
