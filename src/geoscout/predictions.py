@@ -43,6 +43,16 @@ __all__ = [
     "write_predictions",
 ]
 
+#: per-prediction numbers repeated on each of its candidate rows (CSV, GeoJSON)
+_PREDICTION_FLOATS = (
+    "radius_km",
+    "expected_score",
+    "guess_lat",
+    "guess_lon",
+    "guess_probability",
+    "radius_50_km",
+    "radius_90_km",
+)
 #: Columns of the CSV format, in order (one row per candidate).
 CSV_COLUMNS: tuple[str, ...] = (
     "image_id",
@@ -55,13 +65,7 @@ CSV_COLUMNS: tuple[str, ...] = (
     "admin1",
     "city",
     "cell",
-    "radius_km",
-    "expected_score",
-    "guess_lat",
-    "guess_lon",
-    "guess_probability",
-    "radius_50_km",
-    "radius_90_km",
+    *_PREDICTION_FLOATS,
     "source",
     "error",
     "error_kind",
@@ -405,17 +409,6 @@ def _text(v: Any) -> str:
 
 
 #: per-prediction numbers of a candidate row (CSV / GeoJSON)
-_GROUP_FLOATS = (
-    "radius_km",
-    "expected_score",
-    "guess_lat",
-    "guess_lon",
-    "guess_probability",
-    "radius_50_km",
-    "radius_90_km",
-)
-
-
 def _group_rows(rows: list[tuple[str, dict[str, Any]]], skip: _Skip) -> list[Prediction]:
     """Candidate rows (CSV lines, GeoJSON features) -> predictions, grouped by image_id in file order."""
     groups: dict[str, dict[str, Any]] = {}
@@ -426,7 +419,7 @@ def _group_rows(rows: list[tuple[str, dict[str, Any]]], skip: _Skip) -> list[Pre
                 raise _bad(where, "image_id is empty")
             n_cands = len(groups[image_id]["cands"]) if image_id in groups else 0
             err = _text(row.get("error"))
-            values = {key: _float(row.get(key), where, key, required=False) for key in _GROUP_FLOATS}
+            values = {key: _float(row.get(key), where, key, required=False) for key in _PREDICTION_FLOATS}
             failed_row = _text(row.get("lat")) == "" and _text(row.get("lon")) == ""
             if failed_row and not err:
                 raise _bad(
