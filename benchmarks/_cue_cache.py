@@ -3,7 +3,8 @@
 A unit is one place: a Flickr / Mapillary / Street View photo, a strip or panorama split into
 its views, or a Croatia location's 4 heading files. :func:`units` lists them; :func:`ocr_units`
 reads the text of every view once (the slow part: ~1 s per view on 2 cores) and appends it to
-a JSON-lines cache keyed by file path, size and mtime and by the readers' versions, outside the
+a JSON-lines cache keyed by file path and size and by the readers' versions (not mtime: a fresh copy
+of ../shared keeps its cache), outside the
 repository (``$GEOSCOUT_HOME/bench-cues/ocr.jsonl``), so that fitting and reporting rerun in
 seconds. Only the OCR lines are cached, not the evidence: evidence rules can change and are
 recomputed from the lines on every run.
@@ -14,6 +15,7 @@ recomputed from the lines on every run.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,11 +98,13 @@ def _signature() -> str:
 
 
 def _file_key(u: Unit) -> str:
-    parts = []
-    for p in u.paths:
-        st = p.stat()
-        parts.append(f"{p.resolve()}:{st.st_size}:{st.st_mtime_ns}")
-    return "|".join(parts) + "#" + _signature()
+    return "|".join(f"{p.resolve()}:{p.stat().st_size}" for p in u.paths) + "#" + _signature()
+
+
+def _normalise_key(key: str) -> str:
+    """A cached key without the mtime field that older records carry (``path:size:mtime``)."""
+    files, _, sig = key.partition("#")
+    return "|".join(re.sub(r"^(.*:\d+):\d+$", r"\1", f) for f in files.split("|")) + "#" + sig
 
 
 def load_cache() -> dict[str, list[list[dict[str, Any]]]]:
@@ -112,7 +116,7 @@ def load_cache() -> dict[str, list[list[dict[str, Any]]]]:
                 rec = json.loads(line)
             except ValueError:
                 continue  # a line cut by an interrupted run
-            out[rec["key"]] = rec["views"]
+            out[_normalise_key(rec["key"])] = rec["views"]
     return out
 
 

@@ -10,11 +10,12 @@ The OCR of every view is read ONCE and cached outside the repository (``_cue_cac
 it first, niced: it is the slow part). Evidence is recomputed from the cached lines on every run,
 visual embeddings are cached per backbone fingerprint, so fitting and reporting rerun in seconds.
 
-Weights are CROSS-FITTED: units are split into two folds by a ~1 degree location cell (nearby
-photos share a fold); the weights fitted on fold A answer fold B and vice versa, and the pooled
-answers are reported, so no photo is reported by weights fitted on it. ``--write-weights``
-stores weights fitted on all units except im2gps (the one set the visual model never saw in
-training stays an untouched test) as the package's shipped weights.
+The cue kinds' error rates (``CueFuser``) are CROSS-FITTED: units are split into two folds by a
+~1 degree location cell (nearby photos share a fold); the rates fitted on fold A answer fold B and
+vice versa, and the pooled answers are reported, so no photo is reported by rates fitted on it.
+im2gps is never fitted on (the one set the visual model never saw in training stays an untouched
+test): its places are only answered. ``--write-weights`` stores rates fitted on all units except
+im2gps as the package's shipped rates (``src/geoscout/cues/error_rates.json``).
 
     nice -n 5 python benchmarks/_cue_cache.py           # once: OCR of every view (~40 min, resumable)
     python benchmarks/cues.py --timed-per-set 3         # fit + report (+ a small timed sample)
@@ -84,8 +85,9 @@ def _embeddings(loc, us: list[cc.Unit], model: str) -> np.ndarray:
 def _metrics(rows, idx, preds, truth_c) -> dict:
     from geoscout.geo import geoguessr_score, haversine_km
 
-    d = np.array([float(haversine_km(rows[i].lat, rows[i].lon, preds[i].top.lat, preds[i].top.lon)) for i in idx])
-    out = {"country %": 100 * float(np.mean([preds[i].top.country == truth_c[i] for i in idx]))}
+    # the answered point (the model's guess rule, as locate and evaluate answer), not the top candidate
+    d = np.array([float(haversine_km(rows[i].lat, rows[i].lon, preds[i].answer.lat, preds[i].answer.lon)) for i in idx])
+    out = {"country %": 100 * float(np.mean([preds[i].answer.country == truth_c[i] for i in idx]))}
     for t in (25, 200, 750, 2500):
         out[f"<{t} km %"] = 100 * float(np.mean(d < t))
     out["GeoGuessr"] = float(np.mean(geoguessr_score(d)))
@@ -172,8 +174,12 @@ def _ablation(us, lines, keep, cache, crossfit, visual, cued, truth_c, text) -> 
     rows.append(_pooled("all rules (shipped)", us, visual, cued, truth_c, t))
     for name, ev in variants.items():
         rows.append(_pooled(name, us, visual, crossfit(ev), truth_c, t))
-    rows.append(_pooled("min-count 1 (every kind fitted)", us, visual, crossfit(base, min_count=1), truth_c, t))
-    with mock.patch.object(fusion, "weight_kind", lambda e: e.kind):
+    rows.append(_pooled("weak prior (2 pseudo-photos)", us, visual, crossfit(base, prior_strength=2.0), truth_c, t))
+    rows.extend(
+        _pooled(f"objective: {obj}", us, visual, crossfit(base, objective=obj), truth_c, t)
+        for obj in ("log_prob_country", "log_prob_near", "accuracy")
+    )
+    with mock.patch.object(fusion, "rate_kind", lambda e: e.kind):
         rows.append(_pooled("Latin script not weighted apart", us, visual, crossfit(base), truth_c, t))
     print("\n## ablation (cross-fitted, all sets pooled; 'with text' = places with text under either rule set)\n")
     print(markdown_table(rows))
@@ -183,6 +189,35 @@ def _ablation(us, lines, keep, cache, crossfit, visual, cued, truth_c, text) -> 
     print("a town or region within 250 km of the true place)\n")
     cols = list(dict.fromkeys(k for r in prec for k in r))
     print(markdown_table(prec, cols))
+
+
+def _print_changes(us, lines, keep, evidence, support, visual, cued, truth_c) -> None:
+    """Every place whose answer the cues moved: text read, each cue with its likelihood at the visual
+    answer's country and at the true country, the visual and fused answers, the GeoGuessr change."""
+    from geoscout.cues.fusion import _countries_cached
+    from geoscout.geo import geoguessr_score, haversine_km
+
+    def score(u, p) -> float:
+        return float(geoguessr_score(haversine_km(u.lat, u.lon, p.answer.lat, p.answer.lon)))
+
+    print("\n## places whose answer the cues moved (cross-fitted)\n")
+    for i, u in enumerate(us):
+        v, c = visual[i], cued[i]
+        sv, sc = score(u, v), score(u, c)
+        if abs(sv - sc) < 0.5 and v.answer.country == c.answer.country:
+            continue
+        tag = "WORSE" if sc < sv - 0.5 else "better" if sc > sv + 0.5 else "same"
+        la, lo, pv = support[i]
+        cs = _countries_cached(np.asarray(la, float), np.asarray(lo, float))
+        mass = {k: round(float(pv[cs == k].sum()), 3) for k in dict.fromkeys([truth_c[i], v.answer.country])}
+        print(
+            f"- [{tag}] {u.key} truth {truth_c[i]} ({u.lat:.2f}, {u.lon:.2f}); visual {v.answer.country} "
+            f"{sv:.0f} pts (visual country mass {mass}) -> cues {c.answer.country} {sc:.0f} pts"
+        )
+        print(f"  text: {' | '.join(ln.text for ln in lines[keep[i]])[:200]!r}")
+        for e, cue in zip(evidence[i], c.cues):
+            at = {cc: round((e.countries or {}).get(cc, float('nan')), 3) for cc in {v.answer.country, truth_c[i]}}
+            print(f"  cue {e.kind} {e.tag or ''} {e.evidence!r} text {e.text[:40]!r} L@{at} effect {cue.effect}")
 
 
 def _precision(name, us, evidence, truth_c) -> dict:
@@ -228,15 +263,16 @@ def main() -> None:
     ap.add_argument("--model", default="geoscout-lite")
     ap.add_argument("--timed-per-set", type=int, default=3, help="photos per set timed one by one (0: none)")
     ap.add_argument("--speed-only", action="store_true", help="only the two time tables (no fitting)")
-    ap.add_argument("--write-weights", action="store_true", help="store the shipped weights in the package")
-    ap.add_argument("--min-count", type=int, default=None, help="CueFuser min_count (default: the fuser's)")
-    ap.add_argument("--objective", default="accuracy", choices=("log_prob", "accuracy"), help="CueFuser objective")
+    ap.add_argument("--write-weights", action="store_true", help="store the shipped error rates in the package")
+    ap.add_argument("--prior-strength", type=float, default=None, help="CueFuser prior_strength (pseudo-photos)")
+    ap.add_argument("--objective", default="log_prob", help="CueFuser objective (see CueFuser.fit)")
+    ap.add_argument("--changes", action="store_true", help="print every place whose answer the cues moved")
     ap.add_argument("--ablation", action="store_true", help="also cross-fit without each evidence rule, pooled")
     args = ap.parse_args()
     need_shared()
 
     from geoscout.cues import CueFuser, text_evidence
-    from geoscout.cues.fusion import PRIOR_WEIGHTS, WEIGHTS_FILE
+    from geoscout.cues.fusion import RATES_FILE
     from geoscout.locator import load_model
     from geoscout.places import country_of
 
@@ -265,21 +301,26 @@ def main() -> None:
         support.append((lat, lon, temper(dist.prob[i], t_i)))
     folds = np.array([_fold(u) for u in us])
     kw: dict = {"objective": args.objective}
-    if args.min_count is not None:
-        kw["min_count"] = args.min_count
+    if args.prior_strength is not None:
+        kw["prior_strength"] = args.prior_strength
     ids = [u.key for u in us]
+
+    fittable = np.array([u.set not in SHIP_EXCLUDE for u in us])
 
     def fit(mask, ev, **extra) -> CueFuser:
         items = [(*support[i], ev[i], us[i].lat, us[i].lon) for i in np.flatnonzero(mask)]
-        return CueFuser(dict(PRIOR_WEIGHTS), **{**kw, **extra}).fit(items)
+        return CueFuser(**{**kw, **extra}).fit(items)
 
     def crossfit(ev, verbose=False, **extra) -> list:
-        """Each fold answered by weights fitted on the other."""
+        """Each fold answered by error rates fitted on the other (never on im2gps)."""
         out: list = [None] * len(us)
         for f in (0, 1):
-            fuser = fit(folds != f, ev, **extra)
+            fuser = fit((folds != f) & fittable, ev, **extra)
             if verbose:
-                print(f"fold {f} answered by weights fitted on fold {1 - f}: {fuser.weights_} counts {fuser.counts_}")
+                print(
+                    f"fold {f} answered by error rates fitted on fold {1 - f} (without im2gps): "
+                    f"{fuser.error_rates_} counts {fuser.counts_}"
+                )
             loc.cue_fuser = fuser
             idx = np.flatnonzero(folds == f)
             preds = loc.locate_embeddings(X[idx], [ids[i] for i in idx], top_k=1, evidence=[ev[i] for i in idx])
@@ -309,7 +350,10 @@ def main() -> None:
                         **_metrics(us, idx, preds, truth_c),
                     }
                 )
-    print("\n## accuracy (cross-fitted: every place answered by weights fitted on the other location fold)\n")
+    print(
+        "\n## accuracy (cross-fitted: every place answered by error rates fitted on the other location fold, "
+        "never on im2gps)\n"
+    )
     print(markdown_table(table))
     kinds: dict[str, int] = {}
     for ev in evidence:
@@ -319,15 +363,20 @@ def main() -> None:
         f"\nplaces with text: {int(text.sum())} of {len(us)}; places with each cue kind: {json.dumps(kinds, sort_keys=True)}"
     )
 
+    if args.changes:
+        _print_changes(us, lines, keep, evidence, support, visual, cued, truth_c)
+
     if args.ablation:
         _ablation(us, lines, keep, cache, crossfit, visual, cued, truth_c, text)
 
     # ---- the shipped weights
-    ship = fit(np.array([u.set not in SHIP_EXCLUDE for u in us]), evidence)
-    print(f"\nweights fitted on all places except {', '.join(SHIP_EXCLUDE)}: {ship.weights_} counts {ship.counts_}")
+    ship = fit(fittable, evidence)
+    print(
+        f"\nerror rates fitted on all places except {', '.join(SHIP_EXCLUDE)}: {ship.error_rates_} counts {ship.counts_}"
+    )
     if args.write_weights:
         ship.save(
-            WEIGHTS_FILE,
+            RATES_FILE,
             provenance={
                 "fitted_on": "all cached places of the ../shared sets except "
                 + ", ".join(SHIP_EXCLUDE)
@@ -341,7 +390,7 @@ def main() -> None:
                 "command": " ".join(["python", *sys.argv]),
             },
         )
-        print(f"wrote {WEIGHTS_FILE}")
+        print(f"wrote {RATES_FILE}")
 
     if args.timed_per_set > 0:
         _print_speed(loc, us, text, names, args.timed_per_set)

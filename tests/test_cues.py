@@ -13,6 +13,7 @@ import pytest
 
 from geoscout.cues import CueFuser, CueReader, Evidence, apply_cues, is_overlay, tables, text_evidence
 from geoscout.cues.metadata import exif_cues, offset_likelihood
+from geoscout.geo import haversine_km
 
 FONT_DIRS = (Path("/usr/share/fonts/truetype/dejavu"), Path("/usr/share/fonts/truetype/noto"))
 
@@ -41,7 +42,8 @@ def test_script_table_uses_each_language_script():
     assert cyrl["RU"] > 0.9 and cyrl["BG"] > 0.9
     assert cyrl["HR"] == pytest.approx(0.02)  # no Cyrillic-script language in Croatia's CLDR entry
     latn = tables.script_likelihood("Latn")
-    assert latn["HR"] == pytest.approx(0.25 + 0.75 * 0.99)  # Latin letters are everywhere: floor 0.25
+    # Latin has the common floor in its table; that Latin letters are everywhere is its fitted error rate
+    assert latn["HR"] == pytest.approx(0.02 + 0.98 * 0.99) and latn["JP"] == pytest.approx(0.02)
     assert tables.script_likelihood("Hang")["KR"] > 0.9 and tables.script_likelihood("Hang")["CN"] < 0.1
 
 
@@ -62,37 +64,98 @@ def _support():
     return lat, lon, np.array([0.2, 0.3, 0.5])
 
 
+def test_mixed_likelihood_is_error_rate_plus_the_scaled_table():
+    from geoscout.cues.fusion import likelihood, mixed_likelihood
+
+    lat, lon, _ = _support()
+    phone = Evidence("phone", "+385", "", countries=tables.calling_code_likelihood(385))
+    countries = np.array(["HR", "RS", "FR"], dtype=object)
+    t = likelihood(phone, lat, lon, countries)
+    np.testing.assert_allclose(t, [1.0, 0.02, 0.02])
+    # e = 0.3: the cue is noise (uniform, 1 everywhere) 30 % of the time: 0.3 + 0.7 * t
+    np.testing.assert_allclose(mixed_likelihood(t, 0.3), [1.0, 0.3 + 0.7 * 0.02, 0.3 + 0.7 * 0.02])
+    # a table is scaled to at most 1 before mixing: Cyrillic's best country (99 %) gets 1
+    cyr = Evidence("script", "Београд", "", countries=tables.script_likelihood("Cyrl"))
+    c = tables.script_likelihood("Cyrl")
+    top = max(c.values())
+    np.testing.assert_allclose(likelihood(cyr, lat, lon, countries), [c["HR"] / top, c["RS"] / top, c["FR"] / top])
+    # a place hit: sum_j a_j exp(-d / (r_j + 100 km)), capped at 1; at the town itself 1
+    split = Evidence("place", "Split", "", points=[(SPLIT[0], SPLIT[1], 20.0, 1.0)])
+    d = float(haversine_km(SPLIT[0], SPLIT[1], ZAGREB[0], ZAGREB[1]))
+    got = likelihood(split, np.array([SPLIT[0], ZAGREB[0]]), np.array([SPLIT[1], ZAGREB[1]]), countries[:2])
+    np.testing.assert_allclose(got, [1.0, math.exp(-d / 120.0)])
+
+
 def test_fusion_matches_a_hand_worked_example():
     lat, lon, p = _support()
     phone = Evidence("phone", "+385 1 234 5678", "", countries=tables.calling_code_likelihood(385))
-    # weight 1: posterior ∝ [0.2 * 1, 0.3 * 0.02, 0.5 * 0.02] = [0.2, 0.006, 0.01] / 0.216
-    f = CueFuser({"phone": 1.0}).fuse(lat, lon, p, [phone])
-    np.testing.assert_allclose(f.prob, [0.2 / 0.216, 0.006 / 0.216, 0.01 / 0.216], rtol=1e-9)
-    # weight 0.5 tempers: ∝ [0.2, 0.3 * 0.02**0.5, 0.5 * 0.02**0.5]
-    f = CueFuser({"phone": 0.5}).fuse(lat, lon, p, [phone])
-    expect = np.array([0.2, 0.3 * math.sqrt(0.02), 0.5 * math.sqrt(0.02)])
-    np.testing.assert_allclose(f.prob, expect / expect.sum(), rtol=1e-9)
-    # two cues multiply: phone (w=1) and Cyrillic script (w=1)
-    cyr = Evidence("script", "Београд", "", countries=tables.script_likelihood("Cyrl"))
-    f = CueFuser({"phone": 1.0, "script": 1.0}).fuse(lat, lon, p, [phone, cyr])
-    c = tables.script_likelihood("Cyrl")
-    expect = np.array([0.2 * c["HR"], 0.3 * 0.02 * c["RS"], 0.5 * 0.02 * c["FR"]])
-    np.testing.assert_allclose(f.prob, expect / expect.sum(), rtol=1e-9)
-    assert f.effects[0]["top"][0][0] == "HR" and f.effects[0]["weight"] == 1.0
-    # a kind with weight 0 changes nothing
+    # error rate 0: posterior ∝ [0.2 * 1, 0.3 * 0.02, 0.5 * 0.02] = [0.2, 0.006, 0.01] / 0.216
     f = CueFuser({"phone": 0.0}).fuse(lat, lon, p, [phone])
+    np.testing.assert_allclose(f.prob, [0.2 / 0.216, 0.006 / 0.216, 0.01 / 0.216], rtol=1e-9)
+    # error rate 0.5: L = [1, 0.5 + 0.5 * 0.02, same] = [1, 0.51, 0.51]: ∝ [0.2, 0.153, 0.255] / 0.608
+    f = CueFuser({"phone": 0.5}).fuse(lat, lon, p, [phone])
+    np.testing.assert_allclose(f.prob, [0.2 / 0.608, 0.153 / 0.608, 0.255 / 0.608], rtol=1e-9)
+    np.testing.assert_allclose(f.likelihood, [1.0, 0.51, 0.51], rtol=1e-12)
+    # the cue multiplies Croatia's odds by at most 1 / e: here (0.2/0.8) -> (0.2/0.408), x1.96 < 2
+    odds_ratio = (f.prob[0] / (1 - f.prob[0])) / (0.2 / 0.8)
+    assert odds_ratio == pytest.approx(0.8 / 0.408) and odds_ratio < 2.0
+    assert f.effects[0]["top"][0][0] == "HR" and f.effects[0]["error_rate"] == 0.5
+    # two cues multiply: phone (e=0) and Cyrillic script (e=0.1)
+    cyr = Evidence("script", "Београд", "", countries=tables.script_likelihood("Cyrl"))
+    f = CueFuser({"phone": 0.0, "script": 0.1}).fuse(lat, lon, p, [phone, cyr])
+    c = tables.script_likelihood("Cyrl")
+    m = {k: 0.1 + 0.9 * c[k] / max(c.values()) for k in ("HR", "RS", "FR")}
+    expect = np.array([0.2 * m["HR"], 0.3 * 0.02 * m["RS"], 0.5 * 0.02 * m["FR"]])
+    np.testing.assert_allclose(f.prob, expect / expect.sum(), rtol=1e-9)
+    # a kind with error rate 1 is pure noise: it changes nothing
+    f = CueFuser({"phone": 1.0}).fuse(lat, lon, p, [phone])
     np.testing.assert_array_equal(f.prob, p)
+
+
+def test_the_answer_counts_the_cues_once_not_raised_to_the_temperature():
+    from geoscout.calibration import temper
+
+    lat, lon, raw = _support()  # the model's own distribution, the one an answer is chosen from
+    latin = Evidence("script", "Peter", "", countries={"HR": 1.0, "RS": 0.5, "FR": 1.0}, tag="Latn")
+    tempered = temper(raw, 4.0)  # the calibrated (flattened) distribution the cues are fused with
+    f = CueFuser({"script_latin": 0.6}).fuse(lat, lon, tempered, [latin])
+    lik = np.array([1.0, 0.8, 1.0])  # 0.6 + 0.4 * [1, 0.5, 1]
+    np.testing.assert_allclose(f.rescored(raw), raw * lik / (raw * lik).sum(), rtol=1e-12)
+    # un-tempering the fused distribution would raise the likelihood to the 4th power (0.8 -> 0.41)
+    wrong = temper(f.prob, 1 / 4.0)
+    np.testing.assert_allclose(wrong, raw * lik**4 / (raw * lik**4).sum(), rtol=1e-9)
+    # an added town takes the untempered mass of the same donor point (Zagreb, the best point within reach)
+    karlovac = Evidence("place", "Karlovac", "", points=[(45.487, 15.548, 20.0, 1.0)])  # 50 km from Zagreb
+    f = CueFuser({"place": 0.2}).fuse(lat, lon, tempered, [karlovac])
+    assert f.donors == [0]
+    base = np.append(raw / raw.sum(), max(raw[0] / raw.sum(), 1 / 3))  # at least a uniform share, as when fused
+    np.testing.assert_allclose(f.rescored(raw), base * f.likelihood / (base * f.likelihood).sum(), rtol=1e-12)
 
 
 def test_a_place_hit_adds_its_point_and_wins():
     lat, lon, p = _support()
     split = Evidence("place", "Split", "town Split, HR", points=[(SPLIT[0], SPLIT[1], 20.0, 1.0)])
-    f = CueFuser({"place": 1.0}).fuse(lat, lon, p, [split])
+    f = CueFuser({"place": 0.05}).fuse(lat, lon, p, [split])
     assert f.n_visual == 3 and len(f.prob) == 4
     assert (f.lat[3], f.lon[3]) == SPLIT and f.countries[3] == "HR"
     assert int(np.argmax(f.prob)) == 3  # the town read on the sign beats every cell
     assert f.prob.sum() == pytest.approx(1.0)
     assert f.effects[0]["point"][:2] == [SPLIT[0], SPLIT[1]]
+
+
+def test_a_doubtful_place_hit_does_not_overturn_a_confident_visual_answer():
+    # the head is sure of Croatia (0.96 on Zagreb); a surname read as a Belgian town, with the place kind's
+    # error rate 0.5, multiplies Belgium's odds by at most 2: Croatia stays the answer
+    # a support like a head's: Zagreb and 99 points on a world grid sharing the other 0.04
+    grid_lat, grid_lon = np.meshgrid(np.linspace(-60, 70, 11), np.linspace(-170, 170, 9))
+    lat = np.append(ZAGREB[0], grid_lat.ravel()[:99])
+    lon = np.append(ZAGREB[1], grid_lon.ravel()[:99])
+    p = np.append(0.96, np.full(99, 0.04 / 99))
+    zele = Evidence("place", "Zele", "town Zele, BE", points=[(51.066, 4.040, 30.0, 1.0)])
+    f = CueFuser({"place": 0.5}).fuse(lat, lon, p, [zele])
+    assert f.countries[int(np.argmax(f.prob))] == "HR"
+    be = float(f.prob[f.countries == "BE"].sum())
+    assert be < 0.1
 
 
 def test_exif_gps_answers_directly():
@@ -101,62 +164,83 @@ def test_exif_gps_answers_directly():
     out = apply_cues(lat, lon, p, [gps], CueFuser({}), k=5)
     assert list(out.lat) == [10.0] and list(out.prob) == [1.0] and out.n_visual == 0
     assert out.cues[0].kind == "gps" and out.cues[0].effect["answer"] == "direct"
+    assert list(out.rescored(p)) == [1.0]
 
 
-def test_fit_learns_to_trust_an_informative_cue_and_to_ignore_a_misleading_one():
+def test_fit_learns_a_low_error_rate_for_an_informative_cue_and_a_high_one_for_a_misleading_one():
     lat, lon, p = _support()
     good = Evidence("phone", "+385", "", countries=tables.calling_code_likelihood(385))
     bad = Evidence("domain", "x.fr", "", countries=tables.tld_likelihood("fr"))
     # the truth is in Croatia every time; the phone says Croatia, the domain says France
-    items = [(lat, lon, p, [good, bad], *ZAGREB) for _ in range(4)]
-    fuser = CueFuser({"phone": 0.0, "domain": 1.0}, min_count=4).fit(items)
-    assert fuser.weights_["phone"] >= 1.0 and fuser.weights_["domain"] == 0.0
-    assert "script" in fuser.unfitted_ and fuser.counts_["phone"] == 4
+    items = [(lat, lon, p, [good, bad], *ZAGREB) for _ in range(40)]
+    fuser = CueFuser().fit(items)
+    assert fuser.error_rates_["phone"] <= 0.05 and fuser.error_rates_["domain"] >= 0.6
+    assert "script" in fuser.unfitted_ and fuser.counts_["phone"] == 40
 
 
-def test_fit_keeps_the_prior_weight_of_a_kind_seen_on_too_few_photos():
-    from geoscout.cues.fusion import PRIOR_WEIGHTS
+def test_fit_keeps_a_kind_seen_on_few_photos_near_its_prior():
+    from geoscout.cues.fusion import PRIOR_ERROR_RATES
 
     lat, lon, p = _support()
     good = Evidence("phone", "+385", "", countries=tables.calling_code_likelihood(385))
     bad = Evidence("domain", "x.fr", "", countries=tables.tld_likelihood("fr"))
-    items = [(lat, lon, p, [good], *ZAGREB) for _ in range(8)] + [(lat, lon, p, [bad], *ZAGREB)] * 3
-    fuser = CueFuser(min_count=8).fit(items)
-    # the phone, seen on 8 photos, is fitted; the domain, misleading on only 3, keeps its prior
-    assert fuser.weights_["phone"] > PRIOR_WEIGHTS["phone"]
-    assert fuser.weights_["domain"] == PRIOR_WEIGHTS["domain"]
-    assert fuser.unfitted_ == sorted(set(PRIOR_WEIGHTS) - {"phone"})
-    assert fuser.counts_["domain"] == 3
-    # with a lower bar the same 3 photos are enough to silence it
-    assert CueFuser(min_count=3).fit(items).weights_["domain"] == 0.0
+    few = [(lat, lon, p, [bad], *ZAGREB)] * 2
+    fuser = CueFuser().fit(few)
+    # two misleading photos against a prior worth 8: the rate rises, but not to "ignore it"
+    assert PRIOR_ERROR_RATES["domain"] < fuser.error_rates_["domain"] <= 0.7
+    many = [(lat, lon, p, [bad], *ZAGREB)] * 60
+    assert CueFuser().fit(many).error_rates_["domain"] >= 0.95
+    # the prior's weight is a parameter: with a weak prior the same two photos silence the domain
+    assert CueFuser(prior_strength=1.0).fit(few).error_rates_["domain"] >= 0.95
+    assert CueFuser().fit([(lat, lon, p, [good], *ZAGREB)] * 60).error_rates_["phone"] <= 0.05
 
 
-def test_accuracy_objective_counts_top_answers_in_the_true_country():
+def test_fit_objectives():
     from geoscout.errors import InvalidInput
 
     lat, lon, p = _support()  # the visual top answer is Paris; the truth is Zagreb
     good = Evidence("phone", "+385", "", countries=tables.calling_code_likelihood(385))
     items = [(lat, lon, p, [good], *ZAGREB)] * 8
-    fuser = CueFuser({"phone": 0.0}, objective="accuracy").fit(items)
-    assert fuser.weights_["phone"] > 0.0  # any weight that moves the top answer to Croatia scores 1 per photo
+    fuser = CueFuser({"phone": 0.99}, objective="accuracy").fit(items)
+    assert fuser.error_rates_["phone"] < 0.4  # any rate that moves the top answer to Croatia scores 1 per photo
     assert fuser.score_ == pytest.approx(1.0, abs=0.01)
+    for objective in ("log_prob_country", "log_prob_near"):
+        assert CueFuser(objective=objective).fit(items).error_rates_["phone"] < 0.2
     with pytest.raises(InvalidInput, match="objective"):
         CueFuser(objective="brier").fit(items)
 
 
-def test_latin_script_has_its_own_weight():
-    from geoscout.cues.fusion import weight_kind
+def test_latin_script_has_its_own_error_rate():
+    from geoscout.cues.fusion import rate_kind
     from geoscout.cues.text import find_scripts
 
     lat, lon, p = _support()
     latin, cyrillic = find_scripts([_Line("Zagreb centar")]), find_scripts([_Line("Београд")])
-    assert [weight_kind(e) for e in latin] == ["script_latin"] and [weight_kind(e) for e in cyrillic] == ["script"]
-    # weight 0 for Latin: a Latin sign changes nothing, while Cyrillic (weight 1) still moves the answer
-    fuser = CueFuser({"script_latin": 0.0, "script": 1.0})
+    assert [rate_kind(e) for e in latin] == ["script_latin"] and [rate_kind(e) for e in cyrillic] == ["script"]
+    # Latin as pure noise (rate 1) changes nothing, while Cyrillic (rate 0.1) still moves the answer
+    fuser = CueFuser({"script_latin": 1.0, "script": 0.1})
     np.testing.assert_array_equal(fuser.fuse(lat, lon, p, latin).prob, p)
     assert fuser.fuse(lat, lon, p, cyrillic).prob[1] > p[1]
-    # weights files written before the split get the conservative prior for Latin
-    assert CueFuser.load(Path(__file__).parents[1] / "src/geoscout/cues/weights.json").weights["script_latin"] >= 0
+
+
+def test_shipped_error_rates_load_and_old_weight_files_get_a_clear_error(tmp_path):
+    from geoscout.cues import default_fuser
+    from geoscout.cues.fusion import RATE_KINDS
+    from geoscout.errors import InvalidInput
+
+    rates = default_fuser().error_rates
+    assert set(RATE_KINDS) <= set(rates) and all(0.0 <= v <= 1.0 for v in rates.values())
+    old = tmp_path / "weights.json"
+    old.write_text(json.dumps({"weights": {"script": 0.5}}))
+    with pytest.raises(InvalidInput, match="error_rates"):
+        CueFuser.load(old)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"error_rates": {"script": 1.5}}))
+    with pytest.raises(InvalidInput, match=r"\[0, 1\]"):
+        CueFuser.load(bad)
+    # a fitted fuser round-trips through save/load
+    saved = CueFuser({"script": 0.25}).save(tmp_path / "r.json")
+    assert CueFuser.load(saved).error_rates["script"] == 0.25
 
 
 def test_utc_offset_likelihood_hand_computed():

@@ -310,6 +310,10 @@ class Locator:
             z_i = None if z is None else float(z[i])
             t_i = self.calibration.temperature_at(z_i)
             prob = temper(dist.prob[i], t_i)
+            # the answer is chosen under the model's own (untempered) distribution: flattening it first
+            # hedged too far toward the middle (benchmarks/RESULTS.md, world-wide section); the
+            # temperature restates the confidence (radii, expected score), not the bet
+            raw = dist.prob[i] / max(float(dist.prob[i].sum()), 1e-300) if t_i != 1.0 else prob
             order, n_visual, cues = top[i], len(prob), []
             if evidence is not None and evidence[i]:
                 from .cues import apply_cues, default_fuser
@@ -317,6 +321,9 @@ class Locator:
                 self.cue_fuser = self.cue_fuser or default_fuser()
                 c = apply_cues(lat, lon, prob, evidence[i], self.cue_fuser, k_support)
                 lat, lon, prob, order, n_visual, cues = c.lat, c.lon, c.prob, c.order, c.n_visual, c.cues
+                # the cues' likelihood counts once in the answer too (not raised to the temperature, as
+                # un-tempering the fused distribution would: a weak Latin-script cue then moved answers)
+                raw = c.rescored(raw)
             cands: list[Candidate] = []
             for rank, j in enumerate(order[:top_k]):
                 la, lo = float(lat[j]), float(lon[j])
@@ -327,10 +334,6 @@ class Locator:
                     cell_idx = self._cell_index(j, dist, la, lo)
                     la, lo = self._refiner.refine(X[i], cell_idx, la, lo)
                 cands.append(Candidate(lat=la, lon=lo, probability=float(prob[j]), cell=cell_name))
-            # the answer is chosen under the model's own (untempered) distribution: flattening it first
-            # hedged too far toward the middle (benchmarks/RESULTS.md, world-wide section); the
-            # temperature restates the confidence (radii, expected score), not the bet
-            raw = prob if t_i == 1.0 else temper(prob, 1.0 / t_i)
             guess = self._guess(lat, lon, raw, cands, dist.cell if len(prob) == dist.prob.shape[1] else None)
             best = (guess.lat, guess.lon) if guess is not None else (cands[0].lat, cands[0].lon)
             # heads whose support points stand for areas spread them (not when cues added points)

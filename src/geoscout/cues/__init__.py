@@ -4,7 +4,7 @@ The flow, per photo::
 
     read_text (OCR, watermarks dropped)  ->  text evidence (script, language, place, phone, domain, currency)
     EXIF                                 ->  metadata evidence (gps, utc_offset)
-    CueFuser: p(place | photo, cues) ∝ p(place | photo) * Π L_k ** w_k   (weights fitted on validation data)
+    CueFuser: p(place | photo, cues) ∝ p(place | photo) * Π (e_k + (1 - e_k) t_k)   (error rates e_k fitted on validation data)
 
 :class:`CueReader` gathers the evidence (``mode``: ``none``, ``text``, ``metadata`` or ``all``);
 :func:`apply_cues` fuses it with a head's distribution and explains it as
@@ -193,6 +193,14 @@ class CuedDistribution:
     order: Any
     n_visual: int
     cues: list[Cue]
+    fused: Fused | None = None
+
+    def rescored(self, visual: Any) -> Any:
+        """The cues applied once to another version of the visual distribution over the head's points
+        (the untempered one the answer is chosen from): :meth:`Fused.rescored`; EXIF GPS stays certain."""
+        import numpy as np
+
+        return self.fused.rescored(visual) if self.fused is not None else np.asarray(self.prob, dtype=np.float64)
 
 
 def apply_cues(
@@ -206,7 +214,9 @@ def apply_cues(
     if gps is not None:
         la, lo, r, _ = gps.points[0]
         effects: list[dict[str, Any]] = [
-            {"answer": "direct", "point": [round(la, 6), round(lo, 6), r]} if e is gps else {"top": [], "weight": None}
+            {"answer": "direct", "point": [round(la, 6), round(lo, 6), r]}
+            if e is gps
+            else {"top": [], "error_rate": None}
             for e in evidence
         ]
         return CuedDistribution(
@@ -217,5 +227,5 @@ def apply_cues(
     part = np.argpartition(-fused.prob, k - 1)[:k]
     order = part[np.argsort(-fused.prob[part], kind="stable")]
     return CuedDistribution(
-        fused.lat, fused.lon, fused.prob, order, fused.n_visual, evidence_to_cues(evidence, fused.effects)
+        fused.lat, fused.lon, fused.prob, order, fused.n_visual, evidence_to_cues(evidence, fused.effects), fused
     )

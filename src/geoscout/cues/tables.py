@@ -7,8 +7,11 @@
 - currencies: CLDR territory currencies in use today (``babel``);
 - web domains: ISO 3166 codes as ccTLDs (``.uk`` -> GB), minus the ones sold as generic names.
 
-Every likelihood is ``P(cue | country)`` up to a constant, floored so that no country is ruled
-out by one reading (tourists, brands, imports, mis-reads): only ratios between countries matter.
+Every likelihood is ``P(cue | country)`` up to a constant, floored at :data:`FLOOR` so that no
+country is ruled out by one reading: only ratios between countries matter. How often a cue says
+nothing about the place (Latin letters on a brand, Chinese on a restaurant abroad, a misread) is
+not in these tables: the fusion mixes each table with a uniform component by an error rate
+fitted on validation data (:mod:`geoscout.cues.fusion`).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import functools
 
 __all__ = [
     "GENERIC_TLDS",
-    "SCRIPT_FLOOR",
+    "LANGUAGE_FLOOR",
     "calling_code_likelihood",
     "countries",
     "currency_likelihood",
@@ -28,9 +31,8 @@ __all__ = [
 
 #: floor of every country likelihood: the chance of seeing the cue in a country where nobody uses it
 FLOOR = 0.02
-#: Latin letters are everywhere (English, brands, transliteration): a weak cue, so a high floor
-SCRIPT_FLOOR = {"Latn": 0.25}
-#: English is everybody's second language on signs: a high floor
+#: English is everybody's second language on signs: a high floor (a judgement: language cues are too rare in
+#: the validation data to fit one rate per language; the kind's fitted error rate comes on top)
 LANGUAGE_FLOOR = {"en": 0.2}
 #: ccTLDs marketed as generic names; they say nothing about the country
 GENERIC_TLDS = frozenset({"io", "co", "tv", "me", "ai", "fm", "ly", "to", "cc", "ws", "gg", "am", "nu", "tk", "ag"})
@@ -89,7 +91,7 @@ def script_likelihood(script: str) -> dict[str, float]:
     vals = {}
     for cc, langs in _shares().items():
         vals[cc] = max((s for lang, s in langs.items() if _script_of(lang) in wanted), default=0.0)
-    return _floored(vals, SCRIPT_FLOOR.get(script, FLOOR))
+    return _floored(vals, FLOOR)
 
 
 @functools.cache

@@ -77,7 +77,8 @@ COMMON_WORDS = frozenset(
     apotheke farmacia apteka supermarket mini mart store stores outlet mall gallery studio design media radio
     news press bay sea ocean island islands mountain valley forest field fields springs falls come more most
     much many good great best first last little big long short high low fair clear alpha omega delta sigma
-    nova vista bella bello linda mar sol luna casa villa roma
+    nova vista bella bello linda mar sol luna casa villa roma northern southern eastern western upper lower
+    greater
     """.split()  # noqa: SIM905
 )
 
