@@ -221,6 +221,11 @@ def test_latin_script_has_its_own_error_rate():
     fuser = CueFuser({"script_latin": 1.0, "script": 0.1})
     np.testing.assert_array_equal(fuser.fuse(lat, lon, p, latin).prob, p)
     assert fuser.fuse(lat, lon, p, cyrillic).prob[1] > p[1]
+    # Latin favours a hundred countries alike: the effect lists the tied ones where the answer is (France holds
+    # the most probability here), not in A-Z order
+    latin_table = Evidence("script", "Zagreb", "", countries={"HR": 1.0, "RS": 0.02, "FR": 1.0}, tag="Latn")
+    top = CueFuser({"script_latin": 0.5}).fuse(lat, lon, p, [latin_table]).effects[0]["top"]
+    assert [c for c, _ in top] == ["FR", "HR"] and top[0][1] == top[1][1] == pytest.approx(1 / 0.853, abs=1e-3)
 
 
 def test_shipped_error_rates_load_and_old_weight_files_get_a_clear_error(tmp_path):

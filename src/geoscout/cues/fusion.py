@@ -408,10 +408,18 @@ def _effect(
         m = codes == c
         ratios[str(c)] = float(lik[m].max()) / max(ref, 1e-300)
     if e.countries and not e.points:  # countries absent from the support still count in the table
-        peak = max(e.countries.values())
+        table_peak = max(e.countries.values())
         for c, v in e.countries.items():
-            ratios.setdefault(c, float(rate + (1.0 - rate) * v / peak) / max(ref, 1e-300))
-    best = sorted(ratios.items(), key=lambda kv: -kv[1])[:3]
+            ratios.setdefault(c, float(rate + (1.0 - rate) * v / table_peak) / max(ref, 1e-300))
+    # ties (Latin script favours a hundred countries alike) are listed by where the answer now is, not A-Z
+    mass = {str(c): float(post[codes == c].sum()) for c in np.unique(codes) if c}
+    peak = max(ratios.values(), default=1.0)
+
+    def rank(kv: tuple[str, float]) -> tuple[bool, float]:
+        tied = kv[1] >= 0.99 * peak
+        return (not tied, -mass.get(kv[0], 0.0) if tied else -kv[1])
+
+    best = sorted(ratios.items(), key=rank)[:3]
     out["top"] = [[c, round(r, 3)] for c, r in best if r > 1.05]
     if out["top"]:
         c = out["top"][0][0]
