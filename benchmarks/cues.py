@@ -191,6 +191,35 @@ def _ablation(us, lines, keep, cache, crossfit, visual, cued, truth_c, text) -> 
     print(markdown_table(prec, cols))
 
 
+def _print_goals(us, names, visual, cued, truth_c, text) -> None:
+    """Issue #17's goals per set: never worse than visual alone (country %, GeoGuessr), and on the photos with
+    text country accuracy at least doubled (where the visual model is right on more than half, doubling is
+    impossible: the relative reduction of the country error is given instead)."""
+    rows = []
+    for name in [*names, "all sets"]:
+        idx = [i for i, u in enumerate(us) if name == "all sets" or u.set == name]
+        wt = [i for i in idx if text[i]]
+        v, c = _metrics(us, idx, visual, truth_c), _metrics(us, idx, cued, truth_c)
+        worse = c["country %"] < v["country %"] - 1e-9 or c["GeoGuessr"] < v["GeoGuessr"] - 0.05
+        row = {
+            "set": name,
+            "country % visual -> cues": f"{v['country %']:.1f} -> {c['country %']:.1f}",
+            "GeoGuessr visual -> cues": f"{v['GeoGuessr']:,.1f} -> {c['GeoGuessr']:,.1f}",
+            "never worse": "no" if worse else "yes",
+        }
+        if wt:
+            vt, ct = _metrics(us, wt, visual, truth_c)["country %"], _metrics(us, wt, cued, truth_c)["country %"]
+            right = (round(vt * len(wt) / 100), round(ct * len(wt) / 100))
+            row["with text: country right"] = f"{right[0]} -> {right[1]} of {len(wt)}"
+            if vt > 50:
+                row["with text: doubled?"] = f"impossible (visual {vt:.0f} %); error {100 - vt:.1f} -> {100 - ct:.1f} %"
+            else:
+                row["with text: doubled?"] = "yes" if ct >= 2 * vt and ct > vt else "no"
+        rows.append(row)
+    print("\n## goals (issue #17 item 7), cross-fitted\n")
+    print(markdown_table(rows))
+
+
 def _print_changes(us, lines, keep, evidence, support, visual, cued, truth_c) -> None:
     """Every place whose answer the cues moved: text read, each cue with its likelihood at the visual
     answer's country and at the true country, the visual and fused answers, the GeoGuessr change."""
@@ -362,6 +391,8 @@ def main() -> None:
     print(
         f"\nplaces with text: {int(text.sum())} of {len(us)}; places with each cue kind: {json.dumps(kinds, sort_keys=True)}"
     )
+
+    _print_goals(us, names, visual, cued, truth_c, text)
 
     if args.changes:
         _print_changes(us, lines, keep, evidence, support, visual, cued, truth_c)
