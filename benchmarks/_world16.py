@@ -23,6 +23,8 @@ from _common import SHARED
 
 CACHE = Path(os.environ.get("GEOSCOUT_FEATURE_CACHE", "/work/cache16"))
 TRAIN_SETS = ("streetview-croatia", "streetview-world", "streetview-strips", "osv5m-sample", "streetview-panoramas")
+#: feature kind of the cache -> the registered backbone that embeds exactly that vector at locate time
+KIND_BACKBONE = {"mean": "effnet-lite2", "mean+stages": "effnet-lite2-stages"}
 VAL_SETS = ("streetview-world", "streetview-strips", "osv5m-sample", "streetview-panoramas")
 
 

