@@ -8,7 +8,8 @@ Layout of a bundle directory::
     partition.geojson         the geocell partition (absent for heads without cells, e.g. knn); stored once:
                               the head takes its cell ids and centroids from it when the bundle loads (bundles
                               written before kept a copy in the head's state, which still loads)
-    retrieval.safetensors     training embeddings (float16) + lat + lon + cell index + location ids
+    retrieval.safetensors     training embeddings (float16, or int8 with a per-row scale) + lat + lon + cell index
+                              + location ids
     MODEL_CARD.md             data sets, sizes, split, backbone, partition, head, validation metrics
 
 ``save`` writes into a temporary sibling directory and renames it into place, so a killed
@@ -46,13 +47,17 @@ CARD = "MODEL_CARD.md"
 @dataclass
 class RetrievalData:
     """Training embeddings for the locator's refinement: ``vectors`` (N, D) float16, ``lat``/``lon``
-    (N,) degrees, ``cell`` (N,) partition index or None, ``ids`` (N,) location ids or None."""
+    (N,) degrees, ``cell`` (N,) partition index or None, ``ids`` (N,) location ids or None.
+
+    ``int8``: stored as int8 with one float32 scale per row (max |value| / 127), half the size of float16
+    (the vectors in memory are then exactly what the file gives back; see :meth:`as_int8`)."""
 
     vectors: NDArray[np.float16]
     lat: NDArray[np.float64]
     lon: NDArray[np.float64]
     cell: NDArray[np.int64] | None = None
     ids: list[str] | None = None
+    int8: bool = False
 
     def __post_init__(self) -> None:
         self.vectors = np.ascontiguousarray(np.asarray(self.vectors), dtype=np.float16)
@@ -75,8 +80,17 @@ class RetrievalData:
     def __len__(self) -> int:
         return int(self.vectors.shape[0])
 
+    def as_int8(self) -> RetrievalData:
+        """A copy stored as int8 + per-row scale, its vectors already rounded the way the file keeps them."""
+        q, scale = _quantize_int8(self.vectors)
+        return RetrievalData(_dequantize_int8(q, scale), self.lat, self.lon, self.cell, self.ids, int8=True)
+
     def to_tensors(self) -> dict[str, NDArray[Any]]:
-        t: dict[str, NDArray[Any]] = {"vectors": self.vectors, "lat": self.lat, "lon": self.lon}
+        t: dict[str, NDArray[Any]] = {"lat": self.lat, "lon": self.lon}
+        if self.int8:
+            t["vectors_int8"], t["vectors_scale"] = _quantize_int8(self.vectors)
+        else:
+            t["vectors"] = self.vectors
         if self.cell is not None:
             t["cell"] = self.cell
         if self.ids is not None:
@@ -95,7 +109,25 @@ class RetrievalData:
         if "ids_utf8" in t:
             raw = np.ascontiguousarray(t["ids_utf8"], dtype=np.uint8)
             ids = [bytes(row).rstrip(b"\0").decode("utf-8") for row in raw]
+        if "vectors_int8" in t:
+            q, scale = t["vectors_int8"], t.get("vectors_scale")
+            if scale is None or q.ndim != 2 or scale.shape != (q.shape[0],):
+                raise InvalidInput("retrieval data: int8 vectors need one scale per row; the bundle is corrupt")
+            return cls(_dequantize_int8(q, scale), t["lat"], t["lon"], t.get("cell"), ids, int8=True)
         return cls(vectors=t["vectors"], lat=t["lat"], lon=t["lon"], cell=t.get("cell"), ids=ids)
+
+
+def _quantize_int8(v: NDArray[Any]) -> tuple[NDArray[np.int8], NDArray[np.float32]]:
+    """Symmetric per-row int8: ``q = round(v / scale)``, ``scale = max |v| / 127`` (1 for an all-zero row)."""
+    x = np.asarray(v, dtype=np.float32)
+    scale = np.abs(x).max(axis=1) / 127.0 if x.size else np.zeros(len(x), np.float32)
+    scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
+    q = np.clip(np.rint(x / scale[:, None]), -127, 127).astype(np.int8)
+    return q, scale
+
+
+def _dequantize_int8(q: NDArray[Any], scale: NDArray[Any]) -> NDArray[np.float16]:
+    return (np.asarray(q, np.float32) * np.asarray(scale, np.float32)[:, None]).astype(np.float16)
 
 
 def _save_tensors(tensors: dict[str, NDArray[Any]], path: Path, kind: str) -> None:
@@ -198,7 +230,11 @@ class ModelBundle:
             "head": head_config,
             "retrieval": None
             if self.retrieval is None
-            else {"n": len(self.retrieval), "dim": int(self.retrieval.vectors.shape[1])},
+            else {
+                "n": len(self.retrieval),
+                "dim": int(self.retrieval.vectors.shape[1]),
+                "storage": "int8" if self.retrieval.int8 else "float16",
+            },
             "training": self.training,
             **({"calibration": self.calibration.to_dict()} if self.calibration is not None else {}),
         }
