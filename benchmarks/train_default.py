@@ -1,11 +1,14 @@
 """Train the shipped default model geoscout-lite on every ../shared/data training set and write its model card.
 
     python benchmarks/feature_cache.py            # once: embeds every set per view (ONNX Runtime) into the cache
-    python benchmarks/train_default.py --out src/geoscout/models/geoscout-lite
+    python benchmarks/train_default.py --out src/geoscout/models/geoscout-lite --features mean+stages --retrieval int8
 
 Training data: streetview-croatia, streetview-world, streetview-strips (5 views each), osv5m-sample and
 streetview-panoramas (4 views each, one location per panorama), from the feature cache (the same vectors
-``geoscout locate`` computes: EfficientNet-Lite2 pooled features). Splits as in ``_world16``: early stopping
+``geoscout locate`` computes with the backbone of the feature kind: ``mean`` = ``effnet-lite2``'s pooled final
+features, ``mean+stages`` = ``effnet-lite2-stages``, the final features plus stage 3-6 mean/std pooling).
+``--retrieval int8`` stores the retrieval index as int8 with a per-row scale (half of float16's size); the
+card states the validation score with either storage. Splits as in ``_world16``: early stopping
 and calibration on the world-wide validation split (no Croatia); the held-out fifth of the panoramas and
 im2gps are never fitted on, only reported in the card. The card records this exact command.
 """
@@ -22,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _world16 import TRAIN_SETS, fuse, load_views, training_data
+from _world16 import KIND_BACKBONE, TRAIN_SETS, fuse, load_views, training_data
 from ablation_world import calibration_cv, cross_fitted_records, fingerprint, locator, predict, records_cv, scores
 
 
@@ -31,6 +34,19 @@ def main() -> None:
     ap.add_argument("--out", required=True, help="bundle folder to write (replaced atomically)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--guess", default="expected-score", choices=("expected-score", "mode", "median"))
+    ap.add_argument(
+        "--features",
+        default="mean+stages",
+        choices=tuple(KIND_BACKBONE),
+        help="feature kind of the cache = the backbone the model runs (mean: effnet-lite2, "
+        "mean+stages: effnet-lite2-stages)",
+    )
+    ap.add_argument(
+        "--retrieval",
+        default="int8",
+        choices=("float16", "int8"),
+        help="storage of the retrieval index (int8: per-row scale, half the size)",
+    )
     ap.add_argument("--panoramas", default="views", choices=("views", "fused"))
     ap.add_argument(
         "--calibration",
@@ -51,8 +67,9 @@ def main() -> None:
     from geoscout.locator import calibrate
     from geoscout.train import _model_card, train_model
 
-    v = load_views(TRAIN_SETS, kind="mean", seed=args.seed)
-    im2 = load_views(["im2gps"], kind="mean", seed=args.seed)
+    backbone = KIND_BACKBONE[args.features]
+    v = load_views(TRAIN_SETS, kind=args.features, seed=args.seed)
+    im2 = load_views(["im2gps"], kind=args.features, seed=args.seed)
     fit = v.take(v.split != "test")
     if args.panoramas == "fused":
         p = fit.dataset == "streetview-panoramas"
@@ -61,8 +78,8 @@ def main() -> None:
         fit = _cat(fit.take(~p), fuse(fit.take(p)))
     bundle = train_model(
         None,
-        data=training_data(fit, fingerprint()),
-        backbone="effnet-lite2",
+        data=training_data(fit, fingerprint(backbone)),
+        backbone=backbone,
         cells="semantic",
         seed=args.seed,
         progress=False,
@@ -71,13 +88,25 @@ def main() -> None:
         command=command,
     )
     s = bundle.training
+    va = v.take(v.split == "val")
+    # the retrieval index's storage, measured on the validation split (same head, uncalibrated answer)
+    storage = {"float16": bundle.retrieval, "int8": bundle.retrieval.as_int8()}
+    s["retrieval_storage"] = {"chosen": args.retrieval}
+    for name, ret in storage.items():
+        bundle.retrieval = ret
+        m = scores(predict(locator(bundle, guess=args.guess), va.X), va)
+        s["retrieval_storage"][name] = {"val_geoguessr": m["geoguessr"], "val_median_km": m["median_km"]}
+        print(
+            f"retrieval {name}: validation GeoGuessr {m['geoguessr']:.1f}, median {m['median_km']:.0f} km",
+            file=sys.stderr,
+        )
+    bundle.retrieval = storage[args.retrieval]
     # calibration: fitted on a diverse world-wide mix of cross-fitted predictions (every photo predicted by a model
     # that never saw it); each method scored out-of-fold on it (the validation criterion), the best (or the one
     # asked for) fitted on the whole mix; the previous way (global, the validation split only) as a reference;
     # im2gps and the held-out panoramas are only reported
     from geoscout.calibration import CALIBRATION_METHODS, TEMPERATURE_OBJECTIVES, fit_calibration
 
-    va = v.take(v.split == "val")
     te_all = v.take((v.split == "test") & (v.dataset == "streetview-panoramas"))
     rec, rec_fold, rec_ds = cross_fitted_records(bundle, v, guess=args.guess, seed=args.seed)
     mix_desc = ", ".join(f"{d} {int((rec_ds == d).sum())}" for d in dict.fromkeys(rec_ds))
@@ -190,6 +219,17 @@ def main() -> None:
             f"{100 * m['acc@2500km']:.1f} % | {100 * m['cov50']:.0f} % | {100 * m['cov68']:.0f} % | "
             f"{100 * m['cov90']:.0f} % | {m['expected']:.0f} |"
         )
+    st = s["retrieval_storage"]
+    lines += [
+        "",
+        "## Retrieval index storage",
+        "",
+        f"{len(bundle.retrieval)} training views of {bundle.retrieval.vectors.shape[1]} dimensions, stored as "
+        f"**{args.retrieval}**"
+        + (" (one float32 scale per row, max |value| / 127)" if args.retrieval == "int8" else "")
+        + f". Validation GeoGuessr (`{args.guess}`, uncalibrated, same head): float16 "
+        f"{st['float16']['val_geoguessr']:.1f}, int8 {st['int8']['val_geoguessr']:.1f}.",
+    ]
     lines += [
         "",
         "## Calibration methods (chosen by the validation criterion, never by the test sets)",
@@ -227,7 +267,14 @@ def main() -> None:
         "",
         "## Intended use and limits",
         "",
-        "A small, offline, CPU-only default: EfficientNet-Lite2 ImageNet features (no geographic fine-tuning) and a "
+        "A small, offline, CPU-only default: EfficientNet-Lite2 ImageNet features (no geographic fine-tuning"
+        + (
+            "; its final features plus the mean and standard deviation over space of the outputs of stages 3-6, "
+            "backbone `effnet-lite2-stages`"
+            if args.features == "mean+stages"
+            else ""
+        )
+        + ") and a "
         "cell classifier trained on a few thousand Street View / Mapillary views, most of them from roads near towns. "
         "It guesses the region of Street View-like photos far better than chance; on Flickr-style photos (people, "
         "landmarks, indoor scenes) it is only somewhat better than the geographic prior. Its radii and expected score "
