@@ -92,13 +92,26 @@ def main() -> None:
         help="use only images already in the embedding stores (skip embedding the rest)",
     )
     ap.add_argument("--world-only", action="store_true", help="run only the world-wide section (issue 16)")
+    ap.add_argument(
+        "--compare",
+        metavar="DIR",
+        action="append",
+        default=[],
+        help="a bundle folder (e.g. a retrained candidate) judged beside the shipped one: rows, calibration, goals "
+        "(repeatable)",
+    )
+    ap.add_argument(
+        "--compare-label", action="append", default=[], help="how the tables name each --compare (default: its path)"
+    )
     args = ap.parse_args()
     warnings.simplefilter("ignore", UserWarning)
 
     from ablation_world import SECTION as WORLD_SECTION
     from ablation_world import run as run_world
 
-    world_text, _ = run_world(args.seed, log=lambda s: print(s, file=sys.stderr))
+    world_text, _ = run_world(
+        args.seed, log=lambda s: print(s, file=sys.stderr), compare=args.compare, compare_labels=args.compare_label
+    )
     print(world_text)
     if not args.no_write:
         _write_section(WORLD_SECTION, world_text)

@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from _world16 import TRAIN_SETS, VAL_SETS, Views, fuse, load_views, training_data
+from _world16 import KIND_BACKBONE, TRAIN_SETS, VAL_SETS, Views, fuse, load_views, training_data
 
 GOAL_PRIOR, GOAL_1NN = 1.3, 1.1
 SECTION = "## World-wide default model (benchmarks/ablation.py)"
@@ -24,10 +24,10 @@ def _cat(*vs: Views) -> Views:
     return Views(*(np.concatenate([getattr(v, f) for v in vs]) for f in Views.__dataclass_fields__))
 
 
-def fingerprint() -> dict:
+def fingerprint(backbone: str = "effnet-lite2") -> dict:
     from geoscout.backbones import create_backbone
 
-    return create_backbone("effnet-lite2").fingerprint()
+    return create_backbone(backbone).fingerprint()
 
 
 def fit_bundle(train: Views, val: Views, *, seed: int = 0, cells: str = "semantic", retrieval: bool = True):
@@ -132,7 +132,8 @@ def cross_fitted_records(bundle, v: Views, *, guess: str, seed: int = 0, folds: 
     areas. For each fold, a head with ``bundle``'s parameters and partition is trained on every other
     non-test view (Croatia included; its own early stopping holds out a tenth of its groups) and the fold's
     photos are predicted with that head and its training views as retrieval data (their novelty is measured
-    against those). Returns (records, fold of each record, dataset of each record).
+    against those; stored like ``bundle``'s index, float16 or int8). Returns (records, fold of each record,
+    dataset of each record).
     """
     from _world16 import _area
     from geoscout.bundle import ModelBundle, RetrievalData
@@ -159,6 +160,8 @@ def cross_fitted_records(bundle, v: Views, *, guess: str, seed: int = 0, folds: 
         head = create_head("classifier", **params)
         head.fit(v.X[fit], v.y[fit], partition=bundle.partition, groups=v.location[fit], progress=False)
         ret = RetrievalData(v.X[fit].astype(np.float16), v.lat[fit], v.lon[fit])
+        if bundle.retrieval is not None and bundle.retrieval.int8:
+            ret = ret.as_int8()  # novelty measured against the index as the model stores it
         b = ModelBundle(head=head, partition=bundle.partition, retrieval=ret)
         recs.append(calibration_records(b, v.X[out], v.y[out], guess=guess))
         rec_fold.append(np.full(int(out.sum()), k))
@@ -187,7 +190,8 @@ def records_cv(rec, fold: np.ndarray, method: str, guess: str, objective: str = 
 
 
 def onnx_ms_per_photo(n: int = 8, reps: int = 3) -> dict[str, float]:
-    """ms per photo of the ONNX forward passes the feature rows need (interleaved, same batch, median of reps)."""
+    """ms per photo of the ONNX forward passes the feature rows need (interleaved, same batch, median of reps),
+    the shipped ``effnet-lite2-stages`` backbone's session among them."""
     import onnxruntime as ort
 
     from _world16 import CACHE
@@ -205,6 +209,7 @@ def onnx_ms_per_photo(n: int = 8, reps: int = 3) -> dict[str, float]:
             o = ort.SessionOptions()
             o.intra_op_num_threads, o.inter_op_num_threads, o.log_severity_level = 2, 1, 3
             sess[f"{variant}-multi"] = (ort.InferenceSession(str(multi), o, providers=["CPUExecutionProvider"]), x)
+    sess["lite2-stages"] = (create_backbone("effnet-lite2-stages")._ort, sess["lite2"][1])  # what locate runs
     times: dict[str, list[float]] = {k: [] for k in sess}
     for _ in range(reps):
         for k, (se, x) in sess.items():
@@ -247,8 +252,9 @@ def lite0_lite2_row(v: Views, im2: Views, ms: dict, *, seed: int = 0, log=print)
     )
 
 
-def run(seed: int = 0, log=print) -> tuple[str, dict]:
-    """Run the world-wide ablation; returns (Markdown section, chosen settings)."""
+def run(seed: int = 0, log=print, compare=(), compare_labels=()) -> tuple[str, dict]:
+    """Run the world-wide ablation; returns (Markdown section, chosen settings). ``compare``: bundle folders
+    (e.g. retrained candidates) judged beside the shipped one: their rows, calibration and goals."""
     from geoscout.geo import spherical_mean
     from geoscout.heads import create_head
 
@@ -286,13 +292,27 @@ def run(seed: int = 0, log=print) -> tuple[str, dict]:
     knn = create_head("knn", k=1).fit(tr.X, tr.y)
     nn1 = {k: point_scores(knn.predict(x.X), x) for k, x in (("val", va), ("pano", te_f), ("im", im2["mean"]))}
     add("1-NN retrieval (cosine, training views)", nn1["val"], nn1["pano"], nn1["im"])
+    # 1-NN on the final + stage features too: the goals compare a model with the 1-NN of its own features
+    nn1_of = {"mean": nn1}
+    trs, vas, tes = parts(views["mean+stages"])
+    tes_f = fuse(tes)
+    knn_s = create_head("knn", k=1).fit(trs.X, trs.y)
+    nn1_of["mean+stages"] = {
+        k: point_scores(knn_s.predict(x.X), x) for k, x in (("val", vas), ("pano", tes_f), ("im", im2["mean+stages"]))
+    }
+    add(
+        "1-NN retrieval, final + stage 3-6 features",
+        nn1_of["mean+stages"]["val"],
+        nn1_of["mean+stages"]["pano"],
+        nn1_of["mean+stages"]["im"],
+    )
 
     # -- features x panorama handling, classifier recipe of geoscout-lite (semantic cells, tau 75 km), mode guess
     ms = onnx_ms_per_photo()
     ms_note = {
         "mean": f"{ms['lite2']:.0f} ms/photo",
         "gem": f"{ms.get('lite2-multi', float('nan')):.0f} ms/photo (one pass gives all three)",
-        "mean+stages": f"{ms.get('lite2-multi', float('nan')):.0f} ms/photo",
+        "mean+stages": f"{ms['lite2-stages']:.0f} ms/photo (effnet-lite2-stages)",
     }
     fitted = {}
     for kind, label in (
@@ -361,19 +381,18 @@ def run(seed: int = 0, log=print) -> tuple[str, dict]:
     best_kind = max(labels, key=lambda k: val_of[labels[k]])
     fused_wins = val_of["classifier, panoramas fused to one row each (mean features)"] > val_of[labels["mean"]]
     log(f"best on val: features {best_kind}; panoramas {'fused' if fused_wins else 'as views'}")
-    # -- guess rules on the recipe that ships: pooled final features (the effnet-lite2 backbone's output; another
-    # feature kind would need its own backbone export), panoramas as views. The answer is chosen under the
-    # untempered distribution, so no calibration enters these rows.
-    bundle = fitted["mean"]
-    vk = views["mean"]
+    # -- guess rules on the features chosen above (each kind has its backbone: KIND_BACKBONE), panoramas as views.
+    # The answer is chosen under the untempered distribution, so no calibration enters these rows.
+    bundle = fitted[best_kind]
+    vk = views[best_kind]
     trk, vak, tek = parts(vk)
-    tek_f, im_k = fuse(tek), im2["mean"]
+    tek_f, im_k = fuse(tek), im2[best_kind]
     guess_val = {}
     for rule in ("mode", "expected-score", "median"):
         loc = locator(bundle, guess=rule)
         guess_val[rule] = scores(predict(loc, vak.X), vak)
         add(
-            f"guess = {rule} (shipped features)",
+            f"guess = {rule} ({best_kind} features)",
             guess_val[rule],
             scores(predict(loc, tek_f.X), tek_f),
             scores(predict(loc, im_k.X), im_k),
@@ -397,29 +416,61 @@ def run(seed: int = 0, log=print) -> tuple[str, dict]:
                 f"({'beats them' if x > today else 'does not beat them'})"
             )
 
-    # -- the shipped bundle itself (benchmarks/train_default.py), with its own calibration, on the same test photos
+    # -- the shipped bundle itself (benchmarks/train_default.py), with its own calibration and answer rule, on the
+    # features of its own backbone; a candidate bundle (--compare DIR) beside it on the same photos, judged the same way
     from geoscout.bundle import ModelBundle
     from geoscout.locator import _builtin_dir
 
+    def judged(b, label: str) -> dict:
+        """A bundle's rows (as it ships: its backbone's features, answer rule, calibration) and its goals."""
+        kind = {bb: k for k, bb in KIND_BACKBONE.items()}.get(b.backbone_name)
+        if kind is None:
+            raise SystemExit(f"{b.backbone_name}: no cached feature kind embeds this backbone ({KIND_BACKBONE})")
+        _, va_b, te_b = parts(views[kind])
+        te_bf = fuse(te_b)
+        cal = b.calibration
+        lb = locator(b, guess=cal.guess, calibration=cal)
+        r = {
+            "label": label,
+            "backbone": b.backbone_name,
+            "kind": kind,
+            "calibration": cal,
+            "val": scores(predict(lb, va_b.X), va_b),
+            "pano": scores(predict(lb, te_bf.X), te_bf),
+            "im2gps": scores(predict(lb, im2[kind].X), im2[kind]),
+            "pano_views": scores(predict(lb, te_b.X), te_b),
+            "nn1": nn1_of[kind],  # the 1-NN of the bundle's own features
+        }
+        im = r["im2gps"]
+        r["goals"] = {
+            "pano_prior": r["pano"]["geoguessr"] / prior["pano"]["geoguessr"],
+            "pano_1nn": r["pano"]["geoguessr"] / r["nn1"]["pano"]["geoguessr"],
+            "im_prior": im["geoguessr"] / prior["im"]["geoguessr"],
+            "im_1nn": im["geoguessr"] / r["nn1"]["im"]["geoguessr"],
+            "im_cov68": im["cov68"],
+            "im_cov90": im["cov90"],
+            "im_expected_gap": im["expected"] / im["geoguessr"] - 1,
+        }
+        add(
+            f"**{label}** ({b.backbone_name})",
+            r["val"],
+            r["pano"],
+            im,
+            f"{ms_note[kind]}; {cal.guess} answer, calibration {cal.method}",
+        )
+        return r
+
     shipped = ModelBundle.load(_builtin_dir("geoscout-lite"))
     calibration = shipped.calibration
-    loc = locator(shipped, guess=calibration.guess, calibration=calibration)
-    final = {
-        "pano": scores(predict(loc, tek_f.X), tek_f),
-        "im2gps": scores(predict(loc, im_k.X), im_k),
-        "pano_views": scores(predict(loc, tek.X), tek),
-    }
+    judged_bundles = [judged(shipped, "shipped geoscout-lite")]
+    for i, folder in enumerate(compare):
+        label = compare_labels[i] if i < len(compare_labels) else f"candidate {folder}"
+        judged_bundles.append(judged(ModelBundle.load(folder), label))
+    final = judged_bundles[0]
     log(
         f"chosen on val: guess {best_rule}; shipped calibration {calibration.method}, T = {calibration.temperature:.3f}"
     )
 
-    # -- goals
-    g = {
-        "pano_prior": final["pano"]["geoguessr"] / prior["pano"]["geoguessr"],
-        "pano_1nn": final["pano"]["geoguessr"] / nn1["pano"]["geoguessr"],
-        "im_prior": final["im2gps"]["geoguessr"] / prior["im"]["geoguessr"],
-        "im_1nn": final["im2gps"]["geoguessr"] / nn1["im"]["geoguessr"],
-    }
     elapsed = time.perf_counter() - t0
     settings = {
         "extra_verdict": extra_verdict,
@@ -428,10 +479,11 @@ def run(seed: int = 0, log=print) -> tuple[str, dict]:
         "guess": best_rule,
         "calibration": calibration,
         "final": final,
+        "judged": judged_bundles,
         "prior": prior,
-        "nn1": nn1,
-        "goals": g,
+        "goals": final["goals"],
         "n_pano": n_pano,
+        "shipped_backbone": shipped.backbone_name,
     }
     return _markdown(rows, settings, v, te_f, im2["mean"], elapsed, seed, ms), settings
 
@@ -445,7 +497,11 @@ def _markdown(rows, s, v, te_f, im, elapsed, seed, ms) -> str:
     lines = [
         SECTION,
         "",
-        f"Command: `python benchmarks/ablation.py --seed {seed}` (world section: {elapsed / 60:.1f} min on 2 shared CPU "
+        f"Command: `python benchmarks/ablation.py --seed {seed} --world-only"
+        + "".join(f" --compare DIR{i + 1}" for i in range(len(s["judged"]) - 1))
+        + "`"
+        + "".join(f" (DIR{i}: {r['label']})" for i, r in enumerate(s["judged"]) if i)
+        + f" (world section: {elapsed / 60:.1f} min on 2 shared CPU "
         "cores, from the feature cache of `python benchmarks/feature_cache.py`). EfficientNet-Lite2 (ImageNet weights) "
         "on ONNX Runtime; semantic cells; classifier with haversine label smoothing (τ = 75 km), geoscout-lite's recipe.",
         f"Data: {len(v)} views: streetview-croatia (train only), streetview-world, streetview-strips (5 views each), "
@@ -463,55 +519,64 @@ def _markdown(rows, s, v, te_f, im, elapsed, seed, ms) -> str:
             f"{cell(r['im2gps'])} | {cell(r['im2gps'], 'median_km')} | {note} |"
         )
     c = s["calibration"]
-    f = s["final"]
     lines += [
         "",
         f"Best on the validation split: features **{s['features']}**, panoramas **{s['panoramas']}**"
         + "".join(f"; {x}" for x in s["extra_verdict"])
-        + ". The shipped "
-        "model keeps the pooled final features (what the `effnet-lite2` backbone embeds; another feature kind needs "
-        f"its own backbone export) and panoramas as views; on it the guess rule **{s['guess']}** won on the validation "
-        "split. The rows above are untempered (the answer is chosen under the model's own distribution). The "
+        + "."
+        + f" On those features (backbone `{KIND_BACKBONE[s['features']]}`, panoramas as views) the guess rule "
+        f"**{s['guess']}** won on the validation split. The rows above are untempered (the answer is chosen under the "
+        "model's own distribution), except the bold rows, which evaluate bundles themselves (their backbone's "
+        f"features, answer rule and calibration as they ship); the shipped one runs `{s['shipped_backbone']}`. The "
         f"shipped bundle's calibration (method **{c.method}**, fitted on {c.fitted_on}; chosen among global / "
         "novelty / Mondrian by `python benchmarks/train_default.py`, see its model card) states the radii and "
-        "expected scores below; these rows evaluate the shipped bundle itself.",
+        "expected scores below.",
         "",
-        "**Calibration of the shipped bundle** (stated radius coverage; expected vs scored GeoGuessr)",
+        "**Calibration of the judged bundles** (stated radius coverage; expected vs scored GeoGuessr)",
         "",
-        "| test set | n | 50 % radius holds | 68 % radius holds | 90 % radius holds | expected score | scored |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| model | test set | n | 50 % radius holds | 68 % radius holds | 90 % radius holds | expected score | scored |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for key, label in (
-        ("pano", "panoramas, views fused"),
-        ("pano_views", "panoramas, single views"),
-        ("im2gps", "im2gps"),
-    ):
-        m = f[key]
-        lines.append(
-            f"| {label} | {m['n']} | {100 * m['cov50']:.0f} % | {100 * m['cov68']:.0f} % | {100 * m['cov90']:.0f} % | "
-            f"{m['expected']:.0f} | {m['geoguessr']:.0f} |"
-        )
-    g = s["goals"]
+    for r in s["judged"]:
+        for key, label in (
+            ("val", "validation split (single views)"),
+            ("pano", "panoramas, views fused"),
+            ("pano_views", "panoramas, single views"),
+            ("im2gps", "im2gps"),
+        ):
+            m = r[key]
+            lines.append(
+                f"| {r['label']} | {label} | {m['n']} | {100 * m['cov50']:.0f} % | {100 * m['cov68']:.1f} % | "
+                f"{100 * m['cov90']:.1f} % | {m['expected']:.0f} | {m['geoguessr']:.0f} |"
+            )
 
-    def ok(x, t):
-        return "met" if x >= t else "NOT met"
+    def ok(good: bool) -> str:
+        return "met" if good else "**NOT met**"
 
+    for r in s["judged"]:
+        g, f, nn = r["goals"], r, r["nn1"]
+        lines += [
+            "",
+            f"**Goals** (issue 16) of the {r['label']} ({r['backbone']}) vs baselines on the same photos (1-NN on its "
+            f"own features, {r['kind']}):",
+            "",
+            f"- held-out panoramas: {f['pano']['geoguessr']:.0f} vs prior {s['prior']['pano']['geoguessr']:.0f} = "
+            f"{g['pano_prior']:.2f}x (goal >= {GOAL_PRIOR}x: {ok(g['pano_prior'] >= GOAL_PRIOR)}); vs 1-NN "
+            f"{nn['pano']['geoguessr']:.0f} = {g['pano_1nn']:.2f}x (goal >= {GOAL_1NN}x: {ok(g['pano_1nn'] >= GOAL_1NN)})",
+            f"- im2gps: {f['im2gps']['geoguessr']:.0f} vs prior {s['prior']['im']['geoguessr']:.0f} = "
+            f"{g['im_prior']:.2f}x, vs 1-NN {nn['im']['geoguessr']:.0f} = {g['im_1nn']:.2f}x (goal: above both: "
+            f"{ok(min(g['im_prior'], g['im_1nn']) > 1.0)})",
+            f"- im2gps calibration: 68 % radius holds {100 * g['im_cov68']:.1f} % (goal 60-76 %: "
+            f"{ok(0.60 <= g['im_cov68'] <= 0.76)}), 90 % radius {100 * g['im_cov90']:.1f} % (goal 84-95 %: "
+            f"{ok(0.84 <= g['im_cov90'] <= 0.95)}), expected score {f['im2gps']['expected']:.0f} vs scored "
+            f"{f['im2gps']['geoguessr']:.0f} ({100 * g['im_expected_gap']:+.1f} %; goal within 15 %: "
+            f"{ok(abs(g['im_expected_gap']) <= 0.15)})",
+        ]
+    lines.append("")
     lines += [
-        "",
-        "**Goals** (issue 16), shipped configuration vs baselines on the same photos:",
-        "",
-        f"- held-out panoramas: {f['pano']['geoguessr']:.0f} vs prior {s['prior']['pano']['geoguessr']:.0f} = "
-        f"{g['pano_prior']:.2f}x (goal >= {GOAL_PRIOR}x: {ok(g['pano_prior'], GOAL_PRIOR)}); vs 1-NN "
-        f"{s['nn1']['pano']['geoguessr']:.0f} = {g['pano_1nn']:.2f}x (goal >= {GOAL_1NN}x: {ok(g['pano_1nn'], GOAL_1NN)})",
-        f"- im2gps: {f['im2gps']['geoguessr']:.0f} vs prior {s['prior']['im']['geoguessr']:.0f} = {g['im_prior']:.2f}x, "
-        f"vs 1-NN {s['nn1']['im']['geoguessr']:.0f} = {g['im_1nn']:.2f}x (goal: above both: "
-        f"{ok(min(g['im_prior'], g['im_1nn']), 1.0 + 1e-9)})",
-        f"- im2gps calibration: 68 % radius holds {100 * f['im2gps']['cov68']:.0f} % (goal 60-76 %), 90 % radius "
-        f"{100 * f['im2gps']['cov90']:.0f} % (goal 84-95 %), expected score {f['im2gps']['expected']:.0f} vs scored "
-        f"{f['im2gps']['geoguessr']:.0f} ({100 * (f['im2gps']['expected'] / f['im2gps']['geoguessr'] - 1):+.0f} %; goal within 15 %)",
-        "",
         f"ONNX forward cost per photo (batch of 8, median of 3, same run): Lite2 {ms['lite2']:.0f} ms, Lite0 "
         f"{ms['lite0']:.0f} ms, Lite2 multi-output (mean + GeM + stages) {ms.get('lite2-multi', float('nan')):.0f} ms; "
+        f"effnet-lite2-stages (the shipped backbone: final + stage 3-6 pooling) {ms['lite2-stages']:.0f} ms; "
         f"Lite0 + Lite2 together would cost {ms['lite0'] + ms['lite2']:.0f} ms; flip TTA doubles Lite2's.",
         "",
     ]
