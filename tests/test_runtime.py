@@ -36,7 +36,11 @@ HEAVY = ("torch", "pandas", "pyarrow", "scipy", "sklearn", "tqdm", "transformers
 def test_default_locate_imports_no_torch(tmp_path):
     """A fresh interpreter runs ``geoscout locate --example`` (cached export) without importing torch, pandas,
     scipy, scikit-learn or tqdm (benchmarks/locate_speed.py measures what that is worth)."""
-    create_backbone("effnet-lite2")  # exports the ONNX file once, into the same cache the child uses
+    from geoscout.bundle import ModelBundle
+    from geoscout.locator import _builtin_dir
+
+    # the default model's backbone exports its ONNX file once, into the same cache the child uses
+    create_backbone(ModelBundle.load(_builtin_dir("geoscout-lite")).backbone_name)
     src = str(Path(geoscout.__file__).resolve().parents[1])
     env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
     code = (
