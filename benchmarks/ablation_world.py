@@ -576,7 +576,7 @@ def _markdown(rows, s, v, te_f, im, elapsed, seed, ms) -> str:
     lines += [
         f"ONNX forward cost per photo (batch of 8, median of 3, same run): Lite2 {ms['lite2']:.0f} ms, Lite0 "
         f"{ms['lite0']:.0f} ms, Lite2 multi-output (mean + GeM + stages) {ms.get('lite2-multi', float('nan')):.0f} ms; "
-        f"effnet-lite2-stages (the shipped backbone: final + stage 3-6 pooling) {ms['lite2-stages']:.0f} ms; "
+        f"effnet-lite2-stages (final + stage 3-6 pooling, one pass; the candidates' backbone) {ms['lite2-stages']:.0f} ms; "
         f"Lite0 + Lite2 together would cost {ms['lite0'] + ms['lite2']:.0f} ms; flip TTA doubles Lite2's.",
         "",
     ]

@@ -1,14 +1,16 @@
-"""Per-photo cost of the default model's backbone against the previous one, measured in one run (issue 16).
+"""Per-photo cost of ``effnet-lite2-stages`` against ``effnet-lite2``, measured in one run (issue 16).
 
-``effnet-lite2-stages`` (geoscout-lite's backbone: final features + stage 3-6 mean/std pooling) against
+``effnet-lite2-stages`` (final features + stage 3-6 mean/std pooling) against
 ``effnet-lite2`` (pooled final features only), both on ONNX Runtime (the default), on the same real photos,
 interleaved (A, B, A, B, ...) so a busy machine slows both alike; medians over photos. Rows:
 
 - forward pass alone, batch of 1 (what ``locate`` runs for one photo) and batch of 8 (``embed``), per photo;
 - ``Locator.locate`` end to end for one photo (decode, preprocess, forward, head, refinement, calibration; no
-  reverse geocoding, no cues), with the shipped bundle and, given ``--previous DIR``, the bundle shipped before.
+  reverse geocoding, no cues), with the shipped bundle and, given ``--compare DIR``, a bundle on the other backbone.
 
-    python benchmarks/backbone_cost.py [--photos 12] [--previous DIR]
+Ratios are effnet-lite2-stages / effnet-lite2.
+
+    python benchmarks/backbone_cost.py [--photos 12] [--compare DIR]
 """
 
 from __future__ import annotations
@@ -50,7 +52,9 @@ def _interleaved(fns: dict, reps: int) -> dict[str, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--photos", type=int, default=12)
-    ap.add_argument("--previous", metavar="DIR", help="the bundle shipped before (its backbone: effnet-lite2)")
+    ap.add_argument(
+        "--compare", metavar="DIR", help="a bundle on the other backbone (e.g. a candidate on effnet-lite2-stages)"
+    )
     args = ap.parse_args()
     from geoscout.backbones import create_backbone
     from geoscout.locator import load_model
@@ -79,20 +83,18 @@ def main() -> None:
             }
         )
     models = {"shipped": load_model("geoscout-lite", geocode=False)}
-    if args.previous:
-        models["previous"] = load_model(args.previous, geocode=False)
-    by = {k: m.backbone.name for k, m in models.items()}
+    if args.compare:
+        models["compare"] = load_model(args.compare, geocode=False)
     per = {k: [] for k in models}
     for p in photos:
-        t = _interleaved({k: (lambda m=m, p=p: m.locate([str(p)], top_k=5)) for k, m in models.items()}, reps=1)
+        t = _interleaved({k: (lambda m=m, p=p: m.locate([str(p)], top_k=5)) for k, m in models.items()}, reps=3)
         for k in models:
             per[k].append(t[k])
-    loc_ms = {k: 1000 * statistics.median(v) for k, v in per.items()}
+    loc_ms = {models[k].backbone.name: 1000 * statistics.median(v) for k, v in per.items()}
     row = {"what": "Locator.locate, 1 photo (no geocoding, no cues)"}
-    if "previous" in models:
-        row[f"{by['previous']} ms/photo"] = f"{loc_ms['previous']:.0f}"
-        row["ratio"] = f"{loc_ms['shipped'] / loc_ms['previous']:.2f}"
-    row[f"{by['shipped']} ms/photo"] = f"{loc_ms['shipped']:.0f}"
+    row.update({f"{n} ms/photo": f"{v:.0f}" for n, v in loc_ms.items()})
+    if set(loc_ms) == set(names):
+        row["ratio"] = f"{loc_ms[names[1]] / loc_ms[names[0]]:.2f}"
     rows.append(row)
     cols = ["what", "effnet-lite2 ms/photo", "effnet-lite2-stages ms/photo", "ratio"]
     print(

@@ -1,7 +1,8 @@
 """Train the shipped default model geoscout-lite on every ../shared/data training set and write its model card.
 
     python benchmarks/feature_cache.py            # once: embeds every set per view (ONNX Runtime) into the cache
-    python benchmarks/train_default.py --out src/geoscout/models/geoscout-lite --features mean+stages --retrieval int8
+    python benchmarks/train_default.py --out src/geoscout/models/geoscout-lite   # the shipped model
+    python benchmarks/train_default.py --out DIR --features mean+stages --retrieval int8   # the stage-feature candidate
 
 Training data: streetview-croatia, streetview-world, streetview-strips (5 views each), osv5m-sample and
 streetview-panoramas (4 views each, one location per panorama), from the feature cache (the same vectors
@@ -36,14 +37,14 @@ def main() -> None:
     ap.add_argument("--guess", default="expected-score", choices=("expected-score", "mode", "median"))
     ap.add_argument(
         "--features",
-        default="mean+stages",
+        default="mean",
         choices=tuple(KIND_BACKBONE),
         help="feature kind of the cache = the backbone the model runs (mean: effnet-lite2, "
         "mean+stages: effnet-lite2-stages)",
     )
     ap.add_argument(
         "--retrieval",
-        default="int8",
+        default="float16",
         choices=("float16", "int8"),
         help="storage of the retrieval index (int8: per-row scale, half the size)",
     )
