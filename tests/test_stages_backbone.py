@@ -88,3 +88,34 @@ def test_vector_equals_the_feature_cache_row(stages, shared_data, tmp_path, monk
     assert want.shape == got.shape == (len(rows), 2208)
     assert np.abs(got - want).max() < CACHE_ATOL, np.abs(got - want).max()
     assert (got * want).sum(axis=1).min() > 0.99999
+
+
+@pytest.mark.slow
+def test_a_bundle_on_it_answers_the_same_top1_on_both_runtimes(shared_data, sample, tmp_path):
+    """The user's path: train a bundle on effnet-lite2-stages embeddings of real photos (int8 retrieval index),
+    then locate real photos it never saw with ONNX Runtime (default) and with torch: same top-1 cell."""
+    from geoscout.bundle import ModelBundle
+    from geoscout.locator import load_model
+    from geoscout.train import train_model
+
+    bundle = train_model(
+        [shared_data("streetview-world"), shared_data("osv5m-sample")],
+        backbone="effnet-lite2-stages",
+        cells="grid:10",
+        epochs=10,
+        seed=0,
+        store_dir=tmp_path / "stores",
+        progress=False,
+    )
+    assert bundle.backbone_name == "effnet-lite2-stages" and bundle.backbone_fingerprint["dim"] == 2208
+    bundle.retrieval = bundle.retrieval.as_int8()
+    out = bundle.save(tmp_path / "bundle")
+    assert ModelBundle.load(out, verify=True).retrieval.int8
+    photos = [p for p in sample if "im2gps" in str(p)]  # never trained on
+    a = load_model(out, runtime="onnx", geocode=False).locate(photos, top_k=3)
+    b = load_model(out, runtime="torch", geocode=False).locate(photos, top_k=3)
+    assert len(a) == len(b) == len(photos) >= 3 and not any(p.error for p in a + b)
+    assert [p.candidates[0].cell for p in a] == [p.candidates[0].cell for p in b]
+    pa = np.array([p.candidates[0].probability for p in a])
+    pb = np.array([p.candidates[0].probability for p in b])
+    assert np.abs(pa - pb).max() < 0.01, np.abs(pa - pb).max()
