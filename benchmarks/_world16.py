@@ -62,9 +62,11 @@ def feature(z, kind: str) -> np.ndarray:
         return _l2(z["mean"])
     if kind == "gem":
         return _l2(z["gem"])
-    if kind == "mean+stages":
+    if kind == "mean+stages":  # what the effnet-lite2-stages backbone embeds (geoscout.backbones.efficientnet_lite)
+        from geoscout.backbones._lite import STAGES_WEIGHT
+
         st = z["stages"].astype(np.float32)
-        return _l2(np.concatenate([_l2(z["mean"]), 0.5 * _l2(st)], axis=1))
+        return _l2(np.concatenate([_l2(z["mean"]), STAGES_WEIGHT * _l2(st)], axis=1))
     raise ValueError(kind)
 
 

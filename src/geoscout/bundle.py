@@ -233,7 +233,7 @@ class ModelBundle:
             else {
                 "n": len(self.retrieval),
                 "dim": int(self.retrieval.vectors.shape[1]),
-                "storage": "int8" if self.retrieval.int8 else "float16",
+                **({"storage": "int8"} if self.retrieval.int8 else {}),  # float16 (the default) is not written
             },
             "training": self.training,
             **({"calibration": self.calibration.to_dict()} if self.calibration is not None else {}),

@@ -16,6 +16,7 @@ from geoscout.errors import MissingWeights
 __all__ = [
     "LITE_CONFIGS",
     "POOLED_STAGES",
+    "STAGES_WEIGHT",
     "LiteConfig",
     "packaged_weights_path",
     "resolve_weights",
