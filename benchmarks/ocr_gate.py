@@ -10,14 +10,17 @@ only inside the gate's regions was measured too and lost more: the small copy mi
 The grid is chosen on a VALIDATION split (location fold 0 of ``cues.py``: ~1 degree cells) - the cheapest
 setting that loses no place's evidence there - and reported on fold 1 and on every set.
 
-    nice -n 5 python benchmarks/ocr_gate.py            # maps once (cached), then the grid
+    nice -n 5 python benchmarks/ocr_gate.py                   # the gate's maps once (cached), then the grid
+    nice -n 5 python benchmarks/ocr_gate.py --sizes 384,448,512   # smaller gates (they lose text)
+
+Every place with text is measured, and 1 in 4 of the others (``--no-text-share``); shares of views and
+times weight those by 4.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -28,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _cue_cache as cc
 from _common import markdown_table, need_shared
 
-SIZES = tuple(int(x) for x in os.environ.get("GATE_SIZES", "384,448,512").split(","))
+SIZES = (640, 768)  # --sizes
 THRESHOLDS = (0.002, 0.005, 0.01, 0.02, 0.05)
 MIN_AREAS = (1, 2, 4)
 
@@ -227,11 +230,14 @@ def _wmedian(x, w) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--measure-only", action="store_true")
+    ap.add_argument("--sizes", default="640,768", help="gate sizes (px, comma-separated) of the grid")
     ap.add_argument(
         "--no-text-share", type=int, default=4, help="measure every place with text and 1 in N of the others"
     )
     args = ap.parse_args()
     need_shared()
+    global SIZES
+    SIZES = tuple(int(x) for x in args.sizes.split(","))
     from cues import _fold
 
     us = cc.units()
