@@ -275,7 +275,7 @@ def _pooled(name, us, visual, preds, truth_c, text) -> dict:
     for s in dict.fromkeys(u.set for u in us):
         idx = [i for i in allp if us[i].set == s]
         v, c = _metrics(us, idx, visual, truth_c), _metrics(us, idx, preds, truth_c)
-        if c["country %"] < v["country %"] or c["GeoGuessr"] < v["GeoGuessr"] - 0.5:
+        if c["country %"] < v["country %"] or c["GeoGuessr"] < v["GeoGuessr"] - 0.05:
             worse.append(s)
     return {
         "evidence rules": name,
