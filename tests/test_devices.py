@@ -34,8 +34,9 @@ def test_resolve_precision():
     assert resolve_precision("auto", "cpu") == "fp32" and resolve_precision("fp32", "cpu") == "fp32"
     with pytest.raises(InvalidInput, match="GPUs"):
         resolve_precision("fp16", "cpu")
-    with pytest.raises(InvalidInput, match="auto, fp32, fp16, bf16"):
-        resolve_precision("int8", "cpu")
+    with pytest.raises(InvalidInput, match="auto, fp32, fp16, bf16, int8"):
+        resolve_precision("int4", "cpu")
+    assert resolve_precision("int8", "cpu") == "int8"
 
 
 def test_create_backbone_auto_and_cpu_autocast_is_fp32():

@@ -324,3 +324,73 @@ def test_onnx_runtime_is_the_default_and_agrees_with_torch(tiny_clip_dir, photos
     la = load_model("geoclip", weights=str(tiny_clip_dir), geocode=False).locate(photos, top_k=3)
     lb = load_model("geoclip", weights=str(tiny_clip_dir), runtime="torch", geocode=False).locate(photos, top_k=3)
     assert [(p.top.lat, p.top.lon) for p in la] == [(p.top.lat, p.top.lon) for p in lb]
+
+
+def test_int8_tower_agrees_with_torch_and_has_its_own_fingerprint(tiny_clip_dir, photos, geoscout_home, tmp_path):
+    """``precision="int8"``: the encoder's MatMuls run in int8 on ONNX Runtime (its own cached model, built from
+    the fp32 export without an fp32 session in between); on real photos its features stay within cosine 0.995 of
+    torch's and its top-1 gallery point is among torch's top 5. Its fingerprint (so the ONNX cache key and every
+    embedding store) differs from fp32's: an fp32 store refuses int8 vectors, naming the numerics."""
+    pytest.importorskip("onnxruntime")
+    from PIL import Image
+
+    from geoscout.backbones import create_backbone
+    from geoscout.backbones.onnx_runtime import INT8_SCHEME, onnx_path
+    from geoscout.embeddings import embed_dataset
+    from geoscout.geoclip._wheel import wheel_gallery
+    from geoscout.heads.geoclip import GeoCLIPHead
+
+    q = create_backbone("geoclip", weights=tiny_clip_dir, precision="int8")
+    ref = create_backbone("geoclip", weights=tiny_clip_dir, runtime="torch")
+    assert (q.runtime, q.precision, ref.precision) == ("onnx", "int8", "fp32")
+    assert q.fingerprint()["quantization"] == INT8_SCHEME and "quantization" not in ref.fingerprint()
+    assert q.fingerprint_hash() != ref.fingerprint_hash()
+    fp32_file, int8_file = onnx_path(q, precision="fp32"), onnx_path(q)
+    assert fp32_file == onnx_path(ref) and int8_file != fp32_file
+    assert fp32_file.is_file() and int8_file.is_file()
+    assert int8_file.stat().st_size < fp32_file.stat().st_size
+    pils = []
+    for p in photos:
+        with Image.open(p) as im:
+            pils.append(im.convert("RGB"))
+    a, b = q.encode(pils), ref.encode(pils)
+    cos = (a * b).sum(axis=1)
+    assert cos.min() > 0.995, cos
+    assert not np.allclose(a, b, atol=1e-6)  # it is a different numeric path, not the fp32 one renamed
+    head = GeoCLIPHead(gallery=wheel_gallery()[:SUBSET])
+    ia, _ = head.predict_topk_indices(a, 1)
+    ib, _ = head.predict_topk_indices(b, 5)
+    assert all(int(x[0]) in set(y.tolist()) for x, y in zip(ia, ib))
+    # a second int8 backbone reuses the cached int8 model
+    mtime = int8_file.stat().st_mtime_ns
+    again = create_backbone("geoclip", weights=tiny_clip_dir, precision="int8")
+    assert again._module is None and int8_file.stat().st_mtime_ns == mtime
+    # an embedding store made in fp32 refuses int8 vectors (and says why)
+    import pandas as pd
+
+    root = Path(photos[0]).parent.parent
+    frame = pd.read_csv(root / "manifest.csv").head(2)
+    ds_dir = tmp_path / "ds"
+    (ds_dir / "images").mkdir(parents=True)
+    for p in frame["path"]:
+        (ds_dir / "images" / Path(p).name).write_bytes((root / p).read_bytes())
+    frame.assign(path=["images/" + Path(p).name for p in frame["path"]]).to_csv(ds_dir / "manifest.csv", index=False)
+    store = tmp_path / "store"
+    embed_dataset(str(ds_dir), backbone=ref, out=store, progress=False)
+    with pytest.raises(InvalidInput, match=r"fp32.*int8 \(ort-dynamic"):
+        embed_dataset(str(ds_dir), backbone=q, out=store, progress=False)
+
+
+def test_int8_precision_refusals(tiny_clip_dir, geoscout_home):
+    """int8 is offered only where it is built and measured: geoclip on ONNX Runtime on the CPU."""
+    from geoscout.backbones import create_backbone
+    from geoscout.devices import resolve_precision
+
+    with pytest.raises(InvalidInput, match="runtime onnx"):
+        create_backbone("geoclip", weights=tiny_clip_dir, precision="int8", runtime="torch")
+    with pytest.raises(InvalidInput, match="offered for the geoclip backbone"):
+        create_backbone("effnet-lite0", precision="int8")
+    with pytest.raises(InvalidInput, match="runs on the CPU"):
+        resolve_precision("int8", "cuda")
+    with pytest.raises(InvalidInput, match="auto, fp32, fp16, bf16, int8"):
+        resolve_precision("int4", "cpu")

@@ -3,7 +3,9 @@
 ``auto`` picks the first CUDA GPU torch can see, else the CPU. On a GPU the backbone runs under
 ``torch.autocast`` in bfloat16 (GPUs that support it) or float16 (``precision="auto"``); on the CPU it runs in
 float32. Embeddings always come back as float32 and L2-normalised, so stores and bundles do not depend on it
-(the backbone fingerprint does not include the precision: fp16/bf16 agree with fp32 to cosine > 0.99).
+(the backbone fingerprint does not include fp16/bf16: they agree with fp32 to cosine > 0.99). ``int8`` (opt-in, CPU,
+ONNX Runtime, the ``geoclip`` backbone) runs the tower with int8 weights and dynamically quantised activations: it
+is a different numeric path, so it is part of the fingerprint (its embeddings never mix with fp32 ones).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from .errors import InvalidInput
 __all__ = ["DEVICES", "PRECISIONS", "autocast", "cuda_available", "resolve_device", "resolve_precision"]
 
 DEVICES = ("cpu", "cuda", "auto")
-PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+PRECISIONS = ("auto", "fp32", "fp16", "bf16", "int8")
 
 
 def cuda_available() -> bool:
@@ -52,7 +54,8 @@ def resolve_device(device: str | None) -> str:
 
 
 def resolve_precision(precision: str | None, device: str) -> str:
-    """``"auto"`` -> ``"bf16"`` (GPUs with bfloat16) / ``"fp16"`` (other GPUs) / ``"fp32"`` (CPU); checks the value."""
+    """``"auto"`` -> ``"bf16"`` (GPUs with bfloat16) / ``"fp16"`` (other GPUs) / ``"fp32"`` (CPU); checks the value
+    (``int8`` is for the CPU only)."""
     p = (precision or "auto").strip().lower()
     if p not in PRECISIONS:
         raise InvalidInput(f"precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
@@ -65,6 +68,8 @@ def resolve_precision(precision: str | None, device: str) -> str:
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     if p in ("fp16", "bf16") and not on_gpu:
         raise InvalidInput(f"precision {p}: mixed precision is for GPUs here; use fp32 (or auto) on the CPU")
+    if p == "int8" and on_gpu:
+        raise InvalidInput("precision int8 runs on the CPU (ONNX Runtime); use --device cpu, or fp16/bf16 on a GPU")
     return p
 
 

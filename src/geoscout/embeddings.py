@@ -68,6 +68,12 @@ def _jsonable(obj: Any) -> Any:
     return json.loads(json.dumps(obj, sort_keys=True, default=str))
 
 
+def _numerics(fingerprint: dict[str, Any]) -> str:
+    """``int8 (<scheme>)`` for a quantised backbone's fingerprint, else ``fp32``."""
+    q = fingerprint.get("quantization")
+    return f"int8 ({q})" if q else "fp32"
+
+
 def _l2(x: np.ndarray) -> np.ndarray:
     return l2_normalize(x).astype(np.float32, copy=False)
 
@@ -575,9 +581,9 @@ def _embed_locked(
         if store.fingerprint != fp or store.options != opts:
             raise InvalidInput(
                 f"{path}: the store was made with {store.fingerprint.get('backbone')} "
-                f"(weights {str(store.fingerprint.get('weights_sha256'))[:12]}, options {store.options}) but this run uses "
-                f"{fp['backbone']} (weights {str(fp['weights_sha256'])[:12]}, options {opts}); pass --overwrite to "
-                "replace it or -o to write elsewhere"
+                f"(weights {str(store.fingerprint.get('weights_sha256'))[:12]}, {_numerics(store.fingerprint)}, "
+                f"options {store.options}) but this run uses {fp['backbone']} (weights {str(fp['weights_sha256'])[:12]}, "
+                f"{_numerics(fp)}, options {opts}); pass --overwrite to replace it or -o to write elsewhere"
             )
         store._repair()
     else:

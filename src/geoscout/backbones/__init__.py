@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from geoscout.errors import InvalidInput
+
 from ._registry import BACKBONES
 from .base import Backbone, BackboneInfo, MissingDependency, safe_name
 
@@ -106,11 +108,19 @@ def create_backbone(
     ``runtime`` is ``"auto"`` (ONNX Runtime for the EfficientNet-Lite and GeoCLIP backbones when it is installed and
     ``device`` is the CPU, torch otherwise), ``"onnx"`` (exported once and cached) or ``"torch"``;
     ``device`` is ``cpu``, ``cuda``, ``cuda:N`` or ``auto``; ``precision`` ``auto`` (bf16/fp16 autocast on a
-    GPU, fp32 on the CPU), ``fp32``, ``fp16`` or ``bf16`` (see :mod:`geoscout.devices`)."""
+    GPU, fp32 on the CPU), ``fp32``, ``fp16``, ``bf16`` or ``int8`` (``geoclip`` on ONNX Runtime: int8 MatMul
+    weights, faster on a CPU, its own fingerprint; see :mod:`geoscout.devices`)."""
     from geoscout.devices import resolve_device, resolve_precision
 
     device = resolve_device(device)
     prec = resolve_precision(precision, device)
+    if prec == "int8":
+        if runtime == "torch":
+            raise InvalidInput("precision int8 runs on ONNX Runtime; use --runtime onnx (or auto) with it")
+        # built without a runtime session, then started once on the int8 model (no fp32 session built in between)
+        bb = BACKBONES.create(name, weights=weights, device=device, runtime="torch")
+        bb.start_onnx("int8")
+        return bb
     bb = BACKBONES.create(name, weights=weights, device=device, runtime=runtime)
     bb.precision = prec
     return bb

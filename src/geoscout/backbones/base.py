@@ -126,6 +126,8 @@ class Backbone:
     weights_sha: str
     #: ``runtime="auto"`` picks ONNX Runtime for backbones that set this (when it is installed, on the CPU)
     prefers_onnx: bool = False
+    #: ``precision="int8"`` (ONNX Runtime, dynamic int8 MatMuls) is offered for backbones that set this
+    supports_int8: bool = False
 
     def __init__(
         self,
@@ -151,17 +153,30 @@ class Backbone:
         device = self.device
         if runtime == "auto":
             runtime = "onnx" if self.prefers_onnx and device == "cpu" and onnxruntime_available() else "torch"
-        self.precision = "fp32"  #: fp32, fp16 or bf16 (autocast on a GPU); create_backbone(precision=...) sets it
+        self.precision = "fp32"  #: fp32, fp16/bf16 (autocast on a GPU) or int8 (ONNX Runtime); see create_backbone
         self.runtime = runtime
         self._module = module.eval().to(device) if module is not None else None
         self._module_factory = module_factory
         self._ort = None
         if runtime == "onnx":
-            if device != "cpu":
-                raise InvalidInput("runtime='onnx' runs on the CPU; use device='cpu' (or runtime='torch' on a GPU)")
-            from .onnx_runtime import onnx_session
+            self.start_onnx()
 
-            self._ort = onnx_session(self)
+    def start_onnx(self, precision: str = "fp32") -> None:
+        """Run the tower on ONNX Runtime from now on, in ``precision`` ``fp32`` (the export) or ``int8`` (its
+        MatMul weights quantised to int8, activations quantised per call; see :mod:`.onnx_runtime`)."""
+        if self.device != "cpu":
+            raise InvalidInput("runtime='onnx' runs on the CPU; use device='cpu' (or runtime='torch' on a GPU)")
+        if precision not in ("fp32", "int8"):
+            raise InvalidInput(f"{self.name}: ONNX Runtime runs fp32 or int8 here, not {precision!r}")
+        if precision == "int8" and not self.supports_int8:
+            raise InvalidInput(
+                f"{self.name}: precision int8 is offered for the geoclip backbone (a ViT, where int8 MatMuls pay); "
+                "use fp32 (or auto) for this backbone"
+            )
+        from .onnx_runtime import onnx_session
+
+        self.precision, self.runtime = precision, "onnx"
+        self._ort = onnx_session(self)
 
     @property
     def module(self) -> torch.nn.Module:
@@ -182,18 +197,24 @@ class Backbone:
         return self.info.input_size
 
     def fingerprint(self) -> dict[str, Any]:
-        """What makes two embeddings comparable: backbone name, weights SHA-256, preprocessing, dim.
-        (The runtime is not part of it: ONNX and torch agree to cosine > 0.999.)"""
-        return {
+        """What makes two embeddings comparable: backbone name, weights SHA-256, preprocessing, dim, and the
+        quantisation when the tower runs in int8. (The runtime and fp16/bf16 autocast are not part of it: ONNX and
+        torch agree to cosine > 0.999; int8 agrees less closely, so its vectors never mix with fp32 ones.)"""
+        fp: dict[str, Any] = {
             "backbone": self.name,
             "weights_sha256": self.weights_sha,
             "preprocessing": self.info.preprocessing(),
             "dim": self.dim,
         }
+        if self.precision == "int8":
+            from .onnx_runtime import INT8_SCHEME
+
+            fp["quantization"] = INT8_SCHEME
+        return fp
 
     def fingerprint_hash(self) -> str:
         """Short stable hash of :meth:`fingerprint`."""
-        return hashlib.sha256(json.dumps(self.fingerprint(), sort_keys=True).encode()).hexdigest()[:16]
+        return fingerprint_digest(self.fingerprint())
 
     def __repr__(self) -> str:
         return (
@@ -293,6 +314,11 @@ class Backbone:
     @property
     def has_text(self) -> bool:
         return False
+
+
+def fingerprint_digest(fingerprint: dict[str, Any]) -> str:
+    """Short stable hash of a backbone fingerprint (what names its caches)."""
+    return hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _l2(x: np.ndarray) -> np.ndarray:

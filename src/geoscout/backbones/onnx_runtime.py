@@ -15,6 +15,7 @@ class Backbone(Protocol):
 
     name: str
     device: str
+    precision: str
 
     @property
     def module(self) -> Any: ...
@@ -22,22 +23,79 @@ class Backbone(Protocol):
     @property
     def input_size(self) -> int: ...
 
+    def fingerprint(self) -> dict[str, Any]: ...
+
     def fingerprint_hash(self) -> str: ...
 
 
-__all__ = ["export_onnx", "onnx_path", "onnx_session"]
+__all__ = ["INT8_SCHEME", "export_onnx", "onnx_path", "onnx_session", "quantize_int8"]
+
+#: The int8 numeric path (part of the fingerprint of an int8 backbone; change it when the recipe changes):
+#: ONNX Runtime's dynamic quantisation of the MatMuls with a constant weight inside the transformer encoder (its
+#: attention projections and MLPs: ~97 % of a ViT's multiply-adds), weights int8 per output channel, activations
+#: uint8 with a per-tensor scale computed on each call. The attention products (two activations), LayerNorms,
+#: softmax, the patch convolution and everything after the encoder (projection, GeoCLIP's MLP) stay fp32.
+INT8_SCHEME = "ort-dynamic-int8-encoder-matmuls-per-channel-v1"
 
 
-def onnx_path(backbone: Backbone) -> Path:
-    """Where the exported model lives: ``cache_dir("onnx")/<name>-<fingerprint hash>.onnx``."""
+def onnx_path(backbone: Backbone, *, precision: str | None = None) -> Path:
+    """Where the model lives: ``cache_dir("onnx")/<name>-<fingerprint hash>.onnx``. The fp32 export is keyed by
+    the fp32 fingerprint; the int8 model (``precision="int8"``, default: the backbone's) by the int8 one."""
     from geoscout._io import cache_dir
 
-    return cache_dir("onnx") / f"{safe_name(backbone.name)}-{backbone.fingerprint_hash()}.onnx"
+    from .base import fingerprint_digest
+
+    fp = dict(backbone.fingerprint())
+    if (precision or backbone.precision) != "int8":
+        fp.pop("quantization", None)
+    else:
+        fp["quantization"] = INT8_SCHEME
+    return cache_dir("onnx") / f"{safe_name(backbone.name)}-{fingerprint_digest(fp)}.onnx"
+
+
+def quantize_int8(source: str | Path, target: str | Path) -> Path:
+    """Write ``source`` (an fp32 ONNX model) quantised by :data:`INT8_SCHEME` to ``target`` atomically (kept when
+    it exists). About 4x smaller; measured on ViT-L/14 on 2 CPU cores: ~1.6x less CPU time per forward pass."""
+    target = Path(target)
+    if target.is_file():
+        return target
+    import logging
+
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from geoscout._io import atomic_path
+
+    graph = onnx.load(str(source), load_external_data=False).graph
+    weights = {t.name for t in graph.initializer}
+    nodes = [n.name for n in graph.node if n.op_type == "MatMul" and "/encoder/" in n.name and n.input[1] in weights]
+    if not nodes:
+        raise GeoscoutError(f"{source}: no transformer-encoder MatMul to quantise to int8; use precision fp32")
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # quantize_dynamic logs a pre-processing hint on the root logger
+    try:
+        with atomic_path(target) as tmp:
+            quantize_dynamic(
+                str(source),
+                str(tmp),
+                op_types_to_quantize=["MatMul"],
+                nodes_to_quantize=nodes,
+                per_channel=True,
+                weight_type=QuantType.QInt8,
+                extra_options={"MatMulConstBOnly": True},
+            )
+    except Exception as exc:
+        raise GeoscoutError(f"{source}: int8 quantisation failed ({exc}); use precision fp32") from exc
+    finally:
+        root.setLevel(level)
+    return target
 
 
 def export_onnx(backbone: Backbone, path: str | Path | None = None) -> Path:
-    """Export ``backbone.module`` (input ``pixels`` (n,3,S,S), output ``features`` (n,dim)) atomically; returns the path."""
-    target = Path(path) if path is not None else onnx_path(backbone)
+    """Export ``backbone.module`` in fp32 (input ``pixels`` (n,3,S,S), output ``features`` (n,dim)) atomically;
+    returns the path."""
+    target = Path(path) if path is not None else onnx_path(backbone, precision="fp32")
     if target.is_file() and path is None:
         return target  # cached: no torch import at all
     import torch
@@ -68,7 +126,8 @@ def export_onnx(backbone: Backbone, path: str | Path | None = None) -> Path:
 
 
 def onnx_session(backbone: Backbone):
-    """An ONNX Runtime CPU session for the backbone, exporting it first if needed.
+    """An ONNX Runtime CPU session for the backbone, exporting it first if needed (and quantising the export
+    when ``backbone.precision`` is ``int8``).
 
     Uses all cores this process may use for intra-op parallelism and one inter-op thread
     (a CNN is a chain of ops; on a 2-core machine more threads only add contention), without spinning.
@@ -81,6 +140,8 @@ def onnx_session(backbone: Backbone):
     except ModuleNotFoundError:
         raise MissingDependency("runtime='onnx' needs ONNX Runtime: pip install onnxruntime") from None
     path = export_onnx(backbone)
+    if backbone.precision == "int8":
+        path = quantize_int8(path, onnx_path(backbone, precision="int8"))
     optimized = path.with_name(f"{path.stem}.ort{safe_name(ort.__version__)}-{_cpu_tag()}.optimized.onnx")
     if optimized.is_file():
         try:

@@ -23,7 +23,9 @@ Device = Annotated[
 Precision = Annotated[
     str,
     typer.Option(
-        "--precision", help="Backbone precision: auto (bf16/fp16 autocast on a GPU, fp32 on CPU), fp32, fp16, bf16."
+        "--precision",
+        help="Backbone precision: auto (bf16/fp16 autocast on a GPU, fp32 on CPU), fp32, fp16, bf16, or int8 "
+        "(geoclip on the CPU: int8 weights on ONNX Runtime, faster, approximate; its own embedding fingerprint).",
     ),
 ]
 #: The inference runtime of the backbone (default ``"auto"``); check it with :func:`check_runtime`.
