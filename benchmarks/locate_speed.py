@@ -10,7 +10,8 @@ GeoCLIP's real location encoder, image MLP, logit scale and 100k GPS gallery fro
   per photo (batch of 1) and batched.
 
 Each side runs in its own subprocess (sequentially) so peak memory is per side. Prints per-photo latency
-(ONNX Runtime, the default, and ``--runtime torch``) beside the bound, CLIP ViT-L/14's vision forward pass
+(ONNX Runtime, the default; ``--runtime torch``; the opt-in ``--precision int8``, with its agreement with fp32
+on ``--agree`` real photos) beside the bound, CLIP ViT-L/14's vision forward pass
 alone (goal: locate <= 1.25x of it), throughput, the speed-up vs the peer (goal: >= 15x per photo), top-1
 agreement and peak RSS; then the cold start
 of the ``geoscout locate`` CLI with the default model beside ``python -c "import torch"`` (goal: ratio <= 1,
@@ -110,7 +111,7 @@ def _side_theirs(clip: str, photos: list[str], top_k: int) -> dict:
     }
 
 
-def _side_ours(clip: str, photos: list[str], top_k: int, batch: int) -> dict:
+def _side_ours(clip: str, photos: list[str], top_k: int, batch: int, agree: list[str]) -> dict:
     import numpy as np
     import torch
     from PIL import Image
@@ -132,15 +133,23 @@ def _side_ours(clip: str, photos: list[str], top_k: int, batch: int) -> dict:
     loc_torch = load_model("geoclip", weights=clip, geocode=False, runtime="torch")
     loc_torch.backbone.module  # noqa: B018 - build the torch tower now, not inside the first timed call
     load_torch_s = time.perf_counter() - t0
+    # the opt-in int8 tower (--precision int8): quantised once per weights, then cached like the fp32 export
+    from geoscout.backbones.onnx_runtime import onnx_path
+
+    had_int8 = onnx_path(loc.backbone, precision="int8").is_file()
+    t0 = time.perf_counter()
+    loc8 = load_model("geoclip", weights=clip, geocode=False, precision="int8")
+    load_int8_s = time.perf_counter() - t0
     # the bound: CLIP ViT-L/14's vision forward pass alone (transformers, torch, batch of 1), nothing else
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
     vision = CLIPVisionModelWithProjection.from_pretrained(clip, use_safetensors=True).eval()
-    loc.batch_size = loc_torch.batch_size = batch
+    loc.batch_size = loc_torch.batch_size = loc8.batch_size = batch
     loc.locate(photos[:1], top_k=top_k)  # warm-up
     loc_torch.locate(photos[:1], top_k=top_k)
-    lat, lat_torch, bare_torch, bare_onnx, tops = [], [], [], [], []
+    loc8.locate(photos[:1], top_k=top_k)
+    lat, lat_torch, lat_int8, bare_torch, bare_onnx, bare_int8, tops = [], [], [], [], [], [], []
     for p in photos:  # interleaved, so that every pipeline sees the same load
         t = time.perf_counter()
         pred = loc.locate([p], top_k=top_k)[0]
@@ -160,6 +169,12 @@ def _side_ours(clip: str, photos: list[str], top_k: int, batch: int) -> dict:
         t = time.perf_counter()
         loc.backbone.forward_features(x)
         bare_onnx.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        loc8.locate([p], top_k=top_k)
+        lat_int8.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        loc8.backbone.forward_features(x)
+        bare_int8.append(time.perf_counter() - t)
     t = time.perf_counter()
     loc.locate(photos, top_k=top_k)
     batch_s = time.perf_counter() - t
@@ -171,6 +186,22 @@ def _side_ours(clip: str, photos: list[str], top_k: int, batch: int) -> dict:
     feats = loc.backbone.encode(pils)
     raw = loc.head.predict_topk(feats, top_k)
     raw_tops = [[[c.lat, c.lon] for c in r] + [[r[0].probability, 0.0]] for r in raw]
+    # int8 vs fp32 on real photos (the timed ones and `agree` more): feature cosine, top-1 over the whole gallery
+    from geoscout.geo import haversine_km
+
+    cos, top_same, top_km = [], 0, []
+    gallery = np.asarray(loc.head.gallery_)
+    for i in range(0, len(agree), batch):
+        ims = []
+        for p in agree[i : i + batch]:
+            with Image.open(p) as im:
+                ims.append(im.convert("RGB"))
+        f32, f8 = loc.backbone.encode(ims), loc8.backbone.encode(ims)
+        cos += (f32 * f8).sum(axis=1).tolist()
+        i32 = loc.head.predict_topk_indices(f32, 1)[0][:, 0]
+        i8 = loc8.head.predict_topk_indices(f8, 1)[0][:, 0]
+        top_same += int((i32 == i8).sum())
+        top_km += haversine_km(gallery[i32, 0], gallery[i32, 1], gallery[i8, 0], gallery[i8, 1]).tolist()
     exif_rot = []
     for p in photos:
         with Image.open(p) as im:
@@ -181,6 +212,13 @@ def _side_ours(clip: str, photos: list[str], top_k: int, batch: int) -> dict:
         "had_export": had_export,
         "load_s": load_s,
         "load_torch_s": load_torch_s,
+        "load_int8_s": load_int8_s,
+        "had_int8": had_int8,
+        "latency_int8_s": lat_int8,
+        "bare_int8_s": bare_int8,
+        "int8_cos": cos,
+        "int8_top_same": top_same,
+        "int8_top_km": top_km,
         "latency_s": lat,
         "latency_torch_s": lat_torch,
         "bare_torch_s": bare_torch,
@@ -254,6 +292,7 @@ def main() -> None:
     ap.add_argument("--photos", type=int, default=8, help="photos from ../shared/data/im2gps for geoscout")
     ap.add_argument("--theirs", type=int, default=3, help="how many of them geoclip's predict runs on (~16 s each)")
     ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--agree", type=int, default=32, help="im2gps photos on which int8 is compared with fp32")
     ap.add_argument("--top-k", type=int, default=5)
     ap.add_argument("--clip-dir", help="keep the random ViT-L/14 checkpoint here and reuse it on later runs")
     ap.add_argument("--cold-runs", type=int, default=5, help="runs of the CLI cold-start measurement")
@@ -269,7 +308,7 @@ def main() -> None:
 
     if args.side:  # a child process: one side, results as JSON
         res = (
-            _side_ours(args.clip, photos, args.top_k, args.batch)
+            _side_ours(args.clip, photos, args.top_k, args.batch, _photos(max(args.agree, args.photos)))
             if args.side == "ours"
             else _side_theirs(args.clip, photos[: args.theirs], args.top_k)
         )
@@ -304,6 +343,8 @@ def main() -> None:
                 str(args.batch),
                 "--top-k",
                 str(args.top_k),
+                "--agree",
+                str(args.agree),
             ]
             t = time.perf_counter()
             subprocess.run(cmd, check=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
@@ -328,6 +369,8 @@ def main() -> None:
     ours_torch = statistics.median(ours["latency_torch_s"])
     bound = statistics.median(ours["bare_torch_s"])
     bare_onnx = statistics.median(ours["bare_onnx_s"])
+    ours_int8 = statistics.median(ours["latency_int8_s"])
+    bare_int8 = statistics.median(ours["bare_int8_s"])
     rows = [
         {
             "pipeline": "geoclip GeoCLIP.predict",
@@ -353,6 +396,14 @@ def main() -> None:
             "photos/s": ours_tput,
             "peak RSS MiB": ours["peak_rss_mb"],
         },
+        {
+            "pipeline": "geoscout locate --model geoclip --precision int8 (opt-in)",
+            "photos": ours["n"],
+            "load s": ours["load_int8_s"],
+            "per-photo s (median)": ours_int8,
+            "photos/s": 1.0 / statistics.mean(ours["latency_int8_s"]),
+            "peak RSS MiB": float("nan"),
+        },
     ]
     print()
     print(markdown_table(rows))
@@ -376,6 +427,19 @@ def main() -> None:
         f"{theirs_lat / ours_lat_same:.1f}x; goal >= 15x: {'met' if theirs_lat / ours_lat >= 15 else 'NOT met'})"
     )
     print(f"speed-up in throughput (batched vs one by one): {ours_tput / theirs_tput:.1f}x")
+    cos = ours["int8_cos"]
+    km = sorted(ours["int8_top_km"])
+    print(
+        f"--precision int8 (opt-in): locate {ours_int8:.3f} s per photo, ratio {ours_int8 / bound:.2f} to the bound, "
+        f"{theirs_lat / ours_int8:.1f}x GeoCLIP.predict (goal >= 15x: {'met' if theirs_lat / ours_int8 >= 15 else 'NOT met'}); "
+        f"its forward pass alone {bare_int8:.3f} s ({bare_onnx / bare_int8:.2f}x faster than fp32 ONNX); int8 model "
+        f"{'cached' if ours['had_int8'] else 'quantised in this run (once per weights)'}, load {ours['load_int8_s']:.1f} s"
+    )
+    print(
+        f"int8 vs fp32 on {len(cos)} im2gps photos (random ViT-L/14 weights): feature cosine min {min(cos):.4f} "
+        f"median {statistics.median(cos):.4f}; same top-1 of the {ours['gallery']} gallery points on "
+        f"{ours['int8_top_same']}/{len(cos)}; top-1 moved by median {statistics.median(km):.0f} km, max {km[-1]:.0f} km"
+    )
     print(
         f"top-1 equal to GeoCLIP.predict: {agree_raw}/{n_t} on identically decoded pixels "
         f"(max |p1 diff| {prob_diff:.2e}); {agree_locate}/{n_t} through `locate` "
