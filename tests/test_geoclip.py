@@ -394,3 +394,19 @@ def test_int8_precision_refusals(tiny_clip_dir, geoscout_home):
         resolve_precision("int8", "cuda")
     with pytest.raises(InvalidInput, match="auto, fp32, fp16, bf16, int8"):
         resolve_precision("int4", "cpu")
+
+
+def test_onnx_cache_key_follows_the_int8_recipe(tiny_clip_dir, geoscout_home, monkeypatch):
+    """The int8 model's cache key (and fingerprint) carries the quantisation recipe: a changed recipe never reuses an
+    older int8 model or int8 embeddings, and the fp32 export's key does not move with it."""
+    from geoscout.backbones import create_backbone, onnx_runtime
+
+    bb = create_backbone("geoclip", weights=tiny_clip_dir, runtime="torch")  # no export, no session
+    fp32, int8 = onnx_runtime.onnx_path(bb), onnx_runtime.onnx_path(bb, precision="int8")
+    assert fp32 != int8 and "quantization" not in bb.fingerprint()
+    monkeypatch.setattr(onnx_runtime, "INT8_SCHEME", "another-int8-recipe")
+    assert onnx_runtime.onnx_path(bb, precision="int8") not in (fp32, int8)
+    assert onnx_runtime.onnx_path(bb) == fp32
+    bb.precision = "int8"
+    assert bb.fingerprint()["quantization"] == "another-int8-recipe"
+    assert onnx_runtime.onnx_path(bb) == onnx_runtime.onnx_path(bb, precision="int8")
