@@ -33,6 +33,7 @@ __all__ = [
     "cache_dir",
     "check_user_file",
     "cpu_threads",
+    "json_digest",
     "open_user_file",
     "read_user_file",
     "safe_name",
@@ -204,3 +205,8 @@ def cpu_threads() -> int:
 def safe_name(name: str) -> str:
     """A component name usable as a file/folder name (``hf:openai/clip`` -> ``hf_openai_clip``)."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "backbone"
+
+
+def json_digest(obj: Any, length: int = 16) -> str:
+    """Short stable hash of a JSON-able object (keys sorted), e.g. a backbone fingerprint naming its caches."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:length]

@@ -214,7 +214,9 @@ class Backbone:
 
     def fingerprint_hash(self) -> str:
         """Short stable hash of :meth:`fingerprint`."""
-        return fingerprint_digest(self.fingerprint())
+        from geoscout._io import json_digest
+
+        return json_digest(self.fingerprint())
 
     def __repr__(self) -> str:
         return (
@@ -314,11 +316,6 @@ class Backbone:
     @property
     def has_text(self) -> bool:
         return False
-
-
-def fingerprint_digest(fingerprint: dict[str, Any]) -> str:
-    """Short stable hash of a backbone fingerprint (what names its caches)."""
-    return hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _l2(x: np.ndarray) -> np.ndarray:

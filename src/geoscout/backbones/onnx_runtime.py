@@ -41,16 +41,14 @@ INT8_SCHEME = "ort-dynamic-int8-encoder-matmuls-per-channel-v1"
 def onnx_path(backbone: Backbone, *, precision: str | None = None) -> Path:
     """Where the model lives: ``cache_dir("onnx")/<name>-<fingerprint hash>.onnx``. The fp32 export is keyed by
     the fp32 fingerprint; the int8 model (``precision="int8"``, default: the backbone's) by the int8 one."""
-    from geoscout._io import cache_dir
-
-    from .base import fingerprint_digest
+    from geoscout._io import cache_dir, json_digest
 
     fp = dict(backbone.fingerprint())
     if (precision or backbone.precision) != "int8":
         fp.pop("quantization", None)
     else:
         fp["quantization"] = INT8_SCHEME
-    return cache_dir("onnx") / f"{safe_name(backbone.name)}-{fingerprint_digest(fp)}.onnx"
+    return cache_dir("onnx") / f"{safe_name(backbone.name)}-{json_digest(fp)}.onnx"
 
 
 def quantize_int8(source: str | Path, target: str | Path) -> Path:
