@@ -7,6 +7,7 @@ and saves a screenshot under ``artifacts/`` as a test artefact.
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -40,10 +41,17 @@ BROWSER_ARGS = [
 ]
 
 
-def test_drop_a_photo_and_see_the_map(server_url, small_world_sample):
+def _keep_artifact(shot: Path) -> None:
+    """Copy a screenshot into ./artifacts for people to look at (atomically: two suites may run at once)."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    tmp = ARTIFACTS / f".{shot.name}.{os.getpid()}"
+    shutil.copyfile(shot, tmp)
+    os.replace(tmp, ARTIFACTS / shot.name)
+
+
+def test_drop_a_photo_and_see_the_map(server_url, small_world_sample, tmp_path):
     playwright = pytest.importorskip("playwright.sync_api")
     photo = small_world_sample[0][0]
-    ARTIFACTS.mkdir(exist_ok=True)
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
         try:
@@ -70,7 +78,7 @@ def test_drop_a_photo_and_see_the_map(server_url, small_world_sample):
             if max(xs) - min(xs) < 400 and max(ys) - min(ys) < 200:
                 assert vb[2] < 1000
             # a failed upload clears the previous photo's map and table
-            bad = ARTIFACTS / "not-a-photo.jpg"
+            bad = tmp_path / "not-a-photo.jpg"
             bad.write_text("not a photo", encoding="utf-8")
             page.set_input_files("#files", str(bad))
             playwright.expect(page.locator("#results .error, #status.error")).to_have_count(1, timeout=60000)
@@ -84,10 +92,11 @@ def test_drop_a_photo_and_see_the_map(server_url, small_world_sample):
             # keyboard: the drop zone is focusable and announced as a button
             page.focus("#drop")
             assert page.evaluate("document.activeElement.id") == "drop"
-            page.screenshot(path=str(ARTIFACTS / "web_page.png"), full_page=True)
+            page.screenshot(path=str(tmp_path / "web_page.png"), full_page=True)
         finally:
             browser.close()
-    assert (ARTIFACTS / "web_page.png").stat().st_size > 10_000
+    assert (tmp_path / "web_page.png").stat().st_size > 10_000
+    _keep_artifact(tmp_path / "web_page.png")
 
 
 @pytest.mark.slow
@@ -113,7 +122,6 @@ def test_the_page_draws_the_text_boxes_and_lists_the_cues(live_server, tiny_loca
     im.save(photo, quality=92)
     cued = copy.copy(tiny_locator)
     cued.cues = CueReader("text")
-    ARTIFACTS.mkdir(exist_ok=True)
     from geoscout.server import ServerSettings, create_app
 
     with live_server(create_app(ServerSettings(), locator=cued)) as srv:
@@ -130,6 +138,7 @@ def test_the_page_draws_the_text_boxes_and_lists_the_cues(live_server, tiny_loca
                 rect = page.locator("#boxes rect.cue-box").first
                 x, w = float(rect.get_attribute("x")), float(rect.get_attribute("width"))
                 assert x >= 30 and x + w <= 520  # the box sits on the sign, in photo pixels
-                page.screenshot(path=str(ARTIFACTS / "web_page_cues.png"), full_page=True)
+                page.screenshot(path=str(tmp_path / "web_page_cues.png"), full_page=True)
             finally:
                 browser.close()
+    _keep_artifact(tmp_path / "web_page_cues.png")
