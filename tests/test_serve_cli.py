@@ -84,13 +84,14 @@ class Proc:
     """A CLI subprocess whose merged stdout/stderr lines are collected by a reader thread."""
 
     def __init__(self, args: list[str], cwd: Path) -> None:
-        env = dict(os.environ, PYTHONUNBUFFERED="1", COLUMNS="400", NO_COLOR="1", TERM="dumb")
+        env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONFAULTHANDLER="1", COLUMNS="400", NO_COLOR="1", TERM="dumb")
         self.p = subprocess.Popen(
             CLI + args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
         )
         self.lines: list[str] = []
         self._q: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
 
     def _read(self) -> None:
         assert self.p.stdout is not None
@@ -127,9 +128,15 @@ class Proc:
         try:
             rc = self.p.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            self.p.kill()
-            self.p.wait()
-            pytest.fail(f"did not stop within {timeout} s of SIGINT:\n{self.text[-3000:]}")
+            # SIGABRT makes the faulthandler print every thread's stack: the failure says where it hung
+            self.p.send_signal(signal.SIGABRT)
+            try:
+                self.p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+            self._reader.join(timeout=10)
+            pytest.fail(f"did not stop within {timeout} s of SIGINT:\n{self.text[-8000:]}")
         time.sleep(0.2)
         return rc
 
