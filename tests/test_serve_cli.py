@@ -22,7 +22,14 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-CLI = [sys.executable, "-c", "import sys; from geoscout.cli import main; sys.exit(main())"]
+# Ctrl-C as a terminal delivers it: a suite started as a background job of a non-interactive shell (`pytest &`)
+# runs with SIGINT ignored, and its children would inherit that; the CLI keeps whatever it is given
+CLI = [
+    sys.executable,
+    "-c",
+    "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "from geoscout.cli import main; sys.exit(main())",
+]
 STARTUP_S = 180  # model load under a heavily shared CPU
 
 
