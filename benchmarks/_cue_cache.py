@@ -217,6 +217,10 @@ class _Line:
     def box(self) -> Any:
         return self.line.box
 
+    @property
+    def score(self) -> float:
+        return float(self.line.score)
+
 
 def _line_record(ln: Any) -> dict[str, Any]:
     return {"text": ln.text, "box": [round(x, 1) for x in ln.box], "score": round(ln.score, 4), "engine": ln.engine}

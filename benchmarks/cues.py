@@ -24,6 +24,7 @@ im2gps as the package's shipped rates (``src/geoscout/cues/error_rates.json``).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import sys
@@ -297,6 +298,11 @@ def main() -> None:
     ap.add_argument("--objective", default="log_prob", help="CueFuser objective (see CueFuser.fit)")
     ap.add_argument("--changes", action="store_true", help="print every place whose answer the cues moved")
     ap.add_argument("--ablation", action="store_true", help="also cross-fit without each evidence rule, pooled")
+    ap.add_argument(
+        "--ignore-reading-scores",
+        action="store_true",
+        help="trust every reading fully (reading_score 1): the fusion before unsure readings counted less",
+    )
     args = ap.parse_args()
     need_shared()
 
@@ -313,6 +319,8 @@ def main() -> None:
     keep = [i for i, x in enumerate(lines) if x is not None]
     us = [us[i] for i in keep]
     evidence = [text_evidence(lines[i]) for i in keep]
+    if args.ignore_reading_scores:
+        evidence = [[dataclasses.replace(e, reading_score=1.0) for e in ev] for ev in evidence]
     print(f"{len(us)} places with cached OCR ({missing} not read yet: run _cue_cache.py)", file=sys.stderr)
     if args.speed_only:
         names = list(dict.fromkeys(u.set for u in us))
@@ -349,6 +357,13 @@ def main() -> None:
                 print(
                     f"fold {f} answered by error rates fitted on fold {1 - f} (without im2gps): "
                     f"{fuser.error_rates_} counts {fuser.counts_}"
+                )
+            if verbose:
+                held = [(*support[i], ev[i], us[i].lat, us[i].lon) for i in np.flatnonzero((folds == f) & fittable)]
+                none = CueFuser(dict.fromkeys(fuser.error_rates_, 1.0), objective=fuser.objective)
+                print(
+                    f"  validation (fold {f}, without im2gps): objective per photo with cues, "
+                    f"visual {none.score(held):.4f} -> cues {fuser.score(held):.4f}"
                 )
             loc.cue_fuser = fuser
             idx = np.flatnonzero(folds == f)

@@ -3,6 +3,7 @@ from signs drawn with a Debian font on real photos from ../shared/data."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import math
@@ -110,6 +111,35 @@ def test_fusion_matches_a_hand_worked_example():
     # a kind with error rate 1 is pure noise: it changes nothing
     f = CueFuser({"phone": 1.0}).fuse(lat, lon, p, [phone])
     np.testing.assert_array_equal(f.prob, p)
+
+
+def test_an_unsure_reading_counts_less_by_its_recognition_score():
+    from geoscout.cues.fusion import error_rate_of
+    from geoscout.cues.text import find_phones, find_scripts
+
+    lat, lon, p = _support()
+    # rate 0.5, reading score 0.6: the reading is right 60 % of the time -> rate 1 - 0.6 * (1 - 0.5) = 0.7;
+    # L = [1, 0.7 + 0.3 * 0.02, same] = [1, 0.706, 0.706]: ∝ [0.2, 0.2118, 0.353] / 0.7648
+    unsure = Evidence("phone", "+385", "", countries=tables.calling_code_likelihood(385), reading_score=0.6)
+    assert error_rate_of(unsure, {"phone": 0.5}) == pytest.approx(0.7)
+    f = CueFuser({"phone": 0.5}).fuse(lat, lon, p, [unsure])
+    np.testing.assert_allclose(f.likelihood, [1.0, 0.706, 0.706], rtol=1e-12)
+    np.testing.assert_allclose(f.prob, np.array([0.2, 0.2118, 0.353]) / 0.7648, rtol=1e-9)
+    assert f.effects[0]["error_rate"] == pytest.approx(0.7)
+    # a sure reading (score 1, and metadata) keeps its kind's rate; score 0 is pure noise
+    sure = dataclasses.replace(unsure, reading_score=1.0)
+    assert error_rate_of(sure, {"phone": 0.5}) == 0.5
+    np.testing.assert_array_equal(
+        CueFuser({"phone": 0.5}).fuse(lat, lon, p, [dataclasses.replace(unsure, reading_score=0.0)]).prob, p
+    )
+    # the readers carry the line's score: a script takes its best line's, a phone number its own line's
+    blurred, crisp = _Line("GGIHGI"), _Line("Zagreb centar")
+    blurred.score, crisp.score = 0.63, 0.97
+    assert [e.reading_score for e in find_scripts([blurred])] == [0.63]
+    assert [e.reading_score for e in find_scripts([blurred, crisp])] == [0.97]
+    phone = _Line("Tel. +385 1 4851 111")
+    phone.score = 0.8
+    assert [e.reading_score for e in find_phones([phone])] == [0.8]
 
 
 def test_the_answer_counts_the_cues_once_not_raised_to_the_temperature():

@@ -48,8 +48,9 @@ class Cue:
     answers directly) or ``utc_offset`` (EXIF time-zone offset, constrains longitude).
     ``text`` is what was read; ``box`` its ``[x0, y0, x1, y1]`` pixels in the upright photo
     (``view`` = index of the panorama view it came from); ``evidence`` says in words what it
-    suggests; ``effect`` how it moved the answer: ``error_rate`` (the cue kind's share of readings that
-    say nothing about the place, fitted on validation data), ``top`` (``[[country, likelihood ratio], ...]`` best first) and, for
+    suggests; ``effect`` how it moved the answer: ``error_rate`` (the share of such readings that say
+    nothing about the place: the cue kind's, fitted on validation data, raised for an unsure reading as
+    ``1 - reading_score * (1 - rate)``), ``reading_score`` (the recogniser's confidence in the text), ``top`` (``[[country, likelihood ratio], ...]`` best first) and, for
     point cues, ``point`` = ``[lat, lon, radius_km]``.
     """
 

@@ -18,6 +18,13 @@ script apart: :data:`RATE_KINDS`) are fitted on validation data by :meth:`CueFus
 :data:`PRIOR_STRENGTH` pseudo-photos at :data:`PRIOR_ERROR_RATES`, so a kind seen on a few photos
 stays near its conservative prior). ``e = 1`` ignores a kind.
 
+A cue read from text the recogniser was unsure of counts less: with recognition score ``s``
+(:attr:`Evidence.reading_score`; 1 for metadata) the reading is taken to be right with probability
+``s``, and a wrong reading says nothing, so the cue's rate is ``1 - s * (1 - e_k)``
+(:func:`error_rate_of`): a blurred sign read at score 0.6 moves the odds far less than a crisp one at
+0.99. (This takes the score for the probability that the reading is right; PP-OCR's is the mean of
+its characters' probabilities.)
+
 A strong place hit (``a_j >= ADD_MIN_WEIGHT``) adds its point to the support with the prior mass
 of the most probable support point within reach (a uniform share if none), so a town the head
 never put mass near can still win.
@@ -52,6 +59,7 @@ __all__ = [
     "CueFuser",
     "Fused",
     "default_fuser",
+    "error_rate_of",
     "mixed_likelihood",
     "rate_kind",
 ]
@@ -91,6 +99,14 @@ RATES_FILE = Path(__file__).with_name("error_rates.json")
 def rate_kind(e: Evidence) -> str:
     """The error rate an evidence is mixed with: its kind's, ``script_latin`` for Latin script."""
     return "script_latin" if e.kind == "script" and e.tag == "Latn" else e.kind
+
+
+def error_rate_of(e: Evidence, rates: dict[str, float]) -> float:
+    """The rate one evidence is mixed with: its kind's rate ``r``, raised for an unsure reading to
+    ``1 - s * (1 - r)`` where ``s`` is its :attr:`~Evidence.reading_score` (1 for kinds without a rate)."""
+    r = rates.get(rate_kind(e), 1.0)
+    s = min(1.0, max(0.0, float(e.reading_score)))
+    return 1.0 - s * (1.0 - r)
 
 
 @dataclass
@@ -197,19 +213,9 @@ class CueFuser:
         """
         if self.objective not in OBJECTIVES:
             raise InvalidInput(f"objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
-        from ..places import country_of
-
         prior = {k: float((self.error_rates or {}).get(k, PRIOR_ERROR_RATES[k])) for k in RATE_KINDS}
         rates = dict(prior)
-        prepared = []
-        for lat, lon, prob, evs, tla, tlo in items:
-            evs = [e for e in evs if e.kind in CUE_KINDS]
-            if not evs:
-                continue
-            truth = country_of(np.array([tla]), np.array([tlo]))[0]
-            prepared.append(
-                (np.asarray(lat, float), np.asarray(lon, float), np.asarray(prob, float), evs, truth, tla, tlo)
-            )
+        prepared = _prepare(items)
         self.counts_ = {k: sum(any(rate_kind(e) == k for e in p[3]) for p in prepared) for k in RATE_KINDS}
         seen = [k for k in RATE_KINDS if self.counts_[k] > 0]
         n = max(len(prepared), 1)
@@ -223,18 +229,7 @@ class CueFuser:
             return total
 
         def score(r: dict[str, float]) -> float:
-            total = 0.0
-            for lat, lon, prob, evs, truth, tla, tlo in prepared:
-                f = _fuse(lat, lon, prob, evs, r, explain=False)
-                mass = float(f.prob[f.countries == truth].sum()) if truth is not None else 0.0
-                if self.objective == "accuracy":  # top answer in the true country; log probability breaks ties
-                    total += float(f.countries[int(np.argmax(f.prob))] == truth) + 1e-3 * math.log(mass + 1e-4)
-                    continue
-                if self.objective in ("log_prob", "log_prob_country"):
-                    total += math.log(mass + 1e-4)
-                if self.objective in ("log_prob", "log_prob_near"):
-                    near = float(f.prob[haversine_km(tla, tlo, f.lat, f.lon) < self.near_km].sum())
-                    total += math.log(near + 1e-4)
+            total = _objective_sum(prepared, r, self.objective, self.near_km)
             if self.objective == "accuracy":
                 return total / n
             return (total + log_prior(r)) / n
@@ -254,6 +249,14 @@ class CueFuser:
         self.score_ = best
         self.unfitted_ = sorted(set(RATE_KINDS) - set(seen))
         return self
+
+    def score(self, items: Sequence[tuple[Any, Any, Any, list[Evidence], float, float]]) -> float:
+        """The fitting objective (without the prior) per photo with cues, on other ``items`` (held-out
+        validation data; the same tuples as :meth:`fit`); nan when no item has a cue."""
+        prepared = _prepare(items)
+        if not prepared:
+            return float("nan")
+        return _objective_sum(prepared, self._rates(), self.objective, self.near_km) / len(prepared)
 
     def _rates(self) -> dict[str, float]:
         r = getattr(self, "error_rates_", None) or self.error_rates
@@ -305,6 +308,37 @@ class CueFuser:
         return fuser
 
 
+def _prepare(items: Sequence[tuple[Any, Any, Any, list[Evidence], float, float]]) -> list[tuple[Any, ...]]:
+    """The items with at least one fusable cue, as arrays, with the true country."""
+    from ..places import country_of
+
+    prepared = []
+    for lat, lon, prob, evs, tla, tlo in items:
+        evs = [e for e in evs if e.kind in CUE_KINDS]
+        if not evs:
+            continue
+        truth = country_of(np.array([tla]), np.array([tlo]))[0]
+        prepared.append((np.asarray(lat, float), np.asarray(lon, float), np.asarray(prob, float), evs, truth, tla, tlo))
+    return prepared
+
+
+def _objective_sum(prepared: list[tuple[Any, ...]], rates: dict[str, float], objective: str, near_km: float) -> float:
+    """The sum over photos of :meth:`CueFuser.fit`'s objective (no prior)."""
+    total = 0.0
+    for lat, lon, prob, evs, truth, tla, tlo in prepared:
+        f = _fuse(lat, lon, prob, evs, rates, explain=False)
+        mass = float(f.prob[f.countries == truth].sum()) if truth is not None else 0.0
+        if objective == "accuracy":  # top answer in the true country; log probability breaks ties
+            total += float(f.countries[int(np.argmax(f.prob))] == truth) + 1e-3 * math.log(mass + 1e-4)
+            continue
+        if objective in ("log_prob", "log_prob_country"):
+            total += math.log(mass + 1e-4)
+        if objective in ("log_prob", "log_prob_near"):
+            near = float(f.prob[haversine_km(tla, tlo, f.lat, f.lon) < near_km].sum())
+            total += math.log(near + 1e-4)
+    return total
+
+
 _COUNTRY_CACHE: dict[tuple[int, int, bytes], NDArray[np.object_]] = {}
 
 
@@ -333,7 +367,7 @@ def _fuse(
 ) -> Fused:
     from ..places import country_of
 
-    evs = [e for e in evidence if e.kind in CUE_KINDS and rates.get(rate_kind(e), 1.0) < 1.0]
+    evs = [e for e in evidence if e.kind in CUE_KINDS and error_rate_of(e, rates) < 1.0]
     n = len(lat)
     if not evs:
         return Fused(
@@ -369,7 +403,7 @@ def _fuse(
         prob = np.concatenate([prob, add_p])
         countries = np.concatenate([countries, np.asarray(country_of(np.array(add_lat), np.array(add_lon)), object)])
     prior = prob / max(float(prob.sum()), 1e-300)
-    liks = [mixed_likelihood(likelihood(e, lat, lon, countries), rates[rate_kind(e)]) for e in evs]
+    liks = [mixed_likelihood(likelihood(e, lat, lon, countries), error_rate_of(e, rates)) for e in evs]
     total = np.prod(liks, axis=0)
     post = prior * total
     post /= max(float(post.sum()), 1e-300)
@@ -378,15 +412,15 @@ def _fuse(
         it = iter(liks)
         for e in evidence:
             if any(e is x for x in evs):
-                effects.append(_effect(e, next(it), rates[rate_kind(e)], prior, post, countries))
+                effects.append(_effect(e, next(it), error_rate_of(e, rates), prior, post, countries))
             else:
                 effects.append(_no_effect(e, rates))
     return Fused(lat, lon, post, n, countries, effects, total, donors)
 
 
 def _no_effect(e: Evidence, rates: dict[str, float]) -> dict[str, Any]:
-    r = rates.get(rate_kind(e)) if e.kind in CUE_KINDS else None
-    return {"error_rate": r, "top": []} if r is not None else {"top": []}
+    r = error_rate_of(e, rates) if e.kind in CUE_KINDS and rate_kind(e) in rates else None
+    return {"error_rate": r, "reading_score": e.reading_score, "top": []} if r is not None else {"top": []}
 
 
 def _effect(
@@ -400,7 +434,7 @@ def _effect(
     """How this cue alone multiplies each country's probability (mixed likelihood over its prior average)."""
     ref = float((prior * lik).sum())
     codes = np.array(["" if c is None else c for c in countries], dtype=object)
-    out: dict[str, Any] = {"error_rate": rate}
+    out: dict[str, Any] = {"error_rate": rate, "reading_score": round(float(e.reading_score), 3)}
     ratios: dict[str, float] = {}
     for c in np.unique(codes):
         if not c:

@@ -154,6 +154,14 @@ class Evidence:
     utc_hours: float | None = None
     #: what was recognised, as a code: ISO 15924 script, language tag, TLD, calling code, currency
     tag: str | None = None
+    #: the recogniser's confidence in the text behind the cue, in [0, 1] (1 for metadata): the fusion
+    #: trusts a cue read with score s as ``s`` times a clean reading (see :func:`geoscout.cues.fusion.error_rate_of`)
+    reading_score: float = 1.0
+
+
+def _score(line: Any) -> float:
+    """A line's recognition score in [0, 1] (1 where the reader gave none)."""
+    return min(1.0, max(0.0, float(getattr(line, "score", 1.0))))
 
 
 # --------------------------------------------------------------------------- script
@@ -188,9 +196,11 @@ def find_scripts(lines: list[Any]) -> list[Evidence]:
     """One script cue per script with at least :data:`MIN_SCRIPT_LETTERS` letters across the lines."""
     letters: dict[str, int] = {}
     first: dict[str, Any] = {}
+    best: dict[str, float] = {}
     for ln in lines:
         for s, n in script_counts(ln.text).items():
             letters[s] = letters.get(s, 0) + n
+            best[s] = max(best.get(s, 0.0), _score(ln))
             if s not in first or n > script_counts(first[s].text).get(s, 0):
                 first[s] = ln
     out = []
@@ -209,6 +219,7 @@ def find_scripts(lines: list[Any]) -> list[Evidence]:
                 box=ln.box,
                 view=getattr(ln, "view", None),
                 tag=s,
+                reading_score=best[s],
             )
         )
     return out
@@ -249,6 +260,8 @@ def find_languages(lines: list[Any]) -> list[Evidence]:
     except Exception:
         name = lang
     longest = max(lines, key=lambda ln: len(ln.text))
+    weights = [sum(ch.isalpha() for ch in ln.text) for ln in lines]
+    score = sum(w * _score(ln) for w, ln in zip(weights, lines)) / max(sum(weights), 1)
     return [
         Evidence(
             "language",
@@ -258,6 +271,7 @@ def find_languages(lines: list[Any]) -> list[Evidence]:
             box=longest.box,
             view=getattr(longest, "view", None),
             tag=lang,
+            reading_score=score,
         )
     ]
 
@@ -289,6 +303,7 @@ def find_phones(lines: list[Any]) -> list[Evidence]:
                     box=ln.box,
                     view=getattr(ln, "view", None),
                     tag=f"+{code}",
+                    reading_score=_score(ln),
                 )
             )
     return out
@@ -319,6 +334,7 @@ def find_domains(lines: list[Any]) -> list[Evidence]:
                     box=ln.box,
                     view=getattr(ln, "view", None),
                     tag=tld,
+                    reading_score=_score(ln),
                 )
             )
     return out
@@ -391,6 +407,7 @@ def find_currencies(lines: list[Any]) -> list[Evidence]:
                     countries=lik,
                     box=ln.box,
                     view=getattr(ln, "view", None),
+                    reading_score=_score(ln),
                 )
             )
     return out
@@ -675,6 +692,7 @@ def _place_evidence(raw: str, entries: list[_Entry], ln: Any) -> Evidence:
             countries=lik,
             box=ln.box,
             view=getattr(ln, "view", None),
+            reading_score=_score(ln),
         )
     entries = sorted(entries, key=lambda e: -e.population)[:8]
     towns = [e for e in entries if e.kind == "city" and e.country == entries[0].country]
@@ -694,4 +712,5 @@ def _place_evidence(raw: str, entries: list[_Entry], ln: Any) -> Evidence:
         points=pts,
         box=ln.box,
         view=getattr(ln, "view", None),
+        reading_score=_score(ln),
     )
