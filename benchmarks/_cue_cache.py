@@ -187,7 +187,7 @@ def cached_lines(
 ) -> list[Any] | None:
     """The unit's OCR lines (all views, each with its ``view``) from the cache, or None if not read yet."""
     from geoscout.cues import TextLine
-    from geoscout.cues.ocr import TESSERACT_MIN_CONF, _is_word_in_script
+    from geoscout.cues.ocr import TESSERACT_MIN_CONF, _is_word_in_script, is_overlay
 
     got = cache.get(_file_key(u))
     if got is None:
@@ -196,11 +196,15 @@ def cached_lines(
         _Line(TextLine(ln["text"], tuple(ln["box"]), ln["score"], ln["engine"]), v if len(got) > 1 else None)
         for v, lines in enumerate(got)
         for ln in lines
+        # the overlay filter of today (lines cached before a filter rule was added are dropped as read_text would)
+        if not is_overlay(ln["text"])
         # Tesseract re-readings cached before its acceptance rule: those it now refuses are dropped (the
         # bundled recogniser's Latin look-alike reading they replaced was not cached; it would weigh little)
-        if not filter_tesseract
-        or ln["engine"] != "tesseract"
-        or (ln["score"] >= TESSERACT_MIN_CONF and _is_word_in_script(ln["text"]))
+        and (
+            not filter_tesseract
+            or ln["engine"] != "tesseract"
+            or (ln["score"] >= TESSERACT_MIN_CONF and _is_word_in_script(ln["text"]))
+        )
     ]
 
 

@@ -292,6 +292,14 @@ def test_utc_offset_likelihood_hand_computed():
         "© Google",
         "Google",
         "Goog",
+        "Gooq",  # the logo as PP-OCR reads it most often (q for g)
+        "@Goog",  # © read as @
+        "@Googl",
+        "Goog1e",
+        "Your guess was 54 km from the correct location",  # game UI in a screenshot
+        "Yourguesssftn",
+        "1,649points",
+        "Opoints",
         "© 2023 Mapillary",
         "Image capture: May 2019",
         "2019-05-12",
@@ -304,7 +312,10 @@ def test_watermarks_and_overlays_are_dropped(text):
     assert is_overlay(text)
 
 
-@pytest.mark.parametrize("text", ["Zagreb 12 km", "РЕСТОРАН", "+385 1 234 5678", "Pekara Dubravica", "www.zagreb.hr"])
+@pytest.mark.parametrize(
+    "text",
+    ["Zagreb 12 km", "РЕСТОРАН", "+385 1 234 5678", "Pekara Dubravica", "www.zagreb.hr", "Good", "Gogol", "Points Bar"],
+)
 def test_real_text_is_kept(text):
     assert not is_overlay(text)
 

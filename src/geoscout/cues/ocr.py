@@ -86,6 +86,9 @@ _OVERLAY_PATTERNS = [
     r"\(c\)\s*\d{4}",
     r"\bgoogle\b",
     r"^(g[o0]{1,2}g?([l1]e?)?|[o0]{1,2}g[l1]e)$",  # a Google logo cut by the frame: "Goog", "oogle"
+    # game UI in screenshots: "Your guess was 54 km from the correct location", "1,649 points"
+    r"\byou'?r?\s*guess",
+    r"^\W*[\d,.oO]+\s*points?\W*$",
     r"mapillary",
     r"street\s*view",
     r"openstreetmap",
@@ -123,7 +126,18 @@ def is_overlay(text: str) -> bool:
     t = text.strip()
     if sum(ch.isalnum() for ch in t) < 2:
         return True
-    return _OVERLAY.search(t) is not None
+    return _OVERLAY.search(t) is not None or _is_google_logo_piece(t)
+
+
+#: how the recogniser misreads the Google logo's letters: "Gooq", "@Goog" (© read as @), "Goog1e"
+_LOGO_CONFUSIONS = str.maketrans({"q": "g", "0": "o", "1": "l", "i": "l"})
+
+
+def _is_google_logo_piece(text: str) -> bool:
+    """Whether ``text`` is a piece of the Google logo (at least 3 letters of "google", in order), as
+    the recogniser reads it: ``q`` for ``g``, ``0`` for ``o``, ``1``/``i`` for ``l``, ``@`` for ``©``."""
+    t = re.sub(r"^(?:[©@]|\(c\))\s*", "", text.strip().lower()).translate(_LOGO_CONFUSIONS)
+    return 3 <= len(t) <= 6 and t.isalpha() and t in "google"
 
 
 # --------------------------------------------------------------------------- readers
