@@ -140,6 +140,12 @@ def test_an_unsure_reading_counts_less_by_its_recognition_score():
     phone = _Line("Tel. +385 1 4851 111")
     phone.score = 0.8
     assert [e.reading_score for e in find_phones([phone])] == [0.8]
+    # the table's phrase says when a reading was unsure
+    from geoscout.cues import evidence_to_cues
+
+    f = CueFuser({"phone": 0.5}).fuse(lat, lon, p, [unsure, sure])
+    phrases = [c.summary() for c in evidence_to_cues([unsure, sure], f.effects)]
+    assert phrases[0].startswith('phone "+385" (read at 0.60) -> HR x') and "read at" not in phrases[1]
 
 
 def test_the_answer_counts_the_cues_once_not_raised_to_the_temperature():

@@ -70,11 +70,15 @@ class Cue:
         return cls(**{k: v for k, v in d.items() if k in names})
 
     def summary(self) -> str:
-        """One short phrase for tables: ``phone "+385 1 234 5678" -> HR x40``."""
+        """One short phrase for tables: ``phone "+385 1 234 5678" -> HR x40``; an unsure reading (recognition
+        score under 0.8) says so: ``script "GGIHGI" (read at 0.63) -> ...``."""
         top = (self.effect or {}).get("top") or []
         moved = ", ".join(f"{c} x{r:.3g}" for c, r in top[:2])
         text = self.text if len(self.text) <= 24 else self.text[:23] + "…"
-        return f'{self.kind} "{text}"' + (f" -> {moved}" if moved else (f" ({self.evidence})" if self.evidence else ""))
+        score = (self.effect or {}).get("reading_score")
+        unsure = f" (read at {score:.2f})" if isinstance(score, (int, float)) and score < 0.8 else ""
+        tail = f" -> {moved}" if moved else (f" ({self.evidence})" if self.evidence else "")
+        return f'{self.kind} "{text}"{unsure}{tail}'
 
 
 @dataclass(slots=True)
