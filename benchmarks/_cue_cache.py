@@ -10,11 +10,13 @@ seconds. Only the OCR lines are cached, not the evidence: evidence rules can cha
 recomputed from the lines on every run.
 
 The cached lines are the ungated reading (detection on the whole 1,024 px copy). The shipped reader
-first runs a gate (``geoscout.cues.ocr.gate_open``: the large-photo gate on photos larger than its side, the
-view gate - the view's own detection map with its overlay zones - on smaller views) and stops where it sees no text; :func:`gate_units`
-records its verdict per view (cheap: the gate alone, no re-reading) in ``gate.jsonl``, keyed by the files and
-both gates' settings (true: open, false: stopped; null in verdicts recorded before the view gate: not gated), and :func:`load_cache` by default drops the lines of every view the gate stopped, so
-the benchmark sees what the shipped reader reads (``load_cache(gate=False)``: the ungated reading).
+first runs a gate (``geoscout.cues.ocr.gate_open``: the large-photo gate on photos larger than its side,
+the view gate - the view's own detection map with its overlay zones - on smaller views) and stops where it
+sees no text; :func:`gate_units` records its verdict per view (cheap: the gate alone, no re-reading) in
+``gate.jsonl``, keyed by the files and both gates' settings (true: open, false: stopped; null in verdicts
+recorded before the view gate: not gated), and :func:`load_cache` by default drops the lines of every view
+the gate stopped, so the benchmark sees what the shipped reader reads (``load_cache(gate=False)``: the
+ungated reading).
 
     nice -n 5 python benchmarks/_cue_cache.py          # fill the cache (resumable)
 """

@@ -433,7 +433,8 @@ def main() -> None:
     ]
     print(
         "\nRULE for the view gate (own detection map, zones): of the settings losing no scene evidence and no true"
-        " strong cue on the validation fold, the one that stops the most views (ties: the smaller zones)."
+        " strong cue on the validation fold, the one that stops the most views (ties: the smaller zones, then the lower"
+        " threshold, the more sensitive gate)."
     )
     print(f"\n## validation fold (0): the view gate on each view's own detection map, views <= {ocr.GATE_SIDE} px\n")
     print(markdown_table([r for r in own_rows if r["setting"].split("/")[2] == "1"]))
@@ -443,7 +444,10 @@ def main() -> None:
         w, h = r["setting"].split("/")[3].split("x")
         return float(w) * float(h)
 
-    view = min(ok_own, key=lambda r: (r["views read in %"], zone_area(r)))["setting"] if ok_own else None
+    def rank(r: dict) -> tuple:
+        return (r["views read in %"], zone_area(r), float(r["setting"].split("/")[1]))
+
+    view = min(ok_own, key=rank)["setting"] if ok_own else None
     print(f"\nchosen on validation: view gate {view or 'none'} ({len(ok_own)} settings lose nothing there)")
     chosen = chosen or view
 

@@ -65,7 +65,7 @@ GATE_THRESH = 0.002
 GATE_MIN_AREA = 1
 #: text probability on a view's own detection map (views of at most GATE_SIDE px) that, outside the OVERLAY_ZONES,
 #: lets its lines be recognised (the detector's own pixel threshold is 0.3)
-VIEW_GATE_THRESH = 0.2
+VIEW_GATE_THRESH = 0.1
 #: fewest pixels of such a region
 VIEW_GATE_MIN_AREA = 4
 #: where watermarks, credits and date stamps sit, as fractions ``(x0, y0, x1, y1)`` of the frame: the bottom
