@@ -100,46 +100,44 @@ def fired(view: dict, setting: str) -> bool | None:
     return any(r[4] >= int(a) and not any(in_zone(tuple(r[:4]), z) for z in zs) for r in regs)
 
 
+def _cached_views(us: list[cc.Unit], f: Path, label: str, view_record) -> dict[str, list]:
+    """``{unit file key: [view_record(bgr) per view]}``, read from the JSON-lines cache ``f`` and completed
+    (appended, resumable) for the units not measured yet."""
+    have: dict[str, list] = {rec["key"]: rec["views"] for rec in cc._records(f)}
+    todo = [u for u in us if cc._file_key(u) not in have]
+    print(f"{label}: {len(us) - len(todo)} places measured, {len(todo)} to go", file=sys.stderr, flush=True)
+    t0 = time.perf_counter()
+    with f.open("a", encoding="utf-8") as fh:
+        for i, u in enumerate(todo):
+            vs = [view_record(np.asarray(im.convert("RGB"))[:, :, ::-1]) for im in cc.views(u)]
+            have[cc._file_key(u)] = vs
+            fh.write(json.dumps({"key": cc._file_key(u), "unit": u.key, "views": vs}) + "\n")
+            fh.flush()
+            if i % 50 == 0:
+                print(f"{i + 1}/{len(todo)} {u.key} {time.perf_counter() - t0:.0f}s", file=sys.stderr, flush=True)
+    return have
+
+
 def measure(us: list[cc.Unit]) -> dict[str, dict]:
     """Per unit: per view, the gate's regions at every size and threshold, and the gate / full detection times."""
     from geoscout.cues import ocr
 
     engine = ocr._rapidocr()
-    have: dict[str, dict] = {}
-    f = _grid_file()
-    if f.is_file():
-        for line in f.read_text(encoding="utf-8").splitlines():
-            try:
-                rec = json.loads(line)
-            except ValueError:
+
+    def view_record(bgr: np.ndarray) -> dict:
+        h, w = bgr.shape[:2]
+        rec: dict = {"shape": [h, w], "regions": {}, "gate_s": {}, "full_s": _full_time(engine, bgr)}
+        for size in SIZES:
+            if max(h, w) <= size:
                 continue
-            have[rec["key"]] = rec
-    todo = [u for u in us if cc._file_key(u) not in have]
-    print(f"gate grid: {len(us) - len(todo)} places measured, {len(todo)} to go", file=sys.stderr, flush=True)
-    t0 = time.perf_counter()
-    with f.open("a", encoding="utf-8") as fh:
-        for i, u in enumerate(todo):
-            vs = []
-            for im in cc.views(u):
-                bgr = np.asarray(im.convert("RGB"))[:, :, ::-1]
-                h, w = bgr.shape[:2]
-                rec: dict = {"shape": [h, w], "regions": {}, "gate_s": {}}
-                rec["full_s"] = _full_time(engine, bgr)
-                for size in SIZES:
-                    if max(h, w) <= size:
-                        continue
-                    t = time.perf_counter()
-                    prob = ocr.gate_map(bgr, size)
-                    rec["gate_s"][str(size)] = time.perf_counter() - t
-                    rec["regions"][str(size)] = {str(th): _regions(prob, th) for th in THRESHOLDS}
-                vs.append(rec)
-            out = {"key": cc._file_key(u), "unit": u.key, "views": vs}
-            have[out["key"]] = out
-            fh.write(json.dumps(out) + "\n")
-            fh.flush()
-            if i % 50 == 0:
-                print(f"{i + 1}/{len(todo)} {u.key} {time.perf_counter() - t0:.0f}s", file=sys.stderr, flush=True)
-    return have
+            t = time.perf_counter()
+            prob = ocr.gate_map(bgr, size)
+            rec["gate_s"][str(size)] = time.perf_counter() - t
+            rec["regions"][str(size)] = {str(th): _regions(prob, th) for th in THRESHOLDS}
+        return rec
+
+    views = _cached_views(us, _grid_file(), "gate grid", view_record)
+    return {k: {"key": k, "views": v} for k, v in views.items()}
 
 
 def measure_own(us: list[cc.Unit], grid: dict[str, dict]) -> None:
@@ -148,33 +146,14 @@ def measure_own(us: list[cc.Unit], grid: dict[str, dict]) -> None:
     from geoscout.cues import ocr
 
     engine = ocr._rapidocr()
-    f = _grid_file().with_name("gate-regions-own.jsonl")
-    have: dict[str, list] = {}
-    if f.is_file():
-        for line in f.read_text(encoding="utf-8").splitlines():
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue
-            have[rec["key"]] = rec["views"]
-    todo = [u for u in us if cc._file_key(u) not in have]
-    print(f"own maps: {len(us) - len(todo)} places measured, {len(todo)} to go", file=sys.stderr, flush=True)
-    t0 = time.perf_counter()
-    with f.open("a", encoding="utf-8") as fh:
-        for i, u in enumerate(todo):
-            vs = []
-            for im in cc.views(u):
-                bgr = np.asarray(im.convert("RGB"))[:, :, ::-1]
-                if max(bgr.shape[:2]) > ocr.GATE_SIDE:
-                    vs.append(None)
-                    continue
-                prob = ocr._detect_map(engine, bgr)[0][0, 0]
-                vs.append({str(th): _regions(prob, th) for th in THRESHOLDS})
-            have[cc._file_key(u)] = vs
-            fh.write(json.dumps({"key": cc._file_key(u), "unit": u.key, "views": vs}) + "\n")
-            fh.flush()
-            if i % 50 == 0:
-                print(f"{i + 1}/{len(todo)} {u.key} {time.perf_counter() - t0:.0f}s", file=sys.stderr, flush=True)
+
+    def view_record(bgr: np.ndarray) -> dict | None:
+        if max(bgr.shape[:2]) > ocr.GATE_SIDE:
+            return None
+        prob = ocr._detect_map(engine, bgr)[0][0, 0]
+        return {str(th): _regions(prob, th) for th in THRESHOLDS}
+
+    have = _cached_views(us, _grid_file().with_name("gate-regions-own.jsonl"), "own maps", view_record)
     for u in us:
         for rec, own in zip(grid[cc._file_key(u)]["views"], have[cc._file_key(u)]):
             if own is not None:
