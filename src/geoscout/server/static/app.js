@@ -134,7 +134,9 @@ function cueLine(c) {
   let moved = "";
   if (eff.answer === "direct") moved = " — answers directly";
   else if (eff.top && eff.top.length) moved = " — " + eff.top.map(([cc, r]) => `${cc} ×${Number(r).toPrecision(3)}`).join(", ");
-  return `“${c.text}”: ${c.evidence}${moved}`;
+  const unsure = typeof eff.reading_score === "number" && eff.reading_score < 0.8
+    ? ` (read at ${eff.reading_score.toFixed(2)})` : "";  // as the CLI table says it
+  return `“${c.text}”${unsure}: ${c.evidence}${moved}`;
 }
 
 function showCues(pred) {
