@@ -157,12 +157,12 @@ def _gate_signature() -> str:
     from geoscout.cues import ocr
 
     s = ocr.ocr_status()
-    sig = f"rapidocr={s['rapidocr']};gate={ocr.GATE_SIDE}/{ocr.GATE_THRESH}/{ocr.GATE_MIN_AREA}"
     zones = ",".join("/".join(f"{x:g}" for x in z) for z in ocr.OVERLAY_ZONES)
-    if ocr.GATE_ZONES:
-        sig += f"/zones={zones}"
-    # the view gate (views of at most GATE_SIDE px); verdicts recorded before it existed have no such field
-    return sig + f";view={ocr.VIEW_GATE_THRESH}/{ocr.VIEW_GATE_MIN_AREA}/zones={zones}"
+    # both gates ignore the overlay zones; verdicts recorded before the view gate existed have no "view" field
+    return (
+        f"rapidocr={s['rapidocr']};gate={ocr.GATE_SIDE}/{ocr.GATE_THRESH}/{ocr.GATE_MIN_AREA}/zones={zones}"
+        f";view={ocr.VIEW_GATE_THRESH}/{ocr.VIEW_GATE_MIN_AREA}/zones={zones}"
+    )
 
 
 def gate_units(us: list[Unit]) -> None:

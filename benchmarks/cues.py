@@ -83,11 +83,20 @@ def _embeddings(loc, us: list[cc.Unit], model: str) -> np.ndarray:
     return np.stack([have[u.key] for u in us])
 
 
-def _metrics(rows, idx, preds, truth_c) -> dict:
-    from geoscout.geo import geoguessr_score, haversine_km
+def _answer_km(rows, idx, preds) -> np.ndarray:
+    """km from each place's truth to its answered point (the model's guess rule, as locate and evaluate answer),
+    not the top candidate."""
+    from geoscout.geo import haversine_km
 
-    # the answered point (the model's guess rule, as locate and evaluate answer), not the top candidate
-    d = np.array([float(haversine_km(rows[i].lat, rows[i].lon, preds[i].answer.lat, preds[i].answer.lon)) for i in idx])
+    return np.array(
+        [float(haversine_km(rows[i].lat, rows[i].lon, preds[i].answer.lat, preds[i].answer.lon)) for i in idx]
+    )
+
+
+def _metrics(rows, idx, preds, truth_c) -> dict:
+    from geoscout.geo import geoguessr_score
+
+    d = _answer_km(rows, idx, preds)
     out = {"country %": 100 * float(np.mean([preds[i].answer.country == truth_c[i] for i in idx]))}
     for t in (25, 200, 750, 2500):
         out[f"<{t} km %"] = 100 * float(np.mean(d < t))
@@ -225,13 +234,11 @@ def _print_goals(us, names, visual, cued, truth_c, text) -> None:
 def _paired_interval(us, idx, visual, cued, n_boot: int = 2000) -> str:
     """The mean per-place GeoGuessr change (cues - visual) with a paired bootstrap 95 % interval (seeded):
     how far a set's change is from noise when only a few places move."""
-    from geoscout.geo import geoguessr_score, haversine_km
+    from geoscout.geo import geoguessr_score
 
-    def scores(preds):
-        d = [float(haversine_km(us[i].lat, us[i].lon, preds[i].answer.lat, preds[i].answer.lon)) for i in idx]
-        return np.asarray(geoguessr_score(np.array(d)), dtype=float)
-
-    diff = scores(cued) - scores(visual)
+    diff = np.asarray(geoguessr_score(_answer_km(us, idx, cued)), float) - np.asarray(
+        geoguessr_score(_answer_km(us, idx, visual)), float
+    )
     rng = np.random.default_rng(0)
     means = diff[rng.integers(0, len(diff), size=(n_boot, len(diff)))].mean(axis=1)
     lo, hi = np.percentile(means, (2.5, 97.5))
@@ -375,7 +382,6 @@ def main() -> None:
                     f"fold {f} answered by error rates fitted on fold {1 - f} (without im2gps): "
                     f"{fuser.error_rates_} counts {fuser.counts_}"
                 )
-            if verbose:
                 held = [(*support[i], ev[i], us[i].lat, us[i].lon) for i in np.flatnonzero((folds == f) & fittable)]
                 none = CueFuser(dict.fromkeys(fuser.error_rates_, 1.0), objective=fuser.objective)
                 print(

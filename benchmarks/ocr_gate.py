@@ -380,15 +380,15 @@ def main() -> None:
     grid_rows = [{"setting": s, **summary(rows_of(val, s), "validation", share)} for s in _small_settings()]
     print(f"\n## validation fold (0), {len(val)} places of views <= {ocr.GATE_SIDE} px: per size and zones, the")
     print("## cheapest setting losing no place's evidence, else the one losing fewest (all settings are evaluated)\n")
+
+    def rank(r: dict) -> tuple[int, float]:
+        return (r["scene evidence lost (places)"] + r["true strong evidence lost"], r["est. reading / ungated (mean)"])
+
     best_per: dict[str, dict] = {}
     for r in grid_rows:
         size, _, _, zone = r["setting"].split("/")
         k = f"{size}/{zone}"
-        rank = (r["scene evidence lost (places)"] + r["true strong evidence lost"], r["est. reading / ungated (mean)"])
-        if k not in best_per or rank < (
-            best_per[k]["scene evidence lost (places)"] + best_per[k]["true strong evidence lost"],
-            best_per[k]["est. reading / ungated (mean)"],
-        ):
+        if k not in best_per or rank(r) < rank(best_per[k]):
             best_per[k] = r
     print(markdown_table([{"setting": "no gate", **base}, *best_per.values()]))
     ok = [

@@ -39,6 +39,10 @@ class Candidate:
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
+#: a cue's text read at a recognition score below this is flagged as unsure in its summary (and on the web page)
+UNSURE_READING = 0.8
+
+
 @dataclass(slots=True)
 class Cue:
     """One piece of evidence read from a photo besides its pixels' look: text, script, a phone number, EXIF.
@@ -71,12 +75,12 @@ class Cue:
 
     def summary(self) -> str:
         """One short phrase for tables: ``phone "+385 1 234 5678" -> HR x40``; an unsure reading (recognition
-        score under 0.8) says so: ``script "GGIHGI" (read at 0.63) -> ...``."""
+        score under :data:`UNSURE_READING`) says so: ``script "GGIHGI" (read at 0.63) -> ...``."""
         top = (self.effect or {}).get("top") or []
         moved = ", ".join(f"{c} x{r:.3g}" for c, r in top[:2])
         text = self.text if len(self.text) <= 24 else self.text[:23] + "…"
         score = (self.effect or {}).get("reading_score")
-        unsure = f" (read at {score:.2f})" if isinstance(score, (int, float)) and score < 0.8 else ""
+        unsure = f" (read at {score:.2f})" if isinstance(score, (int, float)) and score < UNSURE_READING else ""
         tail = f" -> {moved}" if moved else (f" ({self.evidence})" if self.evidence else "")
         return f'{self.kind} "{text}"{unsure}{tail}'
 

@@ -72,8 +72,6 @@ VIEW_GATE_MIN_AREA = 4
 #: corners. A gate region lying entirely inside one opens no gate (the text there is a provider's logo or a
 #: photographer's credit); a region reaching outside counts.
 OVERLAY_ZONES: tuple[tuple[float, float, float, float], ...] = ((0.0, 0.85, 0.3, 1.0), (0.7, 0.85, 1.0, 1.0))
-#: whether the large-photo gate (GATE_SIDE) ignores regions inside the OVERLAY_ZONES too
-GATE_ZONES = True
 #: lowest recognition score kept
 MIN_SCORE = 0.6
 #: Tesseract language packs used for re-reading (those installed are used)
@@ -350,8 +348,7 @@ def gate_open(bgr: np.ndarray) -> bool:
     the :data:`OVERLAY_ZONES` (the "Google" logo, a photographer's credit) is ignored: a view whose only text is
     there is never recognised. :func:`read_text` runs the same rule."""
     if max(bgr.shape[:2]) > GATE_SIDE:
-        zones = OVERLAY_ZONES if GATE_ZONES else ()
-        return gate_passes(gate_map(bgr), thresh=GATE_THRESH, min_area=GATE_MIN_AREA, zones=zones)
+        return gate_passes(gate_map(bgr), thresh=GATE_THRESH, min_area=GATE_MIN_AREA, zones=OVERLAY_ZONES)
     return view_gate_passes(_detect_map(_rapidocr(), bgr)[0][0, 0])
 
 

@@ -135,7 +135,7 @@ function cueLine(c) {
   if (eff.answer === "direct") moved = " — answers directly";
   else if (eff.top && eff.top.length) moved = " — " + eff.top.map(([cc, r]) => `${cc} ×${Number(r).toPrecision(3)}`).join(", ");
   const unsure = typeof eff.reading_score === "number" && eff.reading_score < 0.8
-    ? ` (read at ${eff.reading_score.toFixed(2)})` : "";  // as the CLI table says it
+    ? ` (read at ${eff.reading_score.toFixed(2)})` : "";  // as Cue.summary says it (types.UNSURE_READING)
   return `“${c.text}”${unsure}: ${c.evidence}${moved}`;
 }
 
